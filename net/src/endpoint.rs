@@ -1,0 +1,145 @@
+//! quinn endpoints for the relay and its clients.
+
+use crate::tls::{self, PinnedCaVerifier, ProbeVerifier};
+use assist_certs::Fingerprint;
+use assist_proto::RELAY_SERVER_NAME;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, IdleTimeout, TransportConfig, VarInt};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client waits for a relay's handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Transport settings. Agents hold one connection open for days and mostly idle: a keep-
+/// alive every 10 s keeps NAT bindings, and 30 s of silence means the peer is gone.
+pub fn transport_config() -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(Duration::from_secs(10)));
+    t.max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(30_000))));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(64));
+    t.max_concurrent_uni_streams(VarInt::from_u32(64));
+    t
+}
+
+/// Binds the relay's endpoint.
+pub fn server_endpoint(
+    addr: SocketAddr,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca: CertificateDer<'static>,
+) -> Result<Endpoint, ConnectError> {
+    let tls = tls::server_config(chain, key, client_ca).map_err(ConnectError::Tls)?;
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| ConnectError::Config(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(Arc::new(transport_config()));
+    Endpoint::server(cfg, addr).map_err(ConnectError::Bind)
+}
+
+/// An agent's certificate and key.
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot bind a UDP socket: {0}")]
+    Bind(std::io::Error),
+    #[error("TLS configuration: {0}")]
+    Tls(rustls::Error),
+    #[error("QUIC configuration: {0}")]
+    Config(String),
+    #[error(
+        "the relay's CA fingerprint does not match: expected {expected}, the relay presented {presented}. \
+         If the relay was reinstalled, check the new fingerprint with its administrator."
+    )]
+    FingerprintMismatch { expected: Fingerprint, presented: String },
+    #[error("no answer from the relay at {addr} within {secs} s", secs = HANDSHAKE_TIMEOUT.as_secs())]
+    Timeout { addr: SocketAddr },
+    #[error("cannot connect to the relay at {addr}: {source}")]
+    Connect { addr: SocketAddr, source: quinn::ConnectionError },
+    #[error("cannot connect to the relay at {addr}: {message}")]
+    Other { addr: SocketAddr, message: String },
+}
+
+fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+fn client_quic(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    identity: Option<ClientIdentity>,
+) -> Result<quinn::ClientConfig, ConnectError> {
+    let tls = tls::client_config(verifier, identity.map(|i| (i.chain, i.key))).map_err(ConnectError::Tls)?;
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Config(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(Arc::new(transport_config()));
+    Ok(cfg)
+}
+
+/// A client endpoint for talking to the relay at `relay`.
+pub fn client_endpoint(relay: SocketAddr) -> Result<Endpoint, ConnectError> {
+    Endpoint::client(unspecified_for(relay)).map_err(ConnectError::Bind)
+}
+
+/// Connects to a relay whose CA has the pinned fingerprint.
+pub async fn connect(
+    endpoint: &Endpoint,
+    relay: SocketAddr,
+    pinned: Fingerprint,
+    identity: Option<ClientIdentity>,
+) -> Result<Connection, ConnectError> {
+    let verifier = Arc::new(PinnedCaVerifier::new(pinned));
+    let presented = verifier.presented();
+    let cfg = client_quic(verifier, identity)?;
+    let connecting = endpoint
+        .connect_with(cfg, relay, RELAY_SERVER_NAME)
+        .map_err(|e| ConnectError::Other { addr: relay, message: e.to_string() })?;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+        Err(_) => Err(ConnectError::Timeout { addr: relay }),
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            let seen = presented.lock().ok().and_then(|p| p.ca);
+            match seen {
+                Some(ca) if ca != pinned => {
+                    Err(ConnectError::FingerprintMismatch { expected: pinned, presented: ca.to_string() })
+                }
+                _ => Err(ConnectError::Connect { addr: relay, source: e }),
+            }
+        }
+    }
+}
+
+/// First contact: returns the fingerprint of the CA the relay presents, without trusting
+/// it or sending anything.
+pub async fn probe_ca(endpoint: &Endpoint, relay: SocketAddr) -> Result<Fingerprint, ConnectError> {
+    let verifier = Arc::new(ProbeVerifier::default());
+    let presented = verifier.presented();
+    let cfg = client_quic(verifier, None)?;
+    let connecting = endpoint
+        .connect_with(cfg, relay, RELAY_SERVER_NAME)
+        .map_err(|e| ConnectError::Other { addr: relay, message: e.to_string() })?;
+    let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await;
+    let seen = presented.lock().ok().and_then(|p| p.ca);
+    match (result, seen) {
+        (_, Some(fp)) => Ok(fp),
+        (Err(_), None) => Err(ConnectError::Timeout { addr: relay }),
+        (Ok(Err(e)), None) => Err(ConnectError::Connect { addr: relay, source: e }),
+        (Ok(Ok(conn)), None) => {
+            conn.close(crate::codes::OK, b"probe");
+            Err(ConnectError::Other { addr: relay, message: "relay presented no CA certificate".into() })
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The assist wire protocol, independent of any transport.
+//!
+//! This crate holds what the relay, the agent and the engineer CLI must agree on:
+//!
+//! - [`ids`]: newtypes for the identifiers that cross the wire;
+//! - [`caps`]: capabilities, ticket priorities and consent modes;
+//! - [`frame`]: length-prefixed framing with a hard size limit, as a sans-IO codec;
+//! - [`msg`]: the direction-named message enums of every stream;
+//! - [`grant`]: the relay-signed statement of what a session may do;
+//! - [`session`]: the session state machine (Requested → Approved/Denied/Expired →
+//!   Active → Closed).
+//!
+//! It deliberately does no I/O: no sockets, no tokio, no clock. Time is an argument.
+
+pub mod caps;
+pub mod frame;
+pub mod grant;
+pub mod ids;
+pub mod msg;
+pub mod session;
+
+/// ALPN protocol identifier spoken on every assist QUIC connection.
+pub const ALPN: &[u8] = b"assist/1";
+
+/// TLS server name every client asks for. The relay certificate always carries it, so
+/// clients can reach a relay by any address: trust comes from the pinned CA, not DNS.
+pub const RELAY_SERVER_NAME: &str = "relay.assist.internal";
+
+/// Audience (`aud`) of every engineer token the relay issues.
+pub const TOKEN_AUDIENCE: &str = "assist";

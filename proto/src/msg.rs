@@ -1,0 +1,359 @@
+//! Messages, named by direction, for every stream of an assist connection.
+//!
+//! - Control stream (the first bidirectional stream a peer opens): engineers send
+//!   [`EngineerToRelay`] and receive [`RelayToEngineer`]; agents send [`AgentToRelay`] and
+//!   receive [`RelayToAgent`]. Every message is one frame ([`crate::frame`]).
+//! - Channel streams: the engineer opens a bidirectional stream and sends a
+//!   [`ChannelOpen`] frame; the relay checks it against the session and its grant, opens a
+//!   stream to the agent with an [`AgentChannelOpen`] (the same request plus the signed
+//!   grant), and the agent answers with a [`ChannelReply`] frame, which the relay passes on.
+//!   After the reply the stream carries raw channel bytes in both directions.
+//!
+//! Timestamps are Unix milliseconds.
+
+use crate::caps::{Capability, ConsentMode, Priority, Role};
+use crate::grant::SignedGrant;
+use crate::ids::{AgentName, OrgName, SessionId, UserName};
+use crate::session::{EndReason, SessionState};
+use serde::{Deserialize, Serialize};
+
+/// A session as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub engineer: UserName,
+    pub engineer_org: OrgName,
+    pub agent: AgentName,
+    pub agent_org: OrgName,
+    pub ticket: String,
+    pub priority: Priority,
+    pub reason: String,
+    pub capabilities: Vec<Capability>,
+    pub state: SessionState,
+    /// Who answered the request: an approver's name, or `prompt@AGENT` for the local prompt.
+    pub approver: Option<String>,
+    pub requested_at: i64,
+    /// When an unanswered request is denied.
+    pub consent_deadline: i64,
+    pub decided_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
+/// An agent as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: AgentName,
+    pub org: OrgName,
+    pub online: bool,
+    /// The consent mode the agent announced when it last connected.
+    pub consent: Option<ConsentMode>,
+    pub enrolled_at: i64,
+    pub last_seen: Option<i64>,
+    pub revoked: bool,
+}
+
+/// A terminal's size and type, as requested by the engineer for a PTY.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtyRequest {
+    pub cols: u16,
+    pub rows: u16,
+    pub term: String,
+}
+
+/// Why a request failed, for a caller to match on. The message says it to a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No or bad credentials: log in again.
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    NotFound,
+    BadRequest,
+    /// The thing is not in a state that allows this (for example, already answered).
+    Conflict,
+    /// Something went wrong inside the relay; the message does not say what.
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EngineerToRelay {
+    /// Exchanges a password for a token. Needs no prior `Auth`.
+    Login {
+        user: String,
+        password: String,
+    },
+    /// Must be the first message of any other conversation.
+    Auth {
+        token: String,
+    },
+    ListAgents,
+    /// Pending requests the caller may answer.
+    ListRequests,
+    ListSessions,
+    RequestSession {
+        agent: AgentName,
+        ticket: String,
+        priority: Priority,
+        reason: String,
+        capabilities: Vec<Capability>,
+    },
+    Approve {
+        session: SessionId,
+    },
+    Deny {
+        session: SessionId,
+        reason: String,
+    },
+    End {
+        session: SessionId,
+        reason: Option<String>,
+    },
+    Resize {
+        session: SessionId,
+        cols: u16,
+        rows: u16,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RelayToEngineer {
+    LoggedIn {
+        token: String,
+        user: UserName,
+        org: OrgName,
+        role: Role,
+        expires_at: i64,
+    },
+    Authenticated {
+        user: UserName,
+        org: OrgName,
+        role: Role,
+    },
+    Agents {
+        agents: Vec<AgentInfo>,
+    },
+    Sessions {
+        sessions: Vec<SessionInfo>,
+    },
+    /// A command (approve, deny, end) took effect.
+    Done {
+        message: String,
+    },
+    /// The request is recorded and waits for consent from `waiting_for`.
+    SessionRequested {
+        session: SessionInfo,
+        waiting_for: String,
+    },
+    SessionApproved {
+        session: SessionInfo,
+    },
+    SessionDenied {
+        by: Option<String>,
+        reason: String,
+    },
+    SessionExpired {
+        waited_ms: i64,
+    },
+    /// The session is over. `exit_code` is the remote command's, when it exited.
+    SessionEnded {
+        reason: EndReason,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AgentToRelay {
+    /// On a connection without a client certificate: exchanges a join token and a CSR for
+    /// a certificate. The private key never leaves the agent.
+    Enroll {
+        token: String,
+        name: AgentName,
+        csr_pem: String,
+    },
+    /// First message on a certificate-authenticated connection.
+    Hello {
+        consent: ConsentMode,
+        version: String,
+    },
+    ConsentAnswer {
+        session: SessionId,
+        approve: bool,
+        reason: Option<String>,
+    },
+    /// The session's shell or command ended (after its output stream was finished).
+    ChannelExited {
+        session: SessionId,
+        code: Option<i32>,
+        signal: Option<String>,
+    },
+    Ping,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RelayToAgent {
+    Enrolled {
+        agent: AgentName,
+        org: OrgName,
+        cert_pem: String,
+        ca_pem: String,
+        /// The relay's Ed25519 public key (hex) that signs grants.
+        grant_key: String,
+    },
+    Welcome {
+        agent: AgentName,
+        org: OrgName,
+    },
+    /// Asks the customer (consent mode `prompt`) to answer before the deadline.
+    ConsentRequest {
+        session: SessionInfo,
+    },
+    /// The request was answered elsewhere or expired: stop asking.
+    ConsentWithdrawn {
+        session: SessionId,
+        reason: String,
+    },
+    /// A session was approved; the agent keeps the grant as its own record.
+    Granted {
+        grant: SignedGrant,
+    },
+    Resize {
+        session: SessionId,
+        cols: u16,
+        rows: u16,
+    },
+    /// Stop everything of this session now.
+    EndSession {
+        session: SessionId,
+        reason: EndReason,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    Pong,
+}
+
+/// What a channel stream carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChannelKind {
+    /// A shell (with `pty`) or a command (with `command`), or both: a command in a PTY.
+    Shell { pty: Option<PtyRequest>, command: Option<Vec<String>> },
+    /// Agent → engineer: a command's standard error (unidirectional stream).
+    Stderr,
+}
+
+impl ChannelKind {
+    /// The capability a grant must hold for this channel.
+    pub fn required_capability(&self) -> Capability {
+        match self {
+            ChannelKind::Shell { .. } | ChannelKind::Stderr => Capability::Shell,
+        }
+    }
+}
+
+/// First frame of a channel stream from the engineer (and of a stderr stream from the
+/// agent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelOpen {
+    pub session: SessionId,
+    pub channel: ChannelKind,
+}
+
+/// First frame of a channel stream from the relay to the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentChannelOpen {
+    pub open: ChannelOpen,
+    pub grant: SignedGrant,
+}
+
+/// First frame back on a channel stream: whether the channel runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChannelReply {
+    Accepted,
+    Refused { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameDecoder, HEADER_LEN, encode};
+
+    fn round_trip<T>(msg: T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let bytes = encode(&msg).unwrap();
+        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - HEADER_LEN);
+        let mut dec = FrameDecoder::new();
+        dec.push(&bytes);
+        assert_eq!(dec.next::<T>().unwrap(), Some(msg));
+    }
+
+    fn info() -> SessionInfo {
+        SessionInfo {
+            id: "s-1".into(),
+            engineer: "alice".into(),
+            engineer_org: "vendor".into(),
+            agent: "erp-db01".into(),
+            agent_org: "acme".into(),
+            ticket: "INC-1042".into(),
+            priority: Priority::P2,
+            reason: "month-end close fails".into(),
+            capabilities: vec![Capability::Shell],
+            state: SessionState::Requested,
+            approver: None,
+            requested_at: 1,
+            consent_deadline: 2,
+            decided_at: None,
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        round_trip(EngineerToRelay::Auth { token: "t".into() });
+        round_trip(EngineerToRelay::RequestSession {
+            agent: "erp-db01".into(),
+            ticket: "INC-1".into(),
+            priority: Priority::P0,
+            reason: "r".into(),
+            capabilities: vec![Capability::Shell],
+        });
+        round_trip(EngineerToRelay::Resize { session: "s".into(), cols: 80, rows: 24 });
+        round_trip(RelayToEngineer::SessionRequested { session: info(), waiting_for: "x".into() });
+        round_trip(RelayToEngineer::SessionEnded {
+            reason: EndReason::ShellExited { code: Some(3), signal: None },
+        });
+        round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into() });
+        round_trip(AgentToRelay::Hello { consent: ConsentMode::Prompt, version: "0".into() });
+        round_trip(RelayToAgent::ConsentRequest { session: info() });
+        round_trip(ChannelOpen {
+            session: "s".into(),
+            channel: ChannelKind::Shell {
+                pty: Some(PtyRequest { cols: 80, rows: 24, term: "xterm".into() }),
+                command: None,
+            },
+        });
+        round_trip(ChannelReply::Refused { reason: "no grant".into() });
+    }
+}

@@ -1,0 +1,269 @@
+//! The session state machine, without I/O or a clock.
+//!
+//! ```text
+//! Requested ──approve──▶ Approved ──start──▶ Active ──end──▶ Closed(reason)
+//!     │ deny                 │ end                │
+//!     ▼                      ▼                    │
+//!   Denied                 Closed ◀───────────────┘
+//!     │ (deadline passes while Requested)
+//!   Expired          Requested ──withdraw (engineer left)──▶ Closed
+//! ```
+//!
+//! Denied, Expired and Closed are final. Time comes in as `now` (Unix ms).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Requested,
+    Approved,
+    Denied,
+    Expired,
+    Active,
+    Closed,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Requested => "requested",
+            SessionState::Approved => "approved",
+            SessionState::Denied => "denied",
+            SessionState::Expired => "expired",
+            SessionState::Active => "active",
+            SessionState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "requested" => SessionState::Requested,
+            "approved" => SessionState::Approved,
+            "denied" => SessionState::Denied,
+            "expired" => SessionState::Expired,
+            "active" => SessionState::Active,
+            "closed" => SessionState::Closed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, SessionState::Denied | SessionState::Expired | SessionState::Closed)
+    }
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a session ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The remote shell or command exited.
+    ShellExited {
+        code: Option<i32>,
+        signal: Option<String>,
+    },
+    EngineerDisconnected,
+    /// The engineer left before anybody answered.
+    Withdrawn,
+    AgentDisconnected,
+    /// An approver or admin ended it.
+    EndedBy {
+        user: String,
+        reason: Option<String>,
+    },
+    RelayShutdown,
+    /// Something failed; the message says what, for people.
+    Failed {
+        message: String,
+    },
+}
+
+impl EndReason {
+    /// The exit code an engineer's CLI should return for this reason.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EndReason::ShellExited { code: Some(c), .. } => *c,
+            // Like a shell: 128 + signal number is unknown here, so use a generic failure.
+            EndReason::ShellExited { code: None, .. } => 255,
+            _ => 255,
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::ShellExited { code: Some(c), .. } => write!(f, "shell exited with status {c}"),
+            EndReason::ShellExited { code: None, signal: Some(s) } => write!(f, "shell killed by {s}"),
+            EndReason::ShellExited { .. } => f.write_str("shell exited"),
+            EndReason::EngineerDisconnected => f.write_str("engineer disconnected"),
+            EndReason::Withdrawn => f.write_str("request withdrawn by the engineer"),
+            EndReason::AgentDisconnected => f.write_str("agent disconnected"),
+            EndReason::EndedBy { user, reason: Some(r) } => write!(f, "ended by {user}: {r}"),
+            EndReason::EndedBy { user, reason: None } => write!(f, "ended by {user}"),
+            EndReason::RelayShutdown => f.write_str("relay shutting down"),
+            EndReason::Failed { message } => write!(f, "failed: {message}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TransitionError {
+    #[error("session is {from}, cannot {action}")]
+    Invalid { from: SessionState, action: &'static str },
+    #[error("the request expired before it was answered")]
+    DeadlinePassed,
+}
+
+/// The lifecycle of one session. Holds only what the transitions need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionMachine {
+    state: SessionState,
+    consent_deadline: i64,
+}
+
+impl SessionMachine {
+    pub fn new(consent_deadline: i64) -> Self {
+        Self { state: SessionState::Requested, consent_deadline }
+    }
+
+    /// Rebuilds a machine from stored state.
+    pub fn resume(state: SessionState, consent_deadline: i64) -> Self {
+        Self { state, consent_deadline }
+    }
+
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    pub fn consent_deadline(&self) -> i64 {
+        self.consent_deadline
+    }
+
+    fn require(&self, from: SessionState, action: &'static str) -> Result<(), TransitionError> {
+        if self.state == from { Ok(()) } else { Err(TransitionError::Invalid { from: self.state, action }) }
+    }
+
+    pub fn handle_approve(&mut self, now: i64) -> Result<(), TransitionError> {
+        self.require(SessionState::Requested, "approve")?;
+        if now >= self.consent_deadline {
+            self.state = SessionState::Expired;
+            return Err(TransitionError::DeadlinePassed);
+        }
+        self.state = SessionState::Approved;
+        Ok(())
+    }
+
+    pub fn handle_deny(&mut self) -> Result<(), TransitionError> {
+        self.require(SessionState::Requested, "deny")?;
+        self.state = SessionState::Denied;
+        Ok(())
+    }
+
+    /// Expires the request if its deadline has passed; returns whether it did.
+    pub fn handle_timeout(&mut self, now: i64) -> bool {
+        if self.state == SessionState::Requested && now >= self.consent_deadline {
+            self.state = SessionState::Expired;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The first channel opened.
+    pub fn handle_start(&mut self) -> Result<(), TransitionError> {
+        match self.state {
+            SessionState::Approved => {
+                self.state = SessionState::Active;
+                Ok(())
+            }
+            SessionState::Active => Ok(()),
+            from => Err(TransitionError::Invalid { from, action: "start a channel" }),
+        }
+    }
+
+    /// Ends a session from any non-final state. A request still waiting is closed as
+    /// withdrawn or ended by whoever ended it.
+    pub fn handle_end(&mut self) -> Result<(), TransitionError> {
+        if self.state.is_final() {
+            return Err(TransitionError::Invalid { from: self.state, action: "end" });
+        }
+        self.state = SessionState::Closed;
+        Ok(())
+    }
+
+    /// When the machine next needs `handle_timeout`, if ever.
+    pub fn poll_timeout(&self) -> Option<i64> {
+        (self.state == SessionState::Requested).then_some(self.consent_deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SessionState::*;
+
+    #[test]
+    fn happy_path() {
+        let mut m = SessionMachine::new(100);
+        assert_eq!(m.poll_timeout(), Some(100));
+        m.handle_approve(50).unwrap();
+        assert_eq!(m.poll_timeout(), None);
+        m.handle_start().unwrap();
+        m.handle_start().unwrap();
+        assert_eq!(m.state(), Active);
+        m.handle_end().unwrap();
+        assert_eq!(m.state(), Closed);
+        assert!(m.handle_end().is_err());
+    }
+
+    #[test]
+    fn no_channel_before_approval() {
+        let mut m = SessionMachine::new(100);
+        assert_eq!(
+            m.handle_start(),
+            Err(TransitionError::Invalid { from: Requested, action: "start a channel" })
+        );
+        m.handle_deny().unwrap();
+        assert!(m.handle_start().is_err());
+        assert!(m.handle_approve(1).is_err());
+    }
+
+    #[test]
+    fn deadline_denies_unanswered_requests() {
+        let mut m = SessionMachine::new(100);
+        assert!(!m.handle_timeout(99));
+        assert!(m.handle_timeout(100));
+        assert_eq!(m.state(), Expired);
+        assert!(m.handle_approve(50).is_err());
+
+        let mut late = SessionMachine::new(100);
+        assert_eq!(late.handle_approve(100), Err(TransitionError::DeadlinePassed));
+        assert_eq!(late.state(), Expired);
+    }
+
+    #[test]
+    fn answered_requests_cannot_be_answered_again() {
+        let mut m = SessionMachine::new(100);
+        m.handle_approve(1).unwrap();
+        assert!(m.handle_deny().is_err());
+        assert!(m.handle_approve(2).is_err());
+        assert!(!m.handle_timeout(1_000));
+    }
+
+    #[test]
+    fn states_round_trip_through_text() {
+        for s in [Requested, Approved, Denied, Expired, Active, Closed] {
+            assert_eq!(SessionState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(SessionState::parse("bogus"), None);
+    }
+}
