@@ -1,0 +1,173 @@
+//! Serving one channel stream the relay opened: check it against the agent's own record
+//! of the grant, start the process, and pump bytes until it exits.
+//!
+//! The relay already checked the stream; the agent checks again, independently:
+//! - the grant in the stream header carries a valid signature of the relay's grant key,
+//!   names this agent and this session, is in force now and covers the channel;
+//! - the agent itself received that grant on its control stream (its own record), and, if
+//!   the grant says the local prompt approved it, the prompt here did;
+//! - the session has not ended.
+
+use super::process::{self, Spec};
+use super::run::AgentState;
+use assist_net::{codes, read_msg, write_msg};
+use assist_proto::grant::Grant;
+use assist_proto::ids::SessionId;
+use assist_proto::msg::{AgentChannelOpen, AgentToRelay, ChannelKind, ChannelOpen, ChannelReply};
+use quinn::{Connection, RecvStream, SendStream};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How long to wait for the grant on the control stream when a channel arrives first.
+const RECORD_WAIT: Duration = Duration::from_secs(3);
+/// How long to wait for the rest of the output after the process exited.
+const DRAIN: Duration = Duration::from_secs(2);
+
+fn now_ms() -> i64 {
+    crate::engineer::now_ms()
+}
+
+/// Waits briefly for the agent's own record of the session's grant.
+async fn own_record(state: &AgentState, session: &SessionId) -> Option<Grant> {
+    let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+    loop {
+        let notified = state.grants_changed.notified();
+        if let Some(g) = state.grants.lock().expect("lock").get(session) {
+            return Some(g.clone());
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return None;
+        }
+    }
+}
+
+async fn check(state: &AgentState, open: &AgentChannelOpen) -> Result<Grant, String> {
+    let session = &open.open.session;
+    if state.ended.lock().expect("lock").contains(session) {
+        return Err(format!("session {session} has ended"));
+    }
+    let cap = open.open.channel.required_capability();
+    let presented = open
+        .grant
+        .check(&state.grant_key, session, &state.name, &cap, now_ms())
+        .map_err(|e| format!("agent refused the grant: {e}"))?;
+    let record = own_record(state, session)
+        .await
+        .ok_or_else(|| format!("agent has no record of an approval for {session}"))?;
+    if record != presented {
+        return Err("the grant differs from the agent's record of the approval".into());
+    }
+    if record.approver == format!("prompt@{}", state.name)
+        && !state.prompt_approved.lock().expect("lock").contains(session)
+    {
+        return Err("the grant claims a local approval that this agent's prompt did not give".into());
+    }
+    Ok(record)
+}
+
+fn default_shell() -> String {
+    std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())
+}
+
+pub(crate) async fn serve(
+    state: Arc<AgentState>,
+    conn: Connection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let open: AgentChannelOpen =
+        match tokio::time::timeout(Duration::from_secs(10), read_msg(&mut recv)).await {
+            Ok(Ok(Some(o))) => o,
+            _ => {
+                let _ = send.reset(codes::PROTOCOL);
+                return;
+            }
+        };
+    let session = open.open.session.clone();
+    let grant = match check(&state, &open).await {
+        Ok(g) => g,
+        Err(reason) => {
+            warn!(%session, %reason, "channel refused");
+            let _ = write_msg(&mut send, &ChannelReply::Refused { reason }).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let ChannelKind::Shell { pty, command } = open.open.channel.clone() else {
+        let _ = write_msg(&mut send, &ChannelReply::Refused { reason: "unsupported channel".into() }).await;
+        let _ = send.finish();
+        return;
+    };
+    let spec = match pty {
+        Some(pty) => Spec::Pty { pty, command },
+        None => Spec::Pipes { command: command.unwrap_or_else(|| vec![default_shell()]) },
+    };
+    let env = vec![
+        ("ASSIST_SESSION".to_owned(), session.to_string()),
+        ("ASSIST_ENGINEER".to_owned(), grant.engineer.to_string()),
+    ];
+    let proc = match process::spawn(spec, &env, None) {
+        Ok(p) => p,
+        Err(e) => {
+            let reason = format!("cannot start: {e}");
+            warn!(%session, %reason, "channel refused");
+            let _ = write_msg(&mut send, &ChannelReply::Refused { reason }).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    if write_msg(&mut send, &ChannelReply::Accepted).await.is_err() {
+        proc.control.kill();
+        return;
+    }
+    info!(%session, engineer = %grant.engineer, "channel started");
+    let process::Process { mut stdin, mut stdout, stderr, control } = proc;
+    state.processes.lock().expect("lock").insert(session.clone(), control.clone());
+    // A session that ended while the process started must not keep it.
+    if state.ended.lock().expect("lock").contains(&session) {
+        control.kill();
+    }
+
+    let input = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut recv, &mut stdin).await;
+        drop(stdin);
+    });
+    let output = tokio::spawn(async move {
+        let r = tokio::io::copy(&mut stdout, &mut send).await;
+        if r.is_ok() {
+            let _ = send.finish();
+        } else {
+            let _ = send.reset(codes::SESSION_ENDED);
+        }
+        // Wait for the peer to have everything before the exit is reported.
+        let _ = tokio::time::timeout(DRAIN, send.stopped()).await;
+    });
+    let errors = stderr.map(|mut stderr| {
+        let conn = conn.clone();
+        let header = ChannelOpen { session: session.clone(), channel: ChannelKind::Stderr };
+        tokio::spawn(async move {
+            let Ok(mut uni) = conn.open_uni().await else { return };
+            if write_msg(&mut uni, &header).await.is_err() {
+                return;
+            }
+            if tokio::io::copy(&mut stderr, &mut uni).await.is_ok() {
+                let _ = uni.finish();
+                let _ = tokio::time::timeout(DRAIN, uni.stopped()).await;
+            }
+        })
+    });
+
+    let status = control.wait().await;
+    let _ = tokio::time::timeout(DRAIN * 2, output).await;
+    if let Some(e) = errors {
+        let _ = tokio::time::timeout(DRAIN * 2, e).await;
+    }
+    input.abort();
+    state.processes.lock().expect("lock").remove(&session);
+    info!(%session, code = ?status.code, signal = ?status.signal, "process exited");
+    let _ = state
+        .control
+        .send(AgentToRelay::ChannelExited { session, code: status.code, signal: status.signal })
+        .await;
+}

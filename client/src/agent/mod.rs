@@ -1,0 +1,15 @@
+//! The customer-side agent, `assist-agent`.
+//!
+//! - [`state`]: the enrollment on disk (key, certificate, relay CA, grant key);
+//! - [`enroll`]: join token + CSR → certificate;
+//! - [`run`]: the long-lived connection, with reconnects;
+//! - [`consent`]: the prompt on the agent's terminal;
+//! - [`channel`]: serving an approved channel, after checking the grant again;
+//! - [`process`]: PTY and piped processes.
+
+pub mod channel;
+pub mod consent;
+pub mod enroll;
+pub mod process;
+pub mod run;
+pub mod state;

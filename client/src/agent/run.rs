@@ -1,0 +1,257 @@
+//! `assist-agent run`: one outbound QUIC connection to the relay, authenticated by the
+//! agent's certificate, kept up with jittered exponential backoff.
+//!
+//! On the connection: consent requests go to the prompt (or are left to approvers),
+//! grants are verified and kept as the agent's own record, and channel streams the relay
+//! opens are served by [`super::channel`], which checks them again.
+
+use super::channel;
+use super::consent::{self, PromptEvent};
+use super::process::Control as ProcessControl;
+use super::state::{AgentDir, Enrollment, StateError};
+use crate::conn::{ConnError, RelayConn};
+use assist_net::{read_msg, write_msg};
+use assist_proto::caps::ConsentMode;
+use assist_proto::grant::Grant;
+use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::msg::{AgentToRelay, RelayToAgent};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("the relay refused this agent: {0}")]
+    Refused(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub consent: ConsentMode,
+    /// First reconnect delay; doubles up to `max_backoff`, with ±50 % jitter.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            consent: ConsentMode::Approver,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the agent knows about sessions, shared by the control loop and the channels.
+pub(crate) struct AgentState {
+    pub name: AgentName,
+    pub grant_key: Vec<u8>,
+    /// Grants received and verified: the agent's own record of each approval.
+    pub grants: Mutex<HashMap<SessionId, Grant>>,
+    pub grants_changed: Notify,
+    /// Sessions approved at this machine's prompt.
+    pub prompt_approved: Mutex<HashSet<SessionId>>,
+    /// Sessions that ended: nothing may start for them again.
+    pub ended: Mutex<HashSet<SessionId>>,
+    /// Running processes, for resize and kill.
+    pub processes: Mutex<HashMap<SessionId, ProcessControl>>,
+    pub control: mpsc::Sender<AgentToRelay>,
+}
+
+impl AgentState {
+    pub fn end(&self, session: &SessionId) {
+        self.ended.lock().expect("lock").insert(session.clone());
+        self.grants.lock().expect("lock").remove(session);
+        if let Some(p) = self.processes.lock().expect("lock").remove(session) {
+            p.kill();
+        }
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    let f = 0.5 + (u16::from_le_bytes(b) as f64 / u16::MAX as f64);
+    d.mul_f64(f)
+}
+
+/// Runs until the relay refuses the agent for good (revoked, unknown certificate).
+pub async fn run(dir: &AgentDir, cfg: RunConfig) -> Result<(), RunError> {
+    let enrollment = dir.enrollment()?;
+    let fp = enrollment.fingerprint()?;
+    let mut backoff = cfg.min_backoff;
+    loop {
+        let attempt = async {
+            let addr = crate::conn::resolve(&enrollment.relay).await?;
+            RelayConn::open(addr, fp, Some(dir.identity().map_err(|e| ConnError::Lost(e.to_string()))?)).await
+        };
+        match attempt.await {
+            Ok(rc) => {
+                let started = std::time::Instant::now();
+                match session(&rc, &enrollment, &cfg).await {
+                    Ok(()) => info!("connection to the relay ended"),
+                    Err(Fatal(reason)) => return Err(RunError::Refused(reason)),
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = cfg.min_backoff;
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot reach the relay"),
+        }
+        let wait = jitter(backoff);
+        info!(wait_ms = wait.as_millis() as u64, "reconnecting");
+        tokio::time::sleep(wait).await;
+        backoff = (backoff * 2).min(cfg.max_backoff);
+    }
+}
+
+/// The relay refused the agent; reconnecting will not help.
+struct Fatal(String);
+
+fn refusal(e: &quinn::ConnectionError) -> Option<String> {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == assist_net::codes::REFUSED => {
+            Some(String::from_utf8_lossy(&c.reason).into_owned())
+        }
+        _ => None,
+    }
+}
+
+async fn session(rc: &RelayConn, enrollment: &Enrollment, cfg: &RunConfig) -> Result<(), Fatal> {
+    let lost = |e: &ConnError| {
+        // A refusal arrives as the connection closing; tell it apart from a network error.
+        rc.conn.close_reason().as_ref().and_then(refusal).map(Fatal).unwrap_or_else(|| {
+            warn!(error = %e, "connection lost");
+            Fatal(String::new())
+        })
+    };
+    let mut control = match rc.control().await {
+        Ok(c) => c,
+        Err(e) => return fatal_or_ok(lost(&e)),
+    };
+    match control
+        .call::<_, RelayToAgent>(&AgentToRelay::Hello {
+            consent: cfg.consent,
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+        .await
+    {
+        Ok(RelayToAgent::Welcome { agent, org }) => {
+            info!(%agent, %org, consent = %cfg.consent, "connected to the relay");
+            eprintln!(
+                "assist-agent: connected to {} as {agent} (org {org}); consent: {}",
+                enrollment.relay, cfg.consent
+            );
+        }
+        Ok(other) => {
+            warn!(?other, "unexpected answer to hello");
+            return Ok(());
+        }
+        Err(e) => {
+            // The relay may close the connection only after reading the hello.
+            let _ = tokio::time::timeout(Duration::from_secs(2), rc.conn.closed()).await;
+            return fatal_or_ok(lost(&e));
+        }
+    }
+
+    let (tx, mut rx) = mpsc::channel::<AgentToRelay>(64);
+    let state = Arc::new(AgentState {
+        name: AgentName::new(enrollment.name.clone()),
+        grant_key: enrollment.grant_key_bytes().map_err(|e| Fatal(e.to_string()))?,
+        grants: Mutex::default(),
+        grants_changed: Notify::new(),
+        prompt_approved: Mutex::default(),
+        ended: Mutex::default(),
+        processes: Mutex::default(),
+        control: tx.clone(),
+    });
+    let mut send = control.send;
+    let mut recv = control.recv;
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if write_msg(&mut send, &msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (prompt_tx, prompt_rx) = mpsc::channel::<PromptEvent>(32);
+    let (approved_tx, mut approved_rx) = mpsc::channel::<SessionId>(32);
+    let prompt = (cfg.consent == ConsentMode::Prompt)
+        .then(|| tokio::spawn(consent::run(prompt_rx, tx.clone(), approved_tx)));
+    let approvals = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(id) = approved_rx.recv().await {
+                state.prompt_approved.lock().expect("lock").insert(id);
+            }
+        })
+    };
+    let channels = {
+        let state = state.clone();
+        let conn = rc.conn.clone();
+        tokio::spawn(async move {
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                tokio::spawn(channel::serve(state.clone(), conn.clone(), send, recv));
+            }
+        })
+    };
+
+    loop {
+        match read_msg::<RelayToAgent, _>(&mut recv).await {
+            Ok(Some(RelayToAgent::ConsentRequest { session })) => {
+                if cfg.consent == ConsentMode::Prompt {
+                    let _ = prompt_tx.send(PromptEvent::Ask(session)).await;
+                }
+            }
+            Ok(Some(RelayToAgent::ConsentWithdrawn { session, reason })) => {
+                let _ = prompt_tx.send(PromptEvent::Withdraw { session, reason }).await;
+            }
+            Ok(Some(RelayToAgent::Granted { grant })) => match grant.verify(&state.grant_key) {
+                Ok(g) if g.agent == state.name => {
+                    info!(session = %g.session, approver = %g.approver, "grant received");
+                    state.grants.lock().expect("lock").insert(g.session.clone(), g);
+                    state.grants_changed.notify_waiters();
+                }
+                Ok(g) => warn!(session = %g.session, agent = %g.agent, "grant for another agent ignored"),
+                Err(e) => warn!(error = %e, "invalid grant ignored"),
+            },
+            Ok(Some(RelayToAgent::Resize { session, cols, rows })) => {
+                if let Some(p) = state.processes.lock().expect("lock").get(&session) {
+                    let _ = p.resize(cols, rows);
+                }
+            }
+            Ok(Some(RelayToAgent::EndSession { session, reason })) => {
+                info!(%session, %reason, "session ended by the relay");
+                state.end(&session);
+            }
+            Ok(Some(RelayToAgent::Error { message, .. })) => warn!(%message, "relay reported an error"),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    // Whatever ran for this connection's sessions stops with it.
+    let running: Vec<SessionId> = state.processes.lock().expect("lock").keys().cloned().collect();
+    for s in running {
+        state.end(&s);
+    }
+    writer.abort();
+    channels.abort();
+    approvals.abort();
+    if let Some(p) = prompt {
+        p.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), rc.conn.closed()).await;
+    match rc.conn.close_reason().as_ref().and_then(refusal) {
+        Some(reason) => Err(Fatal(reason)),
+        None => Ok(()),
+    }
+}
+
+fn fatal_or_ok(f: Fatal) -> Result<(), Fatal> {
+    if f.0.is_empty() { Ok(()) } else { Err(f) }
+}

@@ -1,0 +1,186 @@
+//! The engineer's and approver's side: `assist login`, listings, answers, and sessions.
+//!
+//! Every command opens one QUIC connection to the relay, authenticates with the cached
+//! token on the control stream, sends one request and reads its answer. `assist shell`
+//! keeps the connection for the session's life ([`shell`]).
+
+pub mod config;
+pub mod render;
+pub mod shell;
+
+use crate::conn::{ConnError, Control, RelayConn};
+use assist_certs::Fingerprint;
+use assist_proto::ids::SessionId;
+use assist_proto::msg::{AgentInfo, EngineerToRelay, ErrorCode, RelayToEngineer, SessionInfo};
+use config::{ConfigDir, ConfigError, Login};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("{message}")]
+    Relay { code: ErrorCode, message: String },
+    #[error("unexpected answer from the relay: {0}")]
+    Unexpected(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl EngineerError {
+    fn from_reply(reply: RelayToEngineer) -> Self {
+        match reply {
+            RelayToEngineer::Error { code, message } => EngineerError::Relay { code, message },
+            other => EngineerError::Unexpected(format!("{other:?}")),
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How `login` learns which relay CA to trust on first contact.
+pub enum Trust<'a> {
+    /// Given on the command line.
+    Fingerprint(Fingerprint),
+    /// Ask the user, ssh-style: shown the fingerprint, answer yes or no.
+    Ask(&'a mut dyn FnMut(&str, &Fingerprint) -> bool),
+}
+
+/// Logs in with a password, caches the token, and returns the login.
+pub async fn login(
+    cfg: &ConfigDir,
+    relay: &str,
+    user: &str,
+    password: &str,
+    trust: Trust<'_>,
+) -> Result<Login, EngineerError> {
+    let addr = crate::conn::resolve(relay).await?;
+    let known = cfg.known_fingerprint(relay)?;
+    let fp = match (trust, known) {
+        (Trust::Fingerprint(fp), _) => fp,
+        (Trust::Ask(_), Some(fp)) => fp,
+        (Trust::Ask(ask), None) => {
+            let endpoint = assist_net::client_endpoint(addr).map_err(ConnError::from)?;
+            let presented = assist_net::probe_ca(&endpoint, addr).await.map_err(ConnError::from)?;
+            if !ask(relay, &presented) {
+                return Err(EngineerError::Refused("relay not trusted; nothing was sent".into()));
+            }
+            presented
+        }
+    };
+    let rc = RelayConn::open(addr, fp, None).await?;
+    let mut control = rc.control().await?;
+    let reply: RelayToEngineer = control
+        .call(&EngineerToRelay::Login { user: user.to_owned(), password: password.to_owned() })
+        .await?;
+    let _ = control.send.finish();
+    rc.close().await;
+    match reply {
+        RelayToEngineer::LoggedIn { token, user, org, role, expires_at } => {
+            cfg.remember(relay, fp)?;
+            let login = Login {
+                relay: relay.to_owned(),
+                ca_fingerprint: fp.to_string(),
+                user: user.to_string(),
+                org: org.to_string(),
+                role,
+                token,
+                expires_at,
+            };
+            cfg.save_login(&login)?;
+            Ok(login)
+        }
+        other => Err(EngineerError::from_reply(other)),
+    }
+}
+
+/// A connection authenticated with the cached token.
+pub struct Authed {
+    pub rc: RelayConn,
+    pub control: Control,
+    pub login: Login,
+}
+
+impl std::fmt::Debug for Authed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authed").field("user", &self.login.user).finish_non_exhaustive()
+    }
+}
+
+pub async fn connect(cfg: &ConfigDir) -> Result<Authed, EngineerError> {
+    let login = cfg.load_login(now_ms())?;
+    let fp: Fingerprint = login.ca_fingerprint.parse().map_err(|e: assist_certs::CertError| {
+        ConfigError::Corrupt { path: cfg.path().join("login.json"), reason: e.to_string() }
+    })?;
+    let addr = crate::conn::resolve(&login.relay).await?;
+    let rc = RelayConn::open(addr, fp, None).await?;
+    let mut control = rc.control().await?;
+    match control.call(&EngineerToRelay::Auth { token: login.token.clone() }).await? {
+        RelayToEngineer::Authenticated { .. } => Ok(Authed { rc, control, login }),
+        other => Err(EngineerError::from_reply(other)),
+    }
+}
+
+/// Sends one request on a fresh authenticated connection and returns the answer.
+async fn one_shot(cfg: &ConfigDir, req: EngineerToRelay) -> Result<RelayToEngineer, EngineerError> {
+    let mut a = connect(cfg).await?;
+    let reply: RelayToEngineer = a.control.call(&req).await?;
+    let _ = a.control.send.finish();
+    a.rc.close().await;
+    match reply {
+        RelayToEngineer::Error { .. } => Err(EngineerError::from_reply(reply)),
+        ok => Ok(ok),
+    }
+}
+
+pub async fn agents(cfg: &ConfigDir) -> Result<Vec<AgentInfo>, EngineerError> {
+    match one_shot(cfg, EngineerToRelay::ListAgents).await? {
+        RelayToEngineer::Agents { agents } => Ok(agents),
+        other => Err(EngineerError::from_reply(other)),
+    }
+}
+
+pub async fn requests(cfg: &ConfigDir) -> Result<Vec<SessionInfo>, EngineerError> {
+    match one_shot(cfg, EngineerToRelay::ListRequests).await? {
+        RelayToEngineer::Sessions { sessions } => Ok(sessions),
+        other => Err(EngineerError::from_reply(other)),
+    }
+}
+
+pub async fn sessions(cfg: &ConfigDir) -> Result<Vec<SessionInfo>, EngineerError> {
+    match one_shot(cfg, EngineerToRelay::ListSessions).await? {
+        RelayToEngineer::Sessions { sessions } => Ok(sessions),
+        other => Err(EngineerError::from_reply(other)),
+    }
+}
+
+async fn done(cfg: &ConfigDir, req: EngineerToRelay) -> Result<String, EngineerError> {
+    match one_shot(cfg, req).await? {
+        RelayToEngineer::Done { message } => Ok(message),
+        other => Err(EngineerError::from_reply(other)),
+    }
+}
+
+pub async fn approve(cfg: &ConfigDir, session: SessionId) -> Result<String, EngineerError> {
+    done(cfg, EngineerToRelay::Approve { session }).await
+}
+
+pub async fn deny(cfg: &ConfigDir, session: SessionId, reason: String) -> Result<String, EngineerError> {
+    done(cfg, EngineerToRelay::Deny { session, reason }).await
+}
+
+pub async fn end(
+    cfg: &ConfigDir,
+    session: SessionId,
+    reason: Option<String>,
+) -> Result<String, EngineerError> {
+    done(cfg, EngineerToRelay::End { session, reason }).await
+}

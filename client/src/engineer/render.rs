@@ -1,0 +1,146 @@
+//! Tables for people. `--json` output is serde's, not this.
+
+use assist_proto::msg::{AgentInfo, SessionInfo};
+
+/// RFC 3339 UTC to the second, or `-`.
+pub fn time(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) if ms > 0 => {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+            humantime::format_rfc3339_seconds(t).to_string()
+        }
+        _ => "-".into(),
+    }
+}
+
+/// A duration in whole seconds, as `4m 05s`.
+pub fn duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    if s >= 60 { format!("{}m {:02}s", s / 60, s % 60) } else { format!("{s}s") }
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+pub fn agents(agents: &[AgentInfo]) -> String {
+    let rows: Vec<Vec<String>> = agents
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.to_string(),
+                a.org.to_string(),
+                if a.revoked {
+                    "revoked".into()
+                } else if a.online {
+                    "online".into()
+                } else {
+                    "offline".into()
+                },
+                a.consent.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                time(a.last_seen),
+            ]
+        })
+        .collect();
+    table(&["AGENT", "ORG", "STATE", "CONSENT", "LAST SEEN"], &rows)
+}
+
+pub fn requests(sessions: &[SessionInfo], now: i64) -> String {
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.priority.to_string(),
+                duration(now - s.requested_at),
+                duration(s.consent_deadline - now),
+                s.ticket.clone(),
+                format!("{}@{}", s.engineer, s.engineer_org),
+                s.agent.to_string(),
+                s.capabilities.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+                s.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["SESSION", "PRI", "WAITING", "EXPIRES IN", "TICKET", "ENGINEER", "AGENT", "CAPABILITIES", "REASON"],
+        &rows,
+    )
+}
+
+pub fn sessions(sessions: &[SessionInfo]) -> String {
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.state.to_string(),
+                s.ticket.clone(),
+                s.priority.to_string(),
+                format!("{}@{}", s.engineer, s.engineer_org),
+                s.agent.to_string(),
+                s.approver.clone().unwrap_or_else(|| "-".into()),
+                time(s.started_at),
+                time(s.ended_at),
+                s.end_reason.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SESSION",
+            "STATE",
+            "TICKET",
+            "PRI",
+            "ENGINEER",
+            "AGENT",
+            "APPROVER",
+            "STARTED",
+            "ENDED",
+            "END REASON",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()], vec!["x".into(), "22".into()]]);
+        assert_eq!(t, "A    LONGER\nxyz  1\nx    22\n");
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(time(None), "-");
+        assert_eq!(time(Some(0)), "-");
+        assert_eq!(time(Some(1_000)), "1970-01-01T00:00:01Z");
+        assert_eq!(duration(65_000), "1m 05s");
+        assert_eq!(duration(-5), "0s");
+    }
+}

@@ -1,0 +1,278 @@
+//! `assist shell AGENT [-- CMD ARGS]`: request a session, wait for consent, then run a
+//! shell in a remote PTY (interactive) or a command with pipes (like `ssh host cmd`).
+//!
+//! - While waiting, the engineer sees who must answer and how long is left.
+//! - Interactive: the local terminal is in raw mode (restored on every exit path), its size
+//!   is sent at start and on every SIGWINCH, and Ctrl-C travels as a byte to the remote PTY.
+//! - Command: stdin, stdout and stderr pass through unchanged, and the remote exit code
+//!   becomes ours.
+
+use super::config::ConfigDir;
+use super::render::duration;
+use super::{EngineerError, connect, now_ms};
+use crate::term;
+use assist_net::read_msg;
+use assist_proto::caps::{Capability, Priority};
+use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::msg::{
+    ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, PtyRequest, RelayToEngineer,
+};
+use assist_proto::session::EndReason;
+use std::io::Write;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Whether to ask for a remote PTY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tty {
+    /// A PTY for an interactive shell when stdin is a terminal; none for a command.
+    Auto,
+    Force,
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub struct ShellRequest {
+    pub agent: AgentName,
+    pub ticket: String,
+    pub priority: Priority,
+    pub reason: String,
+    pub command: Option<Vec<String>>,
+    pub tty: Tty,
+}
+
+/// How long to keep reading output after the relay reported the end.
+const DRAIN: Duration = Duration::from_secs(3);
+
+enum Event {
+    Relay(RelayToEngineer),
+    Lost(String),
+}
+
+fn say(msg: &str) {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{msg}");
+}
+
+/// Runs the session and returns the exit code for the process.
+pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerError> {
+    let authed = connect(cfg).await?;
+    let conn = authed.rc.conn.clone();
+    let mut control_send = authed.control.send;
+    let mut control_recv = authed.control.recv;
+    assist_net::write_msg(
+        &mut control_send,
+        &EngineerToRelay::RequestSession {
+            agent: req.agent.clone(),
+            ticket: req.ticket.clone(),
+            priority: req.priority,
+            reason: req.reason.clone(),
+            capabilities: vec![Capability::Shell],
+        },
+    )
+    .await
+    .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))?;
+
+    let (events_tx, mut events) = mpsc::channel::<Event>(16);
+    tokio::spawn(async move {
+        loop {
+            match read_msg::<RelayToEngineer, _>(&mut control_recv).await {
+                Ok(Some(m)) => {
+                    if events_tx.send(Event::Relay(m)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = events_tx.send(Event::Lost("the relay closed the session stream".into())).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = events_tx.send(Event::Lost(format!("connection to the relay lost: {e}"))).await;
+                    return;
+                }
+            }
+        }
+    });
+
+    let session = wait_for_consent(&mut events).await?;
+
+    let pty = match (req.tty, &req.command) {
+        (Tty::Force, _) => true,
+        (Tty::Never, _) => false,
+        (Tty::Auto, None) => term::stdin_is_tty(),
+        (Tty::Auto, Some(_)) => false,
+    };
+    let pty_req = pty.then(|| {
+        let (cols, rows) = term::size();
+        PtyRequest { cols, rows, term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()) }
+    });
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| EngineerError::Refused(format!("cannot open the shell channel: {e}")))?;
+    let open = ChannelOpen {
+        session: session.clone(),
+        channel: ChannelKind::Shell { pty: pty_req, command: req.command.clone() },
+    };
+    assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
+    match read_msg::<ChannelReply, _>(&mut recv).await {
+        Ok(Some(ChannelReply::Accepted)) => {}
+        Ok(Some(ChannelReply::Refused { reason })) => {
+            return Err(EngineerError::Refused(format!("shell refused: {reason}")));
+        }
+        Ok(None) | Err(_) => return Err(EngineerError::Refused("the relay closed the shell channel".into())),
+    }
+
+    let raw = if pty && term::stdin_is_tty() { Some(term::RawMode::enable()?) } else { None };
+
+    // stdin → remote. Finishing the stream tells the remote command its input ended.
+    let stdin_task = tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if send.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = send.finish();
+    });
+    // remote → stdout.
+    let mut stdout_task = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
+            if stdout.write_all(&chunk.bytes).await.is_err() {
+                break;
+            }
+            let _ = stdout.flush().await;
+        }
+        let _ = stdout.flush().await;
+    });
+    // remote stderr, on streams the agent opens.
+    let stderr_conn = conn.clone();
+    let stderr_task = tokio::spawn(async move {
+        while let Ok(mut uni) = stderr_conn.accept_uni().await {
+            if !matches!(
+                read_msg::<ChannelOpen, _>(&mut uni).await,
+                Ok(Some(ChannelOpen { channel: ChannelKind::Stderr, .. }))
+            ) {
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut stderr = tokio::io::stderr();
+                while let Ok(Some(chunk)) = uni.read_chunk(64 * 1024, true).await {
+                    if stderr.write_all(&chunk.bytes).await.is_err() {
+                        break;
+                    }
+                    let _ = stderr.flush().await;
+                }
+            });
+        }
+    });
+
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+    let mut stdout_done = false;
+    let reason = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::Relay(RelayToEngineer::SessionEnded { reason })) => break reason,
+                Some(Event::Relay(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
+                Some(Event::Relay(_)) => {}
+                Some(Event::Lost(message)) => break EndReason::Failed { message },
+                None => break EndReason::Failed { message: "connection to the relay lost".into() },
+            },
+            _ = winch.recv(), if pty => {
+                let (cols, rows) = term::size();
+                let _ = assist_net::write_msg(&mut control_send, &EngineerToRelay::Resize { session: session.clone(), cols, rows }).await;
+            }
+            _ = &mut stdout_task, if !stdout_done => { stdout_done = true; }
+        }
+    };
+    if !stdout_done {
+        let _ = tokio::time::timeout(DRAIN, &mut stdout_task).await;
+    }
+    stdin_task.abort();
+    stderr_task.abort();
+    drop(raw);
+    let code = reason.exit_code();
+    let shell_exit = matches!(reason, EndReason::ShellExited { .. });
+    if pty || !shell_exit {
+        say(&format!("\r\nassist: session {session} ended: {reason}"));
+    }
+    let _ = control_send.finish();
+    conn.close(assist_net::codes::OK, b"done");
+    Ok(code)
+}
+
+/// Shows the wait and returns the session once approved.
+async fn wait_for_consent(events: &mut mpsc::Receiver<Event>) -> Result<SessionId, EngineerError> {
+    let (session, waiting_for) = match events.recv().await {
+        Some(Event::Relay(RelayToEngineer::SessionRequested { session, waiting_for })) => {
+            (session, waiting_for)
+        }
+        Some(Event::Relay(RelayToEngineer::Error { code, message })) => {
+            return Err(EngineerError::Relay { code, message });
+        }
+        Some(Event::Relay(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
+        Some(Event::Lost(m)) => return Err(EngineerError::Refused(m)),
+        None => return Err(EngineerError::Refused("connection to the relay lost".into())),
+    };
+    let live = term::stderr_is_tty();
+    say(&format!(
+        "assist: session {} on {} (ticket {}, {}) requested; waiting for {} (denied automatically in {})",
+        session.id,
+        session.agent,
+        session.ticket,
+        session.priority,
+        waiting_for,
+        duration(session.consent_deadline - now_ms())
+    ));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let clear = |live: bool| {
+        if live {
+            eprint!("\r\x1b[2K");
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if live => {
+                eprint!(
+                    "\r\x1b[2Kwaiting {} — {} left",
+                    duration(now_ms() - session.requested_at),
+                    duration(session.consent_deadline - now_ms())
+                );
+            }
+            ev = events.recv() => {
+                clear(live);
+                return match ev {
+                    Some(Event::Relay(RelayToEngineer::SessionApproved { session: s })) => {
+                        say(&format!("assist: approved by {}", s.approver.as_deref().unwrap_or("?")));
+                        Ok(s.id)
+                    }
+                    Some(Event::Relay(RelayToEngineer::SessionDenied { by, reason })) => Err(EngineerError::Refused(format!(
+                        "session {} denied by {}: {reason}",
+                        session.id,
+                        by.as_deref().unwrap_or("the relay")
+                    ))),
+                    Some(Event::Relay(RelayToEngineer::SessionExpired { waited_ms })) => Err(EngineerError::Refused(format!(
+                        "session {} expired: no answer within {}; the request is denied",
+                        session.id,
+                        duration(waited_ms)
+                    ))),
+                    Some(Event::Relay(RelayToEngineer::SessionEnded { reason })) => {
+                        Err(EngineerError::Refused(format!("session {} ended before it started: {reason}", session.id)))
+                    }
+                    Some(Event::Relay(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
+                    Some(Event::Relay(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
+                    Some(Event::Lost(m)) => Err(EngineerError::Refused(m)),
+                    None => Err(EngineerError::Refused("connection to the relay lost".into())),
+                };
+            }
+        }
+    }
+}

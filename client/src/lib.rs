@@ -1,0 +1,14 @@
+//! assist's client side.
+//!
+//! - [`engineer`]: `assist`, for engineers, approvers and admins: login, listings,
+//!   answers, and shell sessions;
+//! - [`agent`]: `assist-agent`, on the customer machine: enrollment, the long-lived
+//!   connection to the relay, consent prompts, and the processes that serve approved
+//!   channels;
+//! - [`conn`], [`files`], [`term`]: what both share.
+
+pub mod agent;
+pub mod conn;
+pub mod engineer;
+pub mod files;
+pub mod term;

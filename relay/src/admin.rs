@@ -1,0 +1,333 @@
+//! The administration commands (`org`, `user`, `token`, `agent`) as library functions, so
+//! that the `assist-relay` binary and the tests run the same code.
+//!
+//! Each takes a [`Store`] and, where it writes, `now` (Unix ms). They validate what a
+//! person typed (names, password length, token lifetime) and return typed results and
+//! [`AdminError`]s whose messages are meant for that person.
+//!
+//! They do not print, prompt or read files: that is the binary's job.
+
+use crate::auth::{self, AuthError};
+use crate::store::{AgentRow, OrgRow, Store, StoreError, UserRow};
+use assist_proto::caps::{ConsentMode, Role};
+use assist_proto::ids::{AgentName, OrgName, UserName, validate_name};
+use serde::Serialize;
+use std::time::Duration;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Long enough to copy a token to a customer machine; short enough that a token lost in a
+/// ticket or chat is soon useless.
+pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A name, or a combination of names, that cannot be used; the text says why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("password too short: use at least {MIN_PASSWORD_CHARS} characters")]
+    PasswordTooShort,
+    #[error("join token lifetime out of range: use between 1 minute and 30 days")]
+    TtlOutOfRange { ttl: Duration },
+    #[error("{what} {name:?} already exists")]
+    Exists { what: &'static str, name: String },
+    #[error("{what} {name:?} does not exist")]
+    NotFound { what: &'static str, name: String },
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Exists { what, name } => AdminError::Exists { what, name },
+            StoreError::NotFound { what, name } => AdminError::NotFound { what, name },
+            other => AdminError::Store(other),
+        }
+    }
+}
+
+type Result<T, E = AdminError> = std::result::Result<T, E>;
+
+fn valid_name(kind: &str, name: &str) -> Result<()> {
+    validate_name(kind, name).map_err(AdminError::Invalid)
+}
+
+/// An organisation, as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrgView {
+    pub name: OrgName,
+    pub supported_by: Vec<OrgName>,
+    pub created_at: i64,
+}
+
+impl From<OrgRow> for OrgView {
+    fn from(r: OrgRow) -> Self {
+        Self { name: r.name, supported_by: r.supported_by, created_at: r.created_at }
+    }
+}
+
+/// A user, as listed: never the password hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    pub name: UserName,
+    pub org: OrgName,
+    pub role: Role,
+    pub created_at: i64,
+}
+
+impl From<UserRow> for UserView {
+    fn from(r: UserRow) -> Self {
+        Self { name: r.name, org: r.org, role: r.role, created_at: r.created_at }
+    }
+}
+
+/// An agent, as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentView {
+    pub name: AgentName,
+    pub org: OrgName,
+    pub online: bool,
+    pub consent: Option<ConsentMode>,
+    pub enrolled_at: i64,
+    pub last_seen: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// SHA-256 of the agent's certificate, hex.
+    pub cert_fingerprint: String,
+}
+
+impl From<AgentRow> for AgentView {
+    fn from(r: AgentRow) -> Self {
+        Self {
+            name: r.name,
+            org: r.org,
+            online: r.online,
+            consent: r.consent,
+            enrolled_at: r.enrolled_at,
+            last_seen: r.last_seen,
+            revoked_at: r.revoked_at,
+            cert_fingerprint: r.cert_fingerprint,
+        }
+    }
+}
+
+/// Adds an organisation whose agents the engineers of `supported_by` may ask for.
+pub async fn org_add(store: &dyn Store, name: &str, supported_by: &[String], now: i64) -> Result<OrgView> {
+    valid_name("organisation", name)?;
+    let mut vendors: Vec<OrgName> = Vec::with_capacity(supported_by.len());
+    for vendor in supported_by {
+        valid_name("organisation", vendor)?;
+        if vendor == name {
+            return Err(AdminError::Invalid(format!("organisation {name:?} cannot support itself")));
+        }
+        if !vendors.iter().any(|v| v.as_str() == vendor) {
+            vendors.push(OrgName::new(vendor.as_str()));
+        }
+    }
+    let org = OrgName::new(name);
+    store.add_org(&org, &vendors, now).await?;
+    vendors.sort();
+    Ok(OrgView { name: org, supported_by: vendors, created_at: now })
+}
+
+pub async fn org_list(store: &dyn Store) -> Result<Vec<OrgView>> {
+    Ok(store.list_orgs().await?.into_iter().map(OrgView::from).collect())
+}
+
+/// Adds a user. The password is hashed here; it is never stored or logged as given.
+pub async fn user_add(
+    store: &dyn Store,
+    name: &str,
+    org: &str,
+    role: Role,
+    password: &str,
+    now: i64,
+) -> Result<UserView> {
+    valid_name("user", name)?;
+    valid_name("organisation", org)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AdminError::PasswordTooShort);
+    }
+    let password = password.to_owned();
+    // Deliberately slow: keep it off the async worker threads.
+    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| AuthError::Hash(e.to_string()))??;
+    let user =
+        UserRow { name: UserName::new(name), org: OrgName::new(org), role, password_hash, created_at: now };
+    store.add_user(&user).await?;
+    Ok(user.into())
+}
+
+pub async fn user_list(store: &dyn Store) -> Result<Vec<UserView>> {
+    Ok(store.list_users().await?.into_iter().map(UserView::from).collect())
+}
+
+/// Creates a single-use join token for enrolling one agent into `org`. Returns the token,
+/// which exists nowhere else: only its hash is stored.
+pub async fn token_create(store: &dyn Store, org: &str, ttl: Duration, now: i64) -> Result<String> {
+    if !(MIN_TOKEN_TTL..=MAX_TOKEN_TTL).contains(&ttl) {
+        return Err(AdminError::TtlOutOfRange { ttl });
+    }
+    let org_name = OrgName::new(org);
+    if store.org(&org_name).await?.is_none() {
+        return Err(AdminError::NotFound { what: "organisation", name: org.to_owned() });
+    }
+    let token = auth::new_join_token();
+    let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    store.add_join_token(&auth::token_hash(&token), &org_name, expires_at, now).await?;
+    Ok(token)
+}
+
+pub async fn agent_list(store: &dyn Store) -> Result<Vec<AgentView>> {
+    Ok(store.list_agents().await?.into_iter().map(AgentView::from).collect())
+}
+
+/// What [`agent_revoke`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked {
+        at: i64,
+    },
+    /// Nothing changed: the agent had been revoked before, at `at`.
+    AlreadyRevoked {
+        at: i64,
+    },
+}
+
+/// Revokes an agent: a relay refuses its certificate from then on.
+pub async fn agent_revoke(store: &dyn Store, name: &str, now: i64) -> Result<Revocation> {
+    let agent = AgentName::new(name);
+    let Some(row) = store.agent(&agent).await? else {
+        return Err(AdminError::NotFound { what: "agent", name: name.to_owned() });
+    };
+    if let Some(at) = row.revoked_at {
+        return Ok(Revocation::AlreadyRevoked { at });
+    }
+    store.revoke_agent(&agent, now).await?;
+    // Read back: if another revocation won the race, its time is the one that counts.
+    let at = store.agent(&agent).await?.and_then(|a| a.revoked_at).unwrap_or(now);
+    Ok(Revocation::Revoked { at })
+}
+
+/// Unix milliseconds as RFC 3339 UTC, to the second (`2026-11-22T03:53:00Z`).
+pub fn format_time(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("@{ms}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SqliteStore, TokenProblem};
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("assist.db")).await.unwrap();
+        org_add(&store, "vendor", &[], 1).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn orgs() {
+        let (_dir, store) = open().await;
+        let acme = org_add(&store, "acme", &["vendor".into(), "vendor".into()], 2).await.unwrap();
+        assert_eq!(acme.supported_by, [OrgName::new("vendor")]);
+        assert_eq!(org_list(&store).await.unwrap()[0], acme);
+        let err = org_add(&store, "acme", &[], 3).await.unwrap_err();
+        assert_eq!(err.to_string(), r#"organisation "acme" already exists"#);
+        let err = org_add(&store, "beta", &["ghost".into()], 3).await.unwrap_err();
+        assert_eq!(err.to_string(), r#"organisation "ghost" does not exist"#);
+        assert!(matches!(org_add(&store, "beta", &["beta".into()], 3).await, Err(AdminError::Invalid(_))));
+        assert!(matches!(org_add(&store, "-bad", &[], 3).await, Err(AdminError::Invalid(_))));
+        assert_eq!(org_list(&store).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn users() {
+        let (_dir, store) = open().await;
+        let alice = user_add(&store, "alice", "vendor", Role::Engineer, "long enough", 5).await.unwrap();
+        assert_eq!((alice.org.as_str(), alice.role), ("vendor", Role::Engineer));
+        let hash = store.user(&alice.name).await.unwrap().unwrap().password_hash;
+        assert!(auth::verify_password("long enough", &hash));
+        assert!(matches!(
+            user_add(&store, "alice", "vendor", Role::Admin, "long enough", 6).await,
+            Err(AdminError::Exists { what: "user", .. })
+        ));
+        assert!(matches!(
+            user_add(&store, "bob", "ghost", Role::Admin, "long enough", 6).await,
+            Err(AdminError::NotFound { what: "organisation", .. })
+        ));
+        assert!(matches!(
+            user_add(&store, "bob", "vendor", Role::Admin, "short", 6).await,
+            Err(AdminError::PasswordTooShort)
+        ));
+        assert!(matches!(
+            user_add(&store, "b b", "vendor", Role::Admin, "long enough", 6).await,
+            Err(AdminError::Invalid(_))
+        ));
+        assert_eq!(user_list(&store).await.unwrap(), [alice]);
+    }
+
+    #[tokio::test]
+    async fn tokens_enroll_and_agents_are_revoked_once() {
+        let (_dir, store) = open().await;
+        for bad in [Duration::from_secs(59), MAX_TOKEN_TTL + Duration::from_secs(1)] {
+            assert!(matches!(
+                token_create(&store, "vendor", bad, 0).await,
+                Err(AdminError::TtlOutOfRange { .. })
+            ));
+        }
+        assert!(matches!(
+            token_create(&store, "ghost", MIN_TOKEN_TTL, 0).await,
+            Err(AdminError::NotFound { what: "organisation", .. })
+        ));
+        token_create(&store, "vendor", MAX_TOKEN_TTL, 0).await.unwrap();
+        let token = token_create(&store, "vendor", MIN_TOKEN_TTL, 1_000).await.unwrap();
+        let hash = auth::token_hash(&token);
+
+        let row = AgentRow {
+            name: "db01".into(),
+            org: "ignored".into(),
+            cert_fingerprint: "f1".into(),
+            enrolled_at: 2_000,
+            revoked_at: None,
+            last_seen: None,
+            consent: None,
+            online: false,
+        };
+        let late = store.enroll_agent(&hash, &row, 61_000).await;
+        assert!(matches!(late, Err(StoreError::TokenRejected(TokenProblem::Expired))));
+        store.enroll_agent(&hash, &row, 60_999).await.unwrap();
+        let listed = agent_list(&store).await.unwrap();
+        assert_eq!((listed[0].org.as_str(), listed[0].revoked_at), ("vendor", None));
+
+        assert_eq!(agent_revoke(&store, "db01", 5_000).await.unwrap(), Revocation::Revoked { at: 5_000 });
+        assert_eq!(
+            agent_revoke(&store, "db01", 6_000).await.unwrap(),
+            Revocation::AlreadyRevoked { at: 5_000 }
+        );
+        let err = agent_revoke(&store, "ghost", 1).await.unwrap_err();
+        assert_eq!(err.to_string(), r#"agent "ghost" does not exist"#);
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(format_time(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_time(951_825_600_000), "2000-02-29T12:00:00Z");
+    }
+}

@@ -1,0 +1,234 @@
+//! An engineer's (or approver's, auditor's, admin's) connection.
+//!
+//! - The first bidirectional stream is the control stream: `Login` or `Auth` first, then
+//!   commands, each answered in order; a session request turns it into the session's
+//!   event stream as well.
+//! - Every further bidirectional stream is a channel: a [`ChannelOpen`] frame, checked by
+//!   the broker against the session's grant, then spliced to a new stream on the agent.
+//!
+//! This module parses and forwards; the broker decides.
+
+use super::policy::Principal;
+use super::splice::splice;
+use super::{EngineerLink, Refusal, Relay};
+use assist_net::{codes, read_msg, write_msg};
+use assist_proto::msg::{
+    AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
+};
+use quinn::{Connection, RecvStream, SendStream};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, warn};
+
+/// How long a peer may take to send the header of a stream it opened.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn handle(
+    relay: Arc<Relay>,
+    conn: Connection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    first: EngineerToRelay,
+) {
+    let conn_id = relay.conn_id();
+    let (tx, mut rx) = mpsc::channel::<RelayToEngineer>(32);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if write_msg(&mut send, &msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = send.finish();
+    });
+
+    let principal = match authenticate(&relay, first).await {
+        Ok((p, reply)) => {
+            let _ = tx.send(reply).await;
+            p
+        }
+        Err(r) => {
+            let _ = tx.send(r.to_engineer()).await;
+            drop(tx);
+            let _ = writer.await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
+    let link = EngineerLink { conn_id, tx: tx.clone(), conn: conn.clone() };
+    let channels =
+        tokio::spawn(accept_channels(relay.clone(), conn.clone(), conn_id).instrument(span.clone()));
+
+    async {
+        loop {
+            match read_msg::<EngineerToRelay, _>(&mut recv).await {
+                Ok(Some(msg)) => {
+                    if let Some(reply) = command(&relay, &principal, &link, msg).await {
+                        let _ = tx.send(reply).await;
+                    }
+                }
+                Ok(None) => break,
+                Err(assist_net::FramedError::Frame(e)) => {
+                    warn!(error = %e, "malformed message from engineer");
+                    let _ = tx.send(Refusal::new(ErrorCode::BadRequest, e.to_string()).to_engineer()).await;
+                    break;
+                }
+                Err(e) => {
+                    debug!(error = %e, "engineer control stream ended");
+                    break;
+                }
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+
+    relay.engineer_gone(conn_id).await;
+    drop(link);
+    drop(tx);
+    let _ = writer.await;
+    // Give the client time to read the last replies before the connection goes.
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+    conn.close(codes::OK, b"bye");
+    channels.abort();
+}
+
+async fn authenticate(
+    relay: &Relay,
+    first: EngineerToRelay,
+) -> Result<(Principal, RelayToEngineer), Refusal> {
+    match first {
+        EngineerToRelay::Login { user, password } => {
+            let (p, token, expires_at) = relay.login(&user, &password).await?;
+            let reply = RelayToEngineer::LoggedIn {
+                token,
+                user: p.user.clone(),
+                org: p.org.clone(),
+                role: p.role,
+                expires_at,
+            };
+            Ok((p, reply))
+        }
+        EngineerToRelay::Auth { token } => {
+            let p = relay.verify_token(&token)?;
+            let reply =
+                RelayToEngineer::Authenticated { user: p.user.clone(), org: p.org.clone(), role: p.role };
+            Ok((p, reply))
+        }
+        _ => Err(Refusal::new(ErrorCode::Unauthenticated, "log in first (assist login)")),
+    }
+}
+
+async fn command(
+    relay: &Arc<Relay>,
+    who: &Principal,
+    link: &EngineerLink,
+    msg: EngineerToRelay,
+) -> Option<RelayToEngineer> {
+    let result = match msg {
+        EngineerToRelay::Login { .. } | EngineerToRelay::Auth { .. } => {
+            Err(Refusal::new(ErrorCode::BadRequest, "already authenticated on this connection"))
+        }
+        EngineerToRelay::ListAgents => {
+            relay.list_agents(who).await.map(|agents| RelayToEngineer::Agents { agents })
+        }
+        EngineerToRelay::ListRequests => {
+            Ok(RelayToEngineer::Sessions { sessions: relay.list_requests(who).await })
+        }
+        EngineerToRelay::ListSessions => {
+            relay.list_sessions(who).await.map(|sessions| RelayToEngineer::Sessions { sessions })
+        }
+        EngineerToRelay::RequestSession { agent, ticket, priority, reason, capabilities } => relay
+            .request_session(who, link.clone(), agent, ticket, priority, reason, capabilities)
+            .await
+            .map(|(session, waiting_for)| RelayToEngineer::SessionRequested { session, waiting_for }),
+        EngineerToRelay::Approve { session } => relay
+            .answer(&session, super::Answerer::User(who), true, None)
+            .await
+            .map(|message| RelayToEngineer::Done { message }),
+        EngineerToRelay::Deny { session, reason } => relay
+            .answer(&session, super::Answerer::User(who), false, Some(reason))
+            .await
+            .map(|message| RelayToEngineer::Done { message }),
+        EngineerToRelay::End { session, reason } => {
+            relay.end_by(who, &session, reason).await.map(|message| RelayToEngineer::Done { message })
+        }
+        EngineerToRelay::Resize { session, cols, rows } => {
+            relay.resize(link.conn_id, &session, cols, rows).await;
+            return None;
+        }
+        _ => Err(Refusal::new(ErrorCode::BadRequest, "unsupported request")),
+    };
+    Some(result.unwrap_or_else(|r| r.to_engineer()))
+}
+
+async fn accept_channels(relay: Arc<Relay>, conn: Connection, conn_id: u64) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(open_channel(relay.clone(), conn_id, send, recv).in_current_span());
+    }
+}
+
+async fn refuse(send: &mut SendStream, reason: String) {
+    info!(%reason, "channel refused");
+    let _ = write_msg(send, &ChannelReply::Refused { reason }).await;
+    let _ = send.finish();
+}
+
+async fn open_channel(relay: Arc<Relay>, conn_id: u64, mut esend: SendStream, mut erecv: RecvStream) {
+    let open: ChannelOpen = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut erecv)).await {
+        Ok(Ok(Some(open))) => open,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return refuse(&mut esend, format!("bad channel header: {e}")).await,
+        Err(_) => return refuse(&mut esend, "no channel header".into()).await,
+    };
+    if matches!(open.channel, ChannelKind::Stderr) {
+        return refuse(&mut esend, "a stderr channel is opened by the agent, not the engineer".into()).await;
+    }
+    let cap = open.channel.required_capability();
+    let (session, agent, grant) = match relay.grant_for_channel(conn_id, &open.session, &cap).await {
+        Ok(x) => x,
+        Err(r) => return refuse(&mut esend, r.message).await,
+    };
+    let span = session.span.clone();
+    async move {
+        let Some(aconn) = relay.agent_conn(&agent) else {
+            return refuse(&mut esend, format!("agent {agent} is offline")).await;
+        };
+        let Ok((mut asend, mut arecv)) = aconn.open_bi().await else {
+            return refuse(&mut esend, format!("cannot open a stream to agent {agent}")).await;
+        };
+        if write_msg(&mut asend, &AgentChannelOpen { open, grant }).await.is_err() {
+            return refuse(&mut esend, format!("agent {agent} went away")).await;
+        }
+        let reply: ChannelReply = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut arecv)).await {
+            Ok(Ok(Some(r))) => r,
+            _ => {
+                let _ = asend.reset(codes::PROTOCOL);
+                return refuse(&mut esend, format!("agent {agent} did not answer the channel request")).await;
+            }
+        };
+        if write_msg(&mut esend, &reply).await.is_err() {
+            let _ = asend.reset(codes::SESSION_ENDED);
+            return;
+        }
+        if let ChannelReply::Refused { reason } = &reply {
+            info!(%reason, "agent refused channel");
+            let _ = esend.finish();
+            let _ = asend.finish();
+            return;
+        }
+        info!("channel open");
+        session.open_outputs.send_modify(|n| *n += 1);
+        let up = splice(erecv, asend, session.ended.subscribe());
+        let down = async {
+            let r = splice(arecv, esend, session.ended.subscribe()).await;
+            session.open_outputs.send_modify(|n| *n -= 1);
+            r
+        };
+        let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down);
+        info!(up_bytes, ?up_end, down_bytes, ?down_end, "channel closed");
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,59 @@
+//! Password login and token verification for engineer connections.
+
+use super::policy::Principal;
+use super::{Refusal, Relay};
+use crate::auth::{AuthError, hash_password, verify_password};
+use assist_proto::ids::UserName;
+use assist_proto::msg::ErrorCode;
+use std::sync::OnceLock;
+use tracing::info;
+
+/// A hash to check unknown users' passwords against, so that a wrong user name costs as
+/// much time as a wrong password and names cannot be probed by timing.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| hash_password("not a real password").unwrap_or_default())
+}
+
+impl Relay {
+    /// Checks a user's password and issues a token.
+    pub(crate) async fn login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(Principal, String, i64), Refusal> {
+        let name = UserName::new(user);
+        let row = self.store.user(&name).await?;
+        let hash = row.as_ref().map(|r| r.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
+        let password = password.to_owned();
+        let ok =
+            tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+        let row = match row {
+            Some(row) if ok => row,
+            _ => {
+                info!(%user, "login failed");
+                return Err(Refusal::new(ErrorCode::Unauthenticated, "wrong user name or password"));
+            }
+        };
+        let now_secs = (crate::now_ms() / 1000) as u64;
+        let (token, expires_at) =
+            self.tokens.issue(&row.name, &row.org, row.role, now_secs, self.cfg.token_ttl);
+        info!(user = %row.name, org = %row.org, role = %row.role, "login");
+        Ok((Principal { user: row.name, org: row.org, role: row.role }, token, expires_at))
+    }
+
+    /// Verifies an engineer token.
+    pub(crate) fn verify_token(&self, token: &str) -> Result<Principal, Refusal> {
+        match self.tokens.verify(token) {
+            Ok(c) => Ok(Principal { user: c.sub, org: c.org, role: c.role }),
+            Err(AuthError::Expired) => Err(Refusal::new(
+                ErrorCode::Unauthenticated,
+                "your login has expired; run assist login again",
+            )),
+            Err(e) => {
+                info!(error = %e, "token refused");
+                Err(Refusal::new(ErrorCode::Unauthenticated, "token not accepted; run assist login again"))
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! `assist-relay serve`: binds the QUIC endpoint, accepts connections and hands each to
+//! the broker, until shutdown.
+//!
+//! [`serve`] takes a bound endpoint and a shutdown future, so tests bind port 0 and stop
+//! the relay cleanly; [`run`] is the binary's entry point around it.
+
+use crate::broker::{BrokerConfig, Relay, agent, engineer};
+use crate::datadir::DataDir;
+use crate::store::Store;
+use assist_certs::Fingerprint;
+use assist_net::{codes, read_msg};
+use assist_proto::msg::{AgentToRelay, EngineerToRelay, ErrorCode, RelayToEngineer};
+use assist_proto::session::EndReason;
+use quinn::{Connection, Endpoint};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, debug, info, warn};
+
+/// How long a client may take to complete the QUIC handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the relay looks for agents revoked by the admin command.
+const REVOCATION_POLL: Duration = Duration::from_secs(2);
+
+/// What `assist-relay serve` needs.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub data_dir: DataDir,
+    /// UDP address to listen on. Default `0.0.0.0:4433`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub consent_timeout: Duration,
+    pub urgent_consent_timeout: Duration,
+    pub token_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data directory: {0}")]
+    DataDir(#[from] crate::datadir::DataDirError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: assist_net::ConnectError },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("certificate: {0}")]
+    Cert(#[from] assist_certs::CertError),
+}
+
+/// Builds the relay from its data directory and binds its endpoint.
+pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeError> {
+    let dir = &cfg.data_dir;
+    let ca = dir.ca()?;
+    let chain = assist_certs::certs_from_pem(&dir.server_chain_pem()?)?;
+    let key = assist_certs::key_from_pem(&dir.server_key_pem()?)?;
+    let ca_der = assist_certs::certs_from_pem(ca.cert_pem())?.remove(0);
+    let endpoint = assist_net::server_endpoint(cfg.listen, chain, key, ca_der)
+        .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
+    let store: Arc<dyn Store> = Arc::new(dir.store().await?);
+    let closed = store.close_dangling_sessions("relay restarted", crate::now_ms()).await?;
+    if closed > 0 {
+        warn!(closed, "closed sessions left open by an earlier relay process");
+    }
+    let broker_cfg = BrokerConfig {
+        consent_timeout: cfg.consent_timeout,
+        urgent_consent_timeout: cfg.urgent_consent_timeout,
+        token_ttl: cfg.token_ttl,
+        ..BrokerConfig::default()
+    };
+    let relay = Relay::new(store, dir.token_keys()?, dir.grant_key()?, ca, broker_cfg);
+    Ok((endpoint, Arc::new(relay)))
+}
+
+/// The binary's entry point: binds, prints the readiness line, serves until Ctrl-C.
+pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
+    let (endpoint, relay) = bind(&cfg).await?;
+    let addr = endpoint
+        .local_addr()
+        .map_err(|e| ServeError::Listen { addr: cfg.listen, source: assist_net::ConnectError::Bind(e) })?;
+    println!("{}", ready_line(addr, relay.ca.fingerprint()));
+    serve(endpoint, relay, async {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("shutting down");
+    })
+    .await;
+    Ok(())
+}
+
+/// The one stable line `serve` prints when it is ready, for people and scripts:
+/// `assist-relay listening on ADDR ca SHA256:HEX`.
+pub fn ready_line(addr: SocketAddr, ca: Fingerprint) -> String {
+    format!("assist-relay listening on {addr} ca {ca}")
+}
+
+/// Serves connections on `endpoint` until `shutdown` completes; then ends every live
+/// session (stored as ended by the shutdown), closes connections and returns.
+pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<Output = ()>) {
+    let revocations = {
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_POLL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = relay.enforce_revocations().await {
+                    warn!(error = %e, "cannot check revocations");
+                }
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let relay = relay.clone();
+                tokio::spawn(async move {
+                    let remote = incoming.remote_address();
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+                        Ok(Ok(conn)) => dispatch(relay, conn).instrument(tracing::debug_span!("conn", %remote)).await,
+                        Ok(Err(e)) => debug!(%remote, error = %e, "handshake failed"),
+                        Err(_) => debug!(%remote, "handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+    revocations.abort();
+    relay.end_all(EndReason::RelayShutdown).await;
+    endpoint.close(codes::SHUTDOWN, b"relay shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+}
+
+fn peer_fingerprint(conn: &Connection) -> Option<Fingerprint> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    certs.first().map(|c| Fingerprint::of_der(c))
+}
+
+/// Sends a connection to the agent or engineer handler.
+async fn dispatch(relay: Arc<Relay>, conn: Connection) {
+    if let Some(fp) = peer_fingerprint(&conn) {
+        // The TLS layer already checked that the certificate chains to our CA; here we check
+        // that it is still the current certificate of an enrolled, unrevoked agent.
+        match relay.store.agent_by_fingerprint(&fp.hex()).await {
+            Ok(Some(row)) if row.revoked_at.is_none() => agent::handle(relay, conn, row).await,
+            Ok(Some(row)) => {
+                info!(agent = %row.name, "revoked agent refused");
+                conn.close(codes::REFUSED, b"agent certificate revoked");
+            }
+            Ok(None) => {
+                info!(%fp, "unknown agent certificate refused");
+                conn.close(codes::REFUSED, b"unknown agent certificate");
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot look up agent");
+                conn.close(codes::REFUSED, b"internal error");
+            }
+        }
+        return;
+    }
+    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await else {
+        conn.close(codes::PROTOCOL, b"no control stream");
+        return;
+    };
+    let first =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_msg::<serde_json::Value, _>(&mut recv)).await {
+            Ok(Ok(Some(v))) => v,
+            Ok(Err(e)) => return protocol_error(&conn, &mut send, e.to_string()).await,
+            _ => {
+                conn.close(codes::PROTOCOL, b"no request");
+                return;
+            }
+        };
+    if first.get("type").and_then(|t| t.as_str()) == Some("enroll") {
+        match serde_json::from_value::<AgentToRelay>(first) {
+            Ok(AgentToRelay::Enroll { token, name, csr_pem }) => {
+                agent::enroll(relay, conn, send, token, name, csr_pem).await
+            }
+            _ => protocol_error(&conn, &mut send, "malformed enrollment".into()).await,
+        }
+        return;
+    }
+    match serde_json::from_value::<EngineerToRelay>(first) {
+        Ok(msg) => engineer::handle(relay, conn, send, recv, msg).await,
+        Err(e) => protocol_error(&conn, &mut send, format!("malformed message: {e}")).await,
+    }
+}
+
+async fn protocol_error(conn: &Connection, send: &mut quinn::SendStream, message: String) {
+    info!(%message, "protocol error");
+    let _ =
+        assist_net::write_msg(send, &RelayToEngineer::Error { code: ErrorCode::BadRequest, message }).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+    conn.close(codes::PROTOCOL, b"protocol error");
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real binaries on loopback. One test binary with modules.
+
+mod bad_input;
+mod consent;
+mod lifecycle;
+mod pty;

@@ -1,0 +1,341 @@
+//! Test harness for end-to-end tests: the real `assist-relay`, `assist-agent` and `assist`
+//! binaries, on loopback with port 0, each in its own temporary directory, killed on drop.
+//!
+//! The binaries must be built first (`cargo build --bins`; the test script does it).
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Generous bound for anything a test waits for; a loaded 2-core CI machine is slow.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Path of a workspace binary next to the test executable (`target/debug/NAME`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` before the tests", path.display());
+    path
+}
+
+/// Lines of a child's output, collected on a thread.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn spawn(read: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(read).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { rx, seen: Vec::new() }
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    pub fn wait_for(&mut self, needle: &str) -> Result<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => bail!("no line containing {needle:?}; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Result<Self> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {cmd:?}"))?;
+        let stdout = Lines::spawn(child.stdout.take().expect("stdout"));
+        let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
+        let stdin = child.stdin.take();
+        Ok(Self { child, stdin, stdout, stderr })
+    }
+
+    pub fn write_line(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("stdin closed"))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit, up to [`WAIT`].
+    pub fn wait(&mut self) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("process did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A relay process with its own data directory.
+pub struct TestRelay {
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+    pub addr: String,
+    pub fingerprint: String,
+    pub admin_password: String,
+}
+
+impl TestRelay {
+    pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a relay on 127.0.0.1:0 with extra `serve` arguments.
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Self::start_in(dir, extra)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Self> {
+        let mut cmd = Command::new(bin("assist-relay"));
+        cmd.arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra);
+        cmd.env("RUST_LOG", "info,assist_relay=debug");
+        let mut proc = Proc::spawn(cmd)?;
+        let ready = proc.stdout.wait_for("listening on")?;
+        // "assist-relay listening on ADDR ca SHA256:HEX"
+        let words: Vec<&str> = ready.split_whitespace().collect();
+        let addr = words.get(3).ok_or_else(|| anyhow!("bad ready line {ready}"))?.to_string();
+        let fingerprint = words.get(5).ok_or_else(|| anyhow!("bad ready line {ready}"))?.to_string();
+        let admin_password = proc
+            .stdout
+            .seen
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("admin password: ").map(str::to_owned))
+            .unwrap_or_default();
+        Ok(Self { dir, proc, addr, fingerprint, admin_password })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs an administration command against the data directory; fails unless it exits 0.
+    pub fn admin(&self, args: &[&str]) -> Result<String> {
+        self.admin_with_stdin(args, "")
+    }
+
+    pub fn admin_with_stdin(&self, args: &[&str], stdin: &str) -> Result<String> {
+        let out = run_with_stdin(
+            Command::new(bin("assist-relay")).arg("--data-dir").arg(self.data_dir()).args(args),
+            stdin,
+        )?;
+        if !out.status.success() {
+            bail!("assist-relay {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Adds a user with the password `pw-NAME-123`.
+    pub fn add_user(&self, name: &str, org: &str, role: &str) -> Result<()> {
+        self.admin_with_stdin(
+            &["user", "add", name, "--org", org, "--role", role, "--password-stdin"],
+            &format!("pw-{name}-123\n"),
+        )?;
+        Ok(())
+    }
+
+    /// The usual world: vendor supports acme; alice engineers at vendor, bob approves at acme.
+    pub fn standard_world(&self) -> Result<()> {
+        self.admin(&["org", "add", "vendor"])?;
+        self.admin(&["org", "add", "acme", "--supported-by", "vendor"])?;
+        self.add_user("alice", "vendor", "engineer")?;
+        self.add_user("bob", "acme", "approver")?;
+        Ok(())
+    }
+
+    pub fn join_token(&self, org: &str) -> Result<String> {
+        Ok(self.admin(&["token", "create", "--org", org])?.trim().to_owned())
+    }
+
+    /// Enrolls an agent in `org` and starts `assist-agent run --consent MODE`.
+    pub fn agent(&self, name: &str, org: &str, consent: &str) -> Result<TestAgent> {
+        let dir = tempfile::tempdir()?;
+        let token = self.join_token(org)?;
+        let out = Command::new(bin("assist-agent"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "enroll",
+                "--relay",
+                &self.addr,
+                "--token",
+                &token,
+                "--ca-fingerprint",
+                &self.fingerprint,
+                "--name",
+                name,
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!("enroll failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut agent = TestAgent { dir, proc: None, name: name.to_owned() };
+        agent.start(consent)?;
+        Ok(agent)
+    }
+
+    /// An engineer CLI with its own config directory, logged in.
+    pub fn login(&self, user: &str) -> Result<Cli> {
+        let cli = Cli { dir: tempfile::tempdir()?, relay: self.addr.clone() };
+        let out = cli.run_stdin(
+            &[
+                "login",
+                "--relay",
+                &self.addr,
+                "--user",
+                user,
+                "--password-stdin",
+                "--ca-fingerprint",
+                &self.fingerprint,
+            ],
+            &format!("pw-{user}-123\n"),
+        )?;
+        if !out.status.success() {
+            bail!("login failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(cli)
+    }
+}
+
+pub struct TestAgent {
+    pub dir: tempfile::TempDir,
+    pub proc: Option<Proc>,
+    pub name: String,
+}
+
+impl TestAgent {
+    /// Starts `assist-agent run` and waits until it is connected.
+    pub fn start(&mut self, consent: &str) -> Result<()> {
+        let mut cmd = Command::new(bin("assist-agent"));
+        cmd.arg("--data-dir").arg(self.dir.path()).args(["run", "--consent", consent]);
+        let mut proc = Proc::spawn(cmd)?;
+        proc.stderr.wait_for("connected to")?;
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    pub fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().expect("agent running")
+    }
+
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+}
+
+/// The `assist` CLI with its own configuration directory.
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+    pub relay: String,
+}
+
+impl Cli {
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(bin("assist"));
+        cmd.env("ASSIST_CONFIG_DIR", self.dir.path());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        self.run_stdin(args, "")
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Result<Output> {
+        run_with_stdin(self.command().args(args), stdin)
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.run(args)?;
+        if !out.status.success() {
+            bail!("assist {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Starts a long-running command (a session) in the background.
+    pub fn spawn(&self, args: &[&str]) -> Result<Proc> {
+        let mut cmd = self.command();
+        cmd.args(args);
+        Proc::spawn(cmd)
+    }
+
+    /// Waits until a request from `engineer` is pending and returns its session id.
+    pub fn pending_request(&self) -> Result<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = self.ok(&["requests", "--json"])?;
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            if let Some(id) = v.as_array().and_then(|a| a.first()).and_then(|s| s["id"].as_str()) {
+                return Ok(id.to_owned());
+            }
+            if Instant::now() > deadline {
+                bail!("no pending request appeared");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs a command to completion with `stdin` as its input, bounded by [`WAIT`].
+pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Result<Output> {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_owned();
+    std::thread::spawn(move || {
+        let _ = input.write_all(data.as_bytes());
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(WAIT).map_err(|_| anyhow!("command {cmd:?} did not finish"))?.map_err(Into::into)
+}
