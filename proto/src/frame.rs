@@ -73,7 +73,7 @@ impl FrameDecoder {
 
     /// Takes the next whole message, if one has arrived. An oversized or malformed frame is
     /// an error; the decoder must not be used after one.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_msg<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -102,7 +102,7 @@ mod tests {
         // Byte by byte: no message until the last byte arrives.
         for (i, b) in bytes.iter().enumerate() {
             dec.push(&[*b]);
-            let got: Option<EngineerToRelay> = dec.next().unwrap();
+            let got: Option<EngineerToRelay> = dec.next_msg().unwrap();
             assert_eq!(got.is_some(), i == bytes.len() - 1);
             if let Some(got) = got {
                 assert_eq!(got, msg);
@@ -118,9 +118,9 @@ mod tests {
         bytes.extend(encode(&a).unwrap());
         let mut dec = FrameDecoder::new();
         dec.push(&bytes);
-        assert_eq!(dec.next::<AgentToRelay>().unwrap(), Some(a.clone()));
-        assert_eq!(dec.next::<AgentToRelay>().unwrap(), Some(a));
-        assert_eq!(dec.next::<AgentToRelay>().unwrap(), None);
+        assert_eq!(dec.next_msg::<AgentToRelay>().unwrap(), Some(a.clone()));
+        assert_eq!(dec.next_msg::<AgentToRelay>().unwrap(), Some(a));
+        assert_eq!(dec.next_msg::<AgentToRelay>().unwrap(), None);
     }
 
     #[test]
@@ -128,7 +128,7 @@ mod tests {
         let mut dec = FrameDecoder::new();
         dec.push(&((MAX_FRAME_LEN as u32) + 1).to_be_bytes());
         assert_eq!(
-            dec.next::<AgentToRelay>(),
+            dec.next_msg::<AgentToRelay>(),
             Err(FrameError::TooLarge { len: MAX_FRAME_LEN + 1, max: MAX_FRAME_LEN })
         );
         let huge = EngineerToRelay::Login { user: "x".repeat(MAX_FRAME_LEN), password: String::new() };
@@ -140,9 +140,9 @@ mod tests {
         let mut dec = FrameDecoder::new();
         let junk = b"\x00\x00\x00\x05hello";
         dec.push(junk);
-        assert!(matches!(dec.next::<EngineerToRelay>(), Err(FrameError::Malformed(_))));
+        assert!(matches!(dec.next_msg::<EngineerToRelay>(), Err(FrameError::Malformed(_))));
         let mut dec = FrameDecoder::new();
         dec.push(&encode(&serde_json::json!({"type": "no_such_message"})).unwrap());
-        assert!(matches!(dec.next::<EngineerToRelay>(), Err(FrameError::Malformed(_))));
+        assert!(matches!(dec.next_msg::<EngineerToRelay>(), Err(FrameError::Malformed(_))));
     }
 }

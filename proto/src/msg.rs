@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - HEADER_LEN);
         let mut dec = FrameDecoder::new();
         dec.push(&bytes);
-        assert_eq!(dec.next::<T>().unwrap(), Some(msg));
+        assert_eq!(dec.next_msg::<T>().unwrap(), Some(msg));
     }
 
     fn info() -> SessionInfo {

@@ -59,18 +59,18 @@ fn prompt_consent_yes_and_no() -> anyhow::Result<()> {
     let args = shell_args(&["echo", "from-the-agent"]);
     let mut yes = alice.spawn(&as_refs(&args))?;
     yes.stderr.wait_for("the customer at erp-db01")?;
-    agent.proc().stdout.wait_for("Allow?")?;
+    agent.proc().stdout.wait_for("answer within")?;
     agent.proc().write_line("y")?;
     assert_eq!(yes.wait()?.code(), Some(0));
     yes.stdout.wait_for("from-the-agent")?;
 
     let mut no = alice.spawn(&as_refs(&args))?;
-    agent.proc().stdout.wait_for("Allow?")?;
+    agent.proc().stdout.wait_for("answer within")?;
     agent.proc().write_line("n")?;
     let status = no.wait()?;
     assert_ne!(status.code(), Some(0));
-    let line = no.stderr.wait_for("denied")?;
-    assert!(line.contains("prompt@erp-db01"), "{line}");
+    let line = no.stderr.wait_for("denied by")?;
+    assert!(line.contains("denied by prompt@erp-db01: declined at the agent"), "{line}");
     assert!(!no.stdout.seen.iter().any(|l| l.contains("from-the-agent")));
     Ok(())
 }

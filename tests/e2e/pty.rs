@@ -1,6 +1,7 @@
 //! The real `assist` binary in a real terminal, typing into a remote shell.
 
 use assist_tests::{TestRelay, WAIT};
+use anyhow::Context;
 use expectrl::Expect;
 
 #[test]
@@ -17,35 +18,46 @@ fn interactive_shell_in_a_pty_with_resize_and_ctrl_c() -> anyhow::Result<()> {
     let mut p = expectrl::Session::spawn(cmd)?;
     p.set_expect_timeout(Some(WAIT));
     p.get_process_mut().set_window_size(100, 30)?;
-    p.expect("waiting for an approver of acme")?;
+    p.expect("waiting for an approver of acme").context("expecting waiting for an approver of acme")?;
     let id = bob.pending_request()?;
     bob.ok(&["approve", &id])?;
-    p.expect("approved by bob")?;
+    p.expect("approved by bob").context("expecting approved by bob")?;
 
     // The engineer's terminal size and type reached the remote PTY.
     p.send_line("stty size; echo \"term=$TERM\"; echo $((6*7))")?;
-    p.expect("30 100")?;
-    p.expect("term=xterm-256color")?;
-    p.expect("42")?;
+    p.expect("30 100").context("expecting 30 100")?;
+    p.expect("term=xterm-256color").context("expecting term=xterm-256color")?;
+    p.expect("42").context("expecting 42")?;
 
-    // A resize of the local terminal follows (SIGWINCH → Resize → the remote PTY).
+    // A resize of the local terminal follows (SIGWINCH → Resize → the remote PTY). The
+    // resize travels on the control stream and the typing on the channel, so ask again
+    // until the new size shows.
     p.get_process_mut().set_window_size(120, 40)?;
+    p.set_expect_timeout(Some(std::time::Duration::from_secs(2)));
     let deadline = std::time::Instant::now() + WAIT;
+    let mut n = 0;
     loop {
-        p.send_line("stty size")?;
-        if p.expect("40 120").is_ok() || std::time::Instant::now() > deadline {
+        n += 1;
+        // The marker is computed remotely, so the echo of the typed line does not match it.
+        p.send_line(format!("stty size; echo probe-$(({n}+1000))"))?;
+        let seen = p.expect(format!("probe-{}", n + 1000).as_str()).context("expecting the probe")?;
+        if String::from_utf8_lossy(seen.before()).contains("40 120") {
             break;
         }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the remote PTY never saw the new size");
     }
+    p.set_expect_timeout(Some(WAIT));
 
-    // Ctrl-C interrupts the remote foreground program, not the local client.
-    p.send_line("sleep 100")?;
+    // The marker is printed by the same command line, right before sleep starts, so the
+    // Ctrl-C lands on the running command line rather than on the shell's line editor.
+    p.send_line("echo started-$((2+3)); sleep 100")?;
+    p.expect("started-5").context("expecting started-5")?;
     p.send("\x03")?;
     p.send_line("echo after-$((1+1))")?;
-    p.expect("after-2")?;
+    p.expect("after-2").context("expecting after-2")?;
 
     p.send_line("exit 5")?;
-    p.expect("shell exited with status 5")?;
+    p.expect("shell exited with status 5").context("expecting shell exited with status 5")?;
     let status = p.get_process_mut().wait()?;
     assert!(matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 5)), "{status:?}");
     Ok(())

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 /// What the prompt task is told.
 #[derive(Debug)]
 pub enum PromptEvent {
-    Ask(SessionInfo),
+    Ask(Box<SessionInfo>),
     Withdraw { session: SessionId, reason: String },
 }
 
@@ -62,17 +62,17 @@ pub async fn run(
     let mut current: Option<SessionInfo> = None;
     let mut stdin_open = true;
     loop {
-        if current.is_none() {
-            if let Some(next) = queue.pop_front() {
-                show(&next, crate::engineer::now_ms());
-                current = Some(next);
-            }
+        if current.is_none()
+            && let Some(next) = queue.pop_front()
+        {
+            show(&next, crate::engineer::now_ms());
+            current = Some(next);
         }
         tokio::select! {
             ev = events.recv() => match ev {
                 None => return,
                 Some(PromptEvent::Ask(s)) => {
-                    queue.push_back(s);
+                    queue.push_back(*s);
                     queue.make_contiguous().sort_by_key(|s| (s.priority, s.requested_at));
                 }
                 Some(PromptEvent::Withdraw { session, reason }) => {

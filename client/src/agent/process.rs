@@ -7,14 +7,17 @@
 //!
 //! - **Bounded.** Nothing here buffers more than a few chunks per direction: a child that
 //!   stops reading its input stalls writes to `stdin`, and a reader that stops reading
-//!   `stdout` stalls the child.
+//!   `stdout` stalls the child. Once the child has exited, writes to `stdin` fail (for
+//!   pipes, once nothing else holds the pipe: a descendant, or for an instant a process
+//!   that another spawn in the agent forked and has not yet exec'd).
 //! - **PTY** ([`Spec::Pty`]): the child is a session leader with the terminal as its
 //!   controlling tty, so job control and Ctrl-C (byte 0x03) work as in a local terminal.
 //!   `stdout` carries everything the child wrote before it exited. It ends when every
 //!   process has closed the terminal or, when a descendant still holds it after the child
 //!   exited (`sleep 1000 & disown`), [`TTY_LINGER`] after the last output, as sshd closes
-//!   the terminal when the shell exits. Shutting down or dropping `stdin` sends one EOT
-//!   (Ctrl-D, 0x04) and never a newline, so a half-typed command line is not run.
+//!   the terminal when the shell exits. Output is drained even after `stdout` is dropped,
+//!   and discarded. Shutting down or dropping `stdin` sends one EOT (Ctrl-D, 0x04) and
+//!   never a newline, so a half-typed command line is not run.
 //! - **Pipes** ([`Spec::Pipes`]): argv goes to `execve` as is, never through a shell;
 //!   `stdout` and `stderr` stay separate; dropping `stdin` closes the child's stdin.
 //! - **Lifetime.** [`Control::kill`] ends the child: for a PTY, SIGHUP (what a closed
@@ -26,7 +29,7 @@
 //!
 //! Deliberately not here: deciding whether a process may run (the grant check happens in
 //! the caller, before [`spawn`]), recording or auditing the streams, and anything about
-//! QUIC. Everything runs as the agent's own user.
+//! QUIC. Everything runs as the agent's own user. Unix only, for now.
 //!
 //! Known limits, for want of a `kill(2)` on process groups without `unsafe` or a new
 //! dependency: a PTY kill signals the session leader only. The kernel then hangs up the
@@ -185,7 +188,7 @@ pub fn spawn(spec: Spec, env: &[(String, String)], cwd: Option<&Path>) -> Result
         }
         Spec::Pipes { command } => {
             check_program(&command, env, &cwd)?;
-            pipes::spawn(command, env, &cwd)
+            pipes::spawn(&command, env, &cwd)
         }
     }
 }

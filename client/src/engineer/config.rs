@@ -71,8 +71,10 @@ impl ConfigDir {
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
         for line in text.lines() {
-            if let Some((addr, fp)) = line.split_once(' ') {
-                if addr == relay {
+            if let Some((addr, fp)) = line.split_once(' ')
+                && addr == relay
+            {
+                {
                     return fp.parse().map(Some).map_err(|e: assist_certs::CertError| ConfigError::Corrupt {
                         path,
                         reason: e.to_string(),

@@ -45,10 +45,8 @@ pub struct ShellRequest {
 /// How long to keep reading output after the relay reported the end.
 const DRAIN: Duration = Duration::from_secs(3);
 
-enum Event {
-    Relay(RelayToEngineer),
-    Lost(String),
-}
+/// A message from the relay, or why none will come.
+type Event = Result<RelayToEngineer, String>;
 
 fn say(msg: &str) {
     let mut err = std::io::stderr();
@@ -79,16 +77,16 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
         loop {
             match read_msg::<RelayToEngineer, _>(&mut control_recv).await {
                 Ok(Some(m)) => {
-                    if events_tx.send(Event::Relay(m)).await.is_err() {
+                    if events_tx.send(Ok(m)).await.is_err() {
                         return;
                     }
                 }
                 Ok(None) => {
-                    let _ = events_tx.send(Event::Lost("the relay closed the session stream".into())).await;
+                    let _ = events_tx.send(Err("the relay closed the session stream".into())).await;
                     return;
                 }
                 Err(e) => {
-                    let _ = events_tx.send(Event::Lost(format!("connection to the relay lost: {e}"))).await;
+                    let _ = events_tx.send(Err(format!("connection to the relay lost: {e}"))).await;
                     return;
                 }
             }
@@ -180,10 +178,10 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
     let reason = loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(Event::Relay(RelayToEngineer::SessionEnded { reason })) => break reason,
-                Some(Event::Relay(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
-                Some(Event::Relay(_)) => {}
-                Some(Event::Lost(message)) => break EndReason::Failed { message },
+                Some(Ok(RelayToEngineer::SessionEnded { reason })) => break reason,
+                Some(Ok(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
+                Some(Ok(_)) => {}
+                Some(Err(message)) => break EndReason::Failed { message },
                 None => break EndReason::Failed { message: "connection to the relay lost".into() },
             },
             _ = winch.recv(), if pty => {
@@ -212,14 +210,12 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
 /// Shows the wait and returns the session once approved.
 async fn wait_for_consent(events: &mut mpsc::Receiver<Event>) -> Result<SessionId, EngineerError> {
     let (session, waiting_for) = match events.recv().await {
-        Some(Event::Relay(RelayToEngineer::SessionRequested { session, waiting_for })) => {
-            (session, waiting_for)
-        }
-        Some(Event::Relay(RelayToEngineer::Error { code, message })) => {
+        Some(Ok(RelayToEngineer::SessionRequested { session, waiting_for })) => (session, waiting_for),
+        Some(Ok(RelayToEngineer::Error { code, message })) => {
             return Err(EngineerError::Relay { code, message });
         }
-        Some(Event::Relay(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
-        Some(Event::Lost(m)) => return Err(EngineerError::Refused(m)),
+        Some(Ok(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
+        Some(Err(m)) => return Err(EngineerError::Refused(m)),
         None => return Err(EngineerError::Refused("connection to the relay lost".into())),
     };
     let live = term::stderr_is_tty();
@@ -250,26 +246,26 @@ async fn wait_for_consent(events: &mut mpsc::Receiver<Event>) -> Result<SessionI
             ev = events.recv() => {
                 clear(live);
                 return match ev {
-                    Some(Event::Relay(RelayToEngineer::SessionApproved { session: s })) => {
+                    Some(Ok(RelayToEngineer::SessionApproved { session: s })) => {
                         say(&format!("assist: approved by {}", s.approver.as_deref().unwrap_or("?")));
                         Ok(s.id)
                     }
-                    Some(Event::Relay(RelayToEngineer::SessionDenied { by, reason })) => Err(EngineerError::Refused(format!(
+                    Some(Ok(RelayToEngineer::SessionDenied { by, reason })) => Err(EngineerError::Refused(format!(
                         "session {} denied by {}: {reason}",
                         session.id,
                         by.as_deref().unwrap_or("the relay")
                     ))),
-                    Some(Event::Relay(RelayToEngineer::SessionExpired { waited_ms })) => Err(EngineerError::Refused(format!(
+                    Some(Ok(RelayToEngineer::SessionExpired { waited_ms })) => Err(EngineerError::Refused(format!(
                         "session {} expired: no answer within {}; the request is denied",
                         session.id,
                         duration(waited_ms)
                     ))),
-                    Some(Event::Relay(RelayToEngineer::SessionEnded { reason })) => {
+                    Some(Ok(RelayToEngineer::SessionEnded { reason })) => {
                         Err(EngineerError::Refused(format!("session {} ended before it started: {reason}", session.id)))
                     }
-                    Some(Event::Relay(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
-                    Some(Event::Relay(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
-                    Some(Event::Lost(m)) => Err(EngineerError::Refused(m)),
+                    Some(Ok(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
+                    Some(Ok(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
+                    Some(Err(m)) => Err(EngineerError::Refused(m)),
                     None => Err(EngineerError::Refused("connection to the relay lost".into())),
                 };
             }

@@ -140,7 +140,11 @@ async fn command(
             relay.list_sessions(who).await.map(|sessions| RelayToEngineer::Sessions { sessions })
         }
         EngineerToRelay::RequestSession { agent, ticket, priority, reason, capabilities } => relay
-            .request_session(who, link.clone(), agent, ticket, priority, reason, capabilities)
+            .request_session(
+                who,
+                link.clone(),
+                super::NewSession { agent, ticket, priority, reason, capabilities },
+            )
             .await
             .map(|(session, waiting_for)| RelayToEngineer::SessionRequested { session, waiting_for }),
         EngineerToRelay::Approve { session } => relay

@@ -242,13 +242,12 @@ impl Relay {
     pub(crate) async fn enforce_revocations(&self) -> Result<(), StoreError> {
         let online: Vec<AgentName> = self.agents.lock().expect("agents lock").keys().cloned().collect();
         for name in online {
-            if let Some(row) = self.store.agent(&name).await? {
-                if row.revoked_at.is_some() {
-                    if let Some(conn) = self.agent_conn(&name) {
-                        info!(agent = %name, "closing connection of revoked agent");
-                        conn.close(assist_net::codes::REFUSED, b"agent certificate revoked");
-                    }
-                }
+            if let Some(row) = self.store.agent(&name).await?
+                && row.revoked_at.is_some()
+                && let Some(conn) = self.agent_conn(&name)
+            {
+                info!(agent = %name, "closing connection of revoked agent");
+                conn.close(assist_net::codes::REFUSED, b"agent certificate revoked");
             }
         }
         Ok(())
@@ -303,12 +302,9 @@ impl Relay {
         self: &Arc<Self>,
         who: &Principal,
         link: EngineerLink,
-        agent: AgentName,
-        ticket: String,
-        priority: Priority,
-        reason: String,
-        capabilities: Vec<Capability>,
+        req: NewSession,
     ) -> Result<(SessionInfo, String), Refusal> {
+        let NewSession { agent, ticket, priority, reason, capabilities } = req;
         check_text("ticket", &ticket, 200)?;
         check_text("reason", &reason, 2000)?;
         if capabilities.is_empty() {
@@ -711,6 +707,15 @@ impl Relay {
             let _ = tx.send(RelayToAgent::Resize { session: id.clone(), cols, rows }).await;
         }
     }
+}
+
+/// What an engineer asks for.
+pub(crate) struct NewSession {
+    pub agent: AgentName,
+    pub ticket: String,
+    pub priority: Priority,
+    pub reason: String,
+    pub capabilities: Vec<Capability>,
 }
 
 /// Who answers a consent request.

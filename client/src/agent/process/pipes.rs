@@ -12,7 +12,7 @@ use tracing::debug;
 use super::{Control, ExitStatus, Process, ProcessError};
 
 pub(super) fn spawn(
-    command: Vec<String>,
+    command: &[String],
     env: &[(String, String)],
     cwd: &Path,
 ) -> Result<Process, ProcessError> {
