@@ -128,15 +128,20 @@ impl TestRelay {
     /// Starts a relay on 127.0.0.1:0 with extra `serve` arguments.
     pub fn start_with(extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        Self::start_in(dir, extra)
+        Self::start_in(dir, "127.0.0.1:0", extra)
     }
 
-    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Self> {
+    /// Stops this relay and starts a new one on the same data directory and address, as
+    /// after a crash (the old process is killed, not shut down).
+    pub fn restart(self) -> Result<Self> {
+        let TestRelay { dir, proc, addr, .. } = self;
+        drop(proc);
+        Self::start_in(dir, &addr, &[])
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Result<Self> {
         let mut cmd = Command::new(bin("assist-relay"));
-        cmd.arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra);
+        cmd.arg("--data-dir").arg(dir.path().join("data")).args(["serve", "--listen", listen]).args(extra);
         cmd.env("RUST_LOG", "info,assist_relay=debug");
         let mut proc = Proc::spawn(cmd)?;
         let ready = proc.stdout.wait_for("listening on")?;
@@ -257,7 +262,7 @@ impl TestAgent {
         let mut cmd = Command::new(bin("assist-agent"));
         cmd.arg("--data-dir").arg(self.dir.path()).args(["run", "--consent", consent]);
         let mut proc = Proc::spawn(cmd)?;
-        proc.stderr.wait_for("connected to")?;
+        proc.stderr.wait_for("assist-agent: connected to")?;
         self.proc = Some(proc);
         Ok(())
     }

@@ -25,17 +25,33 @@ pub fn transport_config() -> TransportConfig {
 }
 
 /// Binds the relay's endpoint.
+///
+/// `reset_secret` keys QUIC stateless resets. It must stay the same across restarts of
+/// the relay: then a restarted relay can tell agents that their old connection is gone,
+/// and they reconnect at once instead of after the idle timeout.
 pub fn server_endpoint(
     addr: SocketAddr,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_ca: CertificateDer<'static>,
+    reset_secret: &[u8],
 ) -> Result<Endpoint, ConnectError> {
     let tls = tls::server_config(chain, key, client_ca).map_err(ConnectError::Tls)?;
     let quic = QuicServerConfig::try_from(tls).map_err(|e| ConnectError::Config(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(Arc::new(transport_config()));
-    Endpoint::server(cfg, addr).map_err(ConnectError::Bind)
+    let reset_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, reset_secret);
+    let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(reset_key));
+    // Connection ids are validated with a keyed hash; a random key per process would make a
+    // restarted relay drop the old connections' packets silently instead of resetting them.
+    let cid_key = u64::from_le_bytes(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, reset_secret).as_ref()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    endpoint_cfg.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    let socket = std::net::UdpSocket::bind(addr).map_err(ConnectError::Bind)?;
+    Endpoint::new(endpoint_cfg, Some(cfg), socket, Arc::new(quinn::TokioRuntime)).map_err(ConnectError::Bind)
 }
 
 /// An agent's certificate and key.

@@ -65,6 +65,9 @@ struct ServeArgs {
     /// Lifetime of the tokens engineers get when they log in.
     #[arg(long, default_value = "8h", value_parser = humantime::parse_duration, value_name = "DUR")]
     token_ttl: Duration,
+    /// TCP address for the HTTP API (`/api/v1/health`); off unless given.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -177,6 +180,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         consent_timeout: args.consent_timeout,
         urgent_consent_timeout: args.urgent_consent_timeout,
         token_ttl: args.token_ttl,
+        http: args.http,
     })
     .await?;
     Ok(())

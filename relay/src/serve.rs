@@ -32,6 +32,8 @@ pub struct ServeConfig {
     pub consent_timeout: Duration,
     pub urgent_consent_timeout: Duration,
     pub token_ttl: Duration,
+    /// TCP address of the HTTP API; none by default.
+    pub http: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error("certificate: {0}")]
     Cert(#[from] assist_certs::CertError),
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Builds the relay from its data directory and binds its endpoint.
@@ -53,7 +57,12 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     let chain = assist_certs::certs_from_pem(&dir.server_chain_pem()?)?;
     let key = assist_certs::key_from_pem(&dir.server_key_pem()?)?;
     let ca_der = assist_certs::certs_from_pem(ca.cert_pem())?.remove(0);
-    let endpoint = assist_net::server_endpoint(cfg.listen, chain, key, ca_der)
+    // Derived from the CA key, so it survives restarts without another file to keep.
+    let reset_secret = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("assist stateless reset\n{}", ca.key_pem()).as_bytes(),
+    );
+    let endpoint = assist_net::server_endpoint(cfg.listen, chain, key, ca_der, reset_secret.as_ref())
         .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
     let store: Arc<dyn Store> = Arc::new(dir.store().await?);
     let closed = store.close_dangling_sessions("relay restarted", crate::now_ms()).await?;
@@ -76,12 +85,31 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let addr = endpoint
         .local_addr()
         .map_err(|e| ServeError::Listen { addr: cfg.listen, source: assist_net::ConnectError::Bind(e) })?;
+    let http = match cfg.http {
+        Some(http_addr) => {
+            let listener = tokio::net::TcpListener::bind(http_addr)
+                .await
+                .map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
+            let bound = listener.local_addr().map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
+            println!("assist-relay http on {bound}");
+            let app = assist_console::app(relay.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    warn!(error = %e, "http server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     println!("{}", ready_line(addr, relay.ca.fingerprint()));
     serve(endpoint, relay, async {
         let _ = tokio::signal::ctrl_c().await;
         info!("shutting down");
     })
     .await;
+    if let Some(h) = http {
+        h.abort();
+    }
     Ok(())
 }
 

@@ -102,3 +102,55 @@ fn revoked_agent_is_disconnected_and_refused() -> anyhow::Result<()> {
     assert!(err.contains("revoked"), "{err}");
     Ok(())
 }
+
+#[test]
+fn agent_reconnects_after_a_relay_crash_and_dangling_sessions_are_closed() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let mut agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut s = alice.spawn(LONG)?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    wait_state(&bob, "active")?;
+
+    let relay = relay.restart()?;
+    assert_ne!(s.wait()?.code(), Some(0), "the engineer's session ended with the relay");
+    // The agent finds the new relay process by itself (jittered backoff).
+    agent.proc().stderr.wait_for("assist-agent: connected to")?;
+    let agents: serde_json::Value = serde_json::from_str(&alice.ok(&["agents", "--json"])?)?;
+    assert_eq!(agents[0]["online"], true, "{agents}");
+    // The session the crash interrupted is not left open.
+    let row = wait_state(&bob, "closed")?;
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["end_reason"], "relay restarted");
+    // And the relay works as before.
+    let out = alice.ok(&["agents"])?;
+    assert!(out.contains("erp-db01"));
+    drop(relay);
+    Ok(())
+}
+
+#[test]
+fn health_endpoint_reports_online_agents() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut relay = TestRelay::start_with(&["--http", "127.0.0.1:0"])?;
+    relay.standard_world()?;
+    let http = relay
+        .proc
+        .stdout
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("assist-relay http on ").map(str::to_owned));
+    let http = http.ok_or_else(|| anyhow::anyhow!("no http line"))?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let mut conn = std::net::TcpStream::connect(&http)?;
+    conn.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"online_agents\":1"), "{response}");
+    let _ = &mut relay;
+    Ok(())
+}

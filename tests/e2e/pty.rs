@@ -1,7 +1,7 @@
 //! The real `assist` binary in a real terminal, typing into a remote shell.
 
-use assist_tests::{TestRelay, WAIT};
 use anyhow::Context;
+use assist_tests::{TestRelay, WAIT};
 use expectrl::Expect;
 
 #[test]

@@ -709,6 +709,15 @@ impl Relay {
     }
 }
 
+impl assist_console::ConsoleState for Relay {
+    fn online_agents(&self) -> usize {
+        self.agents.lock().expect("agents lock").len()
+    }
+    fn live_sessions(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").len()
+    }
+}
+
 /// What an engineer asks for.
 pub(crate) struct NewSession {
     pub agent: AgentName,
