@@ -103,6 +103,14 @@ fn first_cert_der(pem: &str) -> Result<CertificateDer<'static>, CertError> {
     Ok(certs_from_pem(pem)?.remove(0))
 }
 
+/// The subject public key (the raw key bytes, e.g. an uncompressed P-256 point) of a
+/// certificate, to verify signatures made with the certificate's private key.
+pub fn public_key_of(cert_der: &[u8]) -> Result<Vec<u8>, CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| CertError::Pem(e.to_string()))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
 /// Parses a private key from PEM.
 pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| CertError::Pem(e.to_string()))
@@ -291,6 +299,23 @@ mod tests {
         let agent = AgentKey::generate("erp-db01").unwrap();
         let issued = ca.sign_agent_csr(&agent.csr_pem, "erp-db01", "acme").unwrap();
         assert_eq!(Fingerprint::of_pem(&issued.cert_pem).unwrap(), issued.fingerprint);
+    }
+
+    #[test]
+    fn agent_signatures_verify_with_the_certificate_key() {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
+        };
+        let ca = Ca::generate("test").unwrap();
+        let agent = AgentKey::generate("a").unwrap();
+        let issued = ca.sign_agent_csr(&agent.csr_pem, "a", "o").unwrap();
+        let der = key_from_pem(&agent.key_pem).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.secret_der()).unwrap();
+        let sig = key.sign(&aws_lc_rs::rand::SystemRandom::new(), b"msg").unwrap();
+        let pk = public_key_of(&certs_from_pem(&issued.cert_pem).unwrap()[0]).unwrap();
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &pk).verify(b"msg", sig.as_ref()).unwrap();
+        assert!(UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &pk).verify(b"other", sig.as_ref()).is_err());
+        assert!(public_key_of(b"garbage").is_err());
     }
 
     #[test]

@@ -199,6 +199,14 @@ pub enum AgentToRelay {
         code: Option<i32>,
         signal: Option<String>,
     },
+    /// The agent's own account of a channel's bytes, signed with its certificate's key, so
+    /// a recording can be checked against what the customer's side saw. Sent before
+    /// `ChannelExited`.
+    Countersign {
+        session: SessionId,
+        digests: Vec<StreamDigest>,
+        signature: String,
+    },
     Ping,
 }
 
@@ -246,6 +254,30 @@ pub enum RelayToAgent {
         message: String,
     },
     Pong,
+}
+
+/// Bytes and SHA-256 of one direction of one stream, as one side saw them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamDigest {
+    /// QUIC stream id on the agent's connection (the same on both ends).
+    pub stream: u64,
+    /// `in`: relay → agent (the engineer's input); `out`: agent → relay.
+    pub direction: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The exact bytes an agent signs for a [`AgentToRelay::Countersign`].
+pub fn countersign_message(session: &SessionId, agent: &AgentName, digests: &[StreamDigest]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Signed<'a> {
+        purpose: &'static str,
+        session: &'a SessionId,
+        agent: &'a AgentName,
+        digests: &'a [StreamDigest],
+    }
+    serde_json::to_vec(&Signed { purpose: "assist agent countersignature v1", session, agent, digests })
+        .expect("serialises")
 }
 
 /// What a channel stream carries.

@@ -1,12 +1,15 @@
 //! The administration commands (`org`, `user`, `token`, `agent`) as library functions, so
 //! that the `assist-relay` binary and the tests run the same code.
 //!
-//! Each takes a [`Store`] and, where it writes, `now` (Unix ms). They validate what a
-//! person typed (names, password length, token lifetime) and return typed results and
-//! [`AdminError`]s whose messages are meant for that person.
+//! Each takes a [`Store`] and, where it writes, the audit actor (`admin-cli[:OS_USER]`,
+//! see [`crate::audit::admin_actor`]) and `now` (Unix ms); every change is stored with its
+//! audit event. They validate what a person typed (names, password length, token
+//! lifetime) and return typed results and [`AdminError`]s whose messages are meant for
+//! that person.
 //!
 //! They do not print, prompt or read files: that is the binary's job.
 
+use crate::audit::{Action, AuditEvent};
 use crate::auth::{self, AuthError};
 use crate::store::{AgentRow, OrgRow, Store, StoreError, UserRow};
 use assist_proto::caps::{ConsentMode, Role};
@@ -114,7 +117,13 @@ impl From<AgentRow> for AgentView {
 }
 
 /// Adds an organisation whose agents the engineers of `supported_by` may ask for.
-pub async fn org_add(store: &dyn Store, name: &str, supported_by: &[String], now: i64) -> Result<OrgView> {
+pub async fn org_add(
+    store: &dyn Store,
+    name: &str,
+    supported_by: &[String],
+    actor: &str,
+    now: i64,
+) -> Result<OrgView> {
     valid_name("organisation", name)?;
     let mut vendors: Vec<OrgName> = Vec::with_capacity(supported_by.len());
     for vendor in supported_by {
@@ -127,8 +136,12 @@ pub async fn org_add(store: &dyn Store, name: &str, supported_by: &[String], now
         }
     }
     let org = OrgName::new(name);
-    store.add_org(&org, &vendors, now).await?;
     vendors.sort();
+    let event = AuditEvent::new(actor, Action::OrgAdded)
+        .org(&org)
+        .target(name)
+        .detail(serde_json::json!({ "supported_by": vendors }));
+    store.add_org(&org, &vendors, now, &event).await?;
     Ok(OrgView { name: org, supported_by: vendors, created_at: now })
 }
 
@@ -143,6 +156,7 @@ pub async fn user_add(
     org: &str,
     role: Role,
     password: &str,
+    actor: &str,
     now: i64,
 ) -> Result<UserView> {
     valid_name("user", name)?;
@@ -157,7 +171,11 @@ pub async fn user_add(
         .map_err(|e| AuthError::Hash(e.to_string()))??;
     let user =
         UserRow { name: UserName::new(name), org: OrgName::new(org), role, password_hash, created_at: now };
-    store.add_user(&user).await?;
+    let event = AuditEvent::new(actor, Action::UserAdded)
+        .org(&user.org)
+        .target(name)
+        .detail(serde_json::json!({ "role": role }));
+    store.add_user(&user, &event).await?;
     Ok(user.into())
 }
 
@@ -167,7 +185,13 @@ pub async fn user_list(store: &dyn Store) -> Result<Vec<UserView>> {
 
 /// Creates a single-use join token for enrolling one agent into `org`. Returns the token,
 /// which exists nowhere else: only its hash is stored.
-pub async fn token_create(store: &dyn Store, org: &str, ttl: Duration, now: i64) -> Result<String> {
+pub async fn token_create(
+    store: &dyn Store,
+    org: &str,
+    ttl: Duration,
+    actor: &str,
+    now: i64,
+) -> Result<String> {
     if !(MIN_TOKEN_TTL..=MAX_TOKEN_TTL).contains(&ttl) {
         return Err(AdminError::TtlOutOfRange { ttl });
     }
@@ -177,7 +201,13 @@ pub async fn token_create(store: &dyn Store, org: &str, ttl: Duration, now: i64)
     }
     let token = auth::new_join_token();
     let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-    store.add_join_token(&auth::token_hash(&token), &org_name, expires_at, now).await?;
+    let hash = auth::token_hash(&token);
+    // The hash's prefix names the token in the log; neither lets anyone enroll.
+    let event = AuditEvent::new(actor, Action::TokenIssued)
+        .org(&org_name)
+        .target(format!("token:{}", hash.get(..16).unwrap_or(&hash)))
+        .detail(serde_json::json!({ "expires_at": expires_at }));
+    store.add_join_token(&hash, &org_name, expires_at, now, &event).await?;
     Ok(token)
 }
 
@@ -198,7 +228,7 @@ pub enum Revocation {
 }
 
 /// Revokes an agent: a relay refuses its certificate from then on.
-pub async fn agent_revoke(store: &dyn Store, name: &str, now: i64) -> Result<Revocation> {
+pub async fn agent_revoke(store: &dyn Store, name: &str, actor: &str, now: i64) -> Result<Revocation> {
     let agent = AgentName::new(name);
     let Some(row) = store.agent(&agent).await? else {
         return Err(AdminError::NotFound { what: "agent", name: name.to_owned() });
@@ -206,7 +236,11 @@ pub async fn agent_revoke(store: &dyn Store, name: &str, now: i64) -> Result<Rev
     if let Some(at) = row.revoked_at {
         return Ok(Revocation::AlreadyRevoked { at });
     }
-    store.revoke_agent(&agent, now).await?;
+    let event = AuditEvent::new(actor, Action::AgentRevoked)
+        .org(&row.org)
+        .target(name)
+        .detail(serde_json::json!({ "fingerprint": row.cert_fingerprint }));
+    store.revoke_agent(&agent, now, &event).await?;
     // Read back: if another revocation won the race, its time is the one that counts.
     let at = store.agent(&agent).await?.and_then(|a| a.revoked_at).unwrap_or(now);
     Ok(Revocation::Revoked { at })
@@ -236,46 +270,51 @@ mod tests {
     async fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("assist.db")).await.unwrap();
-        org_add(&store, "vendor", &[], 1).await.unwrap();
+        org_add(&store, "vendor", &[], "admin-cli", 1).await.unwrap();
         (dir, store)
     }
 
     #[tokio::test]
     async fn orgs() {
         let (_dir, store) = open().await;
-        let acme = org_add(&store, "acme", &["vendor".into(), "vendor".into()], 2).await.unwrap();
+        let acme =
+            org_add(&store, "acme", &["vendor".into(), "vendor".into()], "admin-cli", 2).await.unwrap();
         assert_eq!(acme.supported_by, [OrgName::new("vendor")]);
         assert_eq!(org_list(&store).await.unwrap()[0], acme);
-        let err = org_add(&store, "acme", &[], 3).await.unwrap_err();
+        let err = org_add(&store, "acme", &[], "admin-cli", 3).await.unwrap_err();
         assert_eq!(err.to_string(), r#"organisation "acme" already exists"#);
-        let err = org_add(&store, "beta", &["ghost".into()], 3).await.unwrap_err();
+        let err = org_add(&store, "beta", &["ghost".into()], "admin-cli", 3).await.unwrap_err();
         assert_eq!(err.to_string(), r#"organisation "ghost" does not exist"#);
-        assert!(matches!(org_add(&store, "beta", &["beta".into()], 3).await, Err(AdminError::Invalid(_))));
-        assert!(matches!(org_add(&store, "-bad", &[], 3).await, Err(AdminError::Invalid(_))));
+        assert!(matches!(
+            org_add(&store, "beta", &["beta".into()], "admin-cli", 3).await,
+            Err(AdminError::Invalid(_))
+        ));
+        assert!(matches!(org_add(&store, "-bad", &[], "admin-cli", 3).await, Err(AdminError::Invalid(_))));
         assert_eq!(org_list(&store).await.unwrap().len(), 2);
     }
 
     #[tokio::test]
     async fn users() {
         let (_dir, store) = open().await;
-        let alice = user_add(&store, "alice", "vendor", Role::Engineer, "long enough", 5).await.unwrap();
+        let alice =
+            user_add(&store, "alice", "vendor", Role::Engineer, "long enough", "admin-cli", 5).await.unwrap();
         assert_eq!((alice.org.as_str(), alice.role), ("vendor", Role::Engineer));
         let hash = store.user(&alice.name).await.unwrap().unwrap().password_hash;
         assert!(auth::verify_password("long enough", &hash));
         assert!(matches!(
-            user_add(&store, "alice", "vendor", Role::Admin, "long enough", 6).await,
+            user_add(&store, "alice", "vendor", Role::Admin, "long enough", "admin-cli", 6).await,
             Err(AdminError::Exists { what: "user", .. })
         ));
         assert!(matches!(
-            user_add(&store, "bob", "ghost", Role::Admin, "long enough", 6).await,
+            user_add(&store, "bob", "ghost", Role::Admin, "long enough", "admin-cli", 6).await,
             Err(AdminError::NotFound { what: "organisation", .. })
         ));
         assert!(matches!(
-            user_add(&store, "bob", "vendor", Role::Admin, "short", 6).await,
+            user_add(&store, "bob", "vendor", Role::Admin, "short", "admin-cli", 6).await,
             Err(AdminError::PasswordTooShort)
         ));
         assert!(matches!(
-            user_add(&store, "b b", "vendor", Role::Admin, "long enough", 6).await,
+            user_add(&store, "b b", "vendor", Role::Admin, "long enough", "admin-cli", 6).await,
             Err(AdminError::Invalid(_))
         ));
         assert_eq!(user_list(&store).await.unwrap(), [alice]);
@@ -286,16 +325,16 @@ mod tests {
         let (_dir, store) = open().await;
         for bad in [Duration::from_secs(59), MAX_TOKEN_TTL + Duration::from_secs(1)] {
             assert!(matches!(
-                token_create(&store, "vendor", bad, 0).await,
+                token_create(&store, "vendor", bad, "admin-cli", 0).await,
                 Err(AdminError::TtlOutOfRange { .. })
             ));
         }
         assert!(matches!(
-            token_create(&store, "ghost", MIN_TOKEN_TTL, 0).await,
+            token_create(&store, "ghost", MIN_TOKEN_TTL, "admin-cli", 0).await,
             Err(AdminError::NotFound { what: "organisation", .. })
         ));
-        token_create(&store, "vendor", MAX_TOKEN_TTL, 0).await.unwrap();
-        let token = token_create(&store, "vendor", MIN_TOKEN_TTL, 1_000).await.unwrap();
+        token_create(&store, "vendor", MAX_TOKEN_TTL, "admin-cli", 0).await.unwrap();
+        let token = token_create(&store, "vendor", MIN_TOKEN_TTL, "admin-cli", 1_000).await.unwrap();
         let hash = auth::token_hash(&token);
 
         let row = AgentRow {
@@ -308,19 +347,51 @@ mod tests {
             consent: None,
             online: false,
         };
-        let late = store.enroll_agent(&hash, &row, 61_000).await;
+        let enrolled = AuditEvent::new("agent:db01", Action::AgentEnrolled);
+        let late = store.enroll_agent(&hash, &row, 61_000, &enrolled).await;
         assert!(matches!(late, Err(StoreError::TokenRejected(TokenProblem::Expired))));
-        store.enroll_agent(&hash, &row, 60_999).await.unwrap();
+        store.enroll_agent(&hash, &row, 60_999, &enrolled).await.unwrap();
         let listed = agent_list(&store).await.unwrap();
         assert_eq!((listed[0].org.as_str(), listed[0].revoked_at), ("vendor", None));
 
-        assert_eq!(agent_revoke(&store, "db01", 5_000).await.unwrap(), Revocation::Revoked { at: 5_000 });
         assert_eq!(
-            agent_revoke(&store, "db01", 6_000).await.unwrap(),
+            agent_revoke(&store, "db01", "admin-cli", 5_000).await.unwrap(),
+            Revocation::Revoked { at: 5_000 }
+        );
+        assert_eq!(
+            agent_revoke(&store, "db01", "admin-cli", 6_000).await.unwrap(),
             Revocation::AlreadyRevoked { at: 5_000 }
         );
-        let err = agent_revoke(&store, "ghost", 1).await.unwrap_err();
+        let err = agent_revoke(&store, "ghost", "admin-cli", 1).await.unwrap_err();
         assert_eq!(err.to_string(), r#"agent "ghost" does not exist"#);
+    }
+
+    #[tokio::test]
+    async fn admin_actions_are_audited_with_who_ran_them() {
+        let (_dir, store) = open().await;
+        let root = crate::audit::admin_actor(Some("root"));
+        org_add(&store, "acme", &["vendor".into()], &root, 2).await.unwrap();
+        user_add(&store, "bob", "acme", Role::Approver, "long enough", &root, 3).await.unwrap();
+        let token = token_create(&store, "acme", MIN_TOKEN_TTL, &root, 4).await.unwrap();
+        assert!(org_add(&store, "acme", &[], &root, 5).await.is_err());
+        let events = store.list_audit(&crate::audit::AuditFilter::default()).await.unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str(), e.org.as_deref(), e.target.as_deref(), e.at))
+            .collect();
+        let token_target = format!("token:{}", &auth::token_hash(&token)[..16]);
+        assert_eq!(
+            seen,
+            [
+                ("admin-cli", "org.added", Some("vendor"), Some("vendor"), 1),
+                ("admin-cli:root", "org.added", Some("acme"), Some("acme"), 2),
+                ("admin-cli:root", "user.added", Some("acme"), Some("bob"), 3),
+                ("admin-cli:root", "token.issued", Some("acme"), Some(token_target.as_str()), 4),
+            ]
+        );
+        assert_eq!(events[1].detail, r#"{"supported_by":["vendor"]}"#);
+        assert_eq!(events[2].detail, r#"{"role":"approver"}"#);
+        assert!(!events.iter().any(|e| e.detail.contains("long enough") || e.detail.contains(&token)));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //!
 //! It does not watch the files, and does not rotate or back up anything.
 
+use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
 use crate::auth::{self, AuthError, TokenKeys};
 use crate::store::{SqliteStore, Store, StoreError, UserRow};
 use assist_certs::{Ca, CertError, Fingerprint};
@@ -225,7 +226,11 @@ impl DataDir {
         let password = auth::new_password();
         let user = UserName::new(FIRST_ADMIN);
         let store = self.store().await?;
-        store.set_password(&user, &auth::hash_password(&password)?).await?;
+        let event = AuditEvent::new(RELAY_ACTOR, Action::PasswordSet)
+            .org(&OrgName::new(OPERATOR_ORG))
+            .target(FIRST_ADMIN)
+            .detail(serde_json::json!({ "reason": "first start completed after an interruption" }));
+        store.set_password(&user, &auth::hash_password(&password)?, crate::now_ms(), &event).await?;
         store.close().await;
         Ok(FirstAdmin { user, password })
     }
@@ -309,16 +314,24 @@ async fn generate(staging: &Path, extra_server_names: &[String]) -> Result<Strin
     let store = SqliteStore::open(&db).await?;
     let password = auth::new_password();
     let now = crate::now_ms();
-    store.add_org(&OrgName::new(OPERATOR_ORG), &[], now).await?;
-    store
-        .add_user(&UserRow {
-            name: UserName::new(FIRST_ADMIN),
-            org: OrgName::new(OPERATOR_ORG),
-            role: Role::Admin,
-            password_hash: auth::hash_password(&password)?,
-            created_at: now,
-        })
-        .await?;
+    let operator = OrgName::new(OPERATOR_ORG);
+    let org_event = AuditEvent::new(RELAY_ACTOR, Action::OrgAdded)
+        .org(&operator)
+        .target(OPERATOR_ORG)
+        .detail(serde_json::json!({ "supported_by": [], "first_start": true }));
+    store.add_org(&operator, &[], now, &org_event).await?;
+    let user_event = AuditEvent::new(RELAY_ACTOR, Action::UserAdded)
+        .org(&operator)
+        .target(FIRST_ADMIN)
+        .detail(serde_json::json!({ "role": Role::Admin, "first_start": true }));
+    let admin = UserRow {
+        name: UserName::new(FIRST_ADMIN),
+        org: operator,
+        role: Role::Admin,
+        password_hash: auth::hash_password(&password)?,
+        created_at: now,
+    };
+    store.add_user(&admin, &user_event).await?;
     // Closing the last connection checkpoints the WAL into assist.db, so the one file
     // moved last holds everything.
     store.close().await;

@@ -3,14 +3,19 @@
 //! - [`datadir`]: the data directory (CA, keys, database) and its first-start set-up;
 //! - [`store`]: persistent state behind the [`store::Store`] trait (SQLite by default);
 //! - [`auth`]: password hashing and the engineer tokens (JWT, EdDSA);
+//! - [`audit`]: audit events and their hash chain;
+//! - [`audit_cmd`]: `assist-relay audit list|export|verify` as library functions;
 //! - [`admin`]: the administration commands run against the data directory;
 //! - [`broker`]: live agents and sessions, consent, and the rules connecting them;
 //! - [`serve`]: the QUIC endpoint and connection dispatch.
 
 pub mod admin;
+pub mod audit;
+pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
 pub mod datadir;
+pub mod recording;
 pub mod serve;
 pub mod store;
 

@@ -1,17 +1,20 @@
 //! `assist-relay`: the relay server and its administration commands.
 //!
 //! This file only parses arguments, prompts for passwords and prints results; the work is
-//! done by [`assist_relay::serve`], [`assist_relay::datadir`] and [`assist_relay::admin`].
+//! done by [`assist_relay::serve`], [`assist_relay::datadir`], [`assist_relay::admin`] and
+//! [`assist_relay::audit_cmd`].
 //! Results go to stdout (tables for people, `--json` for programs); logs, notes and
 //! errors go to stderr, and any error exits with status 1.
 
 use anyhow::{Context, bail};
 use assist_proto::caps::Role;
-use assist_proto::ids::validate_name;
+use assist_proto::ids::{OrgName, SessionId, validate_name};
 use assist_relay::admin::{self, Revocation, format_time};
+use assist_relay::audit::{AuditFilter, admin_actor};
+use assist_relay::audit_cmd;
 use assist_relay::datadir::DataDir;
-use assist_relay::store::SqliteStore;
-use clap::{Args, Parser, Subcommand};
+use assist_relay::store::{SqliteStore, Store};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -45,6 +48,142 @@ enum Command {
     /// Enrolled agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The audit log: list, export for a SIEM, verify its hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Session recordings: verify, export, replay.
+    #[command(subcommand)]
+    Recording(RecordingCommand),
+    /// The relay's public keys, for verifying recordings away from the relay.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum RecordingCommand {
+    /// Checks a recording: valid, truncated (never sealed) or tampered (and where).
+    /// Exits 0 only when valid.
+    Verify {
+        /// The session whose recording to check (in DIR/recordings).
+        #[arg(required_unless_present = "file")]
+        session: Option<SessionId>,
+        /// Check this file instead.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Public keys from `keys export`, to verify without the data directory.
+        #[arg(long, value_name = "PATH")]
+        keys: Option<PathBuf>,
+    },
+    /// Writes a view of a recording.
+    Export {
+        session: SessionId,
+        #[arg(long, value_enum)]
+        format: RecordingFormat,
+        /// For `raw`: the channel number (1 is the first channel of the session).
+        #[arg(long, default_value_t = 1)]
+        channel: u32,
+        /// For `raw`: `out` (agent → engineer) or `in` (engineer → agent).
+        #[arg(long, default_value = "out")]
+        direction: String,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Replays a terminal recording in this terminal.
+    Play {
+        session: SessionId,
+        /// Playback speed, e.g. 2 for twice as fast.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause kept, after scaling.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        max_idle: Duration,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RecordingFormat {
+    /// asciicast v2, for asciinema and other terminal players.
+    Asciicast,
+    /// The exact bytes of one channel direction.
+    Raw,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Prints (or writes) the public keys as JSON.
+    Export {
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+}
+
+async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) -> anyhow::Result<ExitCode> {
+    use assist_relay::recording::{LocalDir, cli};
+    let local = || LocalDir::new(data_dir.join("recordings"));
+    match cmd {
+        RecordingCommand::Verify { session, file, keys } => {
+            let key = match keys {
+                Some(path) => cli::PublicKeys::load(&path)?.key_bytes()?,
+                None => assist_proto::grant::public_key(&DataDir::open(data_dir)?.grant_key()?),
+            };
+            let bytes = match (file, session) {
+                (Some(path), _) => {
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+                }
+                (None, Some(id)) => cli::read(&local(), &id).await?,
+                (None, None) => bail!("name a session or --file"),
+            };
+            let verdict = assist_relay::recording::verify(&bytes, &key);
+            println!("{verdict}");
+            Ok(if matches!(verdict, assist_relay::recording::Verdict::Valid { .. }) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        RecordingCommand::Export { session, format, channel, direction, output } => {
+            let bytes = match format {
+                RecordingFormat::Asciicast => cli::asciicast(&local(), &session).await?.into_bytes(),
+                RecordingFormat::Raw => {
+                    cli::raw(&local(), &session, channel, cli::parse_direction(&direction)?).await?
+                }
+            };
+            match output {
+                Some(path) => write_file_atomically(&path, &bytes)?,
+                None => std::io::stdout().lock().write_all(&bytes)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RecordingCommand::Play { session, speed, max_idle } => {
+            cli::play(&local(), &session, speed, max_idle).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn keys_command(data_dir: &std::path::Path, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    let KeysCommand::Export { output } = cmd;
+    let dir = DataDir::open(data_dir)?;
+    let keys = assist_relay::recording::cli::PublicKeys {
+        relay_signing_key: hex::encode(assist_proto::grant::public_key(&dir.grant_key()?)),
+        ca_fingerprint: dir.ca_fingerprint().to_string(),
+        ca_pem: dir.ca_cert_pem().to_owned(),
+    };
+    let json = serde_json::to_string_pretty(&keys)? + "\n";
+    match output {
+        Some(path) => write_file_atomically(&path, json.as_bytes())?,
+        None => print!("{json}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a whole file or nothing: a temporary file beside it, then a rename.
+fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -68,6 +207,9 @@ struct ServeArgs {
     /// TCP address for the HTTP API (`/api/v1/health`); off unless given.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Where session recordings are written (default: DIR/recordings).
+    #[arg(long, value_name = "DIR")]
+    recordings_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +273,68 @@ enum AgentCommand {
     Revoke { name: String },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Lists audit events, oldest first.
+    List {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exports audit events, one JSON object per line.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Writes to FILE (atomically) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Checks the whole hash chain; exits 1 at the first broken event.
+    Verify,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Args)]
+struct AuditFilterArgs {
+    /// Events at or after T: RFC 3339 in UTC, or a duration ago (2d, 90m).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Events before T (same forms as --since).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Events concerning this organisation.
+    #[arg(long, value_name = "ORG")]
+    org: Option<String>,
+    /// Events of this session.
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    /// Events by this actor (a user, agent:NAME, relay, admin-cli:USER).
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
+}
+
+impl AuditFilterArgs {
+    fn filter(self, now: i64) -> anyhow::Result<AuditFilter> {
+        let time = |t: Option<String>| t.map(|t| audit_cmd::parse_time(&t, now)).transpose();
+        Ok(AuditFilter {
+            since: time(self.since)?,
+            until: time(self.until)?,
+            org: self.org.map(OrgName::new),
+            session: self.session.map(SessionId::new),
+            actor: self.actor,
+            after_seq: None,
+            limit: None,
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -145,7 +349,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -153,13 +357,19 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
-    if let Command::Serve(args) = cli.command {
-        return serve(data_dir, args).await;
-    }
+    let command = match cli.command {
+        Command::Serve(args) => {
+            serve(data_dir, args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Recording(cmd) => return recording_command(&data_dir, cmd).await,
+        Command::Keys(cmd) => return keys_command(&data_dir, cmd),
+        other => other,
+    };
     let store = DataDir::open(&data_dir)?.store().await?;
-    let result = admin_command(&store, cli.command).await;
+    let result = admin_command(&store, command).await;
     store.close().await;
     result
 }
@@ -181,17 +391,49 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         urgent_consent_timeout: args.urgent_consent_timeout,
         token_ttl: args.token_ttl,
         http: args.http,
+        recordings_dir: args.recordings_dir,
     })
     .await?;
     Ok(())
 }
 
-async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<()> {
+/// Who runs an administration command, for the audit log: `admin-cli:USER`. Informative,
+/// not authenticated: anyone who can write the database can claim any name.
+fn actor() -> String {
+    admin_actor(os_user().as_deref())
+}
+
+/// The login name from the environment, or else (a service, a container) the name of the
+/// process's user in `/etc/passwd`, or `uidN`.
+fn os_user() -> Option<String> {
+    if let Some(user) =
+        ["USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    {
+        return Some(user);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let name = passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+        });
+        Some(name.unwrap_or_else(|| format!("uid{uid}")))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<ExitCode> {
     let now = assist_relay::now_ms();
+    let actor = actor();
     match command {
-        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Recording(_) | Command::Keys(_) => unreachable!("handled by run"),
+        Command::Audit(audit) => return audit_command(store, audit, now).await,
         Command::Org(OrgCommand::Add { name, supported_by }) => {
-            admin::org_add(store, &name, &supported_by, now).await?;
+            admin::org_add(store, &name, &supported_by, &actor, now).await?;
             eprintln!("added organisation {name}");
         }
         Command::Org(OrgCommand::List { json }) => {
@@ -205,7 +447,7 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
             validate_name("user", &name).map_err(anyhow::Error::msg)?;
             validate_name("organisation", &org).map_err(anyhow::Error::msg)?;
             let password = if password_stdin { password_from_stdin()? } else { password_from_prompt(&name)? };
-            admin::user_add(store, &name, &org, role, &password, now).await?;
+            admin::user_add(store, &name, &org, role, &password, &actor, now).await?;
             eprintln!("added {role} {name} to {org}");
         }
         Command::User(UserCommand::List { json }) => {
@@ -215,7 +457,7 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
             })?;
         }
         Command::Token(TokenCommand::Create { org, ttl }) => {
-            let token = admin::token_create(store, &org, ttl, now).await?;
+            let token = admin::token_create(store, &org, ttl, &actor, now).await?;
             let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
             println!("{token}");
             eprintln!("single-use join token for {org}, valid until {}", format_time(expires));
@@ -236,7 +478,7 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
             })?;
         }
         Command::Agent(AgentCommand::Revoke { name }) => {
-            match admin::agent_revoke(store, &name, now).await? {
+            match admin::agent_revoke(store, &name, &actor, now).await? {
                 Revocation::Revoked { .. } => eprintln!("revoked agent {name}"),
                 Revocation::AlreadyRevoked { at } => {
                     eprintln!("agent {name} was already revoked at {}", format_time(at));
@@ -244,7 +486,51 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_command(store: &SqliteStore, command: AuditCommand, now: i64) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::List { filter, json } => {
+            let events = store.list_audit(&filter.filter(now)?).await?;
+            let headers = ["SEQ", "TIME", "ACTOR", "ORG", "ACTION", "TARGET", "SESSION", "DETAIL"];
+            print_rows(json, &events, &headers, |e| {
+                let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+                vec![
+                    e.seq.to_string(),
+                    format_time(e.at),
+                    e.actor.clone(),
+                    dash(&e.org),
+                    e.action.clone(),
+                    dash(&e.target),
+                    dash(&e.session),
+                    e.detail.clone(),
+                ]
+            })?;
+        }
+        AuditCommand::Export { format: ExportFormat::Jsonl, filter, output } => {
+            let filter = filter.filter(now)?;
+            let count = match output {
+                Some(path) => {
+                    let n = audit_cmd::export_jsonl_to_file(store, &filter, &path).await?;
+                    eprintln!("exported {n} events to {}", path.display());
+                    n
+                }
+                None => audit_cmd::export_jsonl(store, &filter, &mut std::io::stdout().lock()).await?,
+            };
+            tracing::debug!(count, "audit export done");
+        }
+        AuditCommand::Verify => match audit_cmd::verify(store).await? {
+            Ok(chain) => {
+                println!("audit log intact: {} events, head SHA256:{}", chain.count, chain.head_hash);
+            }
+            Err(broken) => {
+                println!("{broken}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn join_or_dash(names: &[impl std::fmt::Display]) -> String {

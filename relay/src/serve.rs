@@ -4,6 +4,7 @@
 //! [`serve`] takes a bound endpoint and a shutdown future, so tests bind port 0 and stop
 //! the relay cleanly; [`run`] is the binary's entry point around it.
 
+use crate::audit::{Action, AuditEvent, RELAY_ACTOR, agent_actor};
 use crate::broker::{BrokerConfig, Relay, agent, engineer};
 use crate::datadir::DataDir;
 use crate::store::Store;
@@ -34,6 +35,8 @@ pub struct ServeConfig {
     pub token_ttl: Duration,
     /// TCP address of the HTTP API; none by default.
     pub http: Option<SocketAddr>,
+    /// Where recordings go. Default `DATA_DIR/recordings`.
+    pub recordings_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         consent_timeout: cfg.consent_timeout,
         urgent_consent_timeout: cfg.urgent_consent_timeout,
         token_ttl: cfg.token_ttl,
+        recordings_dir: Some(cfg.recordings_dir.clone().unwrap_or_else(|| dir.path().join("recordings"))),
         ..BrokerConfig::default()
     };
     let relay = Relay::new(store, dir.token_keys()?, dir.grant_key()?, ca, broker_cfg);
@@ -174,10 +178,21 @@ async fn dispatch(relay: Arc<Relay>, conn: Connection) {
             Ok(Some(row)) => {
                 info!(agent = %row.name, "revoked agent refused");
                 conn.close(codes::REFUSED, b"agent certificate revoked");
+                let event = AuditEvent::new(agent_actor(&row.name), Action::AgentRefused)
+                    .org(&row.org)
+                    .target(row.name.as_str())
+                    .detail(refusal_detail("revoked", &fp, &conn));
+                let _ = relay.audit(event).await;
             }
             Ok(None) => {
+                // Signed by our CA but not (or no longer) the certificate of an enrolled
+                // agent: who holds it is not known, only what it is.
                 info!(%fp, "unknown agent certificate refused");
                 conn.close(codes::REFUSED, b"unknown agent certificate");
+                let event = AuditEvent::new(RELAY_ACTOR, Action::AgentRefused)
+                    .target(fp.to_string())
+                    .detail(refusal_detail("certificate not enrolled", &fp, &conn));
+                let _ = relay.audit(event).await;
             }
             Err(e) => {
                 warn!(error = %e, "cannot look up agent");
@@ -212,6 +227,14 @@ async fn dispatch(relay: Arc<Relay>, conn: Connection) {
         Ok(msg) => engineer::handle(relay, conn, send, recv, msg).await,
         Err(e) => protocol_error(&conn, &mut send, format!("malformed message: {e}")).await,
     }
+}
+
+fn refusal_detail(reason: &str, fp: &Fingerprint, conn: &Connection) -> serde_json::Value {
+    serde_json::json!({
+        "reason": reason,
+        "fingerprint": fp.to_string(),
+        "remote": conn.remote_address().to_string(),
+    })
 }
 
 async fn protocol_error(conn: &Connection, send: &mut quinn::SendStream, message: String) {

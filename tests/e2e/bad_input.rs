@@ -198,8 +198,15 @@ fn join_tokens_are_single_use_and_expire() -> anyhow::Result<()> {
         let store = assist_relay::store::SqliteStore::open(&relay.data_dir().join("assist.db")).await?;
         use assist_relay::store::Store;
         let now = assist_relay::now_ms();
+        let event = assist_relay::audit::AuditEvent::new("test", assist_relay::audit::Action::TokenIssued);
         store
-            .add_join_token(&assist_relay::auth::token_hash(expired), &"acme".into(), now - 1, now - 60_000)
+            .add_join_token(
+                &assist_relay::auth::token_hash(expired),
+                &"acme".into(),
+                now - 1,
+                now - 60_000,
+                &event,
+            )
             .await?;
         anyhow::Ok(())
     })?;

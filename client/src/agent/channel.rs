@@ -13,11 +13,79 @@ use super::run::AgentState;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::grant::Grant;
 use assist_proto::ids::SessionId;
+use assist_proto::msg::StreamDigest;
 use assist_proto::msg::{AgentChannelOpen, AgentToRelay, ChannelKind, ChannelOpen, ChannelReply};
+use aws_lc_rs::digest::{Context, SHA256};
 use quinn::{Connection, RecvStream, SendStream};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
+
+/// A running SHA-256 and byte count of one direction of one stream.
+struct Digest {
+    stream: u64,
+    direction: &'static str,
+    bytes: u64,
+    ctx: Context,
+}
+
+impl Digest {
+    fn new(stream: u64, direction: &'static str) -> Self {
+        Self { stream, direction, bytes: 0, ctx: Context::new(&SHA256) }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        self.ctx.update(data);
+    }
+
+    fn finish(self) -> StreamDigest {
+        StreamDigest {
+            stream: self.stream,
+            direction: self.direction.to_owned(),
+            bytes: self.bytes,
+            sha256: hex::encode(self.ctx.finish().as_ref()),
+        }
+    }
+}
+
+/// Copies `from` into `to`, hashing what passes. Returns whether it ended cleanly.
+async fn pump(
+    from: &mut (impl AsyncRead + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
+    digest: &mut Digest,
+) -> bool {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) => return true,
+            Ok(n) => {
+                digest.update(&buf[..n]);
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Signs the agent's digests of a finished channel and sends them to the relay.
+async fn countersign(state: &AgentState, session: &SessionId, digests: Vec<StreamDigest>) {
+    let message = assist_proto::msg::countersign_message(session, &state.name, &digests);
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    match state.signing_key.sign(&rng, &message) {
+        Ok(sig) => {
+            let signature = hex::encode(sig.as_ref());
+            let _ = state
+                .control
+                .send(AgentToRelay::Countersign { session: session.clone(), digests, signature })
+                .await;
+        }
+        Err(e) => warn!(%session, error = %e, "cannot countersign"),
+    }
+}
 
 /// How long to wait for the grant on the control stream when a channel arrives first.
 const RECORD_WAIT: Duration = Duration::from_secs(3);
@@ -129,41 +197,61 @@ pub(crate) async fn serve(
         control.kill();
     }
 
+    let stream = u64::from(send.id());
     let input = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut recv, &mut stdin).await;
+        let mut digest = Digest::new(stream, "in");
+        while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
+            digest.update(&chunk.bytes);
+            if stdin.write_all(&chunk.bytes).await.is_err() {
+                break;
+            }
+        }
         drop(stdin);
+        digest.finish()
     });
     let output = tokio::spawn(async move {
-        let r = tokio::io::copy(&mut stdout, &mut send).await;
-        if r.is_ok() {
+        let mut digest = Digest::new(stream, "out");
+        let ok = pump(&mut stdout, &mut send, &mut digest).await;
+        if ok {
             let _ = send.finish();
         } else {
             let _ = send.reset(codes::SESSION_ENDED);
         }
         // Wait for the peer to have everything before the exit is reported.
         let _ = tokio::time::timeout(DRAIN, send.stopped()).await;
+        digest.finish()
     });
     let errors = stderr.map(|mut stderr| {
         let conn = conn.clone();
         let header = ChannelOpen { session: session.clone(), channel: ChannelKind::Stderr };
         tokio::spawn(async move {
-            let Ok(mut uni) = conn.open_uni().await else { return };
-            if write_msg(&mut uni, &header).await.is_err() {
-                return;
-            }
-            if tokio::io::copy(&mut stderr, &mut uni).await.is_ok() {
+            let mut uni = conn.open_uni().await.ok()?;
+            write_msg(&mut uni, &header).await.ok()?;
+            let mut digest = Digest::new(u64::from(uni.id()), "out");
+            if pump(&mut stderr, &mut uni, &mut digest).await {
                 let _ = uni.finish();
                 let _ = tokio::time::timeout(DRAIN, uni.stopped()).await;
             }
+            Some(digest.finish())
         })
     });
 
     let status = control.wait().await;
-    let _ = tokio::time::timeout(DRAIN * 2, output).await;
-    if let Some(e) = errors {
-        let _ = tokio::time::timeout(DRAIN * 2, e).await;
+    let mut digests = Vec::new();
+    if let Ok(Ok(d)) = tokio::time::timeout(DRAIN * 2, output).await {
+        digests.push(d);
     }
+    if let Some(e) = errors
+        && let Ok(Ok(Some(d))) = tokio::time::timeout(DRAIN * 2, e).await
+    {
+        digests.push(d);
+    }
+    // The engineer's side may keep its stream open; what arrived so far is what counts.
     input.abort();
+    if let Ok(d) = input.await {
+        digests.push(d);
+    }
+    countersign(&state, &session, digests).await;
     state.processes.lock().expect("lock").remove(&session);
     info!(%session, code = ?status.code, signal = ?status.signal, "process exited");
     let _ = state

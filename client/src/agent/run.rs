@@ -61,6 +61,8 @@ pub(crate) struct AgentState {
     /// Running processes, for resize and kill.
     pub processes: Mutex<HashMap<SessionId, ProcessControl>>,
     pub control: mpsc::Sender<AgentToRelay>,
+    /// Signs the agent's digests of each channel (its countersignature).
+    pub signing_key: aws_lc_rs::signature::EcdsaKeyPair,
 }
 
 impl AgentState {
@@ -93,7 +95,7 @@ pub async fn run(dir: &AgentDir, cfg: RunConfig) -> Result<(), RunError> {
         match attempt.await {
             Ok(rc) => {
                 let started = std::time::Instant::now();
-                match session(&rc, &enrollment, &cfg).await {
+                match session(&rc, dir, &enrollment, &cfg).await {
                     Ok(()) => info!("connection to the relay ended"),
                     Err(Fatal(reason)) => return Err(RunError::Refused(reason)),
                 }
@@ -122,7 +124,12 @@ fn refusal(e: &quinn::ConnectionError) -> Option<String> {
     }
 }
 
-async fn session(rc: &RelayConn, enrollment: &Enrollment, cfg: &RunConfig) -> Result<(), Fatal> {
+async fn session(
+    rc: &RelayConn,
+    dir: &AgentDir,
+    enrollment: &Enrollment,
+    cfg: &RunConfig,
+) -> Result<(), Fatal> {
     let lost = |e: &ConnError| {
         // A refusal arrives as the connection closing; tell it apart from a network error.
         rc.conn.close_reason().as_ref().and_then(refusal).map(Fatal).unwrap_or_else(|| {
@@ -169,6 +176,7 @@ async fn session(rc: &RelayConn, enrollment: &Enrollment, cfg: &RunConfig) -> Re
         ended: Mutex::default(),
         processes: Mutex::default(),
         control: tx.clone(),
+        signing_key: dir.signing_key().map_err(|e| Fatal(e.to_string()))?,
     });
     let mut send = control.send;
     let mut recv = control.recv;

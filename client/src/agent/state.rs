@@ -101,6 +101,17 @@ impl AgentDir {
         self.write("agent.json", &serde_json::to_string_pretty(enrollment).expect("serialises"))
     }
 
+    /// The agent's private key, for countersigning what it saw.
+    pub fn signing_key(&self) -> Result<aws_lc_rs::signature::EcdsaKeyPair, StateError> {
+        let corrupt = |reason: String| StateError::Corrupt { path: self.file("agent.key"), reason };
+        let key = assist_certs::key_from_pem(&self.read("agent.key")?).map_err(|e| corrupt(e.to_string()))?;
+        aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            key.secret_der(),
+        )
+        .map_err(|e| corrupt(e.to_string()))
+    }
+
     pub fn identity(&self) -> Result<ClientIdentity, StateError> {
         let corrupt = |name: &str, e: assist_certs::CertError| StateError::Corrupt {
             path: self.file(name),

@@ -4,6 +4,7 @@
 
 use super::splice::splice;
 use super::{Answerer, LiveAgent, Refusal, Relay};
+use crate::audit::{Action, AuditEvent, agent_actor};
 use crate::store::{AgentRow, StoreError, TokenProblem};
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::ids::AgentName;
@@ -59,10 +60,21 @@ async fn enroll_inner(
         online: false,
     };
     let hash = crate::auth::token_hash(token);
-    let stored = match relay.store.enroll_agent(&hash, &row, crate::now_ms()).await {
+    let event = AuditEvent::new(agent_actor(name), Action::AgentEnrolled)
+        .target(name.as_str())
+        .detail(serde_json::json!({ "fingerprint": issued.fingerprint.hex() }));
+    // Refusals name the token by its hash prefix, as `token.issued` does.
+    let token_label = format!("token:{}", hash.get(..16).unwrap_or(&hash));
+    let refused = |reason: String| {
+        AuditEvent::new(agent_actor(name), Action::AgentEnrollmentRefused)
+            .target(name.as_str())
+            .detail(serde_json::json!({ "reason": reason, "token": token_label }))
+    };
+    let stored = match relay.store.enroll_agent(&hash, &row, crate::now_ms(), &event).await {
         Ok(row) => row,
         Err(StoreError::TokenRejected(problem)) => {
             warn!(agent = %name, ?problem, "enrollment refused");
+            let _ = relay.audit(refused(format!("join token {problem}"))).await;
             let why = match problem {
                 TokenProblem::Expired => "has expired",
                 TokenProblem::AlreadyUsed | TokenProblem::Unknown => "is unknown or was already used",
@@ -72,7 +84,8 @@ async fn enroll_inner(
                 format!("join token {why}; ask for a new one"),
             ));
         }
-        Err(StoreError::Exists { .. }) => {
+        Err(StoreError::Exists { what, .. }) => {
+            let _ = relay.audit(refused(format!("{what} already enrolled"))).await;
             return Err(Refusal::new(
                 ErrorCode::Conflict,
                 format!("an agent named {name} is already enrolled"),
@@ -99,29 +112,45 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
             conn.close(codes::PROTOCOL, b"no control stream");
             return;
         };
-        let consent = match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await
-        {
-            Ok(Ok(Some(AgentToRelay::Hello { consent, version }))) => {
-                info!(%consent, %version, "agent connected");
-                consent
-            }
-            _ => {
-                conn.close(codes::PROTOCOL, b"expected hello");
-                return;
-            }
-        };
+        let (consent, version) =
+            match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await {
+                Ok(Ok(Some(AgentToRelay::Hello { consent, version }))) => {
+                    info!(%consent, %version, "agent connected");
+                    (consent, version)
+                }
+                _ => {
+                    conn.close(codes::PROTOCOL, b"expected hello");
+                    return;
+                }
+            };
+        // Stored, audited and registered before the agent is welcomed: once it hears
+        // `Welcome`, it is online for everyone else too.
+        let event = AuditEvent::new(agent_actor(&name), Action::AgentConnected)
+            .org(&row.org)
+            .target(name.as_str())
+            .detail(serde_json::json!({
+                "consent": consent,
+                "version": version,
+                "remote": conn.remote_address().to_string(),
+            }));
+        if let Err(e) = relay.store.agent_connected(&name, consent, crate::now_ms(), &event).await {
+            // An agent whose connection cannot be recorded (and audited) is not served.
+            warn!(error = %e, "cannot record agent connection");
+            conn.close(codes::REFUSED, b"internal error");
+            return;
+        }
+        let conn_id = relay.conn_id();
+        let (tx, mut rx) = mpsc::channel::<RelayToAgent>(64);
+        let live = LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone() };
+        relay.agent_online(name.clone(), live);
+        // Messages for the agent queue in `tx` until the writer starts, after the welcome.
         if write_msg(&mut send, &RelayToAgent::Welcome { agent: name.clone(), org: row.org.clone() })
             .await
             .is_err()
         {
+            relay.agent_offline(&name, conn_id).await;
             return;
         }
-        if let Err(e) = relay.store.agent_connected(&name, consent, crate::now_ms()).await {
-            warn!(error = %e, "cannot record agent connection");
-        }
-        let conn_id = relay.conn_id();
-        let (tx, mut rx) = mpsc::channel::<RelayToAgent>(64);
-        relay.agent_online(name.clone(), LiveAgent { conn_id, consent, tx: tx.clone(), conn: conn.clone() });
         let writer = tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 if write_msg(&mut send, &msg).await.is_err() {
@@ -140,6 +169,12 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
                 }
                 Ok(Some(AgentToRelay::ChannelExited { session, code, signal })) => {
                     relay.shell_exited(&name, &session, EndReason::ShellExited { code, signal }).await;
+                }
+                Ok(Some(AgentToRelay::Countersign { session, digests, signature })) => {
+                    // Kept as sent: the auditor checks it against the agent's certificate.
+                    if let Some(cert) = peer_cert(&conn) {
+                        relay.countersigned(&name, &session, &cert, digests, signature).await;
+                    }
                 }
                 Ok(Some(AgentToRelay::Ping)) => {
                     let _ = tx.send(RelayToAgent::Pong).await;
@@ -166,6 +201,13 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
     }
     .instrument(span)
     .await
+}
+
+/// The agent's certificate (DER) from the TLS handshake.
+fn peer_cert(conn: &Connection) -> Option<Vec<u8>> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    certs.first().map(|c| c.to_vec())
 }
 
 async fn accept_agent_streams(relay: Arc<Relay>, conn: Connection, agent: AgentName) {
@@ -199,7 +241,29 @@ async fn forward_uni(relay: Arc<Relay>, agent: AgentName, mut recv: RecvStream) 
         let _ = recv.stop(codes::SESSION_ENDED);
         return;
     }
+    let channel = session.next_channel();
+    let tee = match session.recorder() {
+        Some(recorder) => {
+            let described = serde_json::json!({ "kind": "stderr", "stream": u64::from(recv.id()) });
+            if recorder.channel_open(channel, described).await.is_err() {
+                let _ = recv.stop(codes::SESSION_ENDED);
+                let _ = esend.reset(codes::SESSION_ENDED);
+                return;
+            }
+            Some(super::splice::Tee {
+                recorder,
+                channel,
+                direction: crate::recording::format::Direction::Out,
+            })
+        }
+        None if relay.cfg.recording_mandatory => {
+            let _ = recv.stop(codes::SESSION_ENDED);
+            let _ = esend.reset(codes::SESSION_ENDED);
+            return;
+        }
+        None => None,
+    };
     session.open_outputs.send_modify(|n| *n += 1);
-    let _ = splice(recv, esend, session.ended.subscribe()).await;
+    let _ = splice(recv, esend, session.ended.subscribe(), tee).await;
     session.open_outputs.send_modify(|n| *n -= 1);
 }

@@ -9,8 +9,9 @@
 //! This module parses and forwards; the broker decides.
 
 use super::policy::Principal;
-use super::splice::splice;
+use super::splice::{Tee, splice};
 use super::{EngineerLink, Refusal, Relay};
+use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
     AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
@@ -202,6 +203,7 @@ async fn open_channel(relay: Arc<Relay>, conn_id: u64, mut esend: SendStream, mu
         let Ok((mut asend, mut arecv)) = aconn.open_bi().await else {
             return refuse(&mut esend, format!("cannot open a stream to agent {agent}")).await;
         };
+        let open_kind = open.channel.clone();
         if write_msg(&mut asend, &AgentChannelOpen { open, grant }).await.is_err() {
             return refuse(&mut esend, format!("agent {agent} went away")).await;
         }
@@ -222,15 +224,38 @@ async fn open_channel(relay: Arc<Relay>, conn_id: u64, mut esend: SendStream, mu
             let _ = asend.finish();
             return;
         }
-        info!("channel open");
+        let channel = session.next_channel();
+        let recorder = session.recorder();
+        if let Some(rec) = &recorder {
+            let described = serde_json::json!({ "kind": "shell", "stream": u64::from(asend.id()), "request": &open_kind });
+            if rec.channel_open(channel, described).await.is_err() {
+                let _ = esend.reset(codes::SESSION_ENDED);
+                let _ = asend.reset(codes::SESSION_ENDED);
+                return;
+            }
+            if let ChannelKind::Shell { pty: Some(pty), .. } = &open_kind {
+                let _ = rec.resize(channel, pty.cols, pty.rows).await;
+            }
+        } else if relay.cfg.recording_mandatory {
+            let _ = esend.reset(codes::SESSION_ENDED);
+            let _ = asend.reset(codes::SESSION_ENDED);
+            return;
+        }
+        info!(channel, "channel open");
+        let tee = |direction| recorder.clone().map(|recorder| Tee { recorder, channel, direction });
         session.open_outputs.send_modify(|n| *n += 1);
-        let up = splice(erecv, asend, session.ended.subscribe());
+        let up = splice(erecv, asend, session.ended.subscribe(), tee(Direction::In));
         let down = async {
-            let r = splice(arecv, esend, session.ended.subscribe()).await;
+            let r = splice(arecv, esend, session.ended.subscribe(), tee(Direction::Out)).await;
             session.open_outputs.send_modify(|n| *n -= 1);
             r
         };
         let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down);
+        if let Some(rec) = &recorder {
+            let _ = rec
+                .channel_close(channel, serde_json::json!({ "in": up_bytes, "out": down_bytes, "in_end": format!("{up_end:?}"), "out_end": format!("{down_end:?}") }))
+                .await;
+        }
         info!(up_bytes, ?up_end, down_bytes, ?down_end, "channel closed");
     }
     .instrument(span)

@@ -1,7 +1,12 @@
 //! Password login and token verification for engineer connections.
+//!
+//! Every login attempt is audited: `login.succeeded` (and a login whose event cannot be
+//! stored fails), `login.failed` with whether the user was unknown or the password wrong.
+//! The password itself never reaches the log or the audit trail.
 
 use super::policy::Principal;
 use super::{Refusal, Relay};
+use crate::audit::{Action, AuditEvent, clip};
 use crate::auth::{AuthError, hash_password, verify_password};
 use assist_proto::ids::UserName;
 use assist_proto::msg::ErrorCode;
@@ -14,6 +19,9 @@ fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| hash_password("not a real password").unwrap_or_default())
 }
+
+/// Longest user name, in bytes, that a failed login writes into the audit log.
+const MAX_LOGGED_NAME: usize = 64;
 
 impl Relay {
     /// Checks a user's password and issues a token.
@@ -30,14 +38,31 @@ impl Relay {
             tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
         let row = match row {
             Some(row) if ok => row,
-            _ => {
+            row => {
                 info!(%user, "login failed");
+                // The name is whatever the client sent: bounded, so a failed login cannot
+                // write much into the log.
+                let mut event = AuditEvent::new(clip(user, MAX_LOGGED_NAME), Action::LoginFailed)
+                    .target(clip(user, MAX_LOGGED_NAME))
+                    .detail(serde_json::json!({
+                        "reason": if row.is_some() { "wrong password" } else { "unknown user" },
+                    }));
+                if let Some(row) = &row {
+                    event = event.org(&row.org);
+                }
+                let _ = self.audit(event).await;
                 return Err(Refusal::new(ErrorCode::Unauthenticated, "wrong user name or password"));
             }
         };
         let now_secs = (crate::now_ms() / 1000) as u64;
         let (token, expires_at) =
             self.tokens.issue(&row.name, &row.org, row.role, now_secs, self.cfg.token_ttl);
+        let event = AuditEvent::new(row.name.as_str(), Action::LoginSucceeded)
+            .org(&row.org)
+            .target(row.name.as_str())
+            .detail(serde_json::json!({ "role": row.role, "token_expires_at": expires_at }));
+        // A login that cannot be audited does not happen.
+        self.audit(event).await?;
         info!(user = %row.name, org = %row.org, role = %row.role, "login");
         Ok((Principal { user: row.name, org: row.org, role: row.role }, token, expires_at))
     }

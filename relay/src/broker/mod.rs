@@ -13,25 +13,31 @@
 //!   ends it; every end is stored with its reason and told to both sides.
 //!
 //! Transport handlers ([`engineer`], [`agent`]) only parse and forward; every decision is
-//! made here or in [`policy`]. State changes are written to the store before anyone is
-//! told about them.
+//! made here or in [`policy`]. State changes are written to the store, each with its audit
+//! event in the same transaction, before anyone is told about them. Events without a state
+//! change (refusals) are appended on their own ([`Relay::audit`]).
 
 pub mod agent;
+mod audit;
 pub mod engineer;
 mod login;
 pub mod policy;
+mod recording;
 pub mod splice;
 
+use crate::audit::{Action, AuditEvent, RELAY_ACTOR, agent_actor};
 use crate::auth::TokenKeys;
 use crate::store::{AgentRow, Store, StoreError};
 use assist_certs::Ca;
 use assist_proto::caps::{Capability, ConsentMode, Priority};
 use assist_proto::grant::{Grant, SignedGrant};
-use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::ids::{AgentName, OrgName, SessionId};
 use assist_proto::msg::{AgentInfo, ErrorCode, RelayToAgent, RelayToEngineer, SessionInfo};
 use assist_proto::session::{EndReason, SessionMachine, SessionState, TransitionError};
+use audit::session_event;
 use aws_lc_rs::signature::Ed25519KeyPair;
 use policy::Principal;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +56,12 @@ pub struct BrokerConfig {
     pub token_ttl: Duration,
     /// How long an approval lasts. Default 4 hours.
     pub grant_ttl: Duration,
+    /// Whether a session may run only while it is recorded. Default true: a session whose
+    /// recorder fails is ended, never continued unrecorded.
+    pub recording_mandatory: bool,
+    /// Where recordings are written. `None` records nothing (only for tests of the broker
+    /// itself; with `recording_mandatory` every channel is then refused).
+    pub recordings_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -59,6 +71,8 @@ impl Default for BrokerConfig {
             urgent_consent_timeout: Duration::from_secs(120),
             token_ttl: Duration::from_secs(8 * 3600),
             grant_ttl: Duration::from_secs(4 * 3600),
+            recording_mandatory: true,
+            recordings_dir: None,
         }
     }
 }
@@ -90,6 +104,7 @@ impl From<StoreError> for Refusal {
 /// An online agent.
 pub(crate) struct LiveAgent {
     pub conn_id: u64,
+    pub org: OrgName,
     pub consent: ConsentMode,
     pub tx: mpsc::Sender<RelayToAgent>,
     pub conn: quinn::Connection,
@@ -122,13 +137,31 @@ pub(crate) struct LiveSession {
     pub ended: watch::Sender<bool>,
     /// Open agent → engineer splices, so an exit is reported after the output.
     pub open_outputs: watch::Sender<u32>,
+    /// The session's recorder, from approval on.
+    recorder: std::sync::OnceLock<crate::recording::Recorder>,
+    /// Channel numbers handed out so far.
+    channels: std::sync::atomic::AtomicU32,
+    /// The agent's countersignatures, collected for the seal.
+    countersignatures: Mutex<Vec<crate::recording::recorder::AgentCountersignature>>,
+}
+
+impl LiveSession {
+    pub(crate) fn recorder(&self) -> Option<crate::recording::Recorder> {
+        self.recorder.get().cloned()
+    }
+
+    /// The next channel number (1, 2, …) within this session.
+    pub(crate) fn next_channel(&self) -> u32 {
+        self.channels.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// The relay's shared state.
 pub struct Relay {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tokens: TokenKeys,
-    pub(crate) grant_key: Ed25519KeyPair,
+    pub(crate) grant_key: Arc<Ed25519KeyPair>,
+    pub(crate) recordings: Option<Arc<dyn crate::recording::RecordingStore>>,
     pub(crate) ca: Ca,
     pub(crate) cfg: BrokerConfig,
     agents: Mutex<HashMap<AgentName, LiveAgent>>,
@@ -167,7 +200,10 @@ impl Relay {
         Self {
             store,
             tokens,
-            grant_key,
+            grant_key: Arc::new(grant_key),
+            recordings: cfg.recordings_dir.clone().map(|d| {
+                Arc::new(crate::recording::LocalDir::new(d)) as Arc<dyn crate::recording::RecordingStore>
+            }),
             ca,
             cfg,
             agents: Mutex::default(),
@@ -215,14 +251,19 @@ impl Relay {
         let removed = {
             let mut agents = self.agents.lock().expect("agents lock");
             match agents.get(name) {
-                Some(a) if a.conn_id == conn_id => agents.remove(name).is_some(),
-                _ => false,
+                Some(a) if a.conn_id == conn_id => agents.remove(name),
+                _ => None,
             }
         };
-        if !removed {
+        let Some(removed) = removed else {
             return false;
+        };
+        let event = AuditEvent::new(agent_actor(name), Action::AgentDisconnected)
+            .org(&removed.org)
+            .target(name.as_str());
+        if let Err(e) = self.store.agent_disconnected(name, now_ms(), &event).await {
+            warn!(error = %e, agent = %name, "cannot record agent disconnection");
         }
-        let _ = self.store.agent_disconnected(name, now_ms()).await;
         let ids: Vec<SessionId> = self
             .sessions
             .lock()
@@ -317,10 +358,11 @@ impl Relay {
             ));
         }
         if who.role != assist_proto::caps::Role::Engineer {
-            return Err(Refusal::new(
+            let r = Refusal::new(
                 ErrorCode::Forbidden,
                 format!("only engineers request sessions; you are {}", who.role),
-            ));
+            );
+            return Err(self.refuse_request(who, &agent, None, r).await);
         }
         let not_reachable = || {
             Refusal::new(
@@ -328,14 +370,19 @@ impl Relay {
                 format!("no agent named {agent} among the agents you may reach"),
             )
         };
-        let row = self.store.agent(&agent).await?.ok_or_else(not_reachable)?;
-        let org = self.store.org(&row.org).await?.ok_or_else(not_reachable)?;
+        let Some(row) = self.store.agent(&agent).await? else {
+            return Err(self.refuse_request(who, &agent, None, not_reachable()).await);
+        };
+        let Some(org) = self.store.org(&row.org).await? else {
+            return Err(self.refuse_request(who, &agent, None, not_reachable()).await);
+        };
         if !who.may_request_on(&org) {
             info!(user = %who.user, %agent, "request refused: organisation not supported");
-            return Err(not_reachable());
+            return Err(self.refuse_request(who, &agent, Some(&row.org), not_reachable()).await);
         }
         if row.revoked_at.is_some() {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("agent {agent} has been revoked")));
+            let r = Refusal::new(ErrorCode::Forbidden, format!("agent {agent} has been revoked"));
+            return Err(self.refuse_request(who, &agent, Some(&row.org), r).await);
         }
         let consent = self
             .is_online(&agent)
@@ -365,7 +412,20 @@ impl Relay {
             ended_at: None,
             end_reason: None,
         };
-        self.store.insert_session(&info).await?;
+        let event = AuditEvent::new(who.user.as_str(), Action::SessionRequested)
+            .org(&info.agent_org)
+            .target(agent.as_str())
+            .session(&id)
+            .detail(json!({
+                "engineer_org": info.engineer_org,
+                "ticket": info.ticket,
+                "priority": info.priority,
+                "reason": info.reason,
+                "capabilities": info.capabilities,
+                "consent": consent,
+                "consent_deadline": deadline,
+            }));
+        self.store.insert_session(&info, &event).await?;
         let span = tracing::info_span!("session", id = %id, engineer = %who.user, agent = %agent);
         span.in_scope(|| info!(ticket = %info.ticket, priority = %priority, ?consent, "session requested"));
         let (ended, _) = watch::channel(false);
@@ -384,6 +444,9 @@ impl Relay {
             engineer: link,
             ended,
             open_outputs,
+            recorder: std::sync::OnceLock::new(),
+            channels: std::sync::atomic::AtomicU32::new(0),
+            countersignatures: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
 
@@ -414,12 +477,15 @@ impl Relay {
         if !core.machine.handle_timeout(now_ms()) {
             return;
         }
-        let waited = now_ms() - core.info.requested_at;
+        let now = now_ms();
+        let waited = now - core.info.requested_at;
         core.info.state = SessionState::Expired;
-        core.info.decided_at = Some(now_ms());
+        core.info.decided_at = Some(now);
         core.info.ended_at = core.info.decided_at;
         core.info.end_reason = Some("no answer before the deadline".into());
-        if let Err(e) = self.store.update_session(&core.info).await {
+        let event = session_event(RELAY_ACTOR, Action::SessionExpired, &core.info)
+            .detail(json!({ "reason": core.info.end_reason, "waited_ms": waited }));
+        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
             warn!(error = %e, "cannot store expiry");
         }
         let agent = core.info.agent.clone();
@@ -442,7 +508,7 @@ impl Relay {
 
     /// An approver (or the prompt on the agent, with `by = None`) answers a request.
     pub(crate) async fn answer(
-        &self,
+        self: &Arc<Self>,
         id: &SessionId,
         by: Answerer<'_>,
         approve: bool,
@@ -452,7 +518,7 @@ impl Relay {
             .session(id)
             .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no pending request {id}")))?;
         let mut core = s.core.lock().await;
-        let approver = match by {
+        let (approver, actor) = match by {
             Answerer::User(p) => {
                 if !p.may_answer_for(&core.info.agent_org) {
                     return Err(Refusal::new(
@@ -469,13 +535,13 @@ impl Relay {
                         ),
                     ));
                 }
-                p.user.to_string()
+                (p.user.to_string(), p.user.to_string())
             }
             Answerer::Agent(name) => {
                 if &core.info.agent != name || core.consent != ConsentMode::Prompt {
                     return Err(Refusal::new(ErrorCode::Forbidden, "this agent cannot answer that request"));
                 }
-                format!("prompt@{name}")
+                (format!("prompt@{name}"), agent_actor(name))
             }
         };
         let now = now_ms();
@@ -507,7 +573,12 @@ impl Relay {
                 approver: approver.clone(),
             };
             let signed = SignedGrant::sign(&grant, &self.grant_key);
-            if let Err(e) = self.store.update_session(&core.info).await {
+            let event = session_event(&actor, Action::SessionApproved, &core.info).detail(json!({
+                "approver": approver,
+                "capabilities": grant.capabilities,
+                "grant_expires_at": grant.expires_at,
+            }));
+            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
                 // Nobody is told of an approval that is not stored.
                 core.machine = SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
                 core.info.state = SessionState::Requested;
@@ -519,6 +590,18 @@ impl Relay {
             let info = core.info.clone();
             drop(core);
             s.span.in_scope(|| info!(%approver, "session approved"));
+            // Recording starts before anyone may use the approval.
+            if let Err(reason) = self.start_recording(&s, &info, &approver).await {
+                if self.cfg.recording_mandatory {
+                    let message = format!("recording failed: {reason}");
+                    self.end_session(id, EndReason::Failed { message: message.clone() }).await;
+                    return Err(Refusal::new(
+                        ErrorCode::Internal,
+                        format!("approved, but {message}; the session was ended"),
+                    ));
+                }
+                warn!(%reason, "recording could not start; continuing unrecorded (recording is optional)");
+            }
             if let Some(tx) = self.agent_tx(&agent) {
                 let _ = tx.send(RelayToAgent::Granted { grant: signed }).await;
             }
@@ -528,7 +611,18 @@ impl Relay {
             let reason = note.unwrap_or_else(|| "no reason given".into());
             core.info.ended_at = Some(now);
             core.info.end_reason = Some(format!("denied by {approver}: {reason}"));
-            self.store.update_session(&core.info).await?;
+            let event = session_event(&actor, Action::SessionDenied, &core.info)
+                .detail(json!({ "approver": approver, "reason": reason }));
+            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+                // As for approvals: a denial that is not stored is not announced.
+                core.machine = SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
+                core.info.state = SessionState::Requested;
+                core.info.approver = None;
+                core.info.decided_at = None;
+                core.info.ended_at = None;
+                core.info.end_reason = None;
+                return Err(e.into());
+            }
             drop(core);
             s.span.in_scope(|| info!(%approver, %reason, "session denied"));
             let _ = s.engineer.tx.send(RelayToEngineer::SessionDenied { by: Some(approver), reason }).await;
@@ -576,13 +670,26 @@ impl Relay {
         core.info.state = SessionState::Closed;
         core.info.ended_at = Some(now);
         core.info.end_reason = Some(reason.to_string());
-        if let Err(e) = self.store.update_session(&core.info).await {
+        let actor = match &reason {
+            EndReason::EndedBy { user, .. } => user.clone(),
+            EndReason::ShellExited { .. } | EndReason::AgentDisconnected => agent_actor(&core.info.agent),
+            EndReason::Withdrawn | EndReason::EngineerDisconnected => core.info.engineer.to_string(),
+            _ => RELAY_ACTOR.to_owned(),
+        };
+        let event = session_event(&actor, Action::SessionEnded, &core.info).detail(json!({
+            "reason": reason.to_string(),
+            "end": reason,
+            "previous_state": was,
+        }));
+        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
             warn!(error = %e, "cannot store the end of a session");
         }
         let agent = core.info.agent.clone();
+        let info = core.info.clone();
         drop(core);
         s.span.in_scope(|| info!(%reason, "session ended"));
         self.forget(id);
+        self.seal_recording(&s, &info, &reason).instrument(s.span.clone()).await;
         let _ = s.engineer.tx.send(RelayToEngineer::SessionEnded { reason: reason.clone() }).await;
         if let Some(tx) = self.agent_tx(&agent) {
             let msg = if was == SessionState::Requested {
@@ -673,9 +780,18 @@ impl Relay {
             .handle_start()
             .map_err(|e| Refusal::new(ErrorCode::Conflict, format!("session {id}: {e}")))?;
         if core.info.started_at.is_none() {
+            let now = now_ms();
             core.info.state = SessionState::Active;
-            core.info.started_at = Some(now_ms());
-            self.store.update_session(&core.info).await?;
+            core.info.started_at = Some(now);
+            let event = session_event(core.info.engineer.as_str(), Action::SessionStarted, &core.info)
+                .detail(json!({ "channel": cap }));
+            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+                // Not started after all: the next channel tries again.
+                core.machine = SessionMachine::resume(SessionState::Approved, core.info.consent_deadline);
+                core.info.state = SessionState::Approved;
+                core.info.started_at = None;
+                return Err(e.into());
+            }
             s.span.in_scope(|| info!("session active"));
         }
         let agent = core.info.agent.clone();

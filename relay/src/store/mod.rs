@@ -1,7 +1,8 @@
 //! Persistent state behind one trait, so that a PostgreSQL backend can be added later
 //! without touching callers.
 //!
-//! [`Store`] holds organisations, users, join tokens, agents and sessions. The embedded
+//! [`Store`] holds organisations, users, join tokens, agents, sessions and the audit log
+//! (every change is stored with its [`AuditEvent`], in one transaction). The embedded
 //! default is [`sqlite::SqliteStore`] (one file in the data directory, WAL mode, so the
 //! admin commands can write while the relay runs).
 //!
@@ -11,6 +12,7 @@
 
 pub mod sqlite;
 
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use assist_proto::caps::{ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
@@ -87,45 +89,108 @@ pub struct AgentRow {
     pub online: bool,
 }
 
+/// An audit row that cannot be read back as an [`AuditRecord`] (a column of the wrong type,
+/// text that is not UTF-8): for verification, a broken chain rather than an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableEvent {
+    pub seq: i64,
+    pub reason: String,
+}
+
 /// All timestamps are Unix milliseconds; `now` is always passed in.
+///
+/// Every method that changes state takes the [`AuditEvent`] describing the change and
+/// appends it in the same transaction: either both are stored or neither is. An event is
+/// stored at `now` (or at the time the change carries: a user's `created_at`, a
+/// session's `requested_at`). A method that changes nothing (an error, or an idempotent
+/// repeat where documented) appends nothing.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Adds an organisation. Every org in `supported_by` must exist.
-    async fn add_org(&self, name: &OrgName, supported_by: &[OrgName], now: i64) -> Result<()>;
+    async fn add_org(
+        &self,
+        name: &OrgName,
+        supported_by: &[OrgName],
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<()>;
     async fn org(&self, name: &OrgName) -> Result<Option<OrgRow>>;
     async fn list_orgs(&self) -> Result<Vec<OrgRow>>;
 
-    /// Adds a user. The org must exist; the name must be new.
-    async fn add_user(&self, user: &UserRow) -> Result<()>;
+    /// Adds a user. The org must exist; the name must be new. Audited at `user.created_at`.
+    async fn add_user(&self, user: &UserRow, audit: &AuditEvent) -> Result<()>;
     async fn user(&self, name: &UserName) -> Result<Option<UserRow>>;
     async fn list_users(&self) -> Result<Vec<UserRow>>;
-    async fn set_password(&self, name: &UserName, password_hash: &str) -> Result<()>;
+    async fn set_password(
+        &self,
+        name: &UserName,
+        password_hash: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<()>;
 
     /// Stores a join token by its hash (the token itself is never stored).
-    async fn add_join_token(&self, token_hash: &str, org: &OrgName, expires_at: i64, now: i64) -> Result<()>;
+    async fn add_join_token(
+        &self,
+        token_hash: &str,
+        org: &OrgName,
+        expires_at: i64,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<()>;
 
     /// In one transaction: checks the token (exists, unused, unexpired at `now`), marks it
     /// used, and inserts the agent in the token's organisation (`agent.org` is ignored and
-    /// replaced). Returns the stored row. On any error nothing changes.
-    async fn enroll_agent(&self, token_hash: &str, agent: &AgentRow, now: i64) -> Result<AgentRow>;
+    /// replaced, and so is `audit.org`). Returns the stored row. On any error nothing
+    /// changes.
+    async fn enroll_agent(
+        &self,
+        token_hash: &str,
+        agent: &AgentRow,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<AgentRow>;
     async fn agent(&self, name: &AgentName) -> Result<Option<AgentRow>>;
     async fn agent_by_fingerprint(&self, fingerprint_hex: &str) -> Result<Option<AgentRow>>;
     async fn list_agents(&self) -> Result<Vec<AgentRow>>;
-    /// Marks an agent revoked (idempotent: revoking twice keeps the first time).
-    async fn revoke_agent(&self, name: &AgentName, now: i64) -> Result<()>;
+    /// Marks an agent revoked. Idempotent: revoking twice keeps the first time, and only
+    /// the revocation that changed something is audited.
+    async fn revoke_agent(&self, name: &AgentName, now: i64, audit: &AuditEvent) -> Result<()>;
     /// Records that an agent connected with a consent mode: online, last seen now.
-    async fn agent_connected(&self, name: &AgentName, consent: ConsentMode, now: i64) -> Result<()>;
+    async fn agent_connected(
+        &self,
+        name: &AgentName,
+        consent: ConsentMode,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<()>;
     /// Records that an agent's connection ended: offline, last seen now.
-    async fn agent_disconnected(&self, name: &AgentName, now: i64) -> Result<()>;
+    async fn agent_disconnected(&self, name: &AgentName, now: i64, audit: &AuditEvent) -> Result<()>;
 
-    async fn insert_session(&self, session: &SessionInfo) -> Result<()>;
+    /// Audited at `session.requested_at`.
+    async fn insert_session(&self, session: &SessionInfo, audit: &AuditEvent) -> Result<()>;
     /// Overwrites the mutable fields (state, approver, decided/started/ended, end reason).
-    async fn update_session(&self, session: &SessionInfo) -> Result<()>;
+    async fn update_session(&self, session: &SessionInfo, now: i64, audit: &AuditEvent) -> Result<()>;
     async fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>>;
     /// Newest first, at most `limit`.
     async fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>>;
     /// Closes every session not in a final state with `reason` (used at start-up after a
     /// crash, so nothing stays half-open) and marks every agent offline. Requested ones
-    /// become expired. Returns how many sessions it closed.
+    /// become expired. Returns how many sessions it closed. Audits, as actor `relay`, one
+    /// `session.expired` or `session.ended` per session and one `agent.disconnected` per
+    /// agent it marks offline.
     async fn close_dangling_sessions(&self, reason: &str, now: i64) -> Result<u64>;
+
+    /// Appends an event that goes with no stored state change (a login, a refusal, a
+    /// sealed recording). Returns the stored record.
+    async fn append_audit(&self, event: &AuditEvent, now: i64) -> Result<AuditRecord>;
+    /// Events matching `filter`, oldest (lowest sequence number) first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+    /// For verification: up to `limit` events after sequence number `after_seq`, in order,
+    /// each as stored or as the reason it cannot be read.
+    async fn audit_chain(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Result<AuditRecord, UnreadableEvent>>>;
 }

@@ -1,0 +1,166 @@
+//! Bulk throughput, agent → engineer, and the relay's CPU per GiB relayed.
+//!
+//! Per round, in this order, each a whole process timed from spawn to exit with its
+//! stdout on `/dev/null`:
+//! - assist: `assist shell AGENT -T -- cat FILE` through the relay (the approval, by the
+//!   auto-answering prompt, is inside the time; it is milliseconds against seconds);
+//! - direct quinn: `assist-bench quic-client` against `assist-bench quic-server`, one
+//!   stream, the relay's TLS and transport settings (the client counts the bytes);
+//! - `ssh target cat FILE` and `ssh -J jump target cat FILE`.
+//!
+//! The relay's user+system CPU seconds (`/proc/PID/stat`) are read around each assist
+//! transfer and divided by the GiB moved; so is the CPU of every process on each
+//! variant's path, since on this 2-core machine CPU is what bounds every variant.
+
+use crate::procs::{Lines, Proc, cpu_seconds, cpu_seconds_with_children};
+use crate::report::{Better, Figure, Series};
+use crate::{Ctx, quic};
+use anyhow::{Context, Result, anyhow, bail};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
+const NAMES: [&str; 4] = ["assist", "direct quinn", "ssh", "ssh -J"];
+
+/// Runs `cmd` with stdin empty and stdout discarded; returns its wall time.
+fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<Duration> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut proc = Proc::spawn(name, cmd)?;
+    let mut err = proc.stderr_lines()?;
+    let status = proc.wait(limit)?;
+    let took = start.elapsed();
+    if !status.success() {
+        let lines: Vec<String> = err.finish(Duration::from_secs(1)).iter().map(|l| l.text.clone()).collect();
+        bail!("{name} failed ({status}): {}", lines.join("\n"));
+    }
+    Ok(took)
+}
+
+pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
+    let world = ctx.world()?;
+    let size = ctx.settings.bulk_bytes;
+    let file = ctx.dir.join("bulk.bin");
+    eprintln!("assist-bench: bulk: writing a {} MiB file", size / (1 << 20));
+    crate::world::make_file(&file, size)?;
+    let file_arg = file.to_string_lossy().into_owned();
+    let limit = Duration::from_secs(60 + size / (5 << 20));
+
+    let mut server_cmd = ctx.helper(&["quic-server", "--data-dir"]);
+    server_cmd.arg(&world.relay.data).arg("--file").arg(&file);
+    server_cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut server = Proc::spawn("quic-server", &mut server_cmd)?;
+    let mut out = server.stdout_lines()?;
+    let addr = quic::listening_addr(&out.wait_for("listening on", crate::world::START)?.text)?;
+    out.forward(None);
+
+    let relay_pid = world.relay.proc.pid();
+    let mut pids = vec![world.relay.proc.pid(), world.agent.pid(), server.pid()];
+    if let Ok(s) = &ctx.ssh {
+        pids.extend(s.daemon_pids());
+    }
+    // CPU of everything on the path: this process's waited-for children (the clients),
+    // the relay, the agent with its `cat`, the quinn server, both sshd with their sessions.
+    let path_cpu = || -> Result<f64> {
+        std::thread::sleep(Duration::from_millis(300)); // let daemons reap their children
+        let mut total = cpu_seconds_with_children("self")?;
+        for pid in &pids {
+            total += cpu_seconds_with_children(&pid.to_string())?;
+        }
+        Ok(total)
+    };
+    let gib = size as f64 / GIB;
+    let mut mibs: [Vec<f64>; 4] = Default::default();
+    let mut cpus: [Vec<f64>; 4] = Default::default();
+    let mut relay_cpu_samples = vec![];
+    let mib_s = |d: Duration| size as f64 / MIB / d.as_secs_f64();
+    for round in 1..=ctx.settings.rounds {
+        eprintln!("assist-bench: bulk round {round}/{}", ctx.settings.rounds);
+        for (i, variant) in NAMES.iter().enumerate() {
+            let ssh = match (&ctx.ssh, i) {
+                (_, 0 | 1) => None,
+                (Ok(s), _) => Some(s),
+                (Err(_), _) => continue,
+            };
+            let path0 = path_cpu()?;
+            let relay0 = cpu_seconds(relay_pid)?;
+            let took = match (i, ssh) {
+                (0, _) => timed(variant, &mut world.shell(&["-T", "--", "cat", &file_arg]), limit)?,
+                (1, _) => quic_fetch(ctx, addr, &world.relay.fingerprint, size, limit)?,
+                (_, Some(s)) => timed(variant, &mut s.command(i == 3, &[], &["cat", &file_arg]), limit)?,
+                (_, None) => unreachable!("ssh variants run only with ssh"),
+            };
+            if i == 0 {
+                relay_cpu_samples.push((cpu_seconds(relay_pid)? - relay0) / gib);
+            }
+            mibs[i].push(mib_s(took));
+            cpus[i].push((path_cpu()? - path0) / gib);
+        }
+    }
+    drop(server);
+
+    let title = format!("bulk {} agent -> engineer", human_size(size));
+    let mut bulk = Figure::new("bulk_mib_s", &title, "MiB/s", Better::Higher, "assist")
+        .target("ssh -J", 1.5)
+        .target("direct quinn", 0.5);
+    let mut path = Figure::new(
+        "bulk_path_cpu_s_per_gib",
+        "bulk: CPU of every process on the path, per GiB",
+        "CPU s/GiB",
+        Better::Lower,
+        "assist",
+    );
+    for (i, name) in NAMES.iter().enumerate() {
+        for (f, values) in [(&mut bulk, &mibs[i]), (&mut path, &cpus[i])] {
+            f.push(match (&ctx.ssh, i) {
+                (Err(why), 2 | 3) => Series::skipped(name, why),
+                _ => Series::new(name, values.clone()),
+            });
+        }
+    }
+    bulk.note(
+        "whole process, stdout to /dev/null; assist includes session set-up and the automatic approval",
+    );
+    path.note(
+        "assist: client + relay + agent + cat; quinn: client + server; ssh: client + sshd sessions (both hosts \
+         for -J). On 2 cores a CPU-bound path moves at most 2 / this GiB/s",
+    );
+    let mut relay_cpu =
+        Figure::new("relay_cpu_s_per_gib", "relay CPU per GiB relayed", "CPU s/GiB", Better::Lower, "assist");
+    relay_cpu.push(Series::new("assist", relay_cpu_samples));
+    relay_cpu.note("user+system time of the relay process from /proc/PID/stat around each assist transfer");
+    Ok(vec![bulk.finish(), relay_cpu.finish(), path.finish()])
+}
+
+fn quic_fetch(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    ca: &str,
+    size: u64,
+    limit: Duration,
+) -> Result<Duration> {
+    let mut cmd = ctx.helper(&["quic-client", "--addr", &addr.to_string(), "--ca-fingerprint", ca]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let start = Instant::now();
+    let mut proc = Proc::spawn("quic-client", &mut cmd)?;
+    let mut out: Lines = proc.stdout_lines()?;
+    let status = proc.wait(limit)?;
+    let took = start.elapsed();
+    if !status.success() {
+        bail!("quic-client failed ({status})");
+    }
+    let line =
+        out.finish(Duration::from_secs(1)).first().ok_or_else(|| anyhow!("quic-client said nothing"))?;
+    let got: u64 = line.text.trim().parse().context("quic-client output")?;
+    quic::check_size(got, size)?;
+    Ok(took)
+}
+
+pub fn human_size(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}

@@ -1,0 +1,127 @@
+//! Keystroke echo round trip, p50 and p99.
+//!
+//! The client (`assist shell -t AGENT -- sh -c …`, `ssh -tt target …`, `ssh -tt -J jump
+//! target …`) runs in a local PTY, as under a person's terminal, and puts it in raw mode
+//! itself. The remote command is `stty raw -echo; printf READY; exec cat` in the remote
+//! PTY: after `READY`, every byte typed travels to the remote `cat` and back. One byte is
+//! written to the local PTY master; the time until it comes back (read on a thread that
+//! stamps each read) is one sample; then a short pause, as between keystrokes.
+//!
+//! It measures the whole path a keystroke takes, including both PTYs and `cat`; it does
+//! not look inside it.
+
+use crate::report::{Better, Figure, Series, percentile};
+use crate::{Ctx, world};
+use anyhow::{Context, Result, anyhow, bail};
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const REMOTE: &str = "stty raw -echo; printf READY; exec cat";
+const KEY: u8 = b'x';
+
+/// One interactive session: `keystrokes` round trips, in microseconds.
+fn session(argv: &[String], config: Option<&Path>, keystrokes: usize, gap: Duration) -> Result<Vec<f64>> {
+    let pair = native_pty_system()
+        .openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 })
+        .map_err(|e| anyhow!("openpty: {e}"))?;
+    let mut cmd = CommandBuilder::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("ASSIST_LOG");
+    if let Some(c) = config {
+        cmd.env("ASSIST_CONFIG_DIR", c);
+    }
+    let mut child = pair.slave.spawn_command(cmd).map_err(|e| anyhow!("spawn {}: {e}", argv[0]))?;
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().map_err(|e| anyhow!("pty reader: {e}"))?;
+    let mut writer = pair.master.take_writer().map_err(|e| anyhow!("pty writer: {e}"))?;
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    });
+    let result = (|| {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + world::START;
+        while !seen.windows(5).any(|w| w == b"READY") {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (_, bytes) = rx.recv_timeout(left).map_err(|_| {
+                anyhow!("no READY from {}; saw {:?}", argv.join(" "), String::from_utf8_lossy(&seen))
+            })?;
+            seen.extend_from_slice(&bytes);
+        }
+        // Anything after READY would be a stray byte, not an echo.
+        while rx.recv_timeout(Duration::from_millis(50)).is_ok() {}
+        let mut samples = Vec::with_capacity(keystrokes);
+        for _ in 0..keystrokes {
+            let sent = Instant::now();
+            writer.write_all(&[KEY])?;
+            writer.flush()?;
+            let (at, bytes) = rx.recv_timeout(Duration::from_secs(10)).context("no echo within 10 s")?;
+            if bytes != [KEY] {
+                bail!("unexpected echo {:?}", String::from_utf8_lossy(&bytes));
+            }
+            samples.push(at.duration_since(sent).as_secs_f64() * 1e6);
+            std::thread::sleep(gap);
+        }
+        Ok(samples)
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
+    let world = ctx.world()?;
+    let keystrokes = ctx.settings.keystrokes;
+    let gap = Duration::from_millis(ctx.settings.keystroke_gap_ms);
+    let assist_argv: Vec<String> = {
+        let cmd = world.shell(&["-t", "--", "sh", "-c", REMOTE]);
+        std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy().into()).collect()
+    };
+    let names = ["assist", "ssh", "ssh -J"];
+    let mut p50: Vec<Vec<f64>> = vec![vec![]; 3];
+    let mut p99: Vec<Vec<f64>> = vec![vec![]; 3];
+    for round in 1..=ctx.settings.rounds {
+        eprintln!("assist-bench: echo round {round}/{}", ctx.settings.rounds);
+        for (i, name) in names.iter().enumerate() {
+            let samples = match (i, &ctx.ssh) {
+                (0, _) => session(&assist_argv, Some(&world.config), keystrokes, gap)?,
+                (_, Ok(ssh)) => session(&ssh.argv(i == 2, &["-tt"], &[REMOTE]), None, keystrokes, gap)
+                    .with_context(|| format!("echo through {name}"))?,
+                (_, Err(_)) => continue,
+            };
+            p50[i].extend(percentile(&samples, 50.0));
+            p99[i].extend(percentile(&samples, 99.0));
+        }
+    }
+    let mut figures = Vec::new();
+    for (id, title, values) in [
+        ("echo_p50_us", "keystroke echo round trip, p50", &p50),
+        ("echo_p99_us", "keystroke echo round trip, p99", &p99),
+    ] {
+        let mut f = Figure::new(id, title, "us", Better::Lower, "assist");
+        if id == "echo_p50_us" {
+            f = f.target("ssh -J", 0.8);
+        }
+        for (i, name) in names.iter().enumerate() {
+            f.push(match (i, &ctx.ssh) {
+                (0, _) | (_, Ok(_)) => Series::new(name, values[i].clone()),
+                (_, Err(why)) => Series::skipped(name, why),
+            });
+        }
+        f.note(format!(
+            "per round: {keystrokes} keystrokes, {}ms apart, into a local PTY; remote: {REMOTE}",
+            gap.as_millis()
+        ));
+        figures.push(f.finish());
+    }
+    Ok(figures)
+}

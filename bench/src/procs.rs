@@ -1,0 +1,215 @@
+//! Child processes for the benchmark: spawned with a name, killed when dropped; their
+//! output lines read on a thread and timestamped on arrival; and what `/proc` tells about
+//! a process (resident memory, CPU time).
+//!
+//! It does not restart anything, and it reads `/proc` only (Linux).
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A line of a child's output and when the harness read it.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub at: Instant,
+    pub text: String,
+}
+
+/// Lines of a child's output, read on a thread as they arrive.
+pub struct Lines {
+    rx: mpsc::Receiver<Line>,
+    pub seen: Vec<Line>,
+}
+
+impl Lines {
+    pub fn spawn(read: impl Read + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for text in BufReader::new(read).lines() {
+                let Ok(text) = text else { break };
+                if tx.send(Line { at: Instant::now(), text }).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { rx, seen: Vec::new() }
+    }
+
+    /// Waits up to `limit` for a line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> Result<Line> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.text.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => {
+                    let seen: Vec<&str> = self.seen.iter().map(|l| l.text.as_str()).collect();
+                    bail!("no line containing {needle:?} within {limit:?}; saw:\n{}", seen.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// Everything that arrived so far (and, once the writer closed, everything).
+    pub fn drain(&mut self) -> &[Line] {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    /// Hands the rest of the lines to a thread that writes them to `sink`, or drops them,
+    /// so the child never blocks on a full pipe.
+    pub fn forward(self, mut sink: Option<std::fs::File>) {
+        std::thread::spawn(move || {
+            for line in self.rx.iter() {
+                if let Some(f) = sink.as_mut() {
+                    let _ = writeln!(f, "{}", line.text);
+                }
+            }
+        });
+    }
+
+    /// Waits until the writer closed, up to `limit`, and returns every line.
+    pub fn finish(&mut self, limit: Duration) -> &[Line] {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return &self.seen,
+            }
+        }
+    }
+}
+
+/// A named child process, killed and reaped when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    /// Spawns `cmd` as it is configured (the caller sets up its stdio).
+    pub fn spawn(name: &str, cmd: &mut Command) -> Result<Self> {
+        let child = cmd.spawn().with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Self { name: name.to_owned(), child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Takes the child's stdout as timestamped lines.
+    pub fn stdout_lines(&mut self) -> Result<Lines> {
+        let out = self.child.stdout.take().ok_or_else(|| anyhow!("{}: stdout not piped", self.name))?;
+        Ok(Lines::spawn(out))
+    }
+
+    pub fn stderr_lines(&mut self) -> Result<Lines> {
+        let err = self.child.stderr.take().ok_or_else(|| anyhow!("{}: stderr not piped", self.name))?;
+        Ok(Lines::spawn(err))
+    }
+
+    /// Waits for the child to exit, up to `limit`; kills it if it does not.
+    pub fn wait(&mut self, limit: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("{} did not exit within {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to completion (stdin empty, output captured); fails unless it exits 0.
+pub fn run_ok(name: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {name}: {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{name} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Resident memory of a process, in bytes (`VmRSS` of `/proc/PID/status`).
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow!("no VmRSS"))?;
+    let kib: u64 = line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?;
+    Ok(kib * 1024)
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// User plus system CPU seconds of a process so far, all its threads included.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    stat_cpu(&pid.to_string(), false)
+}
+
+/// The same plus the CPU of every child it has waited for (`cutime`, `cstime`);
+/// `"self"` for this process.
+pub fn cpu_seconds_with_children(pid: &str) -> Result<f64> {
+    stat_cpu(pid, true)
+}
+
+fn stat_cpu(pid: &str, children: bool) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("bad stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) of stat(5); `rest` starts at field 3.
+    let utime: f64 = fields.get(11).ok_or_else(|| anyhow!("bad stat"))?.parse()?;
+    let stime: f64 = fields.get(12).ok_or_else(|| anyhow!("bad stat"))?.parse()?;
+    let mut ticks = utime + stime;
+    if children {
+        let cutime: f64 = fields.get(13).ok_or_else(|| anyhow!("bad stat"))?.parse()?;
+        let cstime: f64 = fields.get(14).ok_or_else(|| anyhow!("bad stat"))?.parse()?;
+        ticks += cutime + cstime;
+    }
+    Ok(ticks / clock_ticks())
+}
+
+/// Whether a program is on `PATH` (or is an existing path).
+pub fn have(program: &str) -> bool {
+    if program.contains('/') {
+        return std::path::Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}

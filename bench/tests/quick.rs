@@ -1,0 +1,41 @@
+//! Smoke test: `assist-bench all --quick --no-ssh` runs end to end on the debug binaries
+//! (relay, agent and CLI must be built: `cargo build --bins`, as `scripts/test` does) and
+//! writes its JSON. It checks that every figure was measured, never how fast: targets are
+//! for the full run, on release binaries, and are not asserted anywhere.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn quick_run_measures_every_figure_and_writes_json() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_assist-bench"));
+    let bins = exe.parent().expect("target dir");
+    for name in ["assist-relay", "assist-agent", "assist"] {
+        assert!(bins.join(name).is_file(), "{name} is missing: run `cargo build --bins` first");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("quick.json");
+    let out = Command::new(exe).args(["all", "--quick", "--no-ssh", "--json"]).arg(&json).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("skipped: --no-ssh"), "{stdout}");
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(report["machine"]["nproc"].as_u64().unwrap() >= 1);
+    let figures = report["figures"].as_array().unwrap();
+    for id in [
+        "bulk_mib_s",
+        "relay_cpu_s_per_gib",
+        "echo_p50_us",
+        "echo_p99_us",
+        "setup_ms",
+        "idle_bytes_per_agent_n100",
+    ] {
+        let figure = figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no figure {id}"));
+        let subject = figure["series"].as_array().unwrap().iter().find(|s| s["variant"] == figure["subject"]);
+        let median = subject.and_then(|s| s["median"].as_f64()).unwrap_or_else(|| panic!("{id}: no median"));
+        assert!(median >= 0.0, "{id}: {median}");
+    }
+    let bulk = figures.iter().find(|f| f["id"] == "bulk_mib_s").unwrap();
+    assert!(bulk["ratios"].as_array().unwrap().iter().any(|r| r["baseline"] == "direct quinn"));
+}

@@ -1,0 +1,80 @@
+//! The broker's side of the audit log: events that go with no state change (refusals),
+//! and the shape of session events. Events that go with a state change are built where
+//! the change is made and stored with it (see [`crate::store::Store`]).
+
+use super::policy::Principal;
+use super::{Refusal, Relay, now_ms};
+use crate::audit::{Action, AuditEvent, clip};
+use crate::store::StoreError;
+use assist_proto::ids::{AgentName, OrgName, SessionId};
+use assist_proto::msg::{ChannelKind, SessionInfo};
+use serde_json::json;
+use tracing::warn;
+
+impl Relay {
+    /// Appends an event that goes with no state change. A failure is logged and returned:
+    /// callers that must not go on unaudited (a successful login) stop on it.
+    pub(crate) async fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
+        match self.store.append_audit(&event, now_ms()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, action = %event.action, actor = %event.actor, "cannot append audit event");
+                Err(e)
+            }
+        }
+    }
+
+    /// Audits a channel the relay or the agent refused (`channel.refused`): `who` asked for
+    /// a `channel` of `session` and was told `reason`. The session's agent and organisation
+    /// are filled in when the session is known. Never fails: a refusal is refused anyway.
+    #[allow(dead_code, reason = "for broker::engineer's channel refusals")]
+    pub(crate) async fn audit_refusal(
+        &self,
+        who: &Principal,
+        session: &SessionId,
+        channel: &ChannelKind,
+        reason: &str,
+    ) {
+        let known = match self.session(session) {
+            Some(s) => {
+                let core = s.core.lock().await;
+                Some((core.info.agent.clone(), core.info.agent_org.clone()))
+            }
+            None => self.store.session(session).await.ok().flatten().map(|i| (i.agent, i.agent_org)),
+        };
+        // The session id is as the engineer sent it: it names the event's session only when
+        // such a session exists.
+        let mut event = AuditEvent::new(who.user.as_str(), Action::ChannelRefused).detail(
+            json!({ "channel": channel, "reason": clip(reason, 300), "session": clip(session.as_str(), 64) }),
+        );
+        if let Some((agent, org)) = known {
+            event = event.session(session).org(&org).target(agent.as_str());
+        }
+        let _ = self.audit(event).await;
+    }
+
+    /// Audits a session request refused by policy, and returns the refusal.
+    pub(super) async fn refuse_request(
+        &self,
+        who: &Principal,
+        agent: &AgentName,
+        org: Option<&OrgName>,
+        r: Refusal,
+    ) -> Refusal {
+        // The agent name is as the engineer typed it, unchecked: bounded here.
+        let mut event = AuditEvent::new(who.user.as_str(), Action::SessionRefused)
+            .target(clip(agent.as_str(), 64))
+            .detail(json!({ "engineer_org": who.org, "reason": clip(&r.message, 300) }));
+        if let Some(org) = org {
+            event = event.org(org);
+        }
+        let _ = self.audit(event).await;
+        r
+    }
+}
+
+/// An event about a session: its organisation is the agent's (the customer's), its target
+/// the agent.
+pub(super) fn session_event(actor: &str, action: Action, info: &SessionInfo) -> AuditEvent {
+    AuditEvent::new(actor, action).org(&info.agent_org).target(info.agent.as_str()).session(&info.id)
+}

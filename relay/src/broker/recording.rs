@@ -1,0 +1,134 @@
+//! The broker's side of recording: start a session's recorder at approval, end the session
+//! if it fails (recording is mandatory by default), collect the agent's countersignatures,
+//! and seal at the end, auditing the outcome either way.
+
+use super::{LiveSession, Relay};
+use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
+use crate::recording::Recorder;
+use crate::recording::recorder::AgentCountersignature;
+use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::msg::{SessionInfo, StreamDigest};
+use assist_proto::session::EndReason;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info, warn};
+
+/// How long sealing may take before the session's end is reported without it.
+const SEAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Relay {
+    fn recording_event(&self, action: Action, info: &SessionInfo) -> AuditEvent {
+        AuditEvent::new(RELAY_ACTOR, action)
+            .org(&info.agent_org)
+            .session(&info.id)
+            .target(info.agent.to_string())
+    }
+
+    /// Starts the recorder of an approved session. On failure, returns why; the caller ends
+    /// the session if recording is mandatory.
+    pub(crate) async fn start_recording(
+        self: &Arc<Self>,
+        s: &Arc<LiveSession>,
+        info: &SessionInfo,
+        approver: &str,
+    ) -> Result<(), String> {
+        let Some(store) = &self.recordings else { return Ok(()) };
+        let agent_fp = match self.store.agent(&info.agent).await {
+            Ok(Some(row)) => Some(row.cert_fingerprint),
+            _ => None,
+        };
+        let started = async {
+            let sink = store.create(&info.id).await.map_err(|e| e.to_string())?;
+            let rec = Recorder::start(sink, info.clone(), agent_fp, self.grant_key.clone())
+                .await
+                .map_err(|e| e.0)?;
+            rec.marker(&format!("approved by {approver}")).await.map_err(|e| e.0)?;
+            Ok::<_, String>(rec)
+        };
+        let rec = match started.await {
+            Ok(rec) => rec,
+            Err(reason) => {
+                let _ = self
+                    .audit(
+                        self.recording_event(Action::RecordingFailed, info)
+                            .detail(json!({ "reason": reason, "at": "start" })),
+                    )
+                    .await;
+                return Err(reason);
+            }
+        };
+        let _ = s.recorder.set(rec.clone());
+        // Fail closed: a recorder that stops writing ends the session.
+        let relay = Arc::clone(self);
+        let id = info.id.clone();
+        let info = info.clone();
+        tokio::spawn(
+            async move {
+                let failure = rec.wait_failed().await;
+                warn!(error = %failure.0, "recording failed; ending the session");
+                let event = relay
+                    .recording_event(Action::RecordingFailed, &info)
+                    .detail(json!({ "reason": failure.0 }));
+                let _ = relay.audit(event).await;
+                relay
+                    .end_session(
+                        &id,
+                        EndReason::Failed { message: format!("recording failed: {}", failure.0) },
+                    )
+                    .await;
+            }
+            .instrument(s.span.clone()),
+        );
+        Ok(())
+    }
+
+    /// Keeps an agent's countersignature for the seal, if it is this agent's session.
+    pub(crate) async fn countersigned(
+        &self,
+        agent: &AgentName,
+        id: &SessionId,
+        cert_der: &[u8],
+        digests: Vec<StreamDigest>,
+        signature: String,
+    ) {
+        let Some(s) = self.session(id) else { return };
+        if &s.agent != agent {
+            return;
+        }
+        let cs = AgentCountersignature { cert: hex::encode(cert_der), digests, signature };
+        s.countersignatures.lock().expect("countersignatures lock").push(cs);
+    }
+
+    /// Seals the session's recording, if it has one, and audits the outcome.
+    pub(crate) async fn seal_recording(&self, s: &LiveSession, info: &SessionInfo, reason: &EndReason) {
+        let Some(rec) = s.recorder() else { return };
+        let _ = rec.marker(&format!("ended: {reason}")).await;
+        let agent = std::mem::take(&mut *s.countersignatures.lock().expect("countersignatures lock"));
+        match tokio::time::timeout(SEAL_TIMEOUT, rec.seal(reason.to_string(), agent)).await {
+            Ok(Ok(seal)) => {
+                info!(final_hash = %seal.final_hash, "recording sealed");
+                let bytes: u64 = seal.channels.iter().map(|c| c.bytes).sum();
+                let event = self.recording_event(Action::RecordingSealed, info).detail(json!({
+                    "final_hash": seal.final_hash,
+                    "chunks": seal.chunks,
+                    "bytes": bytes,
+                    "countersigned_channels": seal.agent.len(),
+                }));
+                let _ = self.audit(event).await;
+            }
+            Ok(Err(e)) => {
+                let event = self
+                    .recording_event(Action::RecordingFailed, info)
+                    .detail(json!({ "reason": e.0, "at": "seal" }));
+                let _ = self.audit(event).await;
+            }
+            Err(_) => {
+                let event = self
+                    .recording_event(Action::RecordingFailed, info)
+                    .detail(json!({ "reason": "sealing timed out", "at": "seal" }));
+                let _ = self.audit(event).await;
+            }
+        }
+    }
+}

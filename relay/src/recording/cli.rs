@@ -1,0 +1,101 @@
+//! What the `recording` and `keys` commands do, as library functions: find a recording,
+//! verify it, export it, and export the public keys an auditor needs to verify offline.
+
+use super::export;
+use super::format::Direction;
+use super::store::{LocalDir, RecordingStore};
+use super::verify::{Verdict, verify};
+use assist_proto::ids::SessionId;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The public material needed to verify recordings away from the relay.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublicKeys {
+    /// Ed25519 public key that signs recording seals (and grants), hex.
+    pub relay_signing_key: String,
+    pub ca_fingerprint: String,
+    pub ca_pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingCmdError {
+    #[error("no recording for session {session} ({location})")]
+    NotFound { session: SessionId, location: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("keys file: {0}")]
+    Keys(String),
+    #[error("cannot read the recording: {0}")]
+    Unreadable(String),
+    #[error("unknown direction {0:?}: expected in or out")]
+    Direction(String),
+}
+
+impl PublicKeys {
+    pub fn key_bytes(&self) -> Result<Vec<u8>, RecordingCmdError> {
+        hex::decode(&self.relay_signing_key).map_err(|e| RecordingCmdError::Keys(e.to_string()))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, RecordingCmdError> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text).map_err(|e| RecordingCmdError::Keys(e.to_string()))
+    }
+}
+
+pub async fn read(store: &LocalDir, session: &SessionId) -> Result<Vec<u8>, RecordingCmdError> {
+    store.read(session).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            RecordingCmdError::NotFound { session: session.clone(), location: store.locate(session) }
+        }
+        _ => RecordingCmdError::Io(e),
+    })
+}
+
+pub async fn verify_session(
+    store: &LocalDir,
+    session: &SessionId,
+    key: &[u8],
+) -> Result<Verdict, RecordingCmdError> {
+    Ok(verify(&read(store, session).await?, key))
+}
+
+pub fn parse_direction(s: &str) -> Result<Direction, RecordingCmdError> {
+    match s {
+        "in" => Ok(Direction::In),
+        "out" => Ok(Direction::Out),
+        other => Err(RecordingCmdError::Direction(other.to_owned())),
+    }
+}
+
+/// asciicast v2 text of a session's terminal output.
+pub async fn asciicast(store: &LocalDir, session: &SessionId) -> Result<String, RecordingCmdError> {
+    let bytes = read(store, session).await?;
+    let (header, events) = export::read_events(&bytes).map_err(RecordingCmdError::Unreadable)?;
+    Ok(export::asciicast(&header, &events))
+}
+
+/// The exact bytes of one channel direction.
+pub async fn raw(
+    store: &LocalDir,
+    session: &SessionId,
+    channel: u32,
+    dir: Direction,
+) -> Result<Vec<u8>, RecordingCmdError> {
+    let bytes = read(store, session).await?;
+    let (_, events) = export::read_events(&bytes).map_err(RecordingCmdError::Unreadable)?;
+    Ok(export::raw(&events, channel, dir))
+}
+
+/// Replays the terminal output on stdout.
+pub async fn play(
+    store: &LocalDir,
+    session: &SessionId,
+    speed: f64,
+    max_idle: std::time::Duration,
+) -> Result<(), RecordingCmdError> {
+    let bytes = read(store, session).await?;
+    let (_, events) = export::read_events(&bytes).map_err(RecordingCmdError::Unreadable)?;
+    export::play(&events, speed, max_idle, &mut std::io::stdout()).await?;
+    Ok(())
+}

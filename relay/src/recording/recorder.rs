@@ -1,0 +1,335 @@
+//! The recorder: one task per session that turns events into chained chunks on a
+//! [`RecordingSink`], and seals the recording when the session ends.
+//!
+//! - Splices call [`Recorder::data`] before they forward a chunk. The queue to the task is
+//!   bounded, so a slow disk slows the session instead of growing memory, and nothing is
+//!   dropped.
+//! - Events are batched into chunks of up to [`BATCH`] bytes, flushed at least every
+//!   [`FLUSH_EVERY`] and made durable at least every [`SYNC_EVERY`]; a crash loses at most
+//!   the unflushed tail, and the rest verifies (as truncated).
+//! - If the sink fails, the recorder stops accepting events and reports the failure on
+//!   [`Recorder::failed`]; the broker ends the session (fail closed).
+//! - [`Recorder::seal`] writes the seal: per channel and direction the byte count and
+//!   SHA-256 of the data, the final chain hash, the end reason, signed with the relay's
+//!   Ed25519 key.
+//!
+//! It does not decide when to record or what a failure means for the session.
+
+use super::format::{self, ChunkKind, Direction, EventKind};
+use super::store::RecordingSink;
+use aws_lc_rs::digest::{Context, SHA256};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Largest events payload before it is written as a chunk.
+pub const BATCH: usize = 256 * 1024;
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Events queued to the recorder task before senders wait.
+const QUEUE: usize = 64;
+
+/// The header chunk's content.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub session: assist_proto::msg::SessionInfo,
+    /// The relay's Ed25519 public key that signs the seal, hex.
+    pub relay_key: String,
+    /// Unix ms when recording started (offset 0).
+    pub started_at: i64,
+    /// SHA-256 (hex) of the agent's certificate, whose key countersigns in the seal.
+    #[serde(default)]
+    pub agent_cert_fingerprint: Option<String>,
+}
+
+/// The agent's signed account of one channel (see `AgentToRelay::Countersign`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentCountersignature {
+    /// The agent's certificate, DER, hex.
+    pub cert: String,
+    pub digests: Vec<assist_proto::msg::StreamDigest>,
+    /// ECDSA P-256 SHA-256 (ASN.1 DER) over `countersign_message`, hex.
+    pub signature: String,
+}
+
+/// Bytes and hash of one channel direction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChannelDigest {
+    pub channel: u32,
+    pub direction: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The seal's signed content.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SealBody {
+    pub session: String,
+    /// Chunks before the seal.
+    pub chunks: u64,
+    /// Hash of the last chunk before the seal, hex.
+    pub final_hash: String,
+    pub ended_at: i64,
+    pub end_reason: String,
+    pub channels: Vec<ChannelDigest>,
+    /// The agent's own digests, signed with its key: one per channel it served. Empty when
+    /// the agent could not report (it vanished, or the session was cut).
+    #[serde(default)]
+    pub agent: Vec<AgentCountersignature>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("recording failed: {0}")]
+pub struct RecordingFailed(pub String);
+
+enum Cmd {
+    Event {
+        kind: EventKind,
+        offset_us: u64,
+        wall_ms: i64,
+        channel: u32,
+        dir: Direction,
+        data: Bytes,
+    },
+    Seal {
+        end_reason: String,
+        agent: Vec<AgentCountersignature>,
+        done: oneshot::Sender<Result<SealBody, RecordingFailed>>,
+    },
+}
+
+/// A running recorder. Cloning shares it.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Cmd>,
+    failed: watch::Receiver<Option<String>>,
+    start: Instant,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::now_ms()
+}
+
+impl Recorder {
+    /// Writes the header and starts the recorder task.
+    pub async fn start(
+        mut sink: Box<dyn RecordingSink>,
+        session: assist_proto::msg::SessionInfo,
+        agent_cert_fingerprint: Option<String>,
+        key: Arc<Ed25519KeyPair>,
+    ) -> Result<Self, RecordingFailed> {
+        let header = Header {
+            format: "assist-recording".into(),
+            version: format::VERSION,
+            session,
+            relay_key: hex::encode(key.public_key().as_ref()),
+            started_at: now_ms(),
+            agent_cert_fingerprint,
+        };
+        let body = serde_json::to_vec(&header).expect("header serialises");
+        let (bytes, hash) = format::encode_chunk(ChunkKind::Header, &format::ZERO_HASH, &body);
+        sink.append(&bytes).await.map_err(|e| RecordingFailed(e.to_string()))?;
+        sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (failed_tx, failed) = watch::channel(None);
+        let task = Task {
+            sink,
+            key,
+            prev: hash,
+            chunks: 1,
+            batch: Vec::with_capacity(BATCH + 64 * 1024),
+            digests: BTreeMap::new(),
+            session: header.session.id.to_string(),
+            failed: failed_tx,
+        };
+        tokio::spawn(task.run(rx));
+        Ok(Self { tx, failed, start: Instant::now() })
+    }
+
+    async fn send(
+        &self,
+        kind: EventKind,
+        channel: u32,
+        dir: Direction,
+        data: Bytes,
+    ) -> Result<(), RecordingFailed> {
+        let offset_us = self.start.elapsed().as_micros() as u64;
+        let cmd = Cmd::Event { kind, offset_us, wall_ms: now_ms(), channel, dir, data };
+        self.tx.send(cmd).await.map_err(|_| self.failure())
+    }
+
+    fn failure(&self) -> RecordingFailed {
+        RecordingFailed(self.failed.borrow().clone().unwrap_or_else(|| "recorder stopped".into()))
+    }
+
+    /// Records channel bytes. Waits while the recorder is behind.
+    pub async fn data(&self, channel: u32, dir: Direction, data: Bytes) -> Result<(), RecordingFailed> {
+        self.send(EventKind::Data, channel, dir, data).await
+    }
+
+    pub async fn resize(&self, channel: u32, cols: u16, rows: u16) -> Result<(), RecordingFailed> {
+        self.send(EventKind::Resize, channel, Direction::None, Bytes::from(format!("{cols}x{rows}"))).await
+    }
+
+    pub async fn marker(&self, text: &str) -> Result<(), RecordingFailed> {
+        self.send(EventKind::Marker, 0, Direction::None, Bytes::from(text.to_owned())).await
+    }
+
+    pub async fn channel_open(&self, channel: u32, info: serde_json::Value) -> Result<(), RecordingFailed> {
+        self.send(EventKind::ChannelOpen, channel, Direction::None, Bytes::from(info.to_string())).await
+    }
+
+    pub async fn channel_close(&self, channel: u32, info: serde_json::Value) -> Result<(), RecordingFailed> {
+        self.send(EventKind::ChannelClose, channel, Direction::None, Bytes::from(info.to_string())).await
+    }
+
+    /// Resolves with the failure once the recorder fails.
+    pub async fn wait_failed(&self) -> RecordingFailed {
+        let mut failed = self.failed.clone();
+        let outcome = failed.wait_for(|f| f.is_some()).await.map(|f| f.clone().unwrap_or_default());
+        match outcome {
+            Ok(reason) => RecordingFailed(reason),
+            // The task ended without failing: it was sealed. Never resolve.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Flushes everything and writes the signed seal. The recorder accepts nothing after.
+    pub async fn seal(
+        &self,
+        end_reason: String,
+        agent: Vec<AgentCountersignature>,
+    ) -> Result<SealBody, RecordingFailed> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Cmd::Seal { end_reason, agent, done }).await.map_err(|_| self.failure())?;
+        rx.await.map_err(|_| self.failure())?
+    }
+}
+
+struct Task {
+    sink: Box<dyn RecordingSink>,
+    key: Arc<Ed25519KeyPair>,
+    prev: [u8; 32],
+    chunks: u64,
+    batch: Vec<u8>,
+    digests: BTreeMap<(u32, Direction), (u64, Context)>,
+    session: String,
+    failed: watch::Sender<Option<String>>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        let mut last_sync = Instant::now();
+        loop {
+            let result = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => {
+                        // Every handle is gone without a seal: flush what we have; the
+                        // recording will verify as truncated.
+                        let _ = self.flush().await;
+                        let _ = self.sink.sync().await;
+                        return;
+                    }
+                    Some(Cmd::Event { kind, offset_us, wall_ms, channel, dir, data }) => {
+                        if kind == EventKind::Data {
+                            let entry = self.digests.entry((channel, dir)).or_insert_with(|| (0, Context::new(&SHA256)));
+                            entry.0 += data.len() as u64;
+                            entry.1.update(&data);
+                        }
+                        format::encode_event(&mut self.batch, kind, offset_us, wall_ms, channel, dir, &data);
+                        if self.batch.len() >= BATCH { self.flush().await } else { Ok(()) }
+                    }
+                    Some(Cmd::Seal { end_reason, agent, done }) => {
+                        let sealed = self.seal(end_reason, agent).await;
+                        if let Err(e) = &sealed {
+                            let _ = self.failed.send(Some(e.0.clone()));
+                        }
+                        let _ = done.send(sealed);
+                        return;
+                    }
+                },
+                _ = flush.tick() => {
+                    let r = self.flush().await;
+                    if r.is_ok() && last_sync.elapsed() >= SYNC_EVERY {
+                        last_sync = Instant::now();
+                        self.sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))
+                    } else {
+                        r
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(session = %self.session, error = %e, "recording failed");
+                let _ = self.failed.send(Some(e.0));
+                return;
+            }
+        }
+    }
+
+    async fn write_chunk(&mut self, kind: ChunkKind, payload: &[u8]) -> Result<(), RecordingFailed> {
+        let (bytes, hash) = format::encode_chunk(kind, &self.prev, payload);
+        self.sink.append(&bytes).await.map_err(|e| RecordingFailed(e.to_string()))?;
+        self.prev = hash;
+        self.chunks += 1;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), RecordingFailed> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let payload = std::mem::take(&mut self.batch);
+        let r = self.write_chunk(ChunkKind::Events, &payload).await;
+        self.batch = payload;
+        self.batch.clear();
+        r
+    }
+
+    async fn seal(
+        &mut self,
+        end_reason: String,
+        agent: Vec<AgentCountersignature>,
+    ) -> Result<SealBody, RecordingFailed> {
+        self.flush().await?;
+        let channels = std::mem::take(&mut self.digests)
+            .into_iter()
+            .map(|((channel, dir), (bytes, ctx))| ChannelDigest {
+                channel,
+                direction: dir.as_str().to_owned(),
+                bytes,
+                sha256: hex::encode(ctx.finish().as_ref()),
+            })
+            .collect();
+        let body = SealBody {
+            session: self.session.clone(),
+            chunks: self.chunks,
+            final_hash: hex::encode(self.prev),
+            ended_at: now_ms(),
+            end_reason,
+            channels,
+            agent,
+        };
+        let json = serde_json::to_vec(&body).expect("seal serialises");
+        let sig = self.key.sign(&json);
+        let mut payload = Vec::with_capacity(4 + json.len() + 64);
+        payload.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        payload.extend_from_slice(&json);
+        payload.extend_from_slice(sig.as_ref());
+        self.write_chunk(ChunkKind::Seal, &payload).await?;
+        self.sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))?;
+        Ok(body)
+    }
+}

@@ -1,0 +1,177 @@
+//! Sessions in SQLite: the rows, their mapping, and the writes (each with its audit
+//! event, in one transaction).
+
+use super::{SqliteStore, audit, insert_error, not_found, parse};
+use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
+use crate::store::{Result, StoreError};
+use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
+use assist_proto::msg::SessionInfo;
+use assist_proto::session::SessionState;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+fn session_from_row(r: &SqliteRow) -> Result<SessionInfo> {
+    let state: String = r.try_get("state")?;
+    let capabilities: String = r.try_get("capabilities")?;
+    Ok(SessionInfo {
+        id: SessionId::new(r.try_get::<String, _>("id")?),
+        engineer: UserName::new(r.try_get::<String, _>("engineer")?),
+        engineer_org: OrgName::new(r.try_get::<String, _>("engineer_org")?),
+        agent: AgentName::new(r.try_get::<String, _>("agent")?),
+        agent_org: OrgName::new(r.try_get::<String, _>("agent_org")?),
+        ticket: r.try_get("ticket")?,
+        priority: parse(&r.try_get::<String, _>("priority")?)?,
+        reason: r.try_get("reason")?,
+        capabilities: serde_json::from_str(&capabilities)
+            .map_err(|e| StoreError::Corrupt(format!("session capabilities {capabilities:?}: {e}")))?,
+        state: SessionState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown session state {state:?}")))?,
+        approver: r.try_get("approver")?,
+        requested_at: r.try_get("requested_at")?,
+        consent_deadline: r.try_get("consent_deadline")?,
+        decided_at: r.try_get("decided_at")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        end_reason: r.try_get("end_reason")?,
+    })
+}
+
+macro_rules! select_sessions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, capabilities, ",
+            "state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, end_reason ",
+            "FROM sessions ",
+            $rest
+        )
+    };
+}
+
+impl SqliteStore {
+    pub(super) async fn insert_session_audited(&self, s: &SessionInfo, event: &AuditEvent) -> Result<()> {
+        let capabilities = serde_json::to_string(&s.capabilities)
+            .map_err(|e| StoreError::Corrupt(format!("session capabilities: {e}")))?;
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, \
+             capabilities, state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, \
+             end_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id.as_str())
+        .bind(s.engineer.as_str())
+        .bind(s.engineer_org.as_str())
+        .bind(s.agent.as_str())
+        .bind(s.agent_org.as_str())
+        .bind(&s.ticket)
+        .bind(s.priority.to_string())
+        .bind(&s.reason)
+        .bind(capabilities)
+        .bind(s.state.as_str())
+        .bind(&s.approver)
+        .bind(s.requested_at)
+        .bind(s.consent_deadline)
+        .bind(s.decided_at)
+        .bind(s.started_at)
+        .bind(s.ended_at)
+        .bind(&s.end_reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| insert_error(e, "session", s.id.as_str(), &s.agent_org))?;
+        audit::append(&mut tx, event, s.requested_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn update_session_audited(
+        &self,
+        s: &SessionInfo,
+        now: i64,
+        event: &AuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET state = ?, approver = ?, decided_at = ?, started_at = ?, ended_at = ?, \
+             end_reason = ? WHERE id = ?",
+        )
+        .bind(s.state.as_str())
+        .bind(&s.approver)
+        .bind(s.decided_at)
+        .bind(s.started_at)
+        .bind(s.ended_at)
+        .bind(&s.end_reason)
+        .bind(s.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("session", s.id.as_str()));
+        }
+        audit::append(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn get_session(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
+        let row = sqlx::query(select_sessions!("WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub(super) async fn newest_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>> {
+        // rowid breaks ties between requests made in the same millisecond.
+        let rows = sqlx::query(select_sessions!("ORDER BY requested_at DESC, rowid DESC LIMIT ?"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    pub(super) async fn close_dangling(&self, reason: &str, now: i64) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let open = sqlx::query(
+            "SELECT id, agent, agent_org, state FROM sessions \
+             WHERE state IN ('requested', 'approved', 'active') ORDER BY requested_at, rowid",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        // The literals are `SessionState::as_str` values; the tests read them back with
+        // `SessionState::parse`.
+        let closed = sqlx::query(
+            "UPDATE sessions SET \
+               state = CASE state WHEN 'requested' THEN 'expired' ELSE 'closed' END, \
+               ended_at = COALESCE(ended_at, ?), \
+               end_reason = COALESCE(end_reason, ?) \
+             WHERE state IN ('requested', 'approved', 'active')",
+        )
+        .bind(now)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for r in &open {
+            let state: String = r.try_get("state")?;
+            let action = if state == "requested" { Action::SessionExpired } else { Action::SessionEnded };
+            let event = AuditEvent::new(RELAY_ACTOR, action)
+                .org(&OrgName::new(r.try_get::<String, _>("agent_org")?))
+                .target(r.try_get::<String, _>("agent")?)
+                .session(&SessionId::new(r.try_get::<String, _>("id")?))
+                .detail(serde_json::json!({ "reason": reason, "previous_state": state }));
+            audit::append(&mut tx, &event, now).await?;
+        }
+        let online: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, org FROM agents WHERE online = 1 ORDER BY org, name")
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE agents SET online = 0 WHERE online = 1").execute(&mut *tx).await?;
+        for (name, org) in online {
+            let event = AuditEvent::new(RELAY_ACTOR, Action::AgentDisconnected)
+                .org(&OrgName::new(org))
+                .target(name)
+                .detail(serde_json::json!({ "reason": reason }));
+            audit::append(&mut tx, &event, now).await?;
+        }
+        tx.commit().await?;
+        Ok(closed)
+    }
+}

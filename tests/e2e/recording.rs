@@ -1,0 +1,200 @@
+//! Recordings made by the real relay: verified, exported for a real player, tamper and
+//! crash detection, and failing closed when the disk is full.
+
+use assist_tests::{TestRelay, WAIT};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn shell(cmd: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["shell", "erp-db01", "--ticket", "INC-77", "--reason", "audit me", "--"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(cmd.iter().map(|s| s.to_string()));
+    v
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Runs one approved session to its end and returns its id.
+fn run_session(relay: &TestRelay, cmd: &[&str]) -> anyhow::Result<(String, std::process::ExitStatus)> {
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut s = alice.spawn(&refs(&shell(cmd)))?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    let status = s.wait()?;
+    Ok((id, status))
+}
+
+fn recording_path(relay: &TestRelay, id: &str) -> std::path::PathBuf {
+    relay.data_dir().join("recordings").join(format!("{id}.arec"))
+}
+
+/// `recording verify` output, waiting for the seal if the session just ended.
+fn verify(relay: &TestRelay, args: &[&str], want: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = Command::new(assist_tests::bin("assist-relay"))
+            .arg("--data-dir")
+            .arg(relay.data_dir())
+            .args(["recording", "verify"])
+            .args(args)
+            .output()?;
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if text.contains(want) || Instant::now() > deadline {
+            return Ok(text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sessions_are_recorded_sealed_and_exported_for_standard_players() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (id, status) =
+        run_session(&relay, &["sh", "-c", "echo recorded-line-$((40+2)); echo to-stderr >&2"])?;
+    assert_eq!(status.code(), Some(0));
+
+    let text = verify(&relay, &[&id], "valid")?;
+    assert!(text.starts_with("valid"), "{text}");
+    // The agent countersigned what it served (stdin, stdout and the stderr stream), and
+    // what it saw matches the recording.
+    assert!(text.contains("the agent countersigned 1 channel(s) and saw the same bytes"), "{text}");
+
+    // asciicast v2 that the real asciinema player accepts.
+    let dir = tempfile::tempdir()?;
+    let cast = dir.path().join("s.cast");
+    relay.admin(&[
+        "recording",
+        "export",
+        &id,
+        "--format",
+        "asciicast",
+        "--output",
+        cast.to_str().unwrap(),
+    ])?;
+    let body = std::fs::read_to_string(&cast)?;
+    let head: serde_json::Value = serde_json::from_str(body.lines().next().unwrap())?;
+    assert_eq!(head["version"], 2);
+    assert!(body.contains("recorded-line-42"), "{body}");
+    assert!(body.contains("to-stderr"), "stderr is recorded too: {body}");
+    assert!(body.contains("approved by bob"), "markers are in the cast: {body}");
+    let played = Command::new("script")
+        .args(["-qec", &format!("asciinema cat {}", cast.display()), "/dev/null"])
+        .output()?;
+    assert!(played.status.success(), "asciinema cat failed: {played:?}");
+    assert!(String::from_utf8_lossy(&played.stdout).contains("recorded-line-42"), "{played:?}");
+
+    // The raw bytes of the output channel are exactly what the command wrote.
+    let raw = relay.admin(&[
+        "recording",
+        "export",
+        &id,
+        "--format",
+        "raw",
+        "--channel",
+        "1",
+        "--direction",
+        "out",
+    ])?;
+    assert_eq!(raw, "recorded-line-42\n");
+
+    // Offline: the exported public keys verify a copy of the file, away from the data dir.
+    let keys = dir.path().join("keys.json");
+    relay.admin(&["keys", "export", "--output", keys.to_str().unwrap()])?;
+    let copy = dir.path().join("copy.arec");
+    std::fs::copy(recording_path(&relay, &id), &copy)?;
+    let text =
+        verify(&relay, &["--file", copy.to_str().unwrap(), "--keys", keys.to_str().unwrap()], "valid")?;
+    assert!(text.starts_with("valid"), "{text}");
+
+    // One flipped byte in the middle of the file is caught.
+    let mut bytes = std::fs::read(&copy)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&copy, &bytes)?;
+    let out = Command::new(assist_tests::bin("assist-relay"))
+        .arg("--data-dir")
+        .arg(relay.data_dir())
+        .args(["recording", "verify", "--file", copy.to_str().unwrap(), "--keys", keys.to_str().unwrap()])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tampered"), "{out:?}");
+    Ok(())
+}
+
+#[test]
+fn a_relay_killed_mid_session_leaves_a_truncated_recording() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut s = alice.spawn(&refs(&shell(&["sh", "-c", "echo before-crash; sleep 600"])))?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    s.stdout.wait_for("before-crash")?;
+    // Let the recorder flush what it has (it flushes every 200 ms).
+    let path = recording_path(&relay, &id);
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read(&path).map(|b| !String::from_utf8_lossy(&b).contains("before-crash")).unwrap_or(true)
+    {
+        anyhow::ensure!(Instant::now() < deadline, "output never reached the recording");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let relay = relay.restart()?;
+    let text = verify(&relay, &[&id], "truncated")?;
+    assert!(text.starts_with("truncated"), "{text}");
+    Ok(())
+}
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_ends_the_session_and_is_audited() -> anyhow::Result<()> {
+    let disk = Tmpfs::mount("256k")?;
+    let recordings = disk.0.path().to_str().unwrap().to_owned();
+    let relay = TestRelay::start_with(&["--recordings-dir", &recordings])?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    // Far more output than the recording disk holds.
+    let (id, status) =
+        run_session(&relay, &["sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' x; sleep 600"])?;
+    assert_ne!(status.code(), Some(0), "the session must not go on unrecorded");
+    let bob = relay.login("bob")?;
+    let sessions: serde_json::Value = serde_json::from_str(&bob.ok(&["sessions", "--json"])?)?;
+    let reason = sessions[0]["end_reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("recording failed"), "{reason}");
+    let audit = relay.admin(&["audit", "list", "--json", "--session", &id])?;
+    assert!(audit.contains("recording.failed"), "{audit}");
+    Ok(())
+}
