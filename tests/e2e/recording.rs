@@ -91,6 +91,10 @@ fn sessions_are_recorded_sealed_and_exported_for_standard_players() -> anyhow::R
     assert!(played.status.success(), "asciinema cat failed: {played:?}");
     assert!(String::from_utf8_lossy(&played.stdout).contains("recorded-line-42"), "{played:?}");
 
+    // Replay in a terminal, fast.
+    let played = relay.admin(&["recording", "play", &id, "--speed", "100"])?;
+    assert!(played.contains("recorded-line-42"), "{played}");
+
     // The raw bytes of the output channel are exactly what the command wrote.
     let raw = relay.admin(&[
         "recording",

@@ -27,7 +27,6 @@ impl Relay {
     /// Audits a channel the relay or the agent refused (`channel.refused`): `who` asked for
     /// a `channel` of `session` and was told `reason`. The session's agent and organisation
     /// are filled in when the session is known. Never fails: a refusal is refused anyway.
-    #[allow(dead_code, reason = "for broker::engineer's channel refusals")]
     pub(crate) async fn audit_refusal(
         &self,
         who: &Principal,

@@ -58,8 +58,9 @@ pub(crate) async fn handle(
     };
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
     let link = EngineerLink { conn_id, tx: tx.clone(), conn: conn.clone() };
-    let channels =
-        tokio::spawn(accept_channels(relay.clone(), conn.clone(), conn_id).instrument(span.clone()));
+    let channels = tokio::spawn(
+        accept_channels(relay.clone(), conn.clone(), conn_id, principal.clone()).instrument(span.clone()),
+    );
 
     async {
         loop {
@@ -168,9 +169,9 @@ async fn command(
     Some(result.unwrap_or_else(|r| r.to_engineer()))
 }
 
-async fn accept_channels(relay: Arc<Relay>, conn: Connection, conn_id: u64) {
+async fn accept_channels(relay: Arc<Relay>, conn: Connection, conn_id: u64, who: Principal) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(open_channel(relay.clone(), conn_id, send, recv).in_current_span());
+        tokio::spawn(open_channel(relay.clone(), conn_id, who.clone(), send, recv).in_current_span());
     }
 }
 
@@ -180,7 +181,13 @@ async fn refuse(send: &mut SendStream, reason: String) {
     let _ = send.finish();
 }
 
-async fn open_channel(relay: Arc<Relay>, conn_id: u64, mut esend: SendStream, mut erecv: RecvStream) {
+async fn open_channel(
+    relay: Arc<Relay>,
+    conn_id: u64,
+    who: Principal,
+    mut esend: SendStream,
+    mut erecv: RecvStream,
+) {
     let open: ChannelOpen = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut erecv)).await {
         Ok(Ok(Some(open))) => open,
         Ok(Ok(None)) => return,
@@ -188,12 +195,17 @@ async fn open_channel(relay: Arc<Relay>, conn_id: u64, mut esend: SendStream, mu
         Err(_) => return refuse(&mut esend, "no channel header".into()).await,
     };
     if matches!(open.channel, ChannelKind::Stderr) {
-        return refuse(&mut esend, "a stderr channel is opened by the agent, not the engineer".into()).await;
+        let reason = "a stderr channel is opened by the agent, not the engineer";
+        relay.audit_refusal(&who, &open.session, &open.channel, reason).await;
+        return refuse(&mut esend, reason.into()).await;
     }
     let cap = open.channel.required_capability();
     let (session, agent, grant) = match relay.grant_for_channel(conn_id, &open.session, &cap).await {
         Ok(x) => x,
-        Err(r) => return refuse(&mut esend, r.message).await,
+        Err(r) => {
+            relay.audit_refusal(&who, &open.session, &open.channel, &r.message).await;
+            return refuse(&mut esend, r.message).await;
+        }
     };
     let span = session.span.clone();
     async move {
@@ -220,6 +232,7 @@ async fn open_channel(relay: Arc<Relay>, conn_id: u64, mut esend: SendStream, mu
         }
         if let ChannelReply::Refused { reason } = &reply {
             info!(%reason, "agent refused channel");
+            relay.audit_refusal(&who, &session.id, &open_kind, &format!("refused by the agent: {reason}")).await;
             let _ = esend.finish();
             let _ = asend.finish();
             return;

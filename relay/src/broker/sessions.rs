@@ -1,0 +1,434 @@
+//! Session lifecycle in the broker: request, consent (approve, deny, expire), and every
+//! way a session ends. Each change is stored with its audit event before anyone is told.
+
+use super::policy::Principal;
+use super::*;
+
+impl Relay {
+    /// Checks and records a session request, and asks for consent.
+    pub(crate) async fn request_session(
+        self: &Arc<Self>,
+        who: &Principal,
+        link: EngineerLink,
+        req: NewSession,
+    ) -> Result<(SessionInfo, String), Refusal> {
+        let NewSession { agent, ticket, priority, reason, capabilities } = req;
+        check_text("ticket", &ticket, 200)?;
+        check_text("reason", &reason, 2000)?;
+        if capabilities.is_empty() {
+            return Err(Refusal::new(ErrorCode::BadRequest, "a request must name at least one capability"));
+        }
+        if let Some(c) = capabilities.iter().find(|c| **c != Capability::Shell) {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("capability {c} is not supported by this relay yet"),
+            ));
+        }
+        if who.role != assist_proto::caps::Role::Engineer {
+            let r = Refusal::new(
+                ErrorCode::Forbidden,
+                format!("only engineers request sessions; you are {}", who.role),
+            );
+            return Err(self.refuse_request(who, &agent, None, r).await);
+        }
+        let not_reachable = || {
+            Refusal::new(
+                ErrorCode::NotFound,
+                format!("no agent named {agent} among the agents you may reach"),
+            )
+        };
+        let Some(row) = self.store.agent(&agent).await? else {
+            return Err(self.refuse_request(who, &agent, None, not_reachable()).await);
+        };
+        let Some(org) = self.store.org(&row.org).await? else {
+            return Err(self.refuse_request(who, &agent, None, not_reachable()).await);
+        };
+        if !who.may_request_on(&org) {
+            info!(user = %who.user, %agent, "request refused: organisation not supported");
+            return Err(self.refuse_request(who, &agent, Some(&row.org), not_reachable()).await);
+        }
+        if row.revoked_at.is_some() {
+            let r = Refusal::new(ErrorCode::Forbidden, format!("agent {agent} has been revoked"));
+            return Err(self.refuse_request(who, &agent, Some(&row.org), r).await);
+        }
+        let consent = self
+            .is_online(&agent)
+            .ok_or_else(|| Refusal::new(ErrorCode::Conflict, format!("agent {agent} is offline")))?;
+
+        let now = now_ms();
+        let timeout =
+            if priority.is_urgent() { self.cfg.urgent_consent_timeout } else { self.cfg.consent_timeout };
+        let deadline = now + timeout.as_millis() as i64;
+        let id = new_session_id();
+        let info = SessionInfo {
+            id: id.clone(),
+            engineer: who.user.clone(),
+            engineer_org: who.org.clone(),
+            agent: agent.clone(),
+            agent_org: row.org.clone(),
+            ticket,
+            priority,
+            reason,
+            capabilities,
+            state: SessionState::Requested,
+            approver: None,
+            requested_at: now,
+            consent_deadline: deadline,
+            decided_at: None,
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+        };
+        let event = AuditEvent::new(who.user.as_str(), Action::SessionRequested)
+            .org(&info.agent_org)
+            .target(agent.as_str())
+            .session(&id)
+            .detail(json!({
+                "engineer_org": info.engineer_org,
+                "ticket": info.ticket,
+                "priority": info.priority,
+                "reason": info.reason,
+                "capabilities": info.capabilities,
+                "consent": consent,
+                "consent_deadline": deadline,
+            }));
+        self.store.insert_session(&info, &event).await?;
+        let span = tracing::info_span!("session", id = %id, engineer = %who.user, agent = %agent);
+        span.in_scope(|| info!(ticket = %info.ticket, priority = %priority, ?consent, "session requested"));
+        let (ended, _) = watch::channel(false);
+        let (open_outputs, _) = watch::channel(0);
+        let live = Arc::new(LiveSession {
+            id: id.clone(),
+            agent: agent.clone(),
+            span: span.clone(),
+            core: tokio::sync::Mutex::new(SessionCore {
+                info: info.clone(),
+                machine: SessionMachine::new(deadline),
+                grant: None,
+                consent,
+                exit: None,
+            }),
+            engineer: link,
+            ended,
+            open_outputs,
+            recorder: std::sync::OnceLock::new(),
+            channels: std::sync::atomic::AtomicU32::new(0),
+            countersignatures: Mutex::default(),
+        });
+        self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
+
+        let waiting_for = match consent {
+            ConsentMode::Prompt => {
+                if let Some(tx) = self.agent_tx(&agent) {
+                    let _ = tx.send(RelayToAgent::ConsentRequest { session: info.clone() }).await;
+                }
+                format!("the customer at {agent} (prompt on the agent)")
+            }
+            ConsentMode::Approver => format!("an approver of {}", row.org),
+        };
+        let relay = Arc::clone(self);
+        let expire_id = id.clone();
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(timeout).await;
+                relay.expire(&expire_id).await;
+            }
+            .instrument(span),
+        );
+        Ok((info, waiting_for))
+    }
+
+    async fn expire(&self, id: &SessionId) {
+        let Some(s) = self.session(id) else { return };
+        let mut core = s.core.lock().await;
+        if !core.machine.handle_timeout(now_ms()) {
+            return;
+        }
+        let now = now_ms();
+        let waited = now - core.info.requested_at;
+        core.info.state = SessionState::Expired;
+        core.info.decided_at = Some(now);
+        core.info.ended_at = core.info.decided_at;
+        core.info.end_reason = Some("no answer before the deadline".into());
+        let event = session_event(RELAY_ACTOR, Action::SessionExpired, &core.info)
+            .detail(json!({ "reason": core.info.end_reason, "waited_ms": waited }));
+        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+            warn!(error = %e, "cannot store expiry");
+        }
+        let agent = core.info.agent.clone();
+        drop(core);
+        s.span.in_scope(|| info!("request expired"));
+        let _ = s.engineer.tx.send(RelayToEngineer::SessionExpired { waited_ms: waited }).await;
+        if let Some(tx) = self.agent_tx(&agent) {
+            let _ = tx
+                .send(RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: "expired".into() })
+                .await;
+        }
+        self.forget(id);
+    }
+
+    fn forget(&self, id: &SessionId) {
+        if let Some(s) = self.sessions.lock().expect("sessions lock").remove(id) {
+            let _ = s.ended.send(true);
+        }
+    }
+
+    /// An approver (or the prompt on the agent, with `by = None`) answers a request.
+    pub(crate) async fn answer(
+        self: &Arc<Self>,
+        id: &SessionId,
+        by: Answerer<'_>,
+        approve: bool,
+        note: Option<String>,
+    ) -> Result<String, Refusal> {
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no pending request {id}")))?;
+        let mut core = s.core.lock().await;
+        let (approver, actor) = match by {
+            Answerer::User(p) => {
+                if !p.may_answer_for(&core.info.agent_org) {
+                    return Err(Refusal::new(
+                        ErrorCode::Forbidden,
+                        format!("you may not answer requests for {}", core.info.agent_org),
+                    ));
+                }
+                if core.consent == ConsentMode::Prompt {
+                    return Err(Refusal::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "agent {} asks the customer at the machine; approvers cannot answer for it",
+                            core.info.agent
+                        ),
+                    ));
+                }
+                (p.user.to_string(), p.user.to_string())
+            }
+            Answerer::Agent(name) => {
+                if &core.info.agent != name || core.consent != ConsentMode::Prompt {
+                    return Err(Refusal::new(ErrorCode::Forbidden, "this agent cannot answer that request"));
+                }
+                (format!("prompt@{name}"), agent_actor(name))
+            }
+        };
+        let now = now_ms();
+        let transition = if approve { core.machine.handle_approve(now) } else { core.machine.handle_deny() };
+        match transition {
+            Ok(()) => {}
+            Err(TransitionError::DeadlinePassed) => {
+                drop(core);
+                self.expire(id).await;
+                return Err(Refusal::new(
+                    ErrorCode::Conflict,
+                    format!("request {id} expired before it was answered"),
+                ));
+            }
+            Err(e) => return Err(Refusal::new(ErrorCode::Conflict, format!("request {id}: {e}"))),
+        }
+        core.info.state = core.machine.state();
+        core.info.approver = Some(approver.clone());
+        core.info.decided_at = Some(now);
+        let agent = core.info.agent.clone();
+        if approve {
+            let grant = Grant {
+                session: id.clone(),
+                agent: agent.clone(),
+                engineer: core.info.engineer.clone(),
+                capabilities: core.info.capabilities.clone(),
+                not_before: now,
+                expires_at: now + self.cfg.grant_ttl.as_millis() as i64,
+                approver: approver.clone(),
+            };
+            let signed = SignedGrant::sign(&grant, &self.grant_key);
+            let event = session_event(&actor, Action::SessionApproved, &core.info).detail(json!({
+                "approver": approver,
+                "capabilities": grant.capabilities,
+                "grant_expires_at": grant.expires_at,
+            }));
+            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+                // Nobody is told of an approval that is not stored.
+                core.machine = SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
+                core.info.state = SessionState::Requested;
+                core.info.approver = None;
+                core.info.decided_at = None;
+                return Err(e.into());
+            }
+            core.grant = Some(signed.clone());
+            let info = core.info.clone();
+            drop(core);
+            s.span.in_scope(|| info!(%approver, "session approved"));
+            // Recording starts before anyone may use the approval.
+            if let Err(reason) = self.start_recording(&s, &info, &approver).await {
+                if self.cfg.recording_mandatory {
+                    let message = format!("recording failed: {reason}");
+                    self.end_session(id, EndReason::Failed { message: message.clone() }).await;
+                    return Err(Refusal::new(
+                        ErrorCode::Internal,
+                        format!("approved, but {message}; the session was ended"),
+                    ));
+                }
+                warn!(%reason, "recording could not start; continuing unrecorded (recording is optional)");
+            }
+            if let Some(tx) = self.agent_tx(&agent) {
+                let _ = tx.send(RelayToAgent::Granted { grant: signed }).await;
+            }
+            let _ = s.engineer.tx.send(RelayToEngineer::SessionApproved { session: info }).await;
+            Ok(format!("approved {id}"))
+        } else {
+            let reason = note.unwrap_or_else(|| "no reason given".into());
+            core.info.ended_at = Some(now);
+            core.info.end_reason = Some(format!("denied by {approver}: {reason}"));
+            let event = session_event(&actor, Action::SessionDenied, &core.info)
+                .detail(json!({ "approver": approver, "reason": reason }));
+            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+                // As for approvals: a denial that is not stored is not announced.
+                core.machine = SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
+                core.info.state = SessionState::Requested;
+                core.info.approver = None;
+                core.info.decided_at = None;
+                core.info.ended_at = None;
+                core.info.end_reason = None;
+                return Err(e.into());
+            }
+            drop(core);
+            s.span.in_scope(|| info!(%approver, %reason, "session denied"));
+            let _ = s.engineer.tx.send(RelayToEngineer::SessionDenied { by: Some(approver), reason }).await;
+            if let Some(tx) = self.agent_tx(&agent) {
+                let _ = tx
+                    .send(RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: "denied".into() })
+                    .await;
+            }
+            self.forget(id);
+            Ok(format!("denied {id}"))
+        }
+    }
+
+    /// An approver, an admin or the engineer ends a session.
+    pub(crate) async fn end_by(
+        &self,
+        who: &Principal,
+        id: &SessionId,
+        reason: Option<String>,
+    ) -> Result<String, Refusal> {
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let info = s.core.lock().await.info.clone();
+        if !who.may_end(&info) {
+            return Err(Refusal::new(ErrorCode::Forbidden, format!("you may not end session {id}")));
+        }
+        self.end_session(id, EndReason::EndedBy { user: who.user.to_string(), reason }).await;
+        Ok(format!("ended {id}"))
+    }
+
+    /// Ends a session for any reason: stores it, tells both sides, resets its streams.
+    pub(crate) async fn end_session(&self, id: &SessionId, reason: EndReason) {
+        let Some(s) = self.session(id) else { return };
+        let mut core = s.core.lock().await;
+        let was = core.machine.state();
+        if core.machine.handle_end().is_err() {
+            return;
+        }
+        let reason = match (was, reason) {
+            (SessionState::Requested, EndReason::EngineerDisconnected) => EndReason::Withdrawn,
+            (_, r) => r,
+        };
+        let now = now_ms();
+        core.info.state = SessionState::Closed;
+        core.info.ended_at = Some(now);
+        core.info.end_reason = Some(reason.to_string());
+        let actor = match &reason {
+            EndReason::EndedBy { user, .. } => user.clone(),
+            EndReason::ShellExited { .. } | EndReason::AgentDisconnected => agent_actor(&core.info.agent),
+            EndReason::Withdrawn | EndReason::EngineerDisconnected => core.info.engineer.to_string(),
+            _ => RELAY_ACTOR.to_owned(),
+        };
+        let event = session_event(&actor, Action::SessionEnded, &core.info).detail(json!({
+            "reason": reason.to_string(),
+            "end": reason,
+            "previous_state": was,
+        }));
+        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+            warn!(error = %e, "cannot store the end of a session");
+        }
+        let agent = core.info.agent.clone();
+        let info = core.info.clone();
+        drop(core);
+        s.span.in_scope(|| info!(%reason, "session ended"));
+        self.forget(id);
+        self.seal_recording(&s, &info, &reason).instrument(s.span.clone()).await;
+        let _ = s.engineer.tx.send(RelayToEngineer::SessionEnded { reason: reason.clone() }).await;
+        if let Some(tx) = self.agent_tx(&agent) {
+            let msg = if was == SessionState::Requested {
+                RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: reason.to_string() }
+            } else {
+                RelayToAgent::EndSession { session: id.clone(), reason }
+            };
+            let _ = tx.send(msg).await;
+        }
+    }
+
+    /// Ends every live session (relay shutdown).
+    pub(crate) async fn end_all(&self, reason: EndReason) {
+        let ids: Vec<SessionId> = self.sessions.lock().expect("sessions lock").keys().cloned().collect();
+        for id in ids {
+            self.end_session(&id, reason.clone()).await;
+        }
+    }
+
+    /// Ends the sessions of an engineer connection that went away.
+    pub(crate) async fn engineer_gone(&self, conn_id: u64) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .filter(|s| s.engineer.conn_id == conn_id)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
+            self.end_session(&id, EndReason::EngineerDisconnected).await;
+        }
+    }
+
+    /// The agent reports that the session's shell exited; the session ends once its output
+    /// has reached the engineer (or after a bound, if the engineer stopped reading).
+    pub(crate) async fn shell_exited(self: &Arc<Self>, agent: &AgentName, id: &SessionId, reason: EndReason) {
+        let Some(s) = self.session(id) else { return };
+        if &s.agent != agent {
+            return;
+        }
+        s.core.lock().await.exit = Some(reason.clone());
+        let relay = Arc::clone(self);
+        let id = id.clone();
+        let span = s.span.clone();
+        tokio::spawn(
+            async move {
+                let mut outputs = s.open_outputs.subscribe();
+                let drained = tokio::time::timeout(Duration::from_secs(5), outputs.wait_for(|n| *n == 0))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if !drained {
+                    warn!("output still flowing 5 s after the shell exited; ending anyway");
+                }
+                relay.end_session(&id, reason).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// What an engineer asks for.
+pub(crate) struct NewSession {
+    pub agent: AgentName,
+    pub ticket: String,
+    pub priority: Priority,
+    pub reason: String,
+    pub capabilities: Vec<Capability>,
+}
+
+/// Who answers a consent request.
+pub(crate) enum Answerer<'a> {
+    User(&'a Principal),
+    Agent(&'a AgentName),
+}
