@@ -210,6 +210,10 @@ struct ServeArgs {
     /// Where session recordings are written (default: DIR/recordings).
     #[arg(long, value_name = "DIR")]
     recordings_dir: Option<PathBuf>,
+    /// Run without recording sessions. Only for measuring the recorder's cost (the
+    /// benchmark suite) or a laboratory relay: sessions are then not auditable.
+    #[arg(long)]
+    no_recording: bool,
 }
 
 #[derive(Subcommand)]
@@ -392,6 +396,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         token_ttl: args.token_ttl,
         http: args.http,
         recordings_dir: args.recordings_dir,
+        recording: !args.no_recording,
     })
     .await?;
     Ok(())

@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub http: Option<SocketAddr>,
     /// Where recordings go. Default `DATA_DIR/recordings`.
     pub recordings_dir: Option<std::path::PathBuf>,
+    /// Whether sessions are recorded. Default true; when false, nothing is recorded and
+    /// channels run unrecorded (the relay warns at start).
+    pub recording: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +79,15 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         consent_timeout: cfg.consent_timeout,
         urgent_consent_timeout: cfg.urgent_consent_timeout,
         token_ttl: cfg.token_ttl,
-        recordings_dir: Some(cfg.recordings_dir.clone().unwrap_or_else(|| dir.path().join("recordings"))),
+        recordings_dir: cfg
+            .recording
+            .then(|| cfg.recordings_dir.clone().unwrap_or_else(|| dir.path().join("recordings"))),
+        recording_mandatory: cfg.recording,
         ..BrokerConfig::default()
     };
+    if !cfg.recording {
+        warn!("recording is OFF: sessions on this relay are not recorded and not auditable");
+    }
     let relay = Relay::new(store, dir.token_keys()?, dir.grant_key()?, ca, broker_cfg);
     Ok((endpoint, Arc::new(relay)))
 }

@@ -202,3 +202,16 @@ fn a_full_disk_ends_the_session_and_is_audited() -> anyhow::Result<()> {
     assert!(audit.contains("recording.failed"), "{audit}");
     Ok(())
 }
+
+#[test]
+fn a_relay_told_not_to_record_runs_sessions_unrecorded() -> anyhow::Result<()> {
+    let relay = TestRelay::start_with(&["--no-recording"])?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (id, status) = run_session(&relay, &["echo", "unrecorded"])?;
+    assert_eq!(status.code(), Some(0));
+    assert!(!recording_path(&relay, &id).exists());
+    let text = verify(&relay, &[&id], "no recording")?;
+    assert!(text.contains("no recording for session"), "{text}");
+    Ok(())
+}
