@@ -141,16 +141,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
         let _ = send.finish();
     });
     // remote → stdout.
-    let mut stdout_task = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
-            if stdout.write_all(&chunk.bytes).await.is_err() {
-                break;
-            }
-            let _ = stdout.flush().await;
-        }
-        let _ = stdout.flush().await;
-    });
+    let mut stdout_task = tokio::spawn(async move { copy_out(&mut recv, &mut tokio::io::stdout()).await });
     // remote stderr, on streams the agent opens.
     let stderr_conn = conn.clone();
     let stderr_task = tokio::spawn(async move {
@@ -161,15 +152,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
             ) {
                 continue;
             }
-            tokio::spawn(async move {
-                let mut stderr = tokio::io::stderr();
-                while let Ok(Some(chunk)) = uni.read_chunk(64 * 1024, true).await {
-                    if stderr.write_all(&chunk.bytes).await.is_err() {
-                        break;
-                    }
-                    let _ = stderr.flush().await;
-                }
-            });
+            tokio::spawn(async move { copy_out(&mut uni, &mut tokio::io::stderr()).await });
         }
     });
 
@@ -205,6 +188,19 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
     let _ = control_send.finish();
     conn.close(assist_net::codes::OK, b"done");
     Ok(code)
+}
+
+/// Copies a remote stream to a local output. Reads take whatever has arrived, up to a
+/// large buffer, so bulk output costs a few large writes rather than one per QUIC packet,
+/// while interactive output is still written (and flushed) as soon as it arrives.
+async fn copy_out(recv: &mut quinn::RecvStream, out: &mut (impl tokio::io::AsyncWrite + Unpin)) {
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Ok(Some(n)) = recv.read(&mut buf).await {
+        if out.write_all(&buf[..n]).await.is_err() || out.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = out.flush().await;
 }
 
 /// Shows the wait and returns the session once approved.
