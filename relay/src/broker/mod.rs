@@ -283,13 +283,14 @@ impl Relay {
     /// Closes the connection of every online agent that has been revoked since it
     /// connected. Called periodically, because revocation happens in another process.
     pub(crate) async fn enforce_revocations(&self) -> Result<(), StoreError> {
-        let online: Vec<AgentName> = self.agents.lock().expect("agents lock").keys().cloned().collect();
-        for name in online {
-            if let Some(row) = self.store.agent(&name).await?
-                && row.revoked_at.is_some()
-                && let Some(conn) = self.agent_conn(&name)
-            {
-                info!(agent = %name, "closing connection of revoked agent");
+        if self.agents.lock().expect("agents lock").is_empty() {
+            return Ok(());
+        }
+        // One query per poll, however many agents are online (a query per agent cost a
+        // relay with 10,000 idle agents most of a core).
+        for row in self.store.list_agents().await?.into_iter().filter(|r| r.revoked_at.is_some()) {
+            if let Some(conn) = self.agent_conn(&row.name) {
+                info!(agent = %row.name, "closing connection of revoked agent");
                 conn.close(assist_net::codes::REFUSED, b"agent certificate revoked");
             }
         }
