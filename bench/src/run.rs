@@ -100,8 +100,9 @@ struct Machine {
 #[derive(Serialize)]
 struct Report<'a> {
     tool: &'static str,
+    /// `git rev-parse HEAD` when the run started.
     commit: String,
-    /// Whether the work tree had uncommitted changes to tracked files.
+    /// Whether the work tree had uncommitted changes to tracked files then.
     dirty: bool,
     started_at: String,
     duration_s: f64,
@@ -147,6 +148,9 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let clock = Instant::now();
     let loadavg_start = loadavg();
+    // Taken before anything runs: the work tree may move on during a long run.
+    let commit = sh("git", &["rev-parse", "HEAD"]);
+    let dirty = !sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
     let bins = Bins::locate(opts.bin_dir.clone())?;
     let tmp = tempfile::Builder::new().prefix("assist-bench.").tempdir()?;
     let dir = tmp.path().to_owned();
@@ -213,8 +217,8 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     notes.extend(failures.iter().cloned());
     let report = Report {
         tool: "assist-bench",
-        commit: sh("git", &["rev-parse", "HEAD"]),
-        dirty: !sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty(),
+        commit,
+        dirty,
         started_at: started_at.clone(),
         duration_s: clock.elapsed().as_secs_f64(),
         machine: Machine {
