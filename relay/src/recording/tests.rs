@@ -55,10 +55,14 @@ async fn record(seal: bool) -> (Vec<u8>, Vec<u8>) {
         assert_eq!(body.channels.len(), 2);
     } else {
         drop(rec);
-        // The recorder flushes on its own when the last handle goes.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let bytes = store.read(&"s-rec".into()).await.unwrap();
+    // Unsealed, the recorder flushes on its own when the last handle goes: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut bytes = store.read(&"s-rec".into()).await.unwrap();
+    while super::format::read_chunks(&bytes).0.len() < 2 && std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+        bytes = store.read(&"s-rec".into()).await.unwrap();
+    }
     // A recording is never overwritten.
     assert!(store.create(&"s-rec".into()).await.is_err());
     (bytes, k.public_key().as_ref().to_vec())
