@@ -153,6 +153,9 @@ pub trait Store: Send + Sync + 'static {
     async fn agent(&self, name: &AgentName) -> Result<Option<AgentRow>>;
     async fn agent_by_fingerprint(&self, fingerprint_hex: &str) -> Result<Option<AgentRow>>;
     async fn list_agents(&self) -> Result<Vec<AgentRow>>;
+    /// Names of every revoked agent: a short list, which the relay polls to disconnect
+    /// agents revoked by the administration command.
+    async fn revoked_agents(&self) -> Result<Vec<AgentName>>;
     /// Marks an agent revoked. Idempotent: revoking twice keeps the first time, and only
     /// the revocation that changed something is audited.
     async fn revoke_agent(&self, name: &AgentName, now: i64, audit: &AuditEvent) -> Result<()>;

@@ -376,6 +376,13 @@ impl Store for SqliteStore {
         rows.iter().map(agent_from_row).collect()
     }
 
+    async fn revoked_agents(&self) -> Result<Vec<AgentName>> {
+        let names = sqlx::query_scalar::<_, String>("SELECT name FROM agents WHERE revoked_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(names.into_iter().map(AgentName::new).collect())
+    }
+
     async fn revoke_agent(&self, name: &AgentName, now: i64, event: &AuditEvent) -> Result<()> {
         let mut tx = self.write().await?;
         let Some(revoked_at) =
