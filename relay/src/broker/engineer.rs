@@ -207,6 +207,9 @@ async fn open_channel(
             return refuse(&mut esend, r.message).await;
         }
     };
+    // Numbered now, before the agent can open this channel's stderr stream, so a shell's
+    // channel always comes before its stderr in the recording.
+    let channel = session.next_channel();
     let span = session.span.clone();
     async move {
         let Some(aconn) = relay.agent_conn(&agent) else {
@@ -237,7 +240,6 @@ async fn open_channel(
             let _ = asend.finish();
             return;
         }
-        let channel = session.next_channel();
         let recorder = session.recorder();
         if let Some(rec) = &recorder {
             let described = serde_json::json!({ "kind": "shell", "stream": u64::from(asend.id()), "request": &open_kind });
