@@ -19,6 +19,14 @@ fn wait_state(cli: &assist_tests::Cli, state: &str) -> anyhow::Result<serde_json
     }
 }
 
+/// bob approves the pending request and waits until its channel runs; returns its id.
+fn approve_and_wait_active(bob: &assist_tests::Cli) -> anyhow::Result<String> {
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    wait_state(bob, "active")?;
+    Ok(id)
+}
+
 #[test]
 fn approver_ends_a_live_session() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
@@ -27,9 +35,7 @@ fn approver_ends_a_live_session() -> anyhow::Result<()> {
     let alice = relay.login("alice")?;
     let bob = relay.login("bob")?;
     let mut s = alice.spawn(LONG)?;
-    let id = bob.pending_request()?;
-    bob.ok(&["approve", &id])?;
-    wait_state(&bob, "active")?;
+    let id = approve_and_wait_active(&bob)?;
     bob.ok(&["end", &id, "--reason", "enough for today"])?;
     let status = s.wait()?;
     assert_ne!(status.code(), Some(0));
@@ -48,9 +54,7 @@ fn agent_vanishing_mid_session_is_reported_and_relay_keeps_serving() -> anyhow::
     let alice = relay.login("alice")?;
     let bob = relay.login("bob")?;
     let mut s = alice.spawn(LONG)?;
-    let id = bob.pending_request()?;
-    bob.ok(&["approve", &id])?;
-    wait_state(&bob, "active")?;
+    approve_and_wait_active(&bob)?;
 
     agent.kill();
     let status = s.wait()?;
@@ -77,9 +81,7 @@ fn engineer_disconnecting_closes_the_session() -> anyhow::Result<()> {
     let alice = relay.login("alice")?;
     let bob = relay.login("bob")?;
     let s = alice.spawn(LONG)?;
-    let id = bob.pending_request()?;
-    bob.ok(&["approve", &id])?;
-    wait_state(&bob, "active")?;
+    approve_and_wait_active(&bob)?;
     drop(s); // kills the engineer's client
     let row = wait_state(&bob, "closed")?;
     assert_eq!(row["end_reason"], "engineer disconnected");
@@ -111,9 +113,7 @@ fn agent_reconnects_after_a_relay_crash_and_dangling_sessions_are_closed() -> an
     let alice = relay.login("alice")?;
     let bob = relay.login("bob")?;
     let mut s = alice.spawn(LONG)?;
-    let id = bob.pending_request()?;
-    bob.ok(&["approve", &id])?;
-    wait_state(&bob, "active")?;
+    let id = approve_and_wait_active(&bob)?;
 
     let relay = relay.restart()?;
     assert_ne!(s.wait()?.code(), Some(0), "the engineer's session ended with the relay");
