@@ -2,8 +2,12 @@
 //!
 //! A capability has a textual form used on the command line and in listings
 //! (`shell`, `exec:db-health,disk-usage`, `files.read:/var/log/erp`, `forward:db:5432`)
-//! and a typed form on the wire. Only `shell` is served by the relay today; the others are
-//! defined so that grants and requests already carry them.
+//! and a typed form on the wire. Requests and grants carry any of them; a channel is served
+//! only where its capability is implemented (today `shell`).
+//!
+//! A grant may be narrower than the request ([`Capability::within`]): fewer roots, a root
+//! deeper in the tree, fewer scripts. Roots are absolute, normalised `/`-paths, compared by
+//! whole components, never by string prefix.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -87,6 +91,108 @@ impl FromStr for Capability {
         };
         Ok(cap)
     }
+}
+
+impl Capability {
+    /// The kind alone: `shell`, `exec`, `files.read`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Capability::Shell => "shell",
+            Capability::Exec { .. } => "exec",
+            Capability::DesktopView => "desktop.view",
+            Capability::DesktopControl => "desktop.control",
+            Capability::FilesRead { .. } => "files.read",
+            Capability::FilesWrite { .. } => "files.write",
+            Capability::Forward { .. } => "forward",
+            Capability::Clipboard => "clipboard",
+        }
+    }
+
+    /// Whether everything `self` allows is also allowed by `wider` (equal, or narrower: a
+    /// subset of scripts, or every root inside one of `wider`'s roots).
+    pub fn within(&self, wider: &Capability) -> bool {
+        match (self, wider) {
+            (Capability::Exec { scripts: a }, Capability::Exec { scripts: b }) => {
+                a.iter().all(|s| b.contains(s))
+            }
+            (Capability::FilesRead { roots: a }, Capability::FilesRead { roots: b })
+            | (Capability::FilesWrite { roots: a }, Capability::FilesWrite { roots: b }) => {
+                a.iter().all(|r| b.iter().any(|w| path_within(r, w)))
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// Whether a revocation selector names this capability: a kind (`files.read`) names
+    /// every capability of that kind; a full form (`files.read:/var/log`) names that one.
+    pub fn selected_by(&self, selector: &str) -> bool {
+        selector == self.kind() || selector == self.to_string()
+    }
+
+    /// Checks what a parser cannot: roots are absolute and normalised, script names are
+    /// plain names, forward targets have a port. Returns a message for people.
+    pub fn validate(&self) -> Result<(), String> {
+        const MAX_ITEMS: usize = 32;
+        const MAX_LEN: usize = 1024;
+        match self {
+            Capability::Exec { scripts } => {
+                if scripts.is_empty() || scripts.len() > MAX_ITEMS {
+                    return Err(format!("exec needs 1 to {MAX_ITEMS} script names"));
+                }
+                for s in scripts {
+                    let ok = !s.is_empty()
+                        && s.len() <= 64
+                        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                        && !s.starts_with('.');
+                    if !ok {
+                        return Err(format!("script name {s:?} must be letters, digits, '-', '_' or '.'"));
+                    }
+                }
+            }
+            Capability::FilesRead { roots } | Capability::FilesWrite { roots } => {
+                if roots.is_empty() || roots.len() > MAX_ITEMS {
+                    return Err(format!("{} needs 1 to {MAX_ITEMS} roots", self.kind()));
+                }
+                for r in roots {
+                    if r.len() > MAX_LEN || !is_normal_absolute(r) {
+                        return Err(format!(
+                            "root {r:?} must be an absolute path without '.', '..' or empty components"
+                        ));
+                    }
+                }
+            }
+            Capability::Forward { target } => {
+                let port = target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+                match port {
+                    Some((h, Ok(p))) if !h.is_empty() && p != 0 && target.len() <= 300 => {}
+                    _ => return Err(format!("forward target {target:?} must be HOST:PORT")),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `/a/b` is within `/a` and `/a/b`, not within `/a/bc`. `/` contains everything.
+pub fn path_within(path: &str, root: &str) -> bool {
+    let root = root.trim_end_matches('/');
+    if root.is_empty() {
+        return path.starts_with('/');
+    }
+    match path.strip_prefix(root) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+fn is_normal_absolute(p: &str) -> bool {
+    if p == "/" {
+        return true;
+    }
+    let Some(rest) = p.strip_prefix('/') else { return false };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    !p.contains('\\') && !p.contains('\0') && rest.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 fn example(kind: &str) -> &'static str {
@@ -188,6 +294,9 @@ pub enum ConsentMode {
     Prompt,
     /// An approver of the agent's organisation answers.
     Approver,
+    /// Unattended: a request inside one of the organisation's pre-approved maintenance
+    /// windows is granted by that window; any other request waits for an approver.
+    Window,
 }
 
 impl fmt::Display for ConsentMode {
@@ -195,6 +304,7 @@ impl fmt::Display for ConsentMode {
         f.write_str(match self {
             ConsentMode::Prompt => "prompt",
             ConsentMode::Approver => "approver",
+            ConsentMode::Window => "window",
         })
     }
 }
@@ -205,7 +315,8 @@ impl FromStr for ConsentMode {
         match s {
             "prompt" => Ok(ConsentMode::Prompt),
             "approver" => Ok(ConsentMode::Approver),
-            _ => Err(format!("invalid consent mode {s:?}: expected prompt or approver")),
+            "window" => Ok(ConsentMode::Window),
+            _ => Err(format!("invalid consent mode {s:?}: expected prompt, approver or window")),
         }
     }
 }
@@ -246,6 +357,44 @@ mod tests {
             let err = bad.parse::<Capability>().unwrap_err();
             assert!(!err.is_empty(), "{bad}");
         }
+    }
+
+    #[test]
+    fn narrower_grants_are_within_the_request() {
+        let cap = |s: &str| s.parse::<Capability>().unwrap();
+        assert!(cap("files.read:/var/log/erp").within(&cap("files.read:/var/log")));
+        assert!(cap("files.read:/var/log").within(&cap("files.read:/var/log,/opt")));
+        assert!(!cap("files.read:/var/logs").within(&cap("files.read:/var/log")));
+        assert!(!cap("files.read:/var").within(&cap("files.read:/var/log")));
+        assert!(!cap("files.write:/var/log").within(&cap("files.read:/var/log")));
+        assert!(cap("files.read:/etc").within(&cap("files.read:/")));
+        assert!(cap("exec:a").within(&cap("exec:a,b")));
+        assert!(!cap("exec:a,c").within(&cap("exec:a,b")));
+        assert!(cap("shell").within(&cap("shell")));
+        assert!(!cap("forward:db:5433").within(&cap("forward:db:5432")));
+    }
+
+    #[test]
+    fn validation_refuses_escapes_and_junk() {
+        let cap = |s: &str| s.parse::<Capability>().unwrap();
+        for bad in [
+            "files.read:var/log",
+            "files.read:/var/../etc",
+            "files.write:/var/./log",
+            "files.read:/var//log",
+            "exec:../x",
+            "exec:a;rm",
+            "forward:db:http",
+            "forward::22",
+        ] {
+            assert!(cap(bad).validate().is_err(), "{bad}");
+        }
+        for good in ["files.read:/var/log/", "files.read:/", "exec:db-health", "forward:db:5432", "shell"] {
+            assert!(cap(good).validate().is_ok(), "{good}");
+        }
+        assert!(cap("files.read:/var/log").selected_by("files.read"));
+        assert!(cap("files.read:/var/log").selected_by("files.read:/var/log"));
+        assert!(!cap("files.read:/var/log").selected_by("shell"));
     }
 
     #[test]

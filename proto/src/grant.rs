@@ -22,13 +22,19 @@ pub struct Grant {
     pub not_before: i64,
     /// Unix milliseconds.
     pub expires_at: i64,
-    /// Who approved: an approver's name, or `prompt@AGENT`.
+    /// Who approved: an approver's name, `prompt@AGENT`, or `window:ID`.
     pub approver: String,
+    /// 1 for the first approval; each escalation, extension or revocation signs a new grant
+    /// with the next revision, which replaces the previous one everywhere.
+    pub revision: u32,
+    /// The approver's note, shown to the engineer.
+    pub note: Option<String>,
 }
 
 impl Grant {
+    /// Whether some granted capability allows `cap` (equal, or `cap` is narrower).
     pub fn covers(&self, cap: &Capability) -> bool {
-        self.capabilities.contains(cap)
+        self.capabilities.iter().any(|g| cap.within(g))
     }
 }
 
@@ -130,6 +136,8 @@ mod tests {
             not_before: 1_000,
             expires_at: 2_000,
             approver: "bob".into(),
+            revision: 1,
+            note: None,
         }
     }
 

@@ -39,6 +39,35 @@ pub struct SessionInfo {
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+    /// How long the engineer asked for, in seconds.
+    pub duration_secs: u64,
+    /// What the current grant allows (may be narrower than `capabilities`); `None` before
+    /// approval.
+    pub granted: Option<Vec<Capability>>,
+    pub grant_expires_at: Option<i64>,
+    /// A pending request for more, during a live session.
+    pub escalation: Option<Escalation>,
+}
+
+/// An engineer's request for more capabilities or time in a live session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub add: Vec<Capability>,
+    /// A new grant duration from approval, in seconds (an extension), if asked.
+    pub duration_secs: Option<u64>,
+    pub reason: String,
+    pub requested_at: i64,
+    pub deadline: i64,
+}
+
+/// The current grant of a session, as shown to the engineer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    pub capabilities: Vec<Capability>,
+    pub expires_at: i64,
+    pub revision: u32,
+    pub approver: String,
+    pub note: Option<String>,
 }
 
 /// An agent as shown to users.
@@ -102,9 +131,30 @@ pub enum EngineerToRelay {
         priority: Priority,
         reason: String,
         capabilities: Vec<Capability>,
+        /// How long the grant should last, in seconds; the relay's default if absent.
+        duration_secs: Option<u64>,
     },
+    /// Approves a request (or a pending escalation) in full, or narrower: a subset of the
+    /// capabilities, each possibly narrowed, and a shorter duration.
     Approve {
         session: SessionId,
+        capabilities: Option<Vec<Capability>>,
+        duration_secs: Option<u64>,
+        note: Option<String>,
+    },
+    /// Asks for more capabilities, or more time, in a live session.
+    Escalate {
+        session: SessionId,
+        add: Vec<Capability>,
+        duration_secs: Option<u64>,
+        reason: String,
+    },
+    /// Takes capabilities away from a live session. Selectors name a kind (`shell`,
+    /// `files.read`) or one capability exactly (`files.read:/var/log`).
+    Revoke {
+        session: SessionId,
+        capabilities: Vec<String>,
+        reason: Option<String>,
     },
     Deny {
         session: SessionId,
@@ -162,6 +212,28 @@ pub enum RelayToEngineer {
     SessionExpired {
         waited_ms: i64,
     },
+    /// The escalation is recorded and waits for consent from `waiting_for`.
+    EscalationRequested {
+        session: SessionInfo,
+        waiting_for: String,
+    },
+    /// The answer to an escalation (`approved` false: denied or expired).
+    EscalationAnswered {
+        session: SessionId,
+        approved: bool,
+        by: Option<String>,
+        reason: Option<String>,
+    },
+    /// The session's grant changed (escalation, extension, revocation) or expired; channels
+    /// it no longer covers have been closed.
+    GrantChanged {
+        session: SessionId,
+        grant: GrantView,
+        /// What happened, for people: "revoked shell by bob: ...", "grant expired", ...
+        change: String,
+        /// Whether the grant is still in force (false once expired or emptied).
+        in_force: bool,
+    },
     /// The session is over. `exit_code` is the remote command's, when it exited.
     SessionEnded {
         reason: EndReason,
@@ -192,6 +264,12 @@ pub enum AgentToRelay {
         session: SessionId,
         approve: bool,
         reason: Option<String>,
+        /// A subset of what was asked (the prompt's partial grant); all of it if absent.
+        capabilities: Option<Vec<Capability>>,
+    },
+    /// The customer pressed the kill key: end this session (or all of them) now.
+    Kill {
+        session: Option<SessionId>,
     },
     /// The session's shell or command ended (after its output stream was finished).
     ChannelExited {
@@ -358,6 +436,10 @@ mod tests {
             started_at: None,
             ended_at: None,
             end_reason: None,
+            duration_secs: 3600,
+            granted: None,
+            grant_expires_at: None,
+            escalation: None,
         }
     }
 
@@ -370,7 +452,27 @@ mod tests {
             priority: Priority::P0,
             reason: "r".into(),
             capabilities: vec![Capability::Shell],
+            duration_secs: Some(600),
         });
+        round_trip(EngineerToRelay::Escalate {
+            session: "s".into(),
+            add: vec![Capability::FilesRead { roots: vec!["/var/log/erp".into()] }],
+            duration_secs: None,
+            reason: "logs".into(),
+        });
+        round_trip(RelayToEngineer::GrantChanged {
+            session: "s".into(),
+            grant: GrantView {
+                capabilities: vec![],
+                expires_at: 5,
+                revision: 2,
+                approver: "bob".into(),
+                note: None,
+            },
+            change: "revoked shell".into(),
+            in_force: false,
+        });
+        round_trip(AgentToRelay::Kill { session: None });
         round_trip(EngineerToRelay::Resize { session: "s".into(), cols: 80, rows: 24 });
         round_trip(RelayToEngineer::SessionRequested { session: info(), waiting_for: "x".into() });
         round_trip(RelayToEngineer::SessionEnded {

@@ -112,10 +112,23 @@ actions! {
     SessionExpired = "session.expired",
     SessionStarted = "session.started",
     SessionEnded = "session.ended",
+    /// An engineer asked for more capabilities or time during a live session.
+    EscalationRequested = "session.escalation_requested",
+    /// An escalation was granted (the detail holds the new grant).
+    EscalationApproved = "session.escalated",
+    EscalationDenied = "session.escalation_denied",
+    EscalationExpired = "session.escalation_expired",
+    /// Capabilities were taken away from a live session.
+    GrantRevoked = "grant.revoked",
+    /// A session's grant ran out; its channels were closed.
+    GrantExpired = "grant.expired",
     ChannelRefused = "channel.refused",
     RecordingSealed = "recording.sealed",
     RecordingFailed = "recording.failed",
     OrgAdded = "org.added",
+    /// A maintenance window was added (detail: schedule, capabilities, engineers).
+    WindowAdded = "window.added",
+    WindowRemoved = "window.removed",
     UserAdded = "user.added",
     /// A user's password was set or reset.
     PasswordSet = "user.password_set",
@@ -183,6 +196,14 @@ impl AuditEvent {
 
     pub fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
+        self
+    }
+
+    /// Adds the fields of `more` (a JSON object) to the detail, replacing equal keys.
+    pub fn merge_detail(mut self, more: serde_json::Value) -> Self {
+        if let (serde_json::Value::Object(d), serde_json::Value::Object(m)) = (&mut self.detail, more) {
+            d.extend(m);
+        }
         self
     }
 

@@ -6,10 +6,12 @@
 //! - [`audit`]: audit events and their hash chain;
 //! - [`audit_cmd`]: `assist-relay audit list|export|verify` as library functions;
 //! - [`admin`]: the administration commands run against the data directory;
+//! - [`admin_windows`]: the maintenance-window commands;
 //! - [`broker`]: live agents and sessions, consent, and the rules connecting them;
 //! - [`serve`]: the QUIC endpoint and connection dispatch.
 
 pub mod admin;
+pub mod admin_windows;
 pub mod audit;
 pub mod audit_cmd;
 pub mod auth;
@@ -26,4 +28,17 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A duration in seconds as people write it: `1h 30m`, `45s`.
+pub fn fmt_secs(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// A Unix-millisecond time as RFC 3339 UTC, to the second.
+pub fn fmt_time(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+    )
+    .to_string()
 }

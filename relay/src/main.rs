@@ -6,6 +6,8 @@
 //! Results go to stdout (tables for people, `--json` for programs); logs, notes and
 //! errors go to stderr, and any error exits with status 1.
 
+mod window_cli;
+
 use anyhow::{Context, bail};
 use assist_proto::caps::Role;
 use assist_proto::ids::{OrgName, SessionId, validate_name};
@@ -48,6 +50,9 @@ enum Command {
     /// Enrolled agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Pre-approved maintenance windows for unattended agents (consent mode `window`).
+    #[command(subcommand)]
+    Window(window_cli::WindowCommand),
     /// The audit log: list, export for a SIEM, verify its hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -437,6 +442,7 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
     match command {
         Command::Serve(_) | Command::Recording(_) | Command::Keys(_) => unreachable!("handled by run"),
         Command::Audit(audit) => return audit_command(store, audit, now).await,
+        Command::Window(cmd) => window_cli::run(store, cmd, &actor, now).await?,
         Command::Org(OrgCommand::Add { name, supported_by }) => {
             admin::org_add(store, &name, &supported_by, &actor, now).await?;
             eprintln!("added organisation {name}");

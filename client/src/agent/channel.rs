@@ -96,40 +96,25 @@ fn now_ms() -> i64 {
     crate::engineer::now_ms()
 }
 
-/// Waits briefly for the agent's own record of the session's grant.
-async fn own_record(state: &AgentState, session: &SessionId) -> Option<Grant> {
-    let deadline = tokio::time::Instant::now() + RECORD_WAIT;
-    loop {
-        let notified = state.grants_changed.notified();
-        if let Some(g) = state.grants.lock().expect("lock").get(session) {
-            return Some(g.clone());
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return None;
-        }
-    }
-}
-
 async fn check(state: &AgentState, open: &AgentChannelOpen) -> Result<Grant, String> {
     let session = &open.open.session;
-    if state.ended.lock().expect("lock").contains(session) {
+    let grants = &state.grants;
+    if grants.has_ended(session) {
         return Err(format!("session {session} has ended"));
     }
     let cap = open.open.channel.required_capability();
     let presented = open
         .grant
-        .check(&state.grant_key, session, &state.name, &cap, now_ms())
+        .check(grants.key(), session, grants.name(), &cap, now_ms())
         .map_err(|e| format!("agent refused the grant: {e}"))?;
-    let record = own_record(state, session)
+    // The relay sends a new revision on the control stream before it uses it on a channel;
+    // the two may arrive in either order.
+    let record = grants
+        .record_at_least(session, presented.revision, RECORD_WAIT)
         .await
         .ok_or_else(|| format!("agent has no record of an approval for {session}"))?;
     if record != presented {
         return Err("the grant differs from the agent's record of the approval".into());
-    }
-    if record.approver == format!("prompt@{}", state.name)
-        && !state.prompt_approved.lock().expect("lock").contains(session)
-    {
-        return Err("the grant claims a local approval that this agent's prompt did not give".into());
     }
     Ok(record)
 }
@@ -191,13 +176,10 @@ pub(crate) async fn serve(
     }
     info!(%session, engineer = %grant.engineer, "channel started");
     let process::Process { mut stdin, mut stdout, stderr, control } = proc;
-    state.processes.lock().expect("lock").insert(session.clone(), control.clone());
-    // A session that ended while the process started must not keep it.
-    if state.ended.lock().expect("lock").contains(&session) {
-        control.kill();
-    }
-
     let stream = u64::from(send.id());
+    // Killed at once if the session ended or the grant changed while it started.
+    state.grants.add_running(&session, stream, open.open.channel.required_capability(), control.clone());
+
     let input = tokio::spawn(async move {
         let mut digest = Digest::new(stream, "in");
         while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
@@ -252,7 +234,7 @@ pub(crate) async fn serve(
         digests.push(d);
     }
     countersign(&state, &session, digests).await;
-    state.processes.lock().expect("lock").remove(&session);
+    state.grants.remove_running(&session, stream);
     info!(%session, code = ?status.code, signal = ?status.signal, "process exited");
     let _ = state
         .control

@@ -1,20 +1,36 @@
 //! The consent prompt on the agent's terminal (`assist-agent run --consent prompt`).
 //!
-//! Requests are shown one at a time, most urgent first; the answer is a line on stdin
-//! (`y`/`yes` approves, anything else denies). A request that expires or is answered
-//! elsewhere is withdrawn from the queue. Prompts go to stdout, the log to stderr.
+//! Requests (and escalations of live sessions) are shown one at a time, most urgent first;
+//! the answer is a line on stdin: `y` approves all, `n` (or nothing) denies, capability
+//! numbers (`1,3`) approve only those. A request that expires or is answered elsewhere is
+//! withdrawn from the queue. `k` at any time is the kill key: every live session here ends
+//! at once, locally and at the relay. Prompts go to stdout, the log to stderr.
 
+use super::grants::Grants;
+use assist_proto::caps::Capability;
+use assist_proto::grant::Grant;
 use assist_proto::ids::SessionId;
 use assist_proto::msg::{AgentToRelay, SessionInfo};
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// What the prompt task is told.
 #[derive(Debug)]
 pub enum PromptEvent {
+    /// A request, or an escalation of a live session (`escalation` is set), to answer.
     Ask(Box<SessionInfo>),
-    Withdraw { session: SessionId, reason: String },
+    Withdraw {
+        session: SessionId,
+        reason: String,
+    },
+    /// A grant (or a new revision of it) was received: the customer sees what runs.
+    Granted(Box<Grant>),
+    Ended {
+        session: SessionId,
+        reason: String,
+    },
 }
 
 /// Reads stdin lines on a dedicated thread (stdin is blocking).
@@ -32,30 +48,90 @@ fn stdin_lines() -> mpsc::Receiver<String> {
     rx
 }
 
+/// What is asked: the request's capabilities, or an escalation's additions.
+fn asked(s: &SessionInfo) -> &[Capability] {
+    s.escalation.as_ref().map_or(&s.capabilities, |e| &e.add)
+}
+
 fn show(s: &SessionInfo, now: i64) {
-    let left = crate::engineer::render::duration(s.consent_deadline - now);
-    let caps: Vec<String> = s.capabilities.iter().map(|c| c.to_string()).collect();
+    let numbered: Vec<String> =
+        asked(s).iter().enumerate().map(|(i, c)| format!("\n    {}. {c}", i + 1)).collect();
+    let (headline, reason, deadline, how_long) = match &s.escalation {
+        Some(e) => (
+            format!("{} asks for MORE in live session {} on {}", s.engineer, s.id, s.agent),
+            e.reason.as_str(),
+            e.deadline,
+            e.duration_secs
+                .map(|d| format!("\n  extend by:    {}", crate::engineer::render::duration(d as i64 * 1000))),
+        ),
+        None => (
+            format!("{} ({}) requests a session on {}", s.engineer, s.engineer_org, s.agent),
+            s.reason.as_str(),
+            s.consent_deadline,
+            Some(format!(
+                "\n  for:          {}",
+                crate::engineer::render::duration(s.duration_secs as i64 * 1000)
+            )),
+        ),
+    };
+    let choice = if asked(s).len() > 1 {
+        "Allow? [y = all, N = deny, or numbers to allow only those, e.g. 1,3] "
+    } else {
+        "Allow? [y/N] "
+    };
     let mut out = std::io::stdout();
     let _ = write!(
         out,
-        "\nassist: {engineer} ({org}) requests a session on {agent}\n  ticket:       {ticket} ({pri})\n  reason:       {reason}\n  capabilities: {caps}\n  answer within {left}\nAllow? [y/N] ",
-        engineer = s.engineer,
-        org = s.engineer_org,
-        agent = s.agent,
+        "\nassist: {headline}\n  ticket:       {ticket} ({pri})\n  reason:       {reason}\n  capabilities:{caps}{how_long}\n  answer within {left}\n{choice}",
         ticket = s.ticket,
         pri = s.priority,
-        reason = s.reason,
-        caps = caps.join(", "),
+        caps = numbered.concat(),
+        how_long = how_long.unwrap_or_default(),
+        left = crate::engineer::render::duration(deadline - now),
     );
     let _ = out.flush();
 }
 
-/// Runs the prompt until `events` closes. Answers go out on `answers`; the session ids
-/// approved here are sent on `approved` so the agent can hold its own record of them.
-pub async fn run(
+/// How a line answers the question about `s`: `None` is a denial; `Some(None)` approves
+/// everything asked; `Some(Some(list))` approves only those; `Err` asks again.
+fn parse_answer(line: &str, s: &SessionInfo) -> Result<Option<Option<Vec<Capability>>>, String> {
+    let t = line.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "y" | "yes" => return Ok(Some(None)),
+        "" | "n" | "no" => return Ok(None),
+        _ => {}
+    }
+    let asked = asked(s);
+    let mut chosen = Vec::new();
+    for part in t.split([',', ' ']).filter(|p| !p.is_empty()) {
+        let n: usize = part.parse().map_err(|_| format!("{part:?} is not y, n or a capability number"))?;
+        let cap = asked.get(n.wrapping_sub(1)).ok_or_else(|| format!("there is no capability {n}"))?;
+        if !chosen.contains(cap) {
+            chosen.push(cap.clone());
+        }
+    }
+    if chosen.is_empty() {
+        return Err("answer y, n, or capability numbers".into());
+    }
+    Ok(Some(Some(chosen)))
+}
+
+/// Ends every live session here and tells the relay (the kill key).
+async fn kill_all(grants: &Grants, answers: &mpsc::Sender<AgentToRelay>) {
+    let live = grants.live_sessions();
+    for s in &live {
+        grants.end(s);
+    }
+    let _ = answers.send(AgentToRelay::Kill { session: None }).await;
+    println!("assist: kill key: ended {} live session(s) on this machine", live.len());
+}
+
+/// Runs the prompt until `events` closes. Answers and the kill key go out on `answers`; a
+/// "yes" is recorded in `grants` before it is sent, so the grant that follows finds it.
+pub(crate) async fn run(
     mut events: mpsc::Receiver<PromptEvent>,
     answers: mpsc::Sender<AgentToRelay>,
-    approved: mpsc::Sender<SessionId>,
+    grants: Arc<Grants>,
 ) {
     let mut lines = stdin_lines();
     let mut queue: VecDeque<SessionInfo> = VecDeque::new();
@@ -82,20 +158,55 @@ pub async fn run(
                         current = None;
                     }
                 }
+                Some(PromptEvent::Granted(g)) => {
+                    let caps: Vec<String> = g.capabilities.iter().map(|c| c.to_string()).collect();
+                    println!(
+                        "assist: session {} of {}: granted {} by {} for {}; type k and Enter to end it at any time",
+                        g.session,
+                        g.engineer,
+                        caps.join(", "),
+                        g.approver,
+                        crate::engineer::render::duration(g.expires_at - crate::engineer::now_ms()),
+                    );
+                }
+                Some(PromptEvent::Ended { session, reason }) => println!("assist: session {session} ended: {reason}"),
             },
             line = lines.recv(), if stdin_open => match line {
                 None => stdin_open = false,
+                Some(line) if matches!(line.trim(), "k" | "K" | "kill") => {
+                    if let Some(s) = current.take() {
+                        let _ = answers.send(AgentToRelay::ConsentAnswer { session: s.id, approve: false, reason: Some("declined at the agent (kill key)".into()), capabilities: None }).await;
+                    }
+                    kill_all(&grants, &answers).await;
+                }
                 Some(line) => {
                     let Some(s) = current.take() else { continue };
-                    let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
-                    if yes {
-                        let _ = approved.send(s.id.clone()).await;
-                        println!("assist: approved {}", s.id);
-                    } else {
-                        println!("assist: denied {}", s.id);
-                    }
-                    let reason = (!yes).then(|| "declined at the agent".to_owned());
-                    let _ = answers.send(AgentToRelay::ConsentAnswer { session: s.id, approve: yes, reason }).await;
+                    let answer = match parse_answer(&line, &s) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            println!("assist: {e}");
+                            show(&s, crate::engineer::now_ms());
+                            current = Some(s);
+                            continue;
+                        }
+                    };
+                    let msg = match answer {
+                        Some(capabilities) => {
+                            grants.prompt_said_yes(&s.id);
+                            println!("assist: approved {}", s.id);
+                            AgentToRelay::ConsentAnswer { session: s.id, approve: true, reason: None, capabilities }
+                        }
+                        None => {
+                            println!("assist: denied {}", s.id);
+                            AgentToRelay::ConsentAnswer {
+                                session: s.id,
+                                approve: false,
+                                reason: Some("declined at the agent".into()),
+                                capabilities: None,
+                            }
+                        }
+                    };
+                    let _ = answers.send(msg).await;
                 }
             },
         }

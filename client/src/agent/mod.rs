@@ -4,12 +4,14 @@
 //! - [`enroll`]: join token + CSR → certificate;
 //! - [`run`]: the long-lived connection, with reconnects;
 //! - [`consent`]: the prompt on the agent's terminal;
+//! - [`grants`]: the agent's own record of each grant, and its enforcement;
 //! - [`channel`]: serving an approved channel, after checking the grant again;
 //! - [`process`]: PTY and piped processes.
 
 pub mod channel;
 pub mod consent;
 pub mod enroll;
+pub mod grants;
 pub mod process;
 pub mod run;
 pub mod state;

@@ -7,18 +7,16 @@
 
 use super::channel;
 use super::consent::{self, PromptEvent};
-use super::process::Control as ProcessControl;
+use super::grants::Grants;
 use super::state::{AgentDir, Enrollment, StateError};
 use crate::conn::{ConnError, RelayConn};
 use assist_net::{read_msg, write_msg};
 use assist_proto::caps::ConsentMode;
-use assist_proto::grant::Grant;
-use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::ids::AgentName;
 use assist_proto::msg::{AgentToRelay, RelayToAgent};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +30,8 @@ pub enum RunError {
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub consent: ConsentMode,
+    /// Whether to read answers (and the kill key) from stdin.
+    pub prompt: bool,
     /// First reconnect delay; doubles up to `max_backoff`, with ±50 % jitter.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
@@ -41,6 +41,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             consent: ConsentMode::Approver,
+            prompt: false,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
         }
@@ -50,29 +51,11 @@ impl Default for RunConfig {
 /// What the agent knows about sessions, shared by the control loop and the channels.
 pub(crate) struct AgentState {
     pub name: AgentName,
-    pub grant_key: Vec<u8>,
-    /// Grants received and verified: the agent's own record of each approval.
-    pub grants: Mutex<HashMap<SessionId, Grant>>,
-    pub grants_changed: Notify,
-    /// Sessions approved at this machine's prompt.
-    pub prompt_approved: Mutex<HashSet<SessionId>>,
-    /// Sessions that ended: nothing may start for them again.
-    pub ended: Mutex<HashSet<SessionId>>,
-    /// Running processes, for resize and kill.
-    pub processes: Mutex<HashMap<SessionId, ProcessControl>>,
+    /// The agent's own record of each grant, and the processes they cover.
+    pub grants: Arc<Grants>,
     pub control: mpsc::Sender<AgentToRelay>,
     /// Signs the agent's digests of each channel (its countersignature).
     pub signing_key: aws_lc_rs::signature::EcdsaKeyPair,
-}
-
-impl AgentState {
-    pub fn end(&self, session: &SessionId) {
-        self.ended.lock().expect("lock").insert(session.clone());
-        self.grants.lock().expect("lock").remove(session);
-        if let Some(p) = self.processes.lock().expect("lock").remove(session) {
-            p.kill();
-        }
-    }
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -167,14 +150,11 @@ async fn session(
     }
 
     let (tx, mut rx) = mpsc::channel::<AgentToRelay>(64);
+    let name = AgentName::new(enrollment.name.clone());
+    let grant_key = enrollment.grant_key_bytes().map_err(|e| Fatal(e.to_string()))?;
     let state = Arc::new(AgentState {
-        name: AgentName::new(enrollment.name.clone()),
-        grant_key: enrollment.grant_key_bytes().map_err(|e| Fatal(e.to_string()))?,
-        grants: Mutex::default(),
-        grants_changed: Notify::new(),
-        prompt_approved: Mutex::default(),
-        ended: Mutex::default(),
-        processes: Mutex::default(),
+        name: name.clone(),
+        grants: Arc::new(Grants::new(name, grant_key, cfg.consent)),
         control: tx.clone(),
         signing_key: dir.signing_key().map_err(|e| Fatal(e.to_string()))?,
     });
@@ -188,17 +168,8 @@ async fn session(
         }
     });
     let (prompt_tx, prompt_rx) = mpsc::channel::<PromptEvent>(32);
-    let (approved_tx, mut approved_rx) = mpsc::channel::<SessionId>(32);
-    let prompt = (cfg.consent == ConsentMode::Prompt)
-        .then(|| tokio::spawn(consent::run(prompt_rx, tx.clone(), approved_tx)));
-    let approvals = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            while let Some(id) = approved_rx.recv().await {
-                state.prompt_approved.lock().expect("lock").insert(id);
-            }
-        })
-    };
+    // The prompt runs in every mode while stdin is open: it also carries the kill key.
+    let prompt = cfg.prompt.then(|| tokio::spawn(consent::run(prompt_rx, tx.clone(), state.grants.clone())));
     let channels = {
         let state = state.clone();
         let conn = rc.conn.clone();
@@ -219,23 +190,20 @@ async fn session(
             Ok(Some(RelayToAgent::ConsentWithdrawn { session, reason })) => {
                 let _ = prompt_tx.send(PromptEvent::Withdraw { session, reason }).await;
             }
-            Ok(Some(RelayToAgent::Granted { grant })) => match grant.verify(&state.grant_key) {
-                Ok(g) if g.agent == state.name => {
-                    info!(session = %g.session, approver = %g.approver, "grant received");
-                    state.grants.lock().expect("lock").insert(g.session.clone(), g);
-                    state.grants_changed.notify_waiters();
+            Ok(Some(RelayToAgent::Granted { grant })) => match state.grants.receive(&grant) {
+                Ok(g) => {
+                    info!(session = %g.session, approver = %g.approver, revision = g.revision, "grant received");
+                    let _ = prompt_tx.send(PromptEvent::Granted(Box::new(g))).await;
                 }
-                Ok(g) => warn!(session = %g.session, agent = %g.agent, "grant for another agent ignored"),
-                Err(e) => warn!(error = %e, "invalid grant ignored"),
+                Err(e) => warn!(error = %e, "grant refused"),
             },
             Ok(Some(RelayToAgent::Resize { session, cols, rows })) => {
-                if let Some(p) = state.processes.lock().expect("lock").get(&session) {
-                    let _ = p.resize(cols, rows);
-                }
+                state.grants.resize(&session, cols, rows)
             }
             Ok(Some(RelayToAgent::EndSession { session, reason })) => {
                 info!(%session, %reason, "session ended by the relay");
-                state.end(&session);
+                state.grants.end(&session);
+                let _ = prompt_tx.send(PromptEvent::Ended { session, reason: reason.to_string() }).await;
             }
             Ok(Some(RelayToAgent::Error { message, .. })) => warn!(%message, "relay reported an error"),
             Ok(Some(_)) => {}
@@ -243,13 +211,11 @@ async fn session(
         }
     }
     // Whatever ran for this connection's sessions stops with it.
-    let running: Vec<SessionId> = state.processes.lock().expect("lock").keys().cloned().collect();
-    for s in running {
-        state.end(&s);
+    for s in state.grants.running_sessions() {
+        state.grants.end(&s);
     }
     writer.abort();
     channels.abort();
-    approvals.abort();
     if let Some(p) = prompt {
         p.abort();
     }

@@ -46,8 +46,10 @@ enum Cmd {
     },
     /// Stay connected to the relay and serve approved sessions.
     Run {
-        /// Where consent comes from: `prompt` (asked here, on this terminal) or `approver`
-        /// (an approver of this agent's organisation).
+        /// Where consent comes from: `prompt` (asked here, on this terminal), `approver` (an
+        /// approver of this agent's organisation) or `window` (unattended: the organisation's
+        /// pre-approved maintenance windows, else an approver). On a terminal, typing `k`
+        /// and Enter ends every live session at once (the kill key), in every mode.
         #[arg(long, default_value = "approver")]
         consent: ConsentMode,
     },
@@ -67,7 +69,10 @@ async fn main_inner(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Run { consent } => {
-            run::run(&dir, RunConfig { consent, ..RunConfig::default() }).await?;
+            // The kill key needs a terminal; the prompt mode needs one to be answered at all.
+            let prompt =
+                consent == ConsentMode::Prompt || std::io::IsTerminal::is_terminal(&std::io::stdin());
+            run::run(&dir, RunConfig { consent, prompt, ..RunConfig::default() }).await?;
         }
     }
     Ok(())

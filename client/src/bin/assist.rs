@@ -6,11 +6,12 @@ use assist_certs::Fingerprint;
 use assist_client::engineer::config::ConfigDir;
 use assist_client::engineer::shell::{ShellRequest, Tty};
 use assist_client::engineer::{self, EngineerError, Trust, render};
-use assist_proto::caps::Priority;
+use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +67,13 @@ enum Cmd {
         /// Never ask for a remote PTY.
         #[arg(short = 'T')]
         no_tty: bool,
+        /// How long you need access, e.g. 30m or 2h (default: the relay's, usually 1h).
+        #[arg(long = "for", value_parser = humantime::parse_duration, value_name = "DUR")]
+        duration: Option<Duration>,
+        /// Another capability to ask for besides the shell, for use from other commands
+        /// in the same session, e.g. files.read:/var/log/erp (repeatable).
+        #[arg(long = "also", value_name = "CAP")]
+        also: Vec<Capability>,
         /// The command to run instead of an interactive shell.
         #[arg(last = true)]
         command: Vec<String>,
@@ -75,8 +83,42 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Approve a pending request.
-    Approve { session: SessionId },
+    /// Approve a pending request (or escalation): all of it, or less.
+    Approve {
+        session: SessionId,
+        /// Grant only this capability, or a narrower form of it (repeatable), e.g.
+        /// --only shell --only files.read:/var/log/erp/today.
+        #[arg(long = "only", value_name = "CAP")]
+        only: Vec<Capability>,
+        /// Grant for less time than asked, e.g. 15m.
+        #[arg(long = "for", value_parser = humantime::parse_duration, value_name = "DUR")]
+        duration: Option<Duration>,
+        /// A note shown to the engineer and kept in the audit log.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Ask for more capabilities, or more time, in your live session.
+    Escalate {
+        session: SessionId,
+        /// A capability to add, e.g. files.read:/var/log/erp (repeatable).
+        #[arg(long = "add", value_name = "CAP")]
+        add: Vec<Capability>,
+        /// Extend the grant to this long from approval, e.g. 30m.
+        #[arg(long = "extend", value_parser = humantime::parse_duration, value_name = "DUR")]
+        extend: Option<Duration>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Take capabilities away from a live session; its streams that need them close at once.
+    Revoke {
+        session: SessionId,
+        /// A kind (shell, files.read) or one exact capability (files.read:/var/log)
+        /// (repeatable).
+        #[arg(long = "capability", value_name = "CAP", required = true)]
+        capabilities: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Deny a pending request.
     Deny {
         session: SessionId,
@@ -160,10 +202,21 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             let s = engineer::sessions(&cfg).await?;
             if json { print_json(&s)? } else { print!("{}", render::sessions(&s)) }
         }
-        Cmd::Approve { session } => eprintln!("{}", engineer::approve(&cfg, session).await?),
+        Cmd::Approve { session, only, duration, note } => {
+            let only = (!only.is_empty()).then_some(only);
+            let secs = duration.map(|d| d.as_secs().max(1));
+            eprintln!("{}", engineer::approve(&cfg, session, only, secs, note).await?)
+        }
+        Cmd::Escalate { session, add, extend, reason } => {
+            let secs = extend.map(|d| d.as_secs().max(1));
+            eprintln!("{}", engineer::grant::escalate(&cfg, session, add, secs, reason).await?)
+        }
+        Cmd::Revoke { session, capabilities, reason } => {
+            eprintln!("{}", engineer::revoke(&cfg, session, capabilities, reason).await?)
+        }
         Cmd::Deny { session, reason } => eprintln!("{}", engineer::deny(&cfg, session, reason).await?),
         Cmd::End { session, reason } => eprintln!("{}", engineer::end(&cfg, session, reason).await?),
-        Cmd::Shell { agent, ticket, priority, reason, tty, no_tty, command } => {
+        Cmd::Shell { agent, ticket, priority, reason, tty, no_tty, duration, also, command } => {
             let req = ShellRequest {
                 agent,
                 ticket,
@@ -177,6 +230,8 @@ async fn main_inner(cli: Cli) -> Result<i32> {
                 } else {
                     Tty::Auto
                 },
+                also,
+                duration_secs: duration.map(|d| d.as_secs().max(1)),
             };
             return Ok(engineer::shell::run(&cfg, req).await?);
         }

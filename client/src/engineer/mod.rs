@@ -5,11 +5,13 @@
 //! keeps the connection for the session's life ([`shell`]).
 
 pub mod config;
+pub mod grant;
 pub mod render;
 pub mod shell;
 
 use crate::conn::{ConnError, Control, RelayConn};
 use assist_certs::Fingerprint;
+use assist_proto::caps::Capability;
 use assist_proto::ids::SessionId;
 use assist_proto::msg::{AgentInfo, EngineerToRelay, ErrorCode, RelayToEngineer, SessionInfo};
 use config::{ConfigDir, ConfigError, Login};
@@ -169,8 +171,27 @@ async fn done(cfg: &ConfigDir, req: EngineerToRelay) -> Result<String, EngineerE
     }
 }
 
-pub async fn approve(cfg: &ConfigDir, session: SessionId) -> Result<String, EngineerError> {
-    done(cfg, EngineerToRelay::Approve { session }).await
+/// Approves a request or escalation: everything asked (`capabilities` and `duration_secs`
+/// `None`), or less.
+pub async fn approve(
+    cfg: &ConfigDir,
+    session: SessionId,
+    capabilities: Option<Vec<Capability>>,
+    duration_secs: Option<u64>,
+    note: Option<String>,
+) -> Result<String, EngineerError> {
+    done(cfg, EngineerToRelay::Approve { session, capabilities, duration_secs, note }).await
+}
+
+/// Takes capabilities (by kind, `files.read`, or exactly, `files.read:/var/log`) away from
+/// a live session.
+pub async fn revoke(
+    cfg: &ConfigDir,
+    session: SessionId,
+    capabilities: Vec<String>,
+    reason: Option<String>,
+) -> Result<String, EngineerError> {
+    done(cfg, EngineerToRelay::Revoke { session, capabilities, reason }).await
 }
 
 pub async fn deny(cfg: &ConfigDir, session: SessionId, reason: String) -> Result<String, EngineerError> {

@@ -71,21 +71,52 @@ pub fn requests(sessions: &[SessionInfo], now: i64) -> String {
     let rows: Vec<Vec<String>> = sessions
         .iter()
         .map(|s| {
+            let caps = |c: &[assist_proto::caps::Capability]| {
+                c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+            };
+            let (asked_at, deadline, asks, reason, secs) = match &s.escalation {
+                Some(e) => (
+                    e.requested_at,
+                    e.deadline,
+                    format!("MORE: +{}", if e.add.is_empty() { "time".into() } else { caps(&e.add) }),
+                    e.reason.clone(),
+                    e.duration_secs,
+                ),
+                None => (
+                    s.requested_at,
+                    s.consent_deadline,
+                    caps(&s.capabilities),
+                    s.reason.clone(),
+                    Some(s.duration_secs),
+                ),
+            };
             vec![
                 s.id.to_string(),
                 s.priority.to_string(),
-                duration(now - s.requested_at),
-                duration(s.consent_deadline - now),
+                duration(now - asked_at),
+                duration(deadline - now),
                 s.ticket.clone(),
                 format!("{}@{}", s.engineer, s.engineer_org),
                 s.agent.to_string(),
-                s.capabilities.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
-                s.reason.clone(),
+                asks,
+                secs.map_or_else(|| "-".into(), |d| duration(d as i64 * 1000)),
+                reason,
             ]
         })
         .collect();
     table(
-        &["SESSION", "PRI", "WAITING", "EXPIRES IN", "TICKET", "ENGINEER", "AGENT", "CAPABILITIES", "REASON"],
+        &[
+            "SESSION",
+            "PRI",
+            "WAITING",
+            "EXPIRES IN",
+            "TICKET",
+            "ENGINEER",
+            "AGENT",
+            "ASKS FOR",
+            "FOR",
+            "REASON",
+        ],
         &rows,
     )
 }
@@ -102,6 +133,11 @@ pub fn sessions(sessions: &[SessionInfo]) -> String {
                 format!("{}@{}", s.engineer, s.engineer_org),
                 s.agent.to_string(),
                 s.approver.clone().unwrap_or_else(|| "-".into()),
+                s.granted.as_ref().map_or_else(
+                    || "-".into(),
+                    |g| g.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+                ),
+                time(s.grant_expires_at),
                 time(s.started_at),
                 time(s.ended_at),
                 s.end_reason.clone().unwrap_or_else(|| "-".into()),
@@ -117,6 +153,8 @@ pub fn sessions(sessions: &[SessionInfo]) -> String {
             "ENGINEER",
             "AGENT",
             "APPROVER",
+            "GRANTED",
+            "UNTIL",
             "STARTED",
             "ENDED",
             "END REASON",

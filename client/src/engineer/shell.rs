@@ -13,9 +13,9 @@ use super::{EngineerError, connect, now_ms};
 use crate::term;
 use assist_net::read_msg;
 use assist_proto::caps::{Capability, Priority};
-use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::ids::AgentName;
 use assist_proto::msg::{
-    ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, PtyRequest, RelayToEngineer,
+    ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, PtyRequest, RelayToEngineer, SessionInfo,
 };
 use assist_proto::session::EndReason;
 use std::io::Write;
@@ -40,6 +40,10 @@ pub struct ShellRequest {
     pub reason: String,
     pub command: Option<Vec<String>>,
     pub tty: Tty,
+    /// Capabilities asked for besides `shell`, to use from other commands in this session.
+    pub also: Vec<Capability>,
+    /// How long the grant should last; the relay's default if `None`.
+    pub duration_secs: Option<u64>,
 }
 
 /// How long to keep reading output after the relay reported the end.
@@ -66,7 +70,8 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
             ticket: req.ticket.clone(),
             priority: req.priority,
             reason: req.reason.clone(),
-            capabilities: vec![Capability::Shell],
+            capabilities: std::iter::once(Capability::Shell).chain(req.also.iter().cloned()).collect(),
+            duration_secs: req.duration_secs,
         },
     )
     .await
@@ -93,7 +98,9 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
         }
     });
 
-    let session = wait_for_consent(&mut events).await?;
+    let approved = wait_for_consent(&mut events).await?;
+    let session = approved.id.clone();
+    let mut expiry = super::grant::ExpiryWarning::new(&approved);
 
     let pty = match (req.tty, &req.command) {
         (Tty::Force, _) => true,
@@ -163,6 +170,13 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
             ev = events.recv() => match ev {
                 Some(Ok(RelayToEngineer::SessionEnded { reason })) => break reason,
                 Some(Ok(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
+                Some(Ok(RelayToEngineer::GrantChanged { grant, change, in_force, .. })) => {
+                    say(&format!("\r\nassist: {change}\r"));
+                    expiry.update(&grant);
+                    if let Some(message) = super::grant::shell_lost(&grant, in_force) {
+                        break EndReason::Failed { message };
+                    }
+                }
                 Some(Ok(_)) => {}
                 Some(Err(message)) => break EndReason::Failed { message },
                 None => break EndReason::Failed { message: "connection to the relay lost".into() },
@@ -172,6 +186,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
                 let _ = assist_net::write_msg(&mut control_send, &EngineerToRelay::Resize { session: session.clone(), cols, rows }).await;
             }
             _ = &mut stdout_task, if !stdout_done => { stdout_done = true; }
+            _ = expiry.wait() => say(&format!("\r\nassist: {}\r", expiry.message(&session))),
         }
     };
     if !stdout_done {
@@ -204,7 +219,7 @@ async fn copy_out(recv: &mut quinn::RecvStream, out: &mut (impl tokio::io::Async
 }
 
 /// Shows the wait and returns the session once approved.
-async fn wait_for_consent(events: &mut mpsc::Receiver<Event>) -> Result<SessionId, EngineerError> {
+async fn wait_for_consent(events: &mut mpsc::Receiver<Event>) -> Result<SessionInfo, EngineerError> {
     let (session, waiting_for) = match events.recv().await {
         Some(Ok(RelayToEngineer::SessionRequested { session, waiting_for })) => (session, waiting_for),
         Some(Ok(RelayToEngineer::Error { code, message })) => {
@@ -243,8 +258,8 @@ async fn wait_for_consent(events: &mut mpsc::Receiver<Event>) -> Result<SessionI
                 clear(live);
                 return match ev {
                     Some(Ok(RelayToEngineer::SessionApproved { session: s })) => {
-                        say(&format!("assist: approved by {}", s.approver.as_deref().unwrap_or("?")));
-                        Ok(s.id)
+                        say(&super::grant::approved_line(&s));
+                        Ok(s)
                     }
                     Some(Ok(RelayToEngineer::SessionDenied { by, reason })) => Err(EngineerError::Refused(format!(
                         "session {} denied by {}: {reason}",

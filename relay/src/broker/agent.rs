@@ -162,8 +162,9 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
             tokio::spawn(accept_agent_streams(relay.clone(), conn.clone(), name.clone()).in_current_span());
         loop {
             match read_msg::<AgentToRelay, _>(&mut recv).await {
-                Ok(Some(AgentToRelay::ConsentAnswer { session, approve, reason })) => {
-                    if let Err(r) = relay.answer(&session, Answerer::Agent(&name), approve, reason).await {
+                Ok(Some(AgentToRelay::ConsentAnswer { session, approve, reason, capabilities })) => {
+                    let approval = super::Approval { capabilities, duration_secs: None, note: reason };
+                    if let Err(r) = relay.answer(&session, Answerer::Agent(&name), approve, approval).await {
                         let _ = tx.send(RelayToAgent::Error { code: r.code, message: r.message }).await;
                     }
                 }
@@ -175,6 +176,10 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
                     if let Some(cert) = peer_cert(&conn) {
                         relay.countersigned(&name, &session, &cert, digests, signature).await;
                     }
+                }
+                Ok(Some(AgentToRelay::Kill { session })) => {
+                    info!(session = ?session, "kill key pressed on the agent");
+                    relay.kill_from_agent(&name, session).await;
                 }
                 Ok(Some(AgentToRelay::Ping)) => {
                     let _ = tx.send(RelayToAgent::Pong).await;
@@ -263,7 +268,8 @@ async fn forward_uni(relay: Arc<Relay>, agent: AgentName, mut recv: RecvStream) 
         }
         None => None,
     };
+    let handle = session.register_channel(channel, open.channel.required_capability());
     session.open_outputs.send_modify(|n| *n += 1);
-    let _ = splice(recv, esend, session.ended.subscribe(), tee).await;
+    let _ = splice(recv, esend, handle.stop.clone(), tee).await;
     session.open_outputs.send_modify(|n| *n -= 1);
 }

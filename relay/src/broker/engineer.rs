@@ -59,7 +59,7 @@ pub(crate) async fn handle(
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
     let link = EngineerLink { conn_id, tx: tx.clone(), conn: conn.clone() };
     let channels = tokio::spawn(
-        accept_channels(relay.clone(), conn.clone(), conn_id, principal.clone()).instrument(span.clone()),
+        accept_channels(relay.clone(), conn.clone(), principal.clone()).instrument(span.clone()),
     );
 
     async {
@@ -141,20 +141,36 @@ async fn command(
         EngineerToRelay::ListSessions => {
             relay.list_sessions(who).await.map(|sessions| RelayToEngineer::Sessions { sessions })
         }
-        EngineerToRelay::RequestSession { agent, ticket, priority, reason, capabilities } => relay
-            .request_session(
-                who,
-                link.clone(),
-                super::NewSession { agent, ticket, priority, reason, capabilities },
-            )
-            .await
-            .map(|(session, waiting_for)| RelayToEngineer::SessionRequested { session, waiting_for }),
-        EngineerToRelay::Approve { session } => relay
-            .answer(&session, super::Answerer::User(who), true, None)
-            .await
-            .map(|message| RelayToEngineer::Done { message }),
-        EngineerToRelay::Deny { session, reason } => relay
-            .answer(&session, super::Answerer::User(who), false, Some(reason))
+        EngineerToRelay::RequestSession { agent, ticket, priority, reason, capabilities, duration_secs } => {
+            // Success is answered by the broker itself, before any consent can arrive.
+            let req = super::NewSession { agent, ticket, priority, reason, capabilities, duration_secs };
+            match relay.request_session(who, link.clone(), req).await {
+                Ok(()) => return None,
+                Err(r) => Err(r),
+            }
+        }
+        EngineerToRelay::Approve { session, capabilities, duration_secs, note } => {
+            let approval = super::Approval { capabilities, duration_secs, note };
+            relay
+                .answer(&session, super::Answerer::User(who), true, approval)
+                .await
+                .map(|message| RelayToEngineer::Done { message })
+        }
+        EngineerToRelay::Deny { session, reason } => {
+            let approval = super::Approval { note: Some(reason), ..Default::default() };
+            relay
+                .answer(&session, super::Answerer::User(who), false, approval)
+                .await
+                .map(|message| RelayToEngineer::Done { message })
+        }
+        EngineerToRelay::Escalate { session, add, duration_secs, reason } => {
+            match relay.escalate(who, link, &session, add, duration_secs, reason).await {
+                Ok(()) => return None,
+                Err(r) => Err(r),
+            }
+        }
+        EngineerToRelay::Revoke { session, capabilities, reason } => relay
+            .revoke(who, &session, capabilities, reason)
             .await
             .map(|message| RelayToEngineer::Done { message }),
         EngineerToRelay::End { session, reason } => {
@@ -169,9 +185,9 @@ async fn command(
     Some(result.unwrap_or_else(|r| r.to_engineer()))
 }
 
-async fn accept_channels(relay: Arc<Relay>, conn: Connection, conn_id: u64, who: Principal) {
+async fn accept_channels(relay: Arc<Relay>, conn: Connection, who: Principal) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(open_channel(relay.clone(), conn_id, who.clone(), send, recv).in_current_span());
+        tokio::spawn(open_channel(relay.clone(), who.clone(), send, recv).in_current_span());
     }
 }
 
@@ -181,13 +197,7 @@ async fn refuse(send: &mut SendStream, reason: String) {
     let _ = send.finish();
 }
 
-async fn open_channel(
-    relay: Arc<Relay>,
-    conn_id: u64,
-    who: Principal,
-    mut esend: SendStream,
-    mut erecv: RecvStream,
-) {
+async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, mut erecv: RecvStream) {
     let open: ChannelOpen = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut erecv)).await {
         Ok(Ok(Some(open))) => open,
         Ok(Ok(None)) => return,
@@ -200,7 +210,7 @@ async fn open_channel(
         return refuse(&mut esend, reason.into()).await;
     }
     let cap = open.channel.required_capability();
-    let (session, agent, grant) = match relay.grant_for_channel(conn_id, &open.session, &cap).await {
+    let (session, agent, grant) = match relay.grant_for_channel(&who, &open.session, &cap).await {
         Ok(x) => x,
         Err(r) => {
             relay.audit_refusal(&who, &open.session, &open.channel, &r.message).await;
@@ -210,6 +220,7 @@ async fn open_channel(
     // Numbered now, before the agent can open this channel's stderr stream, so a shell's
     // channel always comes before its stderr in the recording.
     let channel = session.next_channel();
+    let handle = session.register_channel(channel, cap);
     let span = session.span.clone();
     async move {
         let Some(aconn) = relay.agent_conn(&agent) else {
@@ -259,9 +270,9 @@ async fn open_channel(
         info!(channel, "channel open");
         let tee = |direction| recorder.clone().map(|recorder| Tee { recorder, channel, direction });
         session.open_outputs.send_modify(|n| *n += 1);
-        let up = splice(erecv, asend, session.ended.subscribe(), tee(Direction::In));
+        let up = splice(erecv, asend, handle.stop.clone(), tee(Direction::In));
         let down = async {
-            let r = splice(arecv, esend, session.ended.subscribe(), tee(Direction::Out)).await;
+            let r = splice(arecv, esend, handle.stop.clone(), tee(Direction::Out)).await;
             session.open_outputs.send_modify(|n| *n -= 1);
             r
         };

@@ -20,12 +20,15 @@
 pub mod agent;
 mod audit;
 pub mod engineer;
+mod grants;
 mod login;
 pub mod policy;
 mod recording;
 mod sessions;
+pub(crate) use grants::Approval;
 pub(crate) use sessions::{Answerer, NewSession};
 pub mod splice;
+pub mod windows;
 
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR, agent_actor};
 use crate::auth::TokenKeys;
@@ -56,8 +59,11 @@ pub struct BrokerConfig {
     pub urgent_consent_timeout: Duration,
     /// Lifetime of engineer tokens. Default 8 hours (a working day).
     pub token_ttl: Duration,
-    /// How long an approval lasts. Default 4 hours.
+    /// The longest grant an engineer may ask for (and so the longest any approval lasts).
+    /// Default 4 hours.
     pub grant_ttl: Duration,
+    /// How long a grant lasts when the engineer does not say. Default 1 hour.
+    pub default_grant: Duration,
     /// Whether a session may run only while it is recorded. Default true: a session whose
     /// recorder fails is ended, never continued unrecorded.
     pub recording_mandatory: bool,
@@ -73,6 +79,7 @@ impl Default for BrokerConfig {
             urgent_consent_timeout: Duration::from_secs(120),
             token_ttl: Duration::from_secs(8 * 3600),
             grant_ttl: Duration::from_secs(4 * 3600),
+            default_grant: Duration::from_secs(3600),
             recording_mandatory: true,
             recordings_dir: None,
         }
@@ -123,9 +130,13 @@ pub(crate) struct EngineerLink {
 struct SessionCore {
     info: SessionInfo,
     machine: SessionMachine,
+    /// The current grant; its revision is `revision`.
     grant: Option<SignedGrant>,
+    revision: u32,
     consent: ConsentMode,
     exit: Option<EndReason>,
+    /// Who asked for the pending escalation, to be told the answer.
+    escalator: Option<mpsc::Sender<RelayToEngineer>>,
 }
 
 /// A session that is not over yet.
@@ -145,6 +156,8 @@ pub(crate) struct LiveSession {
     channels: std::sync::atomic::AtomicU32,
     /// The agent's countersignatures, collected for the seal.
     countersignatures: Mutex<Vec<crate::recording::recorder::AgentCountersignature>>,
+    /// Open channels by number, so that a grant change closes what it no longer covers.
+    open: Mutex<HashMap<u32, grants::OpenChannel>>,
 }
 
 impl LiveSession {
@@ -328,11 +341,12 @@ impl Relay {
         let mut out = Vec::new();
         for s in live {
             let core = s.core.lock().await;
-            if core.info.state == SessionState::Requested && who.may_answer_for(&core.info.agent_org) {
+            let pending = core.info.state == SessionState::Requested || core.info.escalation.is_some();
+            if pending && who.may_answer_for(&core.info.agent_org) {
                 out.push(core.info.clone());
             }
         }
-        out.sort_by_key(|s| (s.priority, s.requested_at));
+        out.sort_by_key(|s| (s.priority, s.escalation.as_ref().map_or(s.requested_at, |e| e.requested_at)));
         out
     }
 
@@ -342,23 +356,20 @@ impl Relay {
     }
 
     /// For a channel the engineer opens: the session's grant, if the session is live,
-    /// belongs to this engineer connection, and the grant covers `cap` now.
+    /// is this engineer's (from any of their connections), and its grant covers `cap` now.
     pub(crate) async fn grant_for_channel(
         &self,
-        conn_id: u64,
+        who: &Principal,
         id: &SessionId,
         cap: &Capability,
     ) -> Result<(Arc<LiveSession>, AgentName, SignedGrant), Refusal> {
         let s = self
             .session(id)
             .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
-        if s.engineer.conn_id != conn_id {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("session {id} belongs to another connection"),
-            ));
-        }
         let mut core = s.core.lock().await;
+        if core.info.engineer != who.user {
+            return Err(Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours")));
+        }
         let grant = core
             .grant
             .clone()

@@ -11,19 +11,16 @@ impl Relay {
         who: &Principal,
         link: EngineerLink,
         req: NewSession,
-    ) -> Result<(SessionInfo, String), Refusal> {
-        let NewSession { agent, ticket, priority, reason, capabilities } = req;
+    ) -> Result<(), Refusal> {
+        let NewSession { agent, ticket, priority, reason, capabilities, duration_secs } = req;
+        let reply_tx = link.tx.clone();
         check_text("ticket", &ticket, 200)?;
         check_text("reason", &reason, 2000)?;
         if capabilities.is_empty() {
             return Err(Refusal::new(ErrorCode::BadRequest, "a request must name at least one capability"));
         }
-        if let Some(c) = capabilities.iter().find(|c| **c != Capability::Shell) {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("capability {c} is not supported by this relay yet"),
-            ));
-        }
+        grants::check_asked(&capabilities)?;
+        let duration_secs = self.asked_secs(duration_secs)?;
         if who.role != assist_proto::caps::Role::Engineer {
             let r = Refusal::new(
                 ErrorCode::Forbidden,
@@ -78,6 +75,10 @@ impl Relay {
             started_at: None,
             ended_at: None,
             end_reason: None,
+            duration_secs,
+            granted: None,
+            grant_expires_at: None,
+            escalation: None,
         };
         let event = AuditEvent::new(who.user.as_str(), Action::SessionRequested)
             .org(&info.agent_org)
@@ -89,6 +90,7 @@ impl Relay {
                 "priority": info.priority,
                 "reason": info.reason,
                 "capabilities": info.capabilities,
+                "duration_secs": duration_secs,
                 "consent": consent,
                 "consent_deadline": deadline,
             }));
@@ -105,8 +107,10 @@ impl Relay {
                 info: info.clone(),
                 machine: SessionMachine::new(deadline),
                 grant: None,
+                revision: 0,
                 consent,
                 exit: None,
+                escalator: None,
             }),
             engineer: link,
             ended,
@@ -114,9 +118,16 @@ impl Relay {
             recorder: std::sync::OnceLock::new(),
             channels: std::sync::atomic::AtomicU32::new(0),
             countersignatures: Mutex::default(),
+            open: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
 
+        let window = match consent {
+            ConsentMode::Window => {
+                self.matching_window(&info, &info.capabilities, info.duration_secs, now).await
+            }
+            _ => None,
+        };
         let waiting_for = match consent {
             ConsentMode::Prompt => {
                 if let Some(tx) = self.agent_tx(&agent) {
@@ -125,7 +136,29 @@ impl Relay {
                 format!("the customer at {agent} (prompt on the agent)")
             }
             ConsentMode::Approver => format!("an approver of {}", row.org),
+            ConsentMode::Window => match &window {
+                Some((w, _)) => format!("maintenance window {}", w.id),
+                None => {
+                    format!("an approver of {} (no maintenance window is open for this request)", row.org)
+                }
+            },
         };
+        // Told before any answer can reach the same stream.
+        let _ = reply_tx.send(RelayToEngineer::SessionRequested { session: info, waiting_for }).await;
+        if let Some(window) = window {
+            let relay = Arc::clone(self);
+            let id = id.clone();
+            tokio::spawn(
+                async move {
+                    let (window, secs) = window;
+                    let approval = Approval { duration_secs: Some(secs), ..Approval::default() };
+                    if let Err(r) = relay.answer(&id, Answerer::Window(&window), true, approval).await {
+                        warn!(message = %r.message, "maintenance window approval failed");
+                    }
+                }
+                .instrument(span.clone()),
+            );
+        }
         let relay = Arc::clone(self);
         let expire_id = id.clone();
         tokio::spawn(
@@ -135,7 +168,7 @@ impl Relay {
             }
             .instrument(span),
         );
-        Ok((info, waiting_for))
+        Ok(())
     }
 
     async fn expire(&self, id: &SessionId) {
@@ -170,16 +203,18 @@ impl Relay {
     fn forget(&self, id: &SessionId) {
         if let Some(s) = self.sessions.lock().expect("sessions lock").remove(id) {
             let _ = s.ended.send(true);
+            s.stop_channels(|_| false);
         }
     }
 
-    /// An approver (or the prompt on the agent, with `by = None`) answers a request.
+    /// An approver, the prompt on the agent, or a maintenance window answers a request, or
+    /// the pending escalation of a live session.
     pub(crate) async fn answer(
         self: &Arc<Self>,
         id: &SessionId,
         by: Answerer<'_>,
         approve: bool,
-        note: Option<String>,
+        approval: Approval,
     ) -> Result<String, Refusal> {
         let s = self
             .session(id)
@@ -210,8 +245,32 @@ impl Relay {
                 }
                 (format!("prompt@{name}"), agent_actor(name))
             }
+            Answerer::Window(w) => {
+                if core.consent != ConsentMode::Window {
+                    return Err(Refusal::new(
+                        ErrorCode::Forbidden,
+                        "the agent does not accept maintenance windows",
+                    ));
+                }
+                (format!("window:{}", w.id), format!("window:{}", w.id))
+            }
         };
+        if core.info.escalation.is_some() && core.grant.is_some() {
+            return self.answer_escalation(&s, core, approver, actor, approve, approval).await;
+        }
+        if core.info.state != SessionState::Requested {
+            return Err(Refusal::new(ErrorCode::Conflict, format!("{id} has no pending request")));
+        }
         let now = now_ms();
+        // What is granted is checked before anything changes.
+        let granted = if approve {
+            Some((
+                grants::narrow(&core.info.capabilities, approval.capabilities.clone())?,
+                grants::grant_secs(core.info.duration_secs, approval.duration_secs)?,
+            ))
+        } else {
+            None
+        };
         let transition = if approve { core.machine.handle_approve(now) } else { core.machine.handle_deny() };
         match transition {
             Ok(()) => {}
@@ -229,34 +288,29 @@ impl Relay {
         core.info.approver = Some(approver.clone());
         core.info.decided_at = Some(now);
         let agent = core.info.agent.clone();
-        if approve {
-            let grant = Grant {
-                session: id.clone(),
-                agent: agent.clone(),
-                engineer: core.info.engineer.clone(),
-                capabilities: core.info.capabilities.clone(),
-                not_before: now,
-                expires_at: now + self.cfg.grant_ttl.as_millis() as i64,
-                approver: approver.clone(),
+        if let Some((caps, secs)) = granted {
+            let event = session_event(&actor, Action::SessionApproved, &core.info);
+            let expires_at = now + secs as i64 * 1000;
+            let stored = self
+                .next_grant(&mut core, caps, expires_at, approver.clone(), approval.note.clone(), event)
+                .await;
+            let (grant, signed) = match stored {
+                Ok(x) => x,
+                Err(e) => {
+                    // Nobody is told of an approval that is not stored.
+                    core.machine =
+                        SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
+                    core.info.state = SessionState::Requested;
+                    core.info.approver = None;
+                    core.info.decided_at = None;
+                    return Err(e);
+                }
             };
-            let signed = SignedGrant::sign(&grant, &self.grant_key);
-            let event = session_event(&actor, Action::SessionApproved, &core.info).detail(json!({
-                "approver": approver,
-                "capabilities": grant.capabilities,
-                "grant_expires_at": grant.expires_at,
-            }));
-            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
-                // Nobody is told of an approval that is not stored.
-                core.machine = SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
-                core.info.state = SessionState::Requested;
-                core.info.approver = None;
-                core.info.decided_at = None;
-                return Err(e.into());
-            }
-            core.grant = Some(signed.clone());
             let info = core.info.clone();
             drop(core);
-            s.span.in_scope(|| info!(%approver, "session approved"));
+            s.span.in_scope(
+                || info!(%approver, granted = %grants::list(&grant.capabilities), "session approved"),
+            );
             // Recording starts before anyone may use the approval.
             if let Err(reason) = self.start_recording(&s, &info, &approver).await {
                 if self.cfg.recording_mandatory {
@@ -273,9 +327,13 @@ impl Relay {
                 let _ = tx.send(RelayToAgent::Granted { grant: signed }).await;
             }
             let _ = s.engineer.tx.send(RelayToEngineer::SessionApproved { session: info }).await;
-            Ok(format!("approved {id}"))
+            Ok(format!(
+                "approved {id}: {} until {}",
+                grants::list(&grant.capabilities),
+                crate::fmt_time(grant.expires_at)
+            ))
         } else {
-            let reason = note.unwrap_or_else(|| "no reason given".into());
+            let reason = approval.note.unwrap_or_else(|| "no reason given".into());
             core.info.ended_at = Some(now);
             core.info.end_reason = Some(format!("denied by {approver}: {reason}"));
             let event = session_event(&actor, Action::SessionDenied, &core.info)
@@ -398,7 +456,21 @@ impl Relay {
         if &s.agent != agent {
             return;
         }
-        s.core.lock().await.exit = Some(reason.clone());
+        {
+            let mut core = s.core.lock().await;
+            // A shell killed because the grant stopped covering it does not end the session:
+            // the grant change was announced, and other capabilities may remain.
+            let covered = core
+                .grant
+                .as_ref()
+                .and_then(|g| g.verify(&self.grant_public_key()).ok())
+                .is_some_and(|g| g.covers(&Capability::Shell) && g.expires_at > now_ms());
+            if !covered {
+                s.span.in_scope(|| info!(%reason, "shell ended after its grant changed; session continues"));
+                return;
+            }
+            core.exit = Some(reason.clone());
+        }
         let relay = Arc::clone(self);
         let id = id.clone();
         let span = s.span.clone();
@@ -425,10 +497,13 @@ pub(crate) struct NewSession {
     pub priority: Priority,
     pub reason: String,
     pub capabilities: Vec<Capability>,
+    pub duration_secs: Option<u64>,
 }
 
 /// Who answers a consent request.
 pub(crate) enum Answerer<'a> {
     User(&'a Principal),
     Agent(&'a AgentName),
+    /// A maintenance window the request falls in (agents in `window` mode only).
+    Window(&'a crate::store::WindowRow),
 }

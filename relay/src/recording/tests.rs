@@ -35,6 +35,10 @@ fn info() -> SessionInfo {
         started_at: None,
         ended_at: None,
         end_reason: None,
+        duration_secs: 3600,
+        granted: None,
+        grant_expires_at: None,
+        escalation: None,
     }
 }
 

@@ -13,7 +13,7 @@
 pub mod sqlite;
 
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
-use assist_proto::caps::{ConsentMode, Role};
+use assist_proto::caps::{Capability, ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
 
@@ -87,6 +87,26 @@ pub struct AgentRow {
     pub consent: Option<ConsentMode>,
     /// Whether the agent is connected to a relay now (as last recorded by a relay).
     pub online: bool,
+}
+
+/// A pre-approved maintenance window of an organisation (for agents in `window` mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowRow {
+    pub id: String,
+    pub org: OrgName,
+    /// `None`: every agent of the organisation.
+    pub agent: Option<AgentName>,
+    /// Cron expression (UTC) of each window's start.
+    pub schedule: String,
+    pub duration_secs: u64,
+    /// What a request may be granted inside the window.
+    pub capabilities: Vec<Capability>,
+    /// Engineers allowed to use it.
+    pub engineers: Vec<UserName>,
+    pub note: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub removed_at: Option<i64>,
 }
 
 /// An audit row that cannot be read back as an [`AuditRecord`] (a column of the wrong type,
@@ -183,6 +203,14 @@ pub trait Store: Send + Sync + 'static {
     /// `session.expired` or `session.ended` per session and one `agent.disconnected` per
     /// agent it marks offline.
     async fn close_dangling_sessions(&self, reason: &str, now: i64) -> Result<u64>;
+
+    // Maintenance windows.
+    /// Adds a window; its id must be new and its organisation must exist.
+    async fn add_window(&self, window: &WindowRow, audit: &AuditEvent) -> Result<()>;
+    /// Windows not removed, of one organisation or of all.
+    async fn list_windows(&self, org: Option<&OrgName>) -> Result<Vec<WindowRow>>;
+    /// Marks a window removed (it stays listed in the audit log).
+    async fn remove_window(&self, id: &str, now: i64, audit: &AuditEvent) -> Result<()>;
 
     /// Appends an event that goes with no stored state change (a login, a refusal, a
     /// sealed recording). Returns the stored record.

@@ -14,8 +14,9 @@
 
 mod audit;
 mod sessions;
+mod windows;
 
-use super::{AgentRow, OrgRow, Result, Store, StoreError, TokenProblem, UnreadableEvent, UserRow};
+use super::{AgentRow, OrgRow, Result, Store, StoreError, TokenProblem, UnreadableEvent, UserRow, WindowRow};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use assist_proto::caps::{ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
@@ -462,6 +463,18 @@ impl Store for SqliteStore {
 
     async fn close_dangling_sessions(&self, reason: &str, now: i64) -> Result<u64> {
         self.close_dangling(reason, now).await
+    }
+
+    async fn add_window(&self, w: &WindowRow, event: &AuditEvent) -> Result<()> {
+        self.add_window_audited(w, event).await
+    }
+
+    async fn list_windows(&self, org: Option<&OrgName>) -> Result<Vec<WindowRow>> {
+        self.windows(org).await
+    }
+
+    async fn remove_window(&self, id: &str, now: i64, event: &AuditEvent) -> Result<()> {
+        self.remove_window_audited(id, now, event).await
     }
 
     async fn append_audit(&self, event: &AuditEvent, now: i64) -> Result<AuditRecord> {

@@ -33,14 +33,31 @@ fn session_from_row(r: &SqliteRow) -> Result<SessionInfo> {
         started_at: r.try_get("started_at")?,
         ended_at: r.try_get("ended_at")?,
         end_reason: r.try_get("end_reason")?,
+        duration_secs: r.try_get::<i64, _>("duration_secs")?.max(0) as u64,
+        granted: r
+            .try_get::<Option<String>, _>("granted")?
+            .map(|g| {
+                serde_json::from_str(&g).map_err(|e| StoreError::Corrupt(format!("session grant {g:?}: {e}")))
+            })
+            .transpose()?,
+        grant_expires_at: r.try_get("grant_expires_at")?,
+        escalation: None,
     })
+}
+
+fn granted_json(s: &SessionInfo) -> Result<Option<String>> {
+    s.granted
+        .as_ref()
+        .map(|g| serde_json::to_string(g).map_err(|e| StoreError::Corrupt(format!("session grant: {e}"))))
+        .transpose()
 }
 
 macro_rules! select_sessions {
     ($rest:literal) => {
         concat!(
             "SELECT id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, capabilities, ",
-            "state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, end_reason ",
+            "state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, end_reason, ",
+            "duration_secs, granted, grant_expires_at ",
             "FROM sessions ",
             $rest
         )
@@ -55,7 +72,8 @@ impl SqliteStore {
         sqlx::query(
             "INSERT INTO sessions (id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, \
              capabilities, state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, \
-             end_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             end_reason, duration_secs, granted, grant_expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.id.as_str())
         .bind(s.engineer.as_str())
@@ -74,6 +92,9 @@ impl SqliteStore {
         .bind(s.started_at)
         .bind(s.ended_at)
         .bind(&s.end_reason)
+        .bind(s.duration_secs as i64)
+        .bind(granted_json(s)?)
+        .bind(s.grant_expires_at)
         .execute(&mut *tx)
         .await
         .map_err(|e| insert_error(e, "session", s.id.as_str(), &s.agent_org))?;
@@ -91,7 +112,7 @@ impl SqliteStore {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE sessions SET state = ?, approver = ?, decided_at = ?, started_at = ?, ended_at = ?, \
-             end_reason = ? WHERE id = ?",
+             end_reason = ?, granted = ?, grant_expires_at = ? WHERE id = ?",
         )
         .bind(s.state.as_str())
         .bind(&s.approver)
@@ -99,6 +120,8 @@ impl SqliteStore {
         .bind(s.started_at)
         .bind(s.ended_at)
         .bind(&s.end_reason)
+        .bind(granted_json(s)?)
+        .bind(s.grant_expires_at)
         .bind(s.id.as_str())
         .execute(&mut *tx)
         .await?;

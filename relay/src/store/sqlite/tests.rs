@@ -225,6 +225,10 @@ fn session(id: &str, state: SessionState, requested_at: i64) -> SessionInfo {
         started_at: None,
         ended_at: None,
         end_reason: None,
+        duration_secs: 3600,
+        granted: None,
+        grant_expires_at: None,
+        escalation: None,
     }
 }
 

@@ -1,0 +1,252 @@
+//! The agent's own record of each session's grant, and its enforcement independent of the
+//! relay.
+//!
+//! - A grant is kept only if it carries a valid signature of the relay's grant key, names
+//!   this agent, and is a newer revision than the one held.
+//! - A revision that widens what is held (first approval, more capabilities, a later
+//!   expiry) must come from where this agent's policy says consent comes from: in `prompt`
+//!   mode only a "yes" given at this machine's prompt (each yes is used once); in
+//!   `approver` mode an approver; in `window` mode an approver or a maintenance window.
+//!   A narrowing revision (a revocation) is accepted from anyone.
+//! - When a revision no longer covers a running channel, or the grant expires, the agent
+//!   kills that channel's process itself.
+//!
+//! This module does not talk to the relay; [`super::run`] feeds it and [`super::channel`]
+//! asks it.
+
+use super::process::Control;
+use assist_proto::caps::{Capability, ConsentMode};
+use assist_proto::grant::{Grant, SignedGrant};
+use assist_proto::ids::{AgentName, SessionId};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// A channel's running process.
+struct Running {
+    id: u64,
+    cap: Capability,
+    control: Control,
+}
+
+/// What the agent knows about sessions, shared by the control loop and the channels.
+pub(crate) struct Grants {
+    name: AgentName,
+    key: Vec<u8>,
+    consent: ConsentMode,
+    records: Mutex<HashMap<SessionId, Grant>>,
+    pub changed: Notify,
+    /// Unused "yes" answers given at this machine's prompt, per session.
+    prompt_yes: Mutex<HashMap<SessionId, u32>>,
+    /// Sessions that ended: nothing may start for them again.
+    ended: Mutex<HashSet<SessionId>>,
+    running: Mutex<HashMap<SessionId, Vec<Running>>>,
+}
+
+fn now_ms() -> i64 {
+    crate::engineer::now_ms()
+}
+
+impl Grants {
+    pub fn new(name: AgentName, key: Vec<u8>, consent: ConsentMode) -> Self {
+        Self {
+            name,
+            key,
+            consent,
+            records: Mutex::default(),
+            changed: Notify::new(),
+            prompt_yes: Mutex::default(),
+            ended: Mutex::default(),
+            running: Mutex::default(),
+        }
+    }
+
+    pub fn name(&self) -> &AgentName {
+        &self.name
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The prompt here said yes to a request or escalation of `session`.
+    pub fn prompt_said_yes(&self, session: &SessionId) {
+        *self.prompt_yes.lock().expect("lock").entry(session.clone()).or_default() += 1;
+    }
+
+    pub fn record(&self, session: &SessionId) -> Option<Grant> {
+        self.records.lock().expect("lock").get(session).cloned()
+    }
+
+    pub fn has_ended(&self, session: &SessionId) -> bool {
+        self.ended.lock().expect("lock").contains(session)
+    }
+
+    /// Sessions with a grant held now.
+    pub fn live_sessions(&self) -> Vec<SessionId> {
+        self.records.lock().expect("lock").keys().cloned().collect()
+    }
+
+    /// Takes a grant from the relay's control stream. Returns why it was not kept.
+    pub fn receive(self: &Arc<Self>, signed: &SignedGrant) -> Result<Grant, String> {
+        let g = signed.verify(&self.key).map_err(|e| e.to_string())?;
+        if g.agent != self.name {
+            return Err(format!("grant is for agent {}", g.agent));
+        }
+        if self.has_ended(&g.session) {
+            return Err(format!("session {} has ended", g.session));
+        }
+        let mut records = self.records.lock().expect("lock");
+        let held = records.get(&g.session);
+        if held.is_some_and(|h| g.revision <= h.revision) {
+            return Err(format!("revision {} is not newer than the one held", g.revision));
+        }
+        let widens = match held {
+            None => true,
+            Some(h) => g.expires_at > h.expires_at || !g.capabilities.iter().all(|c| h.covers(c)),
+        };
+        if widens {
+            self.may_widen(&g)?;
+        }
+        records.insert(g.session.clone(), g.clone());
+        drop(records);
+        self.changed.notify_waiters();
+        let killed = self.kill_uncovered(&g);
+        if killed > 0 {
+            info!(session = %g.session, killed, "grant revision no longer covers running channels");
+        }
+        self.arm_expiry(&g);
+        Ok(g)
+    }
+
+    fn may_widen(&self, g: &Grant) -> Result<(), String> {
+        let local = format!("prompt@{}", self.name);
+        match self.consent {
+            ConsentMode::Prompt => {
+                if g.approver != local {
+                    return Err(format!(
+                        "this agent asks its own prompt; {} cannot approve here",
+                        g.approver
+                    ));
+                }
+                let mut yes = self.prompt_yes.lock().expect("lock");
+                match yes.get_mut(&g.session) {
+                    Some(n) if *n > 0 => *n -= 1,
+                    _ => {
+                        return Err(
+                            "the grant claims a local approval that this agent's prompt did not give".into()
+                        );
+                    }
+                }
+            }
+            ConsentMode::Approver => {
+                if g.approver == local || g.approver.starts_with("window:") {
+                    return Err(format!("this agent's consent comes from approvers, not {}", g.approver));
+                }
+            }
+            ConsentMode::Window => {
+                if g.approver == local {
+                    return Err("this agent has no local prompt".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the processes of `g`'s session that it does not cover (all of them once it
+    /// has expired). Returns how many.
+    fn kill_uncovered(&self, g: &Grant) -> usize {
+        let expired = now_ms() >= g.expires_at;
+        let mut running = self.running.lock().expect("lock");
+        let Some(list) = running.get_mut(&g.session) else { return 0 };
+        let before = list.len();
+        list.retain(|r| {
+            let keep = !expired && g.covers(&r.cap);
+            if !keep {
+                r.control.kill();
+            }
+            keep
+        });
+        before - list.len()
+    }
+
+    fn arm_expiry(self: &Arc<Self>, g: &Grant) {
+        let me = Arc::downgrade(self);
+        let (session, revision) = (g.session.clone(), g.revision);
+        let wait = Duration::from_millis((g.expires_at - now_ms()).max(0) as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(me) = me.upgrade() else { return };
+            let Some(g) = me.record(&session).filter(|g| g.revision == revision) else { return };
+            let killed = me.kill_uncovered(&g);
+            warn!(%session, killed, "grant expired; its channels were stopped");
+        });
+    }
+
+    /// Waits (briefly) until the record of `session` is at least `revision`.
+    pub async fn record_at_least(&self, session: &SessionId, revision: u32, wait: Duration) -> Option<Grant> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(g) = self.record(session).filter(|g| g.revision >= revision) {
+                return Some(g);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Registers a running channel process. Returns false (and kills it) if the session
+    /// ended or the grant stopped covering it meanwhile.
+    pub fn add_running(&self, session: &SessionId, id: u64, cap: Capability, control: Control) -> bool {
+        let covered = self.record(session).is_some_and(|g| g.covers(&cap) && now_ms() < g.expires_at);
+        if !covered || self.has_ended(session) {
+            control.kill();
+            return false;
+        }
+        self.running.lock().expect("lock").entry(session.clone()).or_default().push(Running {
+            id,
+            cap,
+            control,
+        });
+        true
+    }
+
+    pub fn remove_running(&self, session: &SessionId, id: u64) {
+        let mut running = self.running.lock().expect("lock");
+        if let Some(list) = running.get_mut(session) {
+            list.retain(|r| r.id != id);
+            if list.is_empty() {
+                running.remove(session);
+            }
+        }
+    }
+
+    pub fn resize(&self, session: &SessionId, cols: u16, rows: u16) {
+        if let Some(list) = self.running.lock().expect("lock").get(session) {
+            for r in list {
+                let _ = r.control.resize(cols, rows);
+            }
+        }
+    }
+
+    /// Ends a session here: forgets its grant and kills its processes.
+    pub fn end(&self, session: &SessionId) {
+        self.ended.lock().expect("lock").insert(session.clone());
+        self.records.lock().expect("lock").remove(session);
+        self.prompt_yes.lock().expect("lock").remove(session);
+        if let Some(list) = self.running.lock().expect("lock").remove(session) {
+            for r in list {
+                r.control.kill();
+            }
+        }
+    }
+
+    /// Sessions with running processes.
+    pub fn running_sessions(&self) -> Vec<SessionId> {
+        self.running.lock().expect("lock").keys().cloned().collect()
+    }
+}

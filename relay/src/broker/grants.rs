@@ -1,0 +1,576 @@
+//! Grants of live sessions after the first approval: escalation (more capabilities or more
+//! time, answered like a request), revocation, expiry, and the registry of open channels
+//! that a grant change closes.
+//!
+//! Every change signs a new revision of the session's grant, stores it with its audit
+//! event, then tells the agent (which enforces the new grant on its own: it kills what the
+//! grant no longer covers) and the engineer. Who may answer is decided in
+//! [`super::sessions`] and [`super::policy`]; this module does not ask for consent itself.
+
+use super::policy::Principal;
+use super::*;
+use assist_proto::msg::{Escalation, GrantView};
+
+/// What an approver grants: all that was asked (fields `None`), or less.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Approval {
+    pub capabilities: Option<Vec<Capability>>,
+    pub duration_secs: Option<u64>,
+    pub note: Option<String>,
+}
+
+/// An open channel, stopped when the grant stops covering it.
+pub(crate) struct OpenChannel {
+    cap: Capability,
+    stop: watch::Sender<bool>,
+}
+
+/// A registered channel; dropping it unregisters the channel.
+pub(crate) struct ChannelHandle {
+    session: Arc<LiveSession>,
+    n: u32,
+    /// Turns true when the channel must stop.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Drop for ChannelHandle {
+    fn drop(&mut self) {
+        self.session.open.lock().expect("channels lock").remove(&self.n);
+    }
+}
+
+impl LiveSession {
+    /// Registers channel `n` (needing `cap`) until the returned handle is dropped.
+    pub(crate) fn register_channel(self: &Arc<Self>, n: u32, cap: Capability) -> ChannelHandle {
+        let (stop, rx) = watch::channel(false);
+        self.open.lock().expect("channels lock").insert(n, OpenChannel { cap, stop });
+        // A session that ended meanwhile keeps nothing open.
+        if *self.ended.borrow() {
+            self.stop_channels(|_| false);
+        }
+        ChannelHandle { session: Arc::clone(self), n, stop: rx }
+    }
+
+    /// Stops every open channel whose capability `keep` rejects; returns how many.
+    pub(crate) fn stop_channels(&self, keep: impl Fn(&Capability) -> bool) -> usize {
+        let open = self.open.lock().expect("channels lock");
+        open.values().filter(|c| !keep(&c.cap)).map(|c| c.stop.send_replace(true)).count()
+    }
+}
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal::new(ErrorCode::BadRequest, message)
+}
+
+pub(super) fn list(caps: &[Capability]) -> String {
+    if caps.is_empty() {
+        return "nothing".into();
+    }
+    caps.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks capabilities an engineer asks for.
+pub(super) fn check_asked(caps: &[Capability]) -> Result<(), Refusal> {
+    if caps.len() > 32 {
+        return Err(bad("at most 32 capabilities per request"));
+    }
+    for c in caps {
+        c.validate().map_err(|e| bad(format!("capability {c}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// What an approval grants: all that was asked, or a subset, each possibly narrower.
+pub(super) fn narrow(
+    asked: &[Capability],
+    given: Option<Vec<Capability>>,
+) -> Result<Vec<Capability>, Refusal> {
+    let Some(given) = given else { return Ok(asked.to_vec()) };
+    if given.is_empty() {
+        return Err(bad("grant at least one capability, or deny"));
+    }
+    check_asked(&given)?;
+    if let Some(g) = given.iter().find(|g| !asked.iter().any(|a| g.within(a))) {
+        return Err(bad(format!("{g} was not asked for (asked: {})", list(asked))));
+    }
+    Ok(given)
+}
+
+/// How long an approval lasts, in seconds: what was asked, or less.
+pub(super) fn grant_secs(asked: u64, given: Option<u64>) -> Result<u64, Refusal> {
+    match given {
+        None => Ok(asked),
+        Some(0) => Err(bad("a grant must last at least one second")),
+        Some(g) if g > asked => Err(bad(format!(
+            "cannot grant {}: more than the {} asked for",
+            crate::fmt_secs(g),
+            crate::fmt_secs(asked)
+        ))),
+        Some(g) => Ok(g),
+    }
+}
+
+fn view(g: &Grant) -> GrantView {
+    GrantView {
+        capabilities: g.capabilities.clone(),
+        expires_at: g.expires_at,
+        revision: g.revision,
+        approver: g.approver.clone(),
+        note: g.note.clone(),
+    }
+}
+
+impl Relay {
+    /// The engineer's requested duration, checked against the relay's bounds.
+    pub(super) fn asked_secs(&self, asked: Option<u64>) -> Result<u64, Refusal> {
+        let max = self.cfg.grant_ttl.as_secs();
+        match asked {
+            None => Ok(self.cfg.default_grant.as_secs().min(max)),
+            Some(0) => Err(bad("a duration must be at least one second")),
+            Some(s) if s > max => Err(bad(format!(
+                "{} is longer than this relay grants (at most {})",
+                crate::fmt_secs(s),
+                crate::fmt_secs(max)
+            ))),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// Signs the next revision of the session's grant and stores it with `event` (whose
+    /// detail gains the grant). Nothing changes if storing fails. The caller holds `core`.
+    pub(super) async fn next_grant(
+        self: &Arc<Self>,
+        core: &mut SessionCore,
+        capabilities: Vec<Capability>,
+        expires_at: i64,
+        approver: String,
+        note: Option<String>,
+        event: AuditEvent,
+    ) -> Result<(Grant, SignedGrant), Refusal> {
+        let now = now_ms();
+        let grant = Grant {
+            session: core.info.id.clone(),
+            agent: core.info.agent.clone(),
+            engineer: core.info.engineer.clone(),
+            capabilities,
+            not_before: now,
+            expires_at,
+            approver,
+            revision: core.revision + 1,
+            note,
+        };
+        let signed = SignedGrant::sign(&grant, &self.grant_key);
+        let before = (core.info.granted.clone(), core.info.grant_expires_at);
+        core.info.granted = Some(grant.capabilities.clone());
+        core.info.grant_expires_at = Some(expires_at);
+        let event = event.merge_detail(json!({
+            "granted": grant.capabilities,
+            "grant_expires_at": expires_at,
+            "grant_revision": grant.revision,
+            "approver": grant.approver,
+            "note": grant.note,
+        }));
+        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+            (core.info.granted, core.info.grant_expires_at) = before;
+            return Err(e.into());
+        }
+        core.grant = Some(signed.clone());
+        core.revision = grant.revision;
+        self.arm_expiry(&core.info.id, grant.revision, expires_at);
+        Ok((grant, signed))
+    }
+
+    /// At `expires_at`, closes the session's channels if revision `revision` is still the
+    /// current grant (an extension replaces it, and this timer then does nothing).
+    fn arm_expiry(self: &Arc<Self>, id: &SessionId, revision: u32, expires_at: i64) {
+        let relay = Arc::downgrade(self);
+        let id = id.clone();
+        tokio::spawn(async move {
+            let wait = (expires_at - now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if let Some(relay) = relay.upgrade() {
+                relay.grant_expired(&id, revision).await;
+            }
+        });
+    }
+
+    async fn grant_expired(&self, id: &SessionId, revision: u32) {
+        let Some(s) = self.session(id) else { return };
+        let core = s.core.lock().await;
+        if core.revision != revision || core.machine.state().is_final() {
+            return;
+        }
+        let Some(grant) = core.grant.as_ref().and_then(|g| g.verify(&self.grant_public_key()).ok()) else {
+            return;
+        };
+        let event = session_event(RELAY_ACTOR, Action::GrantExpired, &core.info)
+            .detail(json!({ "grant_revision": revision, "expired_at": grant.expires_at }));
+        let _ = self.audit(event).await;
+        drop(core);
+        let closed = s.stop_channels(|_| false);
+        s.span.in_scope(|| info!(closed, "grant expired"));
+        let change = format!(
+            "the grant expired; {closed} channel(s) closed. Ask for more time with: assist escalate {id} --extend 30m --reason ..."
+        );
+        let msg = RelayToEngineer::GrantChanged {
+            session: id.clone(),
+            grant: view(&grant),
+            change,
+            in_force: false,
+        };
+        let _ = s.engineer.tx.send(msg).await;
+    }
+
+    /// The engineer of a live session asks for more capabilities or time.
+    pub(crate) async fn escalate(
+        self: &Arc<Self>,
+        who: &Principal,
+        link: &EngineerLink,
+        id: &SessionId,
+        add: Vec<Capability>,
+        duration_secs: Option<u64>,
+        reason: String,
+    ) -> Result<(), Refusal> {
+        check_text("reason", &reason, 2000)?;
+        check_asked(&add)?;
+        if add.is_empty() && duration_secs.is_none() {
+            return Err(bad("ask for at least one capability (--add) or more time (--extend)"));
+        }
+        if let Some(d) = duration_secs {
+            self.asked_secs(Some(d))?;
+        }
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let mut core = s.core.lock().await;
+        if core.info.engineer != who.user {
+            return Err(Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours")));
+        }
+        if core.grant.is_none() {
+            return Err(Refusal::new(ErrorCode::Conflict, format!("session {id} is not approved yet")));
+        }
+        if core.info.escalation.is_some() {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("session {id} already has an escalation waiting for an answer"),
+            ));
+        }
+        let now = now_ms();
+        let timeout = if core.info.priority.is_urgent() {
+            self.cfg.urgent_consent_timeout
+        } else {
+            self.cfg.consent_timeout
+        };
+        let esc = Escalation {
+            add,
+            duration_secs,
+            reason,
+            requested_at: now,
+            deadline: now + timeout.as_millis() as i64,
+        };
+        let event = session_event(who.user.as_str(), Action::EscalationRequested, &core.info).detail(json!({
+            "add": esc.add,
+            "duration_secs": esc.duration_secs,
+            "reason": esc.reason,
+            "consent_deadline": esc.deadline,
+        }));
+        self.audit(event).await?;
+        core.info.escalation = Some(esc.clone());
+        core.escalator = Some(link.tx.clone());
+        let info = core.info.clone();
+        let consent = core.consent;
+        drop(core);
+        s.span.in_scope(|| info!(add = %list(&esc.add), "escalation requested"));
+        let window = match consent {
+            ConsentMode::Window => {
+                let secs = esc.duration_secs.unwrap_or(info.duration_secs);
+                self.matching_window(&info, &esc.add, secs, now).await
+            }
+            _ => None,
+        };
+        let waiting_for = match (consent, &window) {
+            (ConsentMode::Prompt, _) => {
+                if let Some(tx) = self.agent_tx(&info.agent) {
+                    let _ = tx.send(RelayToAgent::ConsentRequest { session: info.clone() }).await;
+                }
+                format!("the customer at {} (prompt on the agent)", info.agent)
+            }
+            (_, Some((w, _))) => format!("maintenance window {}", w.id),
+            _ => format!("an approver of {}", info.agent_org),
+        };
+        // Told before any answer can reach the same stream.
+        let _ = link.tx.send(RelayToEngineer::EscalationRequested { session: info, waiting_for }).await;
+        if let Some((window, secs)) = window {
+            let relay = Arc::clone(self);
+            let id = id.clone();
+            let approval =
+                Approval { duration_secs: esc.duration_secs.map(|d| d.min(secs)), ..Approval::default() };
+            tokio::spawn(async move {
+                if let Err(r) = relay.answer(&id, Answerer::Window(&window), true, approval).await {
+                    warn!(message = %r.message, "maintenance window approval of an escalation failed");
+                }
+            });
+        }
+        let relay = Arc::downgrade(self);
+        let expire_id = id.clone();
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(timeout).await;
+                if let Some(relay) = relay.upgrade() {
+                    relay.expire_escalation(&expire_id, esc.requested_at).await;
+                }
+            }
+            .instrument(s.span.clone()),
+        );
+        Ok(())
+    }
+
+    async fn expire_escalation(&self, id: &SessionId, requested_at: i64) {
+        let Some(s) = self.session(id) else { return };
+        let mut core = s.core.lock().await;
+        if core.info.escalation.as_ref().map(|e| e.requested_at) != Some(requested_at) {
+            return;
+        }
+        let esc = core.info.escalation.take().expect("checked");
+        let tx = core.escalator.take();
+        let event = session_event(RELAY_ACTOR, Action::EscalationExpired, &core.info)
+            .detail(json!({ "add": esc.add, "waited_ms": now_ms() - esc.requested_at }));
+        let _ = self.audit(event).await;
+        let agent = core.info.agent.clone();
+        drop(core);
+        if let Some(tx) = tx {
+            let msg = RelayToEngineer::EscalationAnswered {
+                session: id.clone(),
+                approved: false,
+                by: None,
+                reason: Some("no answer before the deadline".into()),
+            };
+            let _ = tx.send(msg).await;
+        }
+        if let Some(tx) = self.agent_tx(&agent) {
+            let _ = tx
+                .send(RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: "expired".into() })
+                .await;
+        }
+    }
+
+    /// Answers the pending escalation of a live session. The caller checked who answers.
+    pub(super) async fn answer_escalation(
+        self: &Arc<Self>,
+        s: &Arc<LiveSession>,
+        mut core: tokio::sync::MutexGuard<'_, SessionCore>,
+        approver: String,
+        actor: String,
+        approve: bool,
+        approval: Approval,
+    ) -> Result<String, Refusal> {
+        let id = s.id.clone();
+        let esc = core.info.escalation.clone().expect("caller checked");
+        let now = now_ms();
+        if now >= esc.deadline {
+            drop(core);
+            self.expire_escalation(&id, esc.requested_at).await;
+            return Err(Refusal::new(ErrorCode::Conflict, format!("the escalation of {id} expired")));
+        }
+        if !approve {
+            let reason = approval.note.unwrap_or_else(|| "no reason given".into());
+            let event = session_event(&actor, Action::EscalationDenied, &core.info)
+                .detail(json!({ "approver": approver, "reason": reason, "add": esc.add }));
+            self.audit(event).await?;
+            core.info.escalation = None;
+            let tx = core.escalator.take();
+            drop(core);
+            if let Some(tx) = tx {
+                let msg = RelayToEngineer::EscalationAnswered {
+                    session: id.clone(),
+                    approved: false,
+                    by: Some(approver),
+                    reason: Some(reason),
+                };
+                let _ = tx.send(msg).await;
+            }
+            return Ok(format!("denied the escalation of {id}"));
+        }
+        let added = if esc.add.is_empty() { Vec::new() } else { narrow(&esc.add, approval.capabilities)? };
+        let current = core.info.granted.clone().unwrap_or_default();
+        let mut caps = current.clone();
+        for c in &added {
+            if !caps.iter().any(|k| c.within(k)) {
+                caps.push(c.clone());
+            }
+        }
+        let old_expiry = core.info.grant_expires_at.unwrap_or(now);
+        let extension = match (esc.duration_secs, approval.duration_secs) {
+            (Some(asked), given) => Some(grant_secs(asked, given)?),
+            (None, Some(given)) => Some(grant_secs(self.asked_secs(None)?.max(given), Some(given))?),
+            // More capabilities on an expired grant: a new grant of the session's length.
+            (None, None) if old_expiry <= now => Some(core.info.duration_secs),
+            (None, None) => None,
+        };
+        let expires_at = extension.map_or(old_expiry, |secs| now + secs as i64 * 1000);
+        let event = session_event(&actor, Action::EscalationApproved, &core.info)
+            .detail(json!({ "added": added, "reason": esc.reason }));
+        core.info.escalation = None;
+        let result =
+            self.next_grant(&mut core, caps, expires_at, approver.clone(), approval.note, event).await;
+        let (grant, signed) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                core.info.escalation = Some(esc);
+                return Err(e);
+            }
+        };
+        let tx = core.escalator.take();
+        let agent = core.info.agent.clone();
+        drop(core);
+        s.span.in_scope(|| info!(%approver, revision = grant.revision, "escalation approved"));
+        if let Some(atx) = self.agent_tx(&agent) {
+            let _ = atx.send(RelayToAgent::Granted { grant: signed }).await;
+        }
+        let change = format!("{approver} granted {} until {}", list(&added), crate::fmt_time(expires_at));
+        let changed = RelayToEngineer::GrantChanged {
+            session: id.clone(),
+            grant: view(&grant),
+            change,
+            in_force: true,
+        };
+        let _ = s.engineer.tx.send(changed).await;
+        if let Some(tx) = tx {
+            let msg = RelayToEngineer::EscalationAnswered {
+                session: id.clone(),
+                approved: true,
+                by: Some(approver),
+                reason: grant.note.clone(),
+            };
+            let _ = tx.send(msg).await;
+        }
+        Ok(format!(
+            "approved the escalation of {id}: {} until {}",
+            list(&grant.capabilities),
+            crate::fmt_time(expires_at)
+        ))
+    }
+
+    /// Takes capabilities away from a live session: its channels that need them are reset
+    /// at once, and the agent gets the narrower grant (it kills what that no longer covers).
+    pub(crate) async fn revoke(
+        self: &Arc<Self>,
+        who: &Principal,
+        id: &SessionId,
+        selectors: Vec<String>,
+        reason: Option<String>,
+    ) -> Result<String, Refusal> {
+        if selectors.is_empty() || selectors.len() > 32 || selectors.iter().any(|s| s.len() > 1100) {
+            return Err(bad("name 1 to 32 capabilities to revoke, e.g. shell or files.read"));
+        }
+        if let Some(r) = &reason {
+            check_text("reason", r, 2000)?;
+        }
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let mut core = s.core.lock().await;
+        if !who.may_end(&core.info) {
+            return Err(Refusal::new(ErrorCode::Forbidden, format!("you may not revoke in session {id}")));
+        }
+        let Some(current) = core.info.granted.clone().filter(|_| core.grant.is_some()) else {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("session {id} has no grant yet; deny it instead"),
+            ));
+        };
+        let (removed, kept): (Vec<Capability>, Vec<Capability>) =
+            current.iter().cloned().partition(|c| selectors.iter().any(|sel| c.selected_by(sel)));
+        if removed.is_empty() {
+            return Err(bad(format!(
+                "session {id} holds nothing matching {}; it holds {}",
+                selectors.join(", "),
+                list(&current)
+            )));
+        }
+        let by = who.user.to_string();
+        if kept.is_empty() {
+            drop(core);
+            let why =
+                format!("all capabilities revoked{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
+            self.end_session(id, EndReason::EndedBy { user: by, reason: Some(why) }).await;
+            return Ok(format!(
+                "revoked {} from {id}; nothing is left, so the session ended",
+                list(&removed)
+            ));
+        }
+        let previous = core.grant.as_ref().and_then(|g| g.verify(&self.grant_public_key()).ok());
+        let (approver, expires_at) = previous
+            .map(|g| (g.approver, g.expires_at))
+            .unwrap_or_else(|| (by.clone(), core.info.grant_expires_at.unwrap_or_else(now_ms)));
+        let note = format!(
+            "{} revoked by {by}{}",
+            list(&removed),
+            reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        );
+        let event = session_event(&by, Action::GrantRevoked, &core.info)
+            .detail(json!({ "revoked": removed, "reason": reason }));
+        let (grant, signed) =
+            self.next_grant(&mut core, kept, expires_at, approver, Some(note.clone()), event).await?;
+        let agent = core.info.agent.clone();
+        drop(core);
+        // Relay side first: the streams are reset before anyone is told.
+        let closed = s.stop_channels(|cap| grant.covers(cap));
+        s.span.in_scope(|| info!(revoked = %list(&removed), closed, "capabilities revoked"));
+        if let Some(tx) = self.agent_tx(&agent) {
+            let _ = tx.send(RelayToAgent::Granted { grant: signed }).await;
+        }
+        let in_force = grant.expires_at > now_ms();
+        let msg = RelayToEngineer::GrantChanged {
+            session: id.clone(),
+            grant: view(&grant),
+            change: note,
+            in_force,
+        };
+        let _ = s.engineer.tx.send(msg).await;
+        Ok(format!("revoked {} from {id}; {closed} channel(s) closed", list(&removed)))
+    }
+
+    /// The customer pressed the kill key on the agent: end its sessions (or one) now.
+    pub(crate) async fn kill_from_agent(&self, agent: &AgentName, session: Option<SessionId>) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .filter(|s| &s.agent == agent && session.as_ref().is_none_or(|id| id == &s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
+            let reason = EndReason::EndedBy {
+                user: format!("customer@{agent}"),
+                reason: Some("kill key pressed on the agent".into()),
+            };
+            self.end_session(&id, reason).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(list: &[&str]) -> Vec<Capability> {
+        list.iter().map(|c| c.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn approvals_may_narrow_but_never_widen() {
+        let asked = caps(&["shell", "files.read:/var/log"]);
+        assert_eq!(narrow(&asked, None).unwrap(), asked);
+        assert_eq!(narrow(&asked, Some(caps(&["shell"]))).unwrap(), caps(&["shell"]));
+        assert!(narrow(&asked, Some(caps(&["files.read:/var/log/erp"]))).is_ok());
+        assert!(narrow(&asked, Some(caps(&["files.read:/var"]))).is_err());
+        assert!(narrow(&asked, Some(caps(&["files.write:/var/log"]))).is_err());
+        assert!(narrow(&asked, Some(vec![])).is_err());
+        assert_eq!(grant_secs(3600, None).unwrap(), 3600);
+        assert_eq!(grant_secs(3600, Some(600)).unwrap(), 600);
+        assert!(grant_secs(3600, Some(7200)).is_err());
+        assert!(grant_secs(3600, Some(0)).is_err());
+    }
+}
