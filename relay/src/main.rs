@@ -78,6 +78,10 @@ enum RecordingCommand {
         /// Public keys from `keys export`, to verify without the data directory.
         #[arg(long, value_name = "PATH")]
         keys: Option<PathBuf>,
+        /// Where recordings are: a directory, file:///DIR or s3://BUCKET/PREFIX (default:
+        /// DIR/recordings). See `serve --recordings`.
+        #[arg(long, value_name = "URL")]
+        recordings: Option<String>,
     },
     /// Writes a view of a recording.
     Export {
@@ -93,6 +97,10 @@ enum RecordingCommand {
         /// Write here instead of standard output.
         #[arg(long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Where recordings are: a directory, file:///DIR or s3://BUCKET/PREFIX (default:
+        /// DIR/recordings). See `serve --recordings`.
+        #[arg(long, value_name = "URL")]
+        recordings: Option<String>,
     },
     /// Replays a terminal recording in this terminal.
     Play {
@@ -103,6 +111,10 @@ enum RecordingCommand {
         /// Longest pause kept, after scaling.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         max_idle: Duration,
+        /// Where recordings are: a directory, file:///DIR or s3://BUCKET/PREFIX (default:
+        /// DIR/recordings). See `serve --recordings`.
+        #[arg(long, value_name = "URL")]
+        recordings: Option<String>,
     },
 }
 
@@ -124,22 +136,21 @@ enum KeysCommand {
 }
 
 async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) -> anyhow::Result<ExitCode> {
-    use assist_relay::recording::{LocalDir, cli};
-    let local = || LocalDir::new(data_dir.join("recordings"));
+    use assist_relay::recording::cli;
     match cmd {
-        RecordingCommand::Verify { session, file, keys } => {
+        RecordingCommand::Verify { session, file, keys, recordings } => {
             let key = match keys {
                 Some(path) => cli::PublicKeys::load(&path)?.key_bytes()?,
                 None => assist_proto::grant::public_key(&DataDir::open(data_dir)?.grant_key()?),
             };
-            let bytes = match (file, session) {
-                (Some(path), _) => {
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+            let verdict = match (file, session) {
+                (Some(path), _) => cli::verify_file(&path, &key).await?,
+                (None, Some(id)) => {
+                    let store = cli::open_store(recordings.as_deref(), data_dir)?;
+                    cli::verify_session(store.as_ref(), &id, &key).await?
                 }
-                (None, Some(id)) => cli::read(&local(), &id).await?,
                 (None, None) => bail!("name a session or --file"),
             };
-            let verdict = assist_relay::recording::verify(&bytes, &key);
             println!("{verdict}");
             Ok(if matches!(verdict, assist_relay::recording::Verdict::Valid { .. }) {
                 ExitCode::SUCCESS
@@ -147,11 +158,12 @@ async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) ->
                 ExitCode::FAILURE
             })
         }
-        RecordingCommand::Export { session, format, channel, direction, output } => {
+        RecordingCommand::Export { session, format, channel, direction, output, recordings } => {
+            let store = cli::open_store(recordings.as_deref(), data_dir)?;
             let bytes = match format {
-                RecordingFormat::Asciicast => cli::asciicast(&local(), &session).await?.into_bytes(),
+                RecordingFormat::Asciicast => cli::asciicast(store.as_ref(), &session).await?.into_bytes(),
                 RecordingFormat::Raw => {
-                    cli::raw(&local(), &session, channel, cli::parse_direction(&direction)?).await?
+                    cli::raw(store.as_ref(), &session, channel, cli::parse_direction(&direction)?).await?
                 }
             };
             match output {
@@ -160,8 +172,9 @@ async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) ->
             }
             Ok(ExitCode::SUCCESS)
         }
-        RecordingCommand::Play { session, speed, max_idle } => {
-            cli::play(&local(), &session, speed, max_idle).await?;
+        RecordingCommand::Play { session, speed, max_idle, recordings } => {
+            let store = cli::open_store(recordings.as_deref(), data_dir)?;
+            cli::play(store.as_ref(), &session, speed, max_idle).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -212,9 +225,11 @@ struct ServeArgs {
     /// TCP address for the HTTP API (`/api/v1/health`); off unless given.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
-    /// Where session recordings are written (default: DIR/recordings).
-    #[arg(long, value_name = "DIR")]
-    recordings_dir: Option<PathBuf>,
+    /// Where session recordings are written: a directory (default: DIR/recordings),
+    /// file:///DIR (segment objects on the local file system) or s3://BUCKET/PREFIX (an
+    /// S3-compatible store configured by the AWS_* environment variables).
+    #[arg(long, alias = "recordings-dir", value_name = "URL")]
+    recordings: Option<String>,
     /// Run without recording sessions. Only for measuring the recorder's cost (the
     /// benchmark suite) or a laboratory relay: sessions are then not auditable.
     #[arg(long)]
@@ -400,7 +415,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         urgent_consent_timeout: args.urgent_consent_timeout,
         token_ttl: args.token_ttl,
         http: args.http,
-        recordings_dir: args.recordings_dir,
+        recordings: args.recordings,
         recording: !args.no_recording,
     })
     .await?;

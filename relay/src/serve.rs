@@ -35,8 +35,9 @@ pub struct ServeConfig {
     pub token_ttl: Duration,
     /// TCP address of the HTTP API; none by default.
     pub http: Option<SocketAddr>,
-    /// Where recordings go. Default `DATA_DIR/recordings`.
-    pub recordings_dir: Option<std::path::PathBuf>,
+    /// Where recordings go: a directory, `file:///DIR` or `s3://BUCKET/PREFIX` (see
+    /// [`crate::recording::store::open`]). Default `DATA_DIR/recordings`.
+    pub recordings: Option<String>,
     /// Whether sessions are recorded. Default true; when false, nothing is recorded and
     /// channels run unrecorded (the relay warns at start).
     pub recording: bool,
@@ -52,6 +53,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error("certificate: {0}")]
     Cert(#[from] assist_certs::CertError),
+    #[error("recordings location: {0}")]
+    Recordings(String),
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
 }
@@ -79,9 +82,13 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         consent_timeout: cfg.consent_timeout,
         urgent_consent_timeout: cfg.urgent_consent_timeout,
         token_ttl: cfg.token_ttl,
-        recordings_dir: cfg
-            .recording
-            .then(|| cfg.recordings_dir.clone().unwrap_or_else(|| dir.path().join("recordings"))),
+        recordings: match cfg.recording {
+            true => Some(
+                crate::recording::store::open(cfg.recordings.as_deref(), dir.path())
+                    .map_err(ServeError::Recordings)?,
+            ),
+            false => None,
+        },
         recording_mandatory: cfg.recording,
         ..BrokerConfig::default()
     };

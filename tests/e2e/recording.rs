@@ -215,3 +215,30 @@ fn a_relay_told_not_to_record_runs_sessions_unrecorded() -> anyhow::Result<()> {
     assert!(text.contains("no recording for session"), "{text}");
     Ok(())
 }
+
+#[test]
+fn recordings_can_go_to_an_object_store_as_segments() -> anyhow::Result<()> {
+    let objects = tempfile::tempdir()?;
+    let url = format!("file://{}/objects", objects.path().display());
+    let relay = TestRelay::start_with(&["--recordings", &url])?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (id, status) = run_session(&relay, &["sh", "-c", "echo segmented-$((40+2))"])?;
+    assert_eq!(status.code(), Some(0));
+
+    // Verified where it was written, not in the data directory.
+    let text = verify(&relay, &[&id, "--recordings", &url], "valid")?;
+    assert!(text.starts_with("valid"), "{text}");
+    assert!(text.contains("the agent countersigned"), "{text}");
+    assert!(!recording_path(&relay, &id).exists());
+    let segments: Vec<_> = std::fs::read_dir(objects.path().join("objects").join(&id))?
+        .map(|e| e.map(|e| e.file_name().into_string().unwrap_or_default()))
+        .collect::<Result<_, _>>()?;
+    assert!(segments.contains(&"000000.seg".to_string()) && segments.len() >= 3, "{segments:?}");
+
+    let raw = relay.admin(&["recording", "export", &id, "--format", "raw", "--recordings", &url])?;
+    assert_eq!(raw, "segmented-42\n");
+    let missing = verify(&relay, &[&id], "no recording")?;
+    assert!(missing.contains("no recording"), "{missing}");
+    Ok(())
+}

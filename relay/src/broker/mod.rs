@@ -69,7 +69,7 @@ pub struct BrokerConfig {
     pub recording_mandatory: bool,
     /// Where recordings are written. `None` records nothing (only for tests of the broker
     /// itself; with `recording_mandatory` every channel is then refused).
-    pub recordings_dir: Option<std::path::PathBuf>,
+    pub recordings: Option<Arc<dyn crate::recording::RecordingStore>>,
 }
 
 impl Default for BrokerConfig {
@@ -81,7 +81,7 @@ impl Default for BrokerConfig {
             grant_ttl: Duration::from_secs(4 * 3600),
             default_grant: Duration::from_secs(3600),
             recording_mandatory: true,
-            recordings_dir: None,
+            recordings: None,
         }
     }
 }
@@ -216,9 +216,7 @@ impl Relay {
             store,
             tokens,
             grant_key: Arc::new(grant_key),
-            recordings: cfg.recordings_dir.clone().map(|d| {
-                Arc::new(crate::recording::LocalDir::new(d)) as Arc<dyn crate::recording::RecordingStore>
-            }),
+            recordings: cfg.recordings.clone(),
             ca,
             cfg,
             agents: Mutex::default(),

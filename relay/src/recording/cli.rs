@@ -1,13 +1,15 @@
-//! What the `recording` and `keys` commands do, as library functions: find a recording,
-//! verify it, export it, and export the public keys an auditor needs to verify offline.
+//! What the `recording` and `keys` commands do, as library functions: find a recording
+//! (in the store `--recordings` names), verify it, export it, and export the public keys an
+//! auditor needs to verify offline.
 
 use super::export;
 use super::format::Direction;
-use super::store::{LocalDir, RecordingStore};
-use super::verify::{Verdict, verify};
+use super::store::{self, RecordingStore};
+use super::verify::{self, Verdict};
 use assist_proto::ids::SessionId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The public material needed to verify recordings away from the relay.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub enum RecordingCmdError {
     Unreadable(String),
     #[error("unknown direction {0:?}: expected in or out")]
     Direction(String),
+    #[error("recordings location: {0}")]
+    Location(String),
 }
 
 impl PublicKeys {
@@ -43,21 +47,40 @@ impl PublicKeys {
     }
 }
 
-pub async fn read(store: &LocalDir, session: &SessionId) -> Result<Vec<u8>, RecordingCmdError> {
-    store.read(session).await.map_err(|e| match e.kind() {
+/// The store named by `--recordings` (see [`store::open`]); `DATA_DIR/recordings` when
+/// none is given.
+pub fn open_store(spec: Option<&str>, data_dir: &Path) -> Result<Arc<dyn RecordingStore>, RecordingCmdError> {
+    store::open(spec, data_dir).map_err(RecordingCmdError::Location)
+}
+
+fn not_found(store: &dyn RecordingStore, session: &SessionId, e: std::io::Error) -> RecordingCmdError {
+    match e.kind() {
         std::io::ErrorKind::NotFound => {
             RecordingCmdError::NotFound { session: session.clone(), location: store.locate(session) }
         }
         _ => RecordingCmdError::Io(e),
-    })
+    }
 }
 
+/// A whole recording, in memory (for exports, which hold their output in memory anyway).
+pub async fn read(store: &dyn RecordingStore, session: &SessionId) -> Result<Vec<u8>, RecordingCmdError> {
+    store.read(session).await.map_err(|e| not_found(store, session, e))
+}
+
+/// Verifies a stored recording chunk by chunk, without holding it in memory.
 pub async fn verify_session(
-    store: &LocalDir,
+    store: &dyn RecordingStore,
     session: &SessionId,
     key: &[u8],
 ) -> Result<Verdict, RecordingCmdError> {
-    Ok(verify(&read(store, session).await?, key))
+    verify::verify_stored(store, session, key).await.map_err(|e| not_found(store, session, e))
+}
+
+/// Verifies a recording file chunk by chunk (`recording verify --file`).
+pub async fn verify_file(path: &Path, key: &[u8]) -> Result<Verdict, RecordingCmdError> {
+    verify::verify_file(path, key)
+        .await
+        .map_err(|e| RecordingCmdError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))
 }
 
 pub fn parse_direction(s: &str) -> Result<Direction, RecordingCmdError> {
@@ -69,7 +92,7 @@ pub fn parse_direction(s: &str) -> Result<Direction, RecordingCmdError> {
 }
 
 /// asciicast v2 text of a session's terminal output.
-pub async fn asciicast(store: &LocalDir, session: &SessionId) -> Result<String, RecordingCmdError> {
+pub async fn asciicast(store: &dyn RecordingStore, session: &SessionId) -> Result<String, RecordingCmdError> {
     let bytes = read(store, session).await?;
     let (header, events) = export::read_events(&bytes).map_err(RecordingCmdError::Unreadable)?;
     Ok(export::asciicast(&header, &events))
@@ -77,7 +100,7 @@ pub async fn asciicast(store: &LocalDir, session: &SessionId) -> Result<String, 
 
 /// The exact bytes of one channel direction.
 pub async fn raw(
-    store: &LocalDir,
+    store: &dyn RecordingStore,
     session: &SessionId,
     channel: u32,
     dir: Direction,
@@ -89,7 +112,7 @@ pub async fn raw(
 
 /// Replays the terminal output on stdout.
 pub async fn play(
-    store: &LocalDir,
+    store: &dyn RecordingStore,
     session: &SessionId,
     speed: f64,
     max_idle: std::time::Duration,

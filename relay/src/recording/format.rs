@@ -213,47 +213,74 @@ pub fn read_chunks(bytes: &[u8]) -> (Vec<Chunk>, Option<ChunkProblem>) {
     let mut at = 0;
     let mut prev = ZERO_HASH;
     while at < bytes.len() {
-        let index = chunks.len();
-        let rest = &bytes[at..];
-        if rest.len() < CHUNK_HEAD {
-            let problem = if MAGIC.starts_with(&rest[..rest.len().min(4)]) {
-                ChunkProblem::Incomplete { offset: at }
-            } else {
-                ChunkProblem::Corrupt { offset: at, index, reason: "bad chunk magic".into() }
-            };
-            return (chunks, Some(problem));
+        match parse_chunk(&bytes[at..], at, chunks.len(), &prev) {
+            Ok((chunk, len)) => {
+                prev = chunk.hash;
+                chunks.push(chunk);
+                at += len;
+            }
+            Err(problem) => return (chunks, Some(problem)),
         }
-        let corrupt = |reason: String| Some(ChunkProblem::Corrupt { offset: at, index, reason });
-        if &rest[..4] != MAGIC {
-            return (chunks, corrupt("bad chunk magic".into()));
-        }
-        let Some(kind) = ChunkKind::from_u8(rest[4]) else {
-            return (chunks, corrupt(format!("unknown chunk kind {}", rest[4])));
-        };
-        let len = u32::from_be_bytes(rest[5..9].try_into().expect("4")) as usize;
-        if len > MAX_PAYLOAD {
-            return (chunks, corrupt(format!("chunk length {len} over the limit")));
-        }
-        let prev_hash: [u8; 32] = rest[9..41].try_into().expect("32");
-        if rest.len() < CHUNK_HEAD + len + HASH_LEN {
-            return (chunks, Some(ChunkProblem::Incomplete { offset: at }));
-        }
-        let payload = &rest[CHUNK_HEAD..CHUNK_HEAD + len];
-        let hash: [u8; 32] = rest[CHUNK_HEAD + len..CHUNK_HEAD + len + HASH_LEN].try_into().expect("32");
-        if chunk_hash(kind, &prev_hash, payload) != hash {
-            return (chunks, corrupt("chunk hash does not match its content".into()));
-        }
-        if prev_hash != prev {
-            return (chunks, corrupt("chunk does not follow the previous one (broken chain)".into()));
-        }
-        if index == 0 && kind != ChunkKind::Header {
-            return (chunks, corrupt("first chunk is not a header".into()));
-        }
-        chunks.push(Chunk { kind, offset: at, prev_hash, payload: payload.to_vec(), hash });
-        prev = hash;
-        at += CHUNK_HEAD + len + HASH_LEN;
     }
     (chunks, None)
+}
+
+/// Bytes [`parse_chunk`] needs to judge the chunk at the start of `rest`: the chunk head
+/// first, then the whole chunk once its length is known (or the head alone if that length
+/// is over the limit).
+pub fn chunk_needs(rest: &[u8]) -> usize {
+    if rest.len() < CHUNK_HEAD {
+        return CHUNK_HEAD;
+    }
+    let len = u32::from_be_bytes(rest[5..9].try_into().expect("4")) as usize;
+    if len > MAX_PAYLOAD { CHUNK_HEAD } else { CHUNK_HEAD + len + HASH_LEN }
+}
+
+/// Parses the chunk at the start of `rest`, which begins at byte `at` of the file, is the
+/// `index`th chunk and must follow the chunk whose hash is `prev`. `rest` must hold
+/// [`chunk_needs`] bytes or everything up to the end of the file. Returns the chunk and
+/// its length.
+pub fn parse_chunk(
+    rest: &[u8],
+    at: usize,
+    index: usize,
+    prev: &[u8; 32],
+) -> Result<(Chunk, usize), ChunkProblem> {
+    if rest.len() < CHUNK_HEAD {
+        return Err(if MAGIC.starts_with(&rest[..rest.len().min(4)]) {
+            ChunkProblem::Incomplete { offset: at }
+        } else {
+            ChunkProblem::Corrupt { offset: at, index, reason: "bad chunk magic".into() }
+        });
+    }
+    let corrupt = |reason: String| ChunkProblem::Corrupt { offset: at, index, reason };
+    if &rest[..4] != MAGIC {
+        return Err(corrupt("bad chunk magic".into()));
+    }
+    let Some(kind) = ChunkKind::from_u8(rest[4]) else {
+        return Err(corrupt(format!("unknown chunk kind {}", rest[4])));
+    };
+    let len = u32::from_be_bytes(rest[5..9].try_into().expect("4")) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(corrupt(format!("chunk length {len} over the limit")));
+    }
+    let prev_hash: [u8; 32] = rest[9..41].try_into().expect("32");
+    if rest.len() < CHUNK_HEAD + len + HASH_LEN {
+        return Err(ChunkProblem::Incomplete { offset: at });
+    }
+    let payload = &rest[CHUNK_HEAD..CHUNK_HEAD + len];
+    let hash: [u8; 32] = rest[CHUNK_HEAD + len..CHUNK_HEAD + len + HASH_LEN].try_into().expect("32");
+    if chunk_hash(kind, &prev_hash, payload) != hash {
+        return Err(corrupt("chunk hash does not match its content".into()));
+    }
+    if prev_hash != *prev {
+        return Err(corrupt("chunk does not follow the previous one (broken chain)".into()));
+    }
+    if index == 0 && kind != ChunkKind::Header {
+        return Err(corrupt("first chunk is not a header".into()));
+    }
+    let chunk = Chunk { kind, offset: at, prev_hash, payload: payload.to_vec(), hash };
+    Ok((chunk, CHUNK_HEAD + len + HASH_LEN))
 }
 
 #[cfg(test)]

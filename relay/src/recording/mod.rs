@@ -3,7 +3,8 @@
 //! sealed and signed when the session ends.
 //!
 //! - [`format`]: the canonical format (specified in `docs/recording.md`);
-//! - [`store`]: where recordings live ([`store::LocalDir`] by default);
+//! - [`store`]: where recordings live ([`store::LocalDir`] by default, or an object store);
+//! - [`stream`]: reading a stored recording chunk by chunk;
 //! - [`recorder`]: the per-session writer the splices feed, with backpressure;
 //! - [`verify`]: offline verification (valid, truncated or tampered);
 //! - [`export`]: asciicast v2, raw bytes, terminal replay.
@@ -16,11 +17,12 @@ pub mod export;
 pub mod format;
 pub mod recorder;
 pub mod store;
+pub mod stream;
 pub mod verify;
 
 pub use recorder::{Recorder, RecordingFailed};
-pub use store::{LocalDir, RecordingStore};
-pub use verify::{Verdict, verify};
+pub use store::{LocalDir, ObjectRecordings, RecordingStore};
+pub use verify::{Verdict, verify, verify_file, verify_stored};
 
 #[cfg(test)]
 mod tests;

@@ -11,12 +11,12 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use bytes::Bytes;
 use std::sync::Arc;
 
-fn key() -> Arc<Ed25519KeyPair> {
+pub(super) fn key() -> Arc<Ed25519KeyPair> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
     Arc::new(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap())
 }
 
-fn info() -> SessionInfo {
+pub(super) fn info() -> SessionInfo {
     SessionInfo {
         id: "s-rec".into(),
         engineer: "alice".into(),
@@ -157,7 +157,7 @@ async fn a_failing_sink_fails_the_recorder() {
 }
 
 /// An agent certificate and a way to countersign with its key.
-fn agent_identity() -> (String, aws_lc_rs::signature::EcdsaKeyPair) {
+pub(super) fn agent_identity() -> (String, aws_lc_rs::signature::EcdsaKeyPair) {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
     let ca = assist_certs::Ca::generate("t").unwrap();
     let k = assist_certs::AgentKey::generate("erp-db01").unwrap();
@@ -166,7 +166,7 @@ fn agent_identity() -> (String, aws_lc_rs::signature::EcdsaKeyPair) {
     (cert.cert_pem, EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.secret_der()).unwrap())
 }
 
-fn digest(stream: u64, dir: &str, data: &[u8]) -> assist_proto::msg::StreamDigest {
+pub(super) fn digest(stream: u64, dir: &str, data: &[u8]) -> assist_proto::msg::StreamDigest {
     assist_proto::msg::StreamDigest {
         stream,
         direction: dir.into(),

@@ -4,14 +4,26 @@
 //! The verdict is one of: valid (complete and signed), truncated (a prefix that verifies,
 //! with no seal: what a crash leaves), or tampered (with where). It needs only the
 //! recording and the relay's public key, so an auditor can run it away from the relay.
+//!
+//! It reads the recording chunk by chunk, so its memory does not grow with the recording:
+//! one chunk, the per-channel digests, and the seal. When the agent countersigned, it reads
+//! the recording a second time (see [`verify_with`]). A problem in the chunks themselves
+//! (a bad hash, a broken chain) is reported before a problem in their content, wherever
+//! each is, so the verdict is the same however the recording is read.
 
 use super::format::{self, Chunk, ChunkKind, ChunkProblem, Direction, EventKind};
 use super::recorder::{AgentCountersignature, ChannelDigest, Header, SealBody};
+use super::store::{MemorySource, RecordingSource, RecordingStore};
+use super::stream::{ChunkStream, Next};
 use assist_certs::Fingerprint;
+use assist_proto::ids::SessionId;
 use aws_lc_rs::digest::{Context, SHA256};
 use aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1;
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+use bytes::Bytes;
+use futures_util::FutureExt;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -60,84 +72,291 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// Verifies a whole recording against the relay's Ed25519 public key.
+/// Verifies a recording in memory against the relay's Ed25519 public key.
 pub fn verify(bytes: &[u8], relay_key: &[u8]) -> Verdict {
-    let (chunks, problem) = format::read_chunks(bytes);
-    if let Some(ChunkProblem::Corrupt { offset, index, reason }) = &problem {
-        return Verdict::Tampered { chunk: *index, offset: *offset, reason: reason.clone() };
-    }
-    let tampered =
-        |i: usize, reason: String| Verdict::Tampered { chunk: i, offset: chunks[i].offset, reason };
-    let Some(first) = chunks.first() else {
-        return Verdict::Truncated { header: None, chunks: 0, offset: 0 };
+    let bytes = Bytes::copy_from_slice(bytes);
+    let open = || {
+        let bytes = bytes.clone();
+        async move { Ok(Box::new(MemorySource::new(bytes)) as Box<dyn RecordingSource>) }
     };
-    let header: Header = match serde_json::from_slice(&first.payload) {
-        Ok(h) => h,
-        Err(e) => return tampered(0, format!("header is not valid: {e}")),
-    };
-    if header.relay_key != hex::encode(relay_key) {
-        return tampered(0, "recorded by another relay key than the one given".into());
+    // Nothing here waits: memory is always ready, and reading it cannot fail.
+    match verify_with(open, relay_key).now_or_never() {
+        Some(Ok(verdict)) => verdict,
+        _ => unreachable!("verifying bytes in memory neither waits nor fails"),
     }
-    let mut digests: BTreeMap<(u32, Direction), (u64, Context)> = BTreeMap::new();
-    for (i, chunk) in chunks.iter().enumerate().skip(1) {
+}
+
+/// Verifies a session's recording, reading it from the store chunk by chunk.
+pub async fn verify_stored(
+    store: &dyn RecordingStore,
+    session: &SessionId,
+    relay_key: &[u8],
+) -> std::io::Result<Verdict> {
+    verify_with(|| store.open(session), relay_key).await
+}
+
+/// Verifies a recording file, reading it chunk by chunk.
+pub async fn verify_file(path: &Path, relay_key: &[u8]) -> std::io::Result<Verdict> {
+    let open =
+        || async { Ok(Box::new(super::store::FileSource::open(path).await?) as Box<dyn RecordingSource>) };
+    verify_with(open, relay_key).await
+}
+
+/// Reads the recording once to check chunks, chain, seal and sealed digests. When the
+/// agent countersigned, opens it a second time: the agent's byte counts, known only from
+/// the seal, say which prefix of each channel to hash. The second pass must see the same
+/// chain up to the seal, or verification fails with an error.
+async fn verify_with<F, Fut>(mut open: F, relay_key: &[u8]) -> std::io::Result<Verdict>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::io::Result<Box<dyn RecordingSource>>>,
+{
+    let mut source = open().await?;
+    let mut chunks = ChunkStream::new(&mut *source);
+    let mut judge = Judge::new(relay_key);
+    let problem = loop {
+        match chunks.next().await? {
+            Next::Chunk(chunk) => judge.chunk(chunk),
+            Next::End(problem) => break problem,
+        }
+    };
+    let sealed = match judge.finish(problem) {
+        Ok(verdict) => return Ok(verdict),
+        Err(sealed) => sealed,
+    };
+    let mut prefixes = sealed.targets();
+    if !prefixes.is_empty() {
+        let mut source = open().await?;
+        hash_prefixes(&mut *source, &sealed, &mut prefixes).await?;
+    }
+    Ok(sealed.judge_agent(&prefixes))
+}
+
+/// What the first pass learns, chunk by chunk.
+struct Judge<'k> {
+    relay_key: &'k [u8],
+    header: Option<Header>,
+    /// The first problem in chunk order found in the chunks' content: chunk, reason.
+    problem: Option<(usize, String)>,
+    chunks: usize,
+    digests: BTreeMap<(u32, Direction), (u64, Context)>,
+    /// QUIC stream index (as the agent names it) → recorded channel.
+    channel_of: BTreeMap<u64, u32>,
+    /// The seal and its index.
+    seal: Option<(usize, Chunk)>,
+    /// Where the last good chunk ends.
+    end: usize,
+    /// Where the first chunk with a problem starts.
+    problem_offset: usize,
+}
+
+/// A recording whose seal checked out, waiting for the agent's countersignatures.
+struct Sealed {
+    header: Header,
+    seal: SealBody,
+    seal_index: usize,
+    seal_offset: usize,
+    /// The hash of the chunk before the seal.
+    final_hash: [u8; 32],
+    channel_of: BTreeMap<u64, u32>,
+}
+
+/// (channel, direction, bytes the agent reports) → (bytes still to hash, SHA-256 so far).
+type Prefixes = BTreeMap<(u32, Direction, u64), (u64, Context)>;
+
+impl<'k> Judge<'k> {
+    fn new(relay_key: &'k [u8]) -> Self {
+        Self {
+            relay_key,
+            header: None,
+            problem: None,
+            chunks: 0,
+            digests: BTreeMap::new(),
+            channel_of: BTreeMap::new(),
+            seal: None,
+            end: 0,
+            problem_offset: 0,
+        }
+    }
+
+    fn fail(&mut self, i: usize, offset: usize, reason: String) {
+        self.problem = Some((i, reason));
+        self.problem_offset = offset;
+    }
+
+    fn chunk(&mut self, chunk: Chunk) {
+        let i = self.chunks;
+        self.chunks += 1;
+        self.end = chunk.offset + format::CHUNK_HEAD + chunk.payload.len() + format::HASH_LEN;
+        if self.problem.is_some() {
+            return;
+        }
+        if let Some((at, seal)) = &self.seal {
+            let (at, offset) = (*at, seal.offset);
+            return self.fail(at, offset, "data after the seal".into());
+        }
+        if i == 0 {
+            match serde_json::from_slice::<Header>(&chunk.payload) {
+                Err(e) => self.fail(0, 0, format!("header is not valid: {e}")),
+                Ok(h) if h.relay_key != hex::encode(self.relay_key) => {
+                    self.fail(0, 0, "recorded by another relay key than the one given".into())
+                }
+                Ok(h) => self.header = Some(h),
+            }
+            return;
+        }
         match chunk.kind {
-            ChunkKind::Header => return tampered(i, "a second header".into()),
-            ChunkKind::Events => {
-                let events = match format::decode_events(&chunk.payload) {
-                    Ok(e) => e,
-                    Err(e) => return tampered(i, e),
-                };
-                for e in events.iter().filter(|e| e.kind == EventKind::Data) {
-                    let d =
-                        digests.entry((e.channel, e.direction)).or_insert_with(|| (0, Context::new(&SHA256)));
-                    d.0 += e.data.len() as u64;
-                    d.1.update(&e.data);
+            ChunkKind::Header => self.fail(i, chunk.offset, "a second header".into()),
+            ChunkKind::Events => match format::decode_events(&chunk.payload) {
+                Err(e) => self.fail(i, chunk.offset, e),
+                Ok(events) => {
+                    for e in events {
+                        self.event(e);
+                    }
+                }
+            },
+            ChunkKind::Seal => self.seal = Some((i, chunk)),
+        }
+    }
+
+    fn event(&mut self, e: format::Event) {
+        match e.kind {
+            EventKind::Data => {
+                let d = self
+                    .digests
+                    .entry((e.channel, e.direction))
+                    .or_insert_with(|| (0, Context::new(&SHA256)));
+                d.0 += e.data.len() as u64;
+                d.1.update(&e.data);
+            }
+            EventKind::ChannelOpen => {
+                let stream = serde_json::from_slice::<serde_json::Value>(&e.data)
+                    .ok()
+                    .and_then(|v| v["stream"].as_u64());
+                if let Some(stream) = stream {
+                    self.channel_of.insert(stream, e.channel);
                 }
             }
-            ChunkKind::Seal => {
-                if i + 1 != chunks.len() || problem.is_some() {
-                    return tampered(i, "data after the seal".into());
-                }
-                let seal = match open_seal(&chunk.payload, relay_key) {
-                    Ok(s) => s,
-                    Err(reason) => return tampered(i, reason),
-                };
-                if seal.chunks as usize != i || seal.final_hash != hex::encode(chunk.prev_hash) {
-                    return tampered(i, "the seal does not cover the chunks before it".into());
-                }
-                if seal.session != header.session.id.as_str() {
-                    return tampered(i, "the seal is for another session".into());
-                }
-                let recomputed: Vec<ChannelDigest> = digests
-                    .into_iter()
-                    .map(|((channel, dir), (n, ctx))| ChannelDigest {
-                        channel,
-                        direction: dir.as_str().to_owned(),
-                        bytes: n,
-                        sha256: hex::encode(ctx.finish().as_ref()),
-                    })
-                    .collect();
-                if recomputed != seal.channels {
-                    return tampered(i, "recorded bytes do not match the sealed digests".into());
-                }
-                if let Err(reason) = check_agent(&header, &seal, &chunks[1..i]) {
-                    return tampered(i, reason);
-                }
-                let countersigned = seal.agent.len();
-                return Verdict::Valid {
-                    header: Box::new(header),
-                    seal,
-                    chunks: chunks.len(),
-                    countersigned,
-                };
+            _ => {}
+        }
+    }
+
+    /// The verdict, or a checked seal whose countersignatures remain to be checked.
+    fn finish(self, problem: Option<ChunkProblem>) -> Result<Verdict, Box<Sealed>> {
+        if let Some(ChunkProblem::Corrupt { offset, index, reason }) = problem {
+            return Ok(Verdict::Tampered { chunk: index, offset, reason });
+        }
+        if let Some((chunk, reason)) = self.problem {
+            return Ok(Verdict::Tampered { chunk, offset: self.problem_offset, reason });
+        }
+        let Some(header) = self.header else {
+            return Ok(Verdict::Truncated { header: None, chunks: 0, offset: 0 });
+        };
+        let Some((i, chunk)) = self.seal else {
+            let chunks = self.chunks;
+            return Ok(Verdict::Truncated { header: Some(Box::new(header)), chunks, offset: self.end });
+        };
+        let tampered = |reason: String| Ok(Verdict::Tampered { chunk: i, offset: chunk.offset, reason });
+        if problem.is_some() {
+            return tampered("data after the seal".into());
+        }
+        let seal = match open_seal(&chunk.payload, self.relay_key) {
+            Ok(s) => s,
+            Err(reason) => return tampered(reason),
+        };
+        if seal.chunks as usize != i || seal.final_hash != hex::encode(chunk.prev_hash) {
+            return tampered("the seal does not cover the chunks before it".into());
+        }
+        if seal.session != header.session.id.as_str() {
+            return tampered("the seal is for another session".into());
+        }
+        let recomputed: Vec<ChannelDigest> = self
+            .digests
+            .into_iter()
+            .map(|((channel, dir), (n, ctx))| ChannelDigest {
+                channel,
+                direction: dir.as_str().to_owned(),
+                bytes: n,
+                sha256: hex::encode(ctx.finish().as_ref()),
+            })
+            .collect();
+        if recomputed != seal.channels {
+            return tampered("recorded bytes do not match the sealed digests".into());
+        }
+        Err(Box::new(Sealed {
+            header,
+            seal,
+            seal_index: i,
+            seal_offset: chunk.offset,
+            final_hash: chunk.prev_hash,
+            channel_of: self.channel_of,
+        }))
+    }
+}
+
+impl Sealed {
+    /// The channel prefixes that the agent's reports name, to hash on the second pass.
+    fn targets(&self) -> Prefixes {
+        let mut targets = Prefixes::new();
+        for d in self.seal.agent.iter().flat_map(|cs| &cs.digests) {
+            if let (Some(&channel), Some(dir)) = (self.channel_of.get(&d.stream), direction(&d.direction)) {
+                targets.insert((channel, dir, d.bytes), (d.bytes, Context::new(&SHA256)));
+            }
+        }
+        targets
+    }
+
+    fn judge_agent(self, prefixes: &Prefixes) -> Verdict {
+        let i = self.seal_index;
+        for cs in &self.seal.agent {
+            if let Err(reason) = check_one(&self.header, cs, &self.channel_of, prefixes) {
+                return Verdict::Tampered { chunk: i, offset: self.seal_offset, reason };
+            }
+        }
+        let countersigned = self.seal.agent.len();
+        Verdict::Valid { header: Box::new(self.header), seal: self.seal, chunks: i + 1, countersigned }
+    }
+}
+
+fn direction(s: &str) -> Option<Direction> {
+    match s {
+        "in" => Some(Direction::In),
+        "out" => Some(Direction::Out),
+        _ => None,
+    }
+}
+
+/// The second pass: hashes the first `n` recorded bytes of each target channel direction.
+async fn hash_prefixes(
+    source: &mut dyn RecordingSource,
+    sealed: &Sealed,
+    prefixes: &mut Prefixes,
+) -> std::io::Result<()> {
+    let changed = || {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "the recording changed while it was verified")
+    };
+    let mut chunks = ChunkStream::new(source);
+    let mut last = format::ZERO_HASH;
+    for _ in 0..sealed.seal_index {
+        let Next::Chunk(chunk) = chunks.next().await? else { return Err(changed()) };
+        last = chunk.hash;
+        if chunk.kind != ChunkKind::Events {
+            continue;
+        }
+        let events = format::decode_events(&chunk.payload).map_err(|_| changed())?;
+        for e in events.iter().filter(|e| e.kind == EventKind::Data) {
+            let targets = (e.channel, e.direction, 0)..=(e.channel, e.direction, u64::MAX);
+            for (left, ctx) in prefixes.range_mut(targets).map(|(_, v)| v) {
+                let take = (*left).min(e.data.len() as u64) as usize;
+                ctx.update(&e.data[..take]);
+                *left -= take as u64;
             }
         }
     }
-    let offset = chunks
-        .last()
-        .map(|c| c.offset + format::CHUNK_HEAD + c.payload.len() + format::HASH_LEN)
-        .unwrap_or(0);
-    Verdict::Truncated { header: Some(Box::new(header)), chunks: chunks.len(), offset }
+    if last != sealed.final_hash {
+        return Err(changed());
+    }
+    Ok(())
 }
 
 fn open_seal(payload: &[u8], relay_key: &[u8]) -> Result<SealBody, String> {
@@ -156,38 +375,16 @@ fn open_seal(payload: &[u8], relay_key: &[u8]) -> Result<SealBody, String> {
     serde_json::from_slice(body).map_err(|e| format!("seal is not valid: {e}"))
 }
 
-/// Checks the agent's countersignatures: signed by the enrolled agent's key, and each of
-/// its digests equal to the recorded bytes. The agent may have received fewer input bytes
-/// than the relay forwarded (typing after the shell exited), so its count may be a prefix
-/// of the recorded bytes, never more.
-fn check_agent(header: &Header, seal: &SealBody, event_chunks: &[Chunk]) -> Result<(), String> {
-    if seal.agent.is_empty() {
-        return Ok(());
-    }
-    let mut events = Vec::new();
-    for c in event_chunks {
-        events.extend(format::decode_events(&c.payload)?);
-    }
-    // QUIC stream index (as the agent names it) → recorded channel.
-    let mut channel_of: BTreeMap<u64, u32> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.kind == EventKind::ChannelOpen) {
-        if let Some(stream) =
-            serde_json::from_slice::<serde_json::Value>(&e.data).ok().and_then(|v| v["stream"].as_u64())
-        {
-            channel_of.insert(stream, e.channel);
-        }
-    }
-    for cs in &seal.agent {
-        check_one(header, cs, &channel_of, &events)?;
-    }
-    Ok(())
-}
-
+/// Checks one of the agent's countersignatures: signed by the enrolled agent's key, and
+/// each of its digests equal to the recorded bytes. The agent may have received fewer
+/// input bytes than the relay forwarded (typing after the shell exited), so its count may
+/// be a prefix of the recorded bytes, never more. `prefixes` holds the hashes of the
+/// recorded prefixes, from the second pass.
 fn check_one(
     header: &Header,
     cs: &AgentCountersignature,
     channel_of: &BTreeMap<u64, u32>,
-    events: &[format::Event],
+    prefixes: &Prefixes,
 ) -> Result<(), String> {
     let cert = hex::decode(&cs.cert).map_err(|_| "agent certificate is not hex".to_string())?;
     if header.agent_cert_fingerprint.as_deref() != Some(Fingerprint::of_der(&cert).hex().as_str()) {
@@ -204,24 +401,13 @@ fn check_one(
         let channel = *channel_of.get(&d.stream).ok_or_else(|| {
             format!("the agent reports stream {} that the recording does not have", d.stream)
         })?;
-        let dir = match d.direction.as_str() {
-            "in" => Direction::In,
-            "out" => Direction::Out,
-            other => return Err(format!("unknown direction {other:?} in the countersignature")),
+        let dir = direction(&d.direction)
+            .ok_or_else(|| format!("unknown direction {:?} in the countersignature", d.direction))?;
+        let same = match prefixes.get(&(channel, dir, d.bytes)) {
+            Some((0, ctx)) => hex::encode(ctx.clone().finish().as_ref()) == d.sha256,
+            _ => false,
         };
-        let mut ctx = Context::new(&SHA256);
-        let mut left = d.bytes;
-        for e in
-            events.iter().filter(|e| e.kind == EventKind::Data && e.channel == channel && e.direction == dir)
-        {
-            if left == 0 {
-                break;
-            }
-            let take = (left as usize).min(e.data.len());
-            ctx.update(&e.data[..take]);
-            left -= take as u64;
-        }
-        if left > 0 || hex::encode(ctx.finish().as_ref()) != d.sha256 {
+        if !same {
             return Err(format!(
                 "channel {channel} ({}): the agent saw {} bytes that differ from the recording",
                 d.direction, d.bytes

@@ -1,0 +1,140 @@
+//! Where recordings live, behind one trait, so that the recorder and the verifier do not
+//! know whether they write to a directory or to an object store.
+//!
+//! - [`LocalDir`] is the embedded default: one append-only file per session,
+//!   `<dir>/<session>.arec`.
+//! - [`ObjectRecordings`] writes through `object_store` (a local directory, memory, or an
+//!   S3-compatible bucket). Object stores cannot append, so each [`RecordingSink::sync`]
+//!   writes what was appended since the last one as the next numbered segment object.
+//! - [`open`] picks a backend from the `--recordings` option.
+//!
+//! The contract every backend keeps (checked by the conformance suite in `conformance.rs`):
+//! `create` refuses a session that already has a recording and a session id that could
+//! name anything but its own recording; after `sync` returns, everything appended before it
+//! is durable and reads back in order; bytes appended but not synced may or may not be read
+//! back, and are never claimed durable. It does not decide what is recorded or verify it.
+
+mod local;
+mod object;
+
+#[cfg(test)]
+mod conformance;
+
+pub(crate) use local::FileSource;
+pub use local::LocalDir;
+pub use object::{ObjectRecordings, SEGMENT_MAX};
+
+use assist_proto::ids::SessionId;
+use bytes::Bytes;
+use std::path::Path;
+use std::sync::Arc;
+
+/// An open recording being appended to.
+#[async_trait::async_trait]
+pub trait RecordingSink: Send {
+    /// Adds bytes after the ones before. Not durable until [`RecordingSink::sync`].
+    async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Makes everything appended so far durable, or fails.
+    async fn sync(&mut self) -> std::io::Result<()>;
+}
+
+/// A recording read back piece by piece, in order, so that a reader holds one piece at a
+/// time however long the recording is.
+#[async_trait::async_trait]
+pub trait RecordingSource: Send {
+    /// The next bytes of the recording; `None` at its end. Pieces are never empty.
+    async fn next_piece(&mut self) -> std::io::Result<Option<Bytes>>;
+}
+
+#[async_trait::async_trait]
+pub trait RecordingStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts a new recording; fails if one exists for the session.
+    async fn create(&self, session: &SessionId) -> std::io::Result<Box<dyn RecordingSink>>;
+    /// Opens a recording for reading; `NotFound` if there is none.
+    async fn open(&self, session: &SessionId) -> std::io::Result<Box<dyn RecordingSource>>;
+    /// Reads a whole recording into memory.
+    async fn read(&self, session: &SessionId) -> std::io::Result<Vec<u8>> {
+        let mut source = self.open(session).await?;
+        let mut out = Vec::new();
+        while let Some(piece) = source.next_piece().await? {
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+    /// Where the recording is, for people.
+    fn locate(&self, session: &SessionId) -> String;
+}
+
+/// A [`RecordingSource`] over bytes already in memory (a file given to `verify --file`
+/// after reading, or a test's copy).
+pub struct MemorySource(Option<Bytes>);
+
+impl MemorySource {
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordingSource for MemorySource {
+    async fn next_piece(&mut self) -> std::io::Result<Option<Bytes>> {
+        Ok(self.0.take())
+    }
+}
+
+/// Longest session id a store accepts.
+const MAX_SESSION_ID: usize = 128;
+
+/// Refuses a session id that is not a plain name: it becomes a file or object name, and
+/// must never reach outside the recordings' place whatever it contains. The relay's own
+/// ids (`s-<hex>`) always pass.
+pub fn check_session(session: &SessionId) -> std::io::Result<()> {
+    let s = session.as_str();
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if s.is_empty() || s.len() > MAX_SESSION_ID || !s.chars().all(plain) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad session id {s:?}: expected letters, digits, '-' or '_'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the recordings' place named by `--recordings`:
+///
+/// - a path (no `scheme://`): a [`LocalDir`] there;
+/// - `file:///ABSOLUTE/DIR`: segment objects under that directory (object_store's local
+///   file system), created if missing;
+/// - `s3://BUCKET[/PREFIX]`: segment objects in an S3-compatible bucket, configured from the
+///   standard `AWS_*` environment variables (`AWS_ENDPOINT`, `AWS_REGION`,
+///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …).
+///
+/// `None` is the default, `<data_dir>/recordings`.
+pub fn open(spec: Option<&str>, data_dir: &Path) -> Result<Arc<dyn RecordingStore>, String> {
+    let Some(spec) = spec else {
+        return Ok(Arc::new(LocalDir::new(data_dir.join("recordings"))));
+    };
+    if let Some(path) = spec.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(format!("{spec}: a file URL needs an absolute path (file:///DIR)"));
+        }
+        return Ok(Arc::new(ObjectRecordings::local(Path::new(path))?));
+    }
+    if let Some(rest) = spec.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{spec}: no bucket (s3://BUCKET/PREFIX)"));
+        }
+        return Ok(Arc::new(ObjectRecordings::s3(bucket, prefix.trim_matches('/'))?));
+    }
+    if let Some((scheme, _)) = spec.split_once("://") {
+        return Err(format!(
+            "{spec}: unknown scheme {scheme:?}: use a path, file:///DIR or s3://BUCKET/PREFIX"
+        ));
+    }
+    if spec.is_empty() {
+        return Err("the recordings location is empty".into());
+    }
+    Ok(Arc::new(LocalDir::new(spec)))
+}
