@@ -148,7 +148,8 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
         })
     };
     // Webhooks read the audit log; they never hold up the broker.
-    let webhooks = crate::webhook::Worker::start(relay.store.clone(), crate::webhook::WebhookConfig::default());
+    let webhooks =
+        crate::webhook::Worker::start(relay.store.clone(), crate::webhook::WebhookConfig::default());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

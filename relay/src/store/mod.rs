@@ -216,13 +216,23 @@ pub trait Store: Send + Sync + 'static {
     /// hook removed meanwhile, and any (hook, event) already queued) and moves the cursor
     /// to `to`. Returns false, changing nothing, if the cursor had moved. Not audited: the
     /// attempts are.
-    async fn enqueue_webhook_deliveries(&self, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<bool>;
+    async fn enqueue_webhook_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool>;
     /// Pending deliveries due at `now`, of webhooks not removed, lowest event first.
     async fn due_webhook_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>>;
     /// Stores an attempt's outcome with its `webhook.delivered`/`webhook.failed` event. A
     /// delivery that is no longer pending (cancelled meanwhile) keeps its state; the attempt
     /// is audited all the same.
-    async fn record_webhook_attempt(&self, attempt: &AttemptRecord, now: i64, audit: &AuditEvent) -> Result<()>;
+    async fn record_webhook_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<()>;
     /// Deliveries, newest event first, optionally of one webhook, at most `limit`.
     async fn list_webhook_deliveries(&self, webhook: Option<&str>, limit: u32) -> Result<Vec<DeliveryRow>>;
 }

@@ -62,7 +62,9 @@ pub struct Added {
 
 fn check_secret(secret: &str) -> Result<(), AdminError> {
     if secret.chars().count() < MIN_SECRET_CHARS {
-        return Err(AdminError::Invalid(format!("the secret is too short: use at least {MIN_SECRET_CHARS} characters")));
+        return Err(AdminError::Invalid(format!(
+            "the secret is too short: use at least {MIN_SECRET_CHARS} characters"
+        )));
     }
     if secret.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(AdminError::Invalid("the secret must not contain spaces or control characters".into()));

@@ -101,7 +101,8 @@ pub async fn run(store: &dyn Store, command: WebhookCommand, actor: &str, now: i
         }
         WebhookCommand::Deliveries { webhook, limit, json } => {
             let rows = admin::deliveries(store, webhook.as_deref(), limit).await?;
-            let headers = ["DELIVERY", "WEBHOOK", "SEQ", "EVENT", "STATE", "ATTEMPTS", "LAST", "NEXT", "SESSION"];
+            let headers =
+                ["DELIVERY", "WEBHOOK", "SEQ", "EVENT", "STATE", "ATTEMPTS", "LAST", "NEXT", "SESSION"];
             print_rows(json, &rows, &headers, |d| {
                 let last = match (d.last_status, &d.last_error) {
                     (_, Some(e)) => e.clone(),

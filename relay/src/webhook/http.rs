@@ -29,10 +29,13 @@ pub fn validate_url(url: &str) -> Result<Uri, String> {
     if url.contains('#') {
         return Err(format!("webhook URL {url:?} has a fragment (#...), which is never sent"));
     }
+    let scheme_ok = |u: &Uri| matches!(u.scheme_str(), Some("http" | "https"));
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(format!("webhook URL {url:?} must start with http:// or https://"));
+    }
     let uri: Uri = url.parse().map_err(|e| format!("webhook URL {url:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(format!("webhook URL {url:?} must start with http:// or https://")),
+    if !scheme_ok(&uri) {
+        return Err(format!("webhook URL {url:?} must start with http:// or https://"));
     }
     let Some(authority) = uri.authority() else {
         return Err(format!("webhook URL {url:?} names no host"));
@@ -175,7 +178,8 @@ mod tests {
             ("http:///path", "not a URL"),
             ("https://user:pw@example.com/", "password"),
             ("https://example.com/#x", "fragment"),
-            ("not a url", "not a URL"),
+            ("not a url", "http:// or https://"),
+            ("http://exa mple.com/", "not a URL"),
         ] {
             let e = validate_url(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

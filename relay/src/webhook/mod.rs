@@ -32,6 +32,9 @@ pub mod rows;
 pub mod sign;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 pub use worker::{WebhookConfig, Worker};
 
 use crate::audit::Action;

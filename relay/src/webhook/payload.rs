@@ -140,9 +140,10 @@ fn chat_text(event: &AuditRecord, session: Option<&SessionInfo>) -> String {
     let body = match event.action.as_str() {
         "session.requested" => {
             let why = session.map_or_else(String::new, |s| format!(": {}", defuse(&s.reason)));
-            let until = detail.get("consent_deadline").and_then(Value::as_i64).map_or_else(String::new, |d| {
-                format!(". Waiting for consent until {}", rfc3339_ms(d))
-            });
+            let until = detail
+                .get("consent_deadline")
+                .and_then(Value::as_i64)
+                .map_or_else(String::new, |d| format!(". Waiting for consent until {}", rfc3339_ms(d)));
             format!("session {id} requested{about}{why}{until}")
         }
         "session.approved" => format!("session {id} approved by {}{about}", who()),
@@ -199,7 +200,8 @@ mod tests {
     #[test]
     fn json_bodies_carry_the_session_and_what_the_event_says() {
         let s = session();
-        let approved = record(Action::SessionApproved, json!({"approver": "bob", "capabilities": [{"kind": "shell"}]}));
+        let approved =
+            record(Action::SessionApproved, json!({"approver": "bob", "capabilities": [{"kind": "shell"}]}));
         let v: Value = serde_json::from_str(&body(PayloadFormat::Json, &approved, Some(&s))).unwrap();
         assert_eq!(v["schema"], 1);
         assert_eq!((v["event"].as_str(), v["seq"].as_i64()), (Some("session.approved"), Some(7)));
@@ -228,7 +230,10 @@ mod tests {
         let v: Value = serde_json::from_str(&body(PayloadFormat::Chat, &requested, Some(&s))).unwrap();
         let text = v["text"].as_str().unwrap();
         assert_eq!(v.as_object().unwrap().len(), 1, "only text: strict chat endpoints refuse other fields");
-        assert!(text.starts_with("[assist] session s-1 requested (alice@vendor on erp-db01 of acme"), "{text}");
+        assert!(
+            text.starts_with("[assist] session s-1 requested (alice@vendor on erp-db01 of acme"),
+            "{text}"
+        );
         assert!(text.contains("ticket INC-1042 P1"), "{text}");
         assert!(!text.contains("<!channel>") && !text.contains("@here"), "{text}");
         assert!(text.contains("Waiting for consent until 2023-11-14T22:15:20.000Z"), "{text}");

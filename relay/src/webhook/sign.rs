@@ -105,12 +105,25 @@ mod tests {
         let now = 1_700_000_000;
         let sig = signature(SECRET, now, BODY);
         assert_eq!(verify(SECRET, "1700000000", BODY, &sig, now + 10, 300), Ok(()));
-        let refused = |secret: &str, ts: &str, body: &[u8], sig: &str| verify(secret, ts, body, sig, now, 300);
-        assert_eq!(refused("wrong-secret-0123456789", "1700000000", BODY, &sig), Err(SignatureError::Mismatch));
+        let refused =
+            |secret: &str, ts: &str, body: &[u8], sig: &str| verify(secret, ts, body, sig, now, 300);
+        assert_eq!(
+            refused("wrong-secret-0123456789", "1700000000", BODY, &sig),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(refused(SECRET, "1700000001", BODY, &sig), Err(SignatureError::Mismatch));
-        assert_eq!(refused(SECRET, "1700000000", br#"{"event":"session.approved"}"#, &sig), Err(SignatureError::Mismatch));
-        assert_eq!(refused(SECRET, "1700000000", BODY, &sig.replace("sha256=", "sha1=")), Err(SignatureError::Malformed));
-        assert_eq!(refused(SECRET, "1700000000", BODY, &sig[..sig.len() - 2]), Err(SignatureError::Malformed));
+        assert_eq!(
+            refused(SECRET, "1700000000", br#"{"event":"session.approved"}"#, &sig),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            refused(SECRET, "1700000000", BODY, &sig.replace("sha256=", "sha1=")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            refused(SECRET, "1700000000", BODY, &sig[..sig.len() - 2]),
+            Err(SignatureError::Malformed)
+        );
         assert_eq!(refused(SECRET, "17e8", BODY, &sig), Err(SignatureError::BadTimestamp));
     }
 

@@ -147,14 +147,17 @@ async fn run(store: Arc<dyn Store>, cfg: WebhookConfig, mut stopped: watch::Rece
     if !tasks.is_empty() {
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(cfg.shutdown_grace, drain).await.is_err() {
-            info!(abandoned = tasks.len(), "webhook attempts abandoned at shutdown; sent again after restart");
+            info!(
+                abandoned = tasks.len(),
+                "webhook attempts abandoned at shutdown; sent again after restart"
+            );
             tasks.abort_all();
         }
     }
 }
 
 /// Queues deliveries for the audit events after the cursor, a page at a time.
-async fn queue_new_events(store: &dyn Store) -> Result<(), StoreError> {
+pub(super) async fn queue_new_events(store: &dyn Store) -> Result<(), StoreError> {
     for _ in 0..PAGES_PER_TICK {
         let scan = store.webhook_scan(PAGE).await?;
         if scan.page_end == scan.cursor {
@@ -274,11 +277,13 @@ async fn deliver(store: &dyn Store, sender: &Sender, retry: &RetryPolicy, d: Due
         }
     }
     let action = if delivered { Action::WebhookDelivered } else { Action::WebhookFailed };
-    let mut event = AuditEvent::new(RELAY_ACTOR, action).org(&d.org).target(d.delivery.webhook.as_str()).detail(detail);
+    let mut event =
+        AuditEvent::new(RELAY_ACTOR, action).org(&d.org).target(d.delivery.webhook.as_str()).detail(detail);
     if let Some(session) = &d.delivery.session {
         event = event.session(&SessionId::new(session.clone()));
     }
-    let record = AttemptRecord { delivery: d.delivery.id.clone(), attempt, state, next_attempt_at, status, error };
+    let record =
+        AttemptRecord { delivery: d.delivery.id.clone(), attempt, state, next_attempt_at, status, error };
     match store.record_webhook_attempt(&record, now, &event).await {
         Ok(()) => {
             if !delivered {

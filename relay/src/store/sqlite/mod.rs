@@ -18,10 +18,10 @@ mod webhooks;
 
 use super::{AgentRow, OrgRow, Result, Store, StoreError, TokenProblem, UnreadableEvent, UserRow};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::webhook::rows::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
 use assist_proto::caps::{ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
-use crate::webhook::rows::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 use std::collections::BTreeMap;
@@ -500,7 +500,12 @@ impl Store for SqliteStore {
         self.scan_for_webhooks(limit).await
     }
 
-    async fn enqueue_webhook_deliveries(&self, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<bool> {
+    async fn enqueue_webhook_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool> {
         self.enqueue_deliveries(from, to, deliveries).await
     }
 
@@ -508,7 +513,12 @@ impl Store for SqliteStore {
         self.due_deliveries(now, limit).await
     }
 
-    async fn record_webhook_attempt(&self, attempt: &AttemptRecord, now: i64, event: &AuditEvent) -> Result<()> {
+    async fn record_webhook_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        now: i64,
+        event: &AuditEvent,
+    ) -> Result<()> {
         self.record_attempt(attempt, now, event).await
     }
 

@@ -43,10 +43,7 @@ fn webhook_from_row(r: &SqliteRow) -> Result<WebhookRow> {
 
 macro_rules! select_webhooks {
     ($rest:literal) => {
-        concat!(
-            "SELECT id, org, url, events, format, secret, created_at, after_seq FROM webhooks ",
-            $rest
-        )
+        concat!("SELECT id, org, url, events, format, secret, created_at, after_seq FROM webhooks ", $rest)
     };
 }
 
@@ -88,7 +85,9 @@ impl SqliteStore {
         let events = hook
             .events
             .as_ref()
-            .map(|e| serde_json::to_string(e).map_err(|e| StoreError::Corrupt(format!("webhook events: {e}"))))
+            .map(|e| {
+                serde_json::to_string(e).map_err(|e| StoreError::Corrupt(format!("webhook events: {e}")))
+            })
             .transpose()?;
         let mut tx = self.write().await?;
         // The hook's own event comes first: its number is where the hook starts listening.
@@ -173,7 +172,12 @@ impl SqliteStore {
         Ok(WebhookScan { cursor, page_end, events, hooks })
     }
 
-    pub(super) async fn enqueue_deliveries(&self, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<bool> {
+    pub(super) async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool> {
         let mut tx = self.write().await?;
         let moved = sqlx::query("UPDATE webhook_cursor SET after_seq = ? WHERE id = 1 AND after_seq = ?")
             .bind(to)
