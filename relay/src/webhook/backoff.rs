@@ -17,7 +17,7 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Longest delay between two attempts. Default 15 minutes.
     pub cap: Duration,
-    /// Attempts before giving up, the first included. Default 12 (about 50 minutes of
+    /// Attempts before giving up, the first included. Default 12 (25 to 47 minutes of
     /// retrying with the default base and cap).
     pub max_attempts: u32,
     /// Age after which a failed delivery is given up whatever its count. Default 24 h:
