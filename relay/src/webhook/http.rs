@@ -115,6 +115,26 @@ impl Sender {
         Self { http, https: Arc::new(OnceLock::new()), timeout }
     }
 
+    /// A sender that trusts only `roots` for `https` (tests: a CA of their own, in place
+    /// of the system's).
+    #[cfg(test)]
+    pub(crate) fn with_roots(timeout: Duration, roots: rustls::RootCertStore) -> Self {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector());
+        let sender = Self::new(timeout);
+        let _ = sender.https.set(Ok(Client::builder(TokioExecutor::new()).build(https)));
+        sender
+    }
+
     /// POSTs `body` with `headers` (plus `Content-Type: application/json`) to `url`.
     pub async fn post(&self, url: &str, headers: &[(&str, String)], body: String) -> Outcome {
         let uri = match validate_url(url) {

@@ -33,6 +33,8 @@ pub mod sign;
 mod worker;
 
 #[cfg(test)]
+mod https_tests;
+#[cfg(test)]
 mod tests;
 
 pub use worker::{WebhookConfig, Worker};
