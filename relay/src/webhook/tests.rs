@@ -132,8 +132,8 @@ async fn events_are_queued_for_the_hooks_they_concern_and_only_once() {
             .await;
     assert!(customer.webhook.id.starts_with("wh-") && customer.secret.len() == 64);
 
-    let requested = session_event(store.as_ref(), Action::SessionRequested, "s-1").await;
-    let ended = session_event(store.as_ref(), Action::SessionEnded, "s-1").await;
+    session_event(store.as_ref(), Action::SessionRequested, "s-1").await;
+    session_event(store.as_ref(), Action::SessionEnded, "s-1").await;
     store.append_audit(&AuditEvent::new("mallory", Action::LoginFailed), 100).await.unwrap();
     store
         .append_audit(&AuditEvent::new("relay", Action::WebhookFailed).org(&"acme".into()), 100)
@@ -161,7 +161,6 @@ async fn events_are_queued_for_the_hooks_they_concern_and_only_once() {
     expected.sort();
     assert_eq!(queued, expected, "other's hook gets nothing; webhook.* events go nowhere");
     assert!(!queued.iter().any(|(h, _)| *h == unrelated.webhook.id));
-    let _ = (requested, ended);
 
     // A cursor that moved under a stale scan: nothing is queued twice.
     assert!(!store.enqueue_webhook_deliveries(0, 1, &[]).await.unwrap());
