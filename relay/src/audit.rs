@@ -132,6 +132,14 @@ actions! {
     UserAdded = "user.added",
     /// A user's password was set or reset.
     PasswordSet = "user.password_set",
+    // Outgoing webhooks (crate::webhook). `webhook.*` events never trigger a webhook.
+    /// A webhook was configured (target: its id; never its secret).
+    WebhookAdded = "webhook.added",
+    WebhookRemoved = "webhook.removed",
+    /// A delivery attempt got a 2xx answer.
+    WebhookDelivered = "webhook.delivered",
+    /// A delivery attempt failed (status or error); the detail says whether it is retried.
+    WebhookFailed = "webhook.failed",
 }
 
 impl fmt::Display for Action {

@@ -8,7 +8,8 @@
 //! - [`admin`]: the administration commands run against the data directory;
 //! - [`admin_windows`]: the maintenance-window commands;
 //! - [`broker`]: live agents and sessions, consent, and the rules connecting them;
-//! - [`serve`]: the QUIC endpoint and connection dispatch.
+//! - [`serve`]: the QUIC endpoint and connection dispatch;
+//! - [`webhook`]: outgoing webhooks driven by the audit log.
 
 pub mod admin;
 pub mod admin_windows;
@@ -20,6 +21,7 @@ pub mod datadir;
 pub mod recording;
 pub mod serve;
 pub mod store;
+pub mod webhook;
 
 /// Milliseconds since the Unix epoch, now. The only place the relay reads the wall clock
 /// for stored timestamps; everything below takes `now` as an argument.

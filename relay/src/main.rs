@@ -62,6 +62,9 @@ enum Command {
     /// The relay's public keys, for verifying recordings away from the relay.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Outgoing webhooks: signed session events for ticketing systems and chat.
+    #[command(subcommand)]
+    Webhook(assist_relay::webhook::cli::WebhookCommand),
 }
 
 #[derive(Subcommand)]
@@ -458,6 +461,7 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
         Command::Serve(_) | Command::Recording(_) | Command::Keys(_) => unreachable!("handled by run"),
         Command::Audit(audit) => return audit_command(store, audit, now).await,
         Command::Window(cmd) => window_cli::run(store, cmd, &actor, now).await?,
+        Command::Webhook(cmd) => assist_relay::webhook::cli::run(store, cmd, &actor, now).await?,
         Command::Org(OrgCommand::Add { name, supported_by }) => {
             admin::org_add(store, &name, &supported_by, &actor, now).await?;
             eprintln!("added organisation {name}");

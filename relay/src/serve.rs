@@ -154,6 +154,9 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
             }
         })
     };
+    // Webhooks read the audit log; they never hold up the broker.
+    let webhooks =
+        crate::webhook::Worker::start(relay.store.clone(), crate::webhook::WebhookConfig::default());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -174,6 +177,8 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
     }
     revocations.abort();
     relay.end_all(EndReason::RelayShutdown).await;
+    // The sessions' last events are sent after the next start: the cursor is durable.
+    webhooks.stop().await;
     endpoint.close(codes::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
 }

@@ -6,3 +6,4 @@ mod consent;
 mod lifecycle;
 mod pty;
 mod recording;
+mod webhooks;

@@ -136,7 +136,7 @@ impl Grants {
                     Some(n) if *n > 0 => *n -= 1,
                     _ => {
                         return Err(
-                            "the grant claims a local approval that this agent's prompt did not give".into()
+                            "the grant claims a local approval that this agent's prompt did not give".into(),
                         );
                     }
                 }

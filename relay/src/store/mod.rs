@@ -16,6 +16,8 @@ use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use assist_proto::caps::{Capability, ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
+// Outgoing webhooks: row types live with the feature.
+use crate::webhook::rows::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
 
 pub use sqlite::SqliteStore;
 
@@ -224,4 +226,41 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Result<AuditRecord, UnreadableEvent>>>;
+
+    // ---- Outgoing webhooks (crate::webhook; SQL in sqlite/webhooks.rs) ----
+
+    /// Adds a webhook (the org must exist, the id be new) and returns it as stored: its
+    /// `after_seq` is the sequence number of `audit` (its `webhook.added` event), so it
+    /// receives only events appended after it.
+    async fn add_webhook(&self, hook: &WebhookRow, audit: &AuditEvent) -> Result<WebhookRow>;
+    /// Webhooks not removed, oldest first.
+    async fn list_webhooks(&self) -> Result<Vec<WebhookRow>>;
+    /// Removes a webhook and cancels its pending deliveries; returns how many it cancelled.
+    async fn remove_webhook(&self, id: &str, now: i64, audit: &AuditEvent) -> Result<u64>;
+    /// In one read snapshot: the webhook cursor, up to `limit` audit events after it (in
+    /// order), and the webhooks not removed.
+    async fn webhook_scan(&self, limit: u32) -> Result<WebhookScan>;
+    /// In one transaction: if the cursor is still `from`, queues `deliveries` (skipping a
+    /// hook removed meanwhile, and any (hook, event) already queued) and moves the cursor
+    /// to `to`. Returns false, changing nothing, if the cursor had moved. Not audited: the
+    /// attempts are.
+    async fn enqueue_webhook_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool>;
+    /// Pending deliveries due at `now`, of webhooks not removed, lowest event first.
+    async fn due_webhook_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>>;
+    /// Stores an attempt's outcome with its `webhook.delivered`/`webhook.failed` event. A
+    /// delivery that is no longer pending (cancelled meanwhile) keeps its state; the attempt
+    /// is audited all the same.
+    async fn record_webhook_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<()>;
+    /// Deliveries, newest event first, optionally of one webhook, at most `limit`.
+    async fn list_webhook_deliveries(&self, webhook: Option<&str>, limit: u32) -> Result<Vec<DeliveryRow>>;
 }

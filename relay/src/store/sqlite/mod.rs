@@ -14,10 +14,12 @@
 
 mod audit;
 mod sessions;
+mod webhooks;
 mod windows;
 
 use super::{AgentRow, OrgRow, Result, Store, StoreError, TokenProblem, UnreadableEvent, UserRow, WindowRow};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::webhook::rows::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
 use assist_proto::caps::{ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
@@ -491,6 +493,50 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Result<AuditRecord, UnreadableEvent>>> {
         self.audit_page(after_seq, limit).await
+    }
+
+    // ---- Outgoing webhooks: see webhooks.rs ----
+
+    async fn add_webhook(&self, hook: &WebhookRow, event: &AuditEvent) -> Result<WebhookRow> {
+        self.insert_webhook(hook, event).await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookRow>> {
+        self.active_webhooks().await
+    }
+
+    async fn remove_webhook(&self, id: &str, now: i64, event: &AuditEvent) -> Result<u64> {
+        self.delete_webhook(id, now, event).await
+    }
+
+    async fn webhook_scan(&self, limit: u32) -> Result<WebhookScan> {
+        self.scan_for_webhooks(limit).await
+    }
+
+    async fn enqueue_webhook_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool> {
+        self.enqueue_deliveries(from, to, deliveries).await
+    }
+
+    async fn due_webhook_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>> {
+        self.due_deliveries(now, limit).await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        now: i64,
+        event: &AuditEvent,
+    ) -> Result<()> {
+        self.record_attempt(attempt, now, event).await
+    }
+
+    async fn list_webhook_deliveries(&self, webhook: Option<&str>, limit: u32) -> Result<Vec<DeliveryRow>> {
+        self.deliveries(webhook, limit).await
     }
 }
 

@@ -1,0 +1,251 @@
+//! Webhook bodies, built once when a delivery is queued and sent unchanged on every
+//! attempt.
+//!
+//! - `json` ([`SCHEMA`] 1, described in `docs/webhooks.md`): the event (kind, sequence
+//!   number, time, actor, organisation), the session it concerns (ticket, priority,
+//!   engineer, agent, both organisations, requested capabilities: fields that never change
+//!   once a session is requested, read from the sessions table), what this event says
+//!   (approver, capabilities, end reason) and the audit event's whole `detail`.
+//! - `chat`: `{"text": "..."}`, one sentence for people; text typed by engineers and
+//!   approvers is defused so that it cannot mention (`@channel`) or link.
+//!
+//! It does no I/O: the caller reads the session.
+
+use super::rows::PayloadFormat;
+use crate::audit::AuditRecord;
+use assist_proto::msg::SessionInfo;
+use serde_json::{Value, json};
+
+/// The version of the `json` body. Fields may be added within a version; none is removed
+/// or changes meaning without a new version.
+pub const SCHEMA: u32 = 1;
+
+/// Session events whose session is over, and whose stored end reason is therefore final.
+const ENDING_EVENTS: &[&str] = &["session.denied", "session.expired", "session.ended"];
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-20T09:15:02.123Z`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            ms.rem_euclid(1000)
+        ),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// The body for `event` (with its session, if it has one and it is stored).
+pub fn body(format: PayloadFormat, event: &AuditRecord, session: Option<&SessionInfo>) -> String {
+    let value = match format {
+        PayloadFormat::Json => json_body(event, session),
+        PayloadFormat::Chat => json!({ "text": chat_text(event, session) }),
+    };
+    value.to_string()
+}
+
+fn detail_of(event: &AuditRecord) -> Value {
+    serde_json::from_str(&event.detail).unwrap_or_else(|_| Value::String(event.detail.clone()))
+}
+
+fn text_field(detail: &Value, key: &str) -> Option<String> {
+    detail.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn approver(event: &AuditRecord, detail: &Value, session: Option<&SessionInfo>) -> Option<String> {
+    text_field(detail, "approver").or_else(|| {
+        (event.action != "session.requested").then(|| session.and_then(|s| s.approver.clone())).flatten()
+    })
+}
+
+fn end_reason(event: &AuditRecord, detail: &Value, session: Option<&SessionInfo>) -> Option<String> {
+    if !ENDING_EVENTS.contains(&event.action.as_str()) {
+        return None;
+    }
+    session.and_then(|s| s.end_reason.clone()).or_else(|| text_field(detail, "reason"))
+}
+
+fn json_body(event: &AuditRecord, session: Option<&SessionInfo>) -> Value {
+    let detail = detail_of(event);
+    let session_part = match (session, &event.session) {
+        (Some(s), _) => json!({
+            "id": s.id,
+            "ticket": s.ticket,
+            "priority": s.priority.to_string(),
+            "reason": s.reason,
+            "engineer": s.engineer,
+            "engineer_org": s.engineer_org,
+            "agent": s.agent,
+            "agent_org": s.agent_org,
+            "requested_at": rfc3339_ms(s.requested_at),
+            "requested_capabilities": s.capabilities,
+        }),
+        (None, Some(id)) => json!({ "id": id }),
+        (None, None) => Value::Null,
+    };
+    json!({
+        "schema": SCHEMA,
+        "event": event.action,
+        "seq": event.seq,
+        "time": rfc3339_ms(event.at),
+        "at_ms": event.at,
+        "actor": event.actor,
+        "org": event.org,
+        "target": event.target,
+        "session": session_part,
+        "approver": approver(event, &detail, session),
+        "capabilities": detail.get("capabilities").cloned().unwrap_or(Value::Null),
+        "end_reason": end_reason(event, &detail, session),
+        "detail": detail,
+    })
+}
+
+/// Text from people, made inert for chat: no `<link|...>` or `<!channel>` markup, no
+/// `@mentions` (a zero-width space follows every `@`), one line, bounded.
+fn defuse(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .take(300)
+        .map(|c| match c {
+            '<' => '‹',
+            '>' => '›',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    one_line.replace('@', "@\u{200b}")
+}
+
+fn chat_text(event: &AuditRecord, session: Option<&SessionInfo>) -> String {
+    let detail = detail_of(event);
+    let id = event.session.as_deref().unwrap_or("-");
+    let about = session.map_or_else(String::new, |s| {
+        format!(
+            " ({}@{} on {} of {}, ticket {} {})",
+            s.engineer,
+            s.engineer_org,
+            s.agent,
+            s.agent_org,
+            defuse(&s.ticket),
+            s.priority
+        )
+    });
+    let reason = || defuse(&end_reason(event, &detail, session).unwrap_or_else(|| "no reason given".into()));
+    let who = || defuse(&approver(event, &detail, session).unwrap_or_else(|| event.actor.clone()));
+    let body = match event.action.as_str() {
+        "session.requested" => {
+            let why = session.map_or_else(String::new, |s| format!(": {}", defuse(&s.reason)));
+            let until = detail
+                .get("consent_deadline")
+                .and_then(Value::as_i64)
+                .map_or_else(String::new, |d| format!(". Waiting for consent until {}", rfc3339_ms(d)));
+            format!("session {id} requested{about}{why}{until}")
+        }
+        "session.approved" => format!("session {id} approved by {}{about}", who()),
+        "session.denied" => format!("session {id} denied{about}: {}", reason()),
+        "session.expired" => format!("session {id} expired without an answer{about}"),
+        "session.started" => format!("session {id} is active{about}"),
+        "session.ended" => format!("session {id} ended{about}: {}", reason()),
+        other => {
+            let org = event.org.as_deref().map_or_else(String::new, |o| format!(" in {o}"));
+            format!("{other} by {}{org}", defuse(&event.actor))
+        }
+    };
+    format!("[assist] {body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Action, AuditEvent, GENESIS};
+    use assist_proto::caps::{Capability, Priority};
+    use assist_proto::session::SessionState;
+
+    fn session() -> SessionInfo {
+        SessionInfo {
+            id: "s-1".into(),
+            engineer: "alice".into(),
+            engineer_org: "vendor".into(),
+            agent: "erp-db01".into(),
+            agent_org: "acme".into(),
+            ticket: "INC-1042".into(),
+            priority: Priority::P1,
+            reason: "ping <!channel> @here".into(),
+            capabilities: vec![Capability::Shell],
+            state: SessionState::Closed,
+            approver: Some("bob".into()),
+            requested_at: 1_700_000_000_000,
+            consent_deadline: 1_700_000_120_000,
+            decided_at: Some(1_700_000_001_000),
+            started_at: Some(1_700_000_002_000),
+            ended_at: Some(1_700_000_003_000),
+            end_reason: Some("shell exited with status 0".into()),
+            duration_secs: 3600,
+            granted: None,
+            grant_expires_at: None,
+            escalation: None,
+        }
+    }
+
+    fn record(action: Action, detail: Value) -> AuditRecord {
+        AuditEvent::new("bob", action)
+            .org(&"acme".into())
+            .target("erp-db01")
+            .session(&"s-1".into())
+            .detail(detail)
+            .seal(7, 1_700_000_001_234, GENESIS)
+    }
+
+    #[test]
+    fn json_bodies_carry_the_session_and_what_the_event_says() {
+        let s = session();
+        let approved =
+            record(Action::SessionApproved, json!({"approver": "bob", "capabilities": [{"kind": "shell"}]}));
+        let v: Value = serde_json::from_str(&body(PayloadFormat::Json, &approved, Some(&s))).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!((v["event"].as_str(), v["seq"].as_i64()), (Some("session.approved"), Some(7)));
+        assert_eq!(v["time"], "2023-11-14T22:13:21.234Z");
+        assert_eq!(v["session"]["ticket"], "INC-1042");
+        assert_eq!(v["session"]["priority"], "P1");
+        assert_eq!(v["session"]["engineer_org"], "vendor");
+        assert_eq!(v["session"]["requested_capabilities"], json!([{"kind": "shell"}]));
+        assert_eq!(v["approver"], "bob");
+        assert_eq!(v["capabilities"], json!([{"kind": "shell"}]));
+        assert_eq!(v["end_reason"], Value::Null, "not an end");
+
+        let ended = record(Action::SessionEnded, json!({"reason": "shell exited with status 0"}));
+        let v: Value = serde_json::from_str(&body(PayloadFormat::Json, &ended, Some(&s))).unwrap();
+        assert_eq!(v["end_reason"], "shell exited with status 0");
+        assert_eq!(v["detail"]["reason"], "shell exited with status 0");
+
+        let v: Value = serde_json::from_str(&body(PayloadFormat::Json, &ended, None)).unwrap();
+        assert_eq!(v["session"], json!({"id": "s-1"}), "a session not found still names its id");
+    }
+
+    #[test]
+    fn chat_text_is_one_defused_sentence() {
+        let s = session();
+        let requested = record(Action::SessionRequested, json!({"consent_deadline": 1_700_000_120_000_i64}));
+        let v: Value = serde_json::from_str(&body(PayloadFormat::Chat, &requested, Some(&s))).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 1, "only text: strict chat endpoints refuse other fields");
+        assert!(
+            text.starts_with("[assist] session s-1 requested (alice@vendor on erp-db01 of acme"),
+            "{text}"
+        );
+        assert!(text.contains("ticket INC-1042 P1"), "{text}");
+        assert!(!text.contains("<!channel>") && !text.contains("@here"), "{text}");
+        assert!(text.contains("Waiting for consent until 2023-11-14T22:15:20.000Z"), "{text}");
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_700_000_001_005), "2023-11-14T22:13:21.005Z");
+    }
+}
