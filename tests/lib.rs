@@ -3,6 +3,8 @@
 //!
 //! The binaries must be built first (`cargo build --bins`; the test script does it).
 
+pub mod rogue;
+
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

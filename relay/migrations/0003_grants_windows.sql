@@ -25,3 +25,20 @@ CREATE TABLE windows (
 ) STRICT;
 
 CREATE INDEX windows_by_org ON windows (org) WHERE removed_at IS NULL;
+
+-- Agents may now announce the `window` consent mode. SQLite cannot change a CHECK
+-- constraint in place: the table is rebuilt (nothing references it).
+CREATE TABLE agents_v3 (
+    name TEXT PRIMARY KEY NOT NULL,
+    org TEXT NOT NULL REFERENCES orgs (name),
+    cert_fingerprint TEXT NOT NULL UNIQUE,
+    enrolled_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    last_seen INTEGER,
+    consent TEXT CHECK (consent IN ('prompt', 'approver', 'window')),
+    online INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1))
+) STRICT;
+INSERT INTO agents_v3 (name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent, online)
+    SELECT name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent, online FROM agents;
+DROP TABLE agents;
+ALTER TABLE agents_v3 RENAME TO agents;

@@ -2,7 +2,9 @@
 
 mod audit;
 mod bad_input;
+mod bypass;
 mod consent;
+mod grants;
 mod lifecycle;
 mod pty;
 mod recording;
