@@ -37,6 +37,12 @@ fn wait_until(what: &str, mut f: impl FnMut() -> anyhow::Result<bool>) -> anyhow
     Ok(())
 }
 
+/// The id of `cli`'s newest session.
+fn session_id(cli: &Cli) -> anyhow::Result<String> {
+    let v: serde_json::Value = serde_json::from_str(&cli.ok(&["sessions", "--json"])?)?;
+    v[0]["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no session in {v}"))
+}
+
 /// Whether the process whose id is in `pidfile` is still alive.
 fn alive(pidfile: &Path) -> bool {
     let Ok(pid) = std::fs::read_to_string(pidfile) else { return false };
@@ -230,6 +236,15 @@ fn the_prompt_grants_a_subset_and_the_kill_key_ends_the_session() -> anyhow::Res
     s.stderr.wait_for("approved by prompt@erp-db01: shell for")?;
     s.stdout.wait_for("running")?;
     agent.proc().stdout.wait_for("type k and Enter")?;
+
+    // An escalation is asked at the same prompt, and answered there.
+    let id = session_id(&alice)?;
+    let mut esc = alice.spawn(&["escalate", &id, "--add", "clipboard", "--reason", "paste the query"])?;
+    agent.proc().stdout.wait_for("asks for MORE in live session")?;
+    agent.proc().stdout.wait_for("answer within")?;
+    agent.proc().write_line("y")?;
+    assert_eq!(esc.wait()?.code(), Some(0));
+    s.stderr.wait_for("prompt@erp-db01 granted clipboard")?;
 
     agent.proc().write_line("k")?;
     assert_ne!(s.wait()?.code(), Some(0));
