@@ -184,7 +184,7 @@ async fn session(
         match read_msg::<RelayToAgent, _>(&mut recv).await {
             Ok(Some(RelayToAgent::ConsentRequest { session })) => {
                 if cfg.consent == ConsentMode::Prompt {
-                    let _ = prompt_tx.send(PromptEvent::Ask(Box::new(session))).await;
+                    let _ = prompt_tx.send(PromptEvent::Ask(session)).await;
                 }
             }
             Ok(Some(RelayToAgent::ConsentWithdrawn { session, reason })) => {

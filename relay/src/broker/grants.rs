@@ -54,7 +54,12 @@ impl LiveSession {
     /// Stops every open channel whose capability `keep` rejects; returns how many.
     pub(crate) fn stop_channels(&self, keep: impl Fn(&Capability) -> bool) -> usize {
         let open = self.open.lock().expect("channels lock");
-        open.values().filter(|c| !keep(&c.cap)).map(|c| c.stop.send_replace(true)).count()
+        let mut stopped = 0;
+        for c in open.values().filter(|c| !keep(&c.cap)) {
+            c.stop.send_replace(true);
+            stopped += 1;
+        }
+        stopped
     }
 }
 
@@ -291,7 +296,7 @@ impl Relay {
         let waiting_for = match (consent, &window) {
             (ConsentMode::Prompt, _) => {
                 if let Some(tx) = self.agent_tx(&info.agent) {
-                    let _ = tx.send(RelayToAgent::ConsentRequest { session: info.clone() }).await;
+                    let _ = tx.send(RelayToAgent::ConsentRequest { session: Box::new(info.clone()) }).await;
                 }
                 format!("the customer at {} (prompt on the agent)", info.agent)
             }

@@ -119,6 +119,7 @@ impl Relay {
             channels: std::sync::atomic::AtomicU32::new(0),
             countersignatures: Mutex::default(),
             open: Mutex::default(),
+            file_streams: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
 
@@ -131,7 +132,7 @@ impl Relay {
         let waiting_for = match consent {
             ConsentMode::Prompt => {
                 if let Some(tx) = self.agent_tx(&agent) {
-                    let _ = tx.send(RelayToAgent::ConsentRequest { session: info.clone() }).await;
+                    let _ = tx.send(RelayToAgent::ConsentRequest { session: Box::new(info.clone()) }).await;
                 }
                 format!("the customer at {agent} (prompt on the agent)")
             }
