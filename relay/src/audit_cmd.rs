@@ -7,6 +7,9 @@
 //!   pages; [`export_jsonl_to_file`] does it atomically (a reader sees the old file or the
 //!   whole new one, never a partial export).
 //! - [`verify`] checks the whole chain, page by page, and reports the first broken event.
+//! - [`check_against_export`] checks that every event of an earlier export (a SIEM's copy)
+//!   is still in the log, unchanged: a chain alone cannot show that its newest events were
+//!   cut off, a copy kept elsewhere can.
 //!
 //! They do not print or choose where output goes: that is the binary's job.
 
@@ -140,6 +143,98 @@ pub async fn verify(store: &dyn Store) -> Result<Result<VerifiedChain, ChainBrea
     }
 }
 
+/// How an earlier export and the log disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportMismatch {
+    /// Line `line` of the export is not an exported event.
+    Unreadable { line: u64, reason: String },
+    /// The exported event `seq` is no longer in the log (which ends at `head`).
+    Missing { seq: i64, head: i64 },
+    /// The exported event `seq` has another hash in the log now.
+    Changed { seq: i64, exported: String, stored: String },
+}
+
+impl std::fmt::Display for ExportMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportMismatch::Unreadable { line, reason } => {
+                write!(f, "export line {line} is not an audit event: {reason}")
+            }
+            ExportMismatch::Missing { seq, head } => write!(
+                f,
+                "event {seq} of the export is missing from the log, which ends at event {head}: events were removed"
+            ),
+            ExportMismatch::Changed { seq, exported, stored } => {
+                write!(
+                    f,
+                    "event {seq} differs from the export (exported SHA256:{exported}, now SHA256:{stored})"
+                )
+            }
+        }
+    }
+}
+
+/// Checks every event of a JSONL export against the log. Returns how many were checked,
+/// or the first disagreement.
+pub async fn check_against_export(
+    store: &dyn Store,
+    export: impl io::BufRead,
+) -> Result<Result<u64, ExportMismatch>> {
+    let mut checked = 0;
+    for (n, line) in export.lines().enumerate() {
+        let line_no = n as u64 + 1;
+        let unreadable = |reason: String| Ok(Err(ExportMismatch::Unreadable { line: line_no, reason }));
+        let line = match line {
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => l,
+            Err(e) => return unreadable(e.to_string()),
+        };
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => return unreadable(e.to_string()),
+        };
+        let (Some(seq), Some(hash)) = (v["seq"].as_i64(), v["hash"].as_str()) else {
+            return unreadable("no seq and hash".into());
+        };
+        let stored = store.audit_chain(seq - 1, 1).await?;
+        match stored.first() {
+            Some(Ok(r)) if r.seq == seq && r.hash == hash => {}
+            Some(Ok(r)) if r.seq == seq => {
+                return Ok(Err(ExportMismatch::Changed {
+                    seq,
+                    exported: hash.to_owned(),
+                    stored: r.hash.clone(),
+                }));
+            }
+            Some(Err(u)) if u.seq == seq => {
+                return Ok(Err(ExportMismatch::Changed {
+                    seq,
+                    exported: hash.to_owned(),
+                    stored: u.reason.clone(),
+                }));
+            }
+            _ => {
+                let head = head_seq(store).await?;
+                return Ok(Err(ExportMismatch::Missing { seq, head }));
+            }
+        }
+        checked += 1;
+    }
+    Ok(Ok(checked))
+}
+
+async fn head_seq(store: &dyn Store) -> Result<i64> {
+    let mut after = 0;
+    loop {
+        let page = store.audit_chain(after, PAGE).await?;
+        match page.last() {
+            None => return Ok(after),
+            Some(Ok(r)) => after = r.seq,
+            Some(Err(u)) => after = u.seq,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +296,43 @@ mod tests {
         assert!(matches!(
             export_jsonl_to_file(&store, &AuditFilter::default(), &path).await,
             Err(AuditCmdError::Write { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_earlier_export_shows_events_cut_from_the_end() {
+        let (dir, store) = store_with(5).await;
+        let mut export = Vec::new();
+        export_jsonl(&store, &AuditFilter::default(), &mut export).await.unwrap();
+        assert_eq!(check_against_export(&store, &export[..]).await.unwrap(), Ok(5));
+
+        // Someone with the file drops the triggers and the two newest events: the chain
+        // that is left is intact, only the export shows the cut.
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+        for sql in [
+            "DROP TRIGGER audit_events_no_delete",
+            "DROP TRIGGER audit_events_no_update",
+            "DELETE FROM audit_events WHERE seq > 3",
+            "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2",
+        ] {
+            sqlx::query(sql).execute(&raw).await.unwrap();
+        }
+        let first = export.split(|b| *b == b'\n').take(1).collect::<Vec<_>>().concat();
+        assert_eq!(check_against_export(&store, &first[..]).await.unwrap(), Ok(1));
+        let two = String::from_utf8(export.clone()).unwrap().lines().take(2).collect::<Vec<_>>().join("\n");
+        assert!(matches!(
+            check_against_export(&store, two.as_bytes()).await.unwrap(),
+            Err(ExportMismatch::Changed { seq: 2, .. })
+        ));
+        let tail = String::from_utf8(export).unwrap().lines().skip(3).collect::<Vec<_>>().join("\n");
+        assert_eq!(
+            check_against_export(&store, tail.as_bytes()).await.unwrap(),
+            Err(ExportMismatch::Missing { seq: 4, head: 3 })
+        );
+        assert!(matches!(
+            check_against_export(&store, &b"{not json"[..]).await.unwrap(),
+            Err(ExportMismatch::Unreadable { line: 1, .. })
         ));
     }
 }
