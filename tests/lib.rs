@@ -3,6 +3,7 @@
 //!
 //! The binaries must be built first (`cargo build --bins`; the test script does it).
 
+pub mod files_support;
 pub mod rogue;
 
 use anyhow::{Context, Result, anyhow, bail};

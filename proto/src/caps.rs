@@ -186,7 +186,9 @@ pub fn path_within(path: &str, root: &str) -> bool {
     }
 }
 
-fn is_normal_absolute(p: &str) -> bool {
+/// An absolute `/`-path without `.`, `..`, empty components, backslashes or NUL (a
+/// trailing `/` is allowed).
+pub fn is_normal_absolute(p: &str) -> bool {
     if p == "/" {
         return true;
     }

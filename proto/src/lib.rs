@@ -6,6 +6,7 @@
 //! - [`caps`]: capabilities, ticket priorities and consent modes;
 //! - [`frame`]: length-prefixed framing with a hard size limit, as a sans-IO codec;
 //! - [`msg`]: the direction-named message enums of every stream;
+//! - [`files`]: file channels, diagnostics and log collection: requests, sizes, digests;
 //! - [`grant`]: the relay-signed statement of what a session may do;
 //! - [`session`]: the session state machine (Requested → Approved/Denied/Expired →
 //!   Active → Closed).
@@ -13,6 +14,7 @@
 //! It deliberately does no I/O: no sockets, no tokio, no clock. Time is an argument.
 
 pub mod caps;
+pub mod files;
 pub mod frame;
 pub mod grant;
 pub mod ids;

@@ -12,6 +12,7 @@
 //! Timestamps are Unix milliseconds.
 
 use crate::caps::{Capability, ConsentMode, Priority, Role};
+use crate::files::{FileReport, FileRequest};
 use crate::grant::SignedGrant;
 use crate::ids::{AgentName, OrgName, SessionId, UserName};
 use crate::session::{EndReason, SessionState};
@@ -276,6 +277,9 @@ pub enum AgentToRelay {
         session: SessionId,
         code: Option<i32>,
         signal: Option<String>,
+        /// The script's name when the channel ran a diagnostic script (`exec`), not a shell.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exec: Option<String>,
     },
     /// The agent's own account of a channel's bytes, signed with its certificate's key, so
     /// a recording can be checked against what the customer's side saw. Sent before
@@ -284,6 +288,10 @@ pub enum AgentToRelay {
         session: SessionId,
         digests: Vec<StreamDigest>,
         signature: String,
+    },
+    /// A file transfer ended (completed or not): the agent's account, for the audit log.
+    FileTransferred {
+        report: FileReport,
     },
     Ping,
 }
@@ -306,7 +314,7 @@ pub enum RelayToAgent {
     },
     /// Asks the customer (consent mode `prompt`) to answer before the deadline.
     ConsentRequest {
-        session: SessionInfo,
+        session: Box<SessionInfo>,
     },
     /// The request was answered elsewhere or expired: stop asking.
     ConsentWithdrawn {
@@ -367,13 +375,55 @@ pub enum ChannelKind {
     Shell { pty: Option<PtyRequest>, command: Option<Vec<String>> },
     /// Agent → engineer: a command's standard error (unidirectional stream).
     Stderr,
+    /// A file listing, read or write ([`crate::files`]).
+    Files { request: FileRequest },
+    /// One named diagnostic script from the agent's allowlist; its output streams back.
+    Exec { name: String },
+    /// A compressed archive (tar + gzip) of the files under `paths` (each inside a
+    /// `files.read` root), modified at or after `since` (Unix ms) if given, with a manifest.
+    Logs { paths: Vec<String>, since: Option<i64> },
 }
 
 impl ChannelKind {
-    /// The capability a grant must hold for this channel.
+    /// The capability a grant must hold for this channel: for files, the exact paths.
     pub fn required_capability(&self) -> Capability {
         match self {
             ChannelKind::Shell { .. } | ChannelKind::Stderr => Capability::Shell,
+            ChannelKind::Files { request } => request.required_capability(),
+            ChannelKind::Exec { name } => Capability::Exec { scripts: vec![name.clone()] },
+            ChannelKind::Logs { paths, .. } => Capability::FilesRead {
+                roots: paths
+                    .iter()
+                    .map(|p| p.trim_end_matches('/'))
+                    .map(|p| if p.is_empty() { "/" } else { p }.to_owned())
+                    .collect(),
+            },
+        }
+    }
+
+    /// Checks what the grant check cannot: paths absolute and normalised, names plain.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ChannelKind::Files { request } => request.validate(),
+            ChannelKind::Exec { name } => Capability::Exec { scripts: vec![name.clone()] }.validate(),
+            ChannelKind::Logs { paths, .. } => {
+                if paths.is_empty() || paths.len() > 32 {
+                    return Err("name 1 to 32 paths to collect".into());
+                }
+                paths.iter().try_for_each(|p| crate::files::check_path(p))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The kind's name in recordings and logs: `shell`, `stderr`, `files`, `exec`, `logs`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChannelKind::Shell { .. } => "shell",
+            ChannelKind::Stderr => "stderr",
+            ChannelKind::Files { .. } => "files",
+            ChannelKind::Exec { .. } => "exec",
+            ChannelKind::Logs { .. } => "logs",
         }
     }
 }
@@ -480,7 +530,7 @@ mod tests {
         });
         round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into() });
         round_trip(AgentToRelay::Hello { consent: ConsentMode::Prompt, version: "0".into() });
-        round_trip(RelayToAgent::ConsentRequest { session: info() });
+        round_trip(RelayToAgent::ConsentRequest { session: Box::new(info()) });
         round_trip(ChannelOpen {
             session: "s".into(),
             channel: ChannelKind::Shell {
@@ -489,5 +539,19 @@ mod tests {
             },
         });
         round_trip(ChannelReply::Refused { reason: "no grant".into() });
+        round_trip(ChannelOpen {
+            session: "s".into(),
+            channel: ChannelKind::Files {
+                request: FileRequest::Read { path: "/var/log/erp/app.log".into(), offset: 7 },
+            },
+        });
+        round_trip(ChannelOpen {
+            session: "s".into(),
+            channel: ChannelKind::Exec { name: "db-health".into() },
+        });
+        round_trip(ChannelOpen {
+            session: "s".into(),
+            channel: ChannelKind::Logs { paths: vec!["/var/log/erp".into()], since: Some(5) },
+        });
     }
 }

@@ -123,6 +123,9 @@ actions! {
     /// A session's grant ran out; its channels were closed.
     GrantExpired = "grant.expired",
     ChannelRefused = "channel.refused",
+    /// A file transfer ended (detail: path, direction, size, SHA-256 from the agent and the
+    /// engineer, whether they matched, the recording channel).
+    FileTransferred = "file.transferred",
     RecordingSealed = "recording.sealed",
     RecordingFailed = "recording.failed",
     OrgAdded = "org.added",

@@ -237,6 +237,13 @@ struct ServeArgs {
     /// benchmark suite) or a laboratory relay: sessions are then not auditable.
     #[arg(long)]
     no_recording: bool,
+    /// Largest file transfer an engineer may make (one file, or all files of a recursive
+    /// copy or log collection), e.g. 500MiB; a larger one is refused before any byte moves.
+    #[arg(long, default_value = "2GiB", value_parser = assist_proto::files::parse_size, value_name = "SIZE")]
+    max_transfer: u64,
+    /// Most files in one recursive copy or log collection.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_files: u64,
 }
 
 #[derive(Subcommand)]
@@ -420,6 +427,10 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         http: args.http,
         recordings: args.recordings,
         recording: !args.no_recording,
+        transfer_limits: assist_proto::files::TransferLimits {
+            max_bytes: args.max_transfer,
+            max_files: args.max_files,
+        },
     })
     .await?;
     Ok(())

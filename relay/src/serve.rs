@@ -41,6 +41,9 @@ pub struct ServeConfig {
     /// Whether sessions are recorded. Default true; when false, nothing is recorded and
     /// channels run unrecorded (the relay warns at start).
     pub recording: bool,
+    /// Largest file transfer (bytes, and files of a recursive one). Default 2 GiB and
+    /// 10,000 files.
+    pub transfer_limits: assist_proto::files::TransferLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
             false => None,
         },
         recording_mandatory: cfg.recording,
+        transfer_limits: cfg.transfer_limits,
         ..BrokerConfig::default()
     };
     if !cfg.recording {

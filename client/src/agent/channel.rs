@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
 /// A running SHA-256 and byte count of one direction of one stream.
-struct Digest {
+pub(crate) struct Digest {
     stream: u64,
     direction: &'static str,
     bytes: u64,
@@ -31,16 +31,16 @@ struct Digest {
 }
 
 impl Digest {
-    fn new(stream: u64, direction: &'static str) -> Self {
+    pub(crate) fn new(stream: u64, direction: &'static str) -> Self {
         Self { stream, direction, bytes: 0, ctx: Context::new(&SHA256) }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
         self.ctx.update(data);
     }
 
-    fn finish(self) -> StreamDigest {
+    pub(crate) fn finish(self) -> StreamDigest {
         StreamDigest {
             stream: self.stream,
             direction: self.direction.to_owned(),
@@ -72,7 +72,7 @@ async fn pump(
 }
 
 /// Signs the agent's digests of a finished channel and sends them to the relay.
-async fn countersign(state: &AgentState, session: &SessionId, digests: Vec<StreamDigest>) {
+pub(crate) async fn countersign(state: &AgentState, session: &SessionId, digests: Vec<StreamDigest>) {
     let message = assist_proto::msg::countersign_message(session, &state.name, &digests);
     let rng = aws_lc_rs::rand::SystemRandom::new();
     match state.signing_key.sign(&rng, &message) {
@@ -147,14 +147,29 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let ChannelKind::Shell { pty, command } = open.open.channel.clone() else {
-        let _ = write_msg(&mut send, &ChannelReply::Refused { reason: "unsupported channel".into() }).await;
-        let _ = send.finish();
-        return;
+    let exec = match &open.open.channel {
+        ChannelKind::Exec { name } => Some(name.clone()),
+        _ => None,
     };
-    let spec = match pty {
-        Some(pty) => Spec::Pty { pty, command },
-        None => Spec::Pipes { command: command.unwrap_or_else(|| vec![default_shell()]) },
+    let (spec, timeout) = match open.open.channel.clone() {
+        ChannelKind::Shell { pty: Some(pty), command } => (Spec::Pty { pty, command }, None),
+        ChannelKind::Shell { pty: None, command } => {
+            (Spec::Pipes { command: command.unwrap_or_else(|| vec![default_shell()]) }, None)
+        }
+        ChannelKind::Exec { name } => match state.scripts.get(&name) {
+            Some(script) => (Spec::Pipes { command: script.argv() }, Some(script.timeout())),
+            None => {
+                let reason = format!("{name} is not in this agent's allowlist of diagnostic scripts");
+                return super::files::refuse(&mut send, reason).await;
+            }
+        },
+        ChannelKind::Files { request } => {
+            return super::files::serve(state, session, grant, request, send, recv).await;
+        }
+        ChannelKind::Logs { paths, since } => {
+            return super::logs::serve(state, session, grant, paths, since, send, recv).await;
+        }
+        _ => return super::files::refuse(&mut send, "unsupported channel".into()).await,
     };
     let env = vec![
         ("ASSIST_SESSION".to_owned(), session.to_string()),
@@ -177,6 +192,17 @@ pub(crate) async fn serve(
     info!(%session, engineer = %grant.engineer, "channel started");
     let process::Process { mut stdin, mut stdout, stderr, control } = proc;
     let stream = u64::from(send.id());
+    if let Some(limit) = timeout {
+        // A diagnostic script gets no input, and no more time than its configuration says.
+        drop(recv.stop(codes::OK));
+        let (control, stream_session) = (control.clone(), session.clone());
+        tokio::spawn(async move {
+            if tokio::time::timeout(limit, control.wait()).await.is_err() {
+                warn!(session = %stream_session, secs = limit.as_secs(), "diagnostic script timed out; killed");
+                control.kill();
+            }
+        });
+    }
     // Killed at once if the session ended or the grant changed while it started.
     state.grants.add_running(&session, stream, open.open.channel.required_capability(), control.clone());
 
@@ -238,6 +264,6 @@ pub(crate) async fn serve(
     info!(%session, code = ?status.code, signal = ?status.signal, "process exited");
     let _ = state
         .control
-        .send(AgentToRelay::ChannelExited { session, code: status.code, signal: status.signal })
+        .send(AgentToRelay::ChannelExited { session, code: status.code, signal: status.signal, exec })
         .await;
 }

@@ -6,12 +6,18 @@
 //! - [`consent`]: the prompt on the agent's terminal;
 //! - [`grants`]: the agent's own record of each grant, and its enforcement;
 //! - [`channel`]: serving an approved channel, after checking the grant again;
+//! - [`files`] and [`paths`]: file channels, and where their paths really lead;
+//! - [`exec`]: the allowlist of diagnostic scripts; [`logs`]: log collection;
 //! - [`process`]: PTY and piped processes.
 
 pub mod channel;
 pub mod consent;
 pub mod enroll;
+pub mod exec;
+pub mod files;
 pub mod grants;
+pub mod logs;
+pub mod paths;
 pub mod process;
 pub mod run;
 pub mod state;

@@ -129,6 +129,14 @@ impl Control {
         Control { inner: Arc::new(ControlInner { pid, kill, status, pty: pty.map(Mutex::new) }) }
     }
 
+    /// A control for work that is not a child process (a file transfer): [`Control::kill`]
+    /// turns the returned receiver true; [`Control::wait`] returns at once.
+    pub fn for_task() -> (Control, watch::Receiver<bool>) {
+        let (kill, rx) = watch::channel(false);
+        let (_, status) = watch::channel(None);
+        (Control::new(None, kill, status, None), rx)
+    }
+
     /// The child's process id, for logs.
     pub fn pid(&self) -> Option<u32> {
         self.inner.pid

@@ -7,11 +7,13 @@
 
 use super::channel;
 use super::consent::{self, PromptEvent};
+use super::exec::Scripts;
 use super::grants::Grants;
 use super::state::{AgentDir, Enrollment, StateError};
 use crate::conn::{ConnError, RelayConn};
 use assist_net::{read_msg, write_msg};
 use assist_proto::caps::ConsentMode;
+use assist_proto::files::TransferLimits;
 use assist_proto::ids::AgentName;
 use assist_proto::msg::{AgentToRelay, RelayToAgent};
 use std::sync::Arc;
@@ -35,6 +37,10 @@ pub struct RunConfig {
     /// First reconnect delay; doubles up to `max_backoff`, with ±50 % jitter.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Largest file transfer this agent serves. Default 2 GiB and 10,000 files.
+    pub limits: TransferLimits,
+    /// The diagnostic scripts engineers may run by name. Default: none.
+    pub scripts: Arc<Scripts>,
 }
 
 impl Default for RunConfig {
@@ -44,6 +50,8 @@ impl Default for RunConfig {
             prompt: false,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
+            limits: TransferLimits::default(),
+            scripts: Arc::default(),
         }
     }
 }
@@ -56,6 +64,8 @@ pub(crate) struct AgentState {
     pub control: mpsc::Sender<AgentToRelay>,
     /// Signs the agent's digests of each channel (its countersignature).
     pub signing_key: aws_lc_rs::signature::EcdsaKeyPair,
+    pub limits: TransferLimits,
+    pub scripts: Arc<Scripts>,
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -157,6 +167,8 @@ async fn session(
         grants: Arc::new(Grants::new(name, grant_key, cfg.consent)),
         control: tx.clone(),
         signing_key: dir.signing_key().map_err(|e| Fatal(e.to_string()))?,
+        limits: cfg.limits,
+        scripts: cfg.scripts.clone(),
     });
     let mut send = control.send;
     let mut recv = control.recv;

@@ -2,10 +2,12 @@
 
 use anyhow::Result;
 use assist_certs::Fingerprint;
+use assist_client::agent::exec::Scripts;
 use assist_client::agent::run::RunConfig;
 use assist_client::agent::state::AgentDir;
 use assist_client::agent::{enroll, run};
 use assist_proto::caps::ConsentMode;
+use assist_proto::files::TransferLimits;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -52,6 +54,17 @@ enum Cmd {
         /// and Enter ends every live session at once (the kill key), in every mode.
         #[arg(long, default_value = "approver")]
         consent: ConsentMode,
+        /// A JSON file listing the diagnostic scripts engineers may run by name (`exec`
+        /// capability): name, absolute path, fixed arguments, timeout. None by default.
+        #[arg(long, value_name = "FILE")]
+        scripts: Option<PathBuf>,
+        /// Largest file transfer served (one file, or all files of a recursive copy or log
+        /// collection), e.g. 500MiB.
+        #[arg(long, default_value = "2GiB", value_parser = assist_proto::files::parse_size, value_name = "SIZE")]
+        max_transfer: u64,
+        /// Most files in one recursive copy or log collection.
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        max_files: u64,
     },
 }
 
@@ -68,11 +81,22 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 dir.path().display()
             );
         }
-        Cmd::Run { consent } => {
+        Cmd::Run { consent, scripts, max_transfer, max_files } => {
             // The kill key needs a terminal; the prompt mode needs one to be answered at all.
             let prompt =
                 consent == ConsentMode::Prompt || std::io::IsTerminal::is_terminal(&std::io::stdin());
-            run::run(&dir, RunConfig { consent, prompt, ..RunConfig::default() }).await?;
+            let scripts = match scripts {
+                Some(path) => Scripts::load(&path).map_err(anyhow::Error::msg)?,
+                None => Scripts::default(),
+            };
+            let cfg = RunConfig {
+                consent,
+                prompt,
+                limits: TransferLimits { max_bytes: max_transfer, max_files },
+                scripts: std::sync::Arc::new(scripts),
+                ..RunConfig::default()
+            };
+            run::run(&dir, cfg).await?;
         }
     }
     Ok(())

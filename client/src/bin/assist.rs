@@ -4,7 +4,10 @@
 use anyhow::{Context, Result, bail};
 use assist_certs::Fingerprint;
 use assist_client::engineer::config::ConfigDir;
+use assist_client::engineer::cp::{CopyRequest, Side};
+use assist_client::engineer::session::SessionChoice;
 use assist_client::engineer::shell::{ShellRequest, Tty};
+use assist_client::engineer::transfer::Options;
 use assist_client::engineer::{self, EngineerError, Trust, render};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId};
@@ -78,6 +81,53 @@ enum Cmd {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Copy files to or from an agent, scp-style: one side is AGENT:/absolute/path.
+    Cp {
+        /// Copy directories recursively.
+        #[arg(short = 'r')]
+        recursive: bool,
+        /// Continue an interrupted copy from its partial file.
+        #[arg(long)]
+        resume: bool,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// At most this many bytes per second, e.g. 10M.
+        #[arg(long, value_parser = assist_proto::files::parse_size, value_name = "RATE")]
+        limit_rate: Option<u64>,
+        src: String,
+        dst: String,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
+    /// List a directory on an agent: AGENT:/absolute/path.
+    Ls {
+        target: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
+    /// Run one of the agent's allowlisted diagnostic scripts by name; its exit code is ours.
+    Exec {
+        agent: AgentName,
+        name: String,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
+    /// Collect files (logs) under PATH... on an agent into a .tar.gz with a manifest.
+    Logs {
+        agent: AgentName,
+        /// Only files modified within this long, e.g. 2d or 12h.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+        since: Option<Duration>,
+        /// Where to write the archive (default AGENT-logs-UNIXTIME.tar.gz).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        paths: Vec<String>,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
     /// Pending requests you may answer (approvers), most urgent first.
     Requests {
         #[arg(long)]
@@ -136,6 +186,40 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which session a file, exec or logs command works in.
+#[derive(clap::Args)]
+struct SessionArgs {
+    /// Use this live session of yours instead of requesting one.
+    #[arg(long, value_name = "S", conflicts_with_all = ["ticket", "reason"])]
+    session: Option<SessionId>,
+    /// The ticket this work is for (for a new session).
+    #[arg(long)]
+    ticket: Option<String>,
+    #[arg(long, default_value = "P2")]
+    priority: Priority,
+    /// Why you need access (for a new session).
+    #[arg(long)]
+    reason: Option<String>,
+    /// How long the new session's grant should last.
+    #[arg(long = "for", value_parser = humantime::parse_duration, value_name = "DUR")]
+    duration: Option<Duration>,
+}
+
+impl SessionArgs {
+    fn choice(self) -> Result<SessionChoice> {
+        match (self.session, self.ticket, self.reason) {
+            (Some(s), _, _) => Ok(SessionChoice::Existing(s)),
+            (None, Some(ticket), Some(reason)) => Ok(SessionChoice::New {
+                ticket,
+                priority: self.priority,
+                reason,
+                duration_secs: self.duration.map(|d| d.as_secs().max(1)),
+            }),
+            _ => bail!("give --ticket and --reason for a new session, or --session S to use a live one"),
+        }
+    }
 }
 
 fn read_password(from_stdin: bool) -> Result<String> {
@@ -216,6 +300,39 @@ async fn main_inner(cli: Cli) -> Result<i32> {
         }
         Cmd::Deny { session, reason } => eprintln!("{}", engineer::deny(&cfg, session, reason).await?),
         Cmd::End { session, reason } => eprintln!("{}", engineer::end(&cfg, session, reason).await?),
+        Cmd::Cp { recursive, resume, force, limit_rate, src, dst, session } => {
+            let opts = Options { force, resume, limit: limit_rate };
+            let req = CopyRequest { src, dst, recursive, opts, session: session.choice()? };
+            return Ok(engineer::cp::run(&cfg, req).await?);
+        }
+        Cmd::Ls { target, json, session } => {
+            let Side::Remote { agent, path } = Side::parse(&target) else {
+                bail!("give AGENT:/absolute/path");
+            };
+            let cap = Capability::FilesRead { roots: vec![path.trim_end_matches('/').to_owned()] };
+            let live = engineer::session::open(&cfg, &agent, session.choice()?, vec![cap]).await?;
+            let listed = engineer::cp::list(&live, &path, false).await;
+            live.close().await;
+            let (_, entries) = listed?;
+            if json { print_json(&entries)? } else { print!("{}", render::entries(&entries)) }
+        }
+        Cmd::Exec { agent, name, session } => {
+            return Ok(engineer::exec::run(&cfg, &agent, &name, session.choice()?).await?);
+        }
+        Cmd::Logs { agent, since, output, paths, session } => {
+            let since = since.map(|d| engineer::now_ms() - d.as_millis() as i64);
+            let out = output.unwrap_or_else(|| {
+                PathBuf::from(format!("{agent}-logs-{}.tar.gz", engineer::now_ms() / 1000))
+            });
+            let (files, bytes, archive) =
+                engineer::logs::run(&cfg, &agent, paths, since, &out, session.choice()?).await?;
+            eprintln!(
+                "assist: wrote {}: {files} files, {} ({} compressed), manifest in MANIFEST.json",
+                out.display(),
+                assist_proto::files::fmt_size(bytes),
+                assist_proto::files::fmt_size(archive)
+            );
+        }
         Cmd::Shell { agent, ticket, priority, reason, tty, no_tty, duration, also, command } => {
             let req = ShellRequest {
                 agent,

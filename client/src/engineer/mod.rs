@@ -2,12 +2,20 @@
 //!
 //! Every command opens one QUIC connection to the relay, authenticates with the cached
 //! token on the control stream, sends one request and reads its answer. `assist shell`
-//! keeps the connection for the session's life ([`shell`]).
+//! keeps the connection for the session's life ([`shell`]); `cp`, `ls`, `exec` and `logs`
+//! work in a session of their own or a live one ([`session`], [`cp`], [`transfer`],
+//! [`exec`], [`logs`]).
 
 pub mod config;
+pub mod cp;
+pub mod exec;
 pub mod grant;
+pub mod logs;
+pub mod progress;
 pub mod render;
+pub mod session;
 pub mod shell;
+pub mod transfer;
 
 use crate::conn::{ConnError, Control, RelayConn};
 use assist_certs::Fingerprint;

@@ -45,6 +45,30 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A listing: mode, size, modification time, name (`/` after directories, `@` after links).
+pub fn entries(entries: &[assist_proto::files::FileEntry]) -> String {
+    use assist_proto::files::EntryKind;
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .filter(|e| !(e.path.is_empty() && e.kind == EntryKind::Dir))
+        .map(|e| {
+            let suffix = match e.kind {
+                EntryKind::Dir => "/",
+                EntryKind::Symlink => "@",
+                _ => "",
+            };
+            let name = if e.path.is_empty() { "." } else { e.path.as_str() };
+            vec![
+                format!("{:04o}", e.mode),
+                e.size.to_string(),
+                time(Some(e.modified)),
+                format!("{name}{suffix}"),
+            ]
+        })
+        .collect();
+    table(&["MODE", "SIZE", "MODIFIED", "NAME"], &rows)
+}
+
 pub fn agents(agents: &[AgentInfo]) -> String {
     let rows: Vec<Vec<String>> = agents
         .iter()

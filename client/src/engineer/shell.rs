@@ -8,20 +8,19 @@
 //!   becomes ours.
 
 use super::config::ConfigDir;
-use super::render::duration;
-use super::{EngineerError, connect, now_ms};
+use super::session::{spawn_events, wait_for_consent};
+use super::{EngineerError, connect};
 use crate::term;
 use assist_net::read_msg;
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::AgentName;
 use assist_proto::msg::{
-    ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, PtyRequest, RelayToEngineer, SessionInfo,
+    ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, PtyRequest, RelayToEngineer,
 };
 use assist_proto::session::EndReason;
 use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 /// Whether to ask for a remote PTY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,9 +48,6 @@ pub struct ShellRequest {
 /// How long to keep reading output after the relay reported the end.
 const DRAIN: Duration = Duration::from_secs(3);
 
-/// A message from the relay, or why none will come.
-type Event = Result<RelayToEngineer, String>;
-
 fn say(msg: &str) {
     let mut err = std::io::stderr();
     let _ = writeln!(err, "{msg}");
@@ -62,7 +58,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
     let authed = connect(cfg).await?;
     let conn = authed.rc.conn.clone();
     let mut control_send = authed.control.send;
-    let mut control_recv = authed.control.recv;
+    let control_recv = authed.control.recv;
     assist_net::write_msg(
         &mut control_send,
         &EngineerToRelay::RequestSession {
@@ -77,26 +73,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
     .await
     .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))?;
 
-    let (events_tx, mut events) = mpsc::channel::<Event>(16);
-    tokio::spawn(async move {
-        loop {
-            match read_msg::<RelayToEngineer, _>(&mut control_recv).await {
-                Ok(Some(m)) => {
-                    if events_tx.send(Ok(m)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {
-                    let _ = events_tx.send(Err("the relay closed the session stream".into())).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = events_tx.send(Err(format!("connection to the relay lost: {e}"))).await;
-                    return;
-                }
-            }
-        }
-    });
+    let mut events = spawn_events(control_recv);
 
     let approved = wait_for_consent(&mut events).await?;
     let session = approved.id.clone();
@@ -208,7 +185,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
 /// Copies a remote stream to a local output. Reads take whatever has arrived, up to a
 /// large buffer, so bulk output costs a few large writes rather than one per QUIC packet,
 /// while interactive output is still written (and flushed) as soon as it arrives.
-async fn copy_out(recv: &mut quinn::RecvStream, out: &mut (impl tokio::io::AsyncWrite + Unpin)) {
+pub(crate) async fn copy_out(recv: &mut quinn::RecvStream, out: &mut (impl tokio::io::AsyncWrite + Unpin)) {
     let mut buf = vec![0u8; 256 * 1024];
     while let Ok(Some(n)) = recv.read(&mut buf).await {
         if out.write_all(&buf[..n]).await.is_err() || out.flush().await.is_err() {
@@ -216,70 +193,4 @@ async fn copy_out(recv: &mut quinn::RecvStream, out: &mut (impl tokio::io::Async
         }
     }
     let _ = out.flush().await;
-}
-
-/// Shows the wait and returns the session once approved.
-async fn wait_for_consent(events: &mut mpsc::Receiver<Event>) -> Result<SessionInfo, EngineerError> {
-    let (session, waiting_for) = match events.recv().await {
-        Some(Ok(RelayToEngineer::SessionRequested { session, waiting_for })) => (session, waiting_for),
-        Some(Ok(RelayToEngineer::Error { code, message })) => {
-            return Err(EngineerError::Relay { code, message });
-        }
-        Some(Ok(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
-        Some(Err(m)) => return Err(EngineerError::Refused(m)),
-        None => return Err(EngineerError::Refused("connection to the relay lost".into())),
-    };
-    let live = term::stderr_is_tty();
-    say(&format!(
-        "assist: session {} on {} (ticket {}, {}) requested; waiting for {} (denied automatically in {})",
-        session.id,
-        session.agent,
-        session.ticket,
-        session.priority,
-        waiting_for,
-        duration(session.consent_deadline - now_ms())
-    ));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let clear = |live: bool| {
-        if live {
-            eprint!("\r\x1b[2K");
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = tick.tick(), if live => {
-                eprint!(
-                    "\r\x1b[2Kwaiting {} — {} left",
-                    duration(now_ms() - session.requested_at),
-                    duration(session.consent_deadline - now_ms())
-                );
-            }
-            ev = events.recv() => {
-                clear(live);
-                return match ev {
-                    Some(Ok(RelayToEngineer::SessionApproved { session: s })) => {
-                        say(&super::grant::approved_line(&s));
-                        Ok(s)
-                    }
-                    Some(Ok(RelayToEngineer::SessionDenied { by, reason })) => Err(EngineerError::Refused(format!(
-                        "session {} denied by {}: {reason}",
-                        session.id,
-                        by.as_deref().unwrap_or("the relay")
-                    ))),
-                    Some(Ok(RelayToEngineer::SessionExpired { waited_ms })) => Err(EngineerError::Refused(format!(
-                        "session {} expired: no answer within {}; the request is denied",
-                        session.id,
-                        duration(waited_ms)
-                    ))),
-                    Some(Ok(RelayToEngineer::SessionEnded { reason })) => {
-                        Err(EngineerError::Refused(format!("session {} ended before it started: {reason}", session.id)))
-                    }
-                    Some(Ok(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
-                    Some(Ok(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
-                    Some(Err(m)) => Err(EngineerError::Refused(m)),
-                    None => Err(EngineerError::Refused("connection to the relay lost".into())),
-                };
-            }
-        }
-    }
 }

@@ -7,6 +7,7 @@ use super::{Answerer, LiveAgent, Refusal, Relay};
 use crate::audit::{Action, AuditEvent, agent_actor};
 use crate::store::{AgentRow, StoreError, TokenProblem};
 use assist_net::{codes, read_msg, write_msg};
+use assist_proto::caps::Capability;
 use assist_proto::ids::AgentName;
 use assist_proto::msg::{AgentToRelay, ChannelKind, ChannelOpen, ErrorCode, RelayToAgent};
 use assist_proto::session::EndReason;
@@ -168,14 +169,23 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
                         let _ = tx.send(RelayToAgent::Error { code: r.code, message: r.message }).await;
                     }
                 }
-                Ok(Some(AgentToRelay::ChannelExited { session, code, signal })) => {
-                    relay.shell_exited(&name, &session, EndReason::ShellExited { code, signal }).await;
+                Ok(Some(AgentToRelay::ChannelExited { session, code, signal, exec })) => {
+                    let needed = match exec {
+                        Some(name) => Capability::Exec { scripts: vec![name] },
+                        None => Capability::Shell,
+                    };
+                    relay
+                        .shell_exited(&name, &session, EndReason::ShellExited { code, signal }, needed)
+                        .await;
                 }
                 Ok(Some(AgentToRelay::Countersign { session, digests, signature })) => {
                     // Kept as sent: the auditor checks it against the agent's certificate.
                     if let Some(cert) = peer_cert(&conn) {
                         relay.countersigned(&name, &session, &cert, digests, signature).await;
                     }
+                }
+                Ok(Some(AgentToRelay::FileTransferred { report })) => {
+                    relay.file_transferred(&name, report).await;
                 }
                 Ok(Some(AgentToRelay::Kill { session })) => {
                     info!(session = ?session, "kill key pressed on the agent");

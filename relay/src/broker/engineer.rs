@@ -209,6 +209,10 @@ async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, 
         relay.audit_refusal(&who, &open.session, &open.channel, reason).await;
         return refuse(&mut esend, reason.into()).await;
     }
+    if let Err(reason) = open.channel.validate().and_then(|()| relay.check_declared(&open.channel)) {
+        relay.audit_refusal(&who, &open.session, &open.channel, &reason).await;
+        return refuse(&mut esend, reason).await;
+    }
     let cap = open.channel.required_capability();
     let (session, agent, grant) = match relay.grant_for_channel(&who, &open.session, &cap).await {
         Ok(x) => x,
@@ -240,6 +244,19 @@ async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, 
                 return refuse(&mut esend, format!("agent {agent} did not answer the channel request")).await;
             }
         };
+        // A file channel's sizes come before any data: over the limits, nothing is spliced.
+        let ready = match &reply {
+            ChannelReply::Accepted => match relay.file_ready(&open_kind, &mut arecv, HEADER_TIMEOUT).await {
+                Ok(ready) => ready,
+                Err(reason) => {
+                    let _ = asend.reset(codes::REFUSED);
+                    let _ = arecv.stop(codes::REFUSED);
+                    relay.audit_refusal(&who, &session.id, &open_kind, &reason).await;
+                    return refuse(&mut esend, reason).await;
+                }
+            },
+            ChannelReply::Refused { .. } => None,
+        };
         if write_msg(&mut esend, &reply).await.is_err() {
             let _ = asend.reset(codes::SESSION_ENDED);
             return;
@@ -251,9 +268,16 @@ async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, 
             let _ = asend.finish();
             return;
         }
+        if let Some(ready) = &ready {
+            session.file_stream(u64::from(asend.id()), channel);
+            if write_msg(&mut esend, ready).await.is_err() {
+                let _ = asend.reset(codes::SESSION_ENDED);
+                return;
+            }
+        }
         let recorder = session.recorder();
         if let Some(rec) = &recorder {
-            let described = serde_json::json!({ "kind": "shell", "stream": u64::from(asend.id()), "request": &open_kind });
+            let described = serde_json::json!({ "kind": open_kind.name(), "stream": u64::from(asend.id()), "request": &open_kind, "ready": ready });
             if rec.channel_open(channel, described).await.is_err() {
                 let _ = esend.reset(codes::SESSION_ENDED);
                 let _ = asend.reset(codes::SESSION_ENDED);

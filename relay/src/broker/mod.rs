@@ -20,6 +20,7 @@
 pub mod agent;
 mod audit;
 pub mod engineer;
+mod files;
 mod grants;
 mod login;
 pub mod policy;
@@ -70,6 +71,8 @@ pub struct BrokerConfig {
     /// Where recordings are written. `None` records nothing (only for tests of the broker
     /// itself; with `recording_mandatory` every channel is then refused).
     pub recordings: Option<Arc<dyn crate::recording::RecordingStore>>,
+    /// Largest file transfer. Default 2 GiB and 10,000 files.
+    pub transfer_limits: assist_proto::files::TransferLimits,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +85,7 @@ impl Default for BrokerConfig {
             default_grant: Duration::from_secs(3600),
             recording_mandatory: true,
             recordings: None,
+            transfer_limits: Default::default(),
         }
     }
 }
@@ -158,6 +162,8 @@ pub(crate) struct LiveSession {
     countersignatures: Mutex<Vec<crate::recording::recorder::AgentCountersignature>>,
     /// Open channels by number, so that a grant change closes what it no longer covers.
     open: Mutex<HashMap<u32, grants::OpenChannel>>,
+    /// Channel numbers of file channels by the agent's stream id, for transfer reports.
+    file_streams: Mutex<HashMap<u64, u32>>,
 }
 
 impl LiveSession {

@@ -452,7 +452,13 @@ impl Relay {
 
     /// The agent reports that the session's shell exited; the session ends once its output
     /// has reached the engineer (or after a bound, if the engineer stopped reading).
-    pub(crate) async fn shell_exited(self: &Arc<Self>, agent: &AgentName, id: &SessionId, reason: EndReason) {
+    pub(crate) async fn shell_exited(
+        self: &Arc<Self>,
+        agent: &AgentName,
+        id: &SessionId,
+        reason: EndReason,
+        needed: Capability,
+    ) {
         let Some(s) = self.session(id) else { return };
         if &s.agent != agent {
             return;
@@ -465,7 +471,7 @@ impl Relay {
                 .grant
                 .as_ref()
                 .and_then(|g| g.verify(&self.grant_public_key()).ok())
-                .is_some_and(|g| g.covers(&Capability::Shell) && g.expires_at > now_ms());
+                .is_some_and(|g| g.covers(&needed) && g.expires_at > now_ms());
             if !covered {
                 s.span.in_scope(|| info!(%reason, "shell ended after its grant changed; session continues"));
                 return;

@@ -1,0 +1,476 @@
+//! Serving file channels on the agent: listings, reads and writes, after
+//! [`super::channel`] checked the grant and [`super::paths`] resolved the real path.
+//!
+//! - Every transfer runs as a registered channel: a grant revision that stops covering it,
+//!   or its expiry, stops it (a write then keeps its partial file for `--resume`).
+//! - Disk work (read or write, and SHA-256 as the bytes pass) runs on a blocking thread,
+//!   a few chunks ahead of the network; the file is read once.
+//! - A write goes to `.NAME.assist-part` beside the target, is synced, and is renamed into
+//!   place only when the engineer confirms the digest; before that the old file is
+//!   untouched. An interrupted write leaves the partial file for `--resume`.
+//! - Each read or write ends with a [`FileReport`] to the relay (for its audit log) and
+//!   the agent's countersignature of the stream's bytes.
+//!
+//! The stream protocol is described in [`assist_proto::files`].
+
+use super::channel::{Digest, countersign};
+use super::paths::{self, Roots, WriteTarget};
+use super::process::Control;
+use super::run::AgentState;
+use assist_net::{codes, write_msg};
+use assist_proto::files::{
+    Batch, EntryKind, FileDigest, FileEntry, FileReady, FileReport, FileRequest, TransferDirection,
+};
+use assist_proto::frame::{FrameDecoder, encode};
+use assist_proto::grant::Grant;
+use assist_proto::ids::SessionId;
+use assist_proto::msg::{AgentToRelay, ChannelReply};
+use aws_lc_rs::digest::{Context, SHA256};
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// Bytes per disk read or write.
+const CHUNK: usize = 256 * 1024;
+/// Chunks between the disk thread and the network.
+const AHEAD: usize = 8;
+/// Most entries one listing returns.
+const MAX_ENTRIES: usize = 200_000;
+
+/// One file channel being served.
+struct Ctx {
+    state: Arc<AgentState>,
+    session: SessionId,
+    grant: Grant,
+    stream: u64,
+    kill: watch::Receiver<bool>,
+}
+
+pub(crate) async fn serve(
+    state: Arc<AgentState>,
+    session: SessionId,
+    grant: Grant,
+    request: FileRequest,
+    mut send: SendStream,
+    recv: RecvStream,
+) {
+    let stream = u64::from(send.id());
+    let (control, kill) = Control::for_task();
+    if !state.grants.add_running(&session, stream, request.required_capability(), control.clone()) {
+        return refuse(&mut send, "the grant no longer covers this".into()).await;
+    }
+    let ctx = Ctx { state: state.clone(), session: session.clone(), grant, stream, kill };
+    match request {
+        FileRequest::List { path, recursive } => list(&ctx, path, recursive, send).await,
+        FileRequest::Read { path, offset } => read(&ctx, path, offset, send, recv).await,
+        FileRequest::Write { path, name, size, mode, force, resume, parents, batch } => {
+            let w = WriteReq { path, name, size, mode, force, resume, parents, batch };
+            write(&ctx, w, send, recv).await
+        }
+        _ => refuse(&mut send, "unsupported file request".into()).await,
+    }
+    state.grants.remove_running(&session, stream);
+    drop(control);
+}
+
+pub(crate) async fn refuse(send: &mut SendStream, reason: String) {
+    warn!(%reason, "file channel refused");
+    let _ = write_msg(send, &ChannelReply::Refused { reason }).await;
+    let _ = send.finish();
+}
+
+async fn accept(send: &mut SendStream, ready: FileReady) -> bool {
+    write_msg(send, &ChannelReply::Accepted).await.is_ok() && write_msg(send, &ready).await.is_ok()
+}
+
+async fn killed(mut kill: watch::Receiver<bool>) {
+    let _ = kill.wait_for(|k| *k).await;
+}
+
+fn hex(ctx: Context) -> String {
+    hex::encode(ctx.finish().as_ref())
+}
+
+impl Ctx {
+    async fn report(&self, report: FileReport) {
+        info!(session = %self.session, path = %report.path, ok = report.ok, size = report.size, "file transfer");
+        let _ = self.state.control.send(AgentToRelay::FileTransferred { report }).await;
+    }
+
+    fn base_report(&self, path: String, direction: TransferDirection, size: u64, offset: u64) -> FileReport {
+        FileReport {
+            session: self.session.clone(),
+            stream: self.stream,
+            path,
+            direction,
+            size,
+            offset,
+            agent_sha256: String::new(),
+            engineer_sha256: None,
+            ok: false,
+            error: None,
+        }
+    }
+}
+
+async fn list(ctx: &Ctx, path: String, recursive: bool, mut send: SendStream) {
+    let roots = Roots::of(&ctx.grant, false);
+    let walked = tokio::task::spawn_blocking(move || {
+        let real = paths::resolve_existing(&path, &roots)?;
+        walk(&real, recursive).map_err(|e| format!("{path}: {e}"))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let entries = match walked {
+        Ok(e) => e,
+        Err(reason) => return refuse(&mut send, reason).await,
+    };
+    let files = entries.iter().filter(|e| e.kind == EntryKind::File);
+    let (count, bytes) = files.fold((0u64, 0u64), |(n, b), e| (n + 1, b + e.size));
+    if recursive && let Err(reason) = ctx.state.limits.check(count, bytes) {
+        return refuse(&mut send, reason).await;
+    }
+    let mode = entries.first().map_or(0, |e| e.mode);
+    if !accept(&mut send, FileReady { size: bytes, offset: 0, mode, files: count }).await {
+        return;
+    }
+    let mut out = Digest::new(ctx.stream, "out");
+    for e in &entries {
+        let Ok(frame) = encode(e) else { continue };
+        out.update(&frame);
+        if send.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+    countersign(&ctx.state, &ctx.session, vec![out.finish()]).await;
+}
+
+/// The entry of `real` itself, then its children (the whole tree when `recursive`),
+/// sorted by name. Symbolic links are listed, never followed.
+fn walk(real: &std::path::Path, recursive: bool) -> io::Result<Vec<FileEntry>> {
+    let meta = std::fs::symlink_metadata(real)?;
+    let mut out = vec![entry(String::new(), &meta)];
+    if meta.is_dir() {
+        let mut dirs = vec![(real.to_path_buf(), String::new())];
+        while let Some((dir, rel)) = dirs.pop() {
+            let mut children: Vec<_> = std::fs::read_dir(&dir)?.filter_map(Result::ok).collect();
+            children.sort_by_key(|c| c.file_name());
+            for c in children.into_iter().rev() {
+                let Some(name) = c.file_name().to_str().map(str::to_owned) else { continue };
+                let Ok(m) = c.metadata() else { continue };
+                let child_rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                if m.is_dir() && recursive {
+                    dirs.push((c.path(), child_rel.clone()));
+                }
+                out.push(entry(child_rel, &m));
+                if out.len() > MAX_ENTRIES {
+                    return Err(io::Error::other(format!("more than {MAX_ENTRIES} entries")));
+                }
+            }
+        }
+    }
+    out[1..].sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn entry(path: String, m: &std::fs::Metadata) -> FileEntry {
+    let ft = m.file_type();
+    let kind = if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    };
+    FileEntry { path, kind, size: m.len(), mode: m.mode() & 0o7777, modified: m.mtime() * 1000 }
+}
+
+/// SHA-256 of the whole file, and of the part that crossed the stream.
+struct Hashes {
+    whole: String,
+    data: String,
+}
+
+/// Hashes the first `offset` bytes, then sends the rest up to `size` in chunks.
+fn read_file(mut file: File, offset: u64, size: u64, tx: mpsc::Sender<Bytes>) -> io::Result<Hashes> {
+    let mut whole = Context::new(&SHA256);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = offset;
+    while left > 0 {
+        let n = file.read(&mut buf[..CHUNK.min(left as usize)])?;
+        if n == 0 {
+            return Err(io::Error::other("the file shrank while it was read"));
+        }
+        whole.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut data = (offset > 0).then(|| Context::new(&SHA256));
+    let mut left = size - offset;
+    while left > 0 {
+        let mut chunk = vec![0u8; CHUNK.min(left as usize)];
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::other("the file shrank while it was read"));
+        }
+        chunk.truncate(n);
+        whole.update(&chunk);
+        if let Some(d) = &mut data {
+            d.update(&chunk);
+        }
+        left -= n as u64;
+        if tx.blocking_send(Bytes::from(chunk)).is_err() {
+            return Err(io::Error::other("the stream closed"));
+        }
+    }
+    let whole = hex(whole);
+    Ok(Hashes { data: data.map_or_else(|| whole.clone(), hex), whole })
+}
+
+async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut recv: RecvStream) {
+    let roots = Roots::of(&ctx.grant, false);
+    let asked = path.clone();
+    let opened = tokio::task::spawn_blocking(move || paths::open_read(&asked, &roots))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let (file, meta, real) = match opened {
+        Ok(x) => x,
+        Err(reason) => return refuse(&mut send, reason).await,
+    };
+    let size = meta.len();
+    if offset > size {
+        return refuse(&mut send, format!("{path} has {size} bytes; cannot resume at {offset}")).await;
+    }
+    if let Err(reason) = ctx.state.limits.check(1, size - offset) {
+        return refuse(&mut send, reason).await;
+    }
+    let ready = FileReady { size, offset, mode: meta.mode() & 0o777, files: 1 };
+    if !accept(&mut send, ready).await {
+        return;
+    }
+    let mut report = ctx.base_report(real.display().to_string(), TransferDirection::Download, size, offset);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(AHEAD);
+    let reader = tokio::task::spawn_blocking(move || read_file(file, offset, size, tx));
+    let pump = async {
+        while let Some(chunk) = rx.recv().await {
+            send.write_chunk(chunk).await.map_err(|e| format!("stream: {e}"))?;
+        }
+        // The engineer's digest follows its last byte: everything it sends, at most a frame.
+        recv.read_to_end(70 * 1024).await.map_err(|e| format!("waiting for the engineer's digest: {e}"))
+    };
+    let outcome = tokio::select! {
+        biased;
+        _ = killed(ctx.kill.clone()) => Err("stopped: the grant no longer covers it".to_owned()),
+        r = pump => r,
+    };
+    drop(rx);
+    let hashes = reader.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+    let (hashes, tail) = match (hashes, outcome) {
+        (Ok(h), Ok(tail)) => (h, tail),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = send.reset(codes::SESSION_ENDED);
+            report.error = Some(e);
+            return ctx.report(report).await;
+        }
+    };
+    let mut dec = FrameDecoder::new();
+    dec.push(&tail);
+    report.agent_sha256 = hashes.whole.clone();
+    report.engineer_sha256 = dec.next_msg::<FileDigest>().ok().flatten().map(|d| d.sha256);
+    report.ok = report.engineer_sha256.as_deref() == Some(hashes.whole.as_str());
+    if report.ok {
+        let _ = send.finish();
+    } else {
+        report.error = Some("the engineer's SHA-256 differs from the agent's".into());
+        let _ = send.reset(codes::REFUSED);
+    }
+    let mut input = Digest::new(ctx.stream, "in");
+    input.update(&tail);
+    let digests = vec![digest_of(ctx.stream, "out", size - offset, hashes.data), input.finish()];
+    ctx.report(report).await;
+    countersign(&ctx.state, &ctx.session, digests).await;
+}
+
+fn digest_of(stream: u64, direction: &str, bytes: u64, sha256: String) -> assist_proto::msg::StreamDigest {
+    assist_proto::msg::StreamDigest { stream, direction: direction.into(), bytes, sha256 }
+}
+
+struct WriteReq {
+    path: String,
+    name: Option<String>,
+    size: u64,
+    mode: u32,
+    force: bool,
+    resume: bool,
+    parents: bool,
+    batch: Batch,
+}
+
+/// Opens (or creates) the partial file and finds where to start: its length when resuming
+/// and it is not longer than the file, else 0. Returns the hash of what it holds.
+fn open_partial(t: &WriteTarget, resume: bool, size: u64) -> io::Result<(File, u64, Context)> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(t.partial())?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("the partial file is not a regular file"));
+    }
+    let len = f.metadata()?.len();
+    let offset = if resume && len <= size { len } else { 0 };
+    f.set_len(offset)?;
+    let mut whole = Context::new(&SHA256);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = offset;
+    while left > 0 {
+        let n = f.read(&mut buf[..CHUNK.min(left as usize)])?;
+        if n == 0 {
+            return Err(io::Error::other("the partial file shrank"));
+        }
+        whole.update(&buf[..n]);
+        left -= n as u64;
+    }
+    f.seek(io::SeekFrom::Start(offset))?;
+    Ok((f, offset, whole))
+}
+
+/// Writes what arrives, hashing it, and syncs the file at the end (complete or not).
+fn write_file(
+    mut f: File,
+    mut whole: Context,
+    resumed: bool,
+    mut rx: mpsc::Receiver<Bytes>,
+) -> io::Result<Hashes> {
+    let mut data = resumed.then(|| Context::new(&SHA256));
+    while let Some(chunk) = rx.blocking_recv() {
+        f.write_all(&chunk)?;
+        whole.update(&chunk);
+        if let Some(d) = &mut data {
+            d.update(&chunk);
+        }
+    }
+    f.sync_all()?;
+    let whole = hex(whole);
+    Ok(Hashes { data: data.map_or_else(|| whole.clone(), hex), whole })
+}
+
+async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStream) {
+    let limits = ctx.state.limits;
+    if let Err(reason) =
+        limits.check(1, w.size).and_then(|()| limits.check(w.batch.files, w.batch.bytes.max(w.size)))
+    {
+        return refuse(&mut send, reason).await;
+    }
+    let roots = Roots::of(&ctx.grant, true);
+    let (path, name, parents, force, resume, size) =
+        (w.path.clone(), w.name.clone(), w.parents, w.force, w.resume, w.size);
+    let prepared = tokio::task::spawn_blocking(move || {
+        let t = paths::resolve_write(&path, name.as_deref(), parents, &roots)?;
+        if t.exists && !force {
+            return Err(format!("{} exists; use --force to replace it", t.path().display()));
+        }
+        let (f, offset, whole) =
+            open_partial(&t, resume, size).map_err(|e| format!("{}: {e}", t.partial().display()))?;
+        Ok((t, f, offset, whole))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let (target, file, offset, whole) = match prepared {
+        Ok(x) => x,
+        Err(reason) => return refuse(&mut send, reason).await,
+    };
+    if !accept(&mut send, FileReady { size, offset, mode: 0, files: 1 }).await {
+        return;
+    }
+    let mut report =
+        ctx.base_report(target.path().display().to_string(), TransferDirection::Upload, size, offset);
+    let (tx, rx) = mpsc::channel::<Bytes>(AHEAD);
+    let writer = tokio::task::spawn_blocking(move || write_file(file, whole, offset > 0, rx));
+    let mut left = size - offset;
+    let pump = async {
+        while left > 0 {
+            match recv.read_chunk(left.min(CHUNK as u64) as usize, true).await {
+                Ok(Some(c)) => {
+                    left -= c.bytes.len() as u64;
+                    tx.send(c.bytes).await.map_err(|_| "cannot write the file".to_owned())?;
+                }
+                Ok(None) => return Err("the engineer's stream ended early".to_owned()),
+                Err(e) => return Err(format!("stream: {e}")),
+            }
+        }
+        Ok(())
+    };
+    let received = tokio::select! {
+        biased;
+        _ = killed(ctx.kill.clone()) => Err("stopped: the grant no longer covers it".to_owned()),
+        r = pump => r,
+    };
+    drop(tx);
+    let written = writer.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+    let hashes = match (written, received) {
+        (Ok(h), Ok(())) => h,
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = send.reset(codes::SESSION_ENDED);
+            let _ = recv.stop(codes::SESSION_ENDED);
+            report.error = Some(format!("{e}; the partial file is kept for --resume"));
+            return ctx.report(report).await;
+        }
+    };
+    let _ = std::fs::set_permissions(
+        target.partial(),
+        std::fs::Permissions::from_mode(match w.mode & 0o777 {
+            0 => 0o644,
+            m => m,
+        }),
+    );
+    report.agent_sha256 = hashes.whole.clone();
+    let frame = encode(&FileDigest { sha256: hashes.whole.clone() }).expect("a digest frame encodes");
+    let mut out = Digest::new(ctx.stream, "out");
+    out.update(&frame);
+    let confirmed = async {
+        send.write_all(&frame).await.map_err(|e| format!("stream: {e}"))?;
+        match recv.read_chunk(1, true).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("the engineer sent more bytes than declared".to_owned()),
+            Err(_) => Err("the engineer did not confirm the digest".to_owned()),
+        }
+    };
+    let confirmed = tokio::select! {
+        biased;
+        _ = killed(ctx.kill.clone()) => Err("stopped: the grant no longer covers it".to_owned()),
+        r = confirmed => r,
+    };
+    let committed =
+        confirmed.and_then(|()| commit(&target).map_err(|e| format!("cannot rename into place: {e}")));
+    match committed {
+        Ok(()) => {
+            report.ok = true;
+            report.engineer_sha256 = Some(hashes.whole.clone());
+            let _ = send.finish();
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(target.partial());
+            report.error = Some(e);
+            let _ = send.reset(codes::SESSION_ENDED);
+        }
+    }
+    let digests = vec![digest_of(ctx.stream, "in", size - offset, hashes.data), out.finish()];
+    ctx.report(report).await;
+    countersign(&ctx.state, &ctx.session, digests).await;
+}
+
+/// Renames the partial file over the target and syncs the directory.
+fn commit(t: &WriteTarget) -> io::Result<()> {
+    std::fs::rename(t.partial(), t.path())?;
+    File::open(&t.dir)?.sync_all()
+}

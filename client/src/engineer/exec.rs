@@ -1,0 +1,69 @@
+//! `assist exec AGENT NAME`: runs one of the agent's allowlisted diagnostic scripts in a
+//! session of its own (capability `exec:NAME`), streams its output (stdout to stdout,
+//! stderr to stderr) and returns its exit code. The engineer sends only the name: the
+//! program and its arguments come from the agent's configuration.
+
+use super::EngineerError;
+use super::config::ConfigDir;
+use super::session::{self, SessionChoice};
+use super::shell::copy_out;
+use assist_net::read_msg;
+use assist_proto::caps::Capability;
+use assist_proto::ids::AgentName;
+use assist_proto::msg::{ChannelKind, ChannelOpen, RelayToEngineer};
+use assist_proto::session::EndReason;
+use std::time::Duration;
+
+/// Runs the script; returns its exit code (or ours when it could not run).
+pub async fn run(
+    cfg: &ConfigDir,
+    agent: &AgentName,
+    name: &str,
+    choice: SessionChoice,
+) -> Result<i32, EngineerError> {
+    if let SessionChoice::Existing(_) = choice {
+        return Err(EngineerError::Refused(
+            "assist exec runs in a session of its own (it ends when the script exits); drop --session".into(),
+        ));
+    }
+    let cap = Capability::Exec { scripts: vec![name.to_owned()] };
+    let mut live = session::open(cfg, agent, choice, vec![cap]).await?;
+    let (send, mut recv) = live.channel(ChannelKind::Exec { name: name.to_owned() }).await?;
+    drop(send);
+    let mut stdout = tokio::spawn(async move { copy_out(&mut recv, &mut tokio::io::stdout()).await });
+    let conn = live.conn.clone();
+    let stderr = tokio::spawn(async move {
+        while let Ok(mut uni) = conn.accept_uni().await {
+            if matches!(
+                read_msg::<ChannelOpen, _>(&mut uni).await,
+                Ok(Some(ChannelOpen { channel: ChannelKind::Stderr, .. }))
+            ) {
+                tokio::spawn(async move { copy_out(&mut uni, &mut tokio::io::stderr()).await });
+            }
+        }
+    });
+    let mut events = live.events.take().expect("a new session has events");
+    let mut stdout_done = false;
+    let reason = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Ok(RelayToEngineer::SessionEnded { reason })) => break reason,
+                Some(Ok(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
+                Some(Ok(_)) => {}
+                Some(Err(message)) => break EndReason::Failed { message },
+                None => break EndReason::Failed { message: "connection to the relay lost".into() },
+            },
+            _ = &mut stdout, if !stdout_done => stdout_done = true,
+        }
+    };
+    if !stdout_done {
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut stdout).await;
+    }
+    stderr.abort();
+    if !matches!(reason, EndReason::ShellExited { code: Some(_), .. }) {
+        eprintln!("assist: {name} on {agent}: {reason}");
+    }
+    let code = reason.exit_code();
+    live.close().await;
+    Ok(code)
+}

@@ -1,0 +1,202 @@
+//! A session to work in, for commands that open channels (`assist cp`, `ls`, `exec`,
+//! `logs`): a new one requested for exactly the capability the command needs (and waited
+//! for, like `assist shell`), or a live session of the same engineer (`--session S`),
+//! opened from any of their connections.
+//!
+//! The connection's control stream stays open while the command runs: a session this
+//! command requested ends when the command's connection goes.
+
+use super::render::duration;
+use super::{EngineerError, connect, now_ms};
+use crate::term;
+use assist_net::read_msg;
+use assist_proto::caps::{Capability, Priority};
+use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::msg::{
+    ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, RelayToEngineer, SessionInfo,
+};
+use quinn::{Connection, RecvStream, SendStream};
+use std::io::Write;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A message from the relay, or why none will come.
+pub(crate) type Event = Result<RelayToEngineer, String>;
+
+/// Which session a command works in.
+#[derive(Clone, Debug)]
+pub enum SessionChoice {
+    /// Request a new session for the command's capability.
+    New { ticket: String, priority: Priority, reason: String, duration_secs: Option<u64> },
+    /// Use this live session of yours.
+    Existing(SessionId),
+}
+
+/// A session ready for channels.
+pub struct Live {
+    pub conn: Connection,
+    pub session: SessionId,
+    /// Events of a session this command requested (`None` for an existing session).
+    pub events: Option<mpsc::Receiver<Event>>,
+    control: SendStream,
+    rc: crate::conn::RelayConn,
+}
+
+impl Live {
+    /// Opens a channel and reads the reply; a refusal becomes an error with its reason.
+    pub async fn channel(&self, kind: ChannelKind) -> Result<(SendStream, RecvStream), EngineerError> {
+        let what = kind.name();
+        let (mut send, mut recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| EngineerError::Refused(format!("cannot open a {what} channel: {e}")))?;
+        let open = ChannelOpen { session: self.session.clone(), channel: kind };
+        assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
+        match read_msg::<ChannelReply, _>(&mut recv).await {
+            Ok(Some(ChannelReply::Accepted)) => Ok((send, recv)),
+            Ok(Some(ChannelReply::Refused { reason })) => {
+                Err(EngineerError::Refused(format!("refused: {reason}")))
+            }
+            Ok(None) | Err(_) => Err(EngineerError::Refused(format!("the relay closed the {what} channel"))),
+        }
+    }
+
+    /// Ends the command's connection (and so a session it requested).
+    pub async fn close(mut self) {
+        let _ = self.control.finish();
+        self.rc.close().await;
+    }
+}
+
+fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+/// Connects and gets the session: requested for `caps` and approved, or the given one.
+pub async fn open(
+    cfg: &super::config::ConfigDir,
+    agent: &AgentName,
+    choice: SessionChoice,
+    caps: Vec<Capability>,
+) -> Result<Live, EngineerError> {
+    let authed = connect(cfg).await?;
+    let conn = authed.rc.conn.clone();
+    let rc = authed.rc;
+    let mut control = authed.control.send;
+    let (ticket, priority, reason, duration_secs) = match choice {
+        SessionChoice::Existing(session) => {
+            return Ok(Live { conn, session, events: None, control, rc });
+        }
+        SessionChoice::New { ticket, priority, reason, duration_secs } => {
+            (ticket, priority, reason, duration_secs)
+        }
+    };
+    let request = EngineerToRelay::RequestSession {
+        agent: agent.clone(),
+        ticket,
+        priority,
+        reason,
+        capabilities: caps,
+        duration_secs,
+    };
+    assist_net::write_msg(&mut control, &request)
+        .await
+        .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))?;
+    let mut events = spawn_events(authed.control.recv);
+    let approved = wait_for_consent(&mut events).await?;
+    Ok(Live { conn, session: approved.id, events: Some(events), control, rc })
+}
+
+/// Reads the control stream into a channel of events.
+pub(crate) fn spawn_events(mut control_recv: RecvStream) -> mpsc::Receiver<Event> {
+    let (events_tx, events) = mpsc::channel::<Event>(16);
+    tokio::spawn(async move {
+        loop {
+            match read_msg::<RelayToEngineer, _>(&mut control_recv).await {
+                Ok(Some(m)) => {
+                    if events_tx.send(Ok(m)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = events_tx.send(Err("the relay closed the session stream".into())).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = events_tx.send(Err(format!("connection to the relay lost: {e}"))).await;
+                    return;
+                }
+            }
+        }
+    });
+    events
+}
+
+/// Shows the wait and returns the session once approved.
+pub(crate) async fn wait_for_consent(
+    events: &mut mpsc::Receiver<Event>,
+) -> Result<SessionInfo, EngineerError> {
+    let (session, waiting_for) = match events.recv().await {
+        Some(Ok(RelayToEngineer::SessionRequested { session, waiting_for })) => (session, waiting_for),
+        Some(Ok(RelayToEngineer::Error { code, message })) => {
+            return Err(EngineerError::Relay { code, message });
+        }
+        Some(Ok(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
+        Some(Err(m)) => return Err(EngineerError::Refused(m)),
+        None => return Err(EngineerError::Refused("connection to the relay lost".into())),
+    };
+    let live = term::stderr_is_tty();
+    say(&format!(
+        "assist: session {} on {} (ticket {}, {}) requested; waiting for {} (denied automatically in {})",
+        session.id,
+        session.agent,
+        session.ticket,
+        session.priority,
+        waiting_for,
+        duration(session.consent_deadline - now_ms())
+    ));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let clear = |live: bool| {
+        if live {
+            eprint!("\r\x1b[2K");
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if live => {
+                eprint!(
+                    "\r\x1b[2Kwaiting {} — {} left",
+                    duration(now_ms() - session.requested_at),
+                    duration(session.consent_deadline - now_ms())
+                );
+            }
+            ev = events.recv() => {
+                clear(live);
+                return match ev {
+                    Some(Ok(RelayToEngineer::SessionApproved { session: s })) => {
+                        say(&super::grant::approved_line(&s));
+                        Ok(s)
+                    }
+                    Some(Ok(RelayToEngineer::SessionDenied { by, reason })) => Err(EngineerError::Refused(format!(
+                        "session {} denied by {}: {reason}",
+                        session.id,
+                        by.as_deref().unwrap_or("the relay")
+                    ))),
+                    Some(Ok(RelayToEngineer::SessionExpired { waited_ms })) => Err(EngineerError::Refused(format!(
+                        "session {} expired: no answer within {}; the request is denied",
+                        session.id,
+                        duration(waited_ms)
+                    ))),
+                    Some(Ok(RelayToEngineer::SessionEnded { reason })) => {
+                        Err(EngineerError::Refused(format!("session {} ended before it started: {reason}", session.id)))
+                    }
+                    Some(Ok(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
+                    Some(Ok(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
+                    Some(Err(m)) => Err(EngineerError::Refused(m)),
+                    None => Err(EngineerError::Refused("connection to the relay lost".into())),
+                };
+            }
+        }
+    }
+}

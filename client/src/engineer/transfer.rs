@@ -1,0 +1,227 @@
+//! One file over one file channel, in either direction, for `assist cp`.
+//!
+//! - Download: the bytes go to `.NAME.assist-part` beside the target, hashed as they
+//!   arrive; at the end the file is synced, our SHA-256 goes to the agent, and only when the
+//!   agent confirms that it matches its own (by finishing its stream) is the file renamed
+//!   into place. `--resume` continues a partial file from its length.
+//! - Upload: the bytes are read once, hashed as they go; the agent answers with its SHA-256
+//!   of what it wrote, and we commit (finish our stream, the agent renames) only if it is
+//!   ours. The agent keeps an interrupted partial file for `--resume`.
+//!
+//! The wire protocol is described in [`assist_proto::files`]. Choosing which files to copy
+//! and where is [`super::cp`]'s work.
+
+use super::EngineerError;
+use super::progress::Progress;
+use super::session::Live;
+use assist_net::{codes, read_msg, write_msg};
+use assist_proto::files::{Batch, FileDigest, FileReady, FileRequest, fmt_size};
+use assist_proto::msg::ChannelKind;
+use aws_lc_rs::digest::{Context, SHA256};
+use bytes::Bytes;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const CHUNK: usize = 256 * 1024;
+
+/// How a copy behaves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub force: bool,
+    pub resume: bool,
+    /// Bytes per second, if limited.
+    pub limit: Option<u64>,
+}
+
+/// A completed transfer.
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub size: u64,
+    pub sha256: String,
+    pub resumed_from: u64,
+}
+
+fn refused(msg: impl Into<String>) -> EngineerError {
+    EngineerError::Refused(msg.into())
+}
+
+fn partial_of(target: &Path) -> Result<PathBuf, EngineerError> {
+    let name =
+        target.file_name().and_then(|n| n.to_str()).ok_or_else(|| refused("the target names no file"))?;
+    Ok(target.with_file_name(format!(".{name}.assist-part")))
+}
+
+/// Hashes the first `len` bytes of `f` (a resumed transfer's prefix).
+fn hash_prefix(f: &mut File, len: u64) -> std::io::Result<Context> {
+    let mut ctx = Context::new(&SHA256);
+    f.seek(std::io::SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let n = f.read(&mut buf[..CHUNK.min(left as usize)])?;
+        if n == 0 {
+            return Err(std::io::Error::other("the file is shorter than the resume point"));
+        }
+        ctx.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(ctx)
+}
+
+async fn ready(recv: &mut quinn::RecvStream) -> Result<FileReady, EngineerError> {
+    match read_msg::<FileReady, _>(recv).await {
+        Ok(Some(r)) => Ok(r),
+        _ => Err(refused("the agent did not describe the file")),
+    }
+}
+
+/// Copies the remote `path` to the local file `target` (its exact name).
+pub async fn download(live: &Live, path: &str, target: &Path, opts: Options) -> Result<Done, EngineerError> {
+    if target.exists() && !opts.force {
+        return Err(refused(format!("{} exists; use --force to replace it", target.display())));
+    }
+    let partial = partial_of(target)?;
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&partial)?;
+    let offset = if opts.resume { file.metadata()?.len() } else { 0 };
+    file.set_len(offset)?;
+    let mut hash = hash_prefix(&mut file, offset)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+
+    let request = FileRequest::Read { path: path.to_owned(), offset };
+    let opened = async {
+        let (send, mut recv) = live.channel(ChannelKind::Files { request }).await?;
+        Ok::<_, EngineerError>((send, ready(&mut recv).await?, recv))
+    };
+    let (mut send, ready, mut recv) = match opened.await {
+        Ok(x) => x,
+        Err(e) => {
+            // Refused: nothing moved, so nothing is left behind.
+            if offset == 0 {
+                let _ = std::fs::remove_file(&partial);
+            }
+            return Err(e);
+        }
+    };
+    if ready.offset != offset {
+        return Err(refused("the agent answered for another resume point"));
+    }
+    let mut progress = Progress::new(path, ready.size, offset, opts.limit);
+    let mut left = ready.data_len();
+    while left > 0 {
+        match recv.read_chunk(left.min(1 << 20) as usize, true).await {
+            Ok(Some(c)) => {
+                file.write_all(&c.bytes)?;
+                hash.update(&c.bytes);
+                left -= c.bytes.len() as u64;
+                progress.advance(c.bytes.len() as u64).await;
+            }
+            _ => {
+                progress.finish();
+                file.sync_all()?;
+                let got = ready.size - left;
+                return Err(refused(format!(
+                    "transfer interrupted after {} of {}; run again with --resume to continue",
+                    fmt_size(got),
+                    fmt_size(ready.size)
+                )));
+            }
+        }
+    }
+    progress.finish();
+    file.sync_all()?;
+    let sha256 = hex::encode(hash.finish().as_ref());
+    write_msg(&mut send, &FileDigest { sha256: sha256.clone() }).await.map_err(|e| refused(e.to_string()))?;
+    let _ = send.finish();
+    // The agent finishes its stream only if its SHA-256 is ours.
+    if recv.read_to_end(1024).await.is_err() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(refused(format!(
+            "{path}: the agent's SHA-256 differs from ours ({sha256}); nothing was kept"
+        )));
+    }
+    drop(file);
+    let mode = if ready.mode == 0 { 0o644 } else { ready.mode & 0o777 };
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&partial, target)?;
+    Ok(Done { size: ready.size, sha256, resumed_from: offset })
+}
+
+/// Where an upload goes on the agent.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    pub path: String,
+    /// The file's name inside `path` if `path` is a directory.
+    pub name: Option<String>,
+    pub parents: bool,
+    pub batch: Batch,
+}
+
+/// Copies the local file `source` to the agent.
+pub async fn upload(
+    live: &Live,
+    source: &Path,
+    dest: Destination,
+    opts: Options,
+) -> Result<Done, EngineerError> {
+    let mut file = File::open(source).map_err(|e| refused(format!("{}: {e}", source.display())))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refused(format!("{} is not a regular file", source.display())));
+    }
+    let size = meta.len();
+    let request = FileRequest::Write {
+        path: dest.path.clone(),
+        name: dest.name.clone(),
+        size,
+        mode: meta.permissions().mode() & 0o777,
+        force: opts.force,
+        resume: opts.resume,
+        parents: dest.parents,
+        batch: dest.batch,
+    };
+    let (mut send, mut recv) = live.channel(ChannelKind::Files { request }).await?;
+    let ready = ready(&mut recv).await?;
+    if ready.offset > size {
+        return Err(refused("the agent's partial file is longer than ours"));
+    }
+    let mut hash = hash_prefix(&mut file, ready.offset)?;
+    file.seek(std::io::SeekFrom::Start(ready.offset))?;
+    let mut progress = Progress::new(&source.display().to_string(), size, ready.offset, opts.limit);
+    let chunk = if opts.limit.is_some() { 16 * 1024 } else { CHUNK };
+    let mut left = size - ready.offset;
+    while left > 0 {
+        let mut buf = vec![0u8; chunk.min(left as usize)];
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Err(refused(format!("{} shrank while it was read", source.display())));
+        }
+        buf.truncate(n);
+        hash.update(&buf);
+        left -= n as u64;
+        if send.write_chunk(Bytes::from(buf)).await.is_err() {
+            progress.finish();
+            return Err(refused("transfer interrupted; run again with --resume to continue"));
+        }
+        progress.advance(n as u64).await;
+    }
+    progress.finish();
+    let sha256 = hex::encode(hash.finish().as_ref());
+    let theirs = match read_msg::<FileDigest, _>(&mut recv).await {
+        Ok(Some(d)) => d.sha256,
+        _ => return Err(refused("the agent did not confirm the file (see its message in the audit log)")),
+    };
+    if theirs != sha256 {
+        let _ = send.reset(codes::REFUSED);
+        return Err(refused(format!(
+            "{}: the agent's SHA-256 {theirs} differs from ours {sha256}; the file was not replaced",
+            source.display()
+        )));
+    }
+    let _ = send.finish();
+    if recv.read_to_end(1024).await.is_err() {
+        return Err(refused("the agent could not put the file in place"));
+    }
+    Ok(Done { size, sha256, resumed_from: ready.offset })
+}
