@@ -225,6 +225,12 @@ struct ServeArgs {
     /// Lifetime of the tokens engineers get when they log in.
     #[arg(long, default_value = "8h", value_parser = humantime::parse_duration, value_name = "DUR")]
     token_ttl: Duration,
+    /// How long a grant lasts when the engineer does not say (`assist shell --for`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DUR")]
+    grant_default: Duration,
+    /// The longest grant an engineer may ask for, and so the longest any approval lasts.
+    #[arg(long, default_value = "4h", value_parser = humantime::parse_duration, value_name = "DUR")]
+    grant_max: Duration,
     /// TCP address for the HTTP API (`/api/v1/health`); off unless given.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
@@ -327,7 +333,13 @@ enum AuditCommand {
         output: Option<PathBuf>,
     },
     /// Checks the whole hash chain; exits 1 at the first broken event.
-    Verify,
+    Verify {
+        /// Also check that every event of this earlier `audit export` (a SIEM's copy) is
+        /// still in the log unchanged: this shows events cut from the end, which the chain
+        /// alone cannot.
+        #[arg(long, value_name = "FILE")]
+        against: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -409,6 +421,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    if args.grant_default.is_zero() || args.grant_default > args.grant_max {
+        bail!("--grant-default must be more than zero and at most --grant-max");
+    }
     let (dir, first_admin) = DataDir::init_or_open(&data_dir, &args.server_names).await?;
     if let Some(admin) = first_admin {
         let mut out = std::io::stdout().lock();
@@ -423,6 +438,8 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         consent_timeout: args.consent_timeout,
         urgent_consent_timeout: args.urgent_consent_timeout,
+        grant_default: args.grant_default,
+        grant_max: args.grant_max,
         token_ttl: args.token_ttl,
         http: args.http,
         recordings: args.recordings,
@@ -561,15 +578,28 @@ async fn audit_command(store: &SqliteStore, command: AuditCommand, now: i64) -> 
             };
             tracing::debug!(count, "audit export done");
         }
-        AuditCommand::Verify => match audit_cmd::verify(store).await? {
-            Ok(chain) => {
-                println!("audit log intact: {} events, head SHA256:{}", chain.count, chain.head_hash);
+        AuditCommand::Verify { against } => {
+            match audit_cmd::verify(store).await? {
+                Ok(chain) => {
+                    println!("audit log intact: {} events, head SHA256:{}", chain.count, chain.head_hash);
+                }
+                Err(broken) => {
+                    println!("{broken}");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
-            Err(broken) => {
-                println!("{broken}");
-                return Ok(ExitCode::FAILURE);
+            if let Some(path) = against {
+                let file =
+                    std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+                match audit_cmd::check_against_export(store, std::io::BufReader::new(file)).await? {
+                    Ok(n) => println!("all {n} events of {} are in the log, unchanged", path.display()),
+                    Err(mismatch) => {
+                        println!("{mismatch}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
             }
-        },
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

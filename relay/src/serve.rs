@@ -33,6 +33,10 @@ pub struct ServeConfig {
     pub consent_timeout: Duration,
     pub urgent_consent_timeout: Duration,
     pub token_ttl: Duration,
+    /// Grant length when the engineer does not ask for one. Default 1 hour.
+    pub grant_default: Duration,
+    /// Longest grant. Default 4 hours.
+    pub grant_max: Duration,
     /// TCP address of the HTTP API; none by default.
     pub http: Option<SocketAddr>,
     /// Where recordings go: a directory, `file:///DIR` or `s3://BUCKET/PREFIX` (see
@@ -85,6 +89,8 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         consent_timeout: cfg.consent_timeout,
         urgent_consent_timeout: cfg.urgent_consent_timeout,
         token_ttl: cfg.token_ttl,
+        default_grant: cfg.grant_default,
+        grant_ttl: cfg.grant_max,
         recordings: match cfg.recording {
             true => Some(
                 crate::recording::store::open(cfg.recordings.as_deref(), dir.path())
@@ -94,7 +100,6 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         },
         recording_mandatory: cfg.recording,
         transfer_limits: cfg.transfer_limits,
-        ..BrokerConfig::default()
     };
     if !cfg.recording {
         warn!("recording is OFF: sessions on this relay are not recorded and not auditable");

@@ -320,3 +320,22 @@ fn maintenance_windows_pre_approve_only_what_they_name() -> anyhow::Result<()> {
     after.stderr.wait_for("no maintenance window is open")?;
     Ok(())
 }
+
+#[test]
+fn the_relay_bounds_how_long_a_grant_may_be_asked_for() -> anyhow::Result<()> {
+    let relay = TestRelay::start_with(&["--grant-max", "10m", "--grant-default", "5m"])?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let out = alice.run(&refs(&shell(&["--for", "1h"], &["true"])))?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1h is longer than this relay grants (at most 10m)"), "{err}");
+    let bob = relay.login("bob")?;
+    let mut s = alice.spawn(&refs(&shell(&[], &["sleep", "600"])))?;
+    let id = bob.pending_request()?;
+    assert_eq!(session(&bob, &id)?["duration_secs"], 300, "the relay's default applies");
+    bob.ok(&["deny", &id, "--reason", "not now"])?;
+    assert_ne!(s.wait()?.code(), Some(0));
+    Ok(())
+}

@@ -214,17 +214,14 @@ async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, 
         return refuse(&mut esend, reason).await;
     }
     let cap = open.channel.required_capability();
-    let (session, agent, grant) = match relay.grant_for_channel(&who, &open.session, &cap).await {
-        Ok(x) => x,
-        Err(r) => {
-            relay.audit_refusal(&who, &open.session, &open.channel, &r.message).await;
-            return refuse(&mut esend, r.message).await;
-        }
-    };
-    // Numbered now, before the agent can open this channel's stderr stream, so a shell's
-    // channel always comes before its stderr in the recording.
-    let channel = session.next_channel();
-    let handle = session.register_channel(channel, cap);
+    let (session, agent, grant, channel, handle) =
+        match relay.grant_for_channel(&who, &open.session, &cap).await {
+            Ok(x) => x,
+            Err(r) => {
+                relay.audit_refusal(&who, &open.session, &open.channel, &r.message).await;
+                return refuse(&mut esend, r.message).await;
+            }
+        };
     let span = session.span.clone();
     async move {
         let Some(aconn) = relay.agent_conn(&agent) else {

@@ -360,13 +360,15 @@ impl Relay {
     }
 
     /// For a channel the engineer opens: the session's grant, if the session is live,
-    /// is this engineer's (from any of their connections), and its grant covers `cap` now.
+    /// is this engineer's (from any of their connections), and its grant covers `cap` now;
+    /// with the channel's number and its registration, made under the same lock as the
+    /// check, so a revocation either refuses the channel or finds it registered and stops it.
     pub(crate) async fn grant_for_channel(
         &self,
         who: &Principal,
         id: &SessionId,
         cap: &Capability,
-    ) -> Result<(Arc<LiveSession>, AgentName, SignedGrant), Refusal> {
+    ) -> Result<(Arc<LiveSession>, AgentName, SignedGrant, u32, grants::ChannelHandle), Refusal> {
         let s = self
             .session(id)
             .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
@@ -401,8 +403,12 @@ impl Relay {
             s.span.in_scope(|| info!("session active"));
         }
         let agent = core.info.agent.clone();
+        // Numbered now, before the agent can open this channel's stderr stream, so a shell's
+        // channel always comes before its stderr in the recording.
+        let channel = s.next_channel();
+        let handle = s.register_channel(channel, cap.clone());
         drop(core);
-        Ok((s, agent, grant))
+        Ok((s, agent, grant, channel, handle))
     }
 
     /// For a stream the agent opens (stderr): the session, if it is this agent's and active.
