@@ -116,6 +116,16 @@ fn cp_both_ways_checks_digests_audits_and_records_the_bytes() -> anyhow::Result<
     assert_eq!(d["path"], t.p("logs/app.log"));
     let channel = d["channel"].as_u64().unwrap() as u32;
     recorded(&relay, &id, channel, "out", &original)?;
+    // Sealed, and the agent's countersignature of the file's bytes checks out.
+    let deadline = Instant::now() + WAIT;
+    let verdict = loop {
+        match relay.admin(&["recording", "verify", &id]) {
+            Ok(v) => break v,
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    };
+    assert!(verdict.contains("valid") && verdict.contains("countersign"), "{verdict}");
 
     // Upload into a remote directory; then again, refused without --force.
     let patch = t.base.join("local/patch.sql");
