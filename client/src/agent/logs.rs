@@ -136,6 +136,7 @@ pub(crate) async fn serve(
     mut recv: RecvStream,
 ) {
     let roots = Roots::of(&grant, false);
+    let roots_asked = paths.clone();
     let r2 = roots.clone();
     let found = tokio::task::spawn_blocking(move || collect(&paths, since, &r2))
         .await
@@ -156,22 +157,48 @@ pub(crate) async fn serve(
     }
     let _ = recv.stop(codes::OK);
     let stream = u64::from(send.id());
+    // Stopped like any channel when a grant revision or expiry no longer covers it.
+    let (control, kill) = super::process::Control::for_task();
+    let killed = async move {
+        let mut kill = kill;
+        let _ = kill.wait_for(|k| *k).await;
+    };
+    tokio::pin!(killed);
+    let cap = assist_proto::caps::Capability::FilesRead { roots: roots_asked.clone() };
+    if !state.grants.add_running(&session, stream, cap, control.clone()) {
+        let _ = send.reset(codes::SESSION_ENDED);
+        return;
+    }
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
     let packer = tokio::task::spawn_blocking(move || pack(files, roots, tx));
     let mut out = Digest::new(stream, "out");
-    while let Some(chunk) = rx.recv().await {
-        out.update(&chunk);
-        if send.write_all(&chunk).await.is_err() {
-            break;
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(chunk) => {
+                    out.update(&chunk);
+                    if send.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            () = &mut killed => {
+                stopped = true;
+                break;
+            }
         }
     }
+    drop(rx);
     match packer.await {
-        Ok(Ok(())) => {
+        Ok(Ok(())) if !stopped => {
             let _ = send.finish();
         }
         _ => {
             let _ = send.reset(codes::SESSION_ENDED);
         }
     }
+    state.grants.remove_running(&session, stream);
     countersign(&state, &session, vec![out.finish()]).await;
 }
