@@ -4,6 +4,8 @@
 //! stdout on `/dev/null`:
 //! - assist: `assist shell AGENT -T -- cat FILE` through the relay (the approval, by the
 //!   auto-answering prompt, is inside the time; it is milliseconds against seconds);
+//! - assist unrecorded: the same through a second relay started with `serve
+//!   --no-recording` (its own agent), which shows what recording costs (issue 4's target);
 //! - direct quinn: `assist-bench quic-client` against `assist-bench quic-server`, one
 //!   stream, the relay's TLS and transport settings (the client counts the bytes);
 //! - `ssh target cat FILE` and `ssh -J jump target cat FILE`.
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
-const NAMES: [&str; 4] = ["assist", "direct quinn", "ssh", "ssh -J"];
+const NAMES: [&str; 5] = ["assist", "assist unrecorded", "direct quinn", "ssh", "ssh -J"];
 
 /// Runs `cmd` with stdin empty and stdout discarded; returns its wall time.
 fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<Duration> {
@@ -40,6 +42,9 @@ fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<Duration> {
 
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let world = ctx.world()?;
+    let unrecorded =
+        crate::world::World::start_with(&ctx.bins, &ctx.dir.join("unrecorded"), &["--no-recording"])
+            .context("starting the unrecorded relay")?;
     let size = ctx.settings.bulk_bytes;
     let file = ctx.dir.join("bulk.bin");
     eprintln!("assist-bench: bulk: writing a {} MiB file", size / (1 << 20));
@@ -56,7 +61,13 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     out.forward(None);
 
     let relay_pid = world.relay.proc.pid();
-    let mut pids = vec![world.relay.proc.pid(), world.agent.pid(), server.pid()];
+    let mut pids = vec![
+        world.relay.proc.pid(),
+        world.agent.pid(),
+        unrecorded.relay.proc.pid(),
+        unrecorded.agent.pid(),
+        server.pid(),
+    ];
     if let Ok(s) = &ctx.ssh {
         pids.extend(s.daemon_pids());
     }
@@ -71,15 +82,15 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         Ok(total)
     };
     let gib = size as f64 / GIB;
-    let mut mibs: [Vec<f64>; 4] = Default::default();
-    let mut cpus: [Vec<f64>; 4] = Default::default();
+    let mut mibs: [Vec<f64>; 5] = Default::default();
+    let mut cpus: [Vec<f64>; 5] = Default::default();
     let mut relay_cpu_samples = vec![];
     let mib_s = |d: Duration| size as f64 / MIB / d.as_secs_f64();
     for round in 1..=ctx.settings.rounds {
         eprintln!("assist-bench: bulk round {round}/{}", ctx.settings.rounds);
         for (i, variant) in NAMES.iter().enumerate() {
             let ssh = match (&ctx.ssh, i) {
-                (_, 0 | 1) => None,
+                (_, 0..=2) => None,
                 (Ok(s), _) => Some(s),
                 (Err(_), _) => continue,
             };
@@ -87,8 +98,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             let relay0 = cpu_seconds(relay_pid)?;
             let took = match (i, ssh) {
                 (0, _) => timed(variant, &mut world.shell(&["-T", "--", "cat", &file_arg]), limit)?,
-                (1, _) => quic_fetch(ctx, addr, &world.relay.fingerprint, size, limit)?,
-                (_, Some(s)) => timed(variant, &mut s.command(i == 3, &[], &["cat", &file_arg]), limit)?,
+                (1, _) => timed(variant, &mut unrecorded.shell(&["-T", "--", "cat", &file_arg]), limit)?,
+                (2, _) => quic_fetch(ctx, addr, &world.relay.fingerprint, size, limit)?,
+                (_, Some(s)) => timed(variant, &mut s.command(i == 4, &[], &["cat", &file_arg]), limit)?,
                 (_, None) => unreachable!("ssh variants run only with ssh"),
             };
             if i == 0 {
@@ -99,11 +111,13 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         }
     }
     drop(server);
+    drop(unrecorded);
 
     let title = format!("bulk {} agent -> engineer", human_size(size));
     let mut bulk = Figure::new("bulk_mib_s", &title, "MiB/s", Better::Higher, "assist")
         .target("ssh -J", 1.5)
-        .target("direct quinn", 0.5);
+        .target("direct quinn", 0.5)
+        .target("assist unrecorded", 0.9);
     let mut path = Figure::new(
         "bulk_path_cpu_s_per_gib",
         "bulk: CPU of every process on the path, per GiB",
@@ -114,16 +128,17 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     for (i, name) in NAMES.iter().enumerate() {
         for (f, values) in [(&mut bulk, &mibs[i]), (&mut path, &cpus[i])] {
             f.push(match (&ctx.ssh, i) {
-                (Err(why), 2 | 3) => Series::skipped(name, why),
+                (Err(why), 3 | 4) => Series::skipped(name, why),
                 _ => Series::new(name, values.clone()),
             });
         }
     }
     bulk.note(
-        "whole process, stdout to /dev/null; assist includes session set-up and the automatic approval",
+        "whole process, stdout to /dev/null; assist includes session set-up and the automatic approval; \
+         assist unrecorded: a second relay with `serve --no-recording` (issue 4: recording costs < 10%)",
     );
     path.note(
-        "assist: client + relay + agent + cat; quinn: client + server; ssh: client + sshd sessions (both hosts \
+        "assist: client + relay + agent + cat (both relays and agents are counted for either); quinn: client + server; ssh: client + sshd sessions (both hosts \
          for -J). On 2 cores a CPU-bound path moves at most 2 / this GiB/s",
     );
     let mut relay_cpu =

@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let ids = ctx.dir.join("idle-identities.jsonl");
     let max_n = ctx.settings.idle_ns.iter().copied().max().unwrap_or(0);
     let fingerprint = {
-        let relay = Relay::start(&ctx.bins, &data, &ctx.dir.join("idle-relay.log"))?;
+        let relay = Relay::start(&ctx.bins, &data, &ctx.dir.join("idle-relay.log"), &[])?;
         relay.admin(&ctx.bins, &["org", "add", "idle"], "")?;
         eprintln!("assist-bench: idle: enrolling {max_n} agents through the relay");
         let started = Instant::now();
@@ -128,7 +128,7 @@ fn measure(
 ) -> Result<Sample> {
     let (proc, addr) = match server {
         Server::Relay => {
-            let relay = Relay::start(&ctx.bins, data, &ctx.dir.join("idle-relay.log"))?;
+            let relay = Relay::start(&ctx.bins, data, &ctx.dir.join("idle-relay.log"), &[])?;
             (relay.proc, relay.addr)
         }
         Server::Bare => {

@@ -71,10 +71,11 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts `assist-relay serve` on `data` (created on first start), 127.0.0.1, port 0.
-    pub fn start(bins: &Bins, data: &Path, log: &Path) -> Result<Self> {
+    /// Starts `assist-relay serve` on `data` (created on first start), 127.0.0.1, port 0,
+    /// with `serve_args` added.
+    pub fn start(bins: &Bins, data: &Path, log: &Path, serve_args: &[&str]) -> Result<Self> {
         let mut cmd = bins.command("assist-relay");
-        cmd.arg("--data-dir").arg(data).args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.arg("--data-dir").arg(data).args(["serve", "--listen", "127.0.0.1:0"]).args(serve_args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(File::create(log)?);
         let mut proc = Proc::spawn("assist-relay", &mut cmd)?;
         let mut out = proc.stdout_lines()?;
@@ -116,7 +117,13 @@ pub struct World {
 
 impl World {
     pub fn start(bins: &Bins, dir: &Path) -> Result<Self> {
-        let relay = Relay::start(bins, &dir.join("relay"), &dir.join("relay.log"))?;
+        Self::start_with(bins, dir, &[])
+    }
+
+    /// The same, with `serve_args` added to the relay's command line.
+    pub fn start_with(bins: &Bins, dir: &Path, serve_args: &[&str]) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let relay = Relay::start(bins, &dir.join("relay"), &dir.join("relay.log"), serve_args)?;
         relay.admin(bins, &["org", "add", "vendor"], "")?;
         relay.admin(bins, &["org", "add", "acme", "--supported-by", "vendor"], "")?;
         let password = "bench-password-123";

@@ -13,14 +13,21 @@ use std::time::Duration;
 /// How long a client waits for a relay's handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Streams of each direction a peer may have open at once on one connection. quinn
+/// keeps state for every stream the peer may open, so this is memory on every idle
+/// agent's connection (about 7 KB at 64). A session uses a few (the shell channel, a
+/// stderr stream, later file and exec channels); past the limit, opening a stream waits
+/// for one to close rather than failing.
+pub const MAX_CONCURRENT_STREAMS: u32 = 16;
+
 /// Transport settings. Agents hold one connection open for days and mostly idle: a keep-
 /// alive every 10 s keeps NAT bindings, and 30 s of silence means the peer is gone.
 pub fn transport_config() -> TransportConfig {
     let mut t = TransportConfig::default();
     t.keep_alive_interval(Some(Duration::from_secs(10)));
     t.max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(30_000))));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(64));
-    t.max_concurrent_uni_streams(VarInt::from_u32(64));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS));
+    t.max_concurrent_uni_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS));
     t
 }
 

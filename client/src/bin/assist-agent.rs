@@ -112,7 +112,11 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    // One thread runs every task: bytes move between the QUIC streams and the terminal or
+    // pipes without waking another worker, which is most of a keystroke's round trip on
+    // a busy machine, and a good part of a bulk transfer's CPU. The terminal threads and
+    // the consent prompt's stdin reader are threads of their own; nothing else blocks.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(main_inner(cli));
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     if let Err(e) = result {

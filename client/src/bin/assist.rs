@@ -366,7 +366,10 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    // One thread runs every task: a keystroke or an output chunk moves between tasks
+    // without waking another worker, which is most of a round trip on a busy machine.
+    // Blocking work (terminal output, stdin) has threads of its own.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let code = match rt.block_on(main_inner(cli)) {
         Ok(code) => code,
         Err(e) => {

@@ -6,7 +6,7 @@
 use super::EngineerError;
 use super::config::ConfigDir;
 use super::session::{self, SessionChoice};
-use super::shell::copy_out;
+use super::shell::{Local, copy_out};
 use assist_net::read_msg;
 use assist_proto::caps::Capability;
 use assist_proto::ids::AgentName;
@@ -30,7 +30,7 @@ pub async fn run(
     let mut live = session::open(cfg, agent, choice, vec![cap]).await?;
     let (send, mut recv) = live.channel(ChannelKind::Exec { name: name.to_owned() }).await?;
     drop(send);
-    let mut stdout = tokio::spawn(async move { copy_out(&mut recv, &mut tokio::io::stdout()).await });
+    let mut stdout = tokio::spawn(async move { copy_out(&mut recv, Local::Stdout).await });
     let conn = live.conn.clone();
     let stderr = tokio::spawn(async move {
         while let Ok(mut uni) = conn.accept_uni().await {
@@ -38,7 +38,7 @@ pub async fn run(
                 read_msg::<ChannelOpen, _>(&mut uni).await,
                 Ok(Some(ChannelOpen { channel: ChannelKind::Stderr, .. }))
             ) {
-                tokio::spawn(async move { copy_out(&mut uni, &mut tokio::io::stderr()).await });
+                tokio::spawn(async move { copy_out(&mut uni, Local::Stderr).await });
             }
         }
     });

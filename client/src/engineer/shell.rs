@@ -18,9 +18,12 @@ use assist_proto::msg::{
     ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, PtyRequest, RelayToEngineer,
 };
 use assist_proto::session::EndReason;
-use std::io::Write;
+use bytes::Bytes;
+use std::io::{IoSlice, Write};
+use std::os::fd::AsFd;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
 
 /// Whether to ask for a remote PTY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +128,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
         let _ = send.finish();
     });
     // remote → stdout.
-    let mut stdout_task = tokio::spawn(async move { copy_out(&mut recv, &mut tokio::io::stdout()).await });
+    let mut stdout_task = tokio::spawn(async move { copy_out(&mut recv, Local::Stdout).await });
     // remote stderr, on streams the agent opens.
     let stderr_conn = conn.clone();
     let stderr_task = tokio::spawn(async move {
@@ -136,7 +139,7 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
             ) {
                 continue;
             }
-            tokio::spawn(async move { copy_out(&mut uni, &mut tokio::io::stderr()).await });
+            tokio::spawn(async move { copy_out(&mut uni, Local::Stderr).await });
         }
     });
 
@@ -182,15 +185,80 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
     Ok(code)
 }
 
-/// Copies a remote stream to a local output. Reads take whatever has arrived, up to a
-/// large buffer, so bulk output costs a few large writes rather than one per QUIC packet,
-/// while interactive output is still written (and flushed) as soon as it arrives.
-pub(crate) async fn copy_out(recv: &mut quinn::RecvStream, out: &mut (impl tokio::io::AsyncWrite + Unpin)) {
-    let mut buf = vec![0u8; 256 * 1024];
-    while let Ok(Some(n)) = recv.read(&mut buf).await {
-        if out.write_all(&buf[..n]).await.is_err() || out.flush().await.is_err() {
+/// A local output for remote bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Local {
+    Stdout,
+    Stderr,
+}
+
+/// Copies a remote stream to a local output until the stream ends or the output fails.
+///
+/// Reads take the chunks that have arrived by reference (no copy); a thread of its own
+/// writes them with vectored blocking writes on a duplicate of the descriptor (no async
+/// buffer, no copy, no blocking-pool round trip per write). Bulk output costs a few large
+/// writes, and interactive output is written as soon as it arrives. The channel to the
+/// thread is bounded: a slow output slows the remote side.
+pub(crate) async fn copy_out(recv: &mut quinn::RecvStream, to: Local) {
+    let (tx, rx) = mpsc::channel::<Vec<Bytes>>(8);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let file = match to {
+        Local::Stdout => std::io::stdout().as_fd().try_clone_to_owned(),
+        Local::Stderr => std::io::stderr().as_fd().try_clone_to_owned(),
+    };
+    let writer = file.map(std::fs::File::from).and_then(|file| {
+        std::thread::Builder::new().name("assist-output".into()).spawn(move || {
+            write_out(file, rx);
+            let _ = done_tx.send(());
+        })
+    });
+    if let Err(e) = writer {
+        say(&format!("assist: cannot write the remote output: {e}"));
+        return;
+    }
+    let mut bufs = vec![Bytes::new(); 32];
+    while let Ok(Some(n)) = recv.read_chunks(&mut bufs).await {
+        if tx.send(bufs[..n].to_vec()).await.is_err() {
             break;
         }
     }
-    let _ = out.flush().await;
+    drop(tx);
+    let _ = done_rx.await;
+}
+
+/// Most buffers handed to one `writev`.
+const MAX_IOV: usize = 512;
+
+/// Writes what arrives on `rx` to `out` until the channel closes or a write fails.
+fn write_out(mut out: std::fs::File, mut rx: mpsc::Receiver<Vec<Bytes>>) {
+    let mut pending: Vec<Bytes> = Vec::new();
+    while let Some(batch) = rx.blocking_recv() {
+        pending.extend(batch);
+        // Take whatever else is waiting: one write for all of it.
+        while pending.len() < MAX_IOV {
+            match rx.try_recv() {
+                Ok(more) => pending.extend(more),
+                Err(_) => break,
+            }
+        }
+        if write_all_vectored(&mut out, &pending).is_err() {
+            return;
+        }
+        pending.clear();
+    }
+}
+
+fn write_all_vectored(out: &mut std::fs::File, bufs: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> =
+        bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,6 @@ use assist_proto::session::EndReason;
 use quinn::{Connection, RecvStream, SendStream};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tracing::{Instrument, info, warn};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,7 +140,7 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
             return;
         }
         let conn_id = relay.conn_id();
-        let (tx, mut rx) = mpsc::channel::<RelayToAgent>(64);
+        let (tx, mut rx) = super::agent_tx::channel(64);
         let live = LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone() };
         relay.agent_online(name.clone(), live);
         // Messages for the agent queue in `tx` until the writer starts, after the welcome.

@@ -18,6 +18,7 @@
 //! change (refusals) are appended on their own ([`Relay::audit`]).
 
 pub mod agent;
+mod agent_tx;
 mod audit;
 pub mod engineer;
 mod files;
@@ -119,7 +120,7 @@ pub(crate) struct LiveAgent {
     pub conn_id: u64,
     pub org: OrgName,
     pub consent: ConsentMode,
-    pub tx: mpsc::Sender<RelayToAgent>,
+    pub tx: agent_tx::AgentTx,
     pub conn: quinn::Connection,
 }
 
@@ -243,7 +244,7 @@ impl Relay {
         self.sessions.lock().expect("sessions lock").get(id).cloned()
     }
 
-    fn agent_tx(&self, name: &AgentName) -> Option<mpsc::Sender<RelayToAgent>> {
+    fn agent_tx(&self, name: &AgentName) -> Option<agent_tx::AgentTx> {
         self.agents.lock().expect("agents lock").get(name).map(|a| a.tx.clone())
     }
 

@@ -5,8 +5,8 @@
 //! receiver's flow-control credit: a slow reader slows the writer, and the relay holds at
 //! most one chunk per direction. When the session ends, both sides are reset at once.
 //!
-//! With a [`Tee`], each chunk goes to the session's recorder before it is forwarded
-//! (a cheap clone of the same buffer). If the recorder refuses, the chunk is not forwarded
+//! With a [`Tee`], each batch of chunks goes to the session's recorder before it is
+//! forwarded (cheap clones of the same buffers, one hand-off per batch). If the recorder refuses, the chunk is not forwarded
 //! and both sides are reset: nothing crosses unrecorded.
 
 use crate::recording::Recorder;
@@ -84,12 +84,8 @@ pub async fn splice(
         let batch = &mut bufs[..n];
         let len: u64 = batch.iter().map(|b| b.len() as u64).sum();
         if let Some(tee) = &tee {
-            let record = async {
-                for chunk in batch.iter() {
-                    tee.recorder.data(tee.channel, tee.direction, chunk.clone()).await?;
-                }
-                Ok::<(), crate::recording::RecordingFailed>(())
-            };
+            // One event per read: the chunks travel by reference, in one hand-off.
+            let record = tee.recorder.data_chunks(tee.channel, tee.direction, batch);
             let recorded = tokio::select! {
                 biased;
                 _ = ended.changed() => {

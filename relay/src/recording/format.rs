@@ -140,6 +140,30 @@ pub fn encode_event(
     out.extend_from_slice(data);
 }
 
+/// Appends one event whose data is the concatenation of `parts`: the same bytes as
+/// [`encode_event`] with the parts joined, without joining them first.
+pub fn encode_event_parts(
+    out: &mut Vec<u8>,
+    kind: EventKind,
+    offset_us: u64,
+    wall_ms: i64,
+    channel: u32,
+    dir: Direction,
+    parts: &[impl AsRef<[u8]>],
+) {
+    let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+    out.reserve(EVENT_HEAD + len);
+    out.push(kind as u8);
+    out.extend_from_slice(&offset_us.to_be_bytes());
+    out.extend_from_slice(&wall_ms.to_be_bytes());
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.push(dir as u8);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part.as_ref());
+    }
+}
+
 /// Decodes an events payload.
 pub fn decode_events(mut p: &[u8]) -> Result<Vec<Event>, String> {
     let mut events = Vec::new();
@@ -185,6 +209,22 @@ pub fn encode_chunk(kind: ChunkKind, prev: &[u8; 32], payload: &[u8]) -> (Vec<u8
     out.extend_from_slice(payload);
     out.extend_from_slice(&hash);
     (out, hash)
+}
+
+/// Frames a chunk in place: `buf` holds [`CHUNK_HEAD`] bytes of room followed by the
+/// payload; the head is filled in and the hash appended, giving the same bytes as
+/// [`encode_chunk`] without copying the payload. Returns the chunk's hash.
+pub fn frame_chunk_in_place(buf: &mut Vec<u8>, kind: ChunkKind, prev: &[u8; 32]) -> [u8; 32] {
+    debug_assert!(buf.len() >= CHUNK_HEAD);
+    let len = buf.len() - CHUNK_HEAD;
+    debug_assert!(len <= MAX_PAYLOAD);
+    buf[..4].copy_from_slice(MAGIC);
+    buf[4] = kind as u8;
+    buf[5..9].copy_from_slice(&(len as u32).to_be_bytes());
+    buf[9..CHUNK_HEAD].copy_from_slice(prev);
+    let hash: [u8; 32] = aws_lc_rs::digest::digest(&SHA256, buf).as_ref().try_into().expect("32 bytes");
+    buf.extend_from_slice(&hash);
+    hash
 }
 
 /// A chunk read back.
@@ -308,6 +348,29 @@ mod tests {
         let (chunks, problem) = read_chunks(&file[..file.len() - 3]);
         assert_eq!(chunks.len(), 2);
         assert!(matches!(problem, Some(ChunkProblem::Incomplete { .. })));
+    }
+
+    #[test]
+    fn in_place_framing_and_parts_give_the_same_bytes() {
+        let mut joined = Vec::new();
+        encode_event(&mut joined, EventKind::Data, 9, 10, 2, Direction::In, b"hello world");
+        let mut parts = vec![0u8; CHUNK_HEAD];
+        encode_event_parts(
+            &mut parts,
+            EventKind::Data,
+            9,
+            10,
+            2,
+            Direction::In,
+            &[&b"hello"[..], b"", b" world"],
+        );
+        assert_eq!(parts[CHUNK_HEAD..], joined[..]);
+
+        let prev = [7u8; 32];
+        let (expected, expected_hash) = encode_chunk(ChunkKind::Events, &prev, &joined);
+        let hash = frame_chunk_in_place(&mut parts, ChunkKind::Events, &prev);
+        assert_eq!(hash, expected_hash);
+        assert_eq!(parts, expected);
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The recorder: one task per session that turns events into chained chunks on a
 //! [`RecordingSink`], and seals the recording when the session ends.
 //!
-//! - Splices call [`Recorder::data`] before they forward a chunk. The queue to the task is
+//! - Splices call [`Recorder::data_chunks`] (or [`Recorder::data`]) before they forward
+//!   what they read; the chunks of one read are one event, handed over by reference
+//!   (`Bytes`), and copied once, into the chunk being built. The queue to the task is
 //!   bounded, so a slow disk slows the session instead of growing memory, and nothing is
 //!   dropped.
+//! - Events chunks are framed in place (the head is written into room left at the front of
+//!   the buffer and the hash appended), so a chunk reaches the sink without another copy.
 //! - Events are batched into chunks of up to [`BATCH`] bytes, flushed at least every
 //!   [`FLUSH_EVERY`] and made durable at least every [`SYNC_EVERY`]; a crash loses at most
 //!   the unflushed tail, and the rest verifies (as truncated).
@@ -30,8 +34,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const BATCH: usize = 256 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
-/// Events queued to the recorder task before senders wait.
-const QUEUE: usize = 64;
+/// Events queued to the recorder task before senders wait. An event holds one splice
+/// batch (at most 32 QUIC chunks), so this bounds the queue to a few hundred KiB.
+const QUEUE: usize = 16;
 
 /// The header chunk's content.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -95,7 +100,8 @@ enum Cmd {
         wall_ms: i64,
         channel: u32,
         dir: Direction,
-        data: Bytes,
+        /// The event's data, in parts (the chunks of one splice batch) that are not joined.
+        data: Vec<Bytes>,
     },
     Seal {
         end_reason: String,
@@ -149,7 +155,7 @@ impl Recorder {
             key,
             prev: hash,
             chunks: 1,
-            batch: Vec::with_capacity(BATCH + 64 * 1024),
+            batch: empty_batch(),
             digests: BTreeMap::new(),
             session: header.session.id.to_string(),
             failed: failed_tx,
@@ -163,7 +169,7 @@ impl Recorder {
         kind: EventKind,
         channel: u32,
         dir: Direction,
-        data: Bytes,
+        data: Vec<Bytes>,
     ) -> Result<(), RecordingFailed> {
         let offset_us = self.start.elapsed().as_micros() as u64;
         let cmd = Cmd::Event { kind, offset_us, wall_ms: now_ms(), channel, dir, data };
@@ -176,23 +182,36 @@ impl Recorder {
 
     /// Records channel bytes. Waits while the recorder is behind.
     pub async fn data(&self, channel: u32, dir: Direction, data: Bytes) -> Result<(), RecordingFailed> {
-        self.send(EventKind::Data, channel, dir, data).await
+        self.send(EventKind::Data, channel, dir, vec![data]).await
+    }
+
+    /// Records chunks that arrived together as one data event (their bytes in order),
+    /// with one hand-off to the recorder task. Waits while the recorder is behind.
+    pub async fn data_chunks(
+        &self,
+        channel: u32,
+        dir: Direction,
+        chunks: &[Bytes],
+    ) -> Result<(), RecordingFailed> {
+        self.send(EventKind::Data, channel, dir, chunks.to_vec()).await
     }
 
     pub async fn resize(&self, channel: u32, cols: u16, rows: u16) -> Result<(), RecordingFailed> {
-        self.send(EventKind::Resize, channel, Direction::None, Bytes::from(format!("{cols}x{rows}"))).await
+        self.send(EventKind::Resize, channel, Direction::None, vec![Bytes::from(format!("{cols}x{rows}"))])
+            .await
     }
 
     pub async fn marker(&self, text: &str) -> Result<(), RecordingFailed> {
-        self.send(EventKind::Marker, 0, Direction::None, Bytes::from(text.to_owned())).await
+        self.send(EventKind::Marker, 0, Direction::None, vec![Bytes::from(text.to_owned())]).await
     }
 
     pub async fn channel_open(&self, channel: u32, info: serde_json::Value) -> Result<(), RecordingFailed> {
-        self.send(EventKind::ChannelOpen, channel, Direction::None, Bytes::from(info.to_string())).await
+        self.send(EventKind::ChannelOpen, channel, Direction::None, vec![Bytes::from(info.to_string())]).await
     }
 
     pub async fn channel_close(&self, channel: u32, info: serde_json::Value) -> Result<(), RecordingFailed> {
-        self.send(EventKind::ChannelClose, channel, Direction::None, Bytes::from(info.to_string())).await
+        self.send(EventKind::ChannelClose, channel, Direction::None, vec![Bytes::from(info.to_string())])
+            .await
     }
 
     /// Resolves with the failure once the recorder fails.
@@ -218,11 +237,20 @@ impl Recorder {
     }
 }
 
+/// An events chunk being filled: room for the chunk head, then the events payload, so
+/// that the chunk is framed where it lies (see [`format::frame_chunk_in_place`]).
+fn empty_batch() -> Vec<u8> {
+    let mut batch = Vec::with_capacity(format::CHUNK_HEAD + BATCH + 64 * 1024 + format::HASH_LEN);
+    batch.resize(format::CHUNK_HEAD, 0);
+    batch
+}
+
 struct Task {
     sink: Box<dyn RecordingSink>,
     key: Arc<Ed25519KeyPair>,
     prev: [u8; 32],
     chunks: u64,
+    /// The chunk head's room, then the events not yet written.
     batch: Vec<u8>,
     digests: BTreeMap<(u32, Direction), (u64, Context)>,
     session: String,
@@ -246,11 +274,13 @@ impl Task {
                     Some(Cmd::Event { kind, offset_us, wall_ms, channel, dir, data }) => {
                         if kind == EventKind::Data {
                             let entry = self.digests.entry((channel, dir)).or_insert_with(|| (0, Context::new(&SHA256)));
-                            entry.0 += data.len() as u64;
-                            entry.1.update(&data);
+                            for part in &data {
+                                entry.0 += part.len() as u64;
+                                entry.1.update(part);
+                            }
                         }
-                        format::encode_event(&mut self.batch, kind, offset_us, wall_ms, channel, dir, &data);
-                        if self.batch.len() >= BATCH { self.flush().await } else { Ok(()) }
+                        format::encode_event_parts(&mut self.batch, kind, offset_us, wall_ms, channel, dir, &data);
+                        if self.batch.len() - format::CHUNK_HEAD >= BATCH { self.flush().await } else { Ok(()) }
                     }
                     Some(Cmd::Seal { end_reason, agent, done }) => {
                         let sealed = self.seal(end_reason, agent).await;
@@ -288,14 +318,16 @@ impl Task {
     }
 
     async fn flush(&mut self) -> Result<(), RecordingFailed> {
-        if self.batch.is_empty() {
+        if self.batch.len() == format::CHUNK_HEAD {
             return Ok(());
         }
-        let payload = std::mem::take(&mut self.batch);
-        let r = self.write_chunk(ChunkKind::Events, &payload).await;
-        self.batch = payload;
-        self.batch.clear();
-        r
+        let hash = format::frame_chunk_in_place(&mut self.batch, ChunkKind::Events, &self.prev);
+        let written = self.sink.append(&self.batch).await.map_err(|e| RecordingFailed(e.to_string()));
+        self.batch.truncate(format::CHUNK_HEAD);
+        written?;
+        self.prev = hash;
+        self.chunks += 1;
+        Ok(())
     }
 
     async fn seal(

@@ -33,7 +33,8 @@ impl LocalDir {
     }
 }
 
-struct FileSink(tokio::fs::File);
+/// The file, and a handle to the same open file for the page-cache advice after a sync.
+struct FileSink(tokio::fs::File, std::sync::Arc<std::fs::File>);
 
 #[async_trait::async_trait]
 impl RecordingSink for FileSink {
@@ -42,8 +43,18 @@ impl RecordingSink for FileSink {
         self.0.flush().await
     }
 
+    /// After the sync, the written pages are clean and nothing will read them soon: they are
+    /// dropped from the page cache, so a long recording recycles pages instead of taking
+    /// fresh ones (and evicting other data) for every byte.
     async fn sync(&mut self) -> std::io::Result<()> {
-        self.0.sync_data().await
+        self.0.sync_data().await?;
+        let file = self.1.clone();
+        let advice = tokio::task::spawn_blocking(move || {
+            rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed)
+        });
+        // Only advice: a failure changes nothing about what was written.
+        let _ = advice.await;
+        Ok(())
     }
 }
 
@@ -75,7 +86,8 @@ impl RecordingStore for LocalDir {
         #[cfg(unix)]
         opts.mode(0o600);
         let file = opts.open(self.path(session)).await?;
-        Ok(Box::new(FileSink(file)))
+        let advise = std::sync::Arc::new(file.try_clone().await?.into_std().await);
+        Ok(Box::new(FileSink(file, advise)))
     }
 
     async fn open(&self, session: &SessionId) -> std::io::Result<Box<dyn RecordingSource>> {
