@@ -21,7 +21,6 @@
 
 use super::format::{self, ChunkKind, Direction, EventKind};
 use super::store::RecordingSink;
-use aws_lc_rs::digest::{Context, SHA256};
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -63,13 +62,18 @@ pub struct AgentCountersignature {
     pub signature: String,
 }
 
-/// Bytes and hash of one channel direction.
+/// Bytes (and, in seals written before the recorder stopped hashing twice, the SHA-256)
+/// of one channel direction.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChannelDigest {
     pub channel: u32,
     pub direction: String,
     pub bytes: u64,
-    pub sha256: String,
+    /// Absent in new seals: the chain already commits to every byte, and a verifier
+    /// computes per-channel digests from the data (to check the agent's countersignature),
+    /// so the recorder hashes each byte once, not twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The seal's signed content.
@@ -156,7 +160,7 @@ impl Recorder {
             prev: hash,
             chunks: 1,
             batch: empty_batch(),
-            digests: BTreeMap::new(),
+            counts: BTreeMap::new(),
             session: header.session.id.to_string(),
             failed: failed_tx,
         };
@@ -252,7 +256,8 @@ struct Task {
     chunks: u64,
     /// The chunk head's room, then the events not yet written.
     batch: Vec<u8>,
-    digests: BTreeMap<(u32, Direction), (u64, Context)>,
+    /// Data bytes per channel direction, for the seal.
+    counts: BTreeMap<(u32, Direction), u64>,
     session: String,
     failed: watch::Sender<Option<String>>,
 }
@@ -273,11 +278,8 @@ impl Task {
                     }
                     Some(Cmd::Event { kind, offset_us, wall_ms, channel, dir, data }) => {
                         if kind == EventKind::Data {
-                            let entry = self.digests.entry((channel, dir)).or_insert_with(|| (0, Context::new(&SHA256)));
-                            for part in &data {
-                                entry.0 += part.len() as u64;
-                                entry.1.update(part);
-                            }
+                            let bytes = self.counts.entry((channel, dir)).or_insert(0);
+                            *bytes += data.iter().map(|p| p.len() as u64).sum::<u64>();
                         }
                         format::encode_event_parts(&mut self.batch, kind, offset_us, wall_ms, channel, dir, &data);
                         if self.batch.len() - format::CHUNK_HEAD >= BATCH { self.flush().await } else { Ok(()) }
@@ -336,13 +338,13 @@ impl Task {
         agent: Vec<AgentCountersignature>,
     ) -> Result<SealBody, RecordingFailed> {
         self.flush().await?;
-        let channels = std::mem::take(&mut self.digests)
+        let channels = std::mem::take(&mut self.counts)
             .into_iter()
-            .map(|((channel, dir), (bytes, ctx))| ChannelDigest {
+            .map(|((channel, dir), bytes)| ChannelDigest {
                 channel,
                 direction: dir.as_str().to_owned(),
                 bytes,
-                sha256: hex::encode(ctx.finish().as_ref()),
+                sha256: None,
             })
             .collect();
         let body = SealBody {
