@@ -21,6 +21,7 @@ pub mod datadir;
 pub mod recording;
 pub mod serve;
 pub mod store;
+pub mod table;
 pub mod webhook;
 
 /// Milliseconds since the Unix epoch, now. The only place the relay reads the wall clock

@@ -16,8 +16,8 @@ use assist_relay::audit::{AuditFilter, admin_actor};
 use assist_relay::audit_cmd;
 use assist_relay::datadir::DataDir;
 use assist_relay::store::{SqliteStore, Store};
+use assist_relay::table::{join_or_dash, print_rows};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -602,43 +602,6 @@ async fn audit_command(store: &SqliteStore, command: AuditCommand, now: i64) -> 
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn join_or_dash(names: &[impl std::fmt::Display]) -> String {
-    if names.is_empty() {
-        "-".to_owned()
-    } else {
-        names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
-    }
-}
-
-/// Prints `items` as a JSON array, or as a table with aligned columns.
-fn print_rows<T: Serialize>(
-    json: bool,
-    items: &[T],
-    headers: &[&str],
-    row: impl Fn(&T) -> Vec<String>,
-) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, items)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = std::iter::once(headers.iter().map(|h| h.to_string()).collect())
-        .chain(items.iter().map(row))
-        .collect();
-    let mut widths = vec![0; headers.len()];
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for r in &rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
-    Ok(())
 }
 
 fn password_from_stdin() -> anyhow::Result<String> {

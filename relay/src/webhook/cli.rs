@@ -6,9 +6,9 @@ use super::admin::{self, NewWebhook};
 use super::rows::PayloadFormat;
 use crate::admin::format_time;
 use crate::store::Store;
+use crate::table::print_rows;
 use anyhow::Context;
 use clap::Subcommand;
-use serde::Serialize;
 use std::io::{BufRead, Write};
 
 #[derive(Debug, Subcommand)]
@@ -135,33 +135,4 @@ fn secret_from_stdin() -> anyhow::Result<String> {
     std::io::stdin().lock().read_line(&mut line).context("reading the secret from stdin")?;
     let secret = line.strip_suffix('\n').unwrap_or(&line);
     Ok(secret.strip_suffix('\r').unwrap_or(secret).to_owned())
-}
-
-/// Prints `items` as a JSON array, or as a table with aligned columns.
-fn print_rows<T: Serialize>(
-    json: bool,
-    items: &[T],
-    headers: &[&str],
-    row: impl Fn(&T) -> Vec<String>,
-) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, items)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = std::iter::once(headers.iter().map(|h| h.to_string()).collect())
-        .chain(items.iter().map(row))
-        .collect();
-    let mut widths = vec![0; headers.len()];
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for r in &rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
-    Ok(())
 }
