@@ -1,7 +1,7 @@
 //! `assist-bench`: assist side by side with direct QUIC and OpenSSH on loopback, in one
 //! run, interleaved round by round (A B A B …), printed as a table and written as JSON.
 //!
-//! `all` runs every figure; `bulk`, `echo`, `setup` and `idle` run one. `--quick` is a
+//! `all` runs every figure; `bulk`, `cp`, `echo`, `setup` and `idle` run one. `--quick` is a
 //! smoke run of seconds (small sizes, few rounds, N = 100), used by the crate's test.
 //! The hidden subcommands are the helper processes the figures start (direct-quinn
 //! server and client, bare quinn server, idle-agent enrollment and load).
@@ -10,6 +10,7 @@
 //! are printed as PASS/MISS and never make the run fail.
 
 mod bulk;
+mod cp;
 mod echo;
 mod idle;
 mod load;
@@ -46,13 +47,13 @@ pub struct Opts {
     /// target/bench/TIME.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Rounds of bulk and echo (default 5; quick 2).
+    /// Rounds of bulk, cp and echo (default 5; quick 2).
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Rounds of session setup (default 10; quick 2).
     #[arg(long)]
     pub setup_rounds: Option<usize>,
-    /// Size of the bulk file in MiB (default 1024; quick 16).
+    /// Size of the bulk and file-copy file in MiB (default 1024; quick 16).
     #[arg(long)]
     pub bulk_mib: Option<u64>,
     /// Keystrokes per echo session (default 1000; quick 50).
@@ -83,10 +84,12 @@ pub struct Opts {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every figure: bulk, echo, setup, idle.
+    /// Every figure: bulk, cp, echo, setup, idle.
     All(Opts),
     /// Bulk throughput and relay CPU per GiB.
     Bulk(Opts),
+    /// File copy throughput, both ways, against scp.
+    Cp(Opts),
     /// Keystroke echo round trip.
     Echo(Opts),
     /// Session setup time.
@@ -154,6 +157,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::All(o) => run::bench(run::Which::all(), o),
         Cmd::Bulk(o) => run::bench(run::Which::only("bulk"), o),
+        Cmd::Cp(o) => run::bench(run::Which::only("cp"), o),
         Cmd::Echo(o) => run::bench(run::Which::only("echo"), o),
         Cmd::Setup(o) => run::bench(run::Which::only("setup"), o),
         Cmd::Idle(o) => run::bench(run::Which::only("idle"), o),

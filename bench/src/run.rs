@@ -50,7 +50,7 @@ pub struct Which(Vec<&'static str>);
 
 impl Which {
     pub fn all() -> Self {
-        Self(vec!["bulk", "echo", "setup", "idle"])
+        Self(vec!["bulk", "cp", "echo", "setup", "idle"])
     }
 
     pub fn only(name: &'static str) -> Self {
@@ -156,7 +156,7 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     let dir = tmp.path().to_owned();
     eprintln!("assist-bench: binaries from {}, working in {}", bins.0.display(), dir.display());
 
-    let needs_world = which.has("bulk") || which.has("echo") || which.has("setup");
+    let needs_world = ["bulk", "cp", "echo", "setup"].iter().any(|w| which.has(w));
     let needs_ssh = needs_world && !opts.no_ssh;
     let ssh = if !needs_ssh {
         Err(if opts.no_ssh { "--no-ssh".to_owned() } else { "not needed".to_owned() })
@@ -187,6 +187,9 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     };
     if which.has("bulk") {
         record("bulk", crate::bulk::run(&ctx));
+    }
+    if which.has("cp") {
+        record("cp", crate::cp::run(&ctx));
     }
     if which.has("echo") {
         record("echo", crate::echo::run(&ctx));

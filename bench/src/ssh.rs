@@ -5,9 +5,9 @@
 //! - `openssh-server` is installed with `apt-get` when `sshd` is missing and installing
 //!   is allowed (the full run); otherwise the baselines are skipped, with the reason.
 //! - Both daemons run as root with a config of their own in the run's directory: no PAM,
-//!   keys only, and nothing read from or written to `/etc/ssh` or `~/.ssh`. Only
-//!   `/run/sshd`, the privilege separation directory `sshd` insists on, is created if
-//!   missing.
+//!   keys only, the distribution's SFTP server (for `scp`), and nothing read from or
+//!   written to `/etc/ssh` or `~/.ssh`. Only `/run/sshd`, the privilege separation
+//!   directory `sshd` insists on, is created if missing.
 //! - Clients use a temporary `ssh_config` (`-F`), which `-J` passes on to the jump.
 //!
 //! It does not tune ssh: ciphers and everything else are OpenSSH's defaults, as engineers
@@ -79,6 +79,15 @@ fn keygen(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The SFTP server `scp` talks to: the distribution's, as its stock `sshd_config` names
+/// it, else sshd's built-in one.
+fn sftp_server() -> &'static str {
+    ["/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/libexec/sftp-server"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("internal-sftp")
+}
+
 fn start_sshd(dir: &Path, name: &str, authorized: &Path) -> Result<(Proc, u16)> {
     let host_key = dir.join(format!("{name}_host_ed25519"));
     keygen(&host_key)?;
@@ -91,9 +100,10 @@ fn start_sshd(dir: &Path, name: &str, authorized: &Path) -> Result<(Proc, u16)> 
              AuthorizedKeysFile {auth}\nStrictModes no\nPermitRootLogin prohibit-password\n\
              PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              AllowTcpForwarding yes\nX11Forwarding no\nPrintMotd no\nPrintLastLog no\nUseDNS no\n\
-             LogLevel INFO\n",
+             LogLevel INFO\nSubsystem sftp {sftp}\n",
             host = host_key.display(),
             auth = authorized.display(),
+            sftp = sftp_server(),
         ),
     )?;
     std::fs::create_dir_all("/run/sshd")?;
@@ -161,6 +171,17 @@ impl Ssh {
             cmd.args(["-J", "jump"]);
         }
         cmd.args(opts).arg("target").args(remote);
+        cmd
+    }
+
+    /// `scp -q -F CONFIG [-J jump] ARGS…` (hosts in ARGS are named `target`).
+    pub fn scp(&self, via_jump: bool, args: &[&str]) -> Command {
+        let mut cmd = Command::new("scp");
+        cmd.arg("-q").arg("-F").arg(&self.config);
+        if via_jump {
+            cmd.args(["-J", "jump"]);
+        }
+        cmd.args(args);
         cmd
     }
 

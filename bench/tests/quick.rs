@@ -26,6 +26,8 @@ fn quick_run_measures_every_figure_and_writes_json() {
     for id in [
         "bulk_mib_s",
         "relay_cpu_s_per_gib",
+        "cp_mib_s",
+        "cp_upload_mib_s",
         "echo_p50_us",
         "echo_p99_us",
         "setup_ms",
