@@ -5,10 +5,11 @@
 //! - [`agent`]: `assist-agent`, on the customer machine: enrollment, the long-lived
 //!   connection to the relay, consent prompts, and the processes that serve approved
 //!   channels;
-//! - [`conn`], [`files`], [`term`]: what both share.
+//! - [`conn`], [`disk`], [`files`], [`term`]: what both share.
 
 pub mod agent;
 pub mod conn;
+pub mod disk;
 pub mod engineer;
 pub mod files;
 pub mod term;

@@ -3,8 +3,8 @@
 //!
 //! - Every transfer runs as a registered channel: a grant revision that stops covering it,
 //!   or its expiry, stops it (a write then keeps its partial file for `--resume`).
-//! - Disk work (read or write, and SHA-256 as the bytes pass) runs on a blocking thread,
-//!   a few chunks ahead of the network; the file is read once.
+//! - Disk work (read or write, and SHA-256 as the bytes pass) runs on a blocking thread
+//!   ([`crate::disk`]), a few chunks ahead of the network; the file is read once.
 //! - A write goes to `.NAME.assist-part` beside the target, is synced, and is renamed into
 //!   place only when the engineer confirms the digest; before that the old file is
 //!   untouched. An interrupted write leaves the partial file for `--resume`.
@@ -17,6 +17,7 @@ use super::channel::{Digest, countersign};
 use super::paths::{self, Roots, WriteTarget};
 use super::process::Control;
 use super::run::AgentState;
+use crate::disk::{self, Short};
 use assist_net::{codes, write_msg};
 use assist_proto::files::{
     Batch, EntryKind, FileDigest, FileEntry, FileReady, FileReport, FileRequest, TransferDirection,
@@ -26,19 +27,16 @@ use assist_proto::grant::Grant;
 use assist_proto::ids::SessionId;
 use assist_proto::msg::{AgentToRelay, ChannelReply};
 use aws_lc_rs::digest::{Context, SHA256};
-use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Seek};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// Bytes per disk read or write.
 const CHUNK: usize = 256 * 1024;
-/// Chunks between the disk thread and the network.
-const AHEAD: usize = 8;
 /// Most entries one listing returns.
 const MAX_ENTRIES: usize = 200_000;
 
@@ -90,10 +88,6 @@ async fn accept(send: &mut SendStream, ready: FileReady) -> bool {
 
 async fn killed(mut kill: watch::Receiver<bool>) {
     let _ = kill.wait_for(|k| *k).await;
-}
-
-fn hex(ctx: Context) -> String {
-    hex::encode(ctx.finish().as_ref())
 }
 
 impl Ctx {
@@ -193,47 +187,6 @@ fn entry(path: String, m: &std::fs::Metadata) -> FileEntry {
     FileEntry { path, kind, size: m.len(), mode: m.mode() & 0o7777, modified: m.mtime() * 1000 }
 }
 
-/// SHA-256 of the whole file, and of the part that crossed the stream.
-struct Hashes {
-    whole: String,
-    data: String,
-}
-
-/// Hashes the first `offset` bytes, then sends the rest up to `size` in chunks.
-fn read_file(mut file: File, offset: u64, size: u64, tx: mpsc::Sender<Bytes>) -> io::Result<Hashes> {
-    let mut whole = Context::new(&SHA256);
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = offset;
-    while left > 0 {
-        let n = file.read(&mut buf[..CHUNK.min(left as usize)])?;
-        if n == 0 {
-            return Err(io::Error::other("the file shrank while it was read"));
-        }
-        whole.update(&buf[..n]);
-        left -= n as u64;
-    }
-    let mut data = (offset > 0).then(|| Context::new(&SHA256));
-    let mut left = size - offset;
-    while left > 0 {
-        let mut chunk = vec![0u8; CHUNK.min(left as usize)];
-        let n = file.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::other("the file shrank while it was read"));
-        }
-        chunk.truncate(n);
-        whole.update(&chunk);
-        if let Some(d) = &mut data {
-            d.update(&chunk);
-        }
-        left -= n as u64;
-        if tx.blocking_send(Bytes::from(chunk)).is_err() {
-            return Err(io::Error::other("the stream closed"));
-        }
-    }
-    let whole = hex(whole);
-    Ok(Hashes { data: data.map_or_else(|| whole.clone(), hex), whole })
-}
-
 async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut recv: RecvStream) {
     let roots = Roots::of(&ctx.grant, false);
     let asked = path.clone();
@@ -256,8 +209,7 @@ async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut re
         return;
     }
     let mut report = ctx.base_report(real.display().to_string(), TransferDirection::Download, size, offset);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(AHEAD);
-    let reader = tokio::task::spawn_blocking(move || read_file(file, offset, size, tx));
+    let (mut rx, reader) = disk::spawn_reader(file, offset, size, CHUNK);
     let pump = async {
         while let Some(chunk) = rx.recv().await {
             send.write_chunk(chunk).await.map_err(|e| format!("stream: {e}"))?;
@@ -330,38 +282,9 @@ fn open_partial(t: &WriteTarget, resume: bool, size: u64) -> io::Result<(File, u
     let offset = if resume && len <= size { len } else { 0 };
     f.set_len(offset)?;
     let mut whole = Context::new(&SHA256);
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = offset;
-    while left > 0 {
-        let n = f.read(&mut buf[..CHUNK.min(left as usize)])?;
-        if n == 0 {
-            return Err(io::Error::other("the partial file shrank"));
-        }
-        whole.update(&buf[..n]);
-        left -= n as u64;
-    }
+    disk::hash_next(&mut f, offset, &mut whole)?;
     f.seek(io::SeekFrom::Start(offset))?;
     Ok((f, offset, whole))
-}
-
-/// Writes what arrives, hashing it, and syncs the file at the end (complete or not).
-fn write_file(
-    mut f: File,
-    mut whole: Context,
-    resumed: bool,
-    mut rx: mpsc::Receiver<Bytes>,
-) -> io::Result<Hashes> {
-    let mut data = resumed.then(|| Context::new(&SHA256));
-    while let Some(chunk) = rx.blocking_recv() {
-        f.write_all(&chunk)?;
-        whole.update(&chunk);
-        if let Some(d) = &mut data {
-            d.update(&chunk);
-        }
-    }
-    f.sync_all()?;
-    let whole = hex(whole);
-    Ok(Hashes { data: data.map_or_else(|| whole.clone(), hex), whole })
 }
 
 async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStream) {
@@ -394,19 +317,17 @@ async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStrea
     }
     let mut report =
         ctx.base_report(target.path().display().to_string(), TransferDirection::Upload, size, offset);
-    let (tx, rx) = mpsc::channel::<Bytes>(AHEAD);
-    let writer = tokio::task::spawn_blocking(move || write_file(file, whole, offset > 0, rx));
+    let (tx, writer) = disk::spawn_writer(file, whole, offset > 0);
     let mut left = size - offset;
     let pump = async {
         while left > 0 {
-            match recv.read_chunk(left.min(CHUNK as u64) as usize, true).await {
-                Ok(Some(c)) => {
-                    left -= c.bytes.len() as u64;
-                    tx.send(c.bytes).await.map_err(|_| "cannot write the file".to_owned())?;
-                }
-                Ok(None) => return Err("the engineer's stream ended early".to_owned()),
-                Err(e) => return Err(format!("stream: {e}")),
-            }
+            let batch = disk::next_batch(&mut recv, left).await.map_err(|e| match e {
+                Short::Ended => "the engineer's stream ended early".to_owned(),
+                Short::Broken(e) => format!("stream: {e}"),
+                Short::TooMany => "the engineer sent more bytes than declared".to_owned(),
+            })?;
+            left -= batch.iter().map(|b| b.len() as u64).sum::<u64>();
+            tx.send(batch).await.map_err(|_| "cannot write the file".to_owned())?;
         }
         Ok(())
     };

@@ -8,19 +8,22 @@
 //!   of what it wrote, and we commit (finish our stream, the agent renames) only if it is
 //!   ours. The agent keeps an interrupted partial file for `--resume`.
 //!
+//! Reading or writing the file, and hashing it, run on a disk thread ([`crate::disk`]);
+//! the task here only moves bytes between it and the stream.
+//!
 //! The wire protocol is described in [`assist_proto::files`]. Choosing which files to copy
 //! and where is [`super::cp`]'s work.
 
 use super::EngineerError;
 use super::progress::Progress;
 use super::session::Live;
+use crate::disk::{self, Short};
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::files::{Batch, FileDigest, FileReady, FileRequest, fmt_size};
 use assist_proto::msg::ChannelKind;
 use aws_lc_rs::digest::{Context, SHA256};
-use bytes::Bytes;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::Seek;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -53,23 +56,6 @@ fn partial_of(target: &Path) -> Result<PathBuf, EngineerError> {
     Ok(target.with_file_name(format!(".{name}.assist-part")))
 }
 
-/// Hashes the first `len` bytes of `f` (a resumed transfer's prefix).
-fn hash_prefix(f: &mut File, len: u64) -> std::io::Result<Context> {
-    let mut ctx = Context::new(&SHA256);
-    f.seek(std::io::SeekFrom::Start(0))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let n = f.read(&mut buf[..CHUNK.min(left as usize)])?;
-        if n == 0 {
-            return Err(std::io::Error::other("the file is shorter than the resume point"));
-        }
-        ctx.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(ctx)
-}
-
 async fn ready(recv: &mut quinn::RecvStream) -> Result<FileReady, EngineerError> {
     match read_msg::<FileReady, _>(recv).await {
         Ok(Some(r)) => Ok(r),
@@ -86,7 +72,8 @@ pub async fn download(live: &Live, path: &str, target: &Path, opts: Options) -> 
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&partial)?;
     let offset = if opts.resume { file.metadata()?.len() } else { 0 };
     file.set_len(offset)?;
-    let mut hash = hash_prefix(&mut file, offset)?;
+    let mut hash = Context::new(&SHA256);
+    disk::hash_next(&mut file, offset, &mut hash)?;
     file.seek(std::io::SeekFrom::Start(offset))?;
 
     let request = FileRequest::Read { path: path.to_owned(), offset };
@@ -108,30 +95,42 @@ pub async fn download(live: &Live, path: &str, target: &Path, opts: Options) -> 
         return Err(refused("the agent answered for another resume point"));
     }
     let mut progress = Progress::new(path, ready.size, offset, opts.limit);
+    // The disk thread writes and hashes; this task only moves bytes off the stream.
+    let (tx, writer) = disk::spawn_writer(file, hash, false);
     let mut left = ready.data_len();
+    let mut short = None;
     while left > 0 {
-        match recv.read_chunk(left.min(1 << 20) as usize, true).await {
-            Ok(Some(c)) => {
-                file.write_all(&c.bytes)?;
-                hash.update(&c.bytes);
-                left -= c.bytes.len() as u64;
-                progress.advance(c.bytes.len() as u64).await;
+        match disk::next_batch(&mut recv, left).await {
+            Ok(batch) => {
+                let n: u64 = batch.iter().map(|b| b.len() as u64).sum();
+                left -= n;
+                if tx.send(batch).await.is_err() {
+                    break; // the writer failed: its error follows
+                }
+                progress.advance(n).await;
             }
-            _ => {
-                progress.finish();
-                file.sync_all()?;
-                let got = ready.size - left;
-                return Err(refused(format!(
-                    "transfer interrupted after {} of {}; run again with --resume to continue",
-                    fmt_size(got),
-                    fmt_size(ready.size)
-                )));
+            Err(e) => {
+                short = Some(e);
+                break;
             }
         }
     }
+    drop(tx);
     progress.finish();
-    file.sync_all()?;
-    let sha256 = hex::encode(hash.finish().as_ref());
+    // Synced, complete or not.
+    let hashes = writer.await.map_err(|e| refused(e.to_string()))??;
+    if left > 0 {
+        let why = match short {
+            Some(Short::TooMany) => "the agent sent more bytes than declared: ",
+            _ => "",
+        };
+        return Err(refused(format!(
+            "{why}transfer interrupted after {} of {}; run again with --resume to continue",
+            fmt_size(ready.size - left),
+            fmt_size(ready.size)
+        )));
+    }
+    let sha256 = hashes.whole;
     write_msg(&mut send, &FileDigest { sha256: sha256.clone() }).await.map_err(|e| refused(e.to_string()))?;
     let _ = send.finish();
     // The agent finishes its stream only if its SHA-256 is ours.
@@ -141,7 +140,6 @@ pub async fn download(live: &Live, path: &str, target: &Path, opts: Options) -> 
             "{path}: the agent's SHA-256 differs from ours ({sha256}); nothing was kept"
         )));
     }
-    drop(file);
     let mode = if ready.mode == 0 { 0o644 } else { ready.mode & 0o777 };
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode))?;
     std::fs::rename(&partial, target)?;
@@ -165,7 +163,7 @@ pub async fn upload(
     dest: Destination,
     opts: Options,
 ) -> Result<Done, EngineerError> {
-    let mut file = File::open(source).map_err(|e| refused(format!("{}: {e}", source.display())))?;
+    let file = File::open(source).map_err(|e| refused(format!("{}: {e}", source.display())))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(refused(format!("{} is not a regular file", source.display())));
@@ -186,28 +184,24 @@ pub async fn upload(
     if ready.offset > size {
         return Err(refused("the agent's partial file is longer than ours"));
     }
-    let mut hash = hash_prefix(&mut file, ready.offset)?;
-    file.seek(std::io::SeekFrom::Start(ready.offset))?;
     let mut progress = Progress::new(&source.display().to_string(), size, ready.offset, opts.limit);
     let chunk = if opts.limit.is_some() { 16 * 1024 } else { CHUNK };
-    let mut left = size - ready.offset;
-    while left > 0 {
-        let mut buf = vec![0u8; chunk.min(left as usize)];
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Err(refused(format!("{} shrank while it was read", source.display())));
-        }
-        buf.truncate(n);
-        hash.update(&buf);
-        left -= n as u64;
-        if send.write_chunk(Bytes::from(buf)).await.is_err() {
+    // The disk thread reads and hashes a few chunks ahead; the file is read once.
+    let (mut chunks, reader) = disk::spawn_reader(file, ready.offset, size, chunk);
+    while let Some(buf) = chunks.recv().await {
+        let n = buf.len() as u64;
+        if send.write_chunk(buf).await.is_err() {
             progress.finish();
             return Err(refused("transfer interrupted; run again with --resume to continue"));
         }
-        progress.advance(n as u64).await;
+        progress.advance(n).await;
     }
     progress.finish();
-    let sha256 = hex::encode(hash.finish().as_ref());
+    let hashes = reader
+        .await
+        .map_err(|e| refused(e.to_string()))?
+        .map_err(|e| refused(format!("{}: {e}", source.display())))?;
+    let sha256 = hashes.whole;
     let theirs = match read_msg::<FileDigest, _>(&mut recv).await {
         Ok(Some(d)) => d.sha256,
         _ => return Err(refused("the agent did not confirm the file (see its message in the audit log)")),
