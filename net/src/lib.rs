@@ -14,7 +14,7 @@ pub mod framed;
 pub mod tls;
 
 pub use endpoint::{ClientIdentity, ConnectError, client_endpoint, connect, probe_ca, server_endpoint};
-pub use framed::{FramedError, read_msg, write_msg};
+pub use framed::{FrameReader, FramedError, read_msg, write_msg};
 
 /// Installs aws-lc-rs as the process-wide rustls provider. Idempotent; binaries call it at
 /// start so that nothing falls back to another provider.

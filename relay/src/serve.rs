@@ -7,7 +7,7 @@
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR, agent_actor};
 use crate::broker::{BrokerConfig, Relay, agent, engineer};
 use crate::datadir::DataDir;
-use crate::store::Store;
+use crate::store::{AgentRow, Store, StoreError};
 use assist_certs::Fingerprint;
 use assist_net::{codes, read_msg};
 use assist_proto::msg::{AgentToRelay, EngineerToRelay, ErrorCode, RelayToEngineer};
@@ -199,38 +199,58 @@ fn peer_fingerprint(conn: &Connection) -> Option<Fingerprint> {
 }
 
 /// Sends a connection to the agent or engineer handler.
+///
+/// This future lives as long as its connection, in a task of its own: everything but a
+/// served agent runs boxed, so that a connected agent's task is only as large as
+/// [`agent::handle`] needs.
 async fn dispatch(relay: Arc<Relay>, conn: Connection) {
-    if let Some(fp) = peer_fingerprint(&conn) {
-        // The TLS layer already checked that the certificate chains to our CA; here we check
-        // that it is still the current certificate of an enrolled, unrevoked agent.
-        match relay.store.agent_by_fingerprint(&fp.hex()).await {
-            Ok(Some(row)) if row.revoked_at.is_none() => agent::handle(relay, conn, row).await,
-            Ok(Some(row)) => {
-                info!(agent = %row.name, "revoked agent refused");
-                conn.close(codes::REFUSED, b"agent certificate revoked");
-                let event = AuditEvent::new(agent_actor(&row.name), Action::AgentRefused)
-                    .org(&row.org)
-                    .target(row.name.as_str())
-                    .detail(refusal_detail("revoked", &fp, &conn));
-                let _ = relay.audit(event).await;
-            }
-            Ok(None) => {
-                // Signed by our CA but not (or no longer) the certificate of an enrolled
-                // agent: who holds it is not known, only what it is.
-                info!(%fp, "unknown agent certificate refused");
-                conn.close(codes::REFUSED, b"unknown agent certificate");
-                let event = AuditEvent::new(RELAY_ACTOR, Action::AgentRefused)
-                    .target(fp.to_string())
-                    .detail(refusal_detail("certificate not enrolled", &fp, &conn));
-                let _ = relay.audit(event).await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot look up agent");
-                conn.close(codes::REFUSED, b"internal error");
-            }
-        }
-        return;
+    let Some(fp) = peer_fingerprint(&conn) else {
+        return Box::pin(unauthenticated(relay, conn)).await;
+    };
+    // The TLS layer already checked that the certificate chains to our CA; here we check
+    // that it is still the current certificate of an enrolled, unrevoked agent.
+    match relay.store.agent_by_fingerprint(&fp.hex()).await {
+        Ok(Some(row)) if row.revoked_at.is_none() => agent::handle(relay, conn, row).await,
+        found => Box::pin(refuse_agent(relay, conn, fp, found)).await,
     }
+}
+
+/// Refuses an agent certificate that is revoked or not enrolled (or cannot be looked up).
+async fn refuse_agent(
+    relay: Arc<Relay>,
+    conn: Connection,
+    fp: Fingerprint,
+    found: Result<Option<AgentRow>, StoreError>,
+) {
+    match found {
+        Ok(Some(row)) => {
+            info!(agent = %row.name, "revoked agent refused");
+            conn.close(codes::REFUSED, b"agent certificate revoked");
+            let event = AuditEvent::new(agent_actor(&row.name), Action::AgentRefused)
+                .org(&row.org)
+                .target(row.name.as_str())
+                .detail(refusal_detail("revoked", &fp, &conn));
+            let _ = relay.audit(event).await;
+        }
+        Ok(None) => {
+            // Signed by our CA but not (or no longer) the certificate of an enrolled
+            // agent: who holds it is not known, only what it is.
+            info!(%fp, "unknown agent certificate refused");
+            conn.close(codes::REFUSED, b"unknown agent certificate");
+            let event = AuditEvent::new(RELAY_ACTOR, Action::AgentRefused)
+                .target(fp.to_string())
+                .detail(refusal_detail("certificate not enrolled", &fp, &conn));
+            let _ = relay.audit(event).await;
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot look up agent");
+            conn.close(codes::REFUSED, b"internal error");
+        }
+    }
+}
+
+/// A connection without a client certificate: an enrollment or an engineer.
+async fn unauthenticated(relay: Arc<Relay>, conn: Connection) {
     let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await else {
         conn.close(codes::PROTOCOL, b"no control stream");
         return;

@@ -2,11 +2,12 @@
 //! certificate-authenticated connection that carries consent prompts, grants and the
 //! streams the agent opens (a command's stderr).
 
+use super::agent_tx::{AgentRx, AgentTx};
 use super::splice::splice;
 use super::{Answerer, LiveAgent, Refusal, Relay};
 use crate::audit::{Action, AuditEvent, agent_actor};
 use crate::store::{AgentRow, StoreError, TokenProblem};
-use assist_net::{codes, read_msg, write_msg};
+use assist_net::{FrameReader, codes, read_msg, write_msg};
 use assist_proto::caps::Capability;
 use assist_proto::ids::AgentName;
 use assist_proto::msg::{AgentToRelay, ChannelKind, ChannelOpen, ErrorCode, RelayToAgent};
@@ -104,53 +105,16 @@ async fn enroll_inner(
 }
 
 /// A certificate-authenticated agent, already checked against the store.
+///
+/// One task per agent for as long as it stays connected, and it holds little: every
+/// idle agent pays for this future (and the writer's), so the rarely taken paths (the
+/// welcome, each message's handling) run boxed and give their memory back when done.
 pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
     let name = row.name.clone();
     let span = tracing::info_span!("agent", agent = %name);
     async move {
-        let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await else {
-            conn.close(codes::PROTOCOL, b"no control stream");
-            return;
-        };
-        let (consent, version) =
-            match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await {
-                Ok(Ok(Some(AgentToRelay::Hello { consent, version }))) => {
-                    info!(%consent, %version, "agent connected");
-                    (consent, version)
-                }
-                _ => {
-                    conn.close(codes::PROTOCOL, b"expected hello");
-                    return;
-                }
-            };
-        // Stored, audited and registered before the agent is welcomed: once it hears
-        // `Welcome`, it is online for everyone else too.
-        let event = AuditEvent::new(agent_actor(&name), Action::AgentConnected)
-            .org(&row.org)
-            .target(name.as_str())
-            .detail(serde_json::json!({
-                "consent": consent,
-                "version": version,
-                "remote": conn.remote_address().to_string(),
-            }));
-        if let Err(e) = relay.store.agent_connected(&name, consent, crate::now_ms(), &event).await {
-            // An agent whose connection cannot be recorded (and audited) is not served.
-            warn!(error = %e, "cannot record agent connection");
-            conn.close(codes::REFUSED, b"internal error");
-            return;
-        }
-        let conn_id = relay.conn_id();
-        let (tx, mut rx) = super::agent_tx::channel(64);
-        let live = LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone() };
-        relay.agent_online(name.clone(), live);
-        // Messages for the agent queue in `tx` until the writer starts, after the welcome.
-        if write_msg(&mut send, &RelayToAgent::Welcome { agent: name.clone(), org: row.org.clone() })
-            .await
-            .is_err()
-        {
-            relay.agent_offline(&name, conn_id).await;
-            return;
-        }
+        let Some(welcomed) = Box::pin(welcome(&relay, &conn, row)).await else { return };
+        let Welcomed { mut send, mut recv, conn_id, tx, mut rx } = welcomed;
         let writer = tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 if write_msg(&mut send, &msg).await.is_err() {
@@ -158,45 +122,29 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
                 }
             }
         });
-        let streams =
-            tokio::spawn(accept_agent_streams(relay.clone(), conn.clone(), name.clone()).in_current_span());
+        let mut reader = FrameReader::default();
+        let mut accepting = true;
         loop {
-            match read_msg::<AgentToRelay, _>(&mut recv).await {
-                Ok(Some(AgentToRelay::ConsentAnswer { session, approve, reason, capabilities })) => {
-                    let approval = super::Approval { capabilities, duration_secs: None, note: reason };
-                    if let Err(r) = relay.answer(&session, Answerer::Agent(&name), approve, approval).await {
-                        let _ = tx.send(RelayToAgent::Error { code: r.code, message: r.message }).await;
+            // Streams the agent opens are accepted here too, between its messages; both
+            // reads are cancel-safe.
+            let read = tokio::select! {
+                read = reader.read::<AgentToRelay, _>(&mut recv) => read,
+                uni = conn.accept_uni(), if accepting => {
+                    match uni {
+                        Ok(uni) => {
+                            tokio::spawn(forward_uni(relay.clone(), name.clone(), uni).in_current_span());
+                        }
+                        // The connection is going: the control stream ends with it.
+                        Err(_) => accepting = false,
                     }
+                    continue;
                 }
-                Ok(Some(AgentToRelay::ChannelExited { session, code, signal, exec })) => {
-                    let needed = match exec {
-                        Some(name) => Capability::Exec { scripts: vec![name] },
-                        None => Capability::Shell,
-                    };
-                    relay
-                        .shell_exited(&name, &session, EndReason::ShellExited { code, signal }, needed)
-                        .await;
-                }
-                Ok(Some(AgentToRelay::Countersign { session, digests, signature })) => {
-                    // Kept as sent: the auditor checks it against the agent's certificate.
-                    if let Some(cert) = peer_cert(&conn) {
-                        relay.countersigned(&name, &session, &cert, digests, signature).await;
+            };
+            match read {
+                Ok(Some(msg)) => {
+                    if !Box::pin(on_message(&relay, &conn, &name, &tx, msg)).await {
+                        break;
                     }
-                }
-                Ok(Some(AgentToRelay::FileTransferred { report })) => {
-                    relay.file_transferred(&name, report).await;
-                }
-                Ok(Some(AgentToRelay::Kill { session })) => {
-                    info!(session = ?session, "kill key pressed on the agent");
-                    relay.kill_from_agent(&name, session).await;
-                }
-                Ok(Some(AgentToRelay::Ping)) => {
-                    let _ = tx.send(RelayToAgent::Pong).await;
-                }
-                Ok(Some(other)) => {
-                    warn!(?other, "unexpected message from agent");
-                    conn.close(codes::PROTOCOL, b"unexpected message");
-                    break;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -208,13 +156,116 @@ pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
                 }
             }
         }
-        relay.agent_offline(&name, conn_id).await;
+        Box::pin(relay.agent_offline(&name, conn_id)).await;
         info!("agent disconnected");
         writer.abort();
-        streams.abort();
     }
     .instrument(span)
     .await
+}
+
+/// A welcomed agent's control stream and queue.
+struct Welcomed {
+    send: SendStream,
+    recv: RecvStream,
+    conn_id: u64,
+    tx: AgentTx,
+    rx: AgentRx,
+}
+
+/// Reads the agent's `Hello`, stores, audits and registers it as online, and welcomes it.
+/// `None` if the agent is not served (the connection is closed then).
+async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welcomed> {
+    let name = row.name;
+    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await else {
+        conn.close(codes::PROTOCOL, b"no control stream");
+        return None;
+    };
+    let (consent, version) =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await {
+            Ok(Ok(Some(AgentToRelay::Hello { consent, version }))) => {
+                info!(%consent, %version, "agent connected");
+                (consent, version)
+            }
+            _ => {
+                conn.close(codes::PROTOCOL, b"expected hello");
+                return None;
+            }
+        };
+    // Stored, audited and registered before the agent is welcomed: once it hears
+    // `Welcome`, it is online for everyone else too.
+    let event = AuditEvent::new(agent_actor(&name), Action::AgentConnected)
+        .org(&row.org)
+        .target(name.as_str())
+        .detail(serde_json::json!({
+            "consent": consent,
+            "version": version,
+            "remote": conn.remote_address().to_string(),
+        }));
+    if let Err(e) = relay.store.agent_connected(&name, consent, crate::now_ms(), &event).await {
+        // An agent whose connection cannot be recorded (and audited) is not served.
+        warn!(error = %e, "cannot record agent connection");
+        conn.close(codes::REFUSED, b"internal error");
+        return None;
+    }
+    let conn_id = relay.conn_id();
+    let (tx, rx) = super::agent_tx::channel(64);
+    let live = LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone() };
+    relay.agent_online(name.clone(), live);
+    // Messages for the agent queue in `tx` until the writer starts, after the welcome.
+    if write_msg(&mut send, &RelayToAgent::Welcome { agent: name.clone(), org: row.org }).await.is_err() {
+        relay.agent_offline(&name, conn_id).await;
+        return None;
+    }
+    Some(Welcomed { send, recv, conn_id, tx, rx })
+}
+
+/// Handles one message on the agent's control stream. False when the connection is
+/// closed for it.
+async fn on_message(
+    relay: &Arc<Relay>,
+    conn: &Connection,
+    name: &AgentName,
+    tx: &AgentTx,
+    msg: AgentToRelay,
+) -> bool {
+    match msg {
+        AgentToRelay::ConsentAnswer { session, approve, reason, capabilities } => {
+            let approval = super::Approval { capabilities, duration_secs: None, note: reason };
+            if let Err(r) = relay.answer(&session, Answerer::Agent(name), approve, approval).await {
+                let _ = tx.send(RelayToAgent::Error { code: r.code, message: r.message }).await;
+            }
+        }
+        AgentToRelay::ChannelExited { session, code, signal, exec } => {
+            let needed = match exec {
+                Some(name) => Capability::Exec { scripts: vec![name] },
+                None => Capability::Shell,
+            };
+            relay.shell_exited(name, &session, EndReason::ShellExited { code, signal }, needed).await;
+        }
+        AgentToRelay::Countersign { session, digests, signature } => {
+            // Kept as sent: the auditor checks it against the agent's certificate.
+            if let Some(cert) = peer_cert(conn) {
+                relay.countersigned(name, &session, &cert, digests, signature).await;
+            }
+        }
+        AgentToRelay::FileTransferred { report } => {
+            relay.file_transferred(name, report).await;
+        }
+        AgentToRelay::Kill { session } => {
+            info!(session = ?session, "kill key pressed on the agent");
+            relay.kill_from_agent(name, session).await;
+        }
+        AgentToRelay::Ping => {
+            let _ = tx.send(RelayToAgent::Pong).await;
+        }
+        other => {
+            warn!(?other, "unexpected message from agent");
+            conn.close(codes::PROTOCOL, b"unexpected message");
+            return false;
+        }
+    }
+    true
 }
 
 /// The agent's certificate (DER) from the TLS handshake.
@@ -222,12 +273,6 @@ fn peer_cert(conn: &Connection) -> Option<Vec<u8>> {
     let identity = conn.peer_identity()?;
     let certs = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
     certs.first().map(|c| c.to_vec())
-}
-
-async fn accept_agent_streams(relay: Arc<Relay>, conn: Connection, agent: AgentName) {
-    while let Ok(recv) = conn.accept_uni().await {
-        tokio::spawn(forward_uni(relay.clone(), agent.clone(), recv).in_current_span());
-    }
 }
 
 /// A stream the agent opens towards the engineer (a command's stderr).
