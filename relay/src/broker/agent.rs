@@ -2,7 +2,7 @@
 //! certificate-authenticated connection that carries consent prompts, grants and the
 //! streams the agent opens (a command's stderr).
 
-use super::agent_tx::{AgentRx, AgentTx};
+use super::agent_tx::AgentTx;
 use super::splice::splice;
 use super::{Answerer, LiveAgent, Refusal, Relay};
 use crate::audit::{Action, AuditEvent, agent_actor};
@@ -104,80 +104,35 @@ async fn enroll_inner(
     })
 }
 
-/// A certificate-authenticated agent, already checked against the store.
-///
-/// One task per agent for as long as it stays connected, and it holds little: every
-/// idle agent pays for this future (and the writer's), so the rarely taken paths (the
-/// welcome, each message's handling) run boxed and give their memory back when done.
+/// A certificate-authenticated agent, already checked against the store: welcomes it,
+/// then serves it in a task of its own for as long as it stays connected.
 pub(crate) async fn handle(relay: Arc<Relay>, conn: Connection, row: AgentRow) {
-    let name = row.name.clone();
-    let span = tracing::info_span!("agent", agent = %name);
-    async move {
-        let Some(welcomed) = Box::pin(welcome(&relay, &conn, row)).await else { return };
-        let Welcomed { mut send, mut recv, conn_id, tx, mut rx } = welcomed;
-        let writer = tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                if write_msg(&mut send, &msg).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let mut reader = FrameReader::default();
-        let mut accepting = true;
-        loop {
-            // Streams the agent opens are accepted here too, between its messages; both
-            // reads are cancel-safe.
-            let read = tokio::select! {
-                read = reader.read::<AgentToRelay, _>(&mut recv) => read,
-                uni = conn.accept_uni(), if accepting => {
-                    match uni {
-                        Ok(uni) => {
-                            tokio::spawn(forward_uni(relay.clone(), name.clone(), uni).in_current_span());
-                        }
-                        // The connection is going: the control stream ends with it.
-                        Err(_) => accepting = false,
-                    }
-                    continue;
-                }
-            };
-            match read {
-                Ok(Some(msg)) => {
-                    if !Box::pin(on_message(&relay, &conn, &name, &tx, msg)).await {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    info!(error = %e, "agent control stream ended");
-                    if matches!(e, assist_net::FramedError::Frame(_)) {
-                        conn.close(codes::PROTOCOL, b"malformed message");
-                    }
-                    break;
-                }
-            }
-        }
-        Box::pin(relay.agent_offline(&name, conn_id)).await;
-        info!("agent disconnected");
-        writer.abort();
-    }
-    .instrument(span)
-    .await
+    let span = agent_span(&row.name);
+    let Some(welcomed) = welcome(&relay, &conn, row).instrument(span).await else { return };
+    // Not in this task: it was sized for the handshake and the dispatch, and every idle
+    // agent would pay for that.
+    tokio::spawn(serve_agent(relay, conn, welcomed));
 }
 
-/// A welcomed agent's control stream and queue.
+/// The span of everything done for one agent. It is made when something happens rather
+/// than kept for the life of the connection: an idle agent holds no span.
+fn agent_span(name: &AgentName) -> tracing::Span {
+    tracing::info_span!("agent", agent = %name)
+}
+
+/// A welcomed agent: what its task keeps.
 struct Welcomed {
-    send: SendStream,
+    name: AgentName,
     recv: RecvStream,
     conn_id: u64,
     tx: AgentTx,
-    rx: AgentRx,
 }
 
 /// Reads the agent's `Hello`, stores, audits and registers it as online, and welcomes it.
 /// `None` if the agent is not served (the connection is closed then).
 async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welcomed> {
     let name = row.name;
-    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await else {
+    let Ok(Ok((send, mut recv))) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await else {
         conn.close(codes::PROTOCOL, b"no control stream");
         return None;
     };
@@ -209,15 +164,64 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
         return None;
     }
     let conn_id = relay.conn_id();
-    let (tx, rx) = super::agent_tx::channel(64);
+    let tx = AgentTx::new(send);
     let live = LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone() };
-    relay.agent_online(name.clone(), live);
-    // Messages for the agent queue in `tx` until the writer starts, after the welcome.
-    if write_msg(&mut send, &RelayToAgent::Welcome { agent: name.clone(), org: row.org }).await.is_err() {
+    // Whatever others send once it is online is written after the welcome.
+    let welcome = RelayToAgent::Welcome { agent: name.clone(), org: row.org };
+    if tx.send_first(&welcome, || relay.agent_online(name.clone(), live)).await.is_err() {
         relay.agent_offline(&name, conn_id).await;
         return None;
     }
-    Some(Welcomed { send, recv, conn_id, tx, rx })
+    Some(Welcomed { name, recv, conn_id, tx })
+}
+
+/// Serves a welcomed agent until its control stream or connection ends: its messages, and
+/// the streams it opens. The rarely taken paths run boxed, so that what an idle agent's
+/// task holds is little more than the two reads it waits on.
+async fn serve_agent(relay: Arc<Relay>, conn: Connection, agent: Welcomed) {
+    let Welcomed { name, mut recv, conn_id, tx } = agent;
+    let mut reader = FrameReader::default();
+    let mut accepting = true;
+    loop {
+        // Streams the agent opens are accepted between its messages; both reads are
+        // cancel-safe.
+        let read = tokio::select! {
+            read = reader.read::<AgentToRelay, _>(&mut recv) => read,
+            uni = conn.accept_uni(), if accepting => {
+                match uni {
+                    Ok(uni) => {
+                        tokio::spawn(forward_uni(relay.clone(), name.clone(), uni).instrument(agent_span(&name)));
+                    }
+                    // The connection is going: the control stream ends with it.
+                    Err(_) => accepting = false,
+                }
+                continue;
+            }
+        };
+        match read {
+            Ok(Some(msg)) => {
+                let handled =
+                    Box::pin(on_message(&relay, &conn, &name, &tx, msg)).instrument(agent_span(&name));
+                if !handled.await {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                agent_span(&name).in_scope(|| info!(error = %e, "agent control stream ended"));
+                if matches!(e, assist_net::FramedError::Frame(_)) {
+                    conn.close(codes::PROTOCOL, b"malformed message");
+                }
+                break;
+            }
+        }
+    }
+    let offline = async {
+        relay.agent_offline(&name, conn_id).await;
+        info!("agent disconnected");
+    };
+    Box::pin(offline).instrument(agent_span(&name)).await;
+    tx.close();
 }
 
 /// Handles one message on the agent's control stream. False when the connection is
