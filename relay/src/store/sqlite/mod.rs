@@ -49,7 +49,11 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // 256 KiB of page cache per connection instead of SQLite's 2 MB: the relay's
+            // queries touch few pages, and a relay holding thousands of idle agents should
+            // not carry megabytes of cache for them (measured with 1,000 idle agents).
+            .pragma("cache_size", "-256");
         let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
