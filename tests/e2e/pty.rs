@@ -48,9 +48,9 @@ fn interactive_shell_in_a_pty_with_resize_and_ctrl_c() -> anyhow::Result<()> {
     }
     p.set_expect_timeout(Some(WAIT));
 
-    // The marker is printed by the same command line, right before sleep starts, so the
-    // Ctrl-C lands on the running command line rather than on the shell's line editor.
-    p.send_line("echo started-$((2+3)); sleep 100")?;
+    // The marker is printed by the foreground job itself, which then becomes `sleep`: the
+    // Ctrl-C cannot land in the gap between the shell printing it and starting the job.
+    p.send_line("sh -c 'echo started-$((2+3)); exec sleep 100'")?;
     p.expect("started-5").context("expecting started-5")?;
     p.send("\x03")?;
     // The terminal discards input queued when ^C arrives (no NOFLSH), and under load the
