@@ -180,6 +180,7 @@ impl Relay {
             return Err(e.into());
         }
         core.grant = Some(signed.clone());
+        core.current = Some(grant.clone());
         core.revision = grant.revision;
         self.arm_expiry(&core.info.id, grant.revision, expires_at);
         Ok((grant, signed))
@@ -205,7 +206,7 @@ impl Relay {
         if core.revision != revision || core.machine.state().is_final() {
             return;
         }
-        let Some(grant) = core.grant.as_ref().and_then(|g| g.verify(&self.grant_public_key()).ok()) else {
+        let Some(grant) = core.current.clone() else {
             return;
         };
         let event = session_event(RELAY_ACTOR, Action::GrantExpired, &core.info)
@@ -478,19 +479,20 @@ impl Relay {
         if !who.may_end(&core.info) {
             return Err(Refusal::new(ErrorCode::Forbidden, format!("you may not revoke in session {id}")));
         }
-        let Some(current) = core.info.granted.clone().filter(|_| core.grant.is_some()) else {
+        let Some(previous) = core.current.clone() else {
             return Err(Refusal::new(
                 ErrorCode::Conflict,
                 format!("session {id} has no grant yet; deny it instead"),
             ));
         };
+        let current = &previous.capabilities;
         let (removed, kept): (Vec<Capability>, Vec<Capability>) =
             current.iter().cloned().partition(|c| selectors.iter().any(|sel| c.selected_by(sel)));
         if removed.is_empty() {
             return Err(bad(format!(
                 "session {id} holds nothing matching {}; it holds {}",
                 selectors.join(", "),
-                list(&current)
+                list(current)
             )));
         }
         let by = who.user.to_string();
@@ -504,10 +506,7 @@ impl Relay {
                 list(&removed)
             ));
         }
-        let previous = core.grant.as_ref().and_then(|g| g.verify(&self.grant_public_key()).ok());
-        let (approver, expires_at) = previous
-            .map(|g| (g.approver, g.expires_at))
-            .unwrap_or_else(|| (by.clone(), core.info.grant_expires_at.unwrap_or_else(now_ms)));
+        let (approver, expires_at) = (previous.approver, previous.expires_at);
         let note = format!(
             "{} revoked by {by}{}",
             list(&removed),

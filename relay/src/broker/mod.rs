@@ -135,8 +135,10 @@ pub(crate) struct EngineerLink {
 struct SessionCore {
     info: SessionInfo,
     machine: SessionMachine,
-    /// The current grant; its revision is `revision`.
+    /// The current grant as signed (sent with every channel), and as read: the relay
+    /// signed it, so it never verifies its own signature to read it back.
     grant: Option<SignedGrant>,
+    current: Option<Grant>,
     revision: u32,
     consent: ConsentMode,
     exit: Option<EndReason>,

@@ -107,6 +107,7 @@ impl Relay {
                 info: info.clone(),
                 machine: SessionMachine::new(deadline),
                 grant: None,
+                current: None,
                 revision: 0,
                 consent,
                 exit: None,
@@ -467,11 +468,7 @@ impl Relay {
             let mut core = s.core.lock().await;
             // A shell killed because the grant stopped covering it does not end the session:
             // the grant change was announced, and other capabilities may remain.
-            let covered = core
-                .grant
-                .as_ref()
-                .and_then(|g| g.verify(&self.grant_public_key()).ok())
-                .is_some_and(|g| g.covers(&needed) && g.expires_at > now_ms());
+            let covered = core.current.as_ref().is_some_and(|g| g.covers(&needed) && g.expires_at > now_ms());
             if !covered {
                 s.span.in_scope(|| info!(%reason, "shell ended after its grant changed; session continues"));
                 return;
