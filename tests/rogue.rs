@@ -106,11 +106,8 @@ impl RogueRelay {
         let key = assist_certs::key_from_pem(&dir.server_key_pem()?)?;
         let ca_der = assist_certs::certs_from_pem(ca.cert_pem())?.remove(0);
         // The relay's own reset key, so agents drop their old connection at once.
-        let reset = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            format!("assist stateless reset\n{}", ca.key_pem()).as_bytes(),
-        );
-        let endpoint = assist_net::server_endpoint(addr, chain, key, ca_der, reset.as_ref())?;
+        let reset = assist_relay::serve::reset_secret(&ca);
+        let endpoint = assist_net::server_endpoint(addr, chain, key, ca_der, &reset)?;
         Ok(Self { endpoint, grant_key: dir.grant_key()? })
     }
 

@@ -66,6 +66,13 @@ pub enum ServeError {
     Http { addr: SocketAddr, source: std::io::Error },
 }
 
+/// The key of the relay's QUIC stateless resets and connection ids. Derived from the CA
+/// key, so it survives restarts without another file to keep.
+pub fn reset_secret(ca: &assist_certs::Ca) -> Vec<u8> {
+    let material = format!("assist stateless reset\n{}", ca.key_pem());
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.as_bytes()).as_ref().to_vec()
+}
+
 /// Builds the relay from its data directory and binds its endpoint.
 pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeError> {
     let dir = &cfg.data_dir;
@@ -73,12 +80,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     let chain = assist_certs::certs_from_pem(&dir.server_chain_pem()?)?;
     let key = assist_certs::key_from_pem(&dir.server_key_pem()?)?;
     let ca_der = assist_certs::certs_from_pem(ca.cert_pem())?.remove(0);
-    // Derived from the CA key, so it survives restarts without another file to keep.
-    let reset_secret = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("assist stateless reset\n{}", ca.key_pem()).as_bytes(),
-    );
-    let endpoint = assist_net::server_endpoint(cfg.listen, chain, key, ca_der, reset_secret.as_ref())
+    let endpoint = assist_net::server_endpoint(cfg.listen, chain, key, ca_der, &reset_secret(&ca))
         .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
     let store: Arc<dyn Store> = Arc::new(dir.store().await?);
     let closed = store.close_dangling_sessions("relay restarted", crate::now_ms()).await?;

@@ -110,8 +110,12 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
     };
     assert!(matches!(rt.block_on(m.call(&esc))?, RelayToEngineer::Error { .. }));
 
-    // An expired grant: the session asked for 2 s.
-    std::thread::sleep(Duration::from_millis(2500));
+    // An expired grant: the session asked for 2 s; the relay says when it ran out.
+    loop {
+        if let RelayToEngineer::GrantChanged { in_force: false, .. } = rt.block_on(e.next())? {
+            break;
+        }
+    }
     let (reply, ..) = rt.block_on(e.open(&touch(&full, &marker("expired"))))?;
     assert!(refused(&reply).contains("grant expired"), "{reply:?}");
     attempts += 1;
@@ -141,7 +145,12 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
             (held.len(), None)
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // Revoke once some channels run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&pids)?.count() < 3 {
+        anyhow::ensure!(Instant::now() < deadline, "no channel ran before the revocation");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     bob.ok(&["revoke", &racing, "--capability", "shell"])?;
     let revoked_at = Instant::now();
     let (accepted, stopped_by) = rt.block_on(opener)?;
