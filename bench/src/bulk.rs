@@ -14,31 +14,16 @@
 //! transfer and divided by the GiB moved; so is the CPU of every process on each
 //! variant's path, since on this 2-core machine CPU is what bounds every variant.
 
-use crate::procs::{Lines, Proc, cpu_seconds, cpu_seconds_with_children};
+use crate::procs::{Lines, Proc, cpu_seconds, cpu_seconds_with_children, timed};
 use crate::report::{Better, Figure, Series};
 use crate::{Ctx, quic};
 use anyhow::{Context, Result, anyhow, bail};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
 const NAMES: [&str; 5] = ["assist", "assist unrecorded", "direct quinn", "ssh", "ssh -J"];
-
-/// Runs `cmd` with stdin empty and stdout discarded; returns its wall time.
-fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<Duration> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut proc = Proc::spawn(name, cmd)?;
-    let mut err = proc.stderr_lines()?;
-    let status = proc.wait(limit)?;
-    let took = start.elapsed();
-    if !status.success() {
-        let lines: Vec<String> = err.finish(Duration::from_secs(1)).iter().map(|l| l.text.clone()).collect();
-        bail!("{name} failed ({status}): {}", lines.join("\n"));
-    }
-    Ok(took)
-}
 
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let world = ctx.world()?;
@@ -97,10 +82,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             let path0 = path_cpu()?;
             let relay0 = cpu_seconds(relay_pid)?;
             let took = match (i, ssh) {
-                (0, _) => timed(variant, &mut world.shell(&["-T", "--", "cat", &file_arg]), limit)?,
-                (1, _) => timed(variant, &mut unrecorded.shell(&["-T", "--", "cat", &file_arg]), limit)?,
+                (0, _) => timed(variant, &mut world.shell(&["-T", "--", "cat", &file_arg]), limit)?.0,
+                (1, _) => timed(variant, &mut unrecorded.shell(&["-T", "--", "cat", &file_arg]), limit)?.0,
                 (2, _) => quic_fetch(ctx, addr, &world.relay.fingerprint, size, limit)?,
-                (_, Some(s)) => timed(variant, &mut s.command(i == 4, &[], &["cat", &file_arg]), limit)?,
+                (_, Some(s)) => timed(variant, &mut s.command(i == 4, &[], &["cat", &file_arg]), limit)?.0,
                 (_, None) => unreachable!("ssh variants run only with ssh"),
             };
             if i == 0 {

@@ -20,33 +20,16 @@
 //! A new session per copy is what an engineer's `assist cp` does.
 
 use crate::Ctx;
-use crate::procs::{Line, Proc, cpu_seconds_with_children};
+use crate::procs::{Line, cpu_seconds_with_children, timed};
 use crate::report::{Better, Figure, Series, median};
 use crate::world::{AGENT, REASON, TICKET};
 use anyhow::{Result, anyhow, bail};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
 const NAMES: [&str; 3] = ["assist cp", "scp", "scp -J"];
-
-/// Runs `cmd` to its end; returns its wall time and its stderr lines, stamped.
-fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<(Duration, Vec<Line>)> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut proc = Proc::spawn(name, cmd)?;
-    let mut err = proc.stderr_lines()?;
-    let status = proc.wait(limit)?;
-    let took = start.elapsed();
-    let lines = err.finish(Duration::from_secs(5)).to_vec();
-    if !status.success() {
-        let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-        bail!("{name} failed ({status}): {}", text.join("\n"));
-    }
-    Ok((took, lines))
-}
 
 /// The client's requested → approved window.
 fn approval(lines: &[Line]) -> Result<Duration> {

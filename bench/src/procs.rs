@@ -213,3 +213,20 @@ pub fn have(program: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
         .unwrap_or(false)
 }
+
+/// Runs `cmd` to its end with stdin empty and stdout discarded; returns its wall time and
+/// its stderr lines, stamped. Fails, with those lines, if it does not succeed.
+pub fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<(Duration, Vec<Line>)> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut proc = Proc::spawn(name, cmd)?;
+    let mut err = proc.stderr_lines()?;
+    let status = proc.wait(limit)?;
+    let took = start.elapsed();
+    let lines = err.finish(Duration::from_secs(5)).to_vec();
+    if !status.success() {
+        let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        bail!("{name} failed ({status}): {}", text.join("\n"));
+    }
+    Ok((took, lines))
+}

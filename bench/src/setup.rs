@@ -12,28 +12,12 @@
 //! - `ssh target true` and `ssh -J jump target true`, whole process.
 
 use crate::Ctx;
-use crate::procs::{Line, Proc};
+use crate::procs::{Line, timed};
 use crate::report::{Better, Figure, Series};
-use anyhow::{Result, anyhow, bail};
-use std::process::{Command, Stdio};
+use anyhow::{Result, anyhow};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn whole(name: &str, cmd: &mut Command) -> Result<(Duration, Vec<Line>)> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut proc = Proc::spawn(name, cmd)?;
-    let mut err = proc.stderr_lines()?;
-    let status = proc.wait(LIMIT)?;
-    let took = start.elapsed();
-    let lines = err.finish(Duration::from_secs(5)).to_vec();
-    if !status.success() {
-        let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-        bail!("{name} failed ({status}): {}", text.join("\n"));
-    }
-    Ok((took, lines))
-}
 
 fn at(lines: &[Line], prefix: &str, contains: &str) -> Result<Instant> {
     lines
@@ -49,7 +33,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let (mut excl, mut total, mut approval, mut ssh, mut jump) = (vec![], vec![], vec![], vec![], vec![]);
     for round in 1..=ctx.settings.setup_rounds {
         eprintln!("assist-bench: setup round {round}/{}", ctx.settings.setup_rounds);
-        let (took, lines) = whole("assist shell -- true", &mut world.shell(&["-T", "--", "true"]))?;
+        let (took, lines) = timed("assist shell -- true", &mut world.shell(&["-T", "--", "true"]), LIMIT)?;
         let requested = at(&lines, "assist: session ", " requested")?;
         let approved = at(&lines, "assist: approved by", "")?;
         let window = approved.saturating_duration_since(requested);
@@ -57,8 +41,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         approval.push(ms(window));
         excl.push(ms(took.saturating_sub(window)));
         if let Ok(s) = &ctx.ssh {
-            ssh.push(ms(whole("ssh true", &mut s.command(false, &[], &["true"]))?.0));
-            jump.push(ms(whole("ssh -J true", &mut s.command(true, &[], &["true"]))?.0));
+            ssh.push(ms(timed("ssh true", &mut s.command(false, &[], &["true"]), LIMIT)?.0));
+            jump.push(ms(timed("ssh -J true", &mut s.command(true, &[], &["true"]), LIMIT)?.0));
         }
     }
     let baselines = |f: &mut Figure, ssh: &[f64], jump: &[f64]| {
