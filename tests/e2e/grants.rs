@@ -181,6 +181,15 @@ fn revoking_the_shell_stops_it_within_a_second_at_both_ends_and_the_session_goes
         !actions[..ended_by_revocation].iter().any(|a| a == "session.ended"),
         "the session did not end at the revocation: {actions:?}"
     );
+    // The engineer's CLI left, and said so: the session ends now, not at the connection's
+    // 30 s idle timeout (10 s is far below that and far above any real delay).
+    let left = Instant::now();
+    wait_until("the session to end", || Ok(session(&bob, &id)?["state"] == "closed"))?;
+    assert!(
+        left.elapsed() < Duration::from_secs(10),
+        "the relay noticed the engineer leave only after {:?}",
+        left.elapsed()
+    );
     // Revoking something not held is refused and audited nowhere.
     let again = bob.run(&["revoke", &id, "--capability", "files.write"])?;
     assert!(!again.status.success());

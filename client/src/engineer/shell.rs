@@ -10,6 +10,7 @@
 use super::config::ConfigDir;
 use super::session::{spawn_events, wait_for_consent};
 use super::{EngineerError, connect};
+use crate::conn::Control;
 use crate::term;
 use assist_net::read_msg;
 use assist_proto::caps::{Capability, Priority};
@@ -59,9 +60,21 @@ fn say(msg: &str) {
 /// Runs the session and returns the exit code for the process.
 pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerError> {
     let authed = connect(cfg).await?;
-    let conn = authed.rc.conn.clone();
-    let mut control_send = authed.control.send;
-    let control_recv = authed.control.recv;
+    let result = session(&authed.rc.conn, authed.control, req).await;
+    // However it ended, the relay is told the engineer left (and so ends the session) now,
+    // not at the idle timeout: the close must be sent before the runtime stops.
+    authed.rc.close().await;
+    result
+}
+
+async fn session(
+    conn: &quinn::Connection,
+    control: Control,
+    req: ShellRequest,
+) -> Result<i32, EngineerError> {
+    let conn = conn.clone();
+    let mut control_send = control.send;
+    let control_recv = control.recv;
     assist_net::write_msg(
         &mut control_send,
         &EngineerToRelay::RequestSession {
@@ -181,7 +194,6 @@ pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerErro
         say(&format!("\r\nassist: session {session} ended: {reason}"));
     }
     let _ = control_send.finish();
-    conn.close(assist_net::codes::OK, b"done");
     Ok(code)
 }
 
