@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let addr = quic::listening_addr(&out.wait_for("listening on", crate::world::START)?.text)?;
     out.forward(None);
 
-    let relay_pid = world.relay.proc.pid();
+    let relay_pids = [world.relay.proc.pid(), unrecorded.relay.proc.pid()];
     let mut pids = vec![
         world.relay.proc.pid(),
         world.agent.pid(),
@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let gib = size as f64 / GIB;
     let mut mibs: [Vec<f64>; 5] = Default::default();
     let mut cpus: [Vec<f64>; 5] = Default::default();
-    let mut relay_cpu_samples = vec![];
+    let mut relay_cpu_samples: [Vec<f64>; 2] = Default::default();
     let mib_s = |d: Duration| size as f64 / MIB / d.as_secs_f64();
     for round in 1..=ctx.settings.rounds {
         eprintln!("assist-bench: bulk round {round}/{}", ctx.settings.rounds);
@@ -80,7 +80,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
                 (Err(_), _) => continue,
             };
             let path0 = path_cpu()?;
-            let relay0 = cpu_seconds(relay_pid)?;
+            let relay0 = match relay_pids.get(i) {
+                Some(pid) => cpu_seconds(*pid)?,
+                None => 0.0,
+            };
             let took = match (i, ssh) {
                 (0, _) => timed(variant, &mut world.shell(&["-T", "--", "cat", &file_arg]), limit)?.0,
                 (1, _) => timed(variant, &mut unrecorded.shell(&["-T", "--", "cat", &file_arg]), limit)?.0,
@@ -88,8 +91,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
                 (_, Some(s)) => timed(variant, &mut s.command(i == 4, &[], &["cat", &file_arg]), limit)?.0,
                 (_, None) => unreachable!("ssh variants run only with ssh"),
             };
-            if i == 0 {
-                relay_cpu_samples.push((cpu_seconds(relay_pid)? - relay0) / gib);
+            if let Some(pid) = relay_pids.get(i) {
+                relay_cpu_samples[i].push((cpu_seconds(*pid)? - relay0) / gib);
             }
             mibs[i].push(mib_s(took));
             cpus[i].push((path_cpu()? - path0) / gib);
@@ -128,8 +131,13 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     );
     let mut relay_cpu =
         Figure::new("relay_cpu_s_per_gib", "relay CPU per GiB relayed", "CPU s/GiB", Better::Lower, "assist");
-    relay_cpu.push(Series::new("assist", relay_cpu_samples));
-    relay_cpu.note("user+system time of the relay process from /proc/PID/stat around each assist transfer");
+    let [recorded, unrecorded] = relay_cpu_samples;
+    relay_cpu.push(Series::new("assist", recorded));
+    relay_cpu.push(Series::new("assist unrecorded", unrecorded));
+    relay_cpu.note(
+        "user+system time of the relay process from /proc/PID/stat around each assist transfer; \
+         the difference is what recording costs the relay",
+    );
     Ok(vec![bulk.finish(), relay_cpu.finish(), path.finish()])
 }
 
