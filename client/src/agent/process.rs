@@ -21,7 +21,8 @@
 //! - **Pipes** ([`Spec::Pipes`]): argv goes to `execve` as is, never through a shell;
 //!   `stdout` and `stderr` stay separate; dropping `stdin` closes the child's stdin.
 //! - **Lifetime.** [`Control::kill`] ends the child: for a PTY, SIGHUP (what a closed
-//!   terminal sends; a shell passes it on to its jobs) then SIGKILL after [`KILL_GRACE`];
+//!   terminal sends; a shell passes it on to its jobs) then SIGKILL after [`KILL_GRACE`],
+//!   both to the child's process group;
 //!   for pipes, SIGKILL. Dropping every clone of the `Control` kills the child too.
 //! - **Environment.** The child inherits the agent's environment with `env` applied on
 //!   top; a PTY child also gets `TERM` from the request. Without `cwd` it starts in `$HOME`,
@@ -31,11 +32,11 @@
 //! the caller, before [`spawn`]), recording or auditing the streams, and anything about
 //! QUIC. Everything runs as the agent's own user. Unix only, for now.
 //!
-//! Known limits, for want of a `kill(2)` on process groups without `unsafe` or a new
-//! dependency: a PTY kill signals the session leader only. The kernel then hangs up the
-//! terminal's foreground process group and an interactive shell forwards SIGHUP to its
-//! jobs, but a descendant that ignores SIGHUP and keeps the terminal open survives (its
-//! output is dropped after [`TTY_LINGER`]). A pipes child's own children are not killed.
+//! Known limits: a PTY kill signals the child's process group (the child and what it
+//! started without job control). An interactive shell's jobs live in groups of their own:
+//! the shell passes SIGHUP on to them, but a job that ignores SIGHUP and keeps the terminal
+//! open survives (its output is dropped after [`TTY_LINGER`]). A pipes child's own children
+//! are not killed.
 
 mod pipes;
 mod pty;
@@ -44,8 +45,9 @@ mod tests;
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use assist_proto::msg::PtyRequest;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -116,7 +118,8 @@ struct ControlInner {
     pid: Option<u32>,
     kill: watch::Sender<bool>,
     status: watch::Receiver<Option<ExitStatus>>,
-    pty: Option<Mutex<Box<dyn portable_pty::MasterPty + Send>>>,
+    /// The terminal's master, for resizing.
+    pty: Option<Arc<OwnedFd>>,
 }
 
 impl Control {
@@ -124,9 +127,9 @@ impl Control {
         pid: Option<u32>,
         kill: watch::Sender<bool>,
         status: watch::Receiver<Option<ExitStatus>>,
-        pty: Option<Box<dyn portable_pty::MasterPty + Send>>,
+        pty: Option<Arc<OwnedFd>>,
     ) -> Self {
-        Control { inner: Arc::new(ControlInner { pid, kill, status, pty: pty.map(Mutex::new) }) }
+        Control { inner: Arc::new(ControlInner { pid, kill, status, pty }) }
     }
 
     /// A control for work that is not a child process (a file transfer): [`Control::kill`]
@@ -211,8 +214,8 @@ fn working_dir(env: &[(String, String)], cwd: Option<&Path>) -> Result<PathBuf, 
         let home = child_var(env, "HOME").map(PathBuf::from).filter(|home| home.is_dir());
         return Ok(home.unwrap_or_else(|| PathBuf::from("/")));
     };
-    // Checked here because both spawners would misreport it: portable-pty silently falls
-    // back to $HOME, and std reports ENOENT as if the program were missing.
+    // Checked here because the spawners would misreport it: std (under both) reports
+    // ENOENT as if the program were missing.
     match std::fs::metadata(cwd) {
         Ok(meta) if meta.is_dir() => Ok(cwd.to_path_buf()),
         Ok(_) => Err(ProcessError::Cwd { path: cwd.to_path_buf(), reason: "not a directory".into() }),

@@ -1,20 +1,22 @@
-//! PTY mode: portable-pty's blocking master driven by one reader and one writer thread,
-//! bridged to async through bounded channels, and a task that reaps the child on SIGCHLD.
+//! PTY mode: pty-process's non-blocking master, read and written on the runtime itself, and
+//! a task that reaps the child.
+//!
+//! No thread sits between the terminal and the QUIC stream: a keystroke goes from the
+//! connection's task straight into the master, and the echo straight back, which is most of
+//! what the agent adds to a keystroke's round trip.
 
-use std::ffi::OsString;
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use assist_proto::msg::PtyRequest;
-use portable_pty::{ChildKiller, CommandBuilder, MasterPty, PtySize, native_pty_system};
+use pty_process::{OwnedReadPty, OwnedWritePty, Size};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::mpsc::{self, OwnedPermit, error::SendError};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tracing::debug;
@@ -29,10 +31,8 @@ pub const TTY_LINGER: Duration = Duration::from_secs(1);
 /// How long a PTY child has between SIGHUP and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
 
-/// Bytes per chunk on the channels to and from the terminal threads.
+/// Most bytes taken from one write to `stdin` at once.
 const CHUNK: usize = 16 * 1024;
-/// Chunks in flight per direction: a few, so the threads rarely wait on the async side.
-const DEPTH: usize = 4;
 /// Ctrl-D, the default VEOF (the terminal's own setting is out of reach without termios).
 const EOT: u8 = 0x04;
 
@@ -44,187 +44,120 @@ pub(super) fn spawn(
     env: &[(String, String)],
     cwd: &Path,
 ) -> Result<Process, ProcessError> {
-    let pty_error = |e: anyhow::Error| ProcessError::Pty(format!("{e:#}"));
-    let size = PtySize { rows: request.rows, cols: request.cols, pixel_width: 0, pixel_height: 0 };
-    let pair = native_pty_system().openpty(size).map_err(pty_error)?;
-    let reader = pair.master.try_clone_reader().map_err(pty_error)?;
-    let writer = pair.master.take_writer().map_err(pty_error)?;
+    let pty_error = |e: pty_process::Error| ProcessError::Pty(e.to_string());
+    let (pty, pts) = pty_process::open().map_err(pty_error)?;
+    pty.resize(Size::new(request.rows, request.cols)).map_err(pty_error)?;
+    // A second descriptor of the master, for resizing and for the EOT of a dropped `stdin`.
+    let master = Arc::new(rustix::io::dup(&pty).map_err(|e| ProcessError::Pty(e.to_string()))?);
 
     let mut cmd = match command {
-        None => CommandBuilder::new_default_prog(),
-        Some(argv) => CommandBuilder::from_argv(argv.into_iter().map(OsString::from).collect()),
-    };
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    cmd.env("TERM", if request.term.is_empty() { "dumb" } else { &request.term });
-    cmd.cwd(cwd);
-
-    // Listening before the child exists means its exit cannot fall between spawn and the
-    // first wait.
-    let sigchld = signal(SignalKind::child())
-        .map_err(|e| ProcessError::Spawn(format!("cannot listen for child exits: {e}")))?;
-    let (kill_tx, kill_rx) = watch::channel(false);
-    let (status_tx, status_rx) = watch::channel(None);
-
-    // The threads start before the child so that no failure can leave a child running
-    // without them; if spawning fails, dropping `pair` ends them.
-    let (output_tx, output_rx) = mpsc::channel(DEPTH);
-    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
-    start_thread("assist-pty-read", move || read_terminal(reader, output_tx, closed_tx))?;
-    let (input_tx, input_rx) = mpsc::channel(DEPTH);
-    let status = status_rx.clone();
-    start_thread("assist-pty-write", move || write_terminal(writer, input_rx, status, closed_rx))?;
-
-    let child = pair.slave.spawn_command(cmd).map_err(|e| ProcessError::Spawn(format!("{e:#}")))?;
-    // The master reads EOF only once no descriptor of the slave is open anywhere.
-    drop(pair.slave);
-    let hangup = child.clone_killer();
-    let pid = child.process_id();
-    // portable-pty's own status names signals by strsignal ("Killed"); std's has the number.
-    let child: Box<dyn portable_pty::Child> = child;
-    let child = match child.downcast::<std::process::Child>() {
-        Ok(child) => ChildGuard(*child),
-        Err(mut other) => {
-            let _ = other.kill();
-            return Err(ProcessError::Pty("portable-pty returned an unknown kind of child".into()));
+        None => {
+            // A login shell, as sshd starts it: argv[0] is the shell's name after a dash.
+            let shell = login_shell(env);
+            let name = shell.rsplit('/').next().unwrap_or(&shell).to_owned();
+            pty_process::Command::new(&shell).arg0(format!("-{name}")).env("SHELL", &shell)
+        }
+        Some(argv) => {
+            let (program, args) = argv.split_first().ok_or(ProcessError::EmptyCommand)?;
+            pty_process::Command::new(program).args(args)
         }
     };
-    tokio::spawn(supervise(child, hangup, sigchld, kill_rx, status_tx));
+    cmd = cmd
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("TERM", if request.term.is_empty() { "dumb" } else { &request.term })
+        .current_dir(cwd)
+        .kill_on_drop(true);
+    let child = cmd.spawn(pts).map_err(|e| ProcessError::Spawn(e.to_string()))?;
+    let pid = child.id();
+    let (kill_tx, kill_rx) = watch::channel(false);
+    let (status_tx, status_rx) = watch::channel(None);
+    tokio::spawn(supervise(child, kill_rx, status_tx));
 
+    let (read, write) = pty.into_split();
     Ok(Process {
-        stdin: Box::new(TerminalInput { tx: Some(input_tx), reserve: None, exit: Exit::new(&status_rx) }),
+        stdin: Box::new(TerminalInput {
+            pty: Some(write),
+            master: master.clone(),
+            exit: Exit::new(&status_rx),
+        }),
         stdout: Box::new(TerminalOutput {
-            rx: output_rx,
-            chunk: Vec::new(),
-            pos: 0,
+            pty: Some(read),
             done: false,
             exit: Exit::new(&status_rx),
             linger: None,
         }),
         stderr: None,
-        control: Control::new(pid, kill_tx, status_rx, Some(pair.master)),
+        control: Control::new(pid, kill_tx, status_rx, Some(master)),
     })
 }
 
-pub(super) fn resize(master: &Mutex<Box<dyn MasterPty + Send>>, cols: u16, rows: u16) -> io::Result<()> {
-    let master = master.lock().unwrap_or_else(PoisonError::into_inner);
-    master
-        .resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
-        .map_err(|e| io::Error::other(format!("{e:#}")))
+/// The user's shell: `$SHELL` as the child will see it, else the password database's
+/// entry for the agent's user, else `/bin/sh`; only an executable file counts.
+fn login_shell(env: &[(String, String)]) -> String {
+    let executable = |p: &str| rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok();
+    let from_env = super::child_var(env, "SHELL").and_then(|s| s.into_string().ok());
+    let uid = rustix::process::getuid().as_raw().to_string();
+    let from_passwd = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() == 7 && fields[2] == uid).then(|| fields[6].to_owned())
+        })
+    });
+    [from_env, from_passwd]
+        .into_iter()
+        .flatten()
+        .find(|shell| !shell.is_empty() && executable(shell))
+        .unwrap_or_else(|| "/bin/sh".to_owned())
 }
 
-fn start_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ProcessError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map(drop)
-        .map_err(|e| ProcessError::Spawn(format!("cannot start thread {name}: {e}")))
+pub(super) fn resize(master: &OwnedFd, cols: u16, rows: u16) -> io::Result<()> {
+    let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(master, size).map_err(io::Error::from)
 }
 
-/// Reads until the slave is closed everywhere, then drops `_closed` to tell the writer.
-fn read_terminal(
-    mut reader: Box<dyn Read + Send>,
-    tx: mpsc::Sender<io::Result<Vec<u8>>>,
-    _closed: std::sync::mpsc::Sender<()>,
-) {
-    let mut buf = vec![0; CHUNK];
-    let mut tx = Some(tx);
-    loop {
-        let item = match reader.read(&mut buf) {
-            // portable-pty reports the EIO of a slave closed everywhere as EOF.
-            Ok(0) => return,
-            Ok(n) => Ok(buf[..n].to_vec()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-        let failed = item.is_err();
-        // Without a listener, keep draining: the end of the terminal is still worth knowing.
-        if tx.as_ref().is_some_and(|tx| tx.blocking_send(item).is_err()) {
-            tx = None;
-        }
-        if failed {
-            return;
-        }
-    }
-}
-
-fn write_terminal(
-    mut writer: Box<dyn Write + Send>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    status: Status,
-    closed: std::sync::mpsc::Receiver<()>,
-) {
-    while let Some(chunk) = rx.blocking_recv() {
-        if let Err(e) = writer.write_all(&chunk) {
-            debug!(error = %e, "terminal input failed");
-            break;
-        }
-    }
-    // Further writes to `stdin` fail instead of filling a channel that nobody reads.
-    drop(rx);
-    if status.borrow().is_none() {
-        let _ = writer.write_all(&[EOT]);
-    }
-    // portable-pty's writer writes a newline and VEOF when dropped. A newline would run a
-    // half-typed command line, or reach whatever still holds the terminal (even a process
-    // forked elsewhere in the agent that has not yet exec'd): the writer lives until the
-    // slave is closed everywhere, when that write fails with EIO.
-    let _ = closed.recv();
-}
-
-/// Kills the child if the task that should reap it is dropped (runtime shutdown).
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-    }
-}
-
-/// Reaps the child on SIGCHLD and carries out kills. Signals go out only between a
-/// `try_wait` that found the child unreaped and the next one, so its pid cannot have been
-/// reused by then.
+/// Reaps the child and carries out kills. Signals go out only while the child is unreaped
+/// (only `wait` reaps it, and it runs in this task), so its pid cannot have been reused.
 async fn supervise(
-    mut child: ChildGuard,
-    mut hangup: Box<dyn ChildKiller + Send + Sync>,
-    mut sigchld: Signal,
+    mut child: tokio::process::Child,
     mut kill: watch::Receiver<bool>,
     status: watch::Sender<Option<ExitStatus>>,
 ) {
     let mut escalate_at = None;
     let mut killed = false;
     let exit = loop {
-        match child.0.try_wait() {
-            Ok(Some(exit)) => break ExitStatus::from(exit),
-            Ok(None) => {}
-            Err(e) => {
-                debug!(error = %e, "cannot wait for the terminal's child");
-                break ExitStatus::unknown();
-            }
-        }
         tokio::select! {
-            received = sigchld.recv() => if received.is_none() {
-                break ExitStatus::unknown();
+            exit = child.wait() => break match exit {
+                Ok(exit) => ExitStatus::from(exit),
+                Err(e) => {
+                    debug!(error = %e, "cannot wait for the terminal's child");
+                    ExitStatus::unknown()
+                }
             },
             // A kill request, or every Control dropped.
             _ = kill.changed(), if escalate_at.is_none() => {
-                if let Err(e) = hangup.kill() {
-                    debug!(error = %e, "SIGHUP failed");
-                }
+                // SIGHUP, what a closed terminal sends; a shell passes it on to its jobs.
+                signal_group(&child, rustix::process::Signal::HUP);
                 escalate_at = Some(Instant::now() + KILL_GRACE);
             }
             () = sleep_until(escalate_at.unwrap_or_else(Instant::now)), if escalate_at.is_some() && !killed => {
                 killed = true;
-                if let Err(e) = child.0.kill() {
+                signal_group(&child, rustix::process::Signal::KILL);
+                if let Err(e) = child.start_kill() {
                     debug!(error = %e, "SIGKILL failed");
                 }
             }
         }
     };
     status.send_replace(Some(exit));
+}
+
+/// Signals the child's process group: the child is a session leader, so the group is the
+/// child and what it started without job control of its own (`sh -c 'a | b'`).
+fn signal_group(child: &tokio::process::Child, signal: rustix::process::Signal) {
+    let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) else { return };
+    if let Err(e) = rustix::process::kill_process_group(pid, signal) {
+        debug!(error = %e, ?signal, "cannot signal the terminal's process group");
+    }
 }
 
 /// Tells a stream, from its poll functions, that the child has exited.
@@ -258,17 +191,32 @@ impl Exit {
     }
 }
 
-type Reserve = Pin<Box<dyn Future<Output = Result<OwnedPermit<Vec<u8>>, SendError<()>>> + Send>>;
-
 struct TerminalInput {
     /// `None` once shut down.
-    tx: Option<mpsc::Sender<Vec<u8>>>,
-    reserve: Option<Reserve>,
+    pty: Option<OwnedWritePty>,
+    master: Arc<OwnedFd>,
     exit: Exit,
 }
 
 fn child_gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the terminal's process has exited")
+}
+
+impl TerminalInput {
+    /// Ends input with one EOT, unless the child has already exited. Never a newline: that
+    /// would run a half-typed command line. The master is non-blocking, so a full terminal
+    /// drops the EOT rather than stalling.
+    fn end(&mut self) {
+        if self.pty.take().is_some() && self.exit.status.borrow().is_none() {
+            let _ = rustix::io::write(&*self.master, &[EOT]);
+        }
+    }
+}
+
+impl Drop for TerminalInput {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 impl AsyncWrite for TerminalInput {
@@ -277,82 +225,94 @@ impl AsyncWrite for TerminalInput {
         if this.exit.poll(cx) {
             return Poll::Ready(Err(child_gone()));
         }
-        let Some(tx) = &this.tx else {
+        let Some(pty) = &mut this.pty else {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin was shut down")));
         };
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let reserve = this.reserve.get_or_insert_with(|| Box::pin(tx.clone().reserve_owned()));
-        let permit = std::task::ready!(reserve.as_mut().poll(cx));
-        this.reserve = None;
-        let Ok(permit) = permit else { return Poll::Ready(Err(child_gone())) };
         let n = buf.len().min(CHUNK);
-        permit.send(buf[..n].to_vec());
-        Poll::Ready(Ok(n))
+        Pin::new(pty).poll_write(cx, &buf[..n])
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 
-    /// Ends input; the writer thread then sends EOT.
+    /// Ends input: sends EOT.
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.tx = None;
-        this.reserve = None;
+        self.get_mut().end();
         Poll::Ready(Ok(()))
     }
 }
 
 struct TerminalOutput {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
-    pos: usize,
+    /// `None` once handed to the drain task (see `Drop`).
+    pty: Option<OwnedReadPty>,
     done: bool,
     exit: Exit,
     /// Runs while the child has exited and no output is waiting.
     linger: Option<Pin<Box<Sleep>>>,
 }
 
+/// Linux reports a terminal closed on every slave descriptor as EIO on the master.
+fn is_hangup(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error())
+}
+
 impl AsyncRead for TerminalOutput {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            if this.pos < this.chunk.len() {
-                let n = buf.remaining().min(this.chunk.len() - this.pos);
-                buf.put_slice(&this.chunk[this.pos..this.pos + n]);
-                this.pos += n;
-                return Poll::Ready(Ok(()));
-            }
-            if this.done {
-                return Poll::Ready(Ok(()));
-            }
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    (this.chunk, this.pos, this.linger) = (chunk, 0, None);
-                    continue;
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Err(e));
-                }
-                Poll::Ready(None) => {
-                    this.done = true;
-                    continue;
-                }
-                Poll::Pending => {}
-            }
-            if !this.exit.poll(cx) {
-                return Poll::Pending;
-            }
-            let linger = this.linger.get_or_insert_with(|| Box::pin(sleep(TTY_LINGER)));
-            if linger.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // The session is over; what its leftovers write later is not part of it.
-            this.done = true;
-            this.rx.close();
+        if this.done {
+            return Poll::Ready(Ok(()));
         }
+        let Some(pty) = &mut this.pty else { return Poll::Ready(Ok(())) };
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(pty).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.linger = None;
+                return Poll::Ready(Ok(()));
+            }
+            // End of the terminal: every process closed it.
+            Poll::Ready(Ok(())) => {
+                this.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) if is_hangup(&e) => {
+                this.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => {
+                this.done = true;
+                return Poll::Ready(Err(e));
+            }
+            Poll::Pending => {}
+        }
+        if !this.exit.poll(cx) {
+            return Poll::Pending;
+        }
+        let linger = this.linger.get_or_insert_with(|| Box::pin(sleep(TTY_LINGER)));
+        if linger.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The session is over; what its leftovers write later is not part of it.
+        this.done = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for TerminalOutput {
+    /// Keeps reading and discarding the terminal's output until every process has closed
+    /// it, so that nothing still running blocks on a full terminal, and the master stays
+    /// open (closing it would hang up whatever still runs in the terminal).
+    fn drop(&mut self) {
+        let Some(mut pty) = self.pty.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let _ = tokio::io::copy(&mut pty, &mut tokio::io::sink()).await;
+        });
     }
 }

@@ -261,6 +261,29 @@ async fn pty_kill_ends_a_shell_and_its_foreground_job() {
     screen.expect_eof().await;
 }
 
+/// A process that ignores SIGHUP survives the hangup; the SIGKILL that follows reaches the
+/// whole process group, not only the child (before, `sleep` here outlived the session).
+#[tokio::test]
+async fn pty_kill_reaches_the_process_group_of_the_child() {
+    let process = pty(&["sh", "-c", "trap '' HUP; sleep 300 & echo \"bg=$!.\"; wait"]);
+    let mut screen = Screen::new(process.stdout);
+    screen.expect("bg=").await;
+    let rest = String::from_utf8_lossy(&screen.seen[screen.pos..]).into_owned();
+    let pid: u32 = rest.split('.').next().and_then(|p| p.trim().parse().ok()).expect("the job's pid");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc_dir.exists());
+    process.control.kill();
+    assert_eq!(wait(&process.control).await.signal.as_deref(), Some("SIGKILL"));
+    // The job was killed too; its zombie is reaped by init soon after.
+    let gone = timeout(TIMEOUT, async {
+        while std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| !stat.contains(") Z ")) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the background job {pid} survived the kill");
+}
+
 #[tokio::test]
 async fn pty_dropping_control_kills_the_child() {
     let process = pty(&["sleep", "100"]);
