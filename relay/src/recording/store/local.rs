@@ -34,31 +34,57 @@ impl LocalDir {
 }
 
 /// The file, and a handle to the same open file for the page-cache advice after a sync.
-struct FileSink(tokio::fs::File, std::sync::Arc<std::fs::File>);
+/// Bytes appended between two starts of writeback.
+const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
+
+struct FileSink {
+    file: tokio::fs::File,
+    /// The same file, for advice to the kernel.
+    advise: std::sync::Arc<std::fs::File>,
+    /// The file's length, and where the last two windows of writeback started.
+    end: u64,
+    windows: [u64; 2],
+}
+
+impl FileSink {
+    /// Starts writing the last windows to disk without waiting (see `disk.rs` in the client
+    /// for the same idea): the periodic `sync` then finds little left to write and returns
+    /// quickly, instead of stalling the recorder, and through it the splice, while a
+    /// second's worth of a bulk transfer is written. Clean pages are dropped as they go.
+    fn start_writeback(&mut self) {
+        if self.end - self.windows[1] < WRITEBACK_EVERY {
+            return;
+        }
+        let (from, len) = (self.windows[0], std::num::NonZeroU64::new(self.end - self.windows[0]));
+        self.windows = [self.windows[1], self.end];
+        let file = self.advise.clone();
+        drop(tokio::task::spawn_blocking(move || {
+            rustix::fs::fadvise(&*file, from, len, rustix::fs::Advice::DontNeed)
+        }));
+    }
+}
 
 #[async_trait::async_trait]
 impl RecordingSink for FileSink {
     async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(bytes).await?;
-        self.0.flush().await
+        self.file.write_all(bytes).await?;
+        self.file.flush().await?;
+        self.end += bytes.len() as u64;
+        self.start_writeback();
+        Ok(())
     }
 
-    /// After the sync, the written pages are clean and nothing will read them soon: they are
-    /// dropped from the page cache, so a long recording recycles pages instead of taking
-    /// fresh ones (and evicting other data) for every byte.
     async fn sync(&mut self) -> std::io::Result<()> {
-        self.0.sync_data().await?;
-        let file = self.1.clone();
+        self.file.sync_data().await?;
+        let file = self.advise.clone();
         let advice = tokio::task::spawn_blocking(move || {
             rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed)
         });
-        // Only advice: a failure changes nothing about what was written.
         let _ = advice.await;
         Ok(())
     }
 }
 
-/// Reads a file in pieces of [`READ_PIECE`] bytes.
 pub(crate) struct FileSource(tokio::fs::File);
 
 impl FileSource {
@@ -87,7 +113,7 @@ impl RecordingStore for LocalDir {
         opts.mode(0o600);
         let file = opts.open(self.path(session)).await?;
         let advise = std::sync::Arc::new(file.try_clone().await?.into_std().await);
-        Ok(Box::new(FileSink(file, advise)))
+        Ok(Box::new(FileSink { file, advise, end: 0, windows: [0; 2] }))
     }
 
     async fn open(&self, session: &SessionId) -> std::io::Result<Box<dyn RecordingSource>> {
