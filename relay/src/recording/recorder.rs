@@ -150,7 +150,7 @@ impl Recorder {
         };
         let body = serde_json::to_vec(&header).expect("header serialises");
         let (bytes, hash) = format::encode_chunk(ChunkKind::Header, &format::ZERO_HASH, &body);
-        sink.append(&bytes).await.map_err(|e| RecordingFailed(e.to_string()))?;
+        sink.append(bytes.into()).await.map_err(|e| RecordingFailed(e.to_string()))?;
         sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let (failed_tx, failed) = watch::channel(None);
@@ -313,7 +313,7 @@ impl Task {
 
     async fn write_chunk(&mut self, kind: ChunkKind, payload: &[u8]) -> Result<(), RecordingFailed> {
         let (bytes, hash) = format::encode_chunk(kind, &self.prev, payload);
-        self.sink.append(&bytes).await.map_err(|e| RecordingFailed(e.to_string()))?;
+        self.sink.append(bytes.into()).await.map_err(|e| RecordingFailed(e.to_string()))?;
         self.prev = hash;
         self.chunks += 1;
         Ok(())
@@ -324,9 +324,9 @@ impl Task {
             return Ok(());
         }
         let hash = format::frame_chunk_in_place(&mut self.batch, ChunkKind::Events, &self.prev);
-        let written = self.sink.append(&self.batch).await.map_err(|e| RecordingFailed(e.to_string()));
-        self.batch.truncate(format::CHUNK_HEAD);
-        written?;
+        // The framed chunk goes to the sink as it is (no copy); the next one starts afresh.
+        let chunk = std::mem::replace(&mut self.batch, empty_batch());
+        self.sink.append(chunk.into()).await.map_err(|e| RecordingFailed(e.to_string()))?;
         self.prev = hash;
         self.chunks += 1;
         Ok(())

@@ -8,8 +8,10 @@
 use super::{RecordingSink, RecordingSource, RecordingStore, check_session};
 use assist_proto::ids::SessionId;
 use bytes::{Bytes, BytesMut};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
 
 /// How much a reader takes from the file at a time.
 const READ_PIECE: usize = 64 * 1024;
@@ -38,12 +40,22 @@ impl LocalDir {
 const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
 
 struct FileSink {
-    file: tokio::fs::File,
-    /// The same file, for advice to the kernel.
-    advise: std::sync::Arc<std::fs::File>,
+    /// Written on blocking threads, one append at a time.
+    file: Arc<std::fs::File>,
     /// The file's length, and where the last two windows of writeback started.
     end: u64,
     windows: [u64; 2],
+}
+
+/// Runs `f` on the file on a blocking thread.
+async fn on_file<T: Send + 'static>(
+    file: &Arc<std::fs::File>,
+    f: impl FnOnce(&std::fs::File) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || f(&file))
+        .await
+        .map_err(|e| std::io::Error::other(format!("the recording's writer thread failed: {e}")))?
 }
 
 impl FileSink {
@@ -57,7 +69,7 @@ impl FileSink {
         }
         let (from, len) = (self.windows[0], std::num::NonZeroU64::new(self.end - self.windows[0]));
         self.windows = [self.windows[1], self.end];
-        let file = self.advise.clone();
+        let file = self.file.clone();
         drop(tokio::task::spawn_blocking(move || {
             rustix::fs::fadvise(&*file, from, len, rustix::fs::Advice::DontNeed)
         }));
@@ -66,22 +78,21 @@ impl FileSink {
 
 #[async_trait::async_trait]
 impl RecordingSink for FileSink {
-    async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(bytes).await?;
-        self.file.flush().await?;
-        self.end += bytes.len() as u64;
+    async fn append(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        let len = bytes.len() as u64;
+        on_file(&self.file, move |mut file| file.write_all(&bytes)).await?;
+        self.end += len;
         self.start_writeback();
         Ok(())
     }
 
     async fn sync(&mut self) -> std::io::Result<()> {
-        self.file.sync_data().await?;
-        let file = self.advise.clone();
-        let advice = tokio::task::spawn_blocking(move || {
-            rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed)
-        });
-        let _ = advice.await;
-        Ok(())
+        on_file(&self.file, |file| {
+            file.sync_data()?;
+            let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -111,9 +122,8 @@ impl RecordingStore for LocalDir {
         opts.write(true).create_new(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let file = opts.open(self.path(session)).await?;
-        let advise = std::sync::Arc::new(file.try_clone().await?.into_std().await);
-        Ok(Box::new(FileSink { file, advise, end: 0, windows: [0; 2] }))
+        let file = opts.open(self.path(session)).await?.into_std().await;
+        Ok(Box::new(FileSink { file: Arc::new(file), end: 0, windows: [0; 2] }))
     }
 
     async fn open(&self, session: &SessionId) -> std::io::Result<Box<dyn RecordingSource>> {

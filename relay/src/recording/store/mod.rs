@@ -32,8 +32,10 @@ use std::sync::Arc;
 /// An open recording being appended to.
 #[async_trait::async_trait]
 pub trait RecordingSink: Send {
-    /// Adds bytes after the ones before. Not durable until [`RecordingSink::sync`].
-    async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Adds bytes after the ones before. Not durable until [`RecordingSink::sync`]. The
+    /// bytes are handed over, so a sink that writes elsewhere (a blocking thread, an upload)
+    /// need not copy them first.
+    async fn append(&mut self, bytes: Bytes) -> std::io::Result<()>;
     /// Makes everything appended so far durable, or fails.
     async fn sync(&mut self) -> std::io::Result<()>;
 }

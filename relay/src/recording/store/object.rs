@@ -165,9 +165,9 @@ impl SegmentSink {
 
 #[async_trait::async_trait]
 impl RecordingSink for SegmentSink {
-    async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    async fn append(&mut self, bytes: Bytes) -> std::io::Result<()> {
         self.check()?;
-        self.pending.extend_from_slice(bytes);
+        self.pending.extend_from_slice(&bytes);
         if self.pending.len() >= SEGMENT_MAX { self.write_segment().await } else { Ok(()) }
     }
 
