@@ -80,8 +80,9 @@ pub async fn fetch(addr: SocketAddr, ca: Fingerprint) -> Result<u64> {
     while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
         total += chunk.bytes.len() as u64;
     }
-    conn.close(assist_net::codes::OK, b"done");
-    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    // As `assist` closes its connection, so that both clients end the same way.
+    assist_net::close_and_flush(&conn, assist_net::codes::OK, b"done", Duration::from_secs(1)).await;
+    drop(endpoint);
     Ok(total)
 }
 

@@ -59,10 +59,10 @@ impl RelayConn {
         Ok(Control { send, recv })
     }
 
-    /// Closes the connection and waits (briefly) until the relay has been told.
+    /// Closes the connection and waits (at most a second) until the relay has been told.
     pub async fn close(self) {
-        self.conn.close(assist_net::codes::OK, b"done");
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let limit = std::time::Duration::from_secs(1);
+        assist_net::close_and_flush(&self.conn, assist_net::codes::OK, b"done", limit).await;
     }
 }
 

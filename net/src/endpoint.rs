@@ -173,6 +173,30 @@ pub async fn connect(
     }
 }
 
+/// Closes `conn` and returns once its CONNECTION_CLOSE has gone out (at most `limit`
+/// later), so that a process may exit right after and the peer still learns at once that
+/// the connection is over (otherwise it waits for its idle timeout).
+///
+/// Not `Endpoint::wait_idle`: that also waits out the draining period, three probe
+/// timeouts (tens of milliseconds even on loopback), which every CLI command would add to
+/// its run time.
+pub async fn close_and_flush(conn: &Connection, code: VarInt, reason: &[u8], limit: Duration) {
+    // After `close`, the connection sends nothing but CONNECTION_CLOSE: the next datagram
+    // out is the one that matters. The driver sends it on its next turn; this task gives
+    // it the turns.
+    if conn.close_reason().is_some() {
+        return; // closed already (by the peer, or lost): there is nothing to send
+    }
+    let before = conn.stats().udp_tx.datagrams;
+    conn.close(code, reason);
+    let sent = async {
+        while conn.stats().udp_tx.datagrams == before {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let _ = tokio::time::timeout(limit, sent).await;
+}
+
 /// First contact: returns the fingerprint of the CA the relay presents, without trusting
 /// it or sending anything.
 pub async fn probe_ca(endpoint: &Endpoint, relay: SocketAddr) -> Result<Fingerprint, ConnectError> {
@@ -212,29 +236,61 @@ mod tests {
         }
     }
 
-    /// Loopback carries 64 KiB datagrams, so both ends' MTU discovery must find more than
-    /// Ethernet's 1452 bytes and stop at [`MAX_UDP_PAYLOAD`], never above it.
-    #[tokio::test]
-    async fn mtu_discovery_finds_the_larger_loopback_path_on_both_ends() {
+    /// A relay endpoint and a connected client on loopback: (client endpoint, client's
+    /// connection, relay's side of it, relay endpoint).
+    async fn pair() -> (Endpoint, Connection, Connection, Endpoint) {
         crate::install_crypto_provider();
-        let ca = Ca::generate("mtu test").unwrap();
+        let ca = Ca::generate("endpoint test").unwrap();
         let server = ca.issue_server(RELAY_SERVER_NAME, &[]).unwrap();
         let ca_der = certs_from_pem(ca.cert_pem()).unwrap().remove(0);
         let listen: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
         // The relay presents its certificate and the CA's, as the relay's data directory does.
         let chain = certs_from_pem(&format!("{}{}", server.cert_pem, ca.cert_pem())).unwrap();
         let key = key_from_pem(&server.key_pem).unwrap();
-        let relay = server_endpoint(listen, chain, key, ca_der, b"mtu test reset secret").unwrap();
+        let relay = server_endpoint(listen, chain, key, ca_der, b"endpoint test reset secret").unwrap();
         let addr = relay.local_addr().unwrap();
-        let accept = tokio::spawn(async move { relay.accept().await.unwrap().await.unwrap() });
+        let accepting = relay.clone();
+        let accept = tokio::spawn(async move { accepting.accept().await.unwrap().await.unwrap() });
         let client = client_endpoint(addr).unwrap();
         let conn = connect(&client, addr, ca.fingerprint(), None).await.unwrap();
         let server_side = accept.await.unwrap();
+        (client, conn, server_side, relay)
+    }
 
+    /// Loopback carries 64 KiB datagrams, so both ends' MTU discovery must find more than
+    /// Ethernet's 1452 bytes and stop at [`MAX_UDP_PAYLOAD`], never above it.
+    #[tokio::test]
+    async fn mtu_discovery_finds_the_larger_loopback_path_on_both_ends() {
+        let (_client, conn, server_side, _relay) = pair().await;
         let (client_mtu, server_mtu) =
             tokio::join!(mtu_after_discovery(&conn), mtu_after_discovery(&server_side));
         for (end, mtu) in [("client", client_mtu), ("relay", server_mtu)] {
             assert!(mtu > 1452 && mtu <= MAX_UDP_PAYLOAD, "{end}'s path MTU is {mtu}");
         }
+    }
+
+    /// A client that closes and then vanishes at once (a CLI command exiting) has told the
+    /// relay: the relay sees the application's close, not its 30 s idle timeout.
+    #[tokio::test]
+    async fn close_and_flush_tells_the_peer_before_returning() {
+        let (client, conn, server_side, _relay) = pair().await;
+        let started = std::time::Instant::now();
+        close_and_flush(&conn, crate::codes::OK, b"bye", Duration::from_secs(1)).await;
+        let flushed_in = started.elapsed();
+        drop((conn, client));
+        let seen = tokio::time::timeout(Duration::from_secs(10), server_side.closed()).await;
+        assert!(
+            matches!(&seen, Ok(quinn::ConnectionError::ApplicationClosed(c)) if c.reason.as_ref() == b"bye"),
+            "{seen:?}"
+        );
+        // It waits for the frame to go out, not for the draining period (a second here
+        // would mean the limit was hit).
+        assert!(flushed_in < Duration::from_millis(900), "took {flushed_in:?}");
+        // A connection that is closed already returns at once.
+        let (_client, conn, _server_side, _relay) = pair().await;
+        conn.close(crate::codes::OK, b"first");
+        let started = std::time::Instant::now();
+        close_and_flush(&conn, crate::codes::OK, b"again", Duration::from_secs(1)).await;
+        assert!(started.elapsed() < Duration::from_millis(900));
     }
 }

@@ -13,7 +13,9 @@ pub mod endpoint;
 pub mod framed;
 pub mod tls;
 
-pub use endpoint::{ClientIdentity, ConnectError, client_endpoint, connect, probe_ca, server_endpoint};
+pub use endpoint::{
+    ClientIdentity, ConnectError, client_endpoint, close_and_flush, connect, probe_ca, server_endpoint,
+};
 pub use framed::{FrameReader, FramedError, read_msg, write_msg};
 
 /// Installs aws-lc-rs as the process-wide rustls provider. Idempotent; binaries call it at
