@@ -121,6 +121,9 @@ pub struct TestRelay {
     pub addr: String,
     pub fingerprint: String,
     pub admin_password: String,
+    /// Environment of the relay and of its administration commands (an object store's
+    /// `AWS_*` settings).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestRelay {
@@ -143,7 +146,18 @@ impl TestRelay {
     }
 
     pub fn start_in(dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with_env(dir, listen, extra, vec![])
+    }
+
+    /// Like [`TestRelay::start_in`], with `env` for the relay and its admin commands.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        listen: &str,
+        extra: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Result<Self> {
         let mut cmd = Command::new(bin("assist-relay"));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--data-dir").arg(dir.path().join("data")).args(["serve", "--listen", listen]).args(extra);
         cmd.env("RUST_LOG", "info,assist_relay=debug");
         let mut proc = Proc::spawn(cmd)?;
@@ -158,7 +172,7 @@ impl TestRelay {
             .iter()
             .find_map(|l| l.trim().strip_prefix("admin password: ").map(str::to_owned))
             .unwrap_or_default();
-        Ok(Self { dir, proc, addr, fingerprint, admin_password })
+        Ok(Self { dir, proc, addr, fingerprint, admin_password, env })
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -172,7 +186,11 @@ impl TestRelay {
 
     pub fn admin_with_stdin(&self, args: &[&str], stdin: &str) -> Result<String> {
         let out = run_with_stdin(
-            Command::new(bin("assist-relay")).arg("--data-dir").arg(self.data_dir()).args(args),
+            Command::new(bin("assist-relay"))
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .args(args),
             stdin,
         )?;
         if !out.status.success() {
@@ -346,4 +364,75 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Result<Output> {
         let _ = tx.send(child.wait_with_output());
     });
     rx.recv_timeout(WAIT).map_err(|_| anyhow!("command {cmd:?} did not finish"))?.map_err(Into::into)
+}
+
+/// An S3 API on a loopback port: moto's server (`moto[server]`, which `scripts/test`
+/// installs and names in `ASSIST_MOTO_SERVER`; else `moto_server` on the PATH), killed when
+/// dropped. Fails, never skips, when it is missing.
+pub struct S3Server {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl S3Server {
+    pub fn start() -> Result<Self> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let program = std::env::var_os("ASSIST_MOTO_SERVER").unwrap_or_else(|| "moto_server".into());
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                anyhow!("cannot start {program:?} ({e}); scripts/test installs moto[server] and sets ASSIST_MOTO_SERVER")
+            })?;
+        let server = S3Server { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("moto_server did not listen on {addr} within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(server)
+    }
+
+    /// Creates a bucket (moto accepts an unsigned request).
+    pub fn create_bucket(&self, bucket: &str) -> Result<()> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr)?;
+        let addr = self.addr;
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let status = answer.lines().next().unwrap_or_default();
+        if !status.contains(" 200") {
+            bail!("creating bucket {bucket}: {status}");
+        }
+        Ok(())
+    }
+
+    /// The `AWS_*` settings that point object_store's S3 client at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", format!("http://{}", self.addr)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "assist-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "assist-test".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

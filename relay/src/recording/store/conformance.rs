@@ -2,7 +2,7 @@
 //! pass, run against [`LocalDir`], object_store's local file system and object_store's
 //! memory store; then what only segment stores do (segments, crash, interleaving).
 //!
-//! An S3-compatible server is not run here: none is packaged for this machine's Debian.
+//! The same suite against a real S3 API (moto's server) is in `conformance_s3`.
 
 use super::{LocalDir, ObjectRecordings, RecordingStore, SEGMENT_MAX};
 use crate::recording::format::{self, ChunkKind, Direction};
@@ -31,7 +31,7 @@ fn kind<T>(r: std::io::Result<T>) -> ErrorKind {
 
 /// Runs every check on `store`. `outside` is a directory that holds the store's own
 /// directory and must hold nothing else afterwards (no path escaped).
-async fn suite(store: Arc<dyn RecordingStore>, outside: Option<&Path>) {
+pub(super) async fn suite(store: Arc<dyn RecordingStore>, outside: Option<&Path>) {
     missing_is_not_found(store.as_ref()).await;
     create_refuses_an_existing_session(store.as_ref()).await;
     synced_bytes_read_back_in_order(store.as_ref()).await;

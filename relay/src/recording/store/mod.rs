@@ -19,6 +19,8 @@ mod object;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_s3;
 
 pub(crate) use local::FileSource;
 pub use local::LocalDir;
