@@ -172,6 +172,9 @@ fn revoking_the_shell_stops_it_within_a_second_at_both_ends_and_the_session_goes
     );
     assert_ne!(status.code(), Some(0));
     s.stderr.wait_for("shell revoked by bob: done with the shell")?;
+    // Said as what happened, not as a failure.
+    let last = s.stderr.wait_for(&format!("session {id} ended: "))?;
+    assert!(last.ends_with("ended: the shell capability was revoked"), "{last}");
 
     // The session went on with what was left (until the engineer's CLI left it).
     let actions = audit_actions(&relay, &id)?;

@@ -158,6 +158,8 @@ async fn session(
 
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut stdout_done = false;
+    // Set when the grant stops covering the shell: not a failure, and said as such.
+    let mut shell_lost = None;
     let reason = loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -167,6 +169,7 @@ async fn session(
                     say(&format!("\r\nassist: {change}\r"));
                     expiry.update(&grant);
                     if let Some(message) = super::grant::shell_lost(&grant, in_force) {
+                        shell_lost = Some(message.clone());
                         break EndReason::Failed { message };
                     }
                 }
@@ -191,7 +194,8 @@ async fn session(
     let code = reason.exit_code();
     let shell_exit = matches!(reason, EndReason::ShellExited { .. });
     if pty || !shell_exit {
-        say(&format!("\r\nassist: session {session} ended: {reason}"));
+        let why = shell_lost.unwrap_or_else(|| reason.to_string());
+        say(&format!("\r\nassist: session {session} ended: {why}"));
     }
     let _ = control_send.finish();
     Ok(code)
