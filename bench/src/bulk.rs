@@ -14,7 +14,7 @@
 //! transfer and divided by the GiB moved; so is the CPU of every process on each
 //! variant's path, since on this 2-core machine CPU is what bounds every variant.
 
-use crate::procs::{Lines, Proc, cpu_seconds, cpu_seconds_with_children, timed};
+use crate::procs::{Lines, Proc, cpu_seconds, timed};
 use crate::report::{Better, Figure, Series};
 use crate::{Ctx, quic};
 use anyhow::{Context, Result, anyhow, bail};
@@ -58,14 +58,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     }
     // CPU of everything on the path: this process's waited-for children (the clients),
     // the relay, the agent with its `cat`, the quinn server, both sshd with their sessions.
-    let path_cpu = || -> Result<f64> {
-        std::thread::sleep(Duration::from_millis(300)); // let daemons reap their children
-        let mut total = cpu_seconds_with_children("self")?;
-        for pid in &pids {
-            total += cpu_seconds_with_children(&pid.to_string())?;
-        }
-        Ok(total)
-    };
+    let path_cpu = || crate::procs::path_cpu(&pids);
     let gib = size as f64 / GIB;
     let mut mibs: [Vec<f64>; 5] = Default::default();
     let mut cpus: [Vec<f64>; 5] = Default::default();

@@ -20,7 +20,7 @@
 //! A new session per copy is what an engineer's `assist cp` does.
 
 use crate::Ctx;
-use crate::procs::{Line, cpu_seconds_with_children, timed};
+use crate::procs::{Line, timed};
 use crate::report::{Better, Figure, Series, median};
 use crate::world::{AGENT, REASON, TICKET};
 use anyhow::{Result, anyhow, bail};
@@ -80,14 +80,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     }
     // CPU of everything on the path: the clients (waited-for children of this process),
     // the relay, the agent, both sshd with their sessions and SFTP servers.
-    let path_cpu = || -> Result<f64> {
-        std::thread::sleep(Duration::from_millis(300)); // let daemons reap their children
-        let mut total = cpu_seconds_with_children("self")?;
-        for pid in &pids {
-            total += cpu_seconds_with_children(&pid.to_string())?;
-        }
-        Ok(total)
-    };
+    let path_cpu = || crate::procs::path_cpu(&pids);
     let gib = size as f64 / GIB;
     let (mut down_mib, mut up_mib): ([Vec<f64>; 3], [Vec<f64>; 3]) = Default::default();
     let (mut down_cpu, mut up_cpu): ([Vec<f64>; 3], [Vec<f64>; 3]) = Default::default();

@@ -230,3 +230,14 @@ pub fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<(Duration
     }
     Ok((took, lines))
 }
+
+/// CPU seconds so far of everything on a measured path: this process's waited-for
+/// children (the clients) and each of `pids` with its reaped children.
+pub fn path_cpu(pids: &[u32]) -> Result<f64> {
+    std::thread::sleep(Duration::from_millis(300)); // let daemons reap their children
+    let mut total = cpu_seconds_with_children("self")?;
+    for pid in pids {
+        total += cpu_seconds_with_children(&pid.to_string())?;
+    }
+    Ok(total)
+}

@@ -109,15 +109,7 @@ pub fn spawn_writer(
         // The file's end, and where the last two windows of writeback started.
         let mut end = file.stream_position()?;
         let mut windows = [end; 2];
-        while let Some(batch) = rx.blocking_recv() {
-            pending.extend(batch);
-            // Take whatever else is waiting: one write for all of it.
-            while pending.len() < MAX_IOV {
-                match rx.try_recv() {
-                    Ok(more) => pending.extend(more),
-                    Err(_) => break,
-                }
-            }
+        while next_writes(&mut rx, &mut pending) {
             for b in &pending {
                 whole.update(b);
                 if let Some(d) = &mut data {
@@ -152,7 +144,23 @@ pub fn spawn_writer(
     (tx, writer)
 }
 
-fn write_all_vectored(out: &mut File, bufs: &[Bytes]) -> io::Result<()> {
+/// Waits for the next batch on `rx` and adds it to `pending` with whatever else is already
+/// waiting (up to [`MAX_IOV`] buffers), so that one `writev` takes all of it. `false` once
+/// the channel is closed and empty.
+pub(crate) fn next_writes(rx: &mut mpsc::Receiver<Vec<Bytes>>, pending: &mut Vec<Bytes>) -> bool {
+    let Some(batch) = rx.blocking_recv() else { return false };
+    pending.extend(batch);
+    while pending.len() < MAX_IOV {
+        match rx.try_recv() {
+            Ok(more) => pending.extend(more),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
+/// Writes every buffer in order, retrying short writes.
+pub(crate) fn write_all_vectored(out: &mut File, bufs: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> =
         bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
     let mut slices = &mut slices[..];

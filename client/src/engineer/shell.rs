@@ -20,7 +20,7 @@ use assist_proto::msg::{
 };
 use assist_proto::session::EndReason;
 use bytes::Bytes;
-use std::io::{IoSlice, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -242,39 +242,13 @@ pub(crate) async fn copy_out(recv: &mut quinn::RecvStream, to: Local) {
     let _ = done_rx.await;
 }
 
-/// Most buffers handed to one `writev`.
-const MAX_IOV: usize = 512;
-
 /// Writes what arrives on `rx` to `out` until the channel closes or a write fails.
 fn write_out(mut out: std::fs::File, mut rx: mpsc::Receiver<Vec<Bytes>>) {
     let mut pending: Vec<Bytes> = Vec::new();
-    while let Some(batch) = rx.blocking_recv() {
-        pending.extend(batch);
-        // Take whatever else is waiting: one write for all of it.
-        while pending.len() < MAX_IOV {
-            match rx.try_recv() {
-                Ok(more) => pending.extend(more),
-                Err(_) => break,
-            }
-        }
-        if write_all_vectored(&mut out, &pending).is_err() {
+    while crate::disk::next_writes(&mut rx, &mut pending) {
+        if crate::disk::write_all_vectored(&mut out, &pending).is_err() {
             return;
         }
         pending.clear();
     }
-}
-
-fn write_all_vectored(out: &mut std::fs::File, bufs: &[Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> =
-        bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match out.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

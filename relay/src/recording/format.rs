@@ -131,13 +131,7 @@ pub fn encode_event(
     dir: Direction,
     data: &[u8],
 ) {
-    out.push(kind as u8);
-    out.extend_from_slice(&offset_us.to_be_bytes());
-    out.extend_from_slice(&wall_ms.to_be_bytes());
-    out.extend_from_slice(&channel.to_be_bytes());
-    out.push(dir as u8);
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(data);
+    encode_event_parts(out, kind, offset_us, wall_ms, channel, dir, &[data]);
 }
 
 /// Appends one event whose data is the concatenation of `parts`: the same bytes as
