@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 /// Generous bound for anything a test waits for; a loaded 2-core CI machine is slow.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// Polls `f` until it holds, failing after [`WAIT`]: for state with no event to wait on
+/// (a process, an audit row, a file's size).
+pub fn wait_until(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while !f()? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Path of a workspace binary next to the test executable (`target/debug/NAME`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

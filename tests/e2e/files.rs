@@ -3,7 +3,7 @@
 //! trick refused; interrupted transfers resumed; limits; allowlisted scripts; log bundles.
 
 use assist_tests::files_support::{agent_with, approved, events, hold_session, noise, sha256, stderr};
-use assist_tests::{TestRelay, WAIT};
+use assist_tests::{TestRelay, WAIT, wait_until};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -232,12 +232,9 @@ fn every_path_trick_is_refused_and_audited() -> anyhow::Result<()> {
 
 /// Waits until `path` holds at least `n` bytes.
 fn grows_to(path: &Path, n: u64) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < n {
-        anyhow::ensure!(Instant::now() < deadline, "{} never reached {n} bytes", path.display());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(())
+    wait_until(&format!("{} to reach {n} bytes", path.display()), || {
+        Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) >= n)
+    })
 }
 
 #[test]
@@ -259,11 +256,9 @@ fn an_interrupted_upload_leaves_the_old_file_and_resumes() -> anyhow::Result<()>
     cp.child.kill()?;
     cp.wait()?;
     // The old file is untouched; the partial is kept.
-    let deadline = Instant::now() + WAIT;
-    while events(&relay, &held.id, "file.transferred")?.is_empty() {
-        anyhow::ensure!(Instant::now() < deadline, "no report of the interrupted transfer");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until("the report of the interrupted transfer", || {
+        Ok(!events(&relay, &held.id, "file.transferred")?.is_empty())
+    })?;
     assert_eq!(std::fs::read(t.base.join("in/big.bin"))?, b"old contents\n");
     let kept = std::fs::metadata(t.base.join("in/.big.bin.assist-part"))?.len();
     assert!(kept >= 1 << 20 && kept < big.len() as u64, "{kept}");

@@ -1,7 +1,7 @@
 //! Partial and timed grants, escalation, revocation (and its one-second bound), the kill
 //! key, and maintenance windows, through the real binaries.
 
-use assist_tests::{Cli, TestRelay, WAIT};
+use assist_tests::{Cli, TestRelay, wait_until};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,15 +26,6 @@ fn session(cli: &Cli, id: &str) -> anyhow::Result<serde_json::Value> {
         .and_then(|a| a.iter().find(|s| s["id"] == id))
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("no session {id} in {v}"))
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while !f()? {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 /// The id of `cli`'s newest session.
