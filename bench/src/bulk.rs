@@ -62,6 +62,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let gib = size as f64 / GIB;
     let mut mibs: [Vec<f64>; 5] = Default::default();
     let mut cpus: [Vec<f64>; 5] = Default::default();
+    let mut machine: [Vec<f64>; 5] = Default::default();
     let mut relay_cpu_samples: [Vec<f64>; 2] = Default::default();
     let mib_s = |d: Duration| size as f64 / MIB / d.as_secs_f64();
     for round in 1..=ctx.settings.rounds {
@@ -73,6 +74,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
                 (Err(_), _) => continue,
             };
             let path0 = path_cpu()?;
+            let machine0 = crate::procs::machine_cpu()?;
             let relay0 = match relay_pids.get(i) {
                 Some(pid) => cpu_seconds(*pid)?,
                 None => 0.0,
@@ -89,6 +91,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             }
             mibs[i].push(mib_s(took));
             cpus[i].push((path_cpu()? - path0) / gib);
+            machine[i].push((crate::procs::machine_cpu()? - machine0) / gib);
         }
     }
     drop(server);
@@ -106,8 +109,15 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         Better::Lower,
         "assist",
     );
+    let mut whole = Figure::new(
+        "bulk_machine_cpu_s_per_gib",
+        "bulk: CPU of the whole machine, per GiB",
+        "CPU s/GiB",
+        Better::Lower,
+        "assist",
+    );
     for (i, name) in NAMES.iter().enumerate() {
-        for (f, values) in [(&mut bulk, &mibs[i]), (&mut path, &cpus[i])] {
+        for (f, values) in [(&mut bulk, &mibs[i]), (&mut path, &cpus[i]), (&mut whole, &machine[i])] {
             f.push(match (&ctx.ssh, i) {
                 (Err(why), 3 | 4) => Series::skipped(name, why),
                 _ => Series::new(name, values.clone()),
@@ -122,6 +132,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         "assist: client + relay + agent + cat (both relays and agents are counted for either); quinn: client + server; ssh: client + sshd sessions (both hosts \
          for -J). On 2 cores a CPU-bound path moves at most 2 / this GiB/s",
     );
+    whole.note(
+        "busy time of every CPU from /proc/stat around each transfer: the path plus what the kernel \
+         does for it on its own threads (page-cache writeback of the recording), and anything else running",
+    );
     let mut relay_cpu =
         Figure::new("relay_cpu_s_per_gib", "relay CPU per GiB relayed", "CPU s/GiB", Better::Lower, "assist");
     let [recorded, unrecorded] = relay_cpu_samples;
@@ -131,7 +145,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         "user+system time of the relay process from /proc/PID/stat around each assist transfer; \
          the difference is what recording costs the relay",
     );
-    Ok(vec![bulk.finish(), relay_cpu.finish(), path.finish()])
+    Ok(vec![bulk.finish(), relay_cpu.finish(), path.finish(), whole.finish()])
 }
 
 fn quic_fetch(
