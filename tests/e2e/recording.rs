@@ -145,7 +145,7 @@ fn a_relay_killed_mid_session_leaves_a_truncated_recording() -> anyhow::Result<(
     let id = bob.pending_request()?;
     bob.ok(&["approve", &id])?;
     s.stdout.wait_for("before-crash")?;
-    // Let the recorder flush what it has (it flushes every 200 ms).
+    // Let the recorder write what it has (it syncs every second).
     let path = recording_path(&relay, &id);
     let deadline = Instant::now() + WAIT;
     while std::fs::read(&path).map(|b| !String::from_utf8_lossy(&b).contains("before-crash")).unwrap_or(true)

@@ -147,15 +147,29 @@ pub fn encode_event_parts(
 ) {
     let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
     out.reserve(EVENT_HEAD + len);
-    out.push(kind as u8);
-    out.extend_from_slice(&offset_us.to_be_bytes());
-    out.extend_from_slice(&wall_ms.to_be_bytes());
-    out.extend_from_slice(&channel.to_be_bytes());
-    out.push(dir as u8);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(&event_head(kind, offset_us, wall_ms, channel, dir, len));
     for part in parts {
         out.extend_from_slice(part.as_ref());
     }
+}
+
+/// The bytes of an event before its `len` bytes of data.
+pub fn event_head(
+    kind: EventKind,
+    offset_us: u64,
+    wall_ms: i64,
+    channel: u32,
+    dir: Direction,
+    len: usize,
+) -> [u8; EVENT_HEAD] {
+    let mut head = [0u8; EVENT_HEAD];
+    head[0] = kind as u8;
+    head[1..9].copy_from_slice(&offset_us.to_be_bytes());
+    head[9..17].copy_from_slice(&wall_ms.to_be_bytes());
+    head[17..21].copy_from_slice(&channel.to_be_bytes());
+    head[21] = dir as u8;
+    head[22..26].copy_from_slice(&(len as u32).to_be_bytes());
+    head
 }
 
 /// Decodes an events payload.
@@ -182,13 +196,7 @@ pub fn decode_events(mut p: &[u8]) -> Result<Vec<Event>, String> {
 }
 
 fn chunk_hash(kind: ChunkKind, prev: &[u8; 32], payload: &[u8]) -> [u8; 32] {
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(MAGIC);
-    ctx.update(&[kind as u8]);
-    ctx.update(&(payload.len() as u32).to_be_bytes());
-    ctx.update(prev);
-    ctx.update(payload);
-    ctx.finish().as_ref().try_into().expect("32 bytes")
+    frame_parts(kind, prev, &[payload]).1
 }
 
 /// Encodes a chunk after `prev`; returns the bytes and the chunk's hash.
@@ -205,20 +213,27 @@ pub fn encode_chunk(kind: ChunkKind, prev: &[u8; 32], payload: &[u8]) -> (Vec<u8
     (out, hash)
 }
 
-/// Frames a chunk in place: `buf` holds [`CHUNK_HEAD`] bytes of room followed by the
-/// payload; the head is filled in and the hash appended, giving the same bytes as
-/// [`encode_chunk`] without copying the payload. Returns the chunk's hash.
-pub fn frame_chunk_in_place(buf: &mut Vec<u8>, kind: ChunkKind, prev: &[u8; 32]) -> [u8; 32] {
-    debug_assert!(buf.len() >= CHUNK_HEAD);
-    let len = buf.len() - CHUNK_HEAD;
+/// Frames a chunk whose payload is the concatenation of `payload`, without joining it:
+/// returns the chunk head and the hash, so that head, payload parts and hash in that order
+/// are the bytes [`encode_chunk`] gives.
+pub fn frame_parts(
+    kind: ChunkKind,
+    prev: &[u8; 32],
+    payload: &[impl AsRef<[u8]>],
+) -> ([u8; CHUNK_HEAD], [u8; 32]) {
+    let len: usize = payload.iter().map(|p| p.as_ref().len()).sum();
     debug_assert!(len <= MAX_PAYLOAD);
-    buf[..4].copy_from_slice(MAGIC);
-    buf[4] = kind as u8;
-    buf[5..9].copy_from_slice(&(len as u32).to_be_bytes());
-    buf[9..CHUNK_HEAD].copy_from_slice(prev);
-    let hash: [u8; 32] = aws_lc_rs::digest::digest(&SHA256, buf).as_ref().try_into().expect("32 bytes");
-    buf.extend_from_slice(&hash);
-    hash
+    let mut head = [0u8; CHUNK_HEAD];
+    head[..4].copy_from_slice(MAGIC);
+    head[4] = kind as u8;
+    head[5..9].copy_from_slice(&(len as u32).to_be_bytes());
+    head[9..].copy_from_slice(prev);
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(&head);
+    for part in payload {
+        ctx.update(part.as_ref());
+    }
+    (head, ctx.finish().as_ref().try_into().expect("32 bytes"))
 }
 
 /// A chunk read back.
@@ -345,10 +360,10 @@ mod tests {
     }
 
     #[test]
-    fn in_place_framing_and_parts_give_the_same_bytes() {
+    fn framing_parts_gives_the_same_bytes() {
         let mut joined = Vec::new();
         encode_event(&mut joined, EventKind::Data, 9, 10, 2, Direction::In, b"hello world");
-        let mut parts = vec![0u8; CHUNK_HEAD];
+        let mut parts = Vec::new();
         encode_event_parts(
             &mut parts,
             EventKind::Data,
@@ -358,13 +373,14 @@ mod tests {
             Direction::In,
             &[&b"hello"[..], b"", b" world"],
         );
-        assert_eq!(parts[CHUNK_HEAD..], joined[..]);
+        assert_eq!(parts, joined);
 
         let prev = [7u8; 32];
         let (expected, expected_hash) = encode_chunk(ChunkKind::Events, &prev, &joined);
-        let hash = frame_chunk_in_place(&mut parts, ChunkKind::Events, &prev);
+        let (a, b) = joined.split_at(5);
+        let (head, hash) = frame_parts(ChunkKind::Events, &prev, &[a, &[][..], b]);
         assert_eq!(hash, expected_hash);
-        assert_eq!(parts, expected);
+        assert_eq!([&head[..], &joined, &hash].concat(), expected);
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! - [`format`]: the canonical format (specified in `docs/recording.md`);
 //! - [`store`]: where recordings live ([`store::LocalDir`] by default, or an object store);
 //! - [`stream`]: reading a stored recording chunk by chunk;
-//! - [`recorder`]: the per-session writer the splices feed, with backpressure;
+//! - [`recorder`]: the per-session writer the splices feed, with backpressure, and
+//!   [`batch`], the events chunk it gathers;
 //! - [`verify`]: offline verification (valid, truncated or tampered);
 //! - [`export`]: asciicast v2, raw bytes, terminal replay.
 //!
 //! Whether recording is mandatory, and what a failure does to the session, is the
 //! broker's decision, not this module's.
 
+pub mod batch;
 pub mod cli;
 pub mod export;
 pub mod format;

@@ -3,11 +3,10 @@
 //!
 //! - Splices call [`Recorder::data_chunks`] (or [`Recorder::data`]) before they forward
 //!   what they read; the chunks of one read are one event, handed over by reference
-//!   (`Bytes`), and copied once, into the chunk being built. The queue to the task is
-//!   bounded, so a slow disk slows the session instead of growing memory, and nothing is
-//!   dropped.
-//! - Events chunks are framed in place (the head is written into room left at the front of
-//!   the buffer and the hash appended), so a chunk reaches the sink without another copy.
+//!   (`Bytes`). The queue to the task is bounded, so a slow disk slows the session instead
+//!   of growing memory, and nothing is dropped.
+//! - A chunk reaches the sink as parts ([`super::batch`]): the data the splice read, still
+//!   shared, between the heads. The sink copies it once, to where it writes from.
 //! - Events are batched into chunks of up to [`BATCH`] bytes, flushed at least every
 //!   [`FLUSH_EVERY`] and made durable at least every [`SYNC_EVERY`]; a crash loses at most
 //!   the unflushed tail, and the rest verifies (as truncated).
@@ -19,6 +18,7 @@
 //!
 //! It does not decide when to record or what a failure means for the session.
 
+use super::batch::Batch;
 use super::format::{self, ChunkKind, Direction, EventKind};
 use super::store::RecordingSink;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -150,7 +150,7 @@ impl Recorder {
         };
         let body = serde_json::to_vec(&header).expect("header serialises");
         let (bytes, hash) = format::encode_chunk(ChunkKind::Header, &format::ZERO_HASH, &body);
-        sink.append(bytes.into()).await.map_err(|e| RecordingFailed(e.to_string()))?;
+        sink.append(vec![bytes.into()]).await.map_err(|e| RecordingFailed(e.to_string()))?;
         sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let (failed_tx, failed) = watch::channel(None);
@@ -159,7 +159,7 @@ impl Recorder {
             key,
             prev: hash,
             chunks: 1,
-            batch: empty_batch(),
+            batch: Batch::new(),
             counts: BTreeMap::new(),
             session: header.session.id.to_string(),
             failed: failed_tx,
@@ -241,21 +241,13 @@ impl Recorder {
     }
 }
 
-/// An events chunk being filled: room for the chunk head, then the events payload, so
-/// that the chunk is framed where it lies (see [`format::frame_chunk_in_place`]).
-fn empty_batch() -> Vec<u8> {
-    let mut batch = Vec::with_capacity(format::CHUNK_HEAD + BATCH + 64 * 1024 + format::HASH_LEN);
-    batch.resize(format::CHUNK_HEAD, 0);
-    batch
-}
-
 struct Task {
     sink: Box<dyn RecordingSink>,
     key: Arc<Ed25519KeyPair>,
     prev: [u8; 32],
     chunks: u64,
-    /// The chunk head's room, then the events not yet written.
-    batch: Vec<u8>,
+    /// The events not yet written.
+    batch: Batch,
     /// Data bytes per channel direction, for the seal.
     counts: BTreeMap<(u32, Direction), u64>,
     session: String,
@@ -281,8 +273,8 @@ impl Task {
                             let bytes = self.counts.entry((channel, dir)).or_insert(0);
                             *bytes += data.iter().map(|p| p.len() as u64).sum::<u64>();
                         }
-                        format::encode_event_parts(&mut self.batch, kind, offset_us, wall_ms, channel, dir, &data);
-                        if self.batch.len() - format::CHUNK_HEAD >= BATCH { self.flush().await } else { Ok(()) }
+                        self.batch.push_event(kind, offset_us, wall_ms, channel, dir, data);
+                        if self.batch.len() >= BATCH { self.flush().await } else { Ok(()) }
                     }
                     Some(Cmd::Seal { end_reason, agent, done }) => {
                         let sealed = self.seal(end_reason, agent).await;
@@ -313,20 +305,18 @@ impl Task {
 
     async fn write_chunk(&mut self, kind: ChunkKind, payload: &[u8]) -> Result<(), RecordingFailed> {
         let (bytes, hash) = format::encode_chunk(kind, &self.prev, payload);
-        self.sink.append(bytes.into()).await.map_err(|e| RecordingFailed(e.to_string()))?;
+        self.sink.append(vec![bytes.into()]).await.map_err(|e| RecordingFailed(e.to_string()))?;
         self.prev = hash;
         self.chunks += 1;
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), RecordingFailed> {
-        if self.batch.len() == format::CHUNK_HEAD {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        let hash = format::frame_chunk_in_place(&mut self.batch, ChunkKind::Events, &self.prev);
-        // The framed chunk goes to the sink as it is (no copy); the next one starts afresh.
-        let chunk = std::mem::replace(&mut self.batch, empty_batch());
-        self.sink.append(chunk.into()).await.map_err(|e| RecordingFailed(e.to_string()))?;
+        let (chunk, hash) = self.batch.frame(&self.prev);
+        self.sink.append(chunk).await.map_err(|e| RecordingFailed(e.to_string()))?;
         self.prev = hash;
         self.chunks += 1;
         Ok(())

@@ -130,7 +130,7 @@ async fn a_failing_sink_fails_the_recorder() {
     struct Full(usize);
     #[async_trait::async_trait]
     impl super::store::RecordingSink for Full {
-        async fn append(&mut self, _bytes: bytes::Bytes) -> std::io::Result<()> {
+        async fn append(&mut self, _parts: Vec<bytes::Bytes>) -> std::io::Result<()> {
             self.0 += 1;
             if self.0 > 1 { Err(std::io::Error::other("No space left on device")) } else { Ok(()) }
         }

@@ -51,7 +51,7 @@ async fn create_refuses_an_existing_session(store: &dyn RecordingStore) {
     // Created but empty: it exists (and reads empty), and cannot be created again.
     assert_eq!(store.read(&id("s-once")).await.unwrap(), b"");
     assert_eq!(kind(store.create(&id("s-once")).await), ErrorKind::AlreadyExists);
-    sink.append(Bytes::from_static(b"first")).await.unwrap();
+    sink.append(vec![Bytes::from_static(b"first")]).await.unwrap();
     sink.sync().await.unwrap();
     assert_eq!(kind(store.create(&id("s-once")).await), ErrorKind::AlreadyExists);
     assert_eq!(store.read(&id("s-once")).await.unwrap(), b"first", "a refused create changes nothing");
@@ -63,7 +63,9 @@ async fn synced_bytes_read_back_in_order(store: &dyn RecordingStore) {
     let mut expect = Vec::new();
     for i in 0..50u32 {
         let piece: Vec<u8> = (0..(i * 37 % 1000)).map(|j| (i + j) as u8).collect();
-        sink.append(Bytes::copy_from_slice(&piece)).await.unwrap();
+        // In two parts: a sink takes their concatenation.
+        let (a, b) = piece.split_at(piece.len() / 2);
+        sink.append(vec![Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)]).await.unwrap();
         expect.extend_from_slice(&piece);
         if i % 7 == 0 {
             sink.sync().await.unwrap();
@@ -86,9 +88,9 @@ async fn synced_bytes_read_back_in_order(store: &dyn RecordingStore) {
 async fn unsynced_bytes_are_at_most_a_prefix(store: &dyn RecordingStore) {
     let s = id("s-unsynced");
     let mut sink = store.create(&s).await.unwrap();
-    sink.append(Bytes::from_static(b"durable ")).await.unwrap();
+    sink.append(vec![Bytes::from_static(b"durable ")]).await.unwrap();
     sink.sync().await.unwrap();
-    sink.append(Bytes::from_static(b"pending")).await.unwrap();
+    sink.append(vec![Bytes::from_static(b"pending")]).await.unwrap();
     let seen = store.read(&s).await.unwrap();
     assert!(seen.starts_with(b"durable "), "synced bytes are always read: {seen:?}");
     assert!(b"durable pending".starts_with(&seen), "never more than was appended: {seen:?}");
@@ -124,7 +126,7 @@ async fn sessions_are_independent(store: Arc<dyn RecordingStore>) {
             let mut expect = Vec::new();
             for i in 0..40u8 {
                 let piece = vec![n.wrapping_mul(64).wrapping_add(i); 100 + usize::from(i)];
-                sink.append(Bytes::copy_from_slice(&piece)).await.unwrap();
+                sink.append(vec![Bytes::copy_from_slice(&piece)]).await.unwrap();
                 expect.extend_from_slice(&piece);
                 if i % 5 == 4 {
                     sink.sync().await.unwrap();
@@ -223,16 +225,16 @@ async fn segments_hold_exactly_what_was_synced() {
     let (store, objects) = memory();
     let s = id("s-seg");
     let mut sink = store.create(&s).await.unwrap();
-    sink.append(Bytes::from_static(b"one")).await.unwrap();
+    sink.append(vec![Bytes::from_static(b"one")]).await.unwrap();
     sink.sync().await.unwrap();
-    sink.append(Bytes::from_static(b"two")).await.unwrap();
+    sink.append(vec![Bytes::from_static(b"two")]).await.unwrap();
     assert_eq!(store.read(&s).await.unwrap(), b"one", "unsynced bytes are not in the store");
     sink.sync().await.unwrap();
     assert_eq!(objects.get(&segment("s-seg", 0)).await.unwrap().bytes().await.unwrap(), "");
     assert_eq!(objects.get(&segment("s-seg", 1)).await.unwrap().bytes().await.unwrap(), "one");
     assert_eq!(objects.get(&segment("s-seg", 2)).await.unwrap().bytes().await.unwrap(), "two");
     // A big append writes a segment without waiting for sync: memory stays bounded.
-    sink.append(vec![7; SEGMENT_MAX].into()).await.unwrap();
+    sink.append(vec![vec![7; SEGMENT_MAX].into()]).await.unwrap();
     assert_eq!(store.read(&s).await.unwrap().len(), 6 + SEGMENT_MAX);
 }
 
@@ -241,11 +243,14 @@ async fn a_second_writer_stops_the_sink_for_good() {
     let (store, objects) = memory();
     let s = id("s-two");
     let mut sink = store.create(&s).await.unwrap();
-    sink.append(Bytes::from_static(b"mine")).await.unwrap();
+    sink.append(vec![Bytes::from_static(b"mine")]).await.unwrap();
     // Someone else writes the next segment first: ours must not replace it.
     objects.put(&segment("s-two", 1), PutPayload::from_static(b"theirs")).await.unwrap();
     assert_eq!(kind(sink.sync().await), ErrorKind::AlreadyExists);
-    assert!(sink.append(Bytes::from_static(b"more")).await.is_err(), "a failed sink refuses further bytes");
+    assert!(
+        sink.append(vec![Bytes::from_static(b"more")]).await.is_err(),
+        "a failed sink refuses further bytes"
+    );
     assert!(sink.sync().await.is_err());
     assert_eq!(store.read(&s).await.unwrap(), b"theirs");
 }
@@ -297,10 +302,10 @@ async fn a_crashed_sink_leaves_the_synced_chunks() {
     let s = id("s-crash");
     let mut sink = store.create(&s).await.unwrap();
     let (head, h) = format::encode_chunk(ChunkKind::Header, &format::ZERO_HASH, b"{}");
-    sink.append(Bytes::copy_from_slice(&head)).await.unwrap();
+    sink.append(vec![Bytes::copy_from_slice(&head)]).await.unwrap();
     sink.sync().await.unwrap();
     let (events, _) = format::encode_chunk(ChunkKind::Events, &h, b"");
-    sink.append(Bytes::copy_from_slice(&events)).await.unwrap();
+    sink.append(vec![Bytes::copy_from_slice(&events)]).await.unwrap();
     drop(sink);
     assert_eq!(store.read(&s).await.unwrap(), head);
 }

@@ -2,15 +2,15 @@
 //! `<dir>/<session>.arec`, created exclusively (an existing recording is never
 //! overwritten) and readable by the relay's user only.
 //!
-//! Appended bytes go to the file at once (so a reader may see them before `sync`); `sync`
-//! is `fdatasync`.
+//! The file is written by a [`LocalWriter`]: with direct I/O in large aligned writes, the
+//! rest on `sync`, which ends with `fdatasync`. A reader sees every synced byte, and may see
+//! more.
 
+use super::local_writer::LocalWriter;
 use super::{RecordingSink, RecordingSource, RecordingStore, check_session};
 use assist_proto::ids::SessionId;
 use bytes::{Bytes, BytesMut};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
 /// How much a reader takes from the file at a time.
@@ -35,65 +35,24 @@ impl LocalDir {
     }
 }
 
-/// The file, and a handle to the same open file for the page-cache advice after a sync.
-/// Bytes appended between two starts of writeback.
-const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
-
-struct FileSink {
-    /// Written on blocking threads, one append at a time.
-    file: Arc<std::fs::File>,
-    /// The file's length, and where the last two windows of writeback started.
-    end: u64,
-    windows: [u64; 2],
-}
-
-/// Runs `f` on the file on a blocking thread.
-async fn on_file<T: Send + 'static>(
-    file: &Arc<std::fs::File>,
-    f: impl FnOnce(&std::fs::File) -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    let file = file.clone();
-    tokio::task::spawn_blocking(move || f(&file))
-        .await
-        .map_err(|e| std::io::Error::other(format!("the recording's writer thread failed: {e}")))?
-}
-
-impl FileSink {
-    /// Starts writing the last windows to disk without waiting (see `disk.rs` in the client
-    /// for the same idea): the periodic `sync` then finds little left to write and returns
-    /// quickly, instead of stalling the recorder, and through it the splice, while a
-    /// second's worth of a bulk transfer is written. Clean pages are dropped as they go.
-    fn start_writeback(&mut self) {
-        if self.end - self.windows[1] < WRITEBACK_EVERY {
-            return;
-        }
-        let (from, len) = (self.windows[0], std::num::NonZeroU64::new(self.end - self.windows[0]));
-        self.windows = [self.windows[1], self.end];
-        let file = self.file.clone();
-        drop(tokio::task::spawn_blocking(move || {
-            rustix::fs::fadvise(&*file, from, len, rustix::fs::Advice::DontNeed)
-        }));
-    }
-}
+struct FileSink(LocalWriter);
 
 #[async_trait::async_trait]
 impl RecordingSink for FileSink {
-    async fn append(&mut self, bytes: Bytes) -> std::io::Result<()> {
-        let len = bytes.len() as u64;
-        on_file(&self.file, move |mut file| file.write_all(&bytes)).await?;
-        self.end += len;
-        self.start_writeback();
-        Ok(())
+    async fn append(&mut self, parts: Vec<Bytes>) -> std::io::Result<()> {
+        self.0.append(&parts).await
     }
 
     async fn sync(&mut self) -> std::io::Result<()> {
-        on_file(&self.file, |file| {
-            file.sync_data()?;
-            let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
-            Ok(())
-        })
-        .await
+        self.0.sync().await
     }
+}
+
+/// Opens an existing file again for direct I/O (see [`LocalWriter`]).
+pub(super) fn open_direct(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let direct = rustix::fs::OFlags::DIRECT.bits() as i32;
+    std::fs::OpenOptions::new().write(true).custom_flags(direct).open(path)
 }
 
 pub(crate) struct FileSource(tokio::fs::File);
@@ -122,8 +81,16 @@ impl RecordingStore for LocalDir {
         opts.write(true).create_new(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let file = opts.open(self.path(session)).await?.into_std().await;
-        Ok(Box::new(FileSink { file: Arc::new(file), end: 0, windows: [0; 2] }))
+        let path = self.path(session);
+        let file = opts.open(&path).await?.into_std().await;
+        // Where direct I/O is refused (some file systems), the writer goes through the page
+        // cache; any other error is the directory's, and fails the recording now.
+        let direct = match tokio::task::spawn_blocking(move || open_direct(&path)).await? {
+            Ok(direct) => Some(direct),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Box::new(FileSink(LocalWriter::new(file, direct))))
     }
 
     async fn open(&self, session: &SessionId) -> std::io::Result<Box<dyn RecordingSource>> {

@@ -15,6 +15,7 @@
 //! back, and are never claimed durable. It does not decide what is recorded or verify it.
 
 mod local;
+mod local_writer;
 mod object;
 
 #[cfg(test)]
@@ -34,10 +35,11 @@ use std::sync::Arc;
 /// An open recording being appended to.
 #[async_trait::async_trait]
 pub trait RecordingSink: Send {
-    /// Adds bytes after the ones before. Not durable until [`RecordingSink::sync`]. The
-    /// bytes are handed over, so a sink that writes elsewhere (a blocking thread, an upload)
-    /// need not copy them first.
-    async fn append(&mut self, bytes: Bytes) -> std::io::Result<()>;
+    /// Adds bytes after the ones before: the concatenation of `parts`, in order. Not
+    /// durable until [`RecordingSink::sync`]. The parts are handed over (often shared with
+    /// the stream they were forwarded on), so a sink copies each byte at most once, to
+    /// where it writes from.
+    async fn append(&mut self, parts: Vec<Bytes>) -> std::io::Result<()>;
     /// Makes everything appended so far durable, or fails.
     async fn sync(&mut self) -> std::io::Result<()>;
 }

@@ -165,9 +165,11 @@ impl SegmentSink {
 
 #[async_trait::async_trait]
 impl RecordingSink for SegmentSink {
-    async fn append(&mut self, bytes: Bytes) -> std::io::Result<()> {
+    async fn append(&mut self, parts: Vec<Bytes>) -> std::io::Result<()> {
         self.check()?;
-        self.pending.extend_from_slice(&bytes);
+        for part in parts {
+            self.pending.extend_from_slice(&part);
+        }
         if self.pending.len() >= SEGMENT_MAX { self.write_segment().await } else { Ok(()) }
     }
 
