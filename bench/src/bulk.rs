@@ -37,13 +37,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let file_arg = file.to_string_lossy().into_owned();
     let limit = Duration::from_secs(60 + size / (5 << 20));
 
-    let mut server_cmd = ctx.helper(&["quic-server", "--data-dir"]);
-    server_cmd.arg(&world.relay.data).arg("--file").arg(&file);
-    server_cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut server = Proc::spawn("quic-server", &mut server_cmd)?;
-    let mut out = server.stdout_lines()?;
-    let addr = quic::listening_addr(&out.wait_for("listening on", crate::world::START)?.text)?;
-    out.forward(None);
+    let (server, addr) = quic::spawn_server(ctx, &world.relay.data, &file)?;
 
     let relay_pids = [world.relay.proc.pid(), unrecorded.relay.proc.pid()];
     let mut pids = vec![

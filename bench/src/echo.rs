@@ -9,6 +9,11 @@
 //!
 //! It measures the whole path a keystroke takes, including both PTYs and `cat`; it does
 //! not look inside it.
+//!
+//! A floor is measured beside them: `direct quinn`, one byte echoed by the bare QUIC server
+//! on one stream (`assist-bench quic-client --echo`), timed inside the client. It has no
+//! PTY, no `cat` and no relay: one QUIC round trip, where a keystroke through the relay
+//! takes two (client–relay and relay–agent) plus the PTYs.
 
 use crate::report::{Better, Figure, Series, percentile};
 use crate::{Ctx, world};
@@ -86,14 +91,17 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         let cmd = world.shell(&["-t", "--", "sh", "-c", REMOTE]);
         std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy().into()).collect()
     };
-    let names = ["assist", "ssh", "ssh -J"];
-    let mut p50: Vec<Vec<f64>> = vec![vec![]; 3];
-    let mut p99: Vec<Vec<f64>> = vec![vec![]; 3];
+    let names = ["assist", "ssh", "ssh -J", "direct quinn"];
+    let mut p50: Vec<Vec<f64>> = vec![vec![]; 4];
+    let mut p99: Vec<Vec<f64>> = vec![vec![]; 4];
+    // The server wants a file to serve; the echo never reads it.
+    let (server, addr) = crate::quic::spawn_server(ctx, &world.relay.data, Path::new("/dev/null"))?;
     for round in 1..=ctx.settings.rounds {
         eprintln!("assist-bench: echo round {round}/{}", ctx.settings.rounds);
         for (i, name) in names.iter().enumerate() {
             let samples = match (i, &ctx.ssh) {
                 (0, _) => session(&assist_argv, Some(&world.config), keystrokes, gap)?,
+                (3, _) => quic_echo(ctx, addr, &world.relay.fingerprint, keystrokes, gap)?,
                 (_, Ok(ssh)) => session(&ssh.argv(i == 2, &["-tt"], &[REMOTE]), None, keystrokes, gap)
                     .with_context(|| format!("echo through {name}"))?,
                 (_, Err(_)) => continue,
@@ -102,6 +110,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             p99[i].extend(percentile(&samples, 99.0));
         }
     }
+    drop(server);
     let mut figures = Vec::new();
     for (id, title, values) in [
         ("echo_p50_us", "keystroke echo round trip, p50", &p50),
@@ -113,15 +122,45 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         }
         for (i, name) in names.iter().enumerate() {
             f.push(match (i, &ctx.ssh) {
-                (0, _) | (_, Ok(_)) => Series::new(name, values[i].clone()),
+                (0 | 3, _) | (_, Ok(_)) => Series::new(name, values[i].clone()),
                 (_, Err(why)) => Series::skipped(name, why),
             });
         }
         f.note(format!(
-            "per round: {keystrokes} keystrokes, {}ms apart, into a local PTY; remote: {REMOTE}",
+            "per round: {keystrokes} keystrokes, {}ms apart, into a local PTY; remote: {REMOTE}; \
+             direct quinn: the same count of one-byte echoes on one stream to the bare QUIC server, \
+             without PTYs or relay (one QUIC round trip; assist makes two)",
             gap.as_millis()
         ));
         figures.push(f.finish());
     }
     Ok(figures)
+}
+
+/// `keystrokes` one-byte echoes through the bare QUIC server, in microseconds.
+fn quic_echo(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    ca: &str,
+    keystrokes: usize,
+    gap: Duration,
+) -> Result<Vec<f64>> {
+    let out = ctx
+        .helper(&["quic-client", "--addr", &addr.to_string(), "--ca-fingerprint", ca])
+        .args(["--echo", &keystrokes.to_string(), "--gap-ms", &gap.as_millis().to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running quic-client --echo")?;
+    if !out.status.success() {
+        bail!("quic-client --echo failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let samples: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("quic-client --echo output")?;
+    if samples.len() != keystrokes {
+        bail!("quic-client --echo gave {} samples, expected {keystrokes}", samples.len());
+    }
+    Ok(samples)
 }

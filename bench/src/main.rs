@@ -27,6 +27,7 @@ use assist_certs::Fingerprint;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use run::{Ctx, Settings};
 
@@ -109,6 +110,11 @@ enum Cmd {
         addr: SocketAddr,
         #[arg(long)]
         ca_fingerprint: Fingerprint,
+        /// Time this many one-byte echoes instead of fetching; prints microseconds.
+        #[arg(long)]
+        echo: Option<usize>,
+        #[arg(long, default_value_t = 2)]
+        gap_ms: u64,
     },
     #[command(hide = true)]
     BareServer {
@@ -162,9 +168,16 @@ fn main() -> Result<()> {
         Cmd::Setup(o) => run::bench(run::Which::only("setup"), o),
         Cmd::Idle(o) => run::bench(run::Which::only("idle"), o),
         Cmd::QuicServer { data_dir, file } => tokio()?.block_on(quic::serve_file(&data_dir, file)),
-        Cmd::QuicClient { addr, ca_fingerprint } => {
+        Cmd::QuicClient { addr, ca_fingerprint, echo: None, .. } => {
             let n = tokio()?.block_on(quic::fetch(addr, ca_fingerprint))?;
             println!("{n}");
+            Ok(())
+        }
+        Cmd::QuicClient { addr, ca_fingerprint, echo: Some(n), gap_ms } => {
+            // Single-threaded, as the `assist` client is.
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let samples = rt.block_on(quic::echo(addr, ca_fingerprint, n, Duration::from_millis(gap_ms)))?;
+            println!("{}", samples.iter().map(|s| format!("{s:.1}")).collect::<Vec<_>>().join(" "));
             Ok(())
         }
         Cmd::BareServer { data_dir } => tokio()?.block_on(quic::bare(&data_dir)),

@@ -237,11 +237,13 @@ pub fn timed(name: &str, cmd: &mut Command, limit: Duration) -> Result<(Duration
 /// kernel threads such as writeback; idle and iowait excluded), from `/proc/stat`.
 pub fn machine_cpu() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().filter(|l| l.starts_with("cpu ")).ok_or_else(|| anyhow!("bad /proc/stat"))?;
+    let line =
+        stat.lines().next().filter(|l| l.starts_with("cpu ")).ok_or_else(|| anyhow!("bad /proc/stat"))?;
     let fields: Vec<f64> = line.split_whitespace().skip(1).map(str::parse).collect::<Result<_, _>>()?;
     // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
     // already inside user.
-    let busy: f64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    let busy: f64 =
+        fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
     Ok(busy / clock_ticks())
 }
 

@@ -1,7 +1,9 @@
 //! The bare QUIC baselines, run as helper processes of `assist-bench`:
 //!
 //! - `quic-server`: serves one file on one stream per connection (the direct-quinn bulk
-//!   baseline); `quic-client` fetches it and prints the byte count.
+//!   baseline); `quic-client` fetches it and prints the byte count. Asked for `e` instead,
+//!   the server echoes the stream back (the direct-quinn echo baseline), and `quic-client
+//!   --echo N` times N one-byte round trips.
 //! - `bare-server`: holds idle connections (the idle-agent baseline). For each connection
 //!   it accepts the first bidirectional stream, reads one frame, answers one frame, and
 //!   keeps both open: the least an application can do with an agent's connection.
@@ -54,6 +56,13 @@ async fn send_file(incoming: quinn::Incoming, file: &Path) -> Result<()> {
     let (mut send, mut recv) = conn.accept_bi().await?;
     let mut request = [0u8; 1];
     recv.read_exact(&mut request).await?;
+    if request == *b"e" {
+        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+            send.write_all(&chunk.bytes).await?;
+        }
+        send.finish()?;
+        return Ok(());
+    }
     let mut f = std::fs::File::open(file)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -86,6 +95,27 @@ pub async fn fetch(addr: SocketAddr, ca: Fingerprint) -> Result<u64> {
     Ok(total)
 }
 
+/// `quic-client --echo N`: N one-byte round trips through the server's echo, `gap`
+/// apart; each round trip's time in microseconds.
+pub async fn echo(addr: SocketAddr, ca: Fingerprint, n: usize, gap: Duration) -> Result<Vec<f64>> {
+    let endpoint = assist_net::client_endpoint(addr)?;
+    let conn = assist_net::connect(&endpoint, addr, ca, None).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(b"e").await?;
+    let mut samples = Vec::with_capacity(n);
+    let mut back = [0u8; 1];
+    for _ in 0..n {
+        let sent = std::time::Instant::now();
+        send.write_all(b"x").await?;
+        recv.read_exact(&mut back).await?;
+        samples.push(sent.elapsed().as_secs_f64() * 1e6);
+        tokio::time::sleep(gap).await;
+    }
+    send.finish()?;
+    assist_net::close_and_flush(&conn, assist_net::codes::OK, b"done", Duration::from_secs(1)).await;
+    Ok(samples)
+}
+
 /// `bare-server`: holds every connection with its first stream until the peer leaves.
 pub async fn bare(data: &Path) -> Result<()> {
     let endpoint = server(data)?;
@@ -105,6 +135,21 @@ pub async fn bare(data: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Starts `quic-server` (with the relay's certificate from `data`, serving `file`) and
+/// returns it with its address.
+pub fn spawn_server(ctx: &crate::Ctx, data: &Path, file: &Path) -> Result<(crate::procs::Proc, SocketAddr)> {
+    let mut cmd = ctx.helper(&["quic-server", "--data-dir"]);
+    cmd.arg(data).arg("--file").arg(file);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    let mut server = crate::procs::Proc::spawn("quic-server", &mut cmd)?;
+    let mut out = server.stdout_lines()?;
+    let addr = listening_addr(&out.wait_for("listening on", crate::world::START)?.text)?;
+    out.forward(None);
+    Ok((server, addr))
 }
 
 /// Parses the `listening on ADDR` line of a helper server.
