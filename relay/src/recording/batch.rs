@@ -16,6 +16,16 @@ pub const SHARE_FROM: usize = 1024;
 /// Room for heads and small data before the buffer grows.
 const INLINE_ROOM: usize = 4096;
 
+/// One event as the recorder receives it: its data in the parts it was read in.
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub offset_us: u64,
+    pub wall_ms: i64,
+    pub channel: u32,
+    pub dir: Direction,
+    pub data: Vec<Bytes>,
+}
+
 pub struct Batch {
     /// Finished parts, in order.
     parts: Vec<Bytes>,
@@ -45,17 +55,10 @@ impl Batch {
         self.len == 0
     }
 
-    /// Adds one event whose data is the concatenation of `data` (the same bytes as
+    /// Adds one event whose data is the concatenation of its parts (the same bytes as
     /// [`format::encode_event_parts`]).
-    pub fn push_event(
-        &mut self,
-        kind: EventKind,
-        offset_us: u64,
-        wall_ms: i64,
-        channel: u32,
-        dir: Direction,
-        data: Vec<Bytes>,
-    ) {
+    pub fn push_event(&mut self, event: NewEvent) {
+        let NewEvent { kind, offset_us, wall_ms, channel, dir, data } = event;
         let len: usize = data.iter().map(Bytes::len).sum();
         self.copy(&format::event_head(kind, offset_us, wall_ms, channel, dir, len));
         for part in data {
@@ -113,7 +116,14 @@ mod tests {
         let mut payload = Vec::new();
         for (i, (kind, channel, dir, data)) in events.into_iter().enumerate() {
             format::encode_event_parts(&mut payload, kind, i as u64, 100 + i as i64, channel, dir, &data);
-            batch.push_event(kind, i as u64, 100 + i as i64, channel, dir, data);
+            batch.push_event(NewEvent {
+                kind,
+                offset_us: i as u64,
+                wall_ms: 100 + i as i64,
+                channel,
+                dir,
+                data,
+            });
         }
         assert_eq!(batch.len(), payload.len());
         let prev = [3u8; 32];

@@ -18,7 +18,7 @@
 //!
 //! It does not decide when to record or what a failure means for the session.
 
-use super::batch::Batch;
+use super::batch::{Batch, NewEvent};
 use super::format::{self, ChunkKind, Direction, EventKind};
 use super::store::RecordingSink;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -98,15 +98,8 @@ pub struct SealBody {
 pub struct RecordingFailed(pub String);
 
 enum Cmd {
-    Event {
-        kind: EventKind,
-        offset_us: u64,
-        wall_ms: i64,
-        channel: u32,
-        dir: Direction,
-        /// The event's data, in parts (the chunks of one splice batch) that are not joined.
-        data: Vec<Bytes>,
-    },
+    /// Its data in parts (the chunks of one splice batch), not joined.
+    Event(NewEvent),
     Seal {
         end_reason: String,
         agent: Vec<AgentCountersignature>,
@@ -176,7 +169,7 @@ impl Recorder {
         data: Vec<Bytes>,
     ) -> Result<(), RecordingFailed> {
         let offset_us = self.start.elapsed().as_micros() as u64;
-        let cmd = Cmd::Event { kind, offset_us, wall_ms: now_ms(), channel, dir, data };
+        let cmd = Cmd::Event(NewEvent { kind, offset_us, wall_ms: now_ms(), channel, dir, data });
         self.tx.send(cmd).await.map_err(|_| self.failure())
     }
 
@@ -268,12 +261,12 @@ impl Task {
                         let _ = self.sink.sync().await;
                         return;
                     }
-                    Some(Cmd::Event { kind, offset_us, wall_ms, channel, dir, data }) => {
-                        if kind == EventKind::Data {
-                            let bytes = self.counts.entry((channel, dir)).or_insert(0);
-                            *bytes += data.iter().map(|p| p.len() as u64).sum::<u64>();
+                    Some(Cmd::Event(event)) => {
+                        if event.kind == EventKind::Data {
+                            let bytes = self.counts.entry((event.channel, event.dir)).or_insert(0);
+                            *bytes += event.data.iter().map(|p| p.len() as u64).sum::<u64>();
                         }
-                        self.batch.push_event(kind, offset_us, wall_ms, channel, dir, data);
+                        self.batch.push_event(event);
                         if self.batch.len() >= BATCH { self.flush().await } else { Ok(()) }
                     }
                     Some(Cmd::Seal { end_reason, agent, done }) => {

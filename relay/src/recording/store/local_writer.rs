@@ -112,7 +112,7 @@ impl LocalWriter {
     }
 
     fn pending(&mut self) -> std::io::Result<&mut Aligned> {
-        self.pending.as_mut().ok_or_else(|| std::io::Error::other("an earlier write of the recording failed"))
+        self.pending.as_mut().ok_or_else(earlier_failure)
     }
 
     /// Adds the concatenation of `parts`.
@@ -131,7 +131,7 @@ impl LocalWriter {
 
     /// Writes the pending whole blocks; with `sync`, also the tail, then `fdatasync`.
     async fn write(&mut self, sync: bool) -> std::io::Result<()> {
-        let pending = self.pending.take().ok_or_else(|| std::io::Error::other("an earlier write failed"))?;
+        let pending = self.pending.take().ok_or_else(earlier_failure)?;
         let (file, direct, at) = (self.file.clone(), self.direct.clone(), self.at);
         let joined = tokio::task::spawn_blocking(move || {
             let outcome = write_out(&file, direct.as_deref(), pending.bytes(), at, sync);
@@ -153,6 +153,11 @@ impl LocalWriter {
         self.pending = Some(pending);
         Ok(())
     }
+}
+
+/// What a writer says once a write failed: the pending bytes went with it.
+fn earlier_failure() -> std::io::Error {
+    std::io::Error::other("an earlier write of the recording failed")
 }
 
 struct Written {
