@@ -280,6 +280,29 @@ fn an_interrupted_upload_leaves_the_old_file_and_resumes() -> anyhow::Result<()>
 }
 
 #[test]
+fn a_transfer_cut_short_by_the_end_of_its_session_is_still_audited() -> anyhow::Result<()> {
+    let t = Tree::new()?;
+    let (relay, _agent) = world(&[])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+    let held = hold_session(&alice, &bob, "erp-db01", &[format!("files.write:{}", t.p("in"))])?;
+    std::fs::write(t.base.join("local/big.bin"), noise(6 << 20, 5))?;
+    let (src, dst) = (t.p("local/big.bin"), t.remote("in"));
+    let mut cp = alice.spawn(&["cp", "--limit-rate", "1M", &src, &dst, "--session", &held.id])?;
+    grows_to(&t.base.join("in/.big.bin.assist-part"), 1 << 20)?;
+    bob.ok(&["end", &held.id, "--reason", "month-end close is done"])?;
+    assert!(!cp.wait()?.success());
+    // The relay forgets the session before it resets the streams, so the agent's report
+    // always arrives after the end: it is audited all the same, without a channel number.
+    wait_events(&relay, &held.id, "file.transferred", 1)?;
+    let ev = events(&relay, &held.id, "file.transferred")?;
+    let d = &ev[0]["detail"];
+    assert_eq!((d["ok"].as_bool(), d["direction"].as_str()), (Some(false), Some("upload")), "{d}");
+    assert!(d["error"].as_str().is_some_and(|e| e.contains("kept for --resume")), "{d}");
+    assert!(!t.base.join("in/big.bin").exists());
+    Ok(())
+}
+
+#[test]
 fn transfers_over_the_limit_are_refused_before_any_byte_moves() -> anyhow::Result<()> {
     let t = Tree::new()?;
     let (relay, _agent) = world(&["--max-transfer", "1MiB", "--max-files", "2"])?;

@@ -8,8 +8,9 @@
 //! - A write goes to `.NAME.assist-part` beside the target, is synced, and is renamed into
 //!   place only when the engineer confirms the digest; before that the old file is
 //!   untouched. An interrupted write leaves the partial file for `--resume`.
-//! - Each read or write ends with a [`FileReport`] to the relay (for its audit log) and
-//!   the agent's countersignature of the stream's bytes.
+//! - Each read or write ends with the agent's countersignature of the stream's bytes and
+//!   a [`FileReport`] to the relay (for its audit log), both sent before the stream is
+//!   finished or reset: the relay holds the end from the engineer until they arrive.
 //!
 //! The stream protocol is described in [`assist_proto::files`].
 
@@ -25,7 +26,7 @@ use assist_proto::files::{
 use assist_proto::frame::{FrameDecoder, encode};
 use assist_proto::grant::Grant;
 use assist_proto::ids::SessionId;
-use assist_proto::msg::{AgentToRelay, ChannelReply};
+use assist_proto::msg::{AgentToRelay, ChannelReply, StreamDigest};
 use aws_lc_rs::digest::{Context, SHA256};
 use quinn::{RecvStream, SendStream};
 use std::fs::{File, OpenOptions};
@@ -96,6 +97,14 @@ impl Ctx {
         let _ = self.state.control.send(AgentToRelay::FileTransferred { report }).await;
     }
 
+    /// Countersigns the stream's bytes, then reports the transfer: the relay passes the
+    /// stream's end on to the engineer once the report arrives, so the countersignature
+    /// must already be there. Call it before finishing or resetting the stream.
+    async fn account(&self, report: FileReport, digests: Vec<StreamDigest>) {
+        countersign(&self.state, &self.session, digests).await;
+        self.report(report).await;
+    }
+
     fn base_report(&self, path: String, direction: TransferDirection, size: u64, offset: u64) -> FileReport {
         FileReport {
             session: self.session.clone(),
@@ -141,8 +150,8 @@ async fn list(ctx: &Ctx, path: String, recursive: bool, mut send: SendStream) {
             return;
         }
     }
-    let _ = send.finish();
     countersign(&ctx.state, &ctx.session, vec![out.finish()]).await;
+    let _ = send.finish();
 }
 
 /// The entry of `real` itself, then its children (the whole tree when `recursive`),
@@ -227,9 +236,10 @@ async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut re
     let (hashes, tail) = match (hashes, outcome) {
         (Ok(h), Ok(tail)) => (h, tail),
         (Err(e), _) | (_, Err(e)) => {
-            let _ = send.reset(codes::SESSION_ENDED);
             report.error = Some(e);
-            return ctx.report(report).await;
+            ctx.report(report).await;
+            let _ = send.reset(codes::SESSION_ENDED);
+            return;
         }
     };
     let mut dec = FrameDecoder::new();
@@ -237,17 +247,19 @@ async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut re
     report.agent_sha256 = hashes.whole.clone();
     report.engineer_sha256 = dec.next_msg::<FileDigest>().ok().flatten().map(|d| d.sha256);
     report.ok = report.engineer_sha256.as_deref() == Some(hashes.whole.as_str());
-    if report.ok {
-        let _ = send.finish();
-    } else {
+    if !report.ok {
         report.error = Some("the engineer's SHA-256 differs from the agent's".into());
-        let _ = send.reset(codes::REFUSED);
     }
     let mut input = Digest::new(ctx.stream, "in");
     input.update(&tail);
     let digests = vec![digest_of(ctx.stream, "out", size - offset, hashes.data), input.finish()];
-    ctx.report(report).await;
-    countersign(&ctx.state, &ctx.session, digests).await;
+    let ok = report.ok;
+    ctx.account(report, digests).await;
+    if ok {
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(codes::REFUSED);
+    }
 }
 
 fn digest_of(stream: u64, direction: &str, bytes: u64, sha256: String) -> assist_proto::msg::StreamDigest {
@@ -341,10 +353,11 @@ async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStrea
     let hashes = match (written, received) {
         (Ok(h), Ok(())) => h,
         (Err(e), _) | (_, Err(e)) => {
+            report.error = Some(format!("{e}; the partial file is kept for --resume"));
+            ctx.report(report).await;
             let _ = send.reset(codes::SESSION_ENDED);
             let _ = recv.stop(codes::SESSION_ENDED);
-            report.error = Some(format!("{e}; the partial file is kept for --resume"));
-            return ctx.report(report).await;
+            return;
         }
     };
     let _ = std::fs::set_permissions(
@@ -377,17 +390,20 @@ async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStrea
         Ok(()) => {
             report.ok = true;
             report.engineer_sha256 = Some(hashes.whole.clone());
-            let _ = send.finish();
         }
         Err(e) => {
             let _ = std::fs::remove_file(target.partial());
             report.error = Some(e);
-            let _ = send.reset(codes::SESSION_ENDED);
         }
     }
     let digests = vec![digest_of(ctx.stream, "in", size - offset, hashes.data), out.finish()];
-    ctx.report(report).await;
-    countersign(&ctx.state, &ctx.session, digests).await;
+    let ok = report.ok;
+    ctx.account(report, digests).await;
+    if ok {
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(codes::SESSION_ENDED);
+    }
 }
 
 /// Renames the partial file over the target and syncs the directory.

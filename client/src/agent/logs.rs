@@ -191,14 +191,13 @@ pub(crate) async fn serve(
         }
     }
     drop(rx);
-    match packer.await {
-        Ok(Ok(())) if !stopped => {
-            let _ = send.finish();
-        }
-        _ => {
-            let _ = send.reset(codes::SESSION_ENDED);
-        }
-    }
+    let packed = matches!(packer.await, Ok(Ok(()))) && !stopped;
     state.grants.remove_running(&session, stream);
+    // Countersigned before the end: the relay passes the end on once this arrives.
     countersign(&state, &session, vec![out.finish()]).await;
+    if packed {
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(codes::SESSION_ENDED);
+    }
 }

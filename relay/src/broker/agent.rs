@@ -328,6 +328,6 @@ async fn forward_uni(relay: Arc<Relay>, agent: AgentName, mut recv: RecvStream) 
     };
     let handle = session.register_channel(channel, open.channel.required_capability());
     session.open_outputs.send_modify(|n| *n += 1);
-    let _ = splice(recv, esend, handle.stop.clone(), tee).await;
+    let _ = splice(recv, esend, handle.stop.clone(), tee, None).await;
     session.open_outputs.send_modify(|n| *n -= 1);
 }

@@ -8,6 +8,7 @@
 //!
 //! This module parses and forwards; the broker decides.
 
+use super::files::Account;
 use super::policy::Principal;
 use super::splice::{Tee, splice};
 use super::{EngineerLink, Refusal, Relay};
@@ -265,8 +266,9 @@ async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, 
             let _ = asend.finish();
             return;
         }
+        let mut end_gate = None;
         if let Some(ready) = &ready {
-            session.file_stream(u64::from(asend.id()), channel);
+            end_gate = Some(session.file_stream(u64::from(asend.id()), channel, Account::of(&open_kind)));
             if write_msg(&mut esend, ready).await.is_err() {
                 let _ = asend.reset(codes::SESSION_ENDED);
                 return;
@@ -291,9 +293,9 @@ async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, 
         info!(channel, "channel open");
         let tee = |direction| recorder.clone().map(|recorder| Tee { recorder, channel, direction });
         session.open_outputs.send_modify(|n| *n += 1);
-        let up = splice(erecv, asend, handle.stop.clone(), tee(Direction::In));
+        let up = splice(erecv, asend, handle.stop.clone(), tee(Direction::In), None);
         let down = async {
-            let r = splice(arecv, esend, handle.stop.clone(), tee(Direction::Out)).await;
+            let r = splice(arecv, esend, handle.stop.clone(), tee(Direction::Out), end_gate).await;
             session.open_outputs.send_modify(|n| *n -= 1);
             r
         };

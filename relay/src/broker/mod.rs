@@ -165,8 +165,9 @@ pub(crate) struct LiveSession {
     countersignatures: Mutex<Vec<crate::recording::recorder::AgentCountersignature>>,
     /// Open channels by number, so that a grant change closes what it no longer covers.
     open: Mutex<HashMap<u32, grants::OpenChannel>>,
-    /// Channel numbers of file channels by the agent's stream id, for transfer reports.
-    file_streams: Mutex<HashMap<u64, u32>>,
+    /// File and log channels by the agent's stream id, for transfer reports and for
+    /// holding each one's end until the agent accounted for it.
+    file_streams: Mutex<HashMap<u64, files::FileStream>>,
 }
 
 impl LiveSession {

@@ -96,8 +96,10 @@ impl Relay {
         if &s.agent != agent {
             return;
         }
+        let covered: Vec<u64> = digests.iter().map(|d| d.stream).collect();
         let cs = AgentCountersignature { cert: hex::encode(cert_der), digests, signature };
         s.countersignatures.lock().expect("countersignatures lock").push(cs);
+        s.accounted_for(super::files::Account::Countersignature, covered);
     }
 
     /// Seals the session's recording, if it has one, and audits the outcome.

@@ -8,12 +8,18 @@
 //! With a [`Tee`], each batch of chunks goes to the session's recorder before it is
 //! forwarded (cheap clones of the same buffers, one hand-off per batch). If the recorder refuses, the chunk is not forwarded
 //! and both sides are reset: nothing crosses unrecorded.
+//!
+//! With an end gate, the sender's end (finish or reset) is passed on only once the gate
+//! opens, the session ends, or [`END_HOLD`] passes: a file channel's end reaches the
+//! engineer only after the agent's account of it (report and countersignature) reached the
+//! relay, so a client that exits on it cannot end the session before it is audited.
 
 use crate::recording::Recorder;
 use crate::recording::format::Direction;
 use assist_net::codes;
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Where a splice records what it moves.
@@ -26,6 +32,9 @@ pub struct Tee {
 
 /// Most chunks taken from a stream at once.
 const BATCH: usize = 32;
+
+/// Longest a gated end waits for its gate (an agent that never accounts for the stream).
+pub const END_HOLD: Duration = Duration::from_secs(10);
 
 /// How a splice ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +52,14 @@ pub enum SpliceEnd {
 }
 
 /// Copies `from` into `to` until one side ends or `ended` turns true. Returns the bytes
-/// moved and how it ended.
+/// moved and how it ended. With `end_gate`, the sender's end waits for the gate (see the
+/// module docs).
 pub async fn splice(
     mut from: RecvStream,
     mut to: SendStream,
     mut ended: watch::Receiver<bool>,
     tee: Option<Tee>,
+    mut end_gate: Option<watch::Receiver<bool>>,
 ) -> (u64, SpliceEnd) {
     let mut moved = 0u64;
     let end_both = |to: &mut SendStream, from: &mut RecvStream| {
@@ -72,10 +83,15 @@ pub async fn splice(
             read = from.read_chunks(&mut bufs) => match read {
                 Ok(Some(n)) => n,
                 Ok(None) => {
+                    if !hold(end_gate.as_mut(), &mut ended).await {
+                        end_both(&mut to, &mut from);
+                        return (moved, SpliceEnd::SessionEnded);
+                    }
                     let _ = to.finish();
                     return (moved, SpliceEnd::Finished);
                 }
                 Err(_) => {
+                    hold(end_gate.as_mut(), &mut ended).await;
                     let _ = to.reset(codes::SESSION_ENDED);
                     return (moved, SpliceEnd::SourceFailed);
                 }
@@ -113,4 +129,19 @@ pub async fn splice(
         }
         moved += len;
     }
+}
+
+/// Waits for `gate` (if any) to open, bounded by [`END_HOLD`]. False if the session ended
+/// meanwhile.
+async fn hold(gate: Option<&mut watch::Receiver<bool>>, ended: &mut watch::Receiver<bool>) -> bool {
+    if let Some(gate) = gate {
+        let _ = tokio::time::timeout(END_HOLD, async {
+            tokio::select! {
+                _ = gate.wait_for(|open| *open) => {}
+                _ = ended.wait_for(|e| *e) => {}
+            }
+        })
+        .await;
+    }
+    !*ended.borrow()
 }
