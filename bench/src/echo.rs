@@ -10,6 +10,9 @@
 //! It measures the whole path a keystroke takes, including both PTYs and `cat`; it does
 //! not look inside it.
 //!
+//! `assist unrecorded` is the same through a second relay started with `serve
+//! --no-recording`: what recording adds to a keystroke.
+//!
 //! A floor is measured beside them: `direct quinn`, one byte echoed by the bare QUIC server
 //! on one stream (`assist-bench quic-client --echo`), timed inside the client. It has no
 //! PTY, no `cat` and no relay: one QUIC round trip, where a keystroke through the relay
@@ -87,13 +90,17 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let world = ctx.world()?;
     let keystrokes = ctx.settings.keystrokes;
     let gap = Duration::from_millis(ctx.settings.keystroke_gap_ms);
-    let assist_argv: Vec<String> = {
-        let cmd = world.shell(&["-t", "--", "sh", "-c", REMOTE]);
+    let unrecorded =
+        world::World::start_with(&ctx.bins, &ctx.dir.join("echo-unrecorded"), &["--no-recording"])
+            .context("starting the unrecorded relay")?;
+    let argv = |w: &world::World| -> Vec<String> {
+        let cmd = w.shell(&["-t", "--", "sh", "-c", REMOTE]);
         std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy().into()).collect()
     };
-    let names = ["assist", "ssh", "ssh -J", "direct quinn"];
-    let mut p50: Vec<Vec<f64>> = vec![vec![]; 4];
-    let mut p99: Vec<Vec<f64>> = vec![vec![]; 4];
+    let (assist_argv, unrecorded_argv) = (argv(world), argv(&unrecorded));
+    let names = ["assist", "ssh", "ssh -J", "direct quinn", "assist unrecorded"];
+    let mut p50: Vec<Vec<f64>> = vec![vec![]; names.len()];
+    let mut p99: Vec<Vec<f64>> = vec![vec![]; names.len()];
     // The server wants a file to serve; the echo never reads it.
     let (server, addr) = crate::quic::spawn_server(ctx, &world.relay.data, Path::new("/dev/null"))?;
     for round in 1..=ctx.settings.rounds {
@@ -102,6 +109,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             let samples = match (i, &ctx.ssh) {
                 (0, _) => session(&assist_argv, Some(&world.config), keystrokes, gap)?,
                 (3, _) => quic_echo(ctx, addr, &world.relay.fingerprint, keystrokes, gap)?,
+                (4, _) => session(&unrecorded_argv, Some(&unrecorded.config), keystrokes, gap)?,
                 (_, Ok(ssh)) => session(&ssh.argv(i == 2, &["-tt"], &[REMOTE]), None, keystrokes, gap)
                     .with_context(|| format!("echo through {name}"))?,
                 (_, Err(_)) => continue,
@@ -111,6 +119,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         }
     }
     drop(server);
+    drop(unrecorded);
     let mut figures = Vec::new();
     for (id, title, values) in [
         ("echo_p50_us", "keystroke echo round trip, p50", &p50),
@@ -122,12 +131,13 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         }
         for (i, name) in names.iter().enumerate() {
             f.push(match (i, &ctx.ssh) {
-                (0 | 3, _) | (_, Ok(_)) => Series::new(name, values[i].clone()),
+                (0 | 3 | 4, _) | (_, Ok(_)) => Series::new(name, values[i].clone()),
                 (_, Err(why)) => Series::skipped(name, why),
             });
         }
         f.note(format!(
             "per round: {keystrokes} keystrokes, {}ms apart, into a local PTY; remote: {REMOTE}; \
+             assist unrecorded: through a relay with `serve --no-recording`; \
              direct quinn: the same count of one-byte echoes on one stream to the bare QUIC server, \
              without PTYs or relay (one QUIC round trip; assist makes two)",
             gap.as_millis()
