@@ -156,12 +156,16 @@ pub fn run_ok(name: &str, cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Resident memory of a process, in bytes (`VmRSS` of `/proc/PID/status`).
-pub fn rss_bytes(pid: u32) -> Result<u64> {
+/// Resident memory of a process, in bytes: all of it (`VmRSS`) and its anonymous part
+/// (`RssAnon`: heap and stacks, without the pages of files such as its own code).
+pub fn rss_bytes(pid: u32) -> Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow!("no VmRSS"))?;
-    let kib: u64 = line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?;
-    Ok(kib * 1024)
+    let field = |name: &str| -> Result<u64> {
+        let line = status.lines().find(|l| l.starts_with(name)).ok_or_else(|| anyhow!("no {name}"))?;
+        let kib: u64 = line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad {name}"))?.parse()?;
+        Ok(kib * 1024)
+    };
+    Ok((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 fn clock_ticks() -> f64 {
