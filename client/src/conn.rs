@@ -1,5 +1,9 @@
 //! Reaching the relay: address resolution, pinned connection, and a request/response
 //! helper for the control stream.
+//!
+//! Every connection opened here is also remembered process-wide, so that a client
+//! interrupted by a signal can tell the relay before it exits ([`interrupt_all`]): the
+//! relay then ends its sessions at once, as interrupted, instead of after the idle timeout.
 
 use assist_certs::Fingerprint;
 use assist_net::{ClientIdentity, read_msg, write_msg};
@@ -7,6 +11,32 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Connections to relays opened by this process (closed ones are harmless to keep).
+static OPEN: Mutex<Vec<Connection>> = Mutex::new(Vec::new());
+/// Told when this process opens its first connection to a relay.
+static FIRST: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Resolves once this process has opened a connection to a relay.
+pub async fn first_opened() {
+    let notified = FIRST.notified();
+    if OPEN.lock().expect("open connections lock").is_empty() {
+        notified.await;
+    }
+}
+
+/// Closes every connection this process opened with [`assist_net::codes::INTERRUPTED`]
+/// and waits (at most a second in all) until the relays have been told.
+pub async fn interrupt_all() {
+    let open = std::mem::take(&mut *OPEN.lock().expect("open connections lock"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    for conn in &open {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assist_net::close_and_flush(conn, assist_net::codes::INTERRUPTED, b"interrupted", left).await;
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -50,6 +80,11 @@ impl RelayConn {
     ) -> Result<Self, ConnError> {
         let endpoint = assist_net::client_endpoint(addr)?;
         let conn = assist_net::connect(&endpoint, addr, ca, identity).await?;
+        let mut open = OPEN.lock().expect("open connections lock");
+        open.retain(|c| c.close_reason().is_none());
+        open.push(conn.clone());
+        drop(open);
+        FIRST.notify_waiters();
         Ok(Self { endpoint, conn })
     }
 

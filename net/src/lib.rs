@@ -39,4 +39,6 @@ pub mod codes {
     pub const SHUTDOWN: VarInt = VarInt::from_u32(4);
     /// A newer connection of the same agent replaced this one.
     pub const REPLACED: VarInt = VarInt::from_u32(5);
+    /// The person at the client interrupted it (Ctrl-C, or a signal to stop).
+    pub const INTERRUPTED: VarInt = VarInt::from_u32(6);
 }

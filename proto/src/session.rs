@@ -71,6 +71,8 @@ pub enum EndReason {
         signal: Option<String>,
     },
     EngineerDisconnected,
+    /// The engineer stopped the client (Ctrl-C); it said so as it closed.
+    EngineerInterrupted,
     /// The engineer left before anybody answered.
     Withdrawn,
     AgentDisconnected,
@@ -105,6 +107,7 @@ impl fmt::Display for EndReason {
             EndReason::ShellExited { code: None, signal: Some(s) } => write!(f, "shell killed by {s}"),
             EndReason::ShellExited { .. } => f.write_str("shell exited"),
             EndReason::EngineerDisconnected => f.write_str("engineer disconnected"),
+            EndReason::EngineerInterrupted => f.write_str("engineer interrupted the client"),
             EndReason::Withdrawn => f.write_str("request withdrawn by the engineer"),
             EndReason::AgentDisconnected => f.write_str("agent disconnected"),
             EndReason::EndedBy { user, reason: Some(r) } => write!(f, "ended by {user}: {r}"),

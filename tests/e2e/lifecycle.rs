@@ -89,6 +89,26 @@ fn engineer_disconnecting_closes_the_session() -> anyhow::Result<()> {
 }
 
 #[test]
+fn an_interrupted_client_tells_the_relay_and_its_session_ends_as_interrupted() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut s = alice.spawn(LONG)?;
+    approve_and_wait_active(&bob)?;
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status()?.success());
+    assert_eq!(s.wait()?.code(), Some(130));
+    s.stderr.wait_for("assist: interrupted")?;
+    // A client that just vanished would read "engineer disconnected" (after the idle
+    // timeout): this reason comes only from the client's own close.
+    let row = wait_state(&bob, "closed")?;
+    assert_eq!(row["end_reason"], "engineer interrupted the client");
+    Ok(())
+}
+
+#[test]
 fn revoked_agent_is_disconnected_and_refused() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
     relay.standard_world()?;

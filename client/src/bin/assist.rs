@@ -356,6 +356,38 @@ async fn main_inner(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
+/// Runs `work` unless SIGINT (Ctrl-C outside a raw terminal), SIGTERM or SIGHUP comes
+/// while it holds a connection to the relay. Then the work is dropped (a raw terminal is
+/// restored), the relay is told that the engineer interrupted the client, and the exit
+/// code is 128 + the signal's number, as a shell reports it.
+///
+/// The signals are caught only from the first connection on: before it, the prompts
+/// (password, trusting a relay) read the terminal on this thread, and a signal must stop
+/// the process there as it always does.
+async fn until_interrupted(work: impl std::future::Future<Output = Result<i32>>) -> Result<i32> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stopped = async {
+        assist_client::conn::first_opened().await;
+        let caught =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = caught else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => 2,
+            _ = term.recv() => 15,
+            _ = hup.recv() => 1,
+        }
+    };
+    let number = tokio::select! {
+        done = work => return done,
+        number = stopped => number,
+    };
+    assist_client::conn::interrupt_all().await;
+    eprintln!("assist: interrupted");
+    Ok(128 + number)
+}
+
 fn main() {
     assist_net::install_crypto_provider();
     tracing_subscriber::fmt()
@@ -370,7 +402,7 @@ fn main() {
     // without waking another worker, which is most of a round trip on a busy machine.
     // Blocking work (terminal output, stdin) has threads of its own.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let code = match rt.block_on(main_inner(cli)) {
+    let code = match rt.block_on(until_interrupted(main_inner(cli))) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("assist: {e:#}");

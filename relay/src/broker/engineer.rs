@@ -17,6 +17,7 @@ use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
     AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
 };
+use assist_proto::session::EndReason;
 use quinn::{Connection, RecvStream, SendStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +88,13 @@ pub(crate) async fn handle(
     .instrument(span.clone())
     .await;
 
-    relay.engineer_gone(conn_id).await;
+    let reason = match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == codes::INTERRUPTED => {
+            EndReason::EngineerInterrupted
+        }
+        _ => EndReason::EngineerDisconnected,
+    };
+    relay.engineer_gone(conn_id, reason).await;
     drop(link);
     drop(tx);
     let _ = writer.await;

@@ -390,7 +390,9 @@ impl Relay {
             return;
         }
         let reason = match (was, reason) {
-            (SessionState::Requested, EndReason::EngineerDisconnected) => EndReason::Withdrawn,
+            (SessionState::Requested, EndReason::EngineerDisconnected | EndReason::EngineerInterrupted) => {
+                EndReason::Withdrawn
+            }
             (_, r) => r,
         };
         let now = now_ms();
@@ -400,7 +402,9 @@ impl Relay {
         let actor = match &reason {
             EndReason::EndedBy { user, .. } => user.clone(),
             EndReason::ShellExited { .. } | EndReason::AgentDisconnected => agent_actor(&core.info.agent),
-            EndReason::Withdrawn | EndReason::EngineerDisconnected => core.info.engineer.to_string(),
+            EndReason::Withdrawn | EndReason::EngineerDisconnected | EndReason::EngineerInterrupted => {
+                core.info.engineer.to_string()
+            }
             _ => RELAY_ACTOR.to_owned(),
         };
         let event = session_event(&actor, Action::SessionEnded, &core.info).detail(json!({
@@ -436,8 +440,9 @@ impl Relay {
         }
     }
 
-    /// Ends the sessions of an engineer connection that went away.
-    pub(crate) async fn engineer_gone(&self, conn_id: u64) {
+    /// Ends the sessions of an engineer connection that went away, for `reason`
+    /// (disconnected, or interrupted if the client said so as it closed).
+    pub(crate) async fn engineer_gone(&self, conn_id: u64, reason: EndReason) {
         let ids: Vec<SessionId> = self
             .sessions
             .lock()
@@ -447,7 +452,7 @@ impl Relay {
             .map(|s| s.id.clone())
             .collect();
         for id in ids {
-            self.end_session(&id, EndReason::EngineerDisconnected).await;
+            self.end_session(&id, reason.clone()).await;
         }
     }
 
