@@ -28,7 +28,7 @@ use assist_proto::grant::Grant;
 use assist_proto::ids::SessionId;
 use assist_proto::msg::{AgentToRelay, ChannelReply, StreamDigest};
 use aws_lc_rs::digest::{Context, SHA256};
-use quinn::{RecvStream, SendStream};
+use quinn::{RecvStream, SendStream, VarInt};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -97,12 +97,25 @@ impl Ctx {
         let _ = self.state.control.send(AgentToRelay::FileTransferred { report }).await;
     }
 
-    /// Countersigns the stream's bytes, then reports the transfer: the relay passes the
-    /// stream's end on to the engineer once the report arrives, so the countersignature
-    /// must already be there. Call it before finishing or resetting the stream.
-    async fn account(&self, report: FileReport, digests: Vec<StreamDigest>) {
+    /// Countersigns the stream's bytes, reports the transfer, then ends the stream:
+    /// finished if the transfer succeeded, else reset with `failed`. In that order: the
+    /// relay passes the end on to the engineer once the report arrives, and the
+    /// countersignature must be there by then.
+    async fn account(
+        &self,
+        report: FileReport,
+        digests: Vec<StreamDigest>,
+        mut send: SendStream,
+        failed: VarInt,
+    ) {
         countersign(&self.state, &self.session, digests).await;
+        let ok = report.ok;
         self.report(report).await;
+        if ok {
+            let _ = send.finish();
+        } else {
+            let _ = send.reset(failed);
+        }
     }
 
     fn base_report(&self, path: String, direction: TransferDirection, size: u64, offset: u64) -> FileReport {
@@ -253,13 +266,7 @@ async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut re
     let mut input = Digest::new(ctx.stream, "in");
     input.update(&tail);
     let digests = vec![digest_of(ctx.stream, "out", size - offset, hashes.data), input.finish()];
-    let ok = report.ok;
-    ctx.account(report, digests).await;
-    if ok {
-        let _ = send.finish();
-    } else {
-        let _ = send.reset(codes::REFUSED);
-    }
+    ctx.account(report, digests, send, codes::REFUSED).await;
 }
 
 fn digest_of(stream: u64, direction: &str, bytes: u64, sha256: String) -> assist_proto::msg::StreamDigest {
@@ -397,13 +404,7 @@ async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStrea
         }
     }
     let digests = vec![digest_of(ctx.stream, "in", size - offset, hashes.data), out.finish()];
-    let ok = report.ok;
-    ctx.account(report, digests).await;
-    if ok {
-        let _ = send.finish();
-    } else {
-        let _ = send.reset(codes::SESSION_ENDED);
-    }
+    ctx.account(report, digests, send, codes::SESSION_ENDED).await;
 }
 
 /// Renames the partial file over the target and syncs the directory.
