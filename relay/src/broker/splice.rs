@@ -131,17 +131,16 @@ pub async fn splice(
     }
 }
 
-/// Waits for `gate` (if any) to open, bounded by [`END_HOLD`]. False if the session ended
-/// meanwhile.
+/// Waits for `gate` to open, bounded by [`END_HOLD`]. False if the session ended
+/// meanwhile. Without a gate it returns true at once: an ungated end passes as it came.
 async fn hold(gate: Option<&mut watch::Receiver<bool>>, ended: &mut watch::Receiver<bool>) -> bool {
-    if let Some(gate) = gate {
-        let _ = tokio::time::timeout(END_HOLD, async {
-            tokio::select! {
-                _ = gate.wait_for(|open| *open) => {}
-                _ = ended.wait_for(|e| *e) => {}
-            }
-        })
-        .await;
-    }
+    let Some(gate) = gate else { return true };
+    let _ = tokio::time::timeout(END_HOLD, async {
+        tokio::select! {
+            _ = gate.wait_for(|open| *open) => {}
+            _ = ended.wait_for(|e| *e) => {}
+        }
+    })
+    .await;
     !*ended.borrow()
 }
