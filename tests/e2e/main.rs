@@ -8,5 +8,6 @@ mod files;
 mod grants;
 mod lifecycle;
 mod pty;
+mod readme;
 mod recording;
 mod webhooks;
