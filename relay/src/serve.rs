@@ -110,7 +110,8 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     Ok((endpoint, Arc::new(relay)))
 }
 
-/// The binary's entry point: binds, prints the readiness line, serves until Ctrl-C.
+/// The binary's entry point: binds, prints the readiness line, serves until SIGINT,
+/// SIGTERM or SIGHUP ([`crate::stop::signal`]).
 pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let (endpoint, relay) = bind(&cfg).await?;
     let addr = endpoint
@@ -122,7 +123,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 .await
                 .map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
             let bound = listener.local_addr().map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
-            println!("assist-relay http on {bound}");
+            crate::stop::say(&format!("assist-relay http on {bound}"));
             let app = assist_console::app(relay.clone());
             Some(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
@@ -132,10 +133,13 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         }
         None => None,
     };
-    println!("{}", ready_line(addr, relay.ca.fingerprint()));
+    let ready = ready_line(addr, relay.ca.fingerprint());
+    // Also in the log, for a relay whose stdout nobody reads.
+    info!("{ready}");
+    crate::stop::say(&ready);
     serve(endpoint, relay, async {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("shutting down");
+        let signal = crate::stop::signal().await;
+        info!(signal, "shutting down");
     })
     .await;
     if let Some(h) = http {
