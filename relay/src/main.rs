@@ -250,6 +250,18 @@ struct ServeArgs {
     /// Most files in one recursive copy or log collection.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_files: u64,
+    /// Failed logins of one user name before its next attempts must wait.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    login_failures: u32,
+    /// Failed logins from one address before its next attempts must wait.
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    login_address_failures: u32,
+    /// The first wait after too many failed logins; it doubles with each further failure.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    login_delay: Duration,
+    /// The longest wait after failed logins: the lockout.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, value_name = "DUR")]
+    login_lockout: Duration,
 }
 
 #[derive(Subcommand)]
@@ -424,6 +436,9 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     if args.grant_default.is_zero() || args.grant_default > args.grant_max {
         bail!("--grant-default must be more than zero and at most --grant-max");
     }
+    if args.login_delay.is_zero() || args.login_delay > args.login_lockout {
+        bail!("--login-delay must be more than zero and at most --login-lockout");
+    }
     let (dir, first_admin) = DataDir::init_or_open(&data_dir, &args.server_names).await?;
     if let Some(admin) = first_admin {
         let mut out = std::io::stdout().lock();
@@ -447,6 +462,12 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         transfer_limits: assist_proto::files::TransferLimits {
             max_bytes: args.max_transfer,
             max_files: args.max_files,
+        },
+        login_throttle: assist_relay::broker::throttle::ThrottleConfig {
+            user_failures: args.login_failures,
+            address_failures: args.login_address_failures,
+            delay: args.login_delay,
+            lockout: args.login_lockout,
         },
     })
     .await?;

@@ -48,6 +48,8 @@ pub struct ServeConfig {
     /// Largest file transfer (bytes, and files of a recursive one). Default 2 GiB and
     /// 10,000 files.
     pub transfer_limits: assist_proto::files::TransferLimits,
+    /// When failed logins make later attempts wait.
+    pub login_throttle: crate::broker::throttle::ThrottleConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         },
         recording_mandatory: cfg.recording,
         transfer_limits: cfg.transfer_limits,
+        login_throttle: cfg.login_throttle,
     };
     if !cfg.recording {
         warn!("recording is OFF: sessions on this relay are not recorded and not auditable");

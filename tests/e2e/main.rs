@@ -10,4 +10,5 @@ mod lifecycle;
 mod pty;
 mod recording;
 mod shutdown;
+mod throttle;
 mod webhooks;
