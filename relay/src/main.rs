@@ -234,6 +234,20 @@ struct ServeArgs {
     /// TCP address for the HTTP API (`/api/v1/health`); off unless given.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Longest time an HTTP client may take to send a request's header.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    http_header_timeout: Duration,
+    /// An HTTP connection on which nothing moves for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    http_idle_timeout: Duration,
+    /// Most open HTTP connections from one address; more are closed at once.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    http_max_per_address: u64,
+    /// Most open HTTP connections in all; never more than half the open-file limit (which
+    /// the relay raises to its hard limit at start), so that recordings and the database
+    /// can always open their files.
+    #[arg(long, default_value_t = assist_relay::listen::DEFAULT_TOTAL as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    http_max_connections: u64,
     /// Where session recordings are written: a directory (default: DIR/recordings),
     /// file:///DIR (segment objects on the local file system) or s3://BUCKET/PREFIX (an
     /// S3-compatible store configured by the AWS_* environment variables).
@@ -436,6 +450,9 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     if args.grant_default.is_zero() || args.grant_default > args.grant_max {
         bail!("--grant-default must be more than zero and at most --grant-max");
     }
+    if args.http_header_timeout.is_zero() || args.http_idle_timeout.is_zero() {
+        bail!("--http-header-timeout and --http-idle-timeout must be more than zero");
+    }
     if args.login_delay.is_zero() || args.login_delay > args.login_lockout {
         bail!("--login-delay must be more than zero and at most --login-lockout");
     }
@@ -457,6 +474,12 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         grant_max: args.grant_max,
         token_ttl: args.token_ttl,
         http: args.http,
+        http_limits: assist_relay::listen::Limits {
+            header_timeout: args.http_header_timeout,
+            idle_timeout: args.http_idle_timeout,
+            per_address: usize::try_from(args.http_max_per_address).unwrap_or(usize::MAX),
+            total: usize::try_from(args.http_max_connections).unwrap_or(usize::MAX),
+        },
         recordings: args.recordings,
         recording: !args.no_recording,
         transfer_limits: assist_proto::files::TransferLimits {

@@ -39,6 +39,9 @@ pub struct ServeConfig {
     pub grant_max: Duration,
     /// TCP address of the HTTP API; none by default.
     pub http: Option<SocketAddr>,
+    /// Timeouts and connection caps of the HTTP listener; its total is lowered to half the
+    /// open-file limit at start.
+    pub http_limits: crate::listen::Limits,
     /// Where recordings go: a directory, `file:///DIR` or `s3://BUCKET/PREFIX` (see
     /// [`crate::recording::store::open`]). Default `DATA_DIR/recordings`.
     pub recordings: Option<String>,
@@ -116,6 +119,13 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
 /// The binary's entry point: binds, prints the readiness line, serves until SIGINT,
 /// SIGTERM or SIGHUP ([`crate::stop::signal`]).
 pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
+    let fd_limit = match crate::listen::raise_fd_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "cannot raise the open-file limit");
+            rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+        }
+    };
     let (endpoint, relay) = bind(&cfg).await?;
     let addr = endpoint
         .local_addr()
@@ -127,12 +137,17 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 .map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
             let bound = listener.local_addr().map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
             crate::stop::say(&format!("assist-relay http on {bound}"));
+            let (limits, lowered) = cfg.http_limits.for_fd_limit(fd_limit);
+            if lowered {
+                warn!(
+                    fd_limit,
+                    total = limits.total,
+                    "HTTP connection cap lowered to half the open-file limit"
+                );
+            }
+            info!(fd_limit, ?limits, "HTTP limits");
             let app = assist_console::app(relay.clone());
-            Some(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    warn!(error = %e, "http server stopped");
-                }
-            }))
+            Some(tokio::spawn(crate::listen::serve(listener, app, limits)))
         }
         None => None,
     };

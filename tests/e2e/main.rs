@@ -6,6 +6,7 @@ mod bypass;
 mod consent;
 mod files;
 mod grants;
+mod http_limits;
 mod lifecycle;
 mod pty;
 mod recording;
