@@ -418,6 +418,9 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log nobody reads (stderr a closed pipe) must not stop the relay: by default a
+        // failed write is reported with eprintln!, which panics there.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli).await {
