@@ -6,7 +6,8 @@
 //! - the soft limit on open files is raised to the hard limit at start
 //!   ([`raise_fd_limit`]), and half of it is kept back for everything but HTTP: the cap on
 //!   connections in total is at most half the limit ([`Limits::for_fd_limit`]);
-//! - connections from one address are capped too, so that one client cannot take them all;
+//! - connections from one address (an IPv6 /64, see [`source_key`]) are capped too, so
+//!   that one client cannot take them all;
 //! - a connection over either cap is accepted and closed at once (not left in the
 //!   kernel's backlog, where it would wait unanswered);
 //! - a request's header must arrive within the header timeout (hyper's
@@ -81,6 +82,16 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
 }
 
+/// The address a client is counted under: IPv4 addresses (also when mapped into IPv6) as
+/// they are, IPv6 addresses by their /64, since one host usually holds a whole /64 and
+/// could otherwise pick a fresh address for every connection.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
 /// Open connections, by address and in all.
 #[derive(Default)]
 struct Counts {
@@ -142,7 +153,7 @@ pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits) {
                 continue;
             }
         };
-        let addr = peer.ip().to_canonical();
+        let addr = source_key(peer.ip());
         match take_slot(&counts, &limits, addr) {
             Ok(slot) => {
                 tokio::spawn(serve_connection(stream, app.clone(), limits, slot));
@@ -250,6 +261,16 @@ impl AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let key = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:127.0.0.2"), "127.0.0.2");
+        assert_eq!(key("10.1.2.3"), "10.1.2.3");
+    }
 
     #[test]
     fn total_is_at_most_half_the_fd_limit() {

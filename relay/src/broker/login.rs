@@ -38,11 +38,13 @@ impl Relay {
         password: &str,
         source: IpAddr,
     ) -> Result<(Principal, String, i64), Refusal> {
+        // Throttled by the address's key (an IPv6 /64); audited with the whole address.
+        let counted = crate::listen::source_key(source);
         let source = source.to_canonical();
         // The throttle keys on the name as clipped for the log, so a flood of long names
         // costs it little memory.
         let key = clip(user, MAX_LOGGED_NAME).to_lowercase();
-        let admitted = match self.throttle.admit(&key, source, std::time::Instant::now()) {
+        let admitted = match self.throttle.admit(&key, counted, std::time::Instant::now()) {
             Ok(admitted) => admitted,
             Err(wait) => {
                 info!(%user, %source, "login attempt refused: must wait");
@@ -80,7 +82,7 @@ impl Relay {
                 return Err(Refusal::new(ErrorCode::Unauthenticated, "wrong user name or password"));
             }
         };
-        let still = self.throttle.succeeded(&key, source, admitted);
+        let still = self.throttle.succeeded(&key, counted, admitted);
         self.audit_throttled(&key, still).await;
         let now_secs = (crate::now_ms() / 1000) as u64;
         let (token, expires_at) =
