@@ -462,11 +462,20 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let (dir, first_admin) = DataDir::init_or_open(&data_dir, &args.server_names).await?;
     if let Some(admin) = first_admin {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "created data directory {}", dir.path().display())?;
-        writeln!(out, "admin user: {}", admin.user)?;
-        writeln!(out, "admin password: {}", admin.password)?;
-        writeln!(out, "(the password is shown only this once)")?;
-        out.flush()?;
+        let shown = writeln!(out, "created data directory {}", dir.path().display())
+            .and_then(|()| writeln!(out, "admin user: {}", admin.user))
+            .and_then(|()| writeln!(out, "admin password: {}", admin.password))
+            .and_then(|()| writeln!(out, "(the password is shown only this once)"))
+            .and_then(|()| out.flush());
+        // The data directory exists now: stopping would not bring the password back, and
+        // the log is no place for it. Say how to get an admin instead, and serve.
+        if let Err(e) = shown {
+            tracing::warn!(
+                error = %e,
+                "the first admin's password could not be shown (stdout not writable); add an admin with \
+                 `assist-relay user add NAME --org operator --role admin --password-stdin`"
+            );
+        }
     }
     assist_relay::serve::run(assist_relay::serve::ServeConfig {
         data_dir: dir,

@@ -109,3 +109,32 @@ fn a_relay_whose_stdout_and_stderr_are_closed_pipes_still_serves_and_stops_grace
     wait_until("the relay to serve", || Ok(relay.login("alice").is_ok()))?;
     live_session_survives_stop(relay, "TERM")
 }
+
+#[test]
+fn a_first_start_with_stdout_a_closed_pipe_says_how_to_get_an_admin_and_serves() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(bin("assist-relay"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
+    let mut proc = Proc { child, stdin: None, stdout: Lines::spawn(std::io::empty()), stderr };
+    proc.stderr.wait_for("assist-relay listening on")?;
+    let warning = proc.stderr.seen.iter().find(|l| l.contains("password could not be shown")).cloned();
+    let warning = warning.unwrap_or_default();
+    assert!(
+        warning.contains("assist-relay user add NAME --org operator --role admin"),
+        "{:?}",
+        proc.stderr.seen
+    );
+    assert!(!proc.stderr.seen.iter().any(|l| l.contains("admin password:")), "the password is never logged");
+    signal(proc.child.id(), "TERM")?;
+    assert!(proc.wait()?.success());
+    Ok(())
+}
