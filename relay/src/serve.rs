@@ -117,8 +117,9 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
 }
 
 /// The binary's entry point: binds, prints the readiness line, serves until SIGINT,
-/// SIGTERM or SIGHUP ([`crate::stop::signal`]).
+/// SIGTERM or SIGHUP ([`crate::stop::Signals`]).
 pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
+    let signals = crate::stop::Signals::watch();
     let fd_limit = match crate::listen::raise_fd_limit() {
         Ok(n) => n,
         Err(e) => {
@@ -138,14 +139,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             let bound = listener.local_addr().map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
             crate::stop::say(&format!("assist-relay http on {bound}"));
             let (limits, lowered) = cfg.http_limits.for_fd_limit(fd_limit);
-            if lowered {
-                warn!(
-                    fd_limit,
-                    total = limits.total,
-                    "HTTP connection cap lowered to half the open-file limit"
-                );
-            }
-            info!(fd_limit, ?limits, "HTTP limits");
+            info!(fd_limit, ?limits, lowered_to_half_the_fd_limit = lowered, "HTTP limits");
             let app = assist_console::app(relay.clone());
             Some(tokio::spawn(crate::listen::serve(listener, app, limits)))
         }
@@ -156,7 +150,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     info!("{ready}");
     crate::stop::say(&ready);
     serve(endpoint, relay, async {
-        let signal = crate::stop::signal().await;
+        let signal = signals.recv().await;
         info!(signal, "shutting down");
     })
     .await;

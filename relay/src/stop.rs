@@ -14,26 +14,46 @@
 
 use std::io::Write;
 
-/// Completes when the process is asked to stop; names the signal that asked.
-pub async fn signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    // A signal that cannot be watched (not expected on Unix) just never fires; Ctrl-C
-    // still works.
-    let watch = |kind| async move {
-        match signal(kind) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch a stop signal");
-                std::future::pending::<()>().await
+/// The stop signals, watched from creation on: made before the relay says it is ready,
+/// so that a supervisor's SIGTERM right after the ready line is not the default (fatal)
+/// action.
+pub struct Signals {
+    watched: Vec<(&'static str, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Starts watching SIGINT, SIGTERM and SIGHUP. One that cannot be watched (not
+    /// expected on Unix) is logged and keeps its default action.
+    pub fn watch() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            ("SIGINT", SignalKind::interrupt()),
+            ("SIGTERM", SignalKind::terminate()),
+            ("SIGHUP", SignalKind::hangup()),
+        ];
+        let mut watched = Vec::new();
+        for (name, kind) in kinds {
+            match signal(kind) {
+                Ok(s) => watched.push((name, s)),
+                Err(e) => tracing::warn!(signal = name, error = %e, "cannot watch a stop signal"),
             }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = watch(SignalKind::terminate()) => "SIGTERM",
-        _ = watch(SignalKind::hangup()) => "SIGHUP",
+        Self { watched }
+    }
+
+    /// Completes when one of them arrives; names it.
+    pub async fn recv(mut self) -> &'static str {
+        let arrivals = self.watched.iter_mut().map(|(name, s)| {
+            let name = *name;
+            Box::pin(async move {
+                s.recv().await;
+                name
+            })
+        });
+        match arrivals.len() {
+            0 => std::future::pending().await,
+            _ => futures_util::future::select_all(arrivals).await.0,
+        }
     }
 }
 

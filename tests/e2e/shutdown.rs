@@ -68,6 +68,13 @@ fn sigterm_ends_live_sessions_gracefully() -> anyhow::Result<()> {
 }
 
 #[test]
+fn sigint_ends_live_sessions_gracefully() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    live_session_survives_stop(relay, "INT")
+}
+
+#[test]
 fn sighup_ends_live_sessions_gracefully() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
     relay.standard_world()?;
