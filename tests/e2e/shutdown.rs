@@ -28,7 +28,7 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
 /// stop promises: the engineer is told, the relay exits 0, the recording is sealed valid
 /// and the session is stored as ended by the shutdown.
 fn live_session_survives_stop(relay: TestRelay, sig: &str) -> anyhow::Result<()> {
-    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let mut agent = relay.agent("erp-db01", "acme", "approver")?;
     let alice = relay.login("alice")?;
     let bob = relay.login("bob")?;
     let mut s = alice.spawn(SHELL)?;
@@ -39,6 +39,9 @@ fn live_session_survives_stop(relay: TestRelay, sig: &str) -> anyhow::Result<()>
     let TestRelay { dir, mut proc, addr, .. } = relay;
     signal(proc.child.id(), sig)?;
     s.stderr.wait_for("relay shutting down")?;
+    // The agent is told too, as the end of the session (not only as a lost connection).
+    let told = agent.proc().stderr.wait_for("session ended by the relay")?;
+    assert!(told.contains("relay shutting down"), "{told}");
     let status = proc.wait()?;
     assert!(status.success(), "relay after {sig}: {status:?}");
     drop(proc);
