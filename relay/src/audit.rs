@@ -94,6 +94,9 @@ actions! {
     LoginSucceeded = "login.succeeded",
     /// The detail says why (unknown user or wrong password); never the password.
     LoginFailed = "login.failed",
+    /// A user name or source address must now wait before its next login attempt (the
+    /// detail counts its failures, the wait, and the attempts refused since its last row).
+    LoginThrottled = "login.throttled",
     /// A join token was created (its hash prefix is the target).
     TokenIssued = "token.issued",
     AgentEnrolled = "agent.enrolled",

@@ -9,6 +9,9 @@
 //! - [`admin_windows`]: the maintenance-window commands;
 //! - [`broker`]: live agents and sessions, consent, and the rules connecting them;
 //! - [`serve`]: the QUIC endpoint and connection dispatch;
+//! - [`listen`]: the HTTP listener's accept loop, timeouts and connection caps;
+//! - [`stop`]: the signals that stop `serve`, and its stdout lines that a closed pipe
+//!   cannot turn into a panic;
 //! - [`webhook`]: outgoing webhooks driven by the audit log.
 
 pub mod admin;
@@ -18,8 +21,10 @@ pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
 pub mod datadir;
+pub mod listen;
 pub mod recording;
 pub mod serve;
+pub mod stop;
 pub mod store;
 pub mod table;
 pub mod webhook;

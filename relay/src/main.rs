@@ -234,6 +234,20 @@ struct ServeArgs {
     /// TCP address for the HTTP API (`/api/v1/health`); off unless given.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Longest time an HTTP client may take to send a request's header.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    http_header_timeout: Duration,
+    /// An HTTP connection on which nothing moves for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    http_idle_timeout: Duration,
+    /// Most open HTTP connections from one address; more are closed at once.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    http_max_per_address: u64,
+    /// Most open HTTP connections in all; never more than half the open-file limit (which
+    /// the relay raises to its hard limit at start), so that recordings and the database
+    /// can always open their files.
+    #[arg(long, default_value_t = assist_relay::listen::DEFAULT_TOTAL as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    http_max_connections: u64,
     /// Where session recordings are written: a directory (default: DIR/recordings),
     /// file:///DIR (segment objects on the local file system) or s3://BUCKET/PREFIX (an
     /// S3-compatible store configured by the AWS_* environment variables).
@@ -250,6 +264,18 @@ struct ServeArgs {
     /// Most files in one recursive copy or log collection.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_files: u64,
+    /// Failed logins of one user name before its next attempts must wait.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    login_failures: u32,
+    /// Failed logins from one address before its next attempts must wait.
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    login_address_failures: u32,
+    /// The first wait after too many failed logins; it doubles with each further failure.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    login_delay: Duration,
+    /// The longest wait after failed logins: the lockout.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, value_name = "DUR")]
+    login_lockout: Duration,
 }
 
 #[derive(Subcommand)]
@@ -392,6 +418,9 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log nobody reads (stderr a closed pipe) must not stop the relay: by default a
+        // failed write is reported with eprintln!, which panics there.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli).await {
@@ -424,14 +453,29 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     if args.grant_default.is_zero() || args.grant_default > args.grant_max {
         bail!("--grant-default must be more than zero and at most --grant-max");
     }
+    if args.http_header_timeout.is_zero() || args.http_idle_timeout.is_zero() {
+        bail!("--http-header-timeout and --http-idle-timeout must be more than zero");
+    }
+    if args.login_delay.is_zero() || args.login_delay > args.login_lockout {
+        bail!("--login-delay must be more than zero and at most --login-lockout");
+    }
     let (dir, first_admin) = DataDir::init_or_open(&data_dir, &args.server_names).await?;
     if let Some(admin) = first_admin {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "created data directory {}", dir.path().display())?;
-        writeln!(out, "admin user: {}", admin.user)?;
-        writeln!(out, "admin password: {}", admin.password)?;
-        writeln!(out, "(the password is shown only this once)")?;
-        out.flush()?;
+        let shown = writeln!(out, "created data directory {}", dir.path().display())
+            .and_then(|()| writeln!(out, "admin user: {}", admin.user))
+            .and_then(|()| writeln!(out, "admin password: {}", admin.password))
+            .and_then(|()| writeln!(out, "(the password is shown only this once)"))
+            .and_then(|()| out.flush());
+        // The data directory exists now: stopping would not bring the password back, and
+        // the log is no place for it. Say how to get an admin instead, and serve.
+        if let Err(e) = shown {
+            tracing::warn!(
+                error = %e,
+                "the first admin's password could not be shown (stdout not writable); add an admin with \
+                 `assist-relay user add NAME --org operator --role admin --password-stdin`"
+            );
+        }
     }
     assist_relay::serve::run(assist_relay::serve::ServeConfig {
         data_dir: dir,
@@ -442,11 +486,23 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         grant_max: args.grant_max,
         token_ttl: args.token_ttl,
         http: args.http,
+        http_limits: assist_relay::listen::Limits {
+            header_timeout: args.http_header_timeout,
+            idle_timeout: args.http_idle_timeout,
+            per_address: usize::try_from(args.http_max_per_address).unwrap_or(usize::MAX),
+            total: usize::try_from(args.http_max_connections).unwrap_or(usize::MAX),
+        },
         recordings: args.recordings,
         recording: !args.no_recording,
         transfer_limits: assist_proto::files::TransferLimits {
             max_bytes: args.max_transfer,
             max_files: args.max_files,
+        },
+        login_throttle: assist_relay::broker::throttle::ThrottleConfig {
+            user_failures: args.login_failures,
+            address_failures: args.login_address_failures,
+            delay: args.login_delay,
+            lockout: args.login_lockout,
         },
     })
     .await?;

@@ -39,6 +39,9 @@ pub struct ServeConfig {
     pub grant_max: Duration,
     /// TCP address of the HTTP API; none by default.
     pub http: Option<SocketAddr>,
+    /// Timeouts and connection caps of the HTTP listener; its total is lowered to half the
+    /// open-file limit at start.
+    pub http_limits: crate::listen::Limits,
     /// Where recordings go: a directory, `file:///DIR` or `s3://BUCKET/PREFIX` (see
     /// [`crate::recording::store::open`]). Default `DATA_DIR/recordings`.
     pub recordings: Option<String>,
@@ -48,6 +51,8 @@ pub struct ServeConfig {
     /// Largest file transfer (bytes, and files of a recursive one). Default 2 GiB and
     /// 10,000 files.
     pub transfer_limits: assist_proto::files::TransferLimits,
+    /// When failed logins make later attempts wait.
+    pub login_throttle: crate::broker::throttle::ThrottleConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         },
         recording_mandatory: cfg.recording,
         transfer_limits: cfg.transfer_limits,
+        login_throttle: cfg.login_throttle,
     };
     if !cfg.recording {
         warn!("recording is OFF: sessions on this relay are not recorded and not auditable");
@@ -110,8 +116,17 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     Ok((endpoint, Arc::new(relay)))
 }
 
-/// The binary's entry point: binds, prints the readiness line, serves until Ctrl-C.
+/// The binary's entry point: binds, prints the readiness line, serves until SIGINT,
+/// SIGTERM or SIGHUP ([`crate::stop::Signals`]).
 pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
+    let signals = crate::stop::Signals::watch();
+    let fd_limit = match crate::listen::raise_fd_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "cannot raise the open-file limit");
+            rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+        }
+    };
     let (endpoint, relay) = bind(&cfg).await?;
     let addr = endpoint
         .local_addr()
@@ -122,20 +137,21 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 .await
                 .map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
             let bound = listener.local_addr().map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
-            println!("assist-relay http on {bound}");
+            crate::stop::say(&format!("assist-relay http on {bound}"));
+            let (limits, lowered) = cfg.http_limits.for_fd_limit(fd_limit);
+            info!(fd_limit, ?limits, lowered_to_half_the_fd_limit = lowered, "HTTP limits");
             let app = assist_console::app(relay.clone());
-            Some(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    warn!(error = %e, "http server stopped");
-                }
-            }))
+            Some(tokio::spawn(crate::listen::serve(listener, app, limits)))
         }
         None => None,
     };
-    println!("{}", ready_line(addr, relay.ca.fingerprint()));
+    let ready = ready_line(addr, relay.ca.fingerprint());
+    // Also in the log, for a relay whose stdout nobody reads.
+    info!("{ready}");
+    crate::stop::say(&ready);
     serve(endpoint, relay, async {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("shutting down");
+        let signal = signals.recv().await;
+        info!(signal, "shutting down");
     })
     .await;
     if let Some(h) = http {

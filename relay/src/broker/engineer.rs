@@ -45,7 +45,7 @@ pub(crate) async fn handle(
         let _ = send.finish();
     });
 
-    let principal = match authenticate(&relay, first).await {
+    let principal = match authenticate(&relay, first, conn.remote_address().ip()).await {
         Ok((p, reply)) => {
             let _ = tx.send(reply).await;
             p
@@ -107,10 +107,11 @@ pub(crate) async fn handle(
 async fn authenticate(
     relay: &Relay,
     first: EngineerToRelay,
+    source: std::net::IpAddr,
 ) -> Result<(Principal, RelayToEngineer), Refusal> {
     match first {
         EngineerToRelay::Login { user, password } => {
-            let (p, token, expires_at) = relay.login(&user, &password).await?;
+            let (p, token, expires_at) = relay.login(&user, &password, source).await?;
             let reply = RelayToEngineer::LoggedIn {
                 token,
                 user: p.user.clone(),

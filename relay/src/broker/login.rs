@@ -1,15 +1,22 @@
 //! Password login and token verification for engineer connections.
 //!
-//! Every login attempt is audited: `login.succeeded` (and a login whose event cannot be
-//! stored fails), `login.failed` with whether the user was unknown or the password wrong.
-//! The password itself never reaches the log or the audit trail.
+//! Every login attempt that is checked is audited: `login.succeeded` (and a login whose
+//! event cannot be stored fails), `login.failed` with whether the user was unknown or the
+//! password wrong (the caller is told neither) and the source address. Failed attempts
+//! make later ones wait ([`super::throttle`]): an attempt that must wait is refused with
+//! "too many attempts, try again in …" before any password is looked at, and is not
+//! audited on its own; a `login.throttled` row is written when a user name or an address
+//! starts to wait, counting the attempts refused since its previous row. The password
+//! itself never reaches the log or the audit trail.
 
 use super::policy::Principal;
+use super::throttle::{Scope, Throttled};
 use super::{Refusal, Relay};
 use crate::audit::{Action, AuditEvent, clip};
 use crate::auth::{AuthError, hash_password, verify_password};
 use assist_proto::ids::UserName;
 use assist_proto::msg::ErrorCode;
+use std::net::IpAddr;
 use std::sync::OnceLock;
 use tracing::info;
 
@@ -24,12 +31,31 @@ fn dummy_hash() -> &'static str {
 const MAX_LOGGED_NAME: usize = 64;
 
 impl Relay {
-    /// Checks a user's password and issues a token.
+    /// Checks a user's password, from `source`, and issues a token.
     pub(crate) async fn login(
         &self,
         user: &str,
         password: &str,
+        source: IpAddr,
     ) -> Result<(Principal, String, i64), Refusal> {
+        // Throttled by the address's key (an IPv6 /64); audited with the whole address.
+        let counted = crate::listen::source_key(source);
+        let source = source.to_canonical();
+        // The throttle keys on the name as clipped for the log, so a flood of long names
+        // costs it little memory.
+        let key = clip(user, MAX_LOGGED_NAME).to_lowercase();
+        let admitted = match self.throttle.admit(&key, counted, std::time::Instant::now()) {
+            Ok(admitted) => admitted,
+            Err(wait) => {
+                info!(%user, %source, "login attempt refused: must wait");
+                // Whole seconds, rounded up, so "0s" is never said.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Err(Refusal::new(
+                    ErrorCode::Unauthenticated,
+                    format!("too many attempts, try again in {}", crate::fmt_secs(secs)),
+                ));
+            }
+        };
         let name = UserName::new(user);
         let row = self.store.user(&name).await?;
         let hash = row.as_ref().map(|r| r.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
@@ -46,14 +72,18 @@ impl Relay {
                     .target(clip(user, MAX_LOGGED_NAME))
                     .detail(serde_json::json!({
                         "reason": if row.is_some() { "wrong password" } else { "unknown user" },
+                        "source": source.to_string(),
                     }));
                 if let Some(row) = &row {
                     event = event.org(&row.org);
                 }
                 let _ = self.audit(event).await;
+                self.audit_throttled(&key, admitted.throttled).await;
                 return Err(Refusal::new(ErrorCode::Unauthenticated, "wrong user name or password"));
             }
         };
+        let still = self.throttle.succeeded(&key, counted, admitted);
+        self.audit_throttled(&key, still).await;
         let now_secs = (crate::now_ms() / 1000) as u64;
         let (token, expires_at) =
             self.tokens.issue(&row.name, &row.org, row.role, now_secs, self.cfg.token_ttl);
@@ -65,6 +95,25 @@ impl Relay {
         self.audit(event).await?;
         info!(user = %row.name, org = %row.org, role = %row.role, "login");
         Ok((Principal { user: row.name, org: row.org, role: row.role }, token, expires_at))
+    }
+
+    /// One `login.throttled` row per user name or address that now has to wait.
+    async fn audit_throttled(&self, user: &str, throttled: Vec<Throttled>) {
+        for t in throttled {
+            let (scope, target) = match &t.scope {
+                Scope::User(name) => ("user", name.clone()),
+                Scope::Address(addr) => ("address", addr.to_string()),
+            };
+            info!(scope, %target, failures = t.failures, wait = ?t.wait, "login throttled");
+            let event =
+                AuditEvent::new(user, Action::LoginThrottled).target(target).detail(serde_json::json!({
+                    "scope": scope,
+                    "failures": t.failures,
+                    "wait_secs": t.wait.as_secs_f64(),
+                    "refused_since_last": t.refused,
+                }));
+            let _ = self.audit(event).await;
+        }
     }
 
     /// Verifies an engineer token.

@@ -30,6 +30,7 @@ mod sessions;
 pub(crate) use grants::Approval;
 pub(crate) use sessions::{Answerer, NewSession};
 pub mod splice;
+pub mod throttle;
 pub mod windows;
 
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR, agent_actor};
@@ -74,6 +75,8 @@ pub struct BrokerConfig {
     pub recordings: Option<Arc<dyn crate::recording::RecordingStore>>,
     /// Largest file transfer. Default 2 GiB and 10,000 files.
     pub transfer_limits: assist_proto::files::TransferLimits,
+    /// When failed logins make the next attempts wait.
+    pub login_throttle: throttle::ThrottleConfig,
 }
 
 impl Default for BrokerConfig {
@@ -87,6 +90,7 @@ impl Default for BrokerConfig {
             recording_mandatory: true,
             recordings: None,
             transfer_limits: Default::default(),
+            login_throttle: Default::default(),
         }
     }
 }
@@ -192,6 +196,7 @@ pub struct Relay {
     agents: Mutex<HashMap<AgentName, LiveAgent>>,
     sessions: Mutex<HashMap<SessionId, Arc<LiveSession>>>,
     next_conn: AtomicU64,
+    throttle: throttle::LoginThrottle,
 }
 
 fn now_ms() -> i64 {
@@ -227,6 +232,7 @@ impl Relay {
             tokens,
             grant_key: Arc::new(grant_key),
             recordings: cfg.recordings.clone(),
+            throttle: throttle::LoginThrottle::new(cfg.login_throttle),
             ca,
             cfg,
             agents: Mutex::default(),
