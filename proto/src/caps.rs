@@ -154,6 +154,9 @@ impl Capability {
                     return Err(format!("{} needs 1 to {MAX_ITEMS} roots", self.kind()));
                 }
                 for r in roots {
+                    if r.chars().any(crate::text::is_unsafe) {
+                        return Err(format!("root {r:?} holds a control or invisible formatting character"));
+                    }
                     if r.len() > MAX_LEN || !is_normal_absolute(r) {
                         return Err(format!(
                             "root {r:?} must be an absolute path without '.', '..' or empty components"
@@ -162,6 +165,11 @@ impl Capability {
                 }
             }
             Capability::Forward { target } => {
+                if target.chars().any(crate::text::is_unsafe) {
+                    return Err(format!(
+                        "forward target {target:?} holds a control or invisible formatting character"
+                    ));
+                }
                 let port = target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
                 match port {
                     Some((h, Ok(p))) if !h.is_empty() && p != 0 && target.len() <= 300 => {}

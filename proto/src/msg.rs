@@ -451,6 +451,27 @@ pub enum ChannelReply {
     Refused { reason: String },
 }
 
+impl EngineerToRelay {
+    /// Checks the free text of a request (tickets, reasons, notes) against
+    /// [`crate::text`]'s rules. The relay refuses what fails; the CLI checks first, so a
+    /// person hears it before anything is sent.
+    pub fn check_text(&self) -> Result<(), crate::text::TextError> {
+        use crate::text::{MAX_REASON_CHARS, check_chars, check_reason, check_ticket};
+        match self {
+            Self::RequestSession { ticket, reason, .. } => {
+                check_ticket(ticket)?;
+                check_reason("reason", reason)
+            }
+            Self::Escalate { reason, .. } => check_reason("reason", reason),
+            Self::Deny { reason, .. } => check_reason("deny reason", reason),
+            Self::Approve { note: Some(note), .. } => check_chars("note", note, MAX_REASON_CHARS),
+            Self::Revoke { reason: Some(reason), .. } => check_chars("reason", reason, MAX_REASON_CHARS),
+            Self::End { reason: Some(reason), .. } => check_chars("reason", reason, MAX_REASON_CHARS),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,8 +91,9 @@ pub async fn escalate(
     duration_secs: Option<u64>,
     reason: String,
 ) -> Result<String, EngineerError> {
-    let mut a = connect(cfg).await?;
     let req = EngineerToRelay::Escalate { session: session.clone(), add, duration_secs, reason };
+    req.check_text()?;
+    let mut a = connect(cfg).await?;
     let (info, waiting_for) = match a.control.call(&req).await? {
         RelayToEngineer::EscalationRequested { session, waiting_for } => (session, waiting_for),
         other => return Err(EngineerError::from_reply(other)),
