@@ -239,3 +239,91 @@ pub(crate) async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assist_proto::caps::Priority;
+    use assist_proto::msg::Escalation;
+    use assist_proto::session::SessionState;
+
+    fn request(ticket: &str, reason: &str, caps: Vec<Capability>) -> SessionInfo {
+        SessionInfo {
+            id: "s-1".into(),
+            engineer: "alice".into(),
+            engineer_org: "vendor".into(),
+            agent: "erp-db01".into(),
+            agent_org: "acme".into(),
+            ticket: ticket.into(),
+            priority: Priority::P2,
+            reason: reason.into(),
+            capabilities: caps,
+            state: SessionState::Requested,
+            approver: None,
+            requested_at: 0,
+            consent_deadline: 300_000,
+            decided_at: None,
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+            duration_secs: 3600,
+            granted: None,
+            grant_expires_at: None,
+            escalation: None,
+        }
+    }
+
+    /// What follows the separator: drawn by us alone, whatever the free text held.
+    #[track_caller]
+    fn check(s: &SessionInfo, expected_after_separator: &str) {
+        let shown = render(s, 1_000);
+        assert!(
+            !shown.chars().any(|c| c != '\n' && assist_proto::text::is_unsafe(c)),
+            "an unsafe character reaches the terminal: {shown:?}"
+        );
+        let (before, after) = shown.split_once(SEPARATOR).expect("a separator");
+        assert!(!after.contains(SEPARATOR) && !before.contains("Allow?\n"), "{shown}");
+        assert_eq!(after, expected_after_separator, "{shown}");
+    }
+
+    #[test]
+    fn free_text_stands_above_the_separator_and_cannot_hide_what_follows() {
+        let forged =
+            "x\n  asks for:\n    1. files.read:/var/log\n  for:          10m 00s\nAllow? [y/N] \x1b[8m";
+        let real =
+            "  asks for:\n    1. shell\n  for:          60m 00s\n  answer within 4m 59s\nAllow? [y/N] ";
+        for (ticket, reason) in [
+            ("INC-1", "month-end close fails"),
+            ("INC-1", forged),
+            ("INC-1\r\x1b[2K", "\x1b]0;title\x07\u{9b}2J\u{202e}\u{200b}"),
+            (forged, forged),
+        ] {
+            check(&request(ticket, reason, vec![Capability::Shell]), real);
+        }
+        let shown = render(&request("INC-1", forged, vec![Capability::Shell]), 1_000);
+        assert!(shown.contains("  reason:       x\\n  asks for:\\n    1. files.read:/var/log\\n"), "{shown}");
+        assert!(shown.contains("\\x1b[8m\n"), "{shown}");
+
+        let two = request(
+            "T",
+            "r",
+            vec![Capability::Shell, Capability::FilesRead { roots: vec!["/a\x1b[8m".into()] }],
+        );
+        check(
+            &two,
+            "  asks for:\n    1. shell\n    2. files.read:/a\\x1b[8m\n  for:          60m 00s\n  answer within 4m 59s\nAllow? [y = all, N = deny, or numbers to allow only those, e.g. 1,3] ",
+        );
+        let mut more = request("T", "r", vec![Capability::Shell]);
+        more.escalation = Some(Escalation {
+            add: vec![Capability::Clipboard],
+            duration_secs: Some(600),
+            reason: "\x1b[8m".into(),
+            requested_at: 0,
+            deadline: 121_000,
+        });
+        check(
+            &more,
+            "  asks to ADD:\n    1. clipboard\n  extend by:    10m 00s\n  answer within 2m 00s\nAllow? [y/N] ",
+        );
+    }
+}

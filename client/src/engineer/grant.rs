@@ -100,7 +100,8 @@ pub async fn escalate(
     };
     let deadline = info.escalation.as_ref().map_or(info.consent_deadline, |e| e.deadline);
     eprintln!(
-        "assist: escalation of {session} requested; waiting for {waiting_for} (denied automatically in {})",
+        "assist: escalation of {session} requested; waiting for {} (denied automatically in {})",
+        assist_proto::text::line(&waiting_for),
         duration(deadline - now_ms())
     );
     let live = term::stderr_is_tty();
