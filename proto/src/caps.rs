@@ -414,4 +414,15 @@ mod tests {
         assert_eq!("p2".parse::<Priority>().unwrap(), Priority::P2);
         assert!("P4".parse::<Priority>().is_err());
     }
+
+    #[test]
+    fn roots_and_targets_with_control_characters_are_invalid() {
+        for bad in ["/var/log\x1b[8m", "/tmp/\u{202e}x", "/a\nb"] {
+            let cap = Capability::FilesRead { roots: vec![bad.into()] };
+            assert!(cap.validate().unwrap_err().contains("control or invisible"), "{bad:?}");
+        }
+        let fwd = Capability::Forward { target: "db\u{200b}:5432".into() };
+        assert!(fwd.validate().is_err());
+        assert!(Capability::FilesRead { roots: vec!["/var/log/ünï".into()] }.validate().is_ok());
+    }
 }
