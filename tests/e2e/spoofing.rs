@@ -320,11 +320,11 @@ fn requests_cannot_be_overwritten_and_free_text_is_bounded() -> Result<()> {
     Ok(())
 }
 
-/// `assist ls` of a directory whose file names hold OSC and CSI sequences and a bidi
-/// override: the names are shown escaped, the terminal's title is not set, its screen not
-/// cleared.
+/// `assist ls` and `assist cp -r` of a directory whose file names hold OSC and CSI
+/// sequences and a bidi override: the names are shown escaped, the terminal's title is not
+/// set, its screen not cleared.
 #[test]
-fn ls_shows_hostile_remote_file_names_escaped() -> Result<()> {
+fn ls_and_cp_show_hostile_remote_file_names_escaped() -> Result<()> {
     let relay = TestRelay::start()?;
     relay.standard_world()?;
     let dir = tempfile::tempdir()?;
@@ -354,5 +354,25 @@ fn ls_shows_hostile_remote_file_names_escaped() -> Result<()> {
     assert!(screen.contains("a\\x1b]0;owned\\x07\\x1b[2J\\x1b[Hforged"), "{screen}");
     assert!(screen.contains("report\\u{202e}fdp.exe"), "{screen}");
     assert_ne!(pane.title()?, "owned", "a file name set the terminal's title");
+
+    // The same names in a recursive copy: progress bars (this is a terminal) and the
+    // report line of each file.
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local)?;
+    let cmd = format!(
+        "env ASSIST_CONFIG_DIR={} {} cp -r --session {} erp-db01:{} {}; echo __copied__; sleep 600",
+        quote(&alice.dir.path().to_string_lossy()),
+        quote(&bin("assist").to_string_lossy()),
+        held.id,
+        quote(&root_str),
+        quote(&local.to_string_lossy())
+    );
+    let pane = Pane::start("cp", &cmd)?;
+    let rows = pane.wait_for("__copied__")?;
+    let screen = rows.join("\n");
+    assert!(screen.contains("a\\x1b]0;owned\\x07\\x1b[2J\\x1b[Hforged -> "), "{screen}");
+    assert!(screen.contains("report\\u{202e}fdp.exe -> "), "{screen}");
+    assert_ne!(pane.title()?, "owned", "a file name set the terminal's title");
+    assert_eq!(std::fs::read(local.join("share").join(osc))?, b"x", "the file itself keeps its name");
     Ok(())
 }
