@@ -237,7 +237,13 @@ fn the_agents_prompt_shows_the_real_request_whatever_the_reason_draws() -> Resul
         "echo",
         "from-the-agent",
     ])?;
-    let rows = pane.wait_for("answer within")?;
+    pane.wait_for("answer within")?;
+    // The question is the prompt's last write: wait until it is drawn too.
+    let mut rows = Vec::new();
+    wait_until("the question at the bottom", || {
+        rows = pane.screen()?;
+        Ok(rows.iter().rev().find(|r| !r.trim().is_empty()).is_some_and(|r| r.starts_with("Allow?")))
+    })?;
     let sep = rows
         .iter()
         .position(|r| r.contains("what is asked (shown by assist-agent)"))
