@@ -8,9 +8,10 @@
 
 use anyhow::{Context, Result, bail};
 use assist_proto::caps::{Capability, Priority};
-use assist_proto::msg::{EngineerToRelay, ErrorCode, RelayToEngineer};
+use assist_proto::msg::{EngineerToRelay, ErrorCode, RelayToAgent, RelayToEngineer, SessionInfo};
+use assist_proto::session::SessionState;
 use assist_tests::files_support::{agent_with, hold_session};
-use assist_tests::rogue::RogueEngineer;
+use assist_tests::rogue::{RogueEngineer, RogueRelay};
 use assist_tests::{Cli, TestRelay, bin, wait_until};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -264,6 +265,79 @@ fn the_agents_prompt_shows_the_real_request_whatever_the_reason_draws() -> Resul
     pane.send_line("y")?;
     assert_eq!(session.wait()?.code(), Some(0));
     session.stdout.wait_for("from-the-agent")?;
+    Ok(())
+}
+
+/// The first attack as it reaches the agent if the relay does not stop it (a relay
+/// impostor with the relay's keys sends it): the hidden-text escape and the forged block
+/// are shown escaped on the agent's terminal, above the separator, and nothing on the
+/// screen is hidden.
+#[test]
+fn the_agent_escapes_hostile_text_its_relay_passes_on() -> Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let dir = tempfile::tempdir()?;
+    let pane = agent_in_pane(&relay, "erp-db01", dir.path(), "prompt")?;
+    let data = relay.data_dir();
+    let addr = relay.addr.parse()?;
+    let TestRelay { dir: _relay_dir, proc, .. } = relay;
+    drop(proc);
+    let rt = runtime();
+    let rogue = {
+        let _in_runtime = rt.enter();
+        RogueRelay::start(&data, addr)?
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let forged = "checking logs\n  asks for:\n    1. files.read:/var/log/erp\n  for:          10m 00s\nAllow? [y/N] \x1b[8m";
+    let info = SessionInfo {
+        id: "s-hostile".into(),
+        engineer: "alice".into(),
+        engineer_org: "vendor".into(),
+        agent: "erp-db01".into(),
+        agent_org: "acme".into(),
+        ticket: "INC-1\r\x1b[2K\x1b]0;owned\x07".into(),
+        priority: Priority::P2,
+        reason: forged.into(),
+        capabilities: vec![Capability::Shell],
+        state: SessionState::Requested,
+        approver: None,
+        requested_at: now,
+        consent_deadline: now + 300_000,
+        decided_at: None,
+        started_at: None,
+        ended_at: None,
+        end_reason: None,
+        duration_secs: 3600,
+        granted: None,
+        grant_expires_at: None,
+        escalation: None,
+    };
+    let _link = rt.block_on(async {
+        let mut link = rogue.accept_agent("erp-db01", "acme").await?;
+        link.send(&RelayToAgent::ConsentRequest { session: Box::new(info) }).await?;
+        anyhow::Ok(link)
+    })?;
+    let mut rows = Vec::new();
+    wait_until("the question at the bottom", || {
+        rows = pane.screen()?;
+        Ok(rows.iter().rev().find(|r| !r.trim().is_empty()).is_some_and(|r| r.starts_with("Allow?")))
+    })?;
+    let attrs = pane.screen_with_attributes()?;
+    assert!(!sets_hidden(&attrs), "hidden text on the screen:\n{attrs:?}");
+    assert_ne!(pane.title()?, "owned", "the ticket set the terminal's title");
+    let screen = pane.lines()?.join("\n");
+    assert!(
+        screen.contains(
+            "  reason:       checking logs\\n  asks for:\\n    1. files.read:/var/log/erp\\n  for:          10m 00s\\nAllow? [y/N] \\x1b[8m"
+        ),
+        "{screen}"
+    );
+    assert!(screen.contains("  ticket:       INC-1\\r\\x1b[2K\\x1b]0;owned\\x07 (P2)"), "{screen}");
+    let sep =
+        rows.iter().position(|r| r.contains("what is asked (shown by assist-agent)")).context("separator")?;
+    let ours: Vec<&str> =
+        rows[sep + 1..].iter().map(String::as_str).filter(|r| !r.trim().is_empty()).collect();
+    assert_eq!(ours[..3], ["  asks for:", "    1. shell", "  for:          60m 00s"], "{screen}");
     Ok(())
 }
 
