@@ -26,7 +26,10 @@ impl Pane {
 
     /// Starts `cmd` (a shell command line) in a detached 100×40 pane.
     fn start(name: &str, cmd: &str) -> Result<Self> {
-        let socket = format!("assist-{name}-{}", std::process::id());
+        // One server per pane: tests run in parallel in this process.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("assist-{name}-{}-{n}", std::process::id());
         let pane = Self { socket };
         let width = Self::COLS.to_string();
         let out = pane.tmux(&["new-session", "-d", "-x", &width, "-y", "40", cmd])?;
