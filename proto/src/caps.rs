@@ -154,6 +154,9 @@ impl Capability {
                     return Err(format!("{} needs 1 to {MAX_ITEMS} roots", self.kind()));
                 }
                 for r in roots {
+                    if r.chars().any(crate::text::is_unsafe) {
+                        return Err(format!("root {r:?} holds a control or invisible formatting character"));
+                    }
                     if r.len() > MAX_LEN || !is_normal_absolute(r) {
                         return Err(format!(
                             "root {r:?} must be an absolute path without '.', '..' or empty components"
@@ -162,6 +165,11 @@ impl Capability {
                 }
             }
             Capability::Forward { target } => {
+                if target.chars().any(crate::text::is_unsafe) {
+                    return Err(format!(
+                        "forward target {target:?} holds a control or invisible formatting character"
+                    ));
+                }
                 let port = target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
                 match port {
                     Some((h, Ok(p))) if !h.is_empty() && p != 0 && target.len() <= 300 => {}
@@ -405,5 +413,16 @@ mod tests {
         assert!(Priority::P1.is_urgent() && !Priority::P2.is_urgent());
         assert_eq!("p2".parse::<Priority>().unwrap(), Priority::P2);
         assert!("P4".parse::<Priority>().is_err());
+    }
+
+    #[test]
+    fn roots_and_targets_with_control_characters_are_invalid() {
+        for bad in ["/var/log\x1b[8m", "/tmp/\u{202e}x", "/a\nb"] {
+            let cap = Capability::FilesRead { roots: vec![bad.into()] };
+            assert!(cap.validate().unwrap_err().contains("control or invisible"), "{bad:?}");
+        }
+        let fwd = Capability::Forward { target: "db\u{200b}:5432".into() };
+        assert!(fwd.validate().is_err());
+        assert!(Capability::FilesRead { roots: vec!["/var/log/ünï".into()] }.validate().is_ok());
     }
 }

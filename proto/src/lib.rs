@@ -9,7 +9,8 @@
 //! - [`files`]: file channels, diagnostics and log collection: requests, sizes, digests;
 //! - [`grant`]: the relay-signed statement of what a session may do;
 //! - [`session`]: the session state machine (Requested → Approved/Denied/Expired →
-//!   Active → Closed).
+//!   Active → Closed);
+//! - [`text`]: foreign text made inert for people, and the rules for free text.
 //!
 //! It deliberately does no I/O: no sockets, no tokio, no clock. Time is an argument.
 
@@ -20,6 +21,7 @@ pub mod grant;
 pub mod ids;
 pub mod msg;
 pub mod session;
+pub mod text;
 
 /// ALPN protocol identifier spoken on every assist QUIC connection.
 pub const ALPN: &[u8] = b"assist/1";

@@ -451,6 +451,32 @@ pub enum ChannelReply {
     Refused { reason: String },
 }
 
+impl EngineerToRelay {
+    /// Checks the free text of a request (tickets, reasons, notes) against
+    /// [`crate::text`]'s rules. The relay refuses what fails; the CLI checks first, so a
+    /// person hears it before anything is sent.
+    pub fn check_text(&self) -> Result<(), crate::text::TextError> {
+        use crate::text::{MAX_REASON_CHARS, check_chars, check_reason, check_ticket};
+        match self {
+            Self::RequestSession { ticket, reason, .. } => {
+                check_ticket(ticket)?;
+                check_reason("reason", reason)
+            }
+            Self::Escalate { reason, .. } => check_reason("reason", reason),
+            Self::Deny { reason, .. } => check_reason("deny reason", reason),
+            Self::Approve { note: Some(note), .. } => check_chars("note", note, MAX_REASON_CHARS),
+            Self::Revoke { capabilities, reason, .. } => {
+                for selector in capabilities {
+                    check_chars("capability selector", selector, 1100)?;
+                }
+                reason.as_deref().map_or(Ok(()), |r| check_chars("reason", r, MAX_REASON_CHARS))
+            }
+            Self::End { reason: Some(reason), .. } => check_chars("reason", reason, MAX_REASON_CHARS),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,5 +579,58 @@ mod tests {
             session: "s".into(),
             channel: ChannelKind::Logs { paths: vec!["/var/log/erp".into()], since: Some(5) },
         });
+    }
+
+    #[test]
+    fn free_text_of_every_request_is_checked() {
+        let session = SessionId::new("s-1");
+        let bad = "x\x1b[8m";
+        let request = |ticket: &str, reason: &str| EngineerToRelay::RequestSession {
+            agent: "erp".into(),
+            ticket: ticket.into(),
+            priority: Priority::P2,
+            reason: reason.into(),
+            capabilities: vec![Capability::Shell],
+            duration_secs: None,
+        };
+        let approve = |note: Option<&str>| EngineerToRelay::Approve {
+            session: session.clone(),
+            capabilities: None,
+            duration_secs: None,
+            note: note.map(str::to_owned),
+        };
+        let revoke = |sel: &str, reason: Option<&str>| EngineerToRelay::Revoke {
+            session: session.clone(),
+            capabilities: vec![sel.into()],
+            reason: reason.map(str::to_owned),
+        };
+        let escalate = |reason: &str| EngineerToRelay::Escalate {
+            session: session.clone(),
+            add: vec![],
+            duration_secs: Some(60),
+            reason: reason.into(),
+        };
+        for (msg, ok) in [
+            (request("INC-1", "fine"), true),
+            (request(bad, "fine"), false),
+            (request("INC-1", bad), false),
+            (request("", "fine"), false),
+            (request("INC-1", &"r".repeat(501)), false),
+            (escalate("more"), true),
+            (escalate(bad), false),
+            (EngineerToRelay::Deny { session: session.clone(), reason: "no".into() }, true),
+            (EngineerToRelay::Deny { session: session.clone(), reason: bad.into() }, false),
+            (approve(None), true),
+            (approve(Some("ok")), true),
+            (approve(Some(bad)), false),
+            (revoke("shell", None), true),
+            (revoke("shell\u{202e}", None), false),
+            (revoke("shell", Some(bad)), false),
+            (EngineerToRelay::End { session: session.clone(), reason: None }, true),
+            (EngineerToRelay::End { session: session.clone(), reason: Some(bad.into()) }, false),
+            (EngineerToRelay::ListSessions, true),
+        ] {
+            assert_eq!(msg.check_text().is_ok(), ok, "{msg:?}");
+        }
     }
 }

@@ -1,8 +1,12 @@
 //! Output of the administration commands: a JSON array for programs, or a table with
-//! aligned columns for people. Used by `assist-relay`'s listings.
+//! aligned columns for people. Used by `assist-relay`'s listings. Table cells are made
+//! inert ([`assist_proto::text`]); JSON is left to serde.
 
 use serde::Serialize;
 use std::io::Write;
+
+/// How much of one cell a table shows; `--json` has everything.
+const CELL_CHARS: usize = 1000;
 
 /// Prints `items` as a JSON array, or as a table with aligned columns.
 pub fn print_rows<T: Serialize>(
@@ -17,8 +21,11 @@ pub fn print_rows<T: Serialize>(
         writeln!(out)?;
         return Ok(());
     }
+    // Cells hold text from engineers, approvers and agents (reasons, notes, names in audit
+    // details): each is made inert here, so no listing can be drawn over.
+    let inert = |r: Vec<String>| r.iter().map(|c| assist_proto::text::inert(c, CELL_CHARS)).collect();
     let rows: Vec<Vec<String>> = std::iter::once(headers.iter().map(|h| h.to_string()).collect())
-        .chain(items.iter().map(row))
+        .chain(items.iter().map(row).map(inert))
         .collect();
     let mut widths = vec![0; headers.len()];
     for r in &rows {

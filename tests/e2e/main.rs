@@ -13,4 +13,5 @@ mod readme;
 mod recording;
 mod shutdown;
 mod throttle;
+mod spoofing;
 mod webhooks;

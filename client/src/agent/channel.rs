@@ -141,7 +141,7 @@ pub(crate) async fn serve(
     let grant = match check(&state, &open).await {
         Ok(g) => g,
         Err(reason) => {
-            warn!(%session, %reason, "channel refused");
+            warn!(%session, reason = %assist_proto::text::line(&reason), "channel refused");
             let _ = write_msg(&mut send, &ChannelReply::Refused { reason }).await;
             let _ = send.finish();
             return;

@@ -11,6 +11,7 @@ use assist_proto::caps::Capability;
 use assist_proto::grant::Grant;
 use assist_proto::ids::SessionId;
 use assist_proto::msg::{AgentToRelay, SessionInfo};
+use assist_proto::text;
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -53,42 +54,66 @@ fn asked(s: &SessionInfo) -> &[Capability] {
     s.escalation.as_ref().map_or(&s.capabilities, |e| &e.add)
 }
 
-fn show(s: &SessionInfo, now: i64) {
-    let numbered: Vec<String> =
-        asked(s).iter().enumerate().map(|(i, c)| format!("\n    {}. {c}", i + 1)).collect();
-    let (headline, reason, deadline, how_long) = match &s.escalation {
-        Some(e) => (
-            format!("{} asks for MORE in live session {} on {}", s.engineer, s.id, s.agent),
-            e.reason.as_str(),
-            e.deadline,
-            e.duration_secs
-                .map(|d| format!("\n  extend by:    {}", crate::engineer::render::duration(d as i64 * 1000))),
-        ),
-        None => (
-            format!("{} ({}) requests a session on {}", s.engineer, s.engineer_org, s.agent),
-            s.reason.as_str(),
-            s.consent_deadline,
-            Some(format!(
-                "\n  for:          {}",
-                crate::engineer::render::duration(s.duration_secs as i64 * 1000)
-            )),
-        ),
+/// The prompt for `s`: first the free text that came from the engineer, each piece made
+/// inert on its own labelled line; then a separator and everything our own code decides
+/// (what is asked, for how long, the question). Free text holds no control character
+/// after [`text::line`], so it can neither move the cursor nor hide or overwrite what
+/// follows it, and whatever it imitates stands above the separator.
+fn render(s: &SessionInfo, now: i64) -> String {
+    let free = |t: &str| text::line(t);
+    let mut out = String::from("\n");
+    let (deadline, extend) = match &s.escalation {
+        Some(e) => {
+            out.push_str(&format!(
+                "assist: {} asks for MORE in live session {} on {}\n  reason:       {}\n",
+                free(s.engineer.as_str()),
+                free(s.id.as_str()),
+                free(s.agent.as_str()),
+                free(&e.reason),
+            ));
+            (e.deadline, Some(e.duration_secs))
+        }
+        None => {
+            out.push_str(&format!(
+                "assist: session requested on {}\n  engineer:     {} ({})\n  ticket:       {} ({})\n  reason:       {}\n",
+                free(s.agent.as_str()),
+                free(s.engineer.as_str()),
+                free(s.engineer_org.as_str()),
+                free(&s.ticket),
+                s.priority,
+                free(&s.reason),
+            ));
+            (s.consent_deadline, None)
+        }
     };
-    let choice = if asked(s).len() > 1 {
+    out.push_str(SEPARATOR);
+    out.push_str(if extend.is_some() { "  asks to ADD:\n" } else { "  asks for:\n" });
+    for (i, c) in asked(s).iter().enumerate() {
+        out.push_str(&format!("    {}. {}\n", i + 1, free(&c.to_string())));
+    }
+    let render_secs = |d: u64| crate::engineer::render::duration(d as i64 * 1000);
+    match extend {
+        Some(Some(d)) => out.push_str(&format!("  extend by:    {}\n", render_secs(d))),
+        Some(None) => {}
+        None => out.push_str(&format!("  for:          {}\n", render_secs(s.duration_secs))),
+    }
+    out.push_str(&format!("  answer within {}\n", crate::engineer::render::duration(deadline - now)));
+    out.push_str(if asked(s).len() > 1 {
         "Allow? [y = all, N = deny, or numbers to allow only those, e.g. 1,3] "
     } else {
         "Allow? [y/N] "
-    };
+    });
+    out
+}
+
+/// Drawn by us between the engineer's free text and what is asked.
+const SEPARATOR: &str = "  ──────────────── what is asked (shown by assist-agent) ────────────────\n";
+
+fn show(s: &SessionInfo, now: i64) {
     let mut out = std::io::stdout();
-    let _ = write!(
-        out,
-        "\nassist: {headline}\n  ticket:       {ticket} ({pri})\n  reason:       {reason}\n  capabilities:{caps}{how_long}\n  answer within {left}\n{choice}",
-        ticket = s.ticket,
-        pri = s.priority,
-        caps = numbered.concat(),
-        how_long = how_long.unwrap_or_default(),
-        left = crate::engineer::render::duration(deadline - now),
-    );
+    // On a terminal, start from plain attributes whatever was printed before.
+    let reset = if std::io::IsTerminal::is_terminal(&out) { "\x1b[0m" } else { "" };
+    let _ = write!(out, "{reset}{}", render(s, now));
     let _ = out.flush();
 }
 
@@ -154,7 +179,7 @@ pub(crate) async fn run(
                 Some(PromptEvent::Withdraw { session, reason }) => {
                     queue.retain(|s| s.id != session);
                     if current.as_ref().is_some_and(|c| c.id == session) {
-                        println!("\nassist: request {session} withdrawn ({reason})");
+                        println!("\nassist: request {session} withdrawn ({})", text::line(&reason));
                         current = None;
                     }
                 }
@@ -162,14 +187,16 @@ pub(crate) async fn run(
                     let caps: Vec<String> = g.capabilities.iter().map(|c| c.to_string()).collect();
                     println!(
                         "assist: session {} of {}: granted {} by {} for {}; type k and Enter to end it at any time",
-                        g.session,
-                        g.engineer,
-                        caps.join(", "),
-                        g.approver,
+                        text::line(g.session.as_str()),
+                        text::line(g.engineer.as_str()),
+                        text::line(&caps.join(", ")),
+                        text::line(&g.approver),
                         crate::engineer::render::duration(g.expires_at - crate::engineer::now_ms()),
                     );
                 }
-                Some(PromptEvent::Ended { session, reason }) => println!("assist: session {session} ended: {reason}"),
+                Some(PromptEvent::Ended { session, reason }) => {
+                    println!("assist: session {} ended: {}", text::line(session.as_str()), text::line(&reason))
+                }
             },
             line = lines.recv(), if stdin_open => match line {
                 None => stdin_open = false,
@@ -210,5 +237,93 @@ pub(crate) async fn run(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assist_proto::caps::Priority;
+    use assist_proto::msg::Escalation;
+    use assist_proto::session::SessionState;
+
+    fn request(ticket: &str, reason: &str, caps: Vec<Capability>) -> SessionInfo {
+        SessionInfo {
+            id: "s-1".into(),
+            engineer: "alice".into(),
+            engineer_org: "vendor".into(),
+            agent: "erp-db01".into(),
+            agent_org: "acme".into(),
+            ticket: ticket.into(),
+            priority: Priority::P2,
+            reason: reason.into(),
+            capabilities: caps,
+            state: SessionState::Requested,
+            approver: None,
+            requested_at: 0,
+            consent_deadline: 300_000,
+            decided_at: None,
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+            duration_secs: 3600,
+            granted: None,
+            grant_expires_at: None,
+            escalation: None,
+        }
+    }
+
+    /// What follows the separator: drawn by us alone, whatever the free text held.
+    #[track_caller]
+    fn check(s: &SessionInfo, expected_after_separator: &str) {
+        let shown = render(s, 1_000);
+        assert!(
+            !shown.chars().any(|c| c != '\n' && assist_proto::text::is_unsafe(c)),
+            "an unsafe character reaches the terminal: {shown:?}"
+        );
+        let (before, after) = shown.split_once(SEPARATOR).expect("a separator");
+        assert!(!after.contains(SEPARATOR) && !before.contains("Allow?\n"), "{shown}");
+        assert_eq!(after, expected_after_separator, "{shown}");
+    }
+
+    #[test]
+    fn free_text_stands_above_the_separator_and_cannot_hide_what_follows() {
+        let forged =
+            "x\n  asks for:\n    1. files.read:/var/log\n  for:          10m 00s\nAllow? [y/N] \x1b[8m";
+        let real =
+            "  asks for:\n    1. shell\n  for:          60m 00s\n  answer within 4m 59s\nAllow? [y/N] ";
+        for (ticket, reason) in [
+            ("INC-1", "month-end close fails"),
+            ("INC-1", forged),
+            ("INC-1\r\x1b[2K", "\x1b]0;title\x07\u{9b}2J\u{202e}\u{200b}"),
+            (forged, forged),
+        ] {
+            check(&request(ticket, reason, vec![Capability::Shell]), real);
+        }
+        let shown = render(&request("INC-1", forged, vec![Capability::Shell]), 1_000);
+        assert!(shown.contains("  reason:       x\\n  asks for:\\n    1. files.read:/var/log\\n"), "{shown}");
+        assert!(shown.contains("\\x1b[8m\n"), "{shown}");
+
+        let two = request(
+            "T",
+            "r",
+            vec![Capability::Shell, Capability::FilesRead { roots: vec!["/a\x1b[8m".into()] }],
+        );
+        check(
+            &two,
+            "  asks for:\n    1. shell\n    2. files.read:/a\\x1b[8m\n  for:          60m 00s\n  answer within 4m 59s\nAllow? [y = all, N = deny, or numbers to allow only those, e.g. 1,3] ",
+        );
+        let mut more = request("T", "r", vec![Capability::Shell]);
+        more.escalation = Some(Escalation {
+            add: vec![Capability::Clipboard],
+            duration_secs: Some(600),
+            reason: "\x1b[8m".into(),
+            requested_at: 0,
+            deadline: 121_000,
+        });
+        check(
+            &more,
+            "  asks to ADD:\n    1. clipboard\n  extend by:    10m 00s\n  answer within 2m 00s\nAllow? [y/N] ",
+        );
     }
 }

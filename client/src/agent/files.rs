@@ -78,7 +78,7 @@ pub(crate) async fn serve(
 }
 
 pub(crate) async fn refuse(send: &mut SendStream, reason: String) {
-    warn!(%reason, "file channel refused");
+    warn!(reason = %assist_proto::text::line(&reason), "file channel refused");
     let _ = write_msg(send, &ChannelReply::Refused { reason }).await;
     let _ = send.finish();
 }
@@ -93,7 +93,7 @@ async fn killed(mut kill: watch::Receiver<bool>) {
 
 impl Ctx {
     async fn report(&self, report: FileReport) {
-        info!(session = %self.session, path = %report.path, ok = report.ok, size = report.size, "file transfer");
+        info!(session = %self.session, path = %assist_proto::text::line(&report.path), ok = report.ok, size = report.size, "file transfer");
         let _ = self.state.control.send(AgentToRelay::FileTransferred { report }).await;
     }
 

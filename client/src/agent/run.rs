@@ -16,6 +16,7 @@ use assist_proto::caps::ConsentMode;
 use assist_proto::files::TransferLimits;
 use assist_proto::ids::AgentName;
 use assist_proto::msg::{AgentToRelay, RelayToAgent};
+use assist_proto::text;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -144,8 +145,11 @@ async fn session(
         Ok(RelayToAgent::Welcome { agent, org }) => {
             info!(%agent, %org, consent = %cfg.consent, "connected to the relay");
             eprintln!(
-                "assist-agent: connected to {} as {agent} (org {org}); consent: {}",
-                enrollment.relay, cfg.consent
+                "assist-agent: connected to {} as {} (org {}); consent: {}",
+                enrollment.relay,
+                text::line(agent.as_str()),
+                text::line(org.as_str()),
+                cfg.consent
             );
         }
         Ok(other) => {
@@ -204,7 +208,7 @@ async fn session(
             }
             Ok(Some(RelayToAgent::Granted { grant })) => match state.grants.receive(&grant) {
                 Ok(g) => {
-                    info!(session = %g.session, approver = %g.approver, revision = g.revision, "grant received");
+                    info!(session = %g.session, approver = %text::line(&g.approver), revision = g.revision, "grant received");
                     let _ = prompt_tx.send(PromptEvent::Granted(Box::new(g))).await;
                 }
                 Err(e) => warn!(error = %e, "grant refused"),
@@ -213,11 +217,13 @@ async fn session(
                 state.grants.resize(&session, cols, rows)
             }
             Ok(Some(RelayToAgent::EndSession { session, reason })) => {
-                info!(%session, %reason, "session ended by the relay");
+                info!(%session, reason = %text::line(&reason.to_string()), "session ended by the relay");
                 state.grants.end(&session);
                 let _ = prompt_tx.send(PromptEvent::Ended { session, reason: reason.to_string() }).await;
             }
-            Ok(Some(RelayToAgent::Error { message, .. })) => warn!(%message, "relay reported an error"),
+            Ok(Some(RelayToAgent::Error { message, .. })) => {
+                warn!(message = %text::line(&message), "relay reported an error")
+            }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }

@@ -11,6 +11,7 @@ use assist_client::engineer::transfer::Options;
 use assist_client::engineer::{self, EngineerError, Trust, render};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::text;
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -289,17 +290,21 @@ async fn main_inner(cli: Cli) -> Result<i32> {
         Cmd::Approve { session, only, duration, note } => {
             let only = (!only.is_empty()).then_some(only);
             let secs = duration.map(|d| d.as_secs().max(1));
-            eprintln!("{}", engineer::approve(&cfg, session, only, secs, note).await?)
+            eprintln!("{}", text::line(&engineer::approve(&cfg, session, only, secs, note).await?))
         }
         Cmd::Escalate { session, add, extend, reason } => {
             let secs = extend.map(|d| d.as_secs().max(1));
-            eprintln!("{}", engineer::grant::escalate(&cfg, session, add, secs, reason).await?)
+            eprintln!("{}", text::line(&engineer::grant::escalate(&cfg, session, add, secs, reason).await?))
         }
         Cmd::Revoke { session, capabilities, reason } => {
-            eprintln!("{}", engineer::revoke(&cfg, session, capabilities, reason).await?)
+            eprintln!("{}", text::line(&engineer::revoke(&cfg, session, capabilities, reason).await?))
         }
-        Cmd::Deny { session, reason } => eprintln!("{}", engineer::deny(&cfg, session, reason).await?),
-        Cmd::End { session, reason } => eprintln!("{}", engineer::end(&cfg, session, reason).await?),
+        Cmd::Deny { session, reason } => {
+            eprintln!("{}", text::line(&engineer::deny(&cfg, session, reason).await?))
+        }
+        Cmd::End { session, reason } => {
+            eprintln!("{}", text::line(&engineer::end(&cfg, session, reason).await?))
+        }
         Cmd::Cp { recursive, resume, force, limit_rate, src, dst, session } => {
             let opts = Options { force, resume, limit: limit_rate };
             let req = CopyRequest { src, dst, recursive, opts, session: session.choice()? };
@@ -405,7 +410,8 @@ fn main() {
     let code = match rt.block_on(until_interrupted(main_inner(cli))) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("assist: {e:#}");
+            // Errors carry text from the relay and the other party (reasons, file names).
+            eprintln!("assist: {}", assist_proto::text::inert(&format!("{e:#}"), 2000));
             match e.downcast_ref::<EngineerError>() {
                 Some(EngineerError::Refused(_)) => 2,
                 _ => 1,

@@ -58,8 +58,9 @@ fn bad(msg: impl Into<String>) -> EngineerError {
     EngineerError::Refused(msg.into())
 }
 
+/// One status line; it may hold remote file names.
 fn say(line: &str) {
-    eprintln!("{line}");
+    eprintln!("{}", assist_proto::text::line(line));
 }
 
 fn report(from: &str, to: &str, done: &Done) {

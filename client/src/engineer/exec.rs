@@ -61,7 +61,7 @@ pub async fn run(
     }
     stderr.abort();
     if !matches!(reason, EndReason::ShellExited { code: Some(_), .. }) {
-        eprintln!("assist: {name} on {agent}: {reason}");
+        eprintln!("assist: {name} on {agent}: {}", assist_proto::text::line(&reason.to_string()));
     }
     let code = reason.exit_code();
     live.close().await;

@@ -91,15 +91,17 @@ pub async fn escalate(
     duration_secs: Option<u64>,
     reason: String,
 ) -> Result<String, EngineerError> {
-    let mut a = connect(cfg).await?;
     let req = EngineerToRelay::Escalate { session: session.clone(), add, duration_secs, reason };
+    req.check_text()?;
+    let mut a = connect(cfg).await?;
     let (info, waiting_for) = match a.control.call(&req).await? {
         RelayToEngineer::EscalationRequested { session, waiting_for } => (session, waiting_for),
         other => return Err(EngineerError::from_reply(other)),
     };
     let deadline = info.escalation.as_ref().map_or(info.consent_deadline, |e| e.deadline);
     eprintln!(
-        "assist: escalation of {session} requested; waiting for {waiting_for} (denied automatically in {})",
+        "assist: escalation of {session} requested; waiting for {} (denied automatically in {})",
+        assist_proto::text::line(&waiting_for),
         duration(deadline - now_ms())
     );
     let live = term::stderr_is_tty();

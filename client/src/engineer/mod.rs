@@ -38,6 +38,9 @@ pub enum EngineerError {
     Refused(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Free text the relay would refuse: said before anything is sent.
+    #[error(transparent)]
+    Text(#[from] assist_proto::text::TextError),
 }
 
 impl EngineerError {
@@ -141,6 +144,7 @@ pub async fn connect(cfg: &ConfigDir) -> Result<Authed, EngineerError> {
 
 /// Sends one request on a fresh authenticated connection and returns the answer.
 async fn one_shot(cfg: &ConfigDir, req: EngineerToRelay) -> Result<RelayToEngineer, EngineerError> {
+    req.check_text()?;
     let mut a = connect(cfg).await?;
     let reply: RelayToEngineer = a.control.call(&req).await?;
     let _ = a.control.send.finish();

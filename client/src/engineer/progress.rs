@@ -25,7 +25,8 @@ impl Progress {
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
-            bar.set_message(name.to_owned());
+            // A remote file name is foreign text; the bar redraws it on every tick.
+            bar.set_message(assist_proto::text::inert(name, 200));
             bar.set_position(done);
             bar
         } else {

@@ -1,4 +1,8 @@
 //! Tables for people. `--json` output is serde's, not this.
+//!
+//! Every cell is made inert ([`assist_proto::text`]) where the table is drawn, so no field,
+//! whoever filled it (a reason, a ticket, a remote file name), can move the cursor or
+//! break out of its column.
 
 use assist_proto::msg::{AgentInfo, SessionInfo};
 
@@ -19,10 +23,15 @@ pub fn duration(ms: i64) -> String {
     if s >= 60 { format!("{}m {:02}s", s / 60, s % 60) } else { format!("{s}s") }
 }
 
+/// How much of one cell is shown; `--json` has the whole text.
+const CELL_CHARS: usize = 200;
+
 /// Left-aligned columns separated by two spaces.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|r| r.iter().map(|c| assist_proto::text::inert(c, CELL_CHARS)).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -39,7 +48,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.trim_end().to_owned() + "\n"
     };
     let mut out = line(header.to_vec());
-    for row in rows {
+    for row in &rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
@@ -195,6 +204,14 @@ mod tests {
     fn tables_align() {
         let t = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()], vec!["x".into(), "22".into()]]);
         assert_eq!(t, "A    LONGER\nxyz  1\nx    22\n");
+    }
+
+    #[test]
+    fn cells_cannot_move_the_cursor_or_leave_their_row() {
+        let t = table(&["A", "B"], &[vec!["x\r\x1b[1A\x1b[2Kforged".into(), "y\nz".into()]]);
+        assert_eq!(t, "A                        B\nx\\r\\x1b[1A\\x1b[2Kforged  y\\nz\n");
+        let long = table(&["A"], &[vec!["é".repeat(300)]]);
+        assert!(long.ends_with(&format!("{}…[+100 chars]\n", "é".repeat(200))), "{long}");
     }
 
     #[test]

@@ -69,8 +69,9 @@ impl Live {
     }
 }
 
+/// One status line; its parts may hold the relay's or the other party's text.
 fn say(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
+    let _ = writeln!(std::io::stderr(), "{}", assist_proto::text::line(msg));
 }
 
 /// Connects and gets the session: requested for `caps` and approved, or the given one.
@@ -80,6 +81,10 @@ pub async fn open(
     choice: SessionChoice,
     caps: Vec<Capability>,
 ) -> Result<Live, EngineerError> {
+    if let SessionChoice::New { ticket, reason, .. } = &choice {
+        assist_proto::text::check_ticket(ticket)?;
+        assist_proto::text::check_reason("reason", reason)?;
+    }
     let authed = connect(cfg).await?;
     let conn = authed.rc.conn.clone();
     let rc = authed.rc;

@@ -19,6 +19,7 @@ use assist_proto::msg::{
     ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, PtyRequest, RelayToEngineer,
 };
 use assist_proto::session::EndReason;
+use assist_proto::text;
 use bytes::Bytes;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -59,6 +60,8 @@ fn say(msg: &str) {
 
 /// Runs the session and returns the exit code for the process.
 pub async fn run(cfg: &ConfigDir, req: ShellRequest) -> Result<i32, EngineerError> {
+    assist_proto::text::check_ticket(&req.ticket)?;
+    assist_proto::text::check_reason("reason", &req.reason)?;
     let authed = connect(cfg).await?;
     let result = session(&authed.rc.conn, authed.control, req).await;
     // However it ended, the relay is told the engineer left (and so ends the session) now,
@@ -166,7 +169,7 @@ async fn session(
                 Some(Ok(RelayToEngineer::SessionEnded { reason })) => break reason,
                 Some(Ok(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
                 Some(Ok(RelayToEngineer::GrantChanged { grant, change, in_force, .. })) => {
-                    say(&format!("\r\nassist: {change}\r"));
+                    say(&format!("\r\nassist: {}\r", text::line(&change)));
                     expiry.update(&grant);
                     if let Some(message) = super::grant::shell_lost(&grant, in_force) {
                         shell_lost = Some(message.clone());
@@ -182,7 +185,7 @@ async fn session(
                 let _ = assist_net::write_msg(&mut control_send, &EngineerToRelay::Resize { session: session.clone(), cols, rows }).await;
             }
             _ = &mut stdout_task, if !stdout_done => { stdout_done = true; }
-            _ = expiry.wait() => say(&format!("\r\nassist: {}\r", expiry.message(&session))),
+            _ = expiry.wait() => say(&format!("\r\nassist: {}\r", text::line(&expiry.message(&session)))),
         }
     };
     if !stdout_done {
@@ -195,7 +198,7 @@ async fn session(
     let shell_exit = matches!(reason, EndReason::ShellExited { .. });
     if pty || !shell_exit {
         let why = shell_lost.unwrap_or_else(|| reason.to_string());
-        say(&format!("\r\nassist: session {session} ended: {why}"));
+        say(&format!("\r\nassist: session {session} ended: {}", text::line(&why)));
     }
     let _ = control_send.finish();
     Ok(code)
@@ -229,7 +232,7 @@ pub(crate) async fn copy_out(recv: &mut quinn::RecvStream, to: Local) {
         })
     });
     if let Err(e) = writer {
-        say(&format!("assist: cannot write the remote output: {e}"));
+        say(&format!("assist: cannot write the remote output: {}", text::line(&e.to_string())));
         return;
     }
     let mut bufs = vec![Bytes::new(); 32];

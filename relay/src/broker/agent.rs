@@ -235,7 +235,9 @@ async fn on_message(
 ) -> bool {
     match msg {
         AgentToRelay::ConsentAnswer { session, approve, reason, capabilities } => {
-            let approval = super::Approval { capabilities, duration_secs: None, note: reason };
+            // The agent's own words go on to engineers and webhooks: bounded and inert.
+            let note = reason.map(|r| assist_proto::text::inert(&r, assist_proto::text::MAX_REASON_CHARS));
+            let approval = super::Approval { capabilities, duration_secs: None, note };
             if let Err(r) = relay.answer(&session, Answerer::Agent(name), approve, approval).await {
                 let _ = tx.send(RelayToAgent::Error { code: r.code, message: r.message }).await;
             }

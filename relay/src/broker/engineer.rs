@@ -137,6 +137,11 @@ async fn command(
     link: &EngineerLink,
     msg: EngineerToRelay,
 ) -> Option<RelayToEngineer> {
+    // Free text is checked here, before any state is touched, by the rules the CLI applies
+    // before sending (`assist_proto::text`).
+    if let Err(e) = msg.check_text() {
+        return Some(Refusal::new(ErrorCode::BadRequest, e.to_string()).to_engineer());
+    }
     let result = match msg {
         EngineerToRelay::Login { .. } | EngineerToRelay::Auth { .. } => {
             Err(Refusal::new(ErrorCode::BadRequest, "already authenticated on this connection"))

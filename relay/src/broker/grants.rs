@@ -237,7 +237,7 @@ impl Relay {
         duration_secs: Option<u64>,
         reason: String,
     ) -> Result<(), Refusal> {
-        check_text("reason", &reason, 2000)?;
+        check_text("reason", &reason, assist_proto::text::MAX_REASON_CHARS)?;
         check_asked(&add)?;
         if add.is_empty() && duration_secs.is_none() {
             return Err(bad("ask for at least one capability (--add) or more time (--extend)"));
@@ -470,7 +470,7 @@ impl Relay {
             return Err(bad("name 1 to 32 capabilities to revoke, e.g. shell or files.read"));
         }
         if let Some(r) = &reason {
-            check_text("reason", r, 2000)?;
+            check_text("reason", r, assist_proto::text::MAX_REASON_CHARS)?;
         }
         let s = self
             .session(id)

@@ -209,14 +209,9 @@ fn new_session_id() -> SessionId {
     SessionId::new(format!("s-{}", hex::encode(b)))
 }
 
-fn check_text(what: &str, value: &str, max: usize) -> Result<(), Refusal> {
-    if value.trim().is_empty() {
-        return Err(Refusal::new(ErrorCode::BadRequest, format!("{what} must not be empty")));
-    }
-    if value.len() > max {
-        return Err(Refusal::new(ErrorCode::BadRequest, format!("{what} is longer than {max} bytes")));
-    }
-    Ok(())
+fn check_text(what: &'static str, value: &str, max: usize) -> Result<(), Refusal> {
+    assist_proto::text::check(what, value, max)
+        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))
 }
 
 impl Relay {

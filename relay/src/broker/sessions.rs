@@ -14,8 +14,8 @@ impl Relay {
     ) -> Result<(), Refusal> {
         let NewSession { agent, ticket, priority, reason, capabilities, duration_secs } = req;
         let reply_tx = link.tx.clone();
-        check_text("ticket", &ticket, 200)?;
-        check_text("reason", &reason, 2000)?;
+        check_text("ticket", &ticket, assist_proto::text::MAX_TICKET_CHARS)?;
+        check_text("reason", &reason, assist_proto::text::MAX_REASON_CHARS)?;
         if capabilities.is_empty() {
             return Err(Refusal::new(ErrorCode::BadRequest, "a request must name at least one capability"));
         }

@@ -105,32 +105,42 @@ fn json_body(event: &AuditRecord, session: Option<&SessionInfo>) -> Value {
     })
 }
 
-/// Text from people, made inert for chat: no `<link|...>` or `<!channel>` markup, no
-/// `@mentions` (a zero-width space follows every `@`), one line, bounded.
+/// How much of one piece of foreign text a chat message shows.
+const CHAT_CHARS: usize = 300;
+
+/// Text from people, made inert for chat: control, bidi and invisible characters escaped
+/// visibly and the length bounded ([`assist_proto::text::inert`]); then what chat formats
+/// interpret is broken: no `<link|...>`, `<!channel>` or `<at>` markup (`<`, `>` become
+/// `‹`, `›`), no entities (`&` becomes `＆`), no `[text](url)` links (`[`, `]` become
+/// `［`, `］`), no bare `scheme://` links and no `@mentions` (a zero-width space goes after
+/// every `@` and inside every `://`).
 fn defuse(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .take(300)
-        .map(|c| match c {
-            '<' => '‹',
-            '>' => '›',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect();
-    one_line.replace('@', "@\u{200b}")
+    let inert = assist_proto::text::inert(text, CHAT_CHARS);
+    let mut out = String::with_capacity(inert.len() + 8);
+    for c in inert.chars() {
+        match c {
+            '<' => out.push('‹'),
+            '>' => out.push('›'),
+            '&' => out.push('＆'),
+            '[' => out.push('［'),
+            ']' => out.push('］'),
+            '@' => out.push_str("@\u{200b}"),
+            c => out.push(c),
+        }
+    }
+    out.replace("://", ":/\u{200b}/")
 }
 
 fn chat_text(event: &AuditRecord, session: Option<&SessionInfo>) -> String {
     let detail = detail_of(event);
-    let id = event.session.as_deref().unwrap_or("-");
+    let id = defuse(event.session.as_deref().unwrap_or("-"));
     let about = session.map_or_else(String::new, |s| {
         format!(
             " ({}@{} on {} of {}, ticket {} {})",
-            s.engineer,
-            s.engineer_org,
-            s.agent,
-            s.agent_org,
+            defuse(s.engineer.as_str()),
+            defuse(s.engineer_org.as_str()),
+            defuse(s.agent.as_str()),
+            defuse(s.agent_org.as_str()),
             defuse(&s.ticket),
             s.priority
         )
@@ -152,7 +162,7 @@ fn chat_text(event: &AuditRecord, session: Option<&SessionInfo>) -> String {
         "session.started" => format!("session {id} is active{about}"),
         "session.ended" => format!("session {id} ended{about}: {}", reason()),
         other => {
-            let org = event.org.as_deref().map_or_else(String::new, |o| format!(" in {o}"));
+            let org = event.org.as_deref().map_or_else(String::new, |o| format!(" in {}", defuse(o)));
             format!("{other} by {}{org}", defuse(&event.actor))
         }
     };
@@ -241,6 +251,49 @@ mod tests {
         assert!(text.contains("ticket INC-1042 P1"), "{text}");
         assert!(!text.contains("<!channel>") && !text.contains("@here"), "{text}");
         assert!(text.contains("Waiting for consent until 2023-11-14T22:15:20.000Z"), "{text}");
+    }
+
+    #[track_caller]
+    fn check_defused(input: &str, expected: &str) {
+        assert_eq!(defuse(input), expected, "input {input:?}");
+    }
+
+    #[test]
+    fn chat_markup_mentions_links_and_controls_are_defused() {
+        for (input, expected) in [
+            ("month-end close fails", "month-end close fails"),
+            ("<!channel> <!here|here> <@U123>", "‹!channel› ‹!here|here› ‹@\u{200b}U123›"),
+            ("<https://evil.example|click here>", "‹https:/\u{200b}/evil.example|click here›"),
+            ("[approve now](https://evil.example)", "［approve now］(https:/\u{200b}/evil.example)"),
+            ("@channel @here ping @bob", "@\u{200b}channel @\u{200b}here ping @\u{200b}bob"),
+            ("&lt;!channel&gt; R&D", "＆lt;!channel＆gt; R＆D"),
+            ("<at>bob</at>", "‹at›bob‹/at›"),
+            ("line\nbreak\r\x1b[8mhidden", "line\\nbreak\\r\\x1b［8mhidden"),
+            ("abc\u{202e}txt.exe\u{200b}", "abc\\u{202e}txt.exe\\u{200b}"),
+        ] {
+            check_defused(input, expected);
+        }
+        let long = defuse(&"x".repeat(1000));
+        assert!(long.ends_with("…［+700 chars］"), "{long}");
+    }
+
+    #[test]
+    fn a_hostile_reason_reaches_chat_defused_in_every_event() {
+        let mut s = session();
+        s.reason = "<!channel> urgent\n[click](https://evil.example) \u{202e}".into();
+        s.ticket = "INC-1<@U1>".into();
+        s.end_reason = Some("denied by bob: <!everyone> @here".into());
+        for (action, detail) in [
+            (Action::SessionRequested, json!({})),
+            (Action::SessionDenied, json!({})),
+            (Action::SessionEnded, json!({})),
+        ] {
+            let v: Value =
+                serde_json::from_str(&body(PayloadFormat::Chat, &record(action, detail), Some(&s))).unwrap();
+            let text = v["text"].as_str().unwrap().strip_prefix("[assist] ").unwrap();
+            assert!(!text.contains(['<', '>', '[', ']', '\n', '\u{202e}']), "{text}");
+            assert!(!text.contains("@here") && !text.contains("https://"), "{text}");
+        }
     }
 
     #[test]
