@@ -12,6 +12,6 @@ mod pty;
 mod readme;
 mod recording;
 mod shutdown;
-mod throttle;
 mod spoofing;
+mod throttle;
 mod webhooks;
