@@ -3,7 +3,7 @@
 //! right password is refused while the name must wait, and the audit log holds one
 //! `login.throttled` row per wait, not one row per refused attempt.
 
-use assist_tests::{Cli, TestRelay, wait_until};
+use assist_tests::{Cli, TestRelay};
 use serde_json::Value;
 
 /// One `assist login` attempt; `Ok(())` when it succeeded, else its error output.
@@ -38,10 +38,12 @@ fn failed_logins_make_the_user_wait_even_with_the_right_password() -> anyhow::Re
     let relay = TestRelay::start_with(&[
         "--login-failures",
         "3",
+        // Long enough that no attempt of this test outlives it on a loaded machine; the end
+        // of a wait is tested on a virtual clock (`broker::throttle`).
         "--login-delay",
-        "3s",
+        "10m",
         "--login-lockout",
-        "1m",
+        "1h",
         "--login-address-failures",
         "100",
     ])?;
@@ -69,11 +71,8 @@ fn failed_logins_make_the_user_wait_even_with_the_right_password() -> anyhow::Re
     assert_eq!(throttled[0]["detail"]["scope"], "user");
     assert_eq!(throttled[0]["detail"]["failures"], 3);
     assert_eq!(audit(&relay, "login.failed")?.len(), 4, "refused attempts are not checked or audited");
-
-    // Once the wait is over the right password works again.
-    wait_until("alice's wait to end", || Ok(attempt(&relay, "alice", "pw-alice-123")?.is_ok()))?;
     let succeeded = audit(&relay, "login.succeeded")?;
-    assert!(succeeded.iter().any(|e| e["actor"] == "alice"), "{succeeded:?}");
+    assert!(succeeded.iter().all(|e| e["actor"] != "alice"), "{succeeded:?}");
     Ok(())
 }
 
