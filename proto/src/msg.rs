@@ -165,6 +165,12 @@ pub enum EngineerToRelay {
         session: SessionId,
         reason: Option<String>,
     },
+    /// The command that requested the session leaves it without ending it (its own
+    /// capability was revoked or expired; the session keeps what else it holds, for other
+    /// commands with `--session`). Only from the connection that requested the session.
+    Detach {
+        session: SessionId,
+    },
     Resize {
         session: SessionId,
         cols: u16,

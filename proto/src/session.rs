@@ -82,6 +82,9 @@ pub enum EndReason {
         reason: Option<String>,
     },
     RelayShutdown,
+    /// The engineer's command left the session (its own capability was lost), and the
+    /// grant then ran out with nobody using or extending it.
+    Lapsed,
     /// Something failed; the message says what, for people.
     Failed {
         message: String,
@@ -113,6 +116,9 @@ impl fmt::Display for EndReason {
             EndReason::EndedBy { user, reason: Some(r) } => write!(f, "ended by {user}: {r}"),
             EndReason::EndedBy { user, reason: None } => write!(f, "ended by {user}"),
             EndReason::RelayShutdown => f.write_str("relay shutting down"),
+            EndReason::Lapsed => {
+                f.write_str("the grant ran out with no command of the engineer in the session")
+            }
             EndReason::Failed { message } => write!(f, "failed: {message}"),
         }
     }

@@ -184,6 +184,9 @@ async fn command(
         EngineerToRelay::End { session, reason } => {
             relay.end_by(who, &session, reason).await.map(|message| RelayToEngineer::Done { message })
         }
+        EngineerToRelay::Detach { session } => {
+            relay.detach(who, link.conn_id, &session).await.map(|message| RelayToEngineer::Done { message })
+        }
         EngineerToRelay::Resize { session, cols, rows } => {
             relay.resize(link.conn_id, &session, cols, rows).await;
             return None;

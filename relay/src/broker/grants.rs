@@ -200,7 +200,7 @@ impl Relay {
         });
     }
 
-    async fn grant_expired(&self, id: &SessionId, revision: u32) {
+    async fn grant_expired(self: &Arc<Self>, id: &SessionId, revision: u32) {
         let Some(s) = self.session(id) else { return };
         let core = s.core.lock().await;
         if core.revision != revision || core.machine.state().is_final() {
@@ -213,6 +213,9 @@ impl Relay {
             .detail(json!({ "grant_revision": revision, "expired_at": grant.expires_at }));
         let _ = self.audit(event).await;
         drop(core);
+        if s.detached.load(Ordering::Relaxed) {
+            self.arm_lapse(id, grant.expires_at);
+        }
         let closed = s.stop_channels(|_| false);
         s.span.in_scope(|| info!(closed, "grant expired"));
         let change = format!(

@@ -153,6 +153,9 @@ pub(crate) struct LiveSession {
     pub span: tracing::Span,
     core: tokio::sync::Mutex<SessionCore>,
     pub engineer: EngineerLink,
+    /// Set when the engineer's requesting command left without ending the session
+    /// (`Detach`): its connection going away then no longer ends the session.
+    pub detached: std::sync::atomic::AtomicBool,
     /// Turns true when the session ends; splices reset their streams on it.
     pub ended: watch::Sender<bool>,
     /// Open agent → engineer splices, so an exit is reported after the output.

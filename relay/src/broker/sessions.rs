@@ -114,6 +114,7 @@ impl Relay {
                 escalator: None,
             }),
             engineer: link,
+            detached: Default::default(),
             ended,
             open_outputs,
             recorder: std::sync::OnceLock::new(),
@@ -448,12 +449,75 @@ impl Relay {
             .lock()
             .expect("sessions lock")
             .values()
-            .filter(|s| s.engineer.conn_id == conn_id)
+            .filter(|s| s.engineer.conn_id == conn_id && !s.detached.load(Ordering::Relaxed))
             .map(|s| s.id.clone())
             .collect();
         for id in ids {
             self.end_session(&id, reason.clone()).await;
         }
+    }
+
+    /// The command that requested session `id` (on connection `conn_id`) leaves it without
+    /// ending it, because what it used is no longer granted. The session keeps its other
+    /// capabilities for commands with `--session`, and can be extended; if its grant is
+    /// (or becomes) out of force and nobody extends it within [`Self::linger`], it ends.
+    pub(crate) async fn detach(
+        self: &Arc<Self>,
+        who: &Principal,
+        conn_id: u64,
+        id: &SessionId,
+    ) -> Result<String, Refusal> {
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let core = s.core.lock().await;
+        if core.info.engineer != who.user || s.engineer.conn_id != conn_id {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("only the command that requested {id} may leave it"),
+            ));
+        }
+        let Some(grant) = core.current.as_ref() else {
+            return Err(Refusal::new(ErrorCode::Conflict, format!("session {id} is not approved")));
+        };
+        let expires_at = grant.expires_at;
+        let kept = grants::list(&grant.capabilities);
+        drop(core);
+        s.detached.store(true, Ordering::Relaxed);
+        s.span.in_scope(|| info!("the requesting command left; the session stays"));
+        self.arm_lapse(id, expires_at);
+        Ok(format!("session {id} stays open with {kept}"))
+    }
+
+    /// How long a detached session whose grant is out of force waits for an extension.
+    pub(crate) fn linger(&self) -> Duration {
+        self.cfg.consent_timeout
+    }
+
+    /// For a detached session: once its grant expired at `expires_at` and [`Self::linger`]
+    /// has passed, ends it unless it was extended or an escalation is waiting.
+    pub(crate) fn arm_lapse(self: &Arc<Self>, id: &SessionId, expires_at: i64) {
+        let relay = Arc::downgrade(self);
+        let id = id.clone();
+        let at = expires_at.max(now_ms()) + self.linger().as_millis() as i64;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
+            let Some(relay) = relay.upgrade() else { return };
+            let Some(s) = relay.session(&id) else { return };
+            let retry = {
+                let core = s.core.lock().await;
+                let in_force = core.current.as_ref().is_some_and(|g| g.expires_at > now_ms());
+                if in_force {
+                    // Extended: the new grant's expiry arms the next check.
+                    return;
+                }
+                core.info.escalation.as_ref().map(|e| e.deadline)
+            };
+            match retry {
+                Some(deadline) => relay.arm_lapse(&id, deadline),
+                None => relay.end_session(&id, EndReason::Lapsed).await,
+            }
+        });
     }
 
     /// The agent reports that the session's shell exited; the session ends once its output
