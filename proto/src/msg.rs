@@ -241,6 +241,14 @@ pub enum RelayToEngineer {
         /// Whether the grant is still in force (false once expired or emptied).
         in_force: bool,
     },
+    /// A diagnostic script this connection ran in a session that goes on (`assist exec
+    /// --session`) exited, after its output stream finished.
+    ScriptExited {
+        session: SessionId,
+        name: String,
+        code: Option<i32>,
+        signal: Option<String>,
+    },
     /// The session is over. `exit_code` is the remote command's, when it exited.
     SessionEnded {
         reason: EndReason,
@@ -286,6 +294,10 @@ pub enum AgentToRelay {
         /// The script's name when the channel ran a diagnostic script (`exec`), not a shell.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exec: Option<String>,
+        /// The channel's stream (as the relay opened it), so the exit reaches the command
+        /// that opened that channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<u64>,
     },
     /// The agent's own account of a channel's bytes, signed with its certificate's key, so
     /// a recording can be checked against what the customer's side saw. Sent before
@@ -381,6 +393,10 @@ pub enum ChannelKind {
     Shell { pty: Option<PtyRequest>, command: Option<Vec<String>> },
     /// Agent → engineer: a command's standard error (unidirectional stream).
     Stderr,
+    /// Agent → relay: the standard error of the command on the channel whose stream is
+    /// `stream` (as the relay opened it); the relay passes it on as [`ChannelKind::Stderr`]
+    /// to the connection that opened that channel.
+    StderrOf { stream: u64 },
     /// A file listing, read or write ([`crate::files`]).
     Files { request: FileRequest },
     /// One named diagnostic script from the agent's allowlist; its output streams back.
@@ -394,7 +410,9 @@ impl ChannelKind {
     /// The capability a grant must hold for this channel: for files, the exact paths.
     pub fn required_capability(&self) -> Capability {
         match self {
-            ChannelKind::Shell { .. } | ChannelKind::Stderr => Capability::Shell,
+            ChannelKind::Shell { .. } | ChannelKind::Stderr | ChannelKind::StderrOf { .. } => {
+                Capability::Shell
+            }
             ChannelKind::Files { request } => request.required_capability(),
             ChannelKind::Exec { name } => Capability::Exec { scripts: vec![name.clone()] },
             ChannelKind::Logs { paths, .. } => Capability::FilesRead {
@@ -426,7 +444,7 @@ impl ChannelKind {
     pub fn name(&self) -> &'static str {
         match self {
             ChannelKind::Shell { .. } => "shell",
-            ChannelKind::Stderr => "stderr",
+            ChannelKind::Stderr | ChannelKind::StderrOf { .. } => "stderr",
             ChannelKind::Files { .. } => "files",
             ChannelKind::Exec { .. } => "exec",
             ChannelKind::Logs { .. } => "logs",

@@ -374,6 +374,61 @@ fn exec_runs_only_allowlisted_scripts_with_their_own_arguments() -> anyhow::Resu
 }
 
 #[test]
+fn exec_runs_in_a_live_session_once_its_grant_covers_the_script() -> anyhow::Result<()> {
+    let t = Tree::new()?;
+    let scripts = t.base.join("scripts.json");
+    let config = serde_json::json!({ "scripts": [
+        { "name": "hello", "path": "/bin/echo", "args": ["hello"] },
+        { "name": "fails", "path": "/bin/sh", "args": ["-c", "echo bad >&2; exit 3"] },
+    ]});
+    std::fs::write(&scripts, config.to_string())?;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = agent_with(&relay, "erp-db01", "acme", &["--scripts", scripts.to_str().unwrap()])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+    let mut held = hold_session(&alice, &bob, "erp-db01", &[])?;
+    let exec = |name: &str| alice.run(&["exec", "erp-db01", name, "--session", &held.id]);
+
+    // Not granted yet: refused by the relay, and nothing ran.
+    let out = exec("hello")?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not cover exec:hello"), "{}", stderr(&out));
+    let mut esc = alice.spawn(&[
+        "escalate",
+        &held.id,
+        "--add",
+        "exec:hello",
+        "--add",
+        "exec:fails",
+        "--reason",
+        "diagnostics",
+    ])?;
+    esc.stderr.wait_for("waiting for an approver of acme")?;
+    bob.ok(&["approve", &held.id])?;
+    assert_eq!(esc.wait()?.code(), Some(0));
+
+    // Granted: each runs in the session, its exit code is ours, and the session goes on.
+    let out = exec("hello")?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout.clone())?, "hello\n");
+    let out = exec("fails")?;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad"), "{}", stderr(&out));
+    assert!(held.proc.child.try_wait()?.is_none(), "the session's shell goes on");
+    let row: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(row[0]["state"], "active", "{row}");
+
+    // Recorded as channels of the session (the shell is 1, its stderr 2), and each exit
+    // audited.
+    recorded(&relay, &held.id, 3, "out", b"hello\n")?;
+    wait_events(&relay, &held.id, "exec.exited", 2)?;
+    let exits = events(&relay, &held.id, "exec.exited")?;
+    assert_eq!(exits[1]["detail"]["script"], "fails", "{exits:?}");
+    assert_eq!(exits[1]["detail"]["code"], 3, "{exits:?}");
+    Ok(())
+}
+
+#[test]
 fn logs_collects_recent_files_inside_the_grant_with_a_manifest() -> anyhow::Result<()> {
     let t = Tree::new()?;
     let old = std::fs::File::options().write(true).open(t.base.join("logs/old/2024.log"))?;

@@ -109,6 +109,8 @@ enum Cmd {
         session: SessionArgs,
     },
     /// Run one of the agent's allowlisted diagnostic scripts by name; its exit code is ours.
+    /// In a session of its own it ends with the script; with --session S (whose grant
+    /// covers exec:NAME) it runs in that session, which goes on.
     Exec {
         agent: AgentName,
         name: String,

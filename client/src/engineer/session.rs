@@ -36,7 +36,8 @@ pub enum SessionChoice {
 pub struct Live {
     pub conn: Connection,
     pub session: SessionId,
-    /// Events of a session this command requested (`None` for an existing session).
+    /// What the relay tells this connection: the session's events if this command
+    /// requested it, else only answers and what concerns its own channels.
     pub events: Option<mpsc::Receiver<Event>>,
     control: SendStream,
     rc: crate::conn::RelayConn,
@@ -86,7 +87,8 @@ pub async fn open(
     let mut control = authed.control.send;
     let (ticket, priority, reason, duration_secs) = match choice {
         SessionChoice::Existing(session) => {
-            return Ok(Live { conn, session, events: None, control, rc });
+            let events = Some(spawn_events(authed.control.recv));
+            return Ok(Live { conn, session, events, control, rc });
         }
         SessionChoice::New { ticket, priority, reason, duration_secs } => {
             (ticket, priority, reason, duration_secs)

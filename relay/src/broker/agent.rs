@@ -240,7 +240,12 @@ async fn on_message(
                 let _ = tx.send(RelayToAgent::Error { code: r.code, message: r.message }).await;
             }
         }
-        AgentToRelay::ChannelExited { session, code, signal, exec } => {
+        AgentToRelay::ChannelExited { session, code, signal, exec, stream } => {
+            if let (Some(script), Some(stream)) = (&exec, stream)
+                && relay.script_exited(name, &session, stream, script, code, signal.clone()).await
+            {
+                return true;
+            }
             let needed = match exec {
                 Some(name) => Capability::Exec { scripts: vec![name] },
                 None => Capability::Shell,
@@ -288,15 +293,23 @@ async fn forward_uni(relay: Arc<Relay>, agent: AgentName, mut recv: RecvStream) 
             return;
         }
     };
-    if !matches!(open.channel, ChannelKind::Stderr) {
-        let _ = recv.stop(codes::PROTOCOL);
-        return;
-    }
+    let of = match open.channel {
+        ChannelKind::Stderr => None,
+        ChannelKind::StderrOf { stream } => Some(stream),
+        _ => {
+            let _ = recv.stop(codes::PROTOCOL);
+            return;
+        }
+    };
     let Some(session) = relay.session_of_agent(&agent, &open.session).await else {
         let _ = recv.stop(codes::REFUSED);
         return;
     };
-    let Ok(mut esend) = session.engineer.conn.open_uni().await else {
+    let to = of.and_then(|stream| relay.stderr_to(&session, stream));
+    let to = to.unwrap_or_else(|| session.engineer.conn.clone());
+    // Engineers know one kind of standard error stream.
+    let open = ChannelOpen { session: open.session, channel: ChannelKind::Stderr };
+    let Ok(mut esend) = to.open_uni().await else {
         let _ = recv.stop(codes::SESSION_ENDED);
         return;
     };

@@ -132,6 +132,15 @@ pub(crate) struct EngineerLink {
     pub conn: quinn::Connection,
 }
 
+/// The engineer connection a channel came from, to tell it what only it needs to hear.
+#[derive(Clone)]
+pub(crate) struct Opener {
+    pub conn_id: u64,
+    /// Weak, so that channels never keep a control stream's writer alive.
+    pub tx: mpsc::WeakSender<RelayToEngineer>,
+    pub conn: quinn::Connection,
+}
+
 struct SessionCore {
     info: SessionInfo,
     machine: SessionMachine,
@@ -168,6 +177,9 @@ pub(crate) struct LiveSession {
     countersignatures: Mutex<Vec<crate::recording::recorder::AgentCountersignature>>,
     /// Open channels by number, so that a grant change closes what it no longer covers.
     open: Mutex<HashMap<u32, grants::OpenChannel>>,
+    /// Exec channels opened by a command that does not own the session (`assist exec
+    /// --session`), by the agent's stream id: their exit is told to that command only.
+    execs: Mutex<HashMap<u64, Opener>>,
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,

@@ -122,6 +122,7 @@ impl Relay {
             countersignatures: Mutex::default(),
             open: Mutex::default(),
             file_streams: Mutex::default(),
+            execs: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
 
@@ -518,6 +519,52 @@ impl Relay {
                 None => relay.end_session(&id, EndReason::Lapsed).await,
             }
         });
+    }
+
+    /// Registers exec channel `stream`, opened from connection `conn_id`: unless that is the
+    /// command that requested the session (whose script's exit ends it), its exit goes
+    /// to `opener` alone and the session goes on.
+    pub(crate) fn exec_opened(&self, s: &LiveSession, stream: u64, opener: Opener) {
+        if opener.conn_id != s.engineer.conn_id || s.detached.load(Ordering::Relaxed) {
+            s.execs.lock().expect("execs lock").insert(stream, opener);
+        }
+    }
+
+    /// Where the standard error of the channel on agent stream `stream` goes: the
+    /// connection that opened it, if that is not the session's own.
+    pub(crate) fn stderr_to(&self, s: &LiveSession, stream: u64) -> Option<quinn::Connection> {
+        s.execs.lock().expect("execs lock").get(&stream).map(|o| o.conn.clone())
+    }
+
+    /// The agent reports that a script run with `exec --session` exited: audited, and told
+    /// to the command that ran it. False if `stream` is not such a channel.
+    pub(crate) async fn script_exited(
+        &self,
+        agent: &AgentName,
+        id: &SessionId,
+        stream: u64,
+        name: &str,
+        code: Option<i32>,
+        signal: Option<String>,
+    ) -> bool {
+        let Some(s) = self.session(id) else { return false };
+        if &s.agent != agent {
+            return false;
+        }
+        let Some(opener) = s.execs.lock().expect("execs lock").remove(&stream) else {
+            return false;
+        };
+        let info = s.core.lock().await.info.clone();
+        let event = session_event(&agent_actor(agent), Action::ScriptExited, &info)
+            .detail(json!({ "script": name, "code": code, "signal": signal, "stream": stream }));
+        let _ = self.audit(event).await;
+        s.span.in_scope(|| info!(script = name, ?code, ?signal, "script exited; session continues"));
+        if let Some(tx) = opener.tx.upgrade() {
+            let msg =
+                RelayToEngineer::ScriptExited { session: id.clone(), name: name.to_owned(), code, signal };
+            let _ = tx.send(msg).await;
+        }
+        true
     }
 
     /// The agent reports that the session's shell exited; the session ends once its output
