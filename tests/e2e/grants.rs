@@ -176,11 +176,18 @@ fn revoking_the_shell_stops_it_within_a_second_at_both_ends_and_the_session_goes
     assert_eq!(session(&bob, &id)?["state"], "active");
     let listed = alice.ok(&["ls", &remote, "--session", &id])?;
     assert!(listed.contains("export.log"), "{listed}");
-    // ... and it can still be extended.
+    // ... and it can still be extended: the time asked for is added to what was left,
+    // within what the relay grants at most (4 h).
+    let before = session(&bob, &id)?["grant_expires_at"].as_i64().unwrap();
+    let over = alice.run(&["escalate", &id, "--extend", "4h", "--reason", "all day"])?;
+    let over = String::from_utf8_lossy(&over.stderr);
+    assert!(over.contains("would pass the 4h this relay grants at most"), "{over}");
     let mut esc = alice.spawn(&["escalate", &id, "--extend", "10m", "--reason", "one more look"])?;
     esc.stderr.wait_for("waiting for an approver of acme")?;
     bob.ok(&["approve", &id])?;
     assert_eq!(esc.wait()?.code(), Some(0));
+    let after = session(&bob, &id)?["grant_expires_at"].as_i64().unwrap();
+    assert_eq!(after - before, 600_000, "extended by exactly 10m");
     assert_eq!(session(&bob, &id)?["state"], "active");
 
     let actions = audit_actions(&relay, &id)?;

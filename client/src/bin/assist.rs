@@ -155,7 +155,8 @@ enum Cmd {
         /// A capability to add, e.g. files.read:/var/log/erp (repeatable).
         #[arg(long = "add", value_name = "CAP")]
         add: Vec<Capability>,
-        /// Extend the grant to this long from approval, e.g. 30m.
+        /// Add this much time to the grant, e.g. 30m: the new expiry is the current one (or
+        /// the approval's time, if the grant already ran out) plus DUR.
         #[arg(long = "extend", value_parser = humantime::parse_duration, value_name = "DUR")]
         extend: Option<Duration>,
         #[arg(long)]
