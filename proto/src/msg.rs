@@ -165,6 +165,13 @@ pub enum EngineerToRelay {
         session: SessionId,
         reason: Option<String>,
     },
+    /// The command that requested the session finished what it asked the session for
+    /// (`ok`) or gave up, and ends it saying so. Only from the connection that requested it.
+    Finish {
+        session: SessionId,
+        work: crate::session::Work,
+        ok: bool,
+    },
     /// The command that requested the session leaves it without ending it (its own
     /// capability was revoked or expired; the session keeps what else it holds, for other
     /// commands with `--session`). Only from the connection that requested the session.

@@ -63,6 +63,13 @@ fn wait_events(relay: &TestRelay, session: &str, action: &str, n: usize) -> anyh
     }
 }
 
+/// How session `id` ended, as `assist sessions` shows it to `cli`.
+fn end_reason(cli: &assist_tests::Cli, id: &str) -> anyhow::Result<String> {
+    let v: serde_json::Value = serde_json::from_str(&cli.ok(&["sessions", "--json"])?)?;
+    let row = v.as_array().and_then(|a| a.iter().find(|s| s["id"] == id)).cloned().unwrap_or_default();
+    Ok(row["end_reason"].as_str().unwrap_or("").to_owned())
+}
+
 /// Waits until the recording's raw export of `channel`/`direction` equals `expected`.
 fn recorded(
     relay: &TestRelay,
@@ -102,6 +109,8 @@ fn cp_both_ways_checks_digests_audits_and_records_the_bytes() -> anyhow::Result<
     assert_eq!(std::fs::read(t.base.join("local/app.log"))?, original);
     assert!(stderr(&out).contains(&format!("sha256 {want}")), "{}", stderr(&out));
     assert!(!t.base.join("local/.app.log.assist-part").exists());
+    // The session the copy asked for ended with it, saying so (stored before cp returned).
+    assert_eq!(end_reason(&bob, &id)?, "transfer finished");
     let ev = events(&relay, &id, "file.transferred")?;
     assert_eq!(ev.len(), 1, "{ev:?}");
     let d = &ev[0]["detail"];
@@ -186,6 +195,13 @@ fn recursive_copies_and_listing() -> anyhow::Result<()> {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(t.base.join("in/logs/old/2024.log"))?, b"last year\n");
     assert_eq!(events(&relay, &held.id, "file.transferred")?.len(), 4);
+    // Commands in a session they did not ask for leave it as it was.
+    assert_eq!(end_reason(&bob, &held.id)?, "");
+
+    // A listing in a session of its own ends it as such.
+    let (out, id) = approved(&alice, &bob, &[&["ls", &t.remote("logs")][..], &new_session()].concat())?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(end_reason(&bob, &id)?, "listing finished");
     Ok(())
 }
 
@@ -356,9 +372,11 @@ fn exec_runs_only_allowlisted_scripts_with_their_own_arguments() -> anyhow::Resu
     let granted = events(&relay, &id, "session.approved")?;
     assert!(granted[0].to_string().contains("exec"), "{granted:?}");
 
-    let (out, _) = approved(&alice, &bob, &exec("fails"))?;
+    let (out, id) = approved(&alice, &bob, &exec("fails"))?;
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("bad"), "{}", stderr(&out));
+    wait_until("the end to be stored", || Ok(!end_reason(&bob, &id)?.is_empty()))?;
+    assert_eq!(end_reason(&bob, &id)?, "script fails exited with status 3");
 
     let (out, _) = approved(&alice, &bob, &exec("hangs"))?;
     assert!(!out.status.success());
@@ -441,8 +459,9 @@ fn logs_collects_recent_files_inside_the_grant_with_a_manifest() -> anyhow::Resu
     let args =
         [&["logs", "erp-db01", "--since", "2d", "-o", archive.to_str().unwrap(), &root][..], &new_session()]
             .concat();
-    let (out, _) = approved(&alice, &bob, &args)?;
+    let (out, id) = approved(&alice, &bob, &args)?;
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(end_reason(&bob, &id)?, "log bundle sent");
     let x = t.base.join("local/x");
     std::fs::create_dir(&x)?;
     let tar = std::process::Command::new("tar").arg("-xzf").arg(&archive).arg("-C").arg(&x).output()?;

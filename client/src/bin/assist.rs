@@ -315,7 +315,7 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             let cap = Capability::FilesRead { roots: vec![path.trim_end_matches('/').to_owned()] };
             let live = engineer::session::open(&cfg, &agent, session.choice()?, vec![cap]).await?;
             let listed = engineer::cp::list(&live, &path, false).await;
-            live.close().await;
+            live.finish(assist_proto::session::Work::Listing, listed.is_ok()).await;
             let (_, entries) = listed?;
             if json { print_json(&entries)? } else { print!("{}", render::entries(&entries)) }
         }

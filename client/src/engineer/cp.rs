@@ -23,6 +23,7 @@ use assist_proto::caps::Capability;
 use assist_proto::files::{Batch, EntryKind, FileEntry, FileReady, FileRequest, fmt_size};
 use assist_proto::ids::AgentName;
 use assist_proto::msg::ChannelKind;
+use assist_proto::session::Work;
 use std::path::{Path, PathBuf};
 
 /// One side of a copy.
@@ -87,14 +88,14 @@ pub async fn run(cfg: &ConfigDir, req: CopyRequest) -> Result<i32, EngineerError
             let cap = Capability::FilesRead { roots: vec![path.trim_end_matches('/').to_owned()] };
             let live = session::open(cfg, &agent, req.session.clone(), vec![cap]).await?;
             let result = download(&live, &path, &local, &req).await;
-            live.close().await;
+            live.finish(Work::Transfer, result.is_ok()).await;
             result.map(|()| 0)
         }
         (Side::Local(local), Side::Remote { agent, path }) => {
             let cap = Capability::FilesWrite { roots: vec![path.trim_end_matches('/').to_owned()] };
             let live = session::open(cfg, &agent, req.session.clone(), vec![cap]).await?;
             let result = upload(&live, &local, &path, &req).await;
-            live.close().await;
+            live.finish(Work::Transfer, result.is_ok()).await;
             result.map(|()| 0)
         }
         (Side::Remote { .. }, Side::Remote { .. }) => Err(bad("copy between two agents is not supported")),

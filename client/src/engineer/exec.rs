@@ -47,7 +47,7 @@ pub async fn run(
                 Some(Ok(RelayToEngineer::SessionEnded { reason })) => break reason,
                 // In a session that goes on, only this script's end is ours.
                 Some(Ok(RelayToEngineer::ScriptExited { name: n, code, signal, .. })) if n == name => {
-                    break EndReason::ShellExited { code, signal };
+                    break EndReason::ScriptExited { name: n, code, signal };
                 }
                 Some(Ok(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
                 Some(Ok(_)) => {}
@@ -61,7 +61,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(3), &mut stdout).await;
     }
     stderr.abort();
-    if !matches!(reason, EndReason::ShellExited { code: Some(_), .. }) {
+    if !matches!(reason, EndReason::ScriptExited { code: Some(_), .. }) {
         eprintln!("assist: {name} on {agent}: {reason}");
     }
     let code = reason.exit_code();

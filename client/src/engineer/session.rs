@@ -15,6 +15,7 @@ use assist_proto::ids::{AgentName, SessionId};
 use assist_proto::msg::{
     ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, RelayToEngineer, SessionInfo,
 };
+use assist_proto::session::Work;
 use quinn::{Connection, RecvStream, SendStream};
 use std::io::Write;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct Live {
     pub events: Option<mpsc::Receiver<Event>>,
     control: SendStream,
     rc: crate::conn::RelayConn,
+    /// Whether this command requested the session (and so ends it when it leaves).
+    own: bool,
 }
 
 impl Live {
@@ -61,6 +64,29 @@ impl Live {
             }
             Ok(None) | Err(_) => Err(EngineerError::Refused(format!("the relay closed the {what} channel"))),
         }
+    }
+
+    /// Ends the command's connection; a session it requested ends saying what the command
+    /// did (`work`, done if `ok`). A session given with `--session` goes on.
+    pub async fn finish(mut self, work: Work, ok: bool) {
+        if self.own
+            && let Some(events) = self.events.as_mut()
+        {
+            let finish = EngineerToRelay::Finish { session: self.session.clone(), work, ok };
+            if assist_net::write_msg(&mut self.control, &finish).await.is_ok() {
+                // The answer says the end is stored; without it the close ends the session
+                // anyway, as a disconnection.
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while let Some(Ok(ev)) = events.recv().await {
+                        if matches!(ev, RelayToEngineer::Done { .. } | RelayToEngineer::Error { .. }) {
+                            return;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+        self.close().await;
     }
 
     /// Ends the command's connection (and so a session it requested).
@@ -88,7 +114,7 @@ pub async fn open(
     let (ticket, priority, reason, duration_secs) = match choice {
         SessionChoice::Existing(session) => {
             let events = Some(spawn_events(authed.control.recv));
-            return Ok(Live { conn, session, events, control, rc });
+            return Ok(Live { conn, session, events, control, rc, own: false });
         }
         SessionChoice::New { ticket, priority, reason, duration_secs } => {
             (ticket, priority, reason, duration_secs)
@@ -107,7 +133,7 @@ pub async fn open(
         .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))?;
     let mut events = spawn_events(authed.control.recv);
     let approved = wait_for_consent(&mut events).await?;
-    Ok(Live { conn, session: approved.id, events: Some(events), control, rc })
+    Ok(Live { conn, session: approved.id, events: Some(events), control, rc, own: true })
 }
 
 /// Reads the control stream into a channel of events.

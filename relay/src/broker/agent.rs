@@ -246,11 +246,14 @@ async fn on_message(
             {
                 return true;
             }
-            let needed = match exec {
-                Some(name) => Capability::Exec { scripts: vec![name] },
-                None => Capability::Shell,
+            let (needed, reason) = match exec {
+                Some(script) => (
+                    Capability::Exec { scripts: vec![script.clone()] },
+                    EndReason::ScriptExited { name: script, code, signal },
+                ),
+                None => (Capability::Shell, EndReason::ShellExited { code, signal }),
             };
-            relay.shell_exited(name, &session, EndReason::ShellExited { code, signal }, needed).await;
+            relay.shell_exited(name, &session, reason, needed).await;
         }
         AgentToRelay::Countersign { session, digests, signature } => {
             // Kept as sent: the auditor checks it against the agent's certificate.

@@ -185,6 +185,10 @@ async fn command(
         EngineerToRelay::End { session, reason } => {
             relay.end_by(who, &session, reason).await.map(|message| RelayToEngineer::Done { message })
         }
+        EngineerToRelay::Finish { session, work, ok } => relay
+            .finish(who, link.conn_id, &session, EndReason::Finished { work, ok })
+            .await
+            .map(|message| RelayToEngineer::Done { message }),
         EngineerToRelay::Detach { session } => {
             relay.detach(who, link.conn_id, &session).await.map(|message| RelayToEngineer::Done { message })
         }

@@ -403,10 +403,13 @@ impl Relay {
         core.info.end_reason = Some(reason.to_string());
         let actor = match &reason {
             EndReason::EndedBy { user, .. } => user.clone(),
-            EndReason::ShellExited { .. } | EndReason::AgentDisconnected => agent_actor(&core.info.agent),
-            EndReason::Withdrawn | EndReason::EngineerDisconnected | EndReason::EngineerInterrupted => {
-                core.info.engineer.to_string()
+            EndReason::ShellExited { .. } | EndReason::ScriptExited { .. } | EndReason::AgentDisconnected => {
+                agent_actor(&core.info.agent)
             }
+            EndReason::Withdrawn
+            | EndReason::EngineerDisconnected
+            | EndReason::EngineerInterrupted
+            | EndReason::Finished { .. } => core.info.engineer.to_string(),
             _ => RELAY_ACTOR.to_owned(),
         };
         let event = session_event(&actor, Action::SessionEnded, &core.info).detail(json!({
@@ -456,6 +459,29 @@ impl Relay {
         for id in ids {
             self.end_session(&id, reason.clone()).await;
         }
+    }
+
+    /// The command that requested session `id` (on connection `conn_id`) ends it as it
+    /// leaves, saying what it did (`reason`).
+    pub(crate) async fn finish(
+        &self,
+        who: &Principal,
+        conn_id: u64,
+        id: &SessionId,
+        reason: EndReason,
+    ) -> Result<String, Refusal> {
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let engineer = s.core.lock().await.info.engineer.clone();
+        if engineer != who.user || s.engineer.conn_id != conn_id || s.detached.load(Ordering::Relaxed) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("only the command that requested {id} may finish it"),
+            ));
+        }
+        self.end_session(id, reason).await;
+        Ok(format!("ended {id}"))
     }
 
     /// The command that requested session `id` (on connection `conn_id`) leaves it without
