@@ -256,11 +256,19 @@ fn the_prompt_grants_a_subset_and_the_kill_key_ends_the_session() -> anyhow::Res
     relay.standard_world()?;
     let mut agent = relay.agent("erp-db01", "acme", "prompt")?;
     let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
 
     let mut s =
         alice.spawn(&refs(&shell(&["--also", "clipboard"], &["sh", "-c", "echo running; sleep 600"])))?;
     agent.proc().stdout.wait_for("2. clipboard")?;
     agent.proc().stdout.wait_for("answer within")?;
+    // Only the customer can answer: approvers are not shown it, and cannot approve it.
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
+    let asked = session_id(&alice)?;
+    let approve = bob.run(&["approve", &asked])?;
+    assert!(!approve.status.success());
+    let err = String::from_utf8_lossy(&approve.stderr);
+    assert!(err.contains("answered by the customer at erp-db01's own prompt"), "{err}");
     agent.proc().write_line("7")?;
     agent.proc().stdout.wait_for("there is no capability 7")?;
     agent.proc().write_line("1")?;
@@ -273,6 +281,7 @@ fn the_prompt_grants_a_subset_and_the_kill_key_ends_the_session() -> anyhow::Res
     let mut esc = alice.spawn(&["escalate", &id, "--add", "clipboard", "--reason", "paste the query"])?;
     agent.proc().stdout.wait_for("asks for MORE in live session")?;
     agent.proc().stdout.wait_for("answer within")?;
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
     agent.proc().write_line("y")?;
     assert_eq!(esc.wait()?.code(), Some(0));
     s.stderr.wait_for("prompt@erp-db01 granted clipboard")?;

@@ -357,7 +357,8 @@ impl Relay {
         }
     }
 
-    /// Pending requests the principal may answer, most urgent first.
+    /// Pending requests the principal may answer, most urgent first. Requests to agents in
+    /// `prompt` mode are answered at the customer's machine only, so they are not listed.
     pub async fn list_requests(&self, who: &Principal) -> Vec<SessionInfo> {
         let live: Vec<Arc<LiveSession>> =
             self.sessions.lock().expect("sessions lock").values().cloned().collect();
@@ -365,7 +366,7 @@ impl Relay {
         for s in live {
             let core = s.core.lock().await;
             let pending = core.info.state == SessionState::Requested || core.info.escalation.is_some();
-            if pending && who.may_answer_for(&core.info.agent_org) {
+            if pending && core.consent != ConsentMode::Prompt && who.may_answer_for(&core.info.agent_org) {
                 out.push(core.info.clone());
             }
         }

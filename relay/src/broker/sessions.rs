@@ -236,7 +236,7 @@ impl Relay {
                     return Err(Refusal::new(
                         ErrorCode::Conflict,
                         format!(
-                            "agent {} asks the customer at the machine; approvers cannot answer for it",
+                            "{id} is answered by the customer at {}'s own prompt (consent mode prompt); approvers cannot answer it",
                             core.info.agent
                         ),
                     ));
