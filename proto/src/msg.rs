@@ -281,6 +281,11 @@ pub enum AgentToRelay {
     Hello {
         consent: ConsentMode,
         version: String,
+        /// The names in the agent's allowlist of diagnostic scripts (never their programs
+        /// or arguments), so that the relay refuses a request for another one before
+        /// anyone is asked. Absent from agents that do not say (the agent checks anyway).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scripts: Option<Vec<String>>,
     },
     ConsentAnswer {
         session: SessionId,
@@ -560,7 +565,12 @@ mod tests {
             reason: EndReason::ShellExited { code: Some(3), signal: None },
         });
         round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into() });
-        round_trip(AgentToRelay::Hello { consent: ConsentMode::Prompt, version: "0".into() });
+        round_trip(AgentToRelay::Hello { consent: ConsentMode::Prompt, version: "0".into(), scripts: None });
+        round_trip(AgentToRelay::Hello {
+            consent: ConsentMode::Prompt,
+            version: "0".into(),
+            scripts: Some(vec!["db-health".into()]),
+        });
         round_trip(RelayToAgent::ConsentRequest { session: Box::new(info()) });
         round_trip(ChannelOpen {
             session: "s".into(),

@@ -150,6 +150,19 @@ fn cp_both_ways_checks_digests_audits_and_records_the_bytes() -> anyhow::Result<
     assert_eq!((d["match"].as_bool(), d["direction"].as_str()), (Some(true), Some("upload")));
     recorded(&relay, &id, d["channel"].as_u64().unwrap() as u32, "in", &std::fs::read(&patch)?)?;
 
+    // What fails on the engineer's side fails before anyone is asked: an existing local
+    // file without --force, a local file that is not there.
+    let again = alice.run(&[&["cp", &t.remote("logs/app.log"), &local][..], &new_session()].concat())?;
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("app.log exists; use --force to replace it"), "{}", stderr(&again));
+    let missing = t.p("local/missing.sql");
+    let gone = alice.run(&[&["cp", &missing, &in_dir][..], &new_session()].concat())?;
+    assert!(stderr(&gone).contains("missing.sql: No such file"), "{}", stderr(&gone));
+    let asked: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(asked.as_array().map(Vec::len), Some(2), "no session was requested for them: {asked}");
+
+    // A remote file that exists is learnt only with consent (the agent says nothing
+    // about its disk before), so this one is refused after approval, changing nothing.
     std::fs::write(&patch, b"new version\n")?;
     let (out, id) = approved(&alice, &bob, &up)?;
     assert!(!out.status.success());
@@ -381,10 +394,22 @@ fn exec_runs_only_allowlisted_scripts_with_their_own_arguments() -> anyhow::Resu
     let (out, _) = approved(&alice, &bob, &exec("hangs"))?;
     assert!(!out.status.success());
 
-    let (out, id) = approved(&alice, &bob, &exec("nope"))?;
+    // A script the agent does not have is refused before anyone is asked: the agent told
+    // the relay its script names (only the names) when it connected.
+    let out = alice.run(&exec("nope"))?;
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not in this agent's allowlist"), "{}", stderr(&out));
-    wait_events(&relay, &id, "channel.refused", 1)?;
+    assert!(
+        stderr(&out)
+            .contains("agent erp-db01 has no script nope in its allowlist (it has: hello, fails, hangs)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
+    // The same for an escalation.
+    let held = hold_session(&alice, &bob, "erp-db01", &[])?;
+    let out = alice.run(&["escalate", &held.id, "--add", "exec:nope", "--reason", "r"])?;
+    assert!(stderr(&out).contains("has no script nope"), "{}", stderr(&out));
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
     // A name that could carry shell syntax is not even asked for.
     let out = alice.run(&exec("hello;id"))?;
     assert!(!out.status.success());

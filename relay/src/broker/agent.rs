@@ -136,11 +136,11 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
         conn.close(codes::PROTOCOL, b"no control stream");
         return None;
     };
-    let (consent, version) =
+    let (consent, version, scripts) =
         match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await {
-            Ok(Ok(Some(AgentToRelay::Hello { consent, version }))) => {
+            Ok(Ok(Some(AgentToRelay::Hello { consent, version, scripts }))) => {
                 info!(%consent, %version, "agent connected");
-                (consent, version)
+                (consent, version, super::published_scripts(&name, scripts))
             }
             _ => {
                 conn.close(codes::PROTOCOL, b"expected hello");
@@ -165,7 +165,8 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
     }
     let conn_id = relay.conn_id();
     let tx = AgentTx::new(send);
-    let live = LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone() };
+    let live =
+        LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone(), scripts };
     // Whatever others send once it is online is written after the welcome.
     let welcome = RelayToAgent::Welcome { agent: name.clone(), org: row.org };
     if tx.send_first(&welcome, || relay.agent_online(name.clone(), live)).await.is_err() {

@@ -258,6 +258,7 @@ impl Relay {
         if core.grant.is_none() {
             return Err(Refusal::new(ErrorCode::Conflict, format!("session {id} is not approved yet")));
         }
+        self.check_scripts(&core.info.agent, &add)?;
         if core.info.escalation.is_some() {
             return Err(Refusal::new(
                 ErrorCode::Conflict,

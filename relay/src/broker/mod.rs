@@ -122,6 +122,21 @@ pub(crate) struct LiveAgent {
     pub consent: ConsentMode,
     pub tx: agent_tx::AgentTx,
     pub conn: quinn::Connection,
+    /// The agent's allowlist of diagnostic script names, if it published one.
+    pub scripts: Option<Box<[String]>>,
+}
+
+/// The script names an agent published, if they are all plain names (else none: the
+/// agent still refuses what it does not have, only later).
+pub(crate) fn published_scripts(agent: &AgentName, names: Option<Vec<String>>) -> Option<Box<[String]>> {
+    let names = names?;
+    let plain = names.len() <= 1000
+        && names.iter().all(|n| Capability::Exec { scripts: vec![n.clone()] }.validate().is_ok());
+    if !plain {
+        warn!(%agent, "the agent published script names that are not plain names; not checked before consent");
+        return None;
+    }
+    Some(names.into_boxed_slice())
 }
 
 /// What an engineer connection is, as far as sessions care.
@@ -268,6 +283,28 @@ impl Relay {
 
     pub(crate) fn agent_conn(&self, name: &AgentName) -> Option<quinn::Connection> {
         self.agents.lock().expect("agents lock").get(name).map(|a| a.conn.clone())
+    }
+
+    /// Refuses, before anyone is asked, a request for a script the agent said it does not
+    /// have.
+    fn check_scripts(&self, agent: &AgentName, caps: &[Capability]) -> Result<(), Refusal> {
+        let agents = self.agents.lock().expect("agents lock");
+        let Some(known) = agents.get(agent).and_then(|a| a.scripts.as_deref()) else {
+            return Ok(());
+        };
+        for cap in caps {
+            let Capability::Exec { scripts } = cap else { continue };
+            if let Some(missing) = scripts.iter().find(|s| !known.contains(s)) {
+                let has = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "agent {agent} has no script {missing} in its allowlist (it has: {has}); nobody was asked"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn is_online(&self, name: &AgentName) -> Option<ConsentMode> {

@@ -51,6 +51,7 @@ impl Relay {
         let consent = self
             .is_online(&agent)
             .ok_or_else(|| Refusal::new(ErrorCode::Conflict, format!("agent {agent} is offline")))?;
+        self.check_scripts(&agent, &capabilities)?;
 
         let now = now_ms();
         let timeout =
