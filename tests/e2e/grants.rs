@@ -251,6 +251,27 @@ fn an_expired_grant_closes_the_shell_and_an_extension_keeps_it() -> anyhow::Resu
 }
 
 #[test]
+fn a_session_left_by_its_shell_ends_when_its_grant_runs_out_unextended() -> anyhow::Result<()> {
+    // The wait for an extension after expiry is the consent timeout (3 s here).
+    let relay = TestRelay::start_with(&["--consent-timeout", "3s"])?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut s = alice.spawn(&refs(&shell(&["--for", "2s", "--also", "clipboard"], &["sleep", "600"])))?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    s.stderr.wait_for(&format!("the grant is no longer in force; session {id} stays open"))?;
+    assert_eq!(session(&bob, &id)?["state"], "active");
+    wait_until("the session to lapse", || Ok(session(&bob, &id)?["state"] == "closed"))?;
+    let row = session(&bob, &id)?;
+    assert_eq!(row["end_reason"], "the grant ran out with no command of the engineer in the session");
+    let lapsed = row["ended_at"].as_i64().unwrap() - row["grant_expires_at"].as_i64().unwrap();
+    assert!((3_000..6_000).contains(&lapsed), "ended {lapsed} ms after the grant expired");
+    Ok(())
+}
+
+#[test]
 fn the_prompt_grants_a_subset_and_the_kill_key_ends_the_session() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
     relay.standard_world()?;
