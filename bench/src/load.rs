@@ -185,8 +185,11 @@ async fn hold_one(endpoint: &Endpoint, relay: SocketAddr, ca: Fingerprint, id: &
     };
     let conn = assist_net::connect(endpoint, relay, ca, Some(identity)).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
-    let hello =
-        AgentToRelay::Hello { consent: ConsentMode::Approver, version: env!("CARGO_PKG_VERSION").into() };
+    let hello = AgentToRelay::Hello {
+        consent: ConsentMode::Approver,
+        version: env!("CARGO_PKG_VERSION").into(),
+        scripts: None,
+    };
     assist_net::write_msg(&mut send, &hello).await?;
     match tokio::time::timeout(Duration::from_secs(30), assist_net::read_msg::<RelayToAgent, _>(&mut recv))
         .await

@@ -165,6 +165,19 @@ pub enum EngineerToRelay {
         session: SessionId,
         reason: Option<String>,
     },
+    /// The command that requested the session finished what it asked the session for
+    /// (`ok`) or gave up, and ends it saying so. Only from the connection that requested it.
+    Finish {
+        session: SessionId,
+        work: crate::session::Work,
+        ok: bool,
+    },
+    /// The command that requested the session leaves it without ending it (its own
+    /// capability was revoked or expired; the session keeps what else it holds, for other
+    /// commands with `--session`). Only from the connection that requested the session.
+    Detach {
+        session: SessionId,
+    },
     Resize {
         session: SessionId,
         cols: u16,
@@ -235,6 +248,14 @@ pub enum RelayToEngineer {
         /// Whether the grant is still in force (false once expired or emptied).
         in_force: bool,
     },
+    /// A diagnostic script this connection ran in a session that goes on (`assist exec
+    /// --session`) exited, after its output stream finished.
+    ScriptExited {
+        session: SessionId,
+        name: String,
+        code: Option<i32>,
+        signal: Option<String>,
+    },
     /// The session is over. `exit_code` is the remote command's, when it exited.
     SessionEnded {
         reason: EndReason,
@@ -260,6 +281,11 @@ pub enum AgentToRelay {
     Hello {
         consent: ConsentMode,
         version: String,
+        /// The names in the agent's allowlist of diagnostic scripts (never their programs
+        /// or arguments), so that the relay refuses a request for another one before
+        /// anyone is asked. Absent from agents that do not say (the agent checks anyway).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scripts: Option<Vec<String>>,
     },
     ConsentAnswer {
         session: SessionId,
@@ -280,6 +306,10 @@ pub enum AgentToRelay {
         /// The script's name when the channel ran a diagnostic script (`exec`), not a shell.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exec: Option<String>,
+        /// The channel's stream (as the relay opened it), so the exit reaches the command
+        /// that opened that channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<u64>,
     },
     /// The agent's own account of a channel's bytes, signed with its certificate's key, so
     /// a recording can be checked against what the customer's side saw. Sent before
@@ -375,6 +405,10 @@ pub enum ChannelKind {
     Shell { pty: Option<PtyRequest>, command: Option<Vec<String>> },
     /// Agent → engineer: a command's standard error (unidirectional stream).
     Stderr,
+    /// Agent → relay: the standard error of the command on the channel whose stream is
+    /// `stream` (as the relay opened it); the relay passes it on as [`ChannelKind::Stderr`]
+    /// to the connection that opened that channel.
+    StderrOf { stream: u64 },
     /// A file listing, read or write ([`crate::files`]).
     Files { request: FileRequest },
     /// One named diagnostic script from the agent's allowlist; its output streams back.
@@ -388,7 +422,9 @@ impl ChannelKind {
     /// The capability a grant must hold for this channel: for files, the exact paths.
     pub fn required_capability(&self) -> Capability {
         match self {
-            ChannelKind::Shell { .. } | ChannelKind::Stderr => Capability::Shell,
+            ChannelKind::Shell { .. } | ChannelKind::Stderr | ChannelKind::StderrOf { .. } => {
+                Capability::Shell
+            }
             ChannelKind::Files { request } => request.required_capability(),
             ChannelKind::Exec { name } => Capability::Exec { scripts: vec![name.clone()] },
             ChannelKind::Logs { paths, .. } => Capability::FilesRead {
@@ -420,7 +456,7 @@ impl ChannelKind {
     pub fn name(&self) -> &'static str {
         match self {
             ChannelKind::Shell { .. } => "shell",
-            ChannelKind::Stderr => "stderr",
+            ChannelKind::Stderr | ChannelKind::StderrOf { .. } => "stderr",
             ChannelKind::Files { .. } => "files",
             ChannelKind::Exec { .. } => "exec",
             ChannelKind::Logs { .. } => "logs",
@@ -555,7 +591,12 @@ mod tests {
             reason: EndReason::ShellExited { code: Some(3), signal: None },
         });
         round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into() });
-        round_trip(AgentToRelay::Hello { consent: ConsentMode::Prompt, version: "0".into() });
+        round_trip(AgentToRelay::Hello { consent: ConsentMode::Prompt, version: "0".into(), scripts: None });
+        round_trip(AgentToRelay::Hello {
+            consent: ConsentMode::Prompt,
+            version: "0".into(),
+            scripts: Some(vec!["db-health".into()]),
+        });
         round_trip(RelayToAgent::ConsentRequest { session: Box::new(info()) });
         round_trip(ChannelOpen {
             session: "s".into(),

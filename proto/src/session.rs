@@ -60,6 +60,18 @@ impl fmt::Display for SessionState {
     }
 }
 
+/// What a command that requested a session for itself did in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Work {
+    /// `assist cp`: file transfers.
+    Transfer,
+    /// `assist ls`: a directory listing.
+    Listing,
+    /// `assist logs`: a log bundle.
+    Logs,
+}
+
 /// Why a session ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -69,6 +81,18 @@ pub enum EndReason {
     ShellExited {
         code: Option<i32>,
         signal: Option<String>,
+    },
+    /// The diagnostic script the session was requested for (`assist exec`) exited.
+    ScriptExited {
+        name: String,
+        code: Option<i32>,
+        signal: Option<String>,
+    },
+    /// The command the session was requested for (`assist cp`, `ls`, `logs`) finished its
+    /// work (`ok`) or gave up on it, and said so as it left.
+    Finished {
+        work: Work,
+        ok: bool,
     },
     EngineerDisconnected,
     /// The engineer stopped the client (Ctrl-C); it said so as it closed.
@@ -82,6 +106,9 @@ pub enum EndReason {
         reason: Option<String>,
     },
     RelayShutdown,
+    /// The engineer's command left the session (its own capability was lost), and the
+    /// grant then ran out with nobody using or extending it.
+    Lapsed,
     /// Something failed; the message says what, for people.
     Failed {
         message: String,
@@ -92,7 +119,10 @@ impl EndReason {
     /// The exit code an engineer's CLI should return for this reason.
     pub fn exit_code(&self) -> i32 {
         match self {
-            EndReason::ShellExited { code: Some(c), .. } => *c,
+            EndReason::ShellExited { code: Some(c), .. } | EndReason::ScriptExited { code: Some(c), .. } => {
+                *c
+            }
+            EndReason::Finished { ok: true, .. } => 0,
             // Like a shell: 128 + signal number is unknown here, so use a generic failure.
             EndReason::ShellExited { code: None, .. } => 255,
             _ => 255,
@@ -106,6 +136,21 @@ impl fmt::Display for EndReason {
             EndReason::ShellExited { code: Some(c), .. } => write!(f, "shell exited with status {c}"),
             EndReason::ShellExited { code: None, signal: Some(s) } => write!(f, "shell killed by {s}"),
             EndReason::ShellExited { .. } => f.write_str("shell exited"),
+            EndReason::ScriptExited { name, code: Some(c), .. } => {
+                write!(f, "script {name} exited with status {c}")
+            }
+            EndReason::ScriptExited { name, code: None, signal: Some(s) } => {
+                write!(f, "script {name} killed by {s}")
+            }
+            EndReason::ScriptExited { name, .. } => write!(f, "script {name} exited"),
+            EndReason::Finished { work, ok } => f.write_str(match (work, ok) {
+                (Work::Transfer, true) => "transfer finished",
+                (Work::Transfer, false) => "transfer failed",
+                (Work::Listing, true) => "listing finished",
+                (Work::Listing, false) => "listing failed",
+                (Work::Logs, true) => "log bundle sent",
+                (Work::Logs, false) => "log bundle failed",
+            }),
             EndReason::EngineerDisconnected => f.write_str("engineer disconnected"),
             EndReason::EngineerInterrupted => f.write_str("engineer interrupted the client"),
             EndReason::Withdrawn => f.write_str("request withdrawn by the engineer"),
@@ -113,6 +158,9 @@ impl fmt::Display for EndReason {
             EndReason::EndedBy { user, reason: Some(r) } => write!(f, "ended by {user}: {r}"),
             EndReason::EndedBy { user, reason: None } => write!(f, "ended by {user}"),
             EndReason::RelayShutdown => f.write_str("relay shutting down"),
+            EndReason::Lapsed => {
+                f.write_str("the grant ran out with no command of the engineer in the session")
+            }
             EndReason::Failed { message } => write!(f, "failed: {message}"),
         }
     }
@@ -213,6 +261,24 @@ impl SessionMachine {
 mod tests {
     use super::*;
     use SessionState::*;
+
+    #[test]
+    fn each_end_says_what_ended_it_and_old_ends_still_read() {
+        let script = EndReason::ScriptExited { name: "db-health".into(), code: Some(3), signal: None };
+        assert_eq!(script.to_string(), "script db-health exited with status 3");
+        assert_eq!(script.exit_code(), 3);
+        let done = |work, ok| EndReason::Finished { work, ok }.to_string();
+        assert_eq!(done(Work::Transfer, true), "transfer finished");
+        assert_eq!(done(Work::Listing, true), "listing finished");
+        assert_eq!(done(Work::Logs, true), "log bundle sent");
+        assert_eq!(done(Work::Transfer, false), "transfer failed");
+        // Audit details written before these reasons existed still parse as they were.
+        let old: EndReason =
+            serde_json::from_str(r#"{"kind":"shell_exited","code":3,"signal":null}"#).unwrap();
+        assert_eq!(old.to_string(), "shell exited with status 3");
+        let old: EndReason = serde_json::from_str(r#"{"kind":"engineer_disconnected"}"#).unwrap();
+        assert_eq!(old.to_string(), "engineer disconnected");
+    }
 
     #[test]
     fn happy_path() {

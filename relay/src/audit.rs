@@ -126,6 +126,9 @@ actions! {
     /// A session's grant ran out; its channels were closed.
     GrantExpired = "grant.expired",
     ChannelRefused = "channel.refused",
+    /// A diagnostic script run in a session that goes on (`assist exec --session`) exited
+    /// (detail: script, exit code or signal).
+    ScriptExited = "exec.exited",
     /// A file transfer ended (detail: path, direction, size, SHA-256 from the agent and the
     /// engineer, whether they matched, the recording channel).
     FileTransferred = "file.transferred",

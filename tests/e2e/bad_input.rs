@@ -235,8 +235,11 @@ fn agent_certificate_from_another_ca_is_refused() -> anyhow::Result<()> {
     let refused = rt.block_on(async {
         let Ok((_ep, conn)) = connect(&relay, Some(identity)).await else { return true };
         let Ok((mut send, mut recv)) = conn.open_bi().await else { return true };
-        let hello =
-            AgentToRelay::Hello { consent: assist_proto::caps::ConsentMode::Approver, version: "x".into() };
+        let hello = AgentToRelay::Hello {
+            consent: assist_proto::caps::ConsentMode::Approver,
+            version: "x".into(),
+            scripts: None,
+        };
         if write_msg(&mut send, &hello).await.is_err() {
             return true;
         }

@@ -63,6 +63,13 @@ fn wait_events(relay: &TestRelay, session: &str, action: &str, n: usize) -> anyh
     }
 }
 
+/// How session `id` ended, as `assist sessions` shows it to `cli`.
+fn end_reason(cli: &assist_tests::Cli, id: &str) -> anyhow::Result<String> {
+    let v: serde_json::Value = serde_json::from_str(&cli.ok(&["sessions", "--json"])?)?;
+    let row = v.as_array().and_then(|a| a.iter().find(|s| s["id"] == id)).cloned().unwrap_or_default();
+    Ok(row["end_reason"].as_str().unwrap_or("").to_owned())
+}
+
 /// Waits until the recording's raw export of `channel`/`direction` equals `expected`.
 fn recorded(
     relay: &TestRelay,
@@ -102,6 +109,8 @@ fn cp_both_ways_checks_digests_audits_and_records_the_bytes() -> anyhow::Result<
     assert_eq!(std::fs::read(t.base.join("local/app.log"))?, original);
     assert!(stderr(&out).contains(&format!("sha256 {want}")), "{}", stderr(&out));
     assert!(!t.base.join("local/.app.log.assist-part").exists());
+    // The session the copy asked for ended with it, saying so (stored before cp returned).
+    assert_eq!(end_reason(&bob, &id)?, "transfer finished");
     let ev = events(&relay, &id, "file.transferred")?;
     assert_eq!(ev.len(), 1, "{ev:?}");
     let d = &ev[0]["detail"];
@@ -141,6 +150,19 @@ fn cp_both_ways_checks_digests_audits_and_records_the_bytes() -> anyhow::Result<
     assert_eq!((d["match"].as_bool(), d["direction"].as_str()), (Some(true), Some("upload")));
     recorded(&relay, &id, d["channel"].as_u64().unwrap() as u32, "in", &std::fs::read(&patch)?)?;
 
+    // What fails on the engineer's side fails before anyone is asked: an existing local
+    // file without --force, a local file that is not there.
+    let again = alice.run(&[&["cp", &t.remote("logs/app.log"), &local][..], &new_session()].concat())?;
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("app.log exists; use --force to replace it"), "{}", stderr(&again));
+    let missing = t.p("local/missing.sql");
+    let gone = alice.run(&[&["cp", &missing, &in_dir][..], &new_session()].concat())?;
+    assert!(stderr(&gone).contains("missing.sql: No such file"), "{}", stderr(&gone));
+    let asked: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(asked.as_array().map(Vec::len), Some(2), "no session was requested for them: {asked}");
+
+    // A remote file that exists is learnt only with consent (the agent says nothing
+    // about its disk before), so this one is refused after approval, changing nothing.
     std::fs::write(&patch, b"new version\n")?;
     let (out, id) = approved(&alice, &bob, &up)?;
     assert!(!out.status.success());
@@ -186,6 +208,13 @@ fn recursive_copies_and_listing() -> anyhow::Result<()> {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(t.base.join("in/logs/old/2024.log"))?, b"last year\n");
     assert_eq!(events(&relay, &held.id, "file.transferred")?.len(), 4);
+    // Commands in a session they did not ask for leave it as it was.
+    assert_eq!(end_reason(&bob, &held.id)?, "");
+
+    // A listing in a session of its own ends it as such.
+    let (out, id) = approved(&alice, &bob, &[&["ls", &t.remote("logs")][..], &new_session()].concat())?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(end_reason(&bob, &id)?, "listing finished");
     Ok(())
 }
 
@@ -356,20 +385,89 @@ fn exec_runs_only_allowlisted_scripts_with_their_own_arguments() -> anyhow::Resu
     let granted = events(&relay, &id, "session.approved")?;
     assert!(granted[0].to_string().contains("exec"), "{granted:?}");
 
-    let (out, _) = approved(&alice, &bob, &exec("fails"))?;
+    let (out, id) = approved(&alice, &bob, &exec("fails"))?;
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("bad"), "{}", stderr(&out));
+    wait_until("the end to be stored", || Ok(!end_reason(&bob, &id)?.is_empty()))?;
+    assert_eq!(end_reason(&bob, &id)?, "script fails exited with status 3");
 
     let (out, _) = approved(&alice, &bob, &exec("hangs"))?;
     assert!(!out.status.success());
 
-    let (out, id) = approved(&alice, &bob, &exec("nope"))?;
+    // A script the agent does not have is refused before anyone is asked: the agent told
+    // the relay its script names (only the names) when it connected.
+    let out = alice.run(&exec("nope"))?;
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not in this agent's allowlist"), "{}", stderr(&out));
-    wait_events(&relay, &id, "channel.refused", 1)?;
+    assert!(
+        stderr(&out)
+            .contains("agent erp-db01 has no script nope in its allowlist (it has: hello, fails, hangs)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
+    // The same for an escalation.
+    let held = hold_session(&alice, &bob, "erp-db01", &[])?;
+    let out = alice.run(&["escalate", &held.id, "--add", "exec:nope", "--reason", "r"])?;
+    assert!(stderr(&out).contains("has no script nope"), "{}", stderr(&out));
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
     // A name that could carry shell syntax is not even asked for.
     let out = alice.run(&exec("hello;id"))?;
     assert!(!out.status.success());
+    Ok(())
+}
+
+#[test]
+fn exec_runs_in_a_live_session_once_its_grant_covers_the_script() -> anyhow::Result<()> {
+    let t = Tree::new()?;
+    let scripts = t.base.join("scripts.json");
+    let config = serde_json::json!({ "scripts": [
+        { "name": "hello", "path": "/bin/echo", "args": ["hello"] },
+        { "name": "fails", "path": "/bin/sh", "args": ["-c", "echo bad >&2; exit 3"] },
+    ]});
+    std::fs::write(&scripts, config.to_string())?;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = agent_with(&relay, "erp-db01", "acme", &["--scripts", scripts.to_str().unwrap()])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+    let mut held = hold_session(&alice, &bob, "erp-db01", &[])?;
+    let exec = |name: &str| alice.run(&["exec", "erp-db01", name, "--session", &held.id]);
+
+    // Not granted yet: refused by the relay, and nothing ran.
+    let out = exec("hello")?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not cover exec:hello"), "{}", stderr(&out));
+    let mut esc = alice.spawn(&[
+        "escalate",
+        &held.id,
+        "--add",
+        "exec:hello",
+        "--add",
+        "exec:fails",
+        "--reason",
+        "diagnostics",
+    ])?;
+    esc.stderr.wait_for("waiting for an approver of acme")?;
+    bob.ok(&["approve", &held.id])?;
+    assert_eq!(esc.wait()?.code(), Some(0));
+
+    // Granted: each runs in the session, its exit code is ours, and the session goes on.
+    let out = exec("hello")?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout.clone())?, "hello\n");
+    let out = exec("fails")?;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad"), "{}", stderr(&out));
+    assert!(held.proc.child.try_wait()?.is_none(), "the session's shell goes on");
+    let row: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(row[0]["state"], "active", "{row}");
+
+    // Recorded as channels of the session (the shell is 1, its stderr 2), and each exit
+    // audited.
+    recorded(&relay, &held.id, 3, "out", b"hello\n")?;
+    wait_events(&relay, &held.id, "exec.exited", 2)?;
+    let exits = events(&relay, &held.id, "exec.exited")?;
+    assert_eq!(exits[1]["detail"]["script"], "fails", "{exits:?}");
+    assert_eq!(exits[1]["detail"]["code"], 3, "{exits:?}");
     Ok(())
 }
 
@@ -386,8 +484,9 @@ fn logs_collects_recent_files_inside_the_grant_with_a_manifest() -> anyhow::Resu
     let args =
         [&["logs", "erp-db01", "--since", "2d", "-o", archive.to_str().unwrap(), &root][..], &new_session()]
             .concat();
-    let (out, _) = approved(&alice, &bob, &args)?;
+    let (out, id) = approved(&alice, &bob, &args)?;
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(end_reason(&bob, &id)?, "log bundle sent");
     let x = t.base.join("local/x");
     std::fs::create_dir(&x)?;
     let tar = std::process::Command::new("tar").arg("-xzf").arg(&archive).arg("-C").arg(&x).output()?;

@@ -231,7 +231,7 @@ pub(crate) async fn serve(
     });
     let errors = stderr.map(|mut stderr| {
         let conn = conn.clone();
-        let header = ChannelOpen { session: session.clone(), channel: ChannelKind::Stderr };
+        let header = ChannelOpen { session: session.clone(), channel: ChannelKind::StderrOf { stream } };
         tokio::spawn(async move {
             let mut uni = conn.open_uni().await.ok()?;
             write_msg(&mut uni, &header).await.ok()?;
@@ -264,6 +264,12 @@ pub(crate) async fn serve(
     info!(%session, code = ?status.code, signal = ?status.signal, "process exited");
     let _ = state
         .control
-        .send(AgentToRelay::ChannelExited { session, code: status.code, signal: status.signal, exec })
+        .send(AgentToRelay::ChannelExited {
+            session,
+            code: status.code,
+            signal: status.signal,
+            exec,
+            stream: Some(stream),
+        })
         .await;
 }

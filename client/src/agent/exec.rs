@@ -78,6 +78,11 @@ impl Scripts {
     pub fn get(&self, name: &str) -> Option<&Script> {
         self.scripts.iter().find(|s| s.name == name)
     }
+
+    /// The names engineers may ask for, as the agent tells its relay.
+    pub fn names(&self) -> Vec<String> {
+        self.scripts.iter().map(|s| s.name.clone()).collect()
+    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,7 @@ async fn session(
         .call::<_, RelayToAgent>(&AgentToRelay::Hello {
             consent: cfg.consent,
             version: env!("CARGO_PKG_VERSION").into(),
+            scripts: Some(cfg.scripts.names()),
         })
         .await
     {

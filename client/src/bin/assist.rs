@@ -110,6 +110,8 @@ enum Cmd {
         session: SessionArgs,
     },
     /// Run one of the agent's allowlisted diagnostic scripts by name; its exit code is ours.
+    /// In a session of its own it ends with the script; with --session S (whose grant
+    /// covers exec:NAME) it runs in that session, which goes on.
     Exec {
         agent: AgentName,
         name: String,
@@ -154,7 +156,8 @@ enum Cmd {
         /// A capability to add, e.g. files.read:/var/log/erp (repeatable).
         #[arg(long = "add", value_name = "CAP")]
         add: Vec<Capability>,
-        /// Extend the grant to this long from approval, e.g. 30m.
+        /// Add this much time to the grant, e.g. 30m: the new expiry is the current one (or
+        /// the approval's time, if the grant already ran out) plus DUR.
         #[arg(long = "extend", value_parser = humantime::parse_duration, value_name = "DUR")]
         extend: Option<Duration>,
         #[arg(long)]
@@ -317,7 +320,7 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             let cap = Capability::FilesRead { roots: vec![path.trim_end_matches('/').to_owned()] };
             let live = engineer::session::open(&cfg, &agent, session.choice()?, vec![cap]).await?;
             let listed = engineer::cp::list(&live, &path, false).await;
-            live.close().await;
+            live.finish(assist_proto::session::Work::Listing, listed.is_ok()).await;
             let (_, entries) = listed?;
             if json { print_json(&entries)? } else { print!("{}", render::entries(&entries)) }
         }

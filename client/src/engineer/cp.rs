@@ -23,6 +23,7 @@ use assist_proto::caps::Capability;
 use assist_proto::files::{Batch, EntryKind, FileEntry, FileReady, FileRequest, fmt_size};
 use assist_proto::ids::AgentName;
 use assist_proto::msg::ChannelKind;
+use assist_proto::session::Work;
 use std::path::{Path, PathBuf};
 
 /// One side of a copy.
@@ -81,21 +82,53 @@ fn base_name(path: &str) -> Result<String, EngineerError> {
         .ok_or_else(|| bad(format!("{path} names no file")))
 }
 
+/// What can be known here before a session is asked for: nobody is asked to approve a
+/// copy that would fail on this side. (Whether a remote file exists is learnt only with
+/// consent: the agent tells nothing about its disk before that.)
+fn check_local(
+    local: &Path,
+    remote_path: &str,
+    download: bool,
+    req: &CopyRequest,
+) -> Result<(), EngineerError> {
+    if download {
+        if req.recursive {
+            return Ok(());
+        }
+        let target = if local.is_dir() { local.join(base_name(remote_path)?) } else { local.to_path_buf() };
+        if target.exists() && !req.opts.force {
+            return Err(bad(format!("{} exists; use --force to replace it", target.display())));
+        }
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(bad(format!("{}: no such directory here", parent.display())));
+        }
+        return Ok(());
+    }
+    let meta = std::fs::metadata(local).map_err(|e| bad(format!("{}: {e}", local.display())))?;
+    if meta.is_dir() && !req.recursive {
+        return Err(bad(format!("{} is a directory; use -r", local.display())));
+    }
+    Ok(())
+}
+
 /// Runs the copy; returns the exit code.
 pub async fn run(cfg: &ConfigDir, req: CopyRequest) -> Result<i32, EngineerError> {
     match (Side::parse(&req.src), Side::parse(&req.dst)) {
         (Side::Remote { agent, path }, Side::Local(local)) => {
+            check_local(&local, &path, true, &req)?;
             let cap = Capability::FilesRead { roots: vec![path.trim_end_matches('/').to_owned()] };
             let live = session::open(cfg, &agent, req.session.clone(), vec![cap]).await?;
             let result = download(&live, &path, &local, &req).await;
-            live.close().await;
+            live.finish(Work::Transfer, result.is_ok()).await;
             result.map(|()| 0)
         }
         (Side::Local(local), Side::Remote { agent, path }) => {
+            check_local(&local, &path, false, &req)?;
             let cap = Capability::FilesWrite { roots: vec![path.trim_end_matches('/').to_owned()] };
             let live = session::open(cfg, &agent, req.session.clone(), vec![cap]).await?;
             let result = upload(&live, &local, &path, &req).await;
-            live.close().await;
+            live.finish(Work::Transfer, result.is_ok()).await;
             result.map(|()| 0)
         }
         (Side::Remote { .. }, Side::Remote { .. }) => Err(bad("copy between two agents is not supported")),

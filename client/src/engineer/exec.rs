@@ -1,7 +1,9 @@
 //! `assist exec AGENT NAME`: runs one of the agent's allowlisted diagnostic scripts in a
-//! session of its own (capability `exec:NAME`), streams its output (stdout to stdout,
-//! stderr to stderr) and returns its exit code. The engineer sends only the name: the
-//! program and its arguments come from the agent's configuration.
+//! session of its own (capability `exec:NAME`; the session ends with the script), or in
+//! a live session whose grant covers `exec:NAME` (`--session S`; the session goes on),
+//! streams its output (stdout to stdout, stderr to stderr) and returns its exit code. The
+//! engineer sends only the name: the program and its arguments come from the agent's
+//! configuration.
 
 use super::EngineerError;
 use super::config::ConfigDir;
@@ -21,11 +23,6 @@ pub async fn run(
     name: &str,
     choice: SessionChoice,
 ) -> Result<i32, EngineerError> {
-    if let SessionChoice::Existing(_) = choice {
-        return Err(EngineerError::Refused(
-            "assist exec runs in a session of its own (it ends when the script exits); drop --session".into(),
-        ));
-    }
     let cap = Capability::Exec { scripts: vec![name.to_owned()] };
     let mut live = session::open(cfg, agent, choice, vec![cap]).await?;
     let (send, mut recv) = live.channel(ChannelKind::Exec { name: name.to_owned() }).await?;
@@ -42,12 +39,16 @@ pub async fn run(
             }
         }
     });
-    let mut events = live.events.take().expect("a new session has events");
+    let mut events = live.events.take().expect("an open session has events");
     let mut stdout_done = false;
     let reason = loop {
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(Ok(RelayToEngineer::SessionEnded { reason })) => break reason,
+                // In a session that goes on, only this script's end is ours.
+                Some(Ok(RelayToEngineer::ScriptExited { name: n, code, signal, .. })) if n == name => {
+                    break EndReason::ScriptExited { name: n, code, signal };
+                }
                 Some(Ok(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
                 Some(Ok(_)) => {}
                 Some(Err(message)) => break EndReason::Failed { message },
@@ -60,7 +61,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(3), &mut stdout).await;
     }
     stderr.abort();
-    if !matches!(reason, EndReason::ShellExited { code: Some(_), .. }) {
+    if !matches!(reason, EndReason::ScriptExited { code: Some(_), .. }) {
         eprintln!("assist: {name} on {agent}: {}", assist_proto::text::line(&reason.to_string()));
     }
     let code = reason.exit_code();

@@ -12,6 +12,7 @@ use assist_proto::caps::Capability;
 use assist_proto::files::{FileReady, fmt_size};
 use assist_proto::ids::AgentName;
 use assist_proto::msg::ChannelKind;
+use assist_proto::session::Work;
 use std::io::Write;
 use std::path::Path;
 
@@ -64,6 +65,6 @@ pub async fn run(
         Ok((ready.files, ready.size, written))
     }
     .await;
-    live.close().await;
+    live.finish(Work::Logs, result.is_ok()).await;
     result
 }

@@ -15,6 +15,7 @@ use assist_proto::ids::{AgentName, SessionId};
 use assist_proto::msg::{
     ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, RelayToEngineer, SessionInfo,
 };
+use assist_proto::session::Work;
 use quinn::{Connection, RecvStream, SendStream};
 use std::io::Write;
 use std::time::Duration;
@@ -36,10 +37,13 @@ pub enum SessionChoice {
 pub struct Live {
     pub conn: Connection,
     pub session: SessionId,
-    /// Events of a session this command requested (`None` for an existing session).
+    /// What the relay tells this connection: the session's events if this command
+    /// requested it, else only answers and what concerns its own channels.
     pub events: Option<mpsc::Receiver<Event>>,
     control: SendStream,
     rc: crate::conn::RelayConn,
+    /// Whether this command requested the session (and so ends it when it leaves).
+    own: bool,
 }
 
 impl Live {
@@ -60,6 +64,29 @@ impl Live {
             }
             Ok(None) | Err(_) => Err(EngineerError::Refused(format!("the relay closed the {what} channel"))),
         }
+    }
+
+    /// Ends the command's connection; a session it requested ends saying what the command
+    /// did (`work`, done if `ok`). A session given with `--session` goes on.
+    pub async fn finish(mut self, work: Work, ok: bool) {
+        if self.own
+            && let Some(events) = self.events.as_mut()
+        {
+            let finish = EngineerToRelay::Finish { session: self.session.clone(), work, ok };
+            if assist_net::write_msg(&mut self.control, &finish).await.is_ok() {
+                // The answer says the end is stored; without it the close ends the session
+                // anyway, as a disconnection.
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while let Some(Ok(ev)) = events.recv().await {
+                        if matches!(ev, RelayToEngineer::Done { .. } | RelayToEngineer::Error { .. }) {
+                            return;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+        self.close().await;
     }
 
     /// Ends the command's connection (and so a session it requested).
@@ -91,7 +118,8 @@ pub async fn open(
     let mut control = authed.control.send;
     let (ticket, priority, reason, duration_secs) = match choice {
         SessionChoice::Existing(session) => {
-            return Ok(Live { conn, session, events: None, control, rc });
+            let events = Some(spawn_events(authed.control.recv));
+            return Ok(Live { conn, session, events, control, rc, own: false });
         }
         SessionChoice::New { ticket, priority, reason, duration_secs } => {
             (ticket, priority, reason, duration_secs)
@@ -110,7 +138,7 @@ pub async fn open(
         .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))?;
     let mut events = spawn_events(authed.control.recv);
     let approved = wait_for_consent(&mut events).await?;
-    Ok(Live { conn, session: approved.id, events: Some(events), control, rc })
+    Ok(Live { conn, session: approved.id, events: Some(events), control, rc, own: true })
 }
 
 /// Reads the control stream into a channel of events.

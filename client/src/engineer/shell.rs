@@ -196,12 +196,49 @@ async fn session(
     drop(raw);
     let code = reason.exit_code();
     let shell_exit = matches!(reason, EndReason::ShellExited { .. });
-    if pty || !shell_exit {
-        let why = shell_lost.unwrap_or_else(|| reason.to_string());
-        say(&format!("\r\nassist: session {session} ended: {}", text::line(&why)));
+    if let Some(why) = shell_lost {
+        // Only the shell is gone: the session stays for what else it holds.
+        let left = leave(&mut control_send, &mut events, &session).await;
+        say(&format!("\r\nassist: {}; {}", text::line(&why), text::line(&left)));
+    } else if pty || !shell_exit {
+        say(&format!("\r\nassist: session {session} ended: {}", text::line(&reason.to_string())));
     }
     let _ = control_send.finish();
     Ok(code)
+}
+
+/// Leaves the session without ending it; says what became of it.
+async fn leave(
+    control: &mut quinn::SendStream,
+    events: &mut mpsc::Receiver<super::session::Event>,
+    session: &assist_proto::ids::SessionId,
+) -> String {
+    let ended = |reason: &dyn std::fmt::Display| format!("session {session} ended: {reason}");
+    let detach = EngineerToRelay::Detach { session: session.clone() };
+    if let Err(e) = assist_net::write_msg(control, &detach).await {
+        return ended(&format!("lost the connection to the relay: {e}"));
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Some(Ok(RelayToEngineer::Done { message })) => return Ok(message),
+                Some(Ok(RelayToEngineer::SessionEnded { reason })) => return Err(reason.to_string()),
+                Some(Ok(RelayToEngineer::Error { message, .. })) => return Err(message),
+                Some(Ok(_)) => {}
+                Some(Err(message)) => return Err(message),
+                None => return Err("connection to the relay lost".into()),
+            }
+        }
+    })
+    .await;
+    match answer {
+        Ok(Ok(message)) => format!(
+            "{message}; use it with --session {session} (assist cp, ls, exec, logs), \
+             ask for more with assist escalate {session}, or end it with assist end {session}"
+        ),
+        Ok(Err(message)) => ended(&message),
+        Err(_) => ended(&"the relay did not answer"),
+    }
 }
 
 /// A local output for remote bytes.

@@ -136,11 +136,11 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
         conn.close(codes::PROTOCOL, b"no control stream");
         return None;
     };
-    let (consent, version) =
+    let (consent, version, scripts) =
         match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await {
-            Ok(Ok(Some(AgentToRelay::Hello { consent, version }))) => {
+            Ok(Ok(Some(AgentToRelay::Hello { consent, version, scripts }))) => {
                 info!(%consent, %version, "agent connected");
-                (consent, version)
+                (consent, version, super::published_scripts(&name, scripts))
             }
             _ => {
                 conn.close(codes::PROTOCOL, b"expected hello");
@@ -165,7 +165,8 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
     }
     let conn_id = relay.conn_id();
     let tx = AgentTx::new(send);
-    let live = LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone() };
+    let live =
+        LiveAgent { conn_id, org: row.org.clone(), consent, tx: tx.clone(), conn: conn.clone(), scripts };
     // Whatever others send once it is online is written after the welcome.
     let welcome = RelayToAgent::Welcome { agent: name.clone(), org: row.org };
     if tx.send_first(&welcome, || relay.agent_online(name.clone(), live)).await.is_err() {
@@ -242,12 +243,20 @@ async fn on_message(
                 let _ = tx.send(RelayToAgent::Error { code: r.code, message: r.message }).await;
             }
         }
-        AgentToRelay::ChannelExited { session, code, signal, exec } => {
-            let needed = match exec {
-                Some(name) => Capability::Exec { scripts: vec![name] },
-                None => Capability::Shell,
+        AgentToRelay::ChannelExited { session, code, signal, exec, stream } => {
+            if let (Some(script), Some(stream)) = (&exec, stream)
+                && relay.script_exited(name, &session, stream, script, code, signal.clone()).await
+            {
+                return true;
+            }
+            let (needed, reason) = match exec {
+                Some(script) => (
+                    Capability::Exec { scripts: vec![script.clone()] },
+                    EndReason::ScriptExited { name: script, code, signal },
+                ),
+                None => (Capability::Shell, EndReason::ShellExited { code, signal }),
             };
-            relay.shell_exited(name, &session, EndReason::ShellExited { code, signal }, needed).await;
+            relay.shell_exited(name, &session, reason, needed).await;
         }
         AgentToRelay::Countersign { session, digests, signature } => {
             // Kept as sent: the auditor checks it against the agent's certificate.
@@ -290,15 +299,23 @@ async fn forward_uni(relay: Arc<Relay>, agent: AgentName, mut recv: RecvStream) 
             return;
         }
     };
-    if !matches!(open.channel, ChannelKind::Stderr) {
-        let _ = recv.stop(codes::PROTOCOL);
-        return;
-    }
+    let of = match open.channel {
+        ChannelKind::Stderr => None,
+        ChannelKind::StderrOf { stream } => Some(stream),
+        _ => {
+            let _ = recv.stop(codes::PROTOCOL);
+            return;
+        }
+    };
     let Some(session) = relay.session_of_agent(&agent, &open.session).await else {
         let _ = recv.stop(codes::REFUSED);
         return;
     };
-    let Ok(mut esend) = session.engineer.conn.open_uni().await else {
+    let to = of.and_then(|stream| relay.stderr_to(&session, stream));
+    let to = to.unwrap_or_else(|| session.engineer.conn.clone());
+    // Engineers know one kind of standard error stream.
+    let open = ChannelOpen { session: open.session, channel: ChannelKind::Stderr };
+    let Ok(mut esend) = to.open_uni().await else {
         let _ = recv.stop(codes::SESSION_ENDED);
         return;
     };

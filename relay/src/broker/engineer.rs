@@ -11,7 +11,7 @@
 use super::files::Account;
 use super::policy::Principal;
 use super::splice::{Tee, splice};
-use super::{EngineerLink, Refusal, Relay};
+use super::{EngineerLink, Opener, Refusal, Relay};
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
@@ -60,8 +60,9 @@ pub(crate) async fn handle(
     };
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
     let link = EngineerLink { conn_id, tx: tx.clone(), conn: conn.clone() };
+    let opener = Opener { conn_id, tx: tx.downgrade(), conn: conn.clone() };
     let channels = tokio::spawn(
-        accept_channels(relay.clone(), conn.clone(), principal.clone()).instrument(span.clone()),
+        accept_channels(relay.clone(), conn.clone(), principal.clone(), opener).instrument(span.clone()),
     );
 
     async {
@@ -190,6 +191,13 @@ async fn command(
         EngineerToRelay::End { session, reason } => {
             relay.end_by(who, &session, reason).await.map(|message| RelayToEngineer::Done { message })
         }
+        EngineerToRelay::Finish { session, work, ok } => relay
+            .finish(who, link.conn_id, &session, EndReason::Finished { work, ok })
+            .await
+            .map(|message| RelayToEngineer::Done { message }),
+        EngineerToRelay::Detach { session } => {
+            relay.detach(who, link.conn_id, &session).await.map(|message| RelayToEngineer::Done { message })
+        }
         EngineerToRelay::Resize { session, cols, rows } => {
             relay.resize(link.conn_id, &session, cols, rows).await;
             return None;
@@ -199,9 +207,9 @@ async fn command(
     Some(result.unwrap_or_else(|r| r.to_engineer()))
 }
 
-async fn accept_channels(relay: Arc<Relay>, conn: Connection, who: Principal) {
+async fn accept_channels(relay: Arc<Relay>, conn: Connection, who: Principal, opener: Opener) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(open_channel(relay.clone(), who.clone(), send, recv).in_current_span());
+        tokio::spawn(open_channel(relay.clone(), who.clone(), opener.clone(), send, recv).in_current_span());
     }
 }
 
@@ -211,14 +219,20 @@ async fn refuse(send: &mut SendStream, reason: String) {
     let _ = send.finish();
 }
 
-async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, mut erecv: RecvStream) {
+async fn open_channel(
+    relay: Arc<Relay>,
+    who: Principal,
+    opener: Opener,
+    mut esend: SendStream,
+    mut erecv: RecvStream,
+) {
     let open: ChannelOpen = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut erecv)).await {
         Ok(Ok(Some(open))) => open,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => return refuse(&mut esend, format!("bad channel header: {e}")).await,
         Err(_) => return refuse(&mut esend, "no channel header".into()).await,
     };
-    if matches!(open.channel, ChannelKind::Stderr) {
+    if matches!(open.channel, ChannelKind::Stderr | ChannelKind::StderrOf { .. }) {
         let reason = "a stderr channel is opened by the agent, not the engineer";
         relay.audit_refusal(&who, &open.session, &open.channel, reason).await;
         return refuse(&mut esend, reason.into()).await;
@@ -245,6 +259,10 @@ async fn open_channel(relay: Arc<Relay>, who: Principal, mut esend: SendStream, 
             return refuse(&mut esend, format!("cannot open a stream to agent {agent}")).await;
         };
         let open_kind = open.channel.clone();
+        // Before the agent can run it, so that its exit always finds where to go.
+        if let ChannelKind::Exec { .. } = &open_kind {
+            relay.exec_opened(&session, u64::from(asend.id()), opener.clone());
+        }
         if write_msg(&mut asend, &AgentChannelOpen { open, grant }).await.is_err() {
             return refuse(&mut esend, format!("agent {agent} went away")).await;
         }

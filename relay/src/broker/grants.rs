@@ -200,7 +200,7 @@ impl Relay {
         });
     }
 
-    async fn grant_expired(&self, id: &SessionId, revision: u32) {
+    async fn grant_expired(self: &Arc<Self>, id: &SessionId, revision: u32) {
         let Some(s) = self.session(id) else { return };
         let core = s.core.lock().await;
         if core.revision != revision || core.machine.state().is_final() {
@@ -213,6 +213,9 @@ impl Relay {
             .detail(json!({ "grant_revision": revision, "expired_at": grant.expires_at }));
         let _ = self.audit(event).await;
         drop(core);
+        if s.detached.load(Ordering::Relaxed) {
+            self.arm_lapse(id, grant.expires_at);
+        }
         let closed = s.stop_channels(|_| false);
         s.span.in_scope(|| info!(closed, "grant expired"));
         let change = format!(
@@ -255,11 +258,26 @@ impl Relay {
         if core.grant.is_none() {
             return Err(Refusal::new(ErrorCode::Conflict, format!("session {id} is not approved yet")));
         }
+        self.check_scripts(&core.info.agent, &add)?;
         if core.info.escalation.is_some() {
             return Err(Refusal::new(
                 ErrorCode::Conflict,
                 format!("session {id} already has an escalation waiting for an answer"),
             ));
+        }
+        // An extension adds to what is left; the sum stays within what this relay grants.
+        if let (Some(d), Some(expires_at)) = (duration_secs, core.info.grant_expires_at) {
+            let left = ((expires_at - now_ms()).max(0) / 1000) as u64;
+            let max = self.cfg.grant_ttl.as_secs();
+            if left + d > max {
+                return Err(bad(format!(
+                    "the grant of {id} has {} left; with {} more it would pass the {} this relay grants at most (extend by at most {})",
+                    crate::fmt_secs(left),
+                    crate::fmt_secs(d),
+                    crate::fmt_secs(max),
+                    crate::fmt_secs(max.saturating_sub(left))
+                )));
+            }
         }
         let now = now_ms();
         let timeout = if core.info.priority.is_urgent() {
@@ -286,6 +304,7 @@ impl Relay {
         let info = core.info.clone();
         let consent = core.consent;
         drop(core);
+        let left = info.grant_expires_at.map_or(0, |e| ((e - now).max(0) / 1000) as u64);
         s.span.in_scope(|| info!(add = %list(&esc.add), "escalation requested"));
         let window = match consent {
             ConsentMode::Window => {
@@ -309,8 +328,11 @@ impl Relay {
         if let Some((window, secs)) = window {
             let relay = Arc::clone(self);
             let id = id.clone();
-            let approval =
-                Approval { duration_secs: esc.duration_secs.map(|d| d.min(secs)), ..Approval::default() };
+            // An extension is added to what is left: a window grants no further than its end.
+            let approval = Approval {
+                duration_secs: esc.duration_secs.map(|d| d.min(secs.saturating_sub(left))),
+                ..Approval::default()
+            };
             tokio::spawn(async move {
                 if let Err(r) = relay.answer(&id, Answerer::Window(&window), true, approval).await {
                     warn!(message = %r.message, "maintenance window approval of an escalation failed");
@@ -406,14 +428,16 @@ impl Relay {
             }
         }
         let old_expiry = core.info.grant_expires_at.unwrap_or(now);
-        let extension = match (esc.duration_secs, approval.duration_secs) {
-            (Some(asked), given) => Some(grant_secs(asked, given)?),
-            (None, Some(given)) => Some(grant_secs(self.asked_secs(None)?.max(given), Some(given))?),
+        let expires_at = match (esc.duration_secs, approval.duration_secs) {
+            // An extension adds to what is left (to now, if the grant already ran out).
+            (Some(asked), given) => old_expiry.max(now) + grant_secs(asked, given)? as i64 * 1000,
+            (None, Some(given)) => {
+                now + grant_secs(self.asked_secs(None)?.max(given), Some(given))? as i64 * 1000
+            }
             // More capabilities on an expired grant: a new grant of the session's length.
-            (None, None) if old_expiry <= now => Some(core.info.duration_secs),
-            (None, None) => None,
+            (None, None) if old_expiry <= now => now + core.info.duration_secs as i64 * 1000,
+            (None, None) => old_expiry,
         };
-        let expires_at = extension.map_or(old_expiry, |secs| now + secs as i64 * 1000);
         let event = session_event(&actor, Action::EscalationApproved, &core.info)
             .detail(json!({ "added": added, "reason": esc.reason }));
         core.info.escalation = None;

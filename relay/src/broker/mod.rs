@@ -126,6 +126,21 @@ pub(crate) struct LiveAgent {
     pub consent: ConsentMode,
     pub tx: agent_tx::AgentTx,
     pub conn: quinn::Connection,
+    /// The agent's allowlist of diagnostic script names, if it published one.
+    pub scripts: Option<Box<[String]>>,
+}
+
+/// The script names an agent published, if they are all plain names (else none: the
+/// agent still refuses what it does not have, only later).
+pub(crate) fn published_scripts(agent: &AgentName, names: Option<Vec<String>>) -> Option<Box<[String]>> {
+    let names = names?;
+    let plain = names.len() <= 1000
+        && names.iter().all(|n| Capability::Exec { scripts: vec![n.clone()] }.validate().is_ok());
+    if !plain {
+        warn!(%agent, "the agent published script names that are not plain names; not checked before consent");
+        return None;
+    }
+    Some(names.into_boxed_slice())
 }
 
 /// What an engineer connection is, as far as sessions care.
@@ -133,6 +148,15 @@ pub(crate) struct LiveAgent {
 pub(crate) struct EngineerLink {
     pub conn_id: u64,
     pub tx: mpsc::Sender<RelayToEngineer>,
+    pub conn: quinn::Connection,
+}
+
+/// The engineer connection a channel came from, to tell it what only it needs to hear.
+#[derive(Clone)]
+pub(crate) struct Opener {
+    pub conn_id: u64,
+    /// Weak, so that channels never keep a control stream's writer alive.
+    pub tx: mpsc::WeakSender<RelayToEngineer>,
     pub conn: quinn::Connection,
 }
 
@@ -157,6 +181,9 @@ pub(crate) struct LiveSession {
     pub span: tracing::Span,
     core: tokio::sync::Mutex<SessionCore>,
     pub engineer: EngineerLink,
+    /// Set when the engineer's requesting command left without ending the session
+    /// (`Detach`): its connection going away then no longer ends the session.
+    pub detached: std::sync::atomic::AtomicBool,
     /// Turns true when the session ends; splices reset their streams on it.
     pub ended: watch::Sender<bool>,
     /// Open agent → engineer splices, so an exit is reported after the output.
@@ -169,6 +196,9 @@ pub(crate) struct LiveSession {
     countersignatures: Mutex<Vec<crate::recording::recorder::AgentCountersignature>>,
     /// Open channels by number, so that a grant change closes what it no longer covers.
     open: Mutex<HashMap<u32, grants::OpenChannel>>,
+    /// Exec channels opened by a command that does not own the session (`assist exec
+    /// --session`), by the agent's stream id: their exit is told to that command only.
+    execs: Mutex<HashMap<u64, Opener>>,
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,
@@ -254,6 +284,28 @@ impl Relay {
 
     pub(crate) fn agent_conn(&self, name: &AgentName) -> Option<quinn::Connection> {
         self.agents.lock().expect("agents lock").get(name).map(|a| a.conn.clone())
+    }
+
+    /// Refuses, before anyone is asked, a request for a script the agent said it does not
+    /// have.
+    fn check_scripts(&self, agent: &AgentName, caps: &[Capability]) -> Result<(), Refusal> {
+        let agents = self.agents.lock().expect("agents lock");
+        let Some(known) = agents.get(agent).and_then(|a| a.scripts.as_deref()) else {
+            return Ok(());
+        };
+        for cap in caps {
+            let Capability::Exec { scripts } = cap else { continue };
+            if let Some(missing) = scripts.iter().find(|s| !known.contains(s)) {
+                let has = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "agent {agent} has no script {missing} in its allowlist (it has: {has}); nobody was asked"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn is_online(&self, name: &AgentName) -> Option<ConsentMode> {
@@ -343,7 +395,8 @@ impl Relay {
         }
     }
 
-    /// Pending requests the principal may answer, most urgent first.
+    /// Pending requests the principal may answer, most urgent first. Requests to agents in
+    /// `prompt` mode are answered at the customer's machine only, so they are not listed.
     pub async fn list_requests(&self, who: &Principal) -> Vec<SessionInfo> {
         let live: Vec<Arc<LiveSession>> =
             self.sessions.lock().expect("sessions lock").values().cloned().collect();
@@ -351,7 +404,7 @@ impl Relay {
         for s in live {
             let core = s.core.lock().await;
             let pending = core.info.state == SessionState::Requested || core.info.escalation.is_some();
-            if pending && who.may_answer_for(&core.info.agent_org) {
+            if pending && core.consent != ConsentMode::Prompt && who.may_answer_for(&core.info.agent_org) {
                 out.push(core.info.clone());
             }
         }

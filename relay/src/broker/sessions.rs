@@ -51,6 +51,7 @@ impl Relay {
         let consent = self
             .is_online(&agent)
             .ok_or_else(|| Refusal::new(ErrorCode::Conflict, format!("agent {agent} is offline")))?;
+        self.check_scripts(&agent, &capabilities)?;
 
         let now = now_ms();
         let timeout =
@@ -114,6 +115,7 @@ impl Relay {
                 escalator: None,
             }),
             engineer: link,
+            detached: Default::default(),
             ended,
             open_outputs,
             recorder: std::sync::OnceLock::new(),
@@ -121,6 +123,7 @@ impl Relay {
             countersignatures: Mutex::default(),
             open: Mutex::default(),
             file_streams: Mutex::default(),
+            execs: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
 
@@ -234,7 +237,7 @@ impl Relay {
                     return Err(Refusal::new(
                         ErrorCode::Conflict,
                         format!(
-                            "agent {} asks the customer at the machine; approvers cannot answer for it",
+                            "{id} is answered by the customer at {}'s own prompt (consent mode prompt); approvers cannot answer it",
                             core.info.agent
                         ),
                     ));
@@ -401,10 +404,13 @@ impl Relay {
         core.info.end_reason = Some(reason.to_string());
         let actor = match &reason {
             EndReason::EndedBy { user, .. } => user.clone(),
-            EndReason::ShellExited { .. } | EndReason::AgentDisconnected => agent_actor(&core.info.agent),
-            EndReason::Withdrawn | EndReason::EngineerDisconnected | EndReason::EngineerInterrupted => {
-                core.info.engineer.to_string()
+            EndReason::ShellExited { .. } | EndReason::ScriptExited { .. } | EndReason::AgentDisconnected => {
+                agent_actor(&core.info.agent)
             }
+            EndReason::Withdrawn
+            | EndReason::EngineerDisconnected
+            | EndReason::EngineerInterrupted
+            | EndReason::Finished { .. } => core.info.engineer.to_string(),
             _ => RELAY_ACTOR.to_owned(),
         };
         let event = session_event(&actor, Action::SessionEnded, &core.info).detail(json!({
@@ -448,12 +454,144 @@ impl Relay {
             .lock()
             .expect("sessions lock")
             .values()
-            .filter(|s| s.engineer.conn_id == conn_id)
+            .filter(|s| s.engineer.conn_id == conn_id && !s.detached.load(Ordering::Relaxed))
             .map(|s| s.id.clone())
             .collect();
         for id in ids {
             self.end_session(&id, reason.clone()).await;
         }
+    }
+
+    /// The command that requested session `id` (on connection `conn_id`) ends it as it
+    /// leaves, saying what it did (`reason`).
+    pub(crate) async fn finish(
+        &self,
+        who: &Principal,
+        conn_id: u64,
+        id: &SessionId,
+        reason: EndReason,
+    ) -> Result<String, Refusal> {
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let engineer = s.core.lock().await.info.engineer.clone();
+        if engineer != who.user || s.engineer.conn_id != conn_id || s.detached.load(Ordering::Relaxed) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("only the command that requested {id} may finish it"),
+            ));
+        }
+        self.end_session(id, reason).await;
+        Ok(format!("ended {id}"))
+    }
+
+    /// The command that requested session `id` (on connection `conn_id`) leaves it without
+    /// ending it, because what it used is no longer granted. The session keeps its other
+    /// capabilities for commands with `--session`, and can be extended; if its grant is
+    /// (or becomes) out of force and nobody extends it within [`Self::linger`], it ends.
+    pub(crate) async fn detach(
+        self: &Arc<Self>,
+        who: &Principal,
+        conn_id: u64,
+        id: &SessionId,
+    ) -> Result<String, Refusal> {
+        let s = self
+            .session(id)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let core = s.core.lock().await;
+        if core.info.engineer != who.user || s.engineer.conn_id != conn_id {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("only the command that requested {id} may leave it"),
+            ));
+        }
+        let Some(grant) = core.current.as_ref() else {
+            return Err(Refusal::new(ErrorCode::Conflict, format!("session {id} is not approved")));
+        };
+        let expires_at = grant.expires_at;
+        let kept = grants::list(&grant.capabilities);
+        drop(core);
+        s.detached.store(true, Ordering::Relaxed);
+        s.span.in_scope(|| info!("the requesting command left; the session stays"));
+        self.arm_lapse(id, expires_at);
+        Ok(format!("session {id} stays open with {kept}"))
+    }
+
+    /// How long a detached session whose grant is out of force waits for an extension.
+    pub(crate) fn linger(&self) -> Duration {
+        self.cfg.consent_timeout
+    }
+
+    /// For a detached session: once its grant expired at `expires_at` and [`Self::linger`]
+    /// has passed, ends it unless it was extended or an escalation is waiting.
+    pub(crate) fn arm_lapse(self: &Arc<Self>, id: &SessionId, expires_at: i64) {
+        let relay = Arc::downgrade(self);
+        let id = id.clone();
+        let at = expires_at.max(now_ms()) + self.linger().as_millis() as i64;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
+            let Some(relay) = relay.upgrade() else { return };
+            let Some(s) = relay.session(&id) else { return };
+            let retry = {
+                let core = s.core.lock().await;
+                let in_force = core.current.as_ref().is_some_and(|g| g.expires_at > now_ms());
+                if in_force {
+                    // Extended: the new grant's expiry arms the next check.
+                    return;
+                }
+                core.info.escalation.as_ref().map(|e| e.deadline)
+            };
+            match retry {
+                Some(deadline) => relay.arm_lapse(&id, deadline),
+                None => relay.end_session(&id, EndReason::Lapsed).await,
+            }
+        });
+    }
+
+    /// Registers exec channel `stream`, opened from connection `conn_id`: unless that is the
+    /// command that requested the session (whose script's exit ends it), its exit goes
+    /// to `opener` alone and the session goes on.
+    pub(crate) fn exec_opened(&self, s: &LiveSession, stream: u64, opener: Opener) {
+        if opener.conn_id != s.engineer.conn_id || s.detached.load(Ordering::Relaxed) {
+            s.execs.lock().expect("execs lock").insert(stream, opener);
+        }
+    }
+
+    /// Where the standard error of the channel on agent stream `stream` goes: the
+    /// connection that opened it, if that is not the session's own.
+    pub(crate) fn stderr_to(&self, s: &LiveSession, stream: u64) -> Option<quinn::Connection> {
+        s.execs.lock().expect("execs lock").get(&stream).map(|o| o.conn.clone())
+    }
+
+    /// The agent reports that a script run with `exec --session` exited: audited, and told
+    /// to the command that ran it. False if `stream` is not such a channel.
+    pub(crate) async fn script_exited(
+        &self,
+        agent: &AgentName,
+        id: &SessionId,
+        stream: u64,
+        name: &str,
+        code: Option<i32>,
+        signal: Option<String>,
+    ) -> bool {
+        let Some(s) = self.session(id) else { return false };
+        if &s.agent != agent {
+            return false;
+        }
+        let Some(opener) = s.execs.lock().expect("execs lock").remove(&stream) else {
+            return false;
+        };
+        let info = s.core.lock().await.info.clone();
+        let event = session_event(&agent_actor(agent), Action::ScriptExited, &info)
+            .detail(json!({ "script": name, "code": code, "signal": signal, "stream": stream }));
+        let _ = self.audit(event).await;
+        s.span.in_scope(|| info!(script = name, ?code, ?signal, "script exited; session continues"));
+        if let Some(tx) = opener.tx.upgrade() {
+            let msg =
+                RelayToEngineer::ScriptExited { session: id.clone(), name: name.to_owned(), code, signal };
+            let _ = tx.send(msg).await;
+        }
+        true
     }
 
     /// The agent reports that the session's shell exited; the session ends once its output
