@@ -123,6 +123,16 @@ actions! {
     /// A session's grant ran out; its channels were closed.
     GrantExpired = "grant.expired",
     ChannelRefused = "channel.refused",
+    /// Someone tried what they may not: answer, end, revoke in or escalate a session that
+    /// is not theirs to touch, or one that does not exist (detail: what was attempted, why
+    /// it was refused, `count`; rate-limited, see `broker::refusals`).
+    AccessRefused = "access.refused",
+    /// An engineer token was refused: forged, expired, for another relay (detail: reason,
+    /// remote address, `count`; rate-limited).
+    TokenRefused = "login.token_refused",
+    /// A QUIC/TLS handshake failed, e.g. a client certificate from another CA (detail:
+    /// the error, remote address, `count`; rate-limited).
+    HandshakeRefused = "connection.refused",
     /// A file transfer ended (detail: path, direction, size, SHA-256 from the agent and the
     /// engineer, whether they matched, the recording channel).
     FileTransferred = "file.transferred",

@@ -250,6 +250,11 @@ struct ServeArgs {
     /// Most files in one recursive copy or log collection.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_files: u64,
+    /// Refused attempts (by people who may not, forged or expired tokens, foreign
+    /// certificates) are audited at once the first time; repeats of the same kind within
+    /// this window are counted and audited as one event with their count.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, value_name = "DUR")]
+    refusal_window: Duration,
 }
 
 #[derive(Subcommand)]
@@ -448,6 +453,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             max_bytes: args.max_transfer,
             max_files: args.max_files,
         },
+        refusal_window: args.refusal_window,
     })
     .await?;
     Ok(())

@@ -21,6 +21,8 @@ use tracing::{Instrument, debug, info, warn};
 
 /// How long a client may take to complete the QUIC handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often counted refusals whose window closed are written.
+const REFUSAL_SWEEP: Duration = Duration::from_secs(1);
 /// How often the relay looks for agents revoked by the admin command.
 const REVOCATION_POLL: Duration = Duration::from_secs(2);
 
@@ -48,6 +50,9 @@ pub struct ServeConfig {
     /// Largest file transfer (bytes, and files of a recursive one). Default 2 GiB and
     /// 10,000 files.
     pub transfer_limits: assist_proto::files::TransferLimits,
+    /// Repeated refusals of one kind within this window are audited as one counted
+    /// event. Default 1 minute.
+    pub refusal_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         },
         recording_mandatory: cfg.recording,
         transfer_limits: cfg.transfer_limits,
+        refusal_window: cfg.refusal_window,
     };
     if !cfg.recording {
         warn!("recording is OFF: sessions on this relay are not recorded and not auditable");
@@ -165,6 +171,17 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
             }
         })
     };
+    // Refusals counted in a window are written when it closes.
+    let refusals = {
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFUSAL_SWEEP);
+            loop {
+                tick.tick().await;
+                relay.flush_refusals(false).await;
+            }
+        })
+    };
     // Webhooks read the audit log; they never hold up the broker.
     let webhooks =
         crate::webhook::Worker::start(relay.store.clone(), crate::webhook::WebhookConfig::default());
@@ -179,7 +196,10 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
                     let remote = incoming.remote_address();
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
                         Ok(Ok(conn)) => dispatch(relay, conn).instrument(tracing::debug_span!("conn", %remote)).await,
-                        Ok(Err(e)) => debug!(%remote, error = %e, "handshake failed"),
+                        Ok(Err(e)) => {
+                            debug!(%remote, error = %e, "handshake failed");
+                            handshake_refused(&relay, remote, &e).await;
+                        }
                         Err(_) => debug!(%remote, "handshake timed out"),
                     }
                 });
@@ -187,11 +207,25 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
         }
     }
     revocations.abort();
+    refusals.abort();
     relay.end_all(EndReason::RelayShutdown).await;
+    relay.flush_refusals(true).await;
     // The sessions' last events are sent after the next start: the cursor is durable.
     webhooks.stop().await;
     endpoint.close(codes::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+}
+
+/// Audits a failed handshake (a client certificate from another CA, a client that does
+/// not speak our protocol), rate-limited per source address: who it was is not known,
+/// only where it came from.
+async fn handshake_refused(relay: &Relay, remote: SocketAddr, e: &quinn::ConnectionError) {
+    let error = e.to_string();
+    let event =
+        AuditEvent::new(RELAY_ACTOR, Action::HandshakeRefused).target(remote.ip().to_string()).detail(
+            serde_json::json!({ "error": crate::audit::clip(&error, 300), "remote": remote.to_string() }),
+        );
+    relay.audit_refused(&remote.ip().to_string(), "handshake", event).await;
 }
 
 fn peer_fingerprint(conn: &Connection) -> Option<Fingerprint> {

@@ -72,6 +72,42 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Audits an attempt on session `id` that `who` may not make (`attempt`, e.g.
+    /// `session.approve`; `why`, for the record), rate-limited (`broker::refusals`), and
+    /// returns what to answer: `forbidden` to someone who may see the session, `not_found`
+    /// to anyone else, so that a user of another organisation gets the very answer they
+    /// would get for a session that does not exist, and learns nothing of whose it is.
+    pub(super) async fn refuse_access(
+        &self,
+        who: &Principal,
+        attempt: &str,
+        id: &SessionId,
+        info: Option<&SessionInfo>,
+        why: &str,
+        forbidden: Refusal,
+        not_found: Refusal,
+    ) -> Refusal {
+        let mut event = AuditEvent::new(who.user.as_str(), Action::AccessRefused).detail(json!({
+            "attempt": attempt,
+            "reason": why,
+            "actor_org": who.org,
+            "role": who.role,
+            // As the user sent it: bounded, and it names the event's session only when
+            // such a session exists.
+            "session": clip(id.as_str(), 64),
+        }));
+        if let Some(info) = info {
+            event = event.session(&info.id).org(&info.agent_org).target(info.agent.as_str());
+        }
+        self.audit_refused(who.user.as_str(), attempt, event).await;
+        match info {
+            Some(info) if who.may_see_session(info) => forbidden,
+            _ => not_found,
+        }
+    }
+}
+
 /// An event about a session: its organisation is the agent's (the customer's), its target
 /// the agent.
 pub(super) fn session_event(actor: &str, action: Action, info: &SessionInfo) -> AuditEvent {

@@ -45,7 +45,7 @@ pub(crate) async fn handle(
         let _ = send.finish();
     });
 
-    let principal = match authenticate(&relay, first).await {
+    let principal = match authenticate(&relay, first, conn.remote_address()).await {
         Ok((p, reply)) => {
             let _ = tx.send(reply).await;
             p
@@ -107,6 +107,7 @@ pub(crate) async fn handle(
 async fn authenticate(
     relay: &Relay,
     first: EngineerToRelay,
+    remote: std::net::SocketAddr,
 ) -> Result<(Principal, RelayToEngineer), Refusal> {
     match first {
         EngineerToRelay::Login { user, password } => {
@@ -121,7 +122,7 @@ async fn authenticate(
             Ok((p, reply))
         }
         EngineerToRelay::Auth { token } => {
-            let p = relay.verify_token(&token)?;
+            let p = relay.verify_token(&token, remote).await?;
             let reply =
                 RelayToEngineer::Authenticated { user: p.user.clone(), org: p.org.clone(), role: p.role };
             Ok((p, reply))

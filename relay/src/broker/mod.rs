@@ -26,6 +26,7 @@ mod grants;
 mod login;
 pub mod policy;
 mod recording;
+mod refusals;
 mod sessions;
 pub(crate) use grants::Approval;
 pub(crate) use sessions::{Answerer, NewSession};
@@ -74,6 +75,9 @@ pub struct BrokerConfig {
     pub recordings: Option<Arc<dyn crate::recording::RecordingStore>>,
     /// Largest file transfer. Default 2 GiB and 10,000 files.
     pub transfer_limits: assist_proto::files::TransferLimits,
+    /// Within this window, repeated refusals of one kind are counted and audited as one
+    /// event (see `refusals`). Default 1 minute.
+    pub refusal_window: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -87,6 +91,7 @@ impl Default for BrokerConfig {
             recording_mandatory: true,
             recordings: None,
             transfer_limits: Default::default(),
+            refusal_window: Duration::from_secs(60),
         }
     }
 }
@@ -192,6 +197,7 @@ pub struct Relay {
     agents: Mutex<HashMap<AgentName, LiveAgent>>,
     sessions: Mutex<HashMap<SessionId, Arc<LiveSession>>>,
     next_conn: AtomicU64,
+    refusals: refusals::RefusalLog,
 }
 
 fn now_ms() -> i64 {
@@ -228,6 +234,7 @@ impl Relay {
             grant_key: Arc::new(grant_key),
             recordings: cfg.recordings.clone(),
             ca,
+            refusals: refusals::RefusalLog::new(cfg.refusal_window),
             cfg,
             agents: Mutex::default(),
             sessions: Mutex::default(),
@@ -378,7 +385,13 @@ impl Relay {
             .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
         let mut core = s.core.lock().await;
         if core.info.engineer != who.user {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours")));
+            // The caller audits it (`channel.refused`); one who may not see the session is
+            // told what they would be told if it did not exist.
+            return Err(if who.may_see_session(&core.info) {
+                Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours"))
+            } else {
+                Refusal::new(ErrorCode::NotFound, format!("no live session {id}"))
+            });
         }
         let grant = core
             .grant
