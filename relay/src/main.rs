@@ -4,7 +4,8 @@
 //! done by [`assist_relay::serve`], [`assist_relay::datadir`], [`assist_relay::admin`] and
 //! [`assist_relay::audit_cmd`].
 //! Results go to stdout (tables for people, `--json` for programs); logs, notes and
-//! errors go to stderr, and any error exits with status 1.
+//! errors go to stderr, and any error exits with status 1 (2 for bad arguments;
+//! `recording verify` has its own statuses for its verdicts).
 
 mod window_cli;
 
@@ -70,7 +71,11 @@ enum Command {
 #[derive(Subcommand)]
 enum RecordingCommand {
     /// Checks a recording: valid, truncated (never sealed) or tampered (and where).
-    /// Exits 0 only when valid.
+    ///
+    /// Exit status: 0 valid; 3 truncated (verifies as far as it goes, never sealed: the
+    /// relay stopped mid-session); 4 tampered (a chunk, link, seal or signature does not
+    /// verify); 1 the recording could not be checked (not found, unreadable, bad keys
+    /// file); 2 bad arguments.
     Verify {
         /// The session whose recording to check (in DIR/recordings).
         #[arg(required_unless_present = "file")]
@@ -138,6 +143,11 @@ enum KeysCommand {
     },
 }
 
+/// `recording verify`'s status for a recording that was never sealed.
+const VERIFY_TRUNCATED: u8 = 3;
+/// `recording verify`'s status for a recording that does not verify.
+const VERIFY_TAMPERED: u8 = 4;
+
 async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) -> anyhow::Result<ExitCode> {
     use assist_relay::recording::cli;
     match cmd {
@@ -155,11 +165,11 @@ async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) ->
                 (None, None) => bail!("name a session or --file"),
             };
             println!("{verdict}");
-            Ok(if matches!(verdict, assist_relay::recording::Verdict::Valid { .. }) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(ExitCode::from(match verdict {
+                assist_relay::recording::Verdict::Valid { .. } => 0,
+                assist_relay::recording::Verdict::Truncated { .. } => VERIFY_TRUNCATED,
+                assist_relay::recording::Verdict::Tampered { .. } => VERIFY_TAMPERED,
+            }))
         }
         RecordingCommand::Export { session, format, channel, direction, output, recordings } => {
             let store = cli::open_store(recordings.as_deref(), data_dir)?;
