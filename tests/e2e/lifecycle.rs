@@ -174,3 +174,38 @@ fn health_endpoint_reports_online_agents() -> anyhow::Result<()> {
     let _ = &mut relay;
     Ok(())
 }
+
+#[test]
+fn a_killed_relay_is_reported_as_lost_within_seconds() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut shell = alice.spawn(&[
+        "shell",
+        "erp-db01",
+        "--ticket",
+        "INC-9",
+        "--reason",
+        "r",
+        "--",
+        "sh",
+        "-c",
+        "echo shell-is-up; sleep 600",
+    ])?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    shell.stdout.wait_for("shell-is-up")?;
+    // kill -9: the relay sends nothing more, not even a close.
+    let TestRelay { dir: _dir, proc, .. } = relay;
+    drop(proc);
+    let killed = Instant::now();
+    shell.stderr.wait_for("relay connection lost")?;
+    let status = shell.wait()?;
+    assert!(!status.success(), "{status:?}");
+    // The point of the change: well before the 30 s an agent's connection waits (and
+    // the 38 s the shell froze before), with room for a loaded machine.
+    assert!(killed.elapsed() < Duration::from_secs(25), "lost after {:?}", killed.elapsed());
+    Ok(())
+}

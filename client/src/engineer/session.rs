@@ -124,7 +124,7 @@ pub(crate) fn spawn_events(mut control_recv: RecvStream) -> mpsc::Receiver<Event
                     return;
                 }
                 Err(e) => {
-                    let _ = events_tx.send(Err(format!("connection to the relay lost: {e}"))).await;
+                    let _ = events_tx.send(Err(format!("relay connection lost ({e})"))).await;
                     return;
                 }
             }
@@ -144,7 +144,7 @@ pub(crate) async fn wait_for_consent(
         }
         Some(Ok(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
         Some(Err(m)) => return Err(EngineerError::Refused(m)),
-        None => return Err(EngineerError::Refused("connection to the relay lost".into())),
+        None => return Err(EngineerError::Refused("relay connection lost".into())),
     };
     let live = term::stderr_is_tty();
     say(&format!(
@@ -194,7 +194,7 @@ pub(crate) async fn wait_for_consent(
                     Some(Ok(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
                     Some(Ok(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
                     Some(Err(m)) => Err(EngineerError::Refused(m)),
-                    None => Err(EngineerError::Refused("connection to the relay lost".into())),
+                    None => Err(EngineerError::Refused("relay connection lost".into())),
                 };
             }
         }
