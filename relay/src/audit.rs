@@ -97,6 +97,10 @@ actions! {
     /// A join token was created (its hash prefix is the target).
     TokenIssued = "token.issued",
     AgentEnrolled = "agent.enrolled",
+    /// A revoked agent's name was enrolled again with a new join token (detail: the
+    /// previous certificate's fingerprint and organisation; the old certificate stays
+    /// refused).
+    AgentReenrolled = "agent.reenrolled",
     /// An enrollment was refused (token unknown, used or expired; name taken).
     AgentEnrollmentRefused = "agent.enrollment_refused",
     AgentRevoked = "agent.revoked",
