@@ -18,6 +18,7 @@ pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
 pub mod datadir;
+pub mod private_file;
 pub mod recording;
 pub mod serve;
 pub mod store;

@@ -210,11 +210,10 @@ fn keys_command(data_dir: &std::path::Path, cmd: KeysCommand) -> anyhow::Result<
 }
 
 /// Writes a whole file or nothing: a temporary file beside it, then a rename.
+/// Exports are private (0600) like the store, and complete or absent.
 fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    assist_relay::private_file::write_private(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[derive(Args)]

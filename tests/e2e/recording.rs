@@ -171,6 +171,46 @@ fn valid_missing_and_tampered_recordings_have_their_own_exit_status() -> anyhow:
 }
 
 #[test]
+fn exports_are_private_like_the_store() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (id, _) = run_session(&relay, &["echo", "exported"])?;
+    verify(&relay, &[&id], "valid")?;
+    let dir = tempfile::tempdir()?;
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // One of them exists already, readable by all: it is replaced, not reused.
+    std::fs::write(out("s.cast"), "old")?;
+    std::fs::set_permissions(out("s.cast"), std::fs::Permissions::from_mode(0o644))?;
+    relay.admin(&["recording", "export", &id, "--format", "asciicast", "--output", &out("s.cast")])?;
+    let raw = out("s.raw");
+    relay.admin(&[
+        "recording",
+        "export",
+        &id,
+        "--format",
+        "raw",
+        "--channel",
+        "1",
+        "--direction",
+        "out",
+        "--output",
+        &raw,
+    ])?;
+    relay.admin(&["keys", "export", "--output", &out("keys.json")])?;
+    relay.admin(&["audit", "export", "--format", "jsonl", "--output", &out("audit.jsonl")])?;
+    for name in ["s.cast", "s.raw", "keys.json", "audit.jsonl"] {
+        let mode = std::fs::metadata(out(name))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+    assert_eq!(std::fs::read_to_string(&raw)?, "exported\n");
+    assert!(std::fs::read_to_string(out("s.cast"))?.contains("exported"));
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 4, "no temporary file left");
+    Ok(())
+}
+
+#[test]
 fn a_relay_killed_mid_session_leaves_a_truncated_recording() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
     relay.standard_world()?;
