@@ -628,8 +628,17 @@ fn password_from_stdin() -> anyhow::Result<String> {
 }
 
 fn password_from_prompt(user: &str) -> anyhow::Result<String> {
-    let first =
-        rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?;
+    // The prompt reads the controlling terminal; a script, a service or a container has
+    // none ("No such device or address").
+    let first = rpassword::prompt_password(format!("Password for {user}: ")).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot ask for the password: no terminal ({e}); give it on standard input with --password-stdin"
+        )
+    })?;
+    // Said before asking a second time for a password that would be refused anyway.
+    if first.chars().count() < admin::MIN_PASSWORD_CHARS {
+        bail!("password too short: use at least {} characters", admin::MIN_PASSWORD_CHARS);
+    }
     let second = rpassword::prompt_password("Repeat it: ").context("reading the password")?;
     if first != second {
         bail!("the passwords do not match");

@@ -282,3 +282,37 @@ fn organisations_are_isolated() -> anyhow::Result<()> {
     assert!(!out.status.success());
     Ok(())
 }
+
+#[test]
+fn user_add_without_a_terminal_says_to_use_password_stdin_and_a_short_password_is_refused_at_once()
+-> anyhow::Result<()> {
+    use expectrl::Expect;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let add = |name: &str| {
+        let mut cmd = std::process::Command::new(assist_tests::bin("assist-relay"));
+        cmd.arg("--data-dir")
+            .arg(relay.data_dir())
+            .args(["user", "add", name, "--org", "acme", "--role", "engineer"]);
+        cmd
+    };
+    // No controlling terminal (a new session), stdin empty: as from cron or a container.
+    let mut cmd = std::process::Command::new("setsid");
+    let inner = add("carol");
+    cmd.arg(inner.get_program()).args(inner.get_args()).stdin(std::process::Stdio::null());
+    let out = cmd.output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--password-stdin"), "{err}");
+    assert!(!relay.admin(&["user", "list"])?.contains("carol"));
+
+    // In a terminal: a short password is refused before it is asked for again.
+    let mut p = expectrl::Session::spawn(add("dave"))?;
+    p.set_expect_timeout(Some(assist_tests::WAIT));
+    p.expect("Password for dave:")?;
+    p.send_line("short")?;
+    let seen = p.expect("too short")?;
+    assert!(!String::from_utf8_lossy(seen.before()).contains("Repeat"), "asked twice for a short password");
+    assert!(!relay.admin(&["user", "list"])?.contains("dave"));
+    Ok(())
+}
