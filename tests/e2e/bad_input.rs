@@ -316,3 +316,56 @@ fn user_add_without_a_terminal_says_to_use_password_stdin_and_a_short_password_i
     assert!(!relay.admin(&["user", "list"])?.contains("dave"));
     Ok(())
 }
+
+#[test]
+fn a_path_over_a_limit_is_refused_saying_which_in_the_cli_and_at_the_relay() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let local = tempfile::tempdir()?;
+    let local = local.path().to_str().unwrap_or(".");
+    let component = format!("erp-db01:/var/{}", "a".repeat(5000));
+    let long = format!("erp-db01:/{}", vec!["b".repeat(100); 700].join("/"));
+    let ask = ["--ticket", "T-1", "--reason", "r"];
+    for (args, why) in [
+        (vec!["cp", component.as_str(), local], "NAME_MAX"),
+        (vec!["ls", component.as_str()], "NAME_MAX"),
+        (vec!["cp", long.as_str(), local], "PATH_MAX"),
+        (vec!["ls", long.as_str()], "PATH_MAX"),
+    ] {
+        let out = alice.run(&[&args[..], &ask[..]].concat())?;
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{}: {err}", args[0]);
+        assert!(!err.contains("frame"), "{err}");
+    }
+    // Nothing reached the relay: no session was asked for.
+    let audit = relay.admin(&["audit", "list", "--json"])?;
+    assert!(!audit.contains("session.requested"), "a request went out");
+
+    // A client that sends it anyway is told the same by the relay.
+    let rt = rt();
+    let reply = rt.block_on(async {
+        let mut rogue = assist_tests::rogue::RogueEngineer::connect(&alice).await?;
+        rogue
+            .call(&EngineerToRelay::RequestSession {
+                agent: "erp-db01".into(),
+                ticket: "T-2".into(),
+                priority: assist_proto::caps::Priority::P3,
+                reason: "r".into(),
+                capabilities: vec![assist_proto::caps::Capability::FilesRead {
+                    roots: vec![format!("/var/{}", "a".repeat(300))],
+                }],
+                duration_secs: None,
+            })
+            .await
+    })?;
+    match reply {
+        RelayToEngineer::Error { code: ErrorCode::BadRequest, message } => {
+            assert!(message.contains("NAME_MAX"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    Ok(())
+}

@@ -80,6 +80,17 @@ pub async fn open(
     choice: SessionChoice,
     caps: Vec<Capability>,
 ) -> Result<Live, EngineerError> {
+    // What the relay would refuse is refused here, before anything is sent (a path too
+    // long for one frame would otherwise only get "frame exceeds the limit").
+    for cap in &caps {
+        if let Capability::FilesRead { roots } | Capability::FilesWrite { roots } = cap {
+            roots
+                .iter()
+                .try_for_each(|r| assist_proto::files::check_path(r))
+                .map_err(EngineerError::Refused)?;
+        }
+        cap.validate().map_err(EngineerError::Refused)?;
+    }
     let authed = connect(cfg).await?;
     let conn = authed.rc.conn.clone();
     let rc = authed.rc;
