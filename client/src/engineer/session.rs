@@ -80,16 +80,17 @@ pub async fn open(
     choice: SessionChoice,
     caps: Vec<Capability>,
 ) -> Result<Live, EngineerError> {
-    // What the relay would refuse is refused here, before anything is sent (a path too
-    // long for one frame would otherwise only get "frame exceeds the limit").
+    // A path over the file system's limits is refused here, before anything is sent: one
+    // too long for a frame would otherwise only get "frame exceeds the limit". Everything
+    // else about a path is the relay's to refuse (and to audit).
     for cap in &caps {
         if let Capability::FilesRead { roots } | Capability::FilesWrite { roots } = cap {
+            use assist_proto::caps::{PATH_MAX, check_path_length};
             roots
                 .iter()
-                .try_for_each(|r| assist_proto::files::check_path(r))
+                .try_for_each(|r| check_path_length("path", r, PATH_MAX, "PATH_MAX"))
                 .map_err(EngineerError::Refused)?;
         }
-        cap.validate().map_err(EngineerError::Refused)?;
     }
     let authed = connect(cfg).await?;
     let conn = authed.rc.conn.clone();

@@ -27,6 +27,7 @@ impl Relay {
     /// Audits a channel the relay or the agent refused (`channel.refused`): `who` asked for
     /// a `channel` of `session` and was told `reason`. The session's agent and organisation
     /// are filled in when the session is known. Never fails: a refusal is refused anyway.
+    /// Rate-limited like every refusal (`broker::refusals`).
     pub(crate) async fn audit_refusal(
         &self,
         who: &Principal,
@@ -49,7 +50,10 @@ impl Relay {
         if let Some((agent, org)) = known {
             event = event.session(session).org(&org).target(agent.as_str());
         }
-        let _ = self.audit(event).await;
+        // One kind per session and reason: different refusals are each written at once,
+        // the same one repeated is counted.
+        let kind = format!("{} {}", clip(session.as_str(), 64), clip(reason, 200));
+        self.audit_refused(who.user.as_str(), &kind, event).await;
     }
 
     /// Audits a session request refused by policy, and returns the refusal.
@@ -67,7 +71,8 @@ impl Relay {
         if let Some(org) = org {
             event = event.org(org);
         }
-        let _ = self.audit(event).await;
+        let kind = format!("{} {}", clip(agent.as_str(), 64), clip(&r.message, 200));
+        self.audit_refused(who.user.as_str(), &kind, event).await;
         r
     }
 }
