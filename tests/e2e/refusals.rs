@@ -6,7 +6,7 @@ use super::bad_input::{auth_with, connect, rt};
 use anyhow::{Context, ensure};
 use assist_certs::{AgentKey, Ca};
 use assist_net::ClientIdentity;
-use assist_proto::msg::{EngineerToRelay, RelayToEngineer};
+use assist_proto::msg::{ChannelReply, EngineerToRelay, RelayToEngineer};
 use assist_relay::auth::TokenKeys;
 use assist_relay::datadir::DataDir;
 use assist_tests::rogue::RogueEngineer;
@@ -154,18 +154,25 @@ fn a_flood_of_refusals_is_counted_not_written_row_by_row() -> anyhow::Result<()>
                 rogue.call(&EngineerToRelay::End { session: "s-000000000000".into(), reason: None }).await?;
             ensure!(matches!(reply, RelayToEngineer::Error { .. }), "{reply:?}");
         }
+        // And 200 channels on it.
+        for _ in 0..200 {
+            let (reply, ..) = rogue.open(&assist_tests::rogue::command("s-000000000000", &["true"])).await?;
+            ensure!(matches!(reply, ChannelReply::Refused { .. }), "{reply:?}");
+        }
         anyhow::Ok(())
     })?;
     let flood = started.elapsed();
-    let mut rows = Vec::new();
-    wait_until("all 200 refusals counted in the audit log", || {
-        rows = events(&relay, "access.refused")?;
-        Ok(total(&rows) == 200)
-    })?;
     // At most two events per one-second window the flood lasted (the first of the window
     // and the count of its repeats), plus the window still open when it ended.
     let bound = 2 * (flood.as_secs() as usize + 2);
-    assert!(rows.len() <= bound, "{} rows for a flood of {flood:?}", rows.len());
-    assert!(rows.iter().any(|e| e["detail"]["repeats"].as_u64().unwrap_or(0) > 1), "{rows:#?}");
+    for action in ["access.refused", "channel.refused"] {
+        let mut rows = Vec::new();
+        wait_until(&format!("all 200 refusals counted as {action}"), || {
+            rows = events(&relay, action)?;
+            Ok(total(&rows) == 200)
+        })?;
+        assert!(rows.len() <= bound, "{} {action} rows for a flood of {flood:?}", rows.len());
+        assert!(rows.iter().any(|e| e["detail"]["repeats"].as_u64().unwrap_or(0) > 1), "{rows:#?}");
+    }
     Ok(())
 }
