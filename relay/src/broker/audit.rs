@@ -80,9 +80,10 @@ impl Relay {
 impl Relay {
     /// Audits an attempt on session `id` that `who` may not make (`attempt`, e.g.
     /// `session.approve`; `why`, for the record), rate-limited (`broker::refusals`), and
-    /// returns what to answer: `forbidden` to someone who may see the session, `not_found`
-    /// to anyone else, so that a user of another organisation gets the very answer they
-    /// would get for a session that does not exist, and learns nothing of whose it is.
+    /// returns what to answer, of (`forbidden`, `not_found`): the first to someone who may
+    /// see the session, the second to anyone else, so that a user of another organisation
+    /// gets the very answer they would get for a session that does not exist, and learns
+    /// nothing of whose it is.
     pub(super) async fn refuse_access(
         &self,
         who: &Principal,
@@ -90,8 +91,7 @@ impl Relay {
         id: &SessionId,
         info: Option<&SessionInfo>,
         why: &str,
-        forbidden: Refusal,
-        not_found: Refusal,
+        (forbidden, not_found): (Refusal, Refusal),
     ) -> Refusal {
         let mut event = AuditEvent::new(who.user.as_str(), Action::AccessRefused).detail(json!({
             "attempt": attempt,

@@ -249,7 +249,7 @@ impl Relay {
         let Some(s) = self.session(id) else {
             let why = "no such session";
             return Err(self
-                .refuse_access(who, "session.escalate", id, None, why, not_found(), not_found())
+                .refuse_access(who, "session.escalate", id, None, why, (not_found(), not_found()))
                 .await);
         };
         let mut core = s.core.lock().await;
@@ -259,7 +259,7 @@ impl Relay {
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours"));
             let why = "not the session's engineer";
             return Err(self
-                .refuse_access(who, "session.escalate", id, Some(&info), why, forbidden, not_found())
+                .refuse_access(who, "session.escalate", id, Some(&info), why, (forbidden, not_found()))
                 .await);
         }
         if core.grant.is_none() {
@@ -486,7 +486,7 @@ impl Relay {
         let Some(s) = self.session(id) else {
             let why = "no such session";
             return Err(self
-                .refuse_access(who, "grant.revoke", id, None, why, not_found(), not_found())
+                .refuse_access(who, "grant.revoke", id, None, why, (not_found(), not_found()))
                 .await);
         };
         let mut core = s.core.lock().await;
@@ -496,7 +496,7 @@ impl Relay {
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not revoke in session {id}"));
             let why = "may not revoke in this session";
             return Err(self
-                .refuse_access(who, "grant.revoke", id, Some(&info), why, forbidden, not_found())
+                .refuse_access(who, "grant.revoke", id, Some(&info), why, (forbidden, not_found()))
                 .await);
         }
         let Some(previous) = core.current.clone() else {

@@ -223,7 +223,7 @@ impl Relay {
         let Some(s) = self.session(id) else {
             return Err(match by {
                 Answerer::User(p) => {
-                    self.refuse_access(p, attempt, id, None, "no such session", not_found(), not_found())
+                    self.refuse_access(p, attempt, id, None, "no such session", (not_found(), not_found()))
                         .await
                 }
                 _ => not_found(),
@@ -241,7 +241,7 @@ impl Relay {
                     );
                     let why = "may not answer for the session's organisation";
                     return Err(self
-                        .refuse_access(p, attempt, id, Some(&info), why, forbidden, not_found())
+                        .refuse_access(p, attempt, id, Some(&info), why, (forbidden, not_found()))
                         .await);
                 }
                 if core.consent == ConsentMode::Prompt {
@@ -388,7 +388,7 @@ impl Relay {
         let Some(s) = self.session(id) else {
             let why = "no such session";
             return Err(self
-                .refuse_access(who, "session.end", id, None, why, not_found(), not_found())
+                .refuse_access(who, "session.end", id, None, why, (not_found(), not_found()))
                 .await);
         };
         let info = s.core.lock().await.info.clone();
@@ -396,7 +396,7 @@ impl Relay {
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not end session {id}"));
             let why = "may not end this session";
             return Err(self
-                .refuse_access(who, "session.end", id, Some(&info), why, forbidden, not_found())
+                .refuse_access(who, "session.end", id, Some(&info), why, (forbidden, not_found()))
                 .await);
         }
         self.end_session(id, EndReason::EndedBy { user: who.user.to_string(), reason }).await;
