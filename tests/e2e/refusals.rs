@@ -6,7 +6,8 @@ use super::bad_input::{auth_with, connect, rt};
 use anyhow::{Context, ensure};
 use assist_certs::{AgentKey, Ca};
 use assist_net::ClientIdentity;
-use assist_proto::msg::{ChannelReply, EngineerToRelay, RelayToEngineer};
+use assist_net::{read_msg, write_msg};
+use assist_proto::msg::{AgentToRelay, ChannelReply, EngineerToRelay, RelayToAgent, RelayToEngineer};
 use assist_relay::auth::TokenKeys;
 use assist_relay::datadir::DataDir;
 use assist_tests::rogue::RogueEngineer;
@@ -154,6 +155,21 @@ fn a_flood_of_refusals_is_counted_not_written_row_by_row() -> anyhow::Result<()>
                 rogue.call(&EngineerToRelay::End { session: "s-000000000000".into(), reason: None }).await?;
             ensure!(matches!(reply, RelayToEngineer::Error { .. }), "{reply:?}");
         }
+        // 200 guessed join tokens.
+        let key = AgentKey::generate("guess")?;
+        for i in 0..200 {
+            let (_ep, conn) = connect(&relay, None).await?;
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let enroll = AgentToRelay::Enroll {
+                token: format!("guess-{i}"),
+                name: "guess".into(),
+                csr_pem: key.csr_pem.clone(),
+            };
+            write_msg(&mut send, &enroll).await?;
+            let reply: Option<RelayToAgent> = read_msg(&mut recv).await?;
+            ensure!(matches!(reply, Some(RelayToAgent::Error { .. })), "{reply:?}");
+            conn.close(0u32.into(), b"");
+        }
         // And 200 channels on it.
         for _ in 0..200 {
             let (reply, ..) = rogue.open(&assist_tests::rogue::command("s-000000000000", &["true"])).await?;
@@ -165,7 +181,7 @@ fn a_flood_of_refusals_is_counted_not_written_row_by_row() -> anyhow::Result<()>
     // At most two events per one-second window the flood lasted (the first of the window
     // and the count of its repeats), plus the window still open when it ended.
     let bound = 2 * (flood.as_secs() as usize + 2);
-    for action in ["access.refused", "channel.refused"] {
+    for action in ["access.refused", "channel.refused", "agent.enrollment_refused"] {
         let mut rows = Vec::new();
         wait_until(&format!("all 200 refusals counted as {action}"), || {
             rows = events(&relay, action)?;
