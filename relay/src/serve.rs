@@ -266,7 +266,9 @@ async fn refuse_agent(
                 .org(&row.org)
                 .target(row.name.as_str())
                 .detail(refusal_detail("revoked", &fp, &conn));
-            let _ = relay.audit(event).await;
+            // Counted per source and certificate: a revoked agent that keeps
+            // reconnecting cannot fill the log.
+            relay.audit_refused(&conn.remote_address().ip().to_string(), &fp.hex(), event).await;
         }
         Ok(None) => {
             // Signed by our CA but not (or no longer) the certificate of an enrolled
@@ -276,7 +278,7 @@ async fn refuse_agent(
             let event = AuditEvent::new(RELAY_ACTOR, Action::AgentRefused)
                 .target(fp.to_string())
                 .detail(refusal_detail("certificate not enrolled", &fp, &conn));
-            let _ = relay.audit(event).await;
+            relay.audit_refused(&conn.remote_address().ip().to_string(), &fp.hex(), event).await;
         }
         Err(e) => {
             warn!(error = %e, "cannot look up agent");

@@ -192,3 +192,37 @@ fn a_flood_of_refusals_is_counted_not_written_row_by_row() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[test]
+fn a_revoked_agent_reconnecting_in_a_loop_is_counted() -> anyhow::Result<()> {
+    let relay = TestRelay::start_with(&["--refusal-window", "1s"])?;
+    relay.standard_world()?;
+    let mut agent = relay.agent("erp-db01", "acme", "approver")?;
+    relay.admin(&["agent", "revoke", "erp-db01"])?;
+    agent.proc().wait()?;
+    let read = |name: &str| std::fs::read_to_string(agent.dir.path().join(name));
+    let (cert, key) = (read("agent.pem")?, read("agent.key")?);
+    let rt = rt();
+    let started = Instant::now();
+    rt.block_on(async {
+        for _ in 0..200 {
+            let identity = ClientIdentity {
+                chain: assist_certs::certs_from_pem(&cert)?,
+                key: assist_certs::key_from_pem(&key)?,
+            };
+            let (_ep, conn) = connect(&relay, Some(identity)).await?;
+            // The relay closes it at once; the next attempt follows.
+            conn.closed().await;
+        }
+        anyhow::Ok(())
+    })?;
+    let flood = started.elapsed();
+    let mut rows = Vec::new();
+    wait_until("the reconnects counted as agent.refused", || {
+        rows = events(&relay, "agent.refused")?;
+        Ok(total(&rows) >= 200)
+    })?;
+    let bound = 2 * (flood.as_secs() as usize + 3);
+    assert!(rows.len() <= bound, "{} rows for a flood of {flood:?}", rows.len());
+    Ok(())
+}
