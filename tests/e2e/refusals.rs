@@ -226,3 +226,54 @@ fn a_revoked_agent_reconnecting_in_a_loop_is_counted() -> anyhow::Result<()> {
     assert!(rows.len() <= bound, "{} rows for a flood of {flood:?}", rows.len());
     Ok(())
 }
+
+#[test]
+fn an_agent_answering_another_agents_request_is_told_not_found_and_audited() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let mut other = relay.agent("rogue-01", "acme", "prompt")?;
+    other.kill();
+    let read = |name: &str| std::fs::read_to_string(other.dir.path().join(name));
+    let (cert, key) = (read("agent.pem")?, read("agent.key")?);
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+    let _shell = alice.spawn(&["shell", "erp-db01", "--ticket", "INC-2", "--reason", "r", "--", "true"])?;
+    let id = bob.pending_request()?;
+
+    let rt = rt();
+    let message = rt.block_on(async {
+        let identity = ClientIdentity {
+            chain: assist_certs::certs_from_pem(&cert)?,
+            key: assist_certs::key_from_pem(&key)?,
+        };
+        let (_ep, conn) = connect(&relay, Some(identity)).await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello =
+            AgentToRelay::Hello { consent: assist_proto::caps::ConsentMode::Prompt, version: "x".into() };
+        write_msg(&mut send, &hello).await?;
+        let welcome: Option<RelayToAgent> = read_msg(&mut recv).await?;
+        ensure!(matches!(welcome, Some(RelayToAgent::Welcome { .. })), "{welcome:?}");
+        let answer = AgentToRelay::ConsentAnswer {
+            session: id.as_str().into(),
+            approve: true,
+            reason: None,
+            capabilities: None,
+        };
+        write_msg(&mut send, &answer).await?;
+        loop {
+            match read_msg::<RelayToAgent, _>(&mut recv).await? {
+                Some(RelayToAgent::Error { message, .. }) => return Ok(message),
+                Some(_) => continue,
+                None => anyhow::bail!("no answer"),
+            }
+        }
+    })?;
+    assert_eq!(message, format!("no pending request {id}"));
+    let mut seen = Vec::new();
+    wait_until("the agent's attempt in the audit log", || {
+        seen = events(&relay, "access.refused")?;
+        Ok(seen.iter().any(|e| e["actor"] == "agent:rogue-01" && e["session"] == id.as_str()))
+    })?;
+    assert!(bob.ok(&["requests", "--json"])?.contains(&id), "still pending");
+    Ok(())
+}

@@ -113,6 +113,30 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Audits an answer an agent may not give (`access.refused`, actor `agent:NAME`):
+    /// to another agent's session, or one that does not exist. Rate-limited.
+    pub(super) async fn refuse_agent_answer(
+        &self,
+        name: &AgentName,
+        attempt: &str,
+        id: &SessionId,
+        info: Option<&SessionInfo>,
+        why: &str,
+    ) {
+        let actor = crate::audit::agent_actor(name);
+        let mut event = AuditEvent::new(actor.as_str(), Action::AccessRefused).detail(json!({
+            "attempt": attempt,
+            "reason": why,
+            "session": clip(id.as_str(), 64),
+        }));
+        if let Some(info) = info {
+            event = event.session(&info.id).org(&info.agent_org).target(info.agent.as_str());
+        }
+        self.audit_refused(&actor, attempt, event).await;
+    }
+}
+
 /// An event about a session: its organisation is the agent's (the customer's), its target
 /// the agent.
 pub(super) fn session_event(actor: &str, action: Action, info: &SessionInfo) -> AuditEvent {

@@ -226,7 +226,11 @@ impl Relay {
                     self.refuse_access(p, attempt, id, None, "no such session", (not_found(), not_found()))
                         .await
                 }
-                _ => not_found(),
+                Answerer::Agent(name) => {
+                    self.refuse_agent_answer(name, attempt, id, None, "no such session").await;
+                    not_found()
+                }
+                Answerer::Window(_) => not_found(),
             });
         };
         let mut core = s.core.lock().await;
@@ -257,7 +261,17 @@ impl Relay {
             }
             Answerer::Agent(name) => {
                 if &core.info.agent != name || core.consent != ConsentMode::Prompt {
-                    return Err(Refusal::new(ErrorCode::Forbidden, "this agent cannot answer that request"));
+                    let info = core.info.clone();
+                    drop(core);
+                    // Another agent's session does not exist as far as this agent is told.
+                    let (why, answer) = if &info.agent != name {
+                        ("another agent's session", not_found())
+                    } else {
+                        let r = Refusal::new(ErrorCode::Forbidden, "this agent cannot answer that request");
+                        ("the agent is not in prompt mode", r)
+                    };
+                    self.refuse_agent_answer(name, attempt, id, Some(&info), why).await;
+                    return Err(answer);
                 }
                 (format!("prompt@{name}"), agent_actor(name))
             }
