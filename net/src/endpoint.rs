@@ -34,6 +34,23 @@ pub fn transport_config() -> TransportConfig {
     t
 }
 
+/// How often a person's connection (no client certificate: `assist`, an enrollment) sends
+/// a keep-alive, and how long it may hear nothing from the relay before it is lost.
+/// Shorter than an agent's: someone at a shell must learn within seconds that the relay
+/// is gone (a killed relay sends nothing), not after half a minute. The idle timeout is
+/// the smaller of both ends', so the relay also drops such a connection after this long
+/// without a packet (a suspended `assist`, a cable pulled).
+pub const PERSON_KEEP_ALIVE: Duration = Duration::from_secs(2);
+pub const PERSON_IDLE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// [`transport_config`] for a person's connection: see [`PERSON_IDLE_TIMEOUT`].
+pub fn person_transport_config() -> TransportConfig {
+    let mut t = transport_config();
+    t.keep_alive_interval(Some(PERSON_KEEP_ALIVE));
+    t.max_idle_timeout(Some(IdleTimeout::try_from(PERSON_IDLE_TIMEOUT).expect("a few seconds fit")));
+    t
+}
+
 /// The largest UDP payload MTU discovery searches for (quinn's default stops at 1452, an
 /// Ethernet frame). Paths that carry more (loopback, jumbo-frame LANs, some VPNs) then move
 /// several times fewer packets per byte, and per-packet work (AEAD calls, frame and ACK
@@ -127,10 +144,13 @@ fn client_quic(
     verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
     identity: Option<ClientIdentity>,
 ) -> Result<quinn::ClientConfig, ConnectError> {
+    // Agents present a certificate and hold their connection for days; everyone else is a
+    // person waiting at a terminal.
+    let transport = if identity.is_some() { transport_config() } else { person_transport_config() };
     let tls = tls::client_config(verifier, identity.map(|i| (i.chain, i.key))).map_err(ConnectError::Tls)?;
     let quic = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Config(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(Arc::new(transport_config()));
+    cfg.transport_config(Arc::new(transport));
     Ok(cfg)
 }
 

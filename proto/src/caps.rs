@@ -157,7 +157,9 @@ impl Capability {
                     if r.chars().any(crate::text::is_unsafe) {
                         return Err(format!("root {r:?} holds a control or invisible formatting character"));
                     }
-                    if r.len() > MAX_LEN || !is_normal_absolute(r) {
+
+                    check_path_length("root", r, MAX_LEN, "the longest root a grant may name")?;
+                    if !is_normal_absolute(r) {
                         return Err(format!(
                             "root {r:?} must be an absolute path without '.', '..' or empty components"
                         ));
@@ -192,6 +194,41 @@ pub fn path_within(path: &str, root: &str) -> bool {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
+}
+
+/// The longest path component, in bytes (Linux's NAME_MAX).
+pub const NAME_MAX: usize = 255;
+/// The longest path, in bytes (Linux's PATH_MAX).
+pub const PATH_MAX: usize = 4096;
+
+/// Checks a path's length: each component at most [`NAME_MAX`] bytes, the whole at most
+/// `max` bytes (`limit` says which limit that is, for the message). The message says which
+/// limit was passed, by how much, and shows only the start of the offending text.
+pub fn check_path_length(what: &str, p: &str, max: usize, limit: &str) -> Result<(), String> {
+    if let Some(c) = p.split('/').find(|c| c.len() > NAME_MAX) {
+        return Err(format!(
+            "{what} has a component of {} bytes ({:?}…); a component may have at most {NAME_MAX} bytes (NAME_MAX)",
+            c.len(),
+            head(c),
+        ));
+    }
+    if p.len() > max {
+        return Err(format!(
+            "{what} of {} bytes ({:?}…) is longer than {max} bytes ({limit})",
+            p.len(),
+            head(p)
+        ));
+    }
+    Ok(())
+}
+
+/// The first few characters of a long text, for a message.
+fn head(text: &str) -> &str {
+    let mut end = text.len().min(40);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// An absolute `/`-path without `.`, `..`, empty components, backslashes or NUL (a

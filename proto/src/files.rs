@@ -96,9 +96,11 @@ fn non_empty(p: String) -> String {
     if p.is_empty() { "/".into() } else { p }
 }
 
-/// An absolute, normalised path of at most 4096 bytes.
+/// An absolute, normalised path of at most 4096 bytes (PATH_MAX), each component at most
+/// 255 (NAME_MAX).
 pub fn check_path(path: &str) -> Result<(), String> {
-    if path.len() > 4096 || !is_normal_absolute(path) {
+    crate::caps::check_path_length("path", path, crate::caps::PATH_MAX, "PATH_MAX")?;
+    if !is_normal_absolute(path) {
         return Err(format!(
             "path {path:?} must be absolute and normalised (no '.', '..' or empty components)"
         ));
@@ -257,6 +259,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_over_a_limit_says_which() {
+        let component = format!("/var/{}/x", "a".repeat(5000));
+        let err = check_path(&component).unwrap_err();
+        assert!(err.contains("component of 5000 bytes") && err.contains("NAME_MAX"), "{err}");
+        assert!(err.len() < 300, "the message does not repeat the path: {err}");
+        let long = format!("/{}", vec!["b".repeat(100); 700].join("/"));
+        let err = check_path(&long).unwrap_err();
+        assert!(err.contains(&format!("{} bytes", long.len())) && err.contains("PATH_MAX"), "{err}");
+        assert!(err.len() < 300, "{err}");
+        assert!(check_path(&format!("/{}", "c".repeat(255))).is_ok());
+        assert!(check_path("/a/../b").unwrap_err().contains("normalised"));
+    }
 
     fn write(path: &str, name: Option<&str>) -> FileRequest {
         FileRequest::Write {

@@ -100,6 +100,10 @@ actions! {
     /// A join token was created (its hash prefix is the target).
     TokenIssued = "token.issued",
     AgentEnrolled = "agent.enrolled",
+    /// A revoked agent's name was enrolled again with a new join token (detail: the
+    /// previous certificate's fingerprint and organisation; the old certificate stays
+    /// refused).
+    AgentReenrolled = "agent.reenrolled",
     /// An enrollment was refused (token unknown, used or expired; name taken).
     AgentEnrollmentRefused = "agent.enrollment_refused",
     AgentRevoked = "agent.revoked",
@@ -129,6 +133,16 @@ actions! {
     /// A diagnostic script run in a session that goes on (`assist exec --session`) exited
     /// (detail: script, exit code or signal).
     ScriptExited = "exec.exited",
+    /// Someone tried what they may not: answer, end, revoke in or escalate a session that
+    /// is not theirs to touch, or one that does not exist (detail: what was attempted, why
+    /// it was refused, `count`; rate-limited, see `broker::refusals`).
+    AccessRefused = "access.refused",
+    /// An engineer token was refused: forged, expired, for another relay (detail: reason,
+    /// remote address, `count`; rate-limited).
+    TokenRefused = "login.token_refused",
+    /// A QUIC/TLS handshake failed, e.g. a client certificate from another CA (detail:
+    /// the error, remote address, `count`; rate-limited).
+    HandshakeRefused = "connection.refused",
     /// A file transfer ended (detail: path, direction, size, SHA-256 from the agent and the
     /// engineer, whether they matched, the recording channel).
     FileTransferred = "file.transferred",

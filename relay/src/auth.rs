@@ -152,6 +152,15 @@ impl TokenKeys {
         (token, i64::try_from(exp).unwrap_or(i64::MAX / 1000) * 1000)
     }
 
+    /// The claims of a token that [`TokenKeys::verify`] refused as expired: everything but
+    /// the expiry is checked again, so these are our own claims, only too old. For the
+    /// record of who came back with an old token; never to let them in.
+    pub fn expired_claims(&self, token: &str) -> Option<Claims> {
+        let mut validation = self.validation.clone();
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok().map(|d| d.claims)
+    }
+
     /// Checks a token's signature, algorithm, expiry, audience and issuer.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {

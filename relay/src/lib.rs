@@ -22,6 +22,7 @@ pub mod auth;
 pub mod broker;
 pub mod datadir;
 pub mod listen;
+pub mod private_file;
 pub mod recording;
 pub mod serve;
 pub mod stop;

@@ -4,7 +4,8 @@
 //! done by [`assist_relay::serve`], [`assist_relay::datadir`], [`assist_relay::admin`] and
 //! [`assist_relay::audit_cmd`].
 //! Results go to stdout (tables for people, `--json` for programs); logs, notes and
-//! errors go to stderr, and any error exits with status 1.
+//! errors go to stderr, and any error exits with status 1 (2 for bad arguments;
+//! `recording verify` has its own statuses for its verdicts).
 
 mod window_cli;
 
@@ -70,7 +71,11 @@ enum Command {
 #[derive(Subcommand)]
 enum RecordingCommand {
     /// Checks a recording: valid, truncated (never sealed) or tampered (and where).
-    /// Exits 0 only when valid.
+    ///
+    /// Exit status: 0 valid; 3 truncated (verifies as far as it goes, never sealed: the
+    /// relay stopped mid-session); 4 tampered (a chunk, link, seal or signature does not
+    /// verify); 1 the recording could not be checked (not found, unreadable, bad keys
+    /// file); 2 bad arguments.
     Verify {
         /// The session whose recording to check (in DIR/recordings).
         #[arg(required_unless_present = "file")]
@@ -138,6 +143,11 @@ enum KeysCommand {
     },
 }
 
+/// `recording verify`'s status for a recording that was never sealed.
+const VERIFY_TRUNCATED: u8 = 3;
+/// `recording verify`'s status for a recording that does not verify.
+const VERIFY_TAMPERED: u8 = 4;
+
 async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) -> anyhow::Result<ExitCode> {
     use assist_relay::recording::cli;
     match cmd {
@@ -155,11 +165,11 @@ async fn recording_command(data_dir: &std::path::Path, cmd: RecordingCommand) ->
                 (None, None) => bail!("name a session or --file"),
             };
             println!("{verdict}");
-            Ok(if matches!(verdict, assist_relay::recording::Verdict::Valid { .. }) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(ExitCode::from(match verdict {
+                assist_relay::recording::Verdict::Valid { .. } => 0,
+                assist_relay::recording::Verdict::Truncated { .. } => VERIFY_TRUNCATED,
+                assist_relay::recording::Verdict::Tampered { .. } => VERIFY_TAMPERED,
+            }))
         }
         RecordingCommand::Export { session, format, channel, direction, output, recordings } => {
             let store = cli::open_store(recordings.as_deref(), data_dir)?;
@@ -200,11 +210,10 @@ fn keys_command(data_dir: &std::path::Path, cmd: KeysCommand) -> anyhow::Result<
 }
 
 /// Writes a whole file or nothing: a temporary file beside it, then a rename.
+/// Exports are private (0600) like the store, and complete or absent.
 fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    assist_relay::private_file::write_private(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[derive(Args)]
@@ -276,6 +285,11 @@ struct ServeArgs {
     /// The longest wait after failed logins: the lockout.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, value_name = "DUR")]
     login_lockout: Duration,
+    /// Refused attempts (by people who may not, forged or expired tokens, foreign
+    /// certificates) are audited at once the first time; repeats of the same kind within
+    /// this window are counted and audited as one event with their count.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, value_name = "DUR")]
+    refusal_window: Duration,
 }
 
 #[derive(Subcommand)]
@@ -504,6 +518,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             delay: args.login_delay,
             lockout: args.login_lockout,
         },
+        refusal_window: args.refusal_window,
     })
     .await?;
     Ok(())
@@ -669,8 +684,17 @@ fn password_from_stdin() -> anyhow::Result<String> {
 }
 
 fn password_from_prompt(user: &str) -> anyhow::Result<String> {
-    let first =
-        rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?;
+    // The prompt reads the controlling terminal; a script, a service or a container has
+    // none ("No such device or address").
+    let first = rpassword::prompt_password(format!("Password for {user}: ")).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot ask for the password: no terminal ({e}); give it on standard input with --password-stdin"
+        )
+    })?;
+    // Said before asking a second time for a password that would be refused anyway.
+    if first.chars().count() < admin::MIN_PASSWORD_CHARS {
+        bail!("password too short: use at least {} characters", admin::MIN_PASSWORD_CHARS);
+    }
     let second = rpassword::prompt_password("Repeat it: ").context("reading the password")?;
     if first != second {
         bail!("the passwords do not match");

@@ -21,6 +21,8 @@ use tracing::{Instrument, debug, info, warn};
 
 /// How long a client may take to complete the QUIC handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often counted refusals whose window closed are written.
+const REFUSAL_SWEEP: Duration = Duration::from_secs(1);
 /// How often the relay looks for agents revoked by the admin command.
 const REVOCATION_POLL: Duration = Duration::from_secs(2);
 
@@ -53,6 +55,9 @@ pub struct ServeConfig {
     pub transfer_limits: assist_proto::files::TransferLimits,
     /// When failed logins make later attempts wait.
     pub login_throttle: crate::broker::throttle::ThrottleConfig,
+    /// Repeated refusals of one kind within this window are audited as one counted
+    /// event. Default 1 minute.
+    pub refusal_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +113,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         recording_mandatory: cfg.recording,
         transfer_limits: cfg.transfer_limits,
         login_throttle: cfg.login_throttle,
+        refusal_window: cfg.refusal_window,
     };
     if !cfg.recording {
         warn!("recording is OFF: sessions on this relay are not recorded and not auditable");
@@ -181,6 +187,17 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
             }
         })
     };
+    // Refusals counted in a window are written when it closes.
+    let refusals = {
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFUSAL_SWEEP);
+            loop {
+                tick.tick().await;
+                relay.flush_refusals(false).await;
+            }
+        })
+    };
     // Webhooks read the audit log; they never hold up the broker.
     let webhooks =
         crate::webhook::Worker::start(relay.store.clone(), crate::webhook::WebhookConfig::default());
@@ -195,7 +212,10 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
                     let remote = incoming.remote_address();
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
                         Ok(Ok(conn)) => dispatch(relay, conn).instrument(tracing::debug_span!("conn", %remote)).await,
-                        Ok(Err(e)) => debug!(%remote, error = %e, "handshake failed"),
+                        Ok(Err(e)) => {
+                            debug!(%remote, error = %e, "handshake failed");
+                            handshake_refused(&relay, remote, &e).await;
+                        }
                         Err(_) => debug!(%remote, "handshake timed out"),
                     }
                 });
@@ -203,11 +223,25 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
         }
     }
     revocations.abort();
+    refusals.abort();
     relay.end_all(EndReason::RelayShutdown).await;
+    relay.flush_refusals(true).await;
     // The sessions' last events are sent after the next start: the cursor is durable.
     webhooks.stop().await;
     endpoint.close(codes::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+}
+
+/// Audits a failed handshake (a client certificate from another CA, a client that does
+/// not speak our protocol), rate-limited per source address: who it was is not known,
+/// only where it came from.
+async fn handshake_refused(relay: &Relay, remote: SocketAddr, e: &quinn::ConnectionError) {
+    let error = e.to_string();
+    let event =
+        AuditEvent::new(RELAY_ACTOR, Action::HandshakeRefused).target(remote.ip().to_string()).detail(
+            serde_json::json!({ "error": crate::audit::clip(&error, 300), "remote": remote.to_string() }),
+        );
+    relay.audit_refused(&remote.ip().to_string(), "handshake", event).await;
 }
 
 fn peer_fingerprint(conn: &Connection) -> Option<Fingerprint> {
@@ -248,7 +282,9 @@ async fn refuse_agent(
                 .org(&row.org)
                 .target(row.name.as_str())
                 .detail(refusal_detail("revoked", &fp, &conn));
-            let _ = relay.audit(event).await;
+            // Counted per source and certificate: a revoked agent that keeps
+            // reconnecting cannot fill the log.
+            relay.audit_refused(&conn.remote_address().ip().to_string(), &fp.hex(), event).await;
         }
         Ok(None) => {
             // Signed by our CA but not (or no longer) the certificate of an enrolled
@@ -258,7 +294,7 @@ async fn refuse_agent(
             let event = AuditEvent::new(RELAY_ACTOR, Action::AgentRefused)
                 .target(fp.to_string())
                 .detail(refusal_detail("certificate not enrolled", &fp, &conn));
-            let _ = relay.audit(event).await;
+            relay.audit_refused(&conn.remote_address().ip().to_string(), &fp.hex(), event).await;
         }
         Err(e) => {
             warn!(error = %e, "cannot look up agent");

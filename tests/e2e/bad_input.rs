@@ -9,12 +9,12 @@ use assist_tests::TestRelay;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn rt() -> tokio::runtime::Runtime {
+pub(super) fn rt() -> tokio::runtime::Runtime {
     assist_net::install_crypto_provider();
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
-async fn connect(
+pub(super) async fn connect(
     relay: &TestRelay,
     identity: Option<ClientIdentity>,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
@@ -26,7 +26,7 @@ async fn connect(
 }
 
 /// Sends `Auth` with a token and returns the relay's answer.
-async fn auth_with(relay: &TestRelay, token: &str) -> anyhow::Result<RelayToEngineer> {
+pub(super) async fn auth_with(relay: &TestRelay, token: &str) -> anyhow::Result<RelayToEngineer> {
     let (_ep, conn) = connect(relay, None).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     write_msg(&mut send, &EngineerToRelay::Auth { token: token.to_owned() }).await?;
@@ -276,12 +276,99 @@ fn organisations_are_isolated() -> anyhow::Result<()> {
     let id = bob.pending_request()?;
     let out = eve.run(&["approve", &id])?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("may not answer"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("no pending request {id}")), "{out:?}");
     let pending = bob.ok(&["requests", "--json"])?;
     assert!(pending.contains(&id), "still pending after the refused approval");
 
     // Ticket and reason are mandatory.
     let out = alice.run(&["shell", "erp-db01", "--reason", "r"])?;
     assert!(!out.status.success());
+    Ok(())
+}
+
+#[test]
+fn user_add_without_a_terminal_says_to_use_password_stdin_and_a_short_password_is_refused_at_once()
+-> anyhow::Result<()> {
+    use expectrl::Expect;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let add = |name: &str| {
+        let mut cmd = std::process::Command::new(assist_tests::bin("assist-relay"));
+        cmd.arg("--data-dir")
+            .arg(relay.data_dir())
+            .args(["user", "add", name, "--org", "acme", "--role", "engineer"]);
+        cmd
+    };
+    // No controlling terminal (a new session), stdin empty: as from cron or a container.
+    let mut cmd = std::process::Command::new("setsid");
+    let inner = add("carol");
+    cmd.arg(inner.get_program()).args(inner.get_args()).stdin(std::process::Stdio::null());
+    let out = cmd.output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--password-stdin"), "{err}");
+    assert!(!relay.admin(&["user", "list"])?.contains("carol"));
+
+    // In a terminal: a short password is refused before it is asked for again.
+    let mut p = expectrl::Session::spawn(add("dave"))?;
+    p.set_expect_timeout(Some(assist_tests::WAIT));
+    p.expect("Password for dave:")?;
+    p.send_line("short")?;
+    let seen = p.expect("too short")?;
+    assert!(!String::from_utf8_lossy(seen.before()).contains("Repeat"), "asked twice for a short password");
+    assert!(!relay.admin(&["user", "list"])?.contains("dave"));
+    Ok(())
+}
+
+#[test]
+fn a_path_over_a_limit_is_refused_saying_which_in_the_cli_and_at_the_relay() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let local = tempfile::tempdir()?;
+    let local = local.path().to_str().unwrap_or(".");
+    let component = format!("erp-db01:/var/{}", "a".repeat(5000));
+    let long = format!("erp-db01:/{}", vec!["b".repeat(100); 700].join("/"));
+    let ask = ["--ticket", "T-1", "--reason", "r"];
+    for (args, why) in [
+        (vec!["cp", component.as_str(), local], "NAME_MAX"),
+        (vec!["ls", component.as_str()], "NAME_MAX"),
+        (vec!["cp", long.as_str(), local], "PATH_MAX"),
+        (vec!["ls", long.as_str()], "PATH_MAX"),
+    ] {
+        let out = alice.run(&[&args[..], &ask[..]].concat())?;
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{}: {err}", args[0]);
+        assert!(!err.contains("frame"), "{err}");
+    }
+    // Nothing reached the relay: no session was asked for.
+    let audit = relay.admin(&["audit", "list", "--json"])?;
+    assert!(!audit.contains("session.requested"), "a request went out");
+
+    // A client that sends it anyway is told the same by the relay.
+    let rt = rt();
+    let reply = rt.block_on(async {
+        let mut rogue = assist_tests::rogue::RogueEngineer::connect(&alice).await?;
+        rogue
+            .call(&EngineerToRelay::RequestSession {
+                agent: "erp-db01".into(),
+                ticket: "T-2".into(),
+                priority: assist_proto::caps::Priority::P3,
+                reason: "r".into(),
+                capabilities: vec![assist_proto::caps::Capability::FilesRead {
+                    roots: vec![format!("/var/{}", "a".repeat(300))],
+                }],
+                duration_secs: None,
+            })
+            .await
+    })?;
+    match reply {
+        RelayToEngineer::Error { code: ErrorCode::BadRequest, message } => {
+            assert!(message.contains("NAME_MAX"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     Ok(())
 }

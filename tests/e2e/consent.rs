@@ -76,6 +76,31 @@ fn prompt_consent_yes_and_no() -> anyhow::Result<()> {
 }
 
 #[test]
+fn the_agent_says_each_event_once() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let mut agent = relay.agent("erp-db01", "acme", "prompt")?;
+    let alice = relay.login("alice")?;
+    let mut s = alice.spawn(&as_refs(&shell_args(&["echo", "once"])))?;
+    agent.proc().stdout.wait_for("answer within")?;
+    agent.proc().write_line("y")?;
+    assert_eq!(s.wait()?.code(), Some(0));
+    agent.proc().stdout.wait_for("ended")?;
+    // Everything the agent wrote, to its end.
+    agent.proc().child.kill()?;
+    agent.proc().wait()?;
+    let _ = agent.proc().stdout.wait_for("\0 the end");
+    let _ = agent.proc().stderr.wait_for("\0 the end");
+    let p = agent.proc();
+    let all: Vec<&String> = p.stdout.seen.iter().chain(p.stderr.seen.iter()).collect();
+    let count = |what: &[&str]| all.iter().filter(|l| what.iter().any(|w| l.contains(w))).count();
+    assert_eq!(count(&["connected to"]), 1, "{all:#?}");
+    assert_eq!(count(&["granted", "grant received"]), 1, "{all:#?}");
+    assert_eq!(count(&["ended"]), 1, "{all:#?}");
+    Ok(())
+}
+
+#[test]
 fn unanswered_request_expires_and_is_denied() -> anyhow::Result<()> {
     let relay = TestRelay::start_with(&["--consent-timeout", "2s"])?;
     relay.standard_world()?;

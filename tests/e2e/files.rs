@@ -243,6 +243,8 @@ fn every_path_trick_is_refused_and_audited() -> anyhow::Result<()> {
         let out = alice.run(&[&["cp", src.as_str(), &t.p("local")][..], &s].concat())?;
         assert!(!out.status.success(), "{src} was copied");
         assert!(stderr(&out).contains(why), "{src}: {}", stderr(&out));
+        // key-link points at secret/key: the refusal must not say so.
+        assert!(!stderr(&out).contains("secret/key") || src.contains("secret"), "{src}: {}", stderr(&out));
         assert_eq!(std::fs::read_dir(t.base.join("local"))?.count(), 0, "{src} left a file");
         wait_events(&relay, &held.id, "channel.refused", i + 1)?;
     }

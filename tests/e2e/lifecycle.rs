@@ -126,6 +126,47 @@ fn revoked_agent_is_disconnected_and_refused() -> anyhow::Result<()> {
 }
 
 #[test]
+fn a_revoked_name_is_enrolled_again_with_a_new_token_and_the_old_certificate_stays_refused()
+-> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let mut old = relay.agent("erp-db01", "acme", "approver")?;
+    relay.admin(&["agent", "revoke", "erp-db01"])?;
+    old.proc().wait()?;
+
+    // A new machine (or the same one, reinstalled) takes the name with a new token.
+    let _new = relay.agent("erp-db01", "acme", "approver")?;
+    let listed: serde_json::Value = serde_json::from_str(&relay.admin(&["agent", "list", "--json"])?)?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(listed[0]["revoked_at"].is_null(), "{listed}");
+    let audit: serde_json::Value = serde_json::from_str(&relay.admin(&["audit", "list", "--json"])?)?;
+    let again = audit
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["action"] == "agent.reenrolled"))
+        .ok_or_else(|| anyhow::anyhow!("no agent.reenrolled event: {audit}"))?;
+    assert_eq!(again["target"], "erp-db01");
+    assert!(again["detail"]["revoked_at"].is_i64(), "{again}");
+    let first = audit
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["action"] == "agent.enrolled"))
+        .ok_or_else(|| anyhow::anyhow!("no agent.enrolled event: {audit}"))?;
+    assert_eq!(again["detail"]["previous_fingerprint"], first["detail"]["fingerprint"], "{again}");
+    assert_ne!(again["detail"]["fingerprint"], first["detail"]["fingerprint"], "{again}");
+
+    // The revoked certificate is still refused.
+    assert!(old.start("approver").is_err(), "the old certificate got in again");
+    // And the new agent serves sessions.
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut s =
+        alice.spawn(&["shell", "erp-db01", "--ticket", "T", "--reason", "r", "--", "echo", "new-agent"])?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    s.stdout.wait_for("new-agent")?;
+    Ok(())
+}
+
+#[test]
 fn agent_reconnects_after_a_relay_crash_and_dangling_sessions_are_closed() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
     relay.standard_world()?;
@@ -172,5 +213,40 @@ fn health_endpoint_reports_online_agents() -> anyhow::Result<()> {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"online_agents\":1"), "{response}");
     let _ = &mut relay;
+    Ok(())
+}
+
+#[test]
+fn a_killed_relay_is_reported_as_lost_within_seconds() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut shell = alice.spawn(&[
+        "shell",
+        "erp-db01",
+        "--ticket",
+        "INC-9",
+        "--reason",
+        "r",
+        "--",
+        "sh",
+        "-c",
+        "echo shell-is-up; sleep 600",
+    ])?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    shell.stdout.wait_for("shell-is-up")?;
+    // kill -9: the relay sends nothing more, not even a close.
+    let TestRelay { dir: _dir, proc, .. } = relay;
+    drop(proc);
+    let killed = Instant::now();
+    shell.stderr.wait_for("relay connection lost")?;
+    let status = shell.wait()?;
+    assert!(!status.success(), "{status:?}");
+    // The point of the change: well before the 30 s an agent's connection waits (and
+    // the 38 s the shell froze before), with room for a loaded machine.
+    assert!(killed.elapsed() < Duration::from_secs(25), "lost after {:?}", killed.elapsed());
     Ok(())
 }

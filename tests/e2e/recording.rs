@@ -53,6 +53,18 @@ fn verify(relay: &TestRelay, args: &[&str], want: &str) -> anyhow::Result<String
     }
 }
 
+/// `recording verify ARGS`'s exit status.
+fn verify_status(relay: &TestRelay, args: &[&str]) -> anyhow::Result<Option<i32>> {
+    let out = Command::new(assist_tests::bin("assist-relay"))
+        .envs(relay.env.iter().map(|(k, v)| (k, v)))
+        .arg("--data-dir")
+        .arg(relay.data_dir())
+        .args(["recording", "verify"])
+        .args(args)
+        .output()?;
+    Ok(out.status.code())
+}
+
 #[test]
 fn sessions_are_recorded_sealed_and_exported_for_standard_players() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
@@ -64,6 +76,8 @@ fn sessions_are_recorded_sealed_and_exported_for_standard_players() -> anyhow::R
 
     let text = verify(&relay, &[&id], "valid")?;
     assert!(text.starts_with("valid"), "{text}");
+    assert_eq!(verify_status(&relay, &[&id])?, Some(0));
+    assert_eq!(verify_status(&relay, &["s-000000000000"])?, Some(1), "no such recording: not checked");
     // The agent countersigned what it served (stdin, stdout and the stderr stream), and
     // what it saw matches the recording.
     assert!(text.contains("the agent countersigned 1 channel(s) and saw the same bytes"), "{text}");
@@ -129,8 +143,70 @@ fn sessions_are_recorded_sealed_and_exported_for_standard_players() -> anyhow::R
         .arg(relay.data_dir())
         .args(["recording", "verify", "--file", copy.to_str().unwrap(), "--keys", keys.to_str().unwrap()])
         .output()?;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(4), "tampered has its own status: {out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tampered"), "{out:?}");
+    Ok(())
+}
+
+#[test]
+fn valid_missing_and_tampered_recordings_have_their_own_exit_status() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (id, _) = run_session(&relay, &["echo", "statuses"])?;
+    verify(&relay, &[&id], "valid")?;
+    assert_eq!(verify_status(&relay, &[&id])?, Some(0));
+    assert_eq!(verify_status(&relay, &["s-000000000000"])?, Some(1), "no such recording: not checked");
+    let dir = tempfile::tempdir()?;
+    let copy = dir.path().join("copy.arec");
+    let mut bytes = std::fs::read(recording_path(&relay, &id))?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&copy, &bytes)?;
+    assert_eq!(verify_status(&relay, &["--file", copy.to_str().unwrap()])?, Some(4));
+    // A recording cut short is truncated (3), not tampered: also after a crash, below.
+    std::fs::write(&copy, &std::fs::read(recording_path(&relay, &id))?[..mid])?;
+    assert_eq!(verify_status(&relay, &["--file", copy.to_str().unwrap()])?, Some(3));
+    Ok(())
+}
+
+#[test]
+fn exports_are_private_like_the_store() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (id, _) = run_session(&relay, &["echo", "exported"])?;
+    verify(&relay, &[&id], "valid")?;
+    let dir = tempfile::tempdir()?;
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // One of them exists already, readable by all: it is replaced, not reused.
+    std::fs::write(out("s.cast"), "old")?;
+    std::fs::set_permissions(out("s.cast"), std::fs::Permissions::from_mode(0o644))?;
+    relay.admin(&["recording", "export", &id, "--format", "asciicast", "--output", &out("s.cast")])?;
+    let raw = out("s.raw");
+    relay.admin(&[
+        "recording",
+        "export",
+        &id,
+        "--format",
+        "raw",
+        "--channel",
+        "1",
+        "--direction",
+        "out",
+        "--output",
+        &raw,
+    ])?;
+    relay.admin(&["keys", "export", "--output", &out("keys.json")])?;
+    relay.admin(&["audit", "export", "--format", "jsonl", "--output", &out("audit.jsonl")])?;
+    for name in ["s.cast", "s.raw", "keys.json", "audit.jsonl"] {
+        let mode = std::fs::metadata(out(name))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+    assert_eq!(std::fs::read_to_string(&raw)?, "exported\n");
+    assert!(std::fs::read_to_string(out("s.cast"))?.contains("exported"));
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 4, "no temporary file left");
     Ok(())
 }
 
@@ -156,6 +232,7 @@ fn a_relay_killed_mid_session_leaves_a_truncated_recording() -> anyhow::Result<(
     let relay = relay.restart()?;
     let text = verify(&relay, &[&id], "truncated")?;
     assert!(text.starts_with("truncated"), "{text}");
+    assert_eq!(verify_status(&relay, &[&id])?, Some(3), "truncated has its own status");
     Ok(())
 }
 

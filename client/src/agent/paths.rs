@@ -11,6 +11,9 @@
 //! - Writes never go through a symbolic link: the target's directory is resolved, the
 //!   target itself must be absent, a regular file, or (with a name) a directory.
 //!
+//! Errors name the path as it was asked, never what it resolved to: the engineer must not
+//! learn where a refused link points (the customer's log may).
+//!
 //! This module decides nothing about the grant's signature or expiry (see
 //! [`super::channel`]) and moves no data (see [`super::files`]).
 
@@ -56,7 +59,9 @@ impl Roots {
         if self.contain(real) {
             Ok(())
         } else {
-            Err(format!("{asked} resolves to {}, outside the granted roots", real.display()))
+            // Where it really leads stays on this machine: the engineer learns only that
+            // it leads out.
+            Err(format!("{asked} leads outside the granted roots"))
         }
     }
 }
@@ -165,13 +170,10 @@ pub fn resolve_write(
     roots.check(path, &target)?;
     let exists = match std::fs::symlink_metadata(&target) {
         Ok(m) if m.file_type().is_symlink() => {
-            return Err(format!(
-                "{} is a symbolic link; files are not written through links",
-                target.display()
-            ));
+            return Err(format!("{path} is a symbolic link; files are not written through links"));
         }
-        Ok(m) if m.is_dir() => return Err(format!("{} is a directory", target.display())),
-        Ok(m) if !m.is_file() => return Err(format!("{} is not a regular file", target.display())),
+        Ok(m) if m.is_dir() => return Err(format!("{path} is a directory")),
+        Ok(m) if !m.is_file() => return Err(format!("{path} is not a regular file")),
         Ok(_) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(io_err(path, e)),
@@ -213,11 +215,11 @@ fn parent_dir(path: &str, p: &Path, parents: bool, roots: &Roots) -> Result<Path
         match std::fs::create_dir(&real) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(&real.display().to_string(), e)),
+            Err(e) => return Err(io_err(path, e)),
         }
         let m = std::fs::symlink_metadata(&real).map_err(|e| io_err(path, e))?;
         if !m.is_dir() {
-            return Err(format!("{} is not a directory", real.display()));
+            return Err(format!("{path}: a parent is not a directory"));
         }
     }
     Ok(real)
@@ -264,6 +266,9 @@ mod tests {
         for escape in ["logs/out-link", "logs/out-dir/key", "logs2/x.log", "secret/key"] {
             let err = ok(escape).unwrap_err();
             assert!(err.contains("outside the granted roots"), "{escape}: {err}");
+            if escape.starts_with("logs/") {
+                assert!(!err.contains("secret"), "{escape}: the refusal tells where the link points: {err}");
+            }
         }
         let dotdot = format!("{}/logs/../secret/key", w.base.display());
         assert!(open_read(&dotdot, &w.roots).unwrap_err().contains("'..'"));

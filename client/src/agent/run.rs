@@ -20,7 +20,7 @@ use assist_proto::text;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -144,7 +144,9 @@ async fn session(
         .await
     {
         Ok(RelayToAgent::Welcome { agent, org }) => {
-            info!(%agent, %org, consent = %cfg.consent, "connected to the relay");
+            // Said once, to the person (and the journal, which takes stderr); the log
+            // line is for debugging.
+            debug!(%agent, %org, consent = %cfg.consent, "connected to the relay");
             eprintln!(
                 "assist-agent: connected to {} as {} (org {}); consent: {}",
                 enrollment.relay,
@@ -209,8 +211,12 @@ async fn session(
             }
             Ok(Some(RelayToAgent::Granted { grant })) => match state.grants.receive(&grant) {
                 Ok(g) => {
-                    info!(session = %g.session, approver = %text::line(&g.approver), revision = g.revision, "grant received");
-                    let _ = prompt_tx.send(PromptEvent::Granted(Box::new(g))).await;
+                    let (session, approver, revision) = (g.session.clone(), g.approver.clone(), g.revision);
+                    // The prompt, when there is one, says it to the person; the log says it
+                    // only when nobody else does, so each event is printed once.
+                    if prompt_tx.send(PromptEvent::Granted(Box::new(g))).await.is_err() {
+                        info!(%session, approver = %text::line(&approver), revision, "grant received");
+                    }
                 }
                 Err(e) => warn!(error = %e, "grant refused"),
             },
@@ -218,9 +224,11 @@ async fn session(
                 state.grants.resize(&session, cols, rows)
             }
             Ok(Some(RelayToAgent::EndSession { session, reason })) => {
-                info!(%session, reason = %text::line(&reason.to_string()), "session ended by the relay");
                 state.grants.end(&session);
-                let _ = prompt_tx.send(PromptEvent::Ended { session, reason: reason.to_string() }).await;
+                let ended = PromptEvent::Ended { session: session.clone(), reason: reason.to_string() };
+                if prompt_tx.send(ended).await.is_err() {
+                    info!(%session, reason = %text::line(&reason.to_string()), "session ended by the relay");
+                }
             }
             Ok(Some(RelayToAgent::Error { message, .. })) => {
                 warn!(message = %text::line(&message), "relay reported an error")

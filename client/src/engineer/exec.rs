@@ -52,7 +52,7 @@ pub async fn run(
                 Some(Ok(RelayToEngineer::Error { message, .. })) => break EndReason::Failed { message },
                 Some(Ok(_)) => {}
                 Some(Err(message)) => break EndReason::Failed { message },
-                None => break EndReason::Failed { message: "connection to the relay lost".into() },
+                None => break EndReason::Failed { message: "relay connection lost".into() },
             },
             _ = &mut stdout, if !stdout_done => stdout_done = true,
         }

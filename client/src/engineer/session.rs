@@ -112,6 +112,18 @@ pub async fn open(
         assist_proto::text::check_ticket(ticket)?;
         assist_proto::text::check_reason("reason", reason)?;
     }
+    // A path over the file system's limits is refused here, before anything is sent: one
+    // too long for a frame would otherwise only get "frame exceeds the limit". Everything
+    // else about a path is the relay's to refuse (and to audit).
+    for cap in &caps {
+        if let Capability::FilesRead { roots } | Capability::FilesWrite { roots } = cap {
+            use assist_proto::caps::{PATH_MAX, check_path_length};
+            roots
+                .iter()
+                .try_for_each(|r| check_path_length("path", r, PATH_MAX, "PATH_MAX"))
+                .map_err(EngineerError::Refused)?;
+        }
+    }
     let authed = connect(cfg).await?;
     let conn = authed.rc.conn.clone();
     let rc = authed.rc;
@@ -157,7 +169,7 @@ pub(crate) fn spawn_events(mut control_recv: RecvStream) -> mpsc::Receiver<Event
                     return;
                 }
                 Err(e) => {
-                    let _ = events_tx.send(Err(format!("connection to the relay lost: {e}"))).await;
+                    let _ = events_tx.send(Err(format!("relay connection lost ({e})"))).await;
                     return;
                 }
             }
@@ -177,7 +189,7 @@ pub(crate) async fn wait_for_consent(
         }
         Some(Ok(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
         Some(Err(m)) => return Err(EngineerError::Refused(m)),
-        None => return Err(EngineerError::Refused("connection to the relay lost".into())),
+        None => return Err(EngineerError::Refused("relay connection lost".into())),
     };
     let live = term::stderr_is_tty();
     say(&format!(
@@ -227,7 +239,7 @@ pub(crate) async fn wait_for_consent(
                     Some(Ok(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
                     Some(Ok(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
                     Some(Err(m)) => Err(EngineerError::Refused(m)),
-                    None => Err(EngineerError::Refused("connection to the relay lost".into())),
+                    None => Err(EngineerError::Refused("relay connection lost".into())),
                 };
             }
         }

@@ -178,7 +178,7 @@ async fn session(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(message)) => break EndReason::Failed { message },
-                None => break EndReason::Failed { message: "connection to the relay lost".into() },
+                None => break EndReason::Failed { message: "relay connection lost".into() },
             },
             _ = winch.recv(), if pty => {
                 let (cols, rows) = term::size();

@@ -28,7 +28,8 @@ pub(crate) async fn enroll(
     name: AgentName,
     csr_pem: String,
 ) {
-    let reply = match enroll_inner(&relay, &token, &name, &csr_pem).await {
+    let source = conn.remote_address().ip().to_string();
+    let reply = match enroll_inner(&relay, &token, &name, &csr_pem, &source).await {
         Ok(reply) => reply,
         Err(r) => RelayToAgent::Error { code: r.code, message: r.message },
     };
@@ -42,6 +43,7 @@ async fn enroll_inner(
     token: &str,
     name: &AgentName,
     csr_pem: &str,
+    source: &str,
 ) -> Result<RelayToAgent, Refusal> {
     assist_proto::ids::validate_name("agent", name.as_str())
         .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
@@ -69,13 +71,18 @@ async fn enroll_inner(
     let refused = |reason: String| {
         AuditEvent::new(agent_actor(name), Action::AgentEnrollmentRefused)
             .target(name.as_str())
-            .detail(serde_json::json!({ "reason": reason, "token": token_label }))
+            .detail(serde_json::json!({ "reason": reason, "token": token_label, "remote": source }))
+    };
+    // Rate-limited per source address and reason (`broker::refusals`): guessing join
+    // tokens cannot fill the log.
+    let audit_refused = |event: AuditEvent, kind: &'static str| async move {
+        relay.audit_refused(source, kind, event).await;
     };
     let stored = match relay.store.enroll_agent(&hash, &row, crate::now_ms(), &event).await {
         Ok(row) => row,
         Err(StoreError::TokenRejected(problem)) => {
             warn!(agent = %name, ?problem, "enrollment refused");
-            let _ = relay.audit(refused(format!("join token {problem}"))).await;
+            audit_refused(refused(format!("join token {problem}")), "join token").await;
             let why = match problem {
                 TokenProblem::Expired => "has expired",
                 TokenProblem::AlreadyUsed | TokenProblem::Unknown => "is unknown or was already used",
@@ -86,7 +93,7 @@ async fn enroll_inner(
             ));
         }
         Err(StoreError::Exists { what, .. }) => {
-            let _ = relay.audit(refused(format!("{what} already enrolled"))).await;
+            audit_refused(refused(format!("{what} already enrolled")), "already enrolled").await;
             return Err(Refusal::new(
                 ErrorCode::Conflict,
                 format!("an agent named {name} is already enrolled"),

@@ -27,6 +27,7 @@ impl Relay {
     /// Audits a channel the relay or the agent refused (`channel.refused`): `who` asked for
     /// a `channel` of `session` and was told `reason`. The session's agent and organisation
     /// are filled in when the session is known. Never fails: a refusal is refused anyway.
+    /// Rate-limited like every refusal (`broker::refusals`).
     pub(crate) async fn audit_refusal(
         &self,
         who: &Principal,
@@ -49,7 +50,10 @@ impl Relay {
         if let Some((agent, org)) = known {
             event = event.session(session).org(&org).target(agent.as_str());
         }
-        let _ = self.audit(event).await;
+        // One kind per session and reason: different refusals are each written at once,
+        // the same one repeated is counted.
+        let kind = format!("{} {}", clip(session.as_str(), 64), clip(reason, 200));
+        self.audit_refused(who.user.as_str(), &kind, event).await;
     }
 
     /// Audits a session request refused by policy, and returns the refusal.
@@ -67,8 +71,69 @@ impl Relay {
         if let Some(org) = org {
             event = event.org(org);
         }
-        let _ = self.audit(event).await;
+        let kind = format!("{} {}", clip(agent.as_str(), 64), clip(&r.message, 200));
+        self.audit_refused(who.user.as_str(), &kind, event).await;
         r
+    }
+}
+
+impl Relay {
+    /// Audits an attempt on session `id` that `who` may not make (`attempt`, e.g.
+    /// `session.approve`; `why`, for the record), rate-limited (`broker::refusals`), and
+    /// returns what to answer, of (`forbidden`, `not_found`): the first to someone who may
+    /// see the session, the second to anyone else, so that a user of another organisation
+    /// gets the very answer they would get for a session that does not exist, and learns
+    /// nothing of whose it is.
+    pub(super) async fn refuse_access(
+        &self,
+        who: &Principal,
+        attempt: &str,
+        id: &SessionId,
+        info: Option<&SessionInfo>,
+        why: &str,
+        (forbidden, not_found): (Refusal, Refusal),
+    ) -> Refusal {
+        let mut event = AuditEvent::new(who.user.as_str(), Action::AccessRefused).detail(json!({
+            "attempt": attempt,
+            "reason": why,
+            "actor_org": who.org,
+            "role": who.role,
+            // As the user sent it: bounded, and it names the event's session only when
+            // such a session exists.
+            "session": clip(id.as_str(), 64),
+        }));
+        if let Some(info) = info {
+            event = event.session(&info.id).org(&info.agent_org).target(info.agent.as_str());
+        }
+        self.audit_refused(who.user.as_str(), attempt, event).await;
+        match info {
+            Some(info) if who.may_see_session(info) => forbidden,
+            _ => not_found,
+        }
+    }
+}
+
+impl Relay {
+    /// Audits an answer an agent may not give (`access.refused`, actor `agent:NAME`):
+    /// to another agent's session, or one that does not exist. Rate-limited.
+    pub(super) async fn refuse_agent_answer(
+        &self,
+        name: &AgentName,
+        attempt: &str,
+        id: &SessionId,
+        info: Option<&SessionInfo>,
+        why: &str,
+    ) {
+        let actor = crate::audit::agent_actor(name);
+        let mut event = AuditEvent::new(actor.as_str(), Action::AccessRefused).detail(json!({
+            "attempt": attempt,
+            "reason": why,
+            "session": clip(id.as_str(), 64),
+        }));
+        if let Some(info) = info {
+            event = event.session(&info.id).org(&info.agent_org).target(info.agent.as_str());
+        }
+        self.audit_refused(&actor, attempt, event).await;
     }
 }
 

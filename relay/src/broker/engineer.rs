@@ -45,7 +45,7 @@ pub(crate) async fn handle(
         let _ = send.finish();
     });
 
-    let principal = match authenticate(&relay, first, conn.remote_address().ip()).await {
+    let principal = match authenticate(&relay, first, conn.remote_address()).await {
         Ok((p, reply)) => {
             let _ = tx.send(reply).await;
             p
@@ -108,11 +108,11 @@ pub(crate) async fn handle(
 async fn authenticate(
     relay: &Relay,
     first: EngineerToRelay,
-    source: std::net::IpAddr,
+    remote: std::net::SocketAddr,
 ) -> Result<(Principal, RelayToEngineer), Refusal> {
     match first {
         EngineerToRelay::Login { user, password } => {
-            let (p, token, expires_at) = relay.login(&user, &password, source).await?;
+            let (p, token, expires_at) = relay.login(&user, &password, remote.ip()).await?;
             let reply = RelayToEngineer::LoggedIn {
                 token,
                 user: p.user.clone(),
@@ -123,7 +123,7 @@ async fn authenticate(
             Ok((p, reply))
         }
         EngineerToRelay::Auth { token } => {
-            let p = relay.verify_token(&token)?;
+            let p = relay.verify_token(&token, remote).await?;
             let reply =
                 RelayToEngineer::Authenticated { user: p.user.clone(), org: p.org.clone(), role: p.role };
             Ok((p, reply))

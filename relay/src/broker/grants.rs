@@ -248,12 +248,22 @@ impl Relay {
         if let Some(d) = duration_secs {
             self.asked_secs(Some(d))?;
         }
-        let s = self
-            .session(id)
-            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no live session {id}"));
+        let Some(s) = self.session(id) else {
+            let why = "no such session";
+            return Err(self
+                .refuse_access(who, "session.escalate", id, None, why, (not_found(), not_found()))
+                .await);
+        };
         let mut core = s.core.lock().await;
         if core.info.engineer != who.user {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours")));
+            let info = core.info.clone();
+            drop(core);
+            let forbidden = Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours"));
+            let why = "not the session's engineer";
+            return Err(self
+                .refuse_access(who, "session.escalate", id, Some(&info), why, (forbidden, not_found()))
+                .await);
         }
         if core.grant.is_none() {
             return Err(Refusal::new(ErrorCode::Conflict, format!("session {id} is not approved yet")));
@@ -496,12 +506,22 @@ impl Relay {
         if let Some(r) = &reason {
             check_text("reason", r, assist_proto::text::MAX_REASON_CHARS)?;
         }
-        let s = self
-            .session(id)
-            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no live session {id}"));
+        let Some(s) = self.session(id) else {
+            let why = "no such session";
+            return Err(self
+                .refuse_access(who, "grant.revoke", id, None, why, (not_found(), not_found()))
+                .await);
+        };
         let mut core = s.core.lock().await;
         if !who.may_end(&core.info) {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("you may not revoke in session {id}")));
+            let info = core.info.clone();
+            drop(core);
+            let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not revoke in session {id}"));
+            let why = "may not revoke in this session";
+            return Err(self
+                .refuse_access(who, "grant.revoke", id, Some(&info), why, (forbidden, not_found()))
+                .await);
         }
         let Some(previous) = core.current.clone() else {
             return Err(Refusal::new(

@@ -8,15 +8,19 @@
 //! audited on its own; a `login.throttled` row is written when a user name or an address
 //! starts to wait, counting the attempts refused since its previous row. The password
 //! itself never reaches the log or the audit trail.
+//! A refused token is audited as `login.token_refused`, counted per source address
+//! (`broker::refusals`).
 
 use super::policy::Principal;
 use super::throttle::{Scope, Throttled};
 use super::{Refusal, Relay};
-use crate::audit::{Action, AuditEvent, clip};
+use crate::audit::{Action, AuditEvent, RELAY_ACTOR, clip};
 use crate::auth::{AuthError, hash_password, verify_password};
 use assist_proto::ids::UserName;
 use assist_proto::msg::ErrorCode;
+use serde_json::json;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use tracing::info;
 
@@ -116,16 +120,34 @@ impl Relay {
         }
     }
 
-    /// Verifies an engineer token.
-    pub(crate) fn verify_token(&self, token: &str) -> Result<Principal, Refusal> {
+    /// Verifies an engineer token from `remote`. A refused token is audited
+    /// (`login.token_refused`, rate-limited per source address and reason); the refused
+    /// party learns only that the token was not accepted, or that it expired.
+    pub(crate) async fn verify_token(&self, token: &str, remote: SocketAddr) -> Result<Principal, Refusal> {
+        let source = remote.ip().to_string();
         match self.tokens.verify(token) {
             Ok(c) => Ok(Principal { user: c.sub, org: c.org, role: c.role }),
-            Err(AuthError::Expired) => Err(Refusal::new(
-                ErrorCode::Unauthenticated,
-                "your login has expired; run assist login again",
-            )),
+            Err(AuthError::Expired) => {
+                let mut event = AuditEvent::new(RELAY_ACTOR, Action::TokenRefused)
+                    .detail(json!({ "reason": "expired", "remote": remote.to_string() }));
+                if let Some(c) = self.tokens.expired_claims(token) {
+                    event =
+                        AuditEvent { actor: c.sub.to_string(), ..event }.org(&c.org).target(c.sub.as_str());
+                }
+                self.audit_refused(&source, "expired", event).await;
+                Err(Refusal::new(
+                    ErrorCode::Unauthenticated,
+                    "your login has expired; run assist login again",
+                ))
+            }
             Err(e) => {
-                info!(error = %e, "token refused");
+                info!(error = %e, %remote, "token refused");
+                let event =
+                    AuditEvent::new(RELAY_ACTOR, Action::TokenRefused).target(&source).detail(json!({
+                        "reason": clip(&e.to_string(), 200),
+                        "remote": remote.to_string(),
+                    }));
+                self.audit_refused(&source, "invalid", event).await;
                 Err(Refusal::new(ErrorCode::Unauthenticated, "token not accepted; run assist login again"))
             }
         }

@@ -26,6 +26,7 @@ mod grants;
 mod login;
 pub mod policy;
 mod recording;
+mod refusals;
 mod sessions;
 pub(crate) use grants::Approval;
 pub(crate) use sessions::{Answerer, NewSession};
@@ -77,6 +78,9 @@ pub struct BrokerConfig {
     pub transfer_limits: assist_proto::files::TransferLimits,
     /// When failed logins make the next attempts wait.
     pub login_throttle: throttle::ThrottleConfig,
+    /// Within this window, repeated refusals of one kind are counted and audited as one
+    /// event (see `refusals`). Default 1 minute.
+    pub refusal_window: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -91,6 +95,7 @@ impl Default for BrokerConfig {
             recordings: None,
             transfer_limits: Default::default(),
             login_throttle: Default::default(),
+            refusal_window: Duration::from_secs(60),
         }
     }
 }
@@ -227,6 +232,7 @@ pub struct Relay {
     sessions: Mutex<HashMap<SessionId, Arc<LiveSession>>>,
     next_conn: AtomicU64,
     throttle: throttle::LoginThrottle,
+    refusals: refusals::RefusalLog,
 }
 
 fn now_ms() -> i64 {
@@ -259,6 +265,7 @@ impl Relay {
             recordings: cfg.recordings.clone(),
             throttle: throttle::LoginThrottle::new(cfg.login_throttle),
             ca,
+            refusals: refusals::RefusalLog::new(cfg.refusal_window),
             cfg,
             agents: Mutex::default(),
             sessions: Mutex::default(),
@@ -432,7 +439,13 @@ impl Relay {
             .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
         let mut core = s.core.lock().await;
         if core.info.engineer != who.user {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours")));
+            // The caller audits it (`channel.refused`); one who may not see the session is
+            // told what they would be told if it did not exist.
+            return Err(if who.may_see_session(&core.info) {
+                Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours"))
+            } else {
+                Refusal::new(ErrorCode::NotFound, format!("no live session {id}"))
+            });
         }
         let grant = core
             .grant

@@ -221,17 +221,35 @@ impl Relay {
         approve: bool,
         approval: Approval,
     ) -> Result<String, Refusal> {
-        let s = self
-            .session(id)
-            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no pending request {id}")))?;
+        let attempt = if approve { "session.approve" } else { "session.deny" };
+        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no pending request {id}"));
+        let Some(s) = self.session(id) else {
+            return Err(match by {
+                Answerer::User(p) => {
+                    self.refuse_access(p, attempt, id, None, "no such session", (not_found(), not_found()))
+                        .await
+                }
+                Answerer::Agent(name) => {
+                    self.refuse_agent_answer(name, attempt, id, None, "no such session").await;
+                    not_found()
+                }
+                Answerer::Window(_) => not_found(),
+            });
+        };
         let mut core = s.core.lock().await;
         let (approver, actor) = match by {
             Answerer::User(p) => {
                 if !p.may_answer_for(&core.info.agent_org) {
-                    return Err(Refusal::new(
+                    let info = core.info.clone();
+                    drop(core);
+                    let forbidden = Refusal::new(
                         ErrorCode::Forbidden,
-                        format!("you may not answer requests for {}", core.info.agent_org),
-                    ));
+                        format!("you may not answer requests for {}", info.agent_org),
+                    );
+                    let why = "may not answer for the session's organisation";
+                    return Err(self
+                        .refuse_access(p, attempt, id, Some(&info), why, (forbidden, not_found()))
+                        .await);
                 }
                 if core.consent == ConsentMode::Prompt {
                     return Err(Refusal::new(
@@ -246,7 +264,17 @@ impl Relay {
             }
             Answerer::Agent(name) => {
                 if &core.info.agent != name || core.consent != ConsentMode::Prompt {
-                    return Err(Refusal::new(ErrorCode::Forbidden, "this agent cannot answer that request"));
+                    let info = core.info.clone();
+                    drop(core);
+                    // Another agent's session does not exist as far as this agent is told.
+                    let (why, answer) = if &info.agent != name {
+                        ("another agent's session", not_found())
+                    } else {
+                        let r = Refusal::new(ErrorCode::Forbidden, "this agent cannot answer that request");
+                        ("the agent is not in prompt mode", r)
+                    };
+                    self.refuse_agent_answer(name, attempt, id, Some(&info), why).await;
+                    return Err(answer);
                 }
                 (format!("prompt@{name}"), agent_actor(name))
             }
@@ -373,12 +401,20 @@ impl Relay {
         id: &SessionId,
         reason: Option<String>,
     ) -> Result<String, Refusal> {
-        let s = self
-            .session(id)
-            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))?;
+        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no live session {id}"));
+        let Some(s) = self.session(id) else {
+            let why = "no such session";
+            return Err(self
+                .refuse_access(who, "session.end", id, None, why, (not_found(), not_found()))
+                .await);
+        };
         let info = s.core.lock().await.info.clone();
         if !who.may_end(&info) {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("you may not end session {id}")));
+            let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not end session {id}"));
+            let why = "may not end this session";
+            return Err(self
+                .refuse_access(who, "session.end", id, Some(&info), why, (forbidden, not_found()))
+                .await);
         }
         self.end_session(id, EndReason::EndedBy { user: who.user.to_string(), reason }).await;
         Ok(format!("ended {id}"))

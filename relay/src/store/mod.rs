@@ -162,7 +162,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// In one transaction: checks the token (exists, unused, unexpired at `now`), marks it
-    /// used, and inserts the agent in the token's organisation (`agent.org` is ignored and
+    /// used, and inserts the agent in the token's organisation (or, if the name is that of a
+    /// revoked agent, replaces it, audited as `agent.reenrolled`; `agent.org` is ignored and
     /// replaced, and so is `audit.org`). Returns the stored row. On any error nothing
     /// changes.
     async fn enroll_agent(

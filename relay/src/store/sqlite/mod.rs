@@ -334,21 +334,52 @@ impl Store for SqliteStore {
             return Err(StoreError::TokenRejected(TokenProblem::AlreadyUsed));
         }
         let stored = AgentRow { org: OrgName::new(token.try_get::<String, _>("org")?), ..agent.clone() };
-        if let Err(e) = sqlx::query(
-            "INSERT INTO agents (name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent, online) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(stored.name.as_str())
-        .bind(stored.org.as_str())
-        .bind(&stored.cert_fingerprint)
-        .bind(stored.enrolled_at)
-        .bind(stored.revoked_at)
-        .bind(stored.last_seen)
-        .bind(stored.consent.map(|c| c.to_string()))
-        .bind(stored.online)
-        .execute(&mut *tx)
-        .await
-        {
+        let mut event = AuditEvent { org: Some(stored.org.clone()), ..event.clone() };
+        // A revoked agent's name may be enrolled again: the row takes the new certificate
+        // (the old one no longer matches any agent, so it stays refused) and the event says
+        // what it replaced. A name in use (not revoked) still clashes.
+        let revoked = sqlx::query("SELECT org, cert_fingerprint, revoked_at FROM agents WHERE name = ?")
+            .bind(stored.name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .filter(|r| r.try_get::<Option<i64>, _>("revoked_at").ok().flatten().is_some());
+        let written = match revoked {
+            Some(old) => {
+                event.action = crate::audit::Action::AgentReenrolled;
+                event = event.merge_detail(serde_json::json!({
+                    "previous_org": old.try_get::<String, _>("org")?,
+                    "previous_fingerprint": old.try_get::<String, _>("cert_fingerprint")?,
+                    "revoked_at": old.try_get::<Option<i64>, _>("revoked_at")?,
+                }));
+                sqlx::query(
+                    "UPDATE agents SET org = ?, cert_fingerprint = ?, enrolled_at = ?, revoked_at = NULL, \
+                     last_seen = NULL, consent = NULL, online = 0 WHERE name = ? AND revoked_at IS NOT NULL",
+                )
+                .bind(stored.org.as_str())
+                .bind(&stored.cert_fingerprint)
+                .bind(stored.enrolled_at)
+                .bind(stored.name.as_str())
+                .execute(&mut *tx)
+                .await
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO agents (name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent, online) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(stored.name.as_str())
+                .bind(stored.org.as_str())
+                .bind(&stored.cert_fingerprint)
+                .bind(stored.enrolled_at)
+                .bind(stored.revoked_at)
+                .bind(stored.last_seen)
+                .bind(stored.consent.map(|c| c.to_string()))
+                .bind(stored.online)
+                .execute(&mut *tx)
+                .await
+            }
+        };
+        if let Err(e) = written {
             // Two unique columns: say which one clashed.
             return Err(if is_unique(&e) && e.to_string().contains("cert_fingerprint") {
                 StoreError::Exists { what: "agent certificate", name: stored.cert_fingerprint }
@@ -356,7 +387,6 @@ impl Store for SqliteStore {
                 insert_error(e, "agent", stored.name.as_str(), &stored.org)
             });
         }
-        let event = AuditEvent { org: Some(stored.org.clone()), ..event.clone() };
         audit::append(&mut tx, &event, now).await?;
         tx.commit().await?;
         Ok(stored)
