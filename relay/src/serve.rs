@@ -225,6 +225,7 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
     revocations.abort();
     refusals.abort();
     relay.end_all(EndReason::RelayShutdown).await;
+    relay.deliver_to_agents(Duration::from_secs(3)).await;
     relay.flush_refusals(true).await;
     // The sessions' last events are sent after the next start: the cursor is durable.
     webhooks.stop().await;

@@ -65,6 +65,22 @@ impl AgentTx {
             let _ = writer.send.finish();
         }
     }
+
+    /// Finishes the stream after what was sent before, and waits until the agent has
+    /// acknowledged all of it (or stopped the stream, or the connection went): a relay
+    /// closing its endpoint right after would otherwise discard the last messages (the
+    /// sessions' ends) still in flight.
+    pub(crate) async fn finish_delivered(&self) {
+        let mut writer = self.0.lock().await;
+        if writer.gone {
+            return;
+        }
+        writer.gone = true;
+        writer.pending = Vec::new();
+        if writer.send.finish().is_ok() {
+            let _ = writer.send.stopped().await;
+        }
+    }
 }
 
 impl Writer {

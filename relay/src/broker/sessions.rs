@@ -482,6 +482,16 @@ impl Relay {
         }
     }
 
+    /// Finishes every online agent's control stream and waits, at most `bound`, until the
+    /// agents have acknowledged what was sent on it: before a relay that is stopping closes
+    /// its endpoint, so the sessions' ends reach the agents instead of being discarded
+    /// with the connection.
+    pub(crate) async fn deliver_to_agents(&self, bound: std::time::Duration) {
+        let txs: Vec<_> = self.agents.lock().expect("agents lock").values().map(|a| a.tx.clone()).collect();
+        let all = futures_util::future::join_all(txs.iter().map(|tx| tx.finish_delivered()));
+        let _ = tokio::time::timeout(bound, all).await;
+    }
+
     /// Ends the sessions of an engineer connection that went away, for `reason`
     /// (disconnected, or interrupted if the client said so as it closed).
     pub(crate) async fn engineer_gone(&self, conn_id: u64, reason: EndReason) {
