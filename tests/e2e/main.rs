@@ -9,4 +9,5 @@ mod grants;
 mod lifecycle;
 mod pty;
 mod recording;
+mod recording_full;
 mod webhooks;

@@ -11,14 +11,15 @@
 //!   device's block; [`BLOCK`] (4 KiB) suits every common device. The pending bytes always
 //!   start at a block boundary of the file, so the tail of a write that does not fill a
 //!   block stays pending and is written again, whole, with what follows.
-//! - `sync` also writes that tail, through an ordinary (buffered) handle to the same file,
-//!   so the file always holds exactly the bytes synced (no padding a reader would have to
-//!   skip), then `fdatasync`s. The kernel keeps the two handles coherent.
+//! - `sync` and `write_out` also write that tail, through an ordinary (buffered) handle to
+//!   the same file, so the file always holds exactly the bytes written (no padding a reader
+//!   would have to skip); `sync` then `fdatasync`s. The kernel keeps the two handles
+//!   coherent.
 //! - Where the file system refuses direct I/O (at open or at the first write), every write
 //!   is buffered instead; nothing else changes.
 //!
-//! It does not decide when to sync; bytes appended but not synced may still be in memory
-//! (the [`super::RecordingSink`] contract).
+//! It does not decide when to write out or sync; bytes appended but not written out may
+//! still be in memory (the [`super::RecordingSink`] contract).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -122,19 +123,25 @@ impl LocalWriter {
         for part in parts {
             pending.extend(part.as_ref());
         }
-        if pending.len() >= WRITE_AT { self.write(false).await } else { Ok(()) }
+        if pending.len() >= WRITE_AT { self.write(Upto::Blocks).await } else { Ok(()) }
     }
 
     pub(super) async fn sync(&mut self) -> std::io::Result<()> {
-        self.write(true).await
+        self.write(Upto::Durable).await
     }
 
-    /// Writes the pending whole blocks; with `sync`, also the tail, then `fdatasync`.
-    async fn write(&mut self, sync: bool) -> std::io::Result<()> {
+    /// Puts every appended byte in the file (`write()` accepted it), not waiting for the disk.
+    pub(super) async fn write_out(&mut self) -> std::io::Result<()> {
+        self.write(Upto::File).await
+    }
+
+    /// Writes the pending whole blocks; with `upto` beyond them, also the tail, and then
+    /// `fdatasync` if asked.
+    async fn write(&mut self, upto: Upto) -> std::io::Result<()> {
         let pending = self.pending.take().ok_or_else(earlier_failure)?;
         let (file, direct, at) = (self.file.clone(), self.direct.clone(), self.at);
         let joined = tokio::task::spawn_blocking(move || {
-            let outcome = write_out(&file, direct.as_deref(), pending.bytes(), at, sync);
+            let outcome = write_out(&file, direct.as_deref(), pending.bytes(), at, upto);
             (pending, outcome)
         })
         .await
@@ -146,13 +153,24 @@ impl LocalWriter {
             self.direct = None;
         }
         pending.consume(whole);
-        if sync {
+        if upto != Upto::Blocks {
             pending.shrink();
         }
         self.at += whole as u64;
         self.pending = Some(pending);
         Ok(())
     }
+}
+
+/// How far a write goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Upto {
+    /// The whole blocks; a tail stays pending only.
+    Blocks,
+    /// Every pending byte is in the file.
+    File,
+    /// Every pending byte is in the file and on the disk.
+    Durable,
 }
 
 /// What a writer says once a write failed: the pending bytes went with it.
@@ -172,7 +190,7 @@ fn write_out(
     direct: Option<&File>,
     bytes: &[u8],
     at: u64,
-    sync: bool,
+    upto: Upto,
 ) -> std::io::Result<Written> {
     let mut direct_refused = false;
     let whole = match direct {
@@ -194,9 +212,11 @@ fn write_out(
             bytes.len()
         }
     };
-    if sync {
+    if upto != Upto::Blocks {
         // The tail (less than a block) stays pending, to be rewritten whole later.
         file.write_all_at(&bytes[whole..], at + whole as u64)?;
+    }
+    if upto == Upto::Durable {
         file.sync_data()?;
     }
     Ok(Written { whole, direct_refused })
