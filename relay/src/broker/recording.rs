@@ -2,9 +2,10 @@
 //! if it fails (recording is mandatory by default), collect the agent's countersignatures,
 //! and seal at the end, auditing the outcome either way.
 //!
-//! A failed recorder names the session's end whoever ends it ([`LiveSession::recording_failure`]):
-//! the failure is known before any splice stops on it, so an exit that the cut provoked
-//! (a shell killed by SIGPIPE, a client that saw its stream reset) cannot report first.
+//! A failed recorder names the session's end whoever ends it
+//! ([`Relay::recording_failure`]): the failure is known before any splice stops on it, so
+//! an exit that the cut provoked (a shell killed by SIGPIPE, a client that saw its stream
+//! reset) cannot stand in for it.
 
 use super::{LiveSession, Relay};
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR};

@@ -43,8 +43,9 @@ impl Budget {
     /// Takes room for a hand-off of `len` data bytes, waiting while the recorder is behind.
     /// Returns what was taken, for the recorder to give back: `len`, but at most
     /// [`WRITE_OUT_AT`], so that one hand-off always fits beside what the recorder holds
-    /// below its write-out mark (a larger one is still bounded: its excess is never more
-    /// than one splice batch).
+    /// below its write-out mark. A splice batch is at most 32 QUIC packets of at most
+    /// 6,500 B (`assist_net`'s largest UDP payload), 203 KiB, so the cap never applies to
+    /// it and [`HELD`] is exact.
     pub async fn take(&self, len: usize) -> Result<u32, Closed> {
         let n = len.min(WRITE_OUT_AT) as u32;
         if n == 0 {

@@ -9,10 +9,10 @@
 //!   growing memory or forwarding unrecorded data, and nothing is dropped.
 //! - A chunk reaches the sink as parts ([`super::batch`]): the data the splice read, still
 //!   shared, between the heads. The sink copies it once, to where it writes from.
-//! - Events are batched into chunks of up to [`BATCH`] bytes, written out when the held
-//!   data reaches [`budget::WRITE_OUT_AT`] and at least every [`FLUSH_EVERY`], and made
-//!   durable at least every [`SYNC_EVERY`]; a crash loses at most what was not yet synced,
-//!   and the rest verifies (as truncated).
+//! - Events are batched into chunks of up to [`BATCH`] bytes, handed to the sink at least
+//!   every [`FLUSH_EVERY`], written out to its file whenever the held data reaches
+//!   [`budget::WRITE_OUT_AT`], and made durable at least every [`SYNC_EVERY`]; a crash
+//!   loses at most what was not yet synced, and the rest verifies (as truncated).
 //! - If the sink fails, the recorder stops accepting events, reports the failure
 //!   ([`Recorder::wait_failed`], [`Recorder::failure_now`]) and then closes the budget, so
 //!   every splice waiting on it stops; the broker ends the session (fail closed).
