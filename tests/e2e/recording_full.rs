@@ -72,8 +72,8 @@ impl World {
         Ok(total)
     }
 
-    /// The session ended as a recording failure, and the failure is audited.
-    fn ended_by_the_recording(&self, id: &str) -> anyhow::Result<()> {
+    /// The session's end reason, once it ended.
+    fn end_reason(&self, id: &str) -> anyhow::Result<String> {
         let mut reason = String::new();
         wait_until("the session's end", || {
             let sessions: serde_json::Value = serde_json::from_str(&self.bob.ok(&["sessions", "--json"])?)?;
@@ -81,15 +81,18 @@ impl World {
             reason = row.and_then(|s| s["end_reason"].as_str()).unwrap_or_default().to_owned();
             Ok(!reason.is_empty())
         })?;
+        eprintln!("end reason: {reason}");
+        Ok(reason)
+    }
+
+    /// The session ended as a recording failure (`reason`), and the failure is audited.
+    fn ended_by_the_recording(&self, id: &str, reason: &str) -> anyhow::Result<()> {
         // Never the exit the cut provoked (a shell killed by SIGPIPE) or another reason.
         assert!(reason.starts_with("failed: recording failed: "), "the end reason: {reason}");
         let failed = events(&self.relay, id, "recording.failed")?;
         assert_eq!(failed.len(), 1, "one recording.failed: {failed:?}");
         let ended = events(&self.relay, id, "session.ended")?;
-        assert!(
-            ended.len() == 1 && ended[0]["detail"]["reason"].as_str() == Some(reason.as_str()),
-            "{ended:?}"
-        );
+        assert!(ended.len() == 1 && ended[0]["detail"]["reason"].as_str() == Some(reason), "{ended:?}");
         Ok(())
     }
 
@@ -153,10 +156,11 @@ fn shell_output_beyond_the_recording_never_reaches_the_engineer() -> anyhow::Res
     let cmd = format!("head -c {VOLUME} /dev/zero | tr '\\0' x");
     let (status, out, id) = shell(&w, &cmd, Stdio::null())?;
     assert_ne!(status.code(), Some(0), "the session must not go on unrecorded");
+    let reason = w.end_reason(&id)?;
     let received = std::fs::metadata(&out)?.len();
     within_bound("shell output", received, w.recorded(&id, 1..=1, "out")?);
     assert!(received < VOLUME as u64, "the output was cut");
-    w.ended_by_the_recording(&id)
+    w.ended_by_the_recording(&id, &reason)
 }
 
 #[test]
@@ -172,10 +176,11 @@ fn engineer_input_beyond_the_recording_never_reaches_the_shell() -> anyhow::Resu
     assert_ne!(status.code(), Some(0), "the session must not go on unrecorded");
     let pid = std::fs::read_to_string(&pid)?.trim().to_owned();
     wait_until("the shell's end", || Ok(!Path::new(&format!("/proc/{pid}")).exists()))?;
+    let reason = w.end_reason(&id)?;
     let received = std::fs::metadata(&got)?.len();
     within_bound("engineer input", received, w.recorded(&id, 1..=1, "in")?);
     assert!(received < VOLUME as u64, "the input was cut");
-    w.ended_by_the_recording(&id)
+    w.ended_by_the_recording(&id, &reason)
 }
 
 #[test]
@@ -196,8 +201,9 @@ fn a_download_beyond_the_recording_never_reaches_the_engineer() -> anyhow::Resul
     // The client keeps what it received for --resume.
     let received = std::fs::metadata(local.path().join(".big.bin.assist-part"))?.len();
     // Channel 1 is the held shell; the file is on the next.
+    let reason = w.end_reason(&held.id)?;
     within_bound("download", received, w.recorded(&held.id, 2..=4, "out")?);
-    w.ended_by_the_recording(&held.id)
+    w.ended_by_the_recording(&held.id, &reason)
 }
 
 #[test]
@@ -217,14 +223,14 @@ fn an_upload_beyond_the_recording_never_reaches_the_agent_and_replaces_nothing()
         &held.id,
     ])?;
     assert!(!out.status.success(), "the copy must not complete unrecorded");
-    w.ended_by_the_recording(&held.id)?;
+    let reason = w.end_reason(&held.id)?;
     assert_eq!(std::fs::read(&target)?, b"the customer's own file\n", "the target was not replaced");
     // The agent keeps what it received for --resume, once its writer is done with it.
     let partial = w.files.path().join("in/.target.bin.assist-part");
     wait_until("the agent's partial file", || Ok(partial.exists()))?;
     let received = std::fs::metadata(&partial)?.len();
     within_bound("upload", received, w.recorded(&held.id, 2..=4, "in")?);
-    Ok(())
+    w.ended_by_the_recording(&held.id, &reason)
 }
 
 #[test]
@@ -276,7 +282,8 @@ fn a_log_bundle_beyond_the_recording_never_reaches_the_engineer() -> anyhow::Res
         Ok(counter.is_finished())
     })?;
     let received = counter.join().expect("the counting thread")?;
+    let reason = w.end_reason(&held.id)?;
     within_bound("log bundle", received, w.recorded(&held.id, 2..=4, "out")?);
     assert!(!archive.exists(), "no archive was put in place");
-    w.ended_by_the_recording(&held.id)
+    w.ended_by_the_recording(&held.id, &reason)
 }
