@@ -11,6 +11,7 @@ mod lifecycle;
 mod pty;
 mod readme;
 mod recording;
+mod recording_full;
 mod refusals;
 mod shutdown;
 mod spoofing;

@@ -1,7 +1,7 @@
 //! Recordings made by the real relay: verified, exported for a real player, tamper and
 //! crash detection, and failing closed when the disk is full.
 
-use assist_tests::{TestRelay, WAIT};
+use assist_tests::{TestRelay, Tmpfs, WAIT};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -236,35 +236,10 @@ fn a_relay_killed_mid_session_leaves_a_truncated_recording() -> anyhow::Result<(
     Ok(())
 }
 
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(size: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "mounting a tmpfs needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
-    }
-}
-
 #[test]
 fn a_full_disk_ends_the_session_and_is_audited() -> anyhow::Result<()> {
     let disk = Tmpfs::mount("256k")?;
-    let recordings = disk.0.path().to_str().unwrap().to_owned();
+    let recordings = disk.path().to_str().unwrap().to_owned();
     let relay = TestRelay::start_with(&["--recordings-dir", &recordings])?;
     relay.standard_world()?;
     let _agent = relay.agent("erp-db01", "acme", "approver")?;

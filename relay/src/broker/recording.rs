@@ -1,6 +1,11 @@
 //! The broker's side of recording: start a session's recorder at approval, end the session
 //! if it fails (recording is mandatory by default), collect the agent's countersignatures,
 //! and seal at the end, auditing the outcome either way.
+//!
+//! A failed recorder names the session's end whoever ends it
+//! ([`Relay::recording_failure`]): the failure is known before any splice stops on it, so
+//! an exit that the cut provoked (a shell killed by SIGPIPE, a client that saw its stream
+//! reset) cannot stand in for it.
 
 use super::{LiveSession, Relay};
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
@@ -18,6 +23,26 @@ use tracing::{Instrument, info, warn};
 const SEAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Relay {
+    /// The end a failed recorder imposes on the session, if it failed, with the failure
+    /// audited (once) before it returns: the session's end, stored and told after this,
+    /// never comes before the failure's record.
+    pub(crate) async fn recording_failure(&self, s: &LiveSession, info: &SessionInfo) -> Option<EndReason> {
+        let rec = s.recorder()?;
+        let failure = rec.failure_now()?;
+        self.audit_recording_failure(&rec, info, "recording").await;
+        Some(EndReason::Failed { message: failure.to_string() })
+    }
+
+    /// Audits the recorder's failure, unless it was already.
+    async fn audit_recording_failure(&self, rec: &Recorder, info: &SessionInfo, at: &str) {
+        if let Some(failure) = rec.claim_failure() {
+            let event = self
+                .recording_event(Action::RecordingFailed, info)
+                .detail(json!({ "reason": failure.0, "at": at }));
+            let _ = self.audit(event).await;
+        }
+    }
+
     fn recording_event(&self, action: Action, info: &SessionInfo) -> AuditEvent {
         AuditEvent::new(RELAY_ACTOR, action)
             .org(&info.agent_org)
@@ -67,16 +92,10 @@ impl Relay {
             async move {
                 let failure = rec.wait_failed().await;
                 warn!(error = %failure.0, "recording failed; ending the session");
-                let event = relay
-                    .recording_event(Action::RecordingFailed, &info)
-                    .detail(json!({ "reason": failure.0 }));
-                let _ = relay.audit(event).await;
-                relay
-                    .end_session(
-                        &id,
-                        EndReason::Failed { message: format!("recording failed: {}", failure.0) },
-                    )
-                    .await;
+                // Ending audits the failure first; if the session had already ended (the
+                // seal failed), it is audited here.
+                relay.end_session(&id, EndReason::Failed { message: failure.to_string() }).await;
+                relay.audit_recording_failure(&rec, &info, "seal").await;
             }
             .instrument(s.span.clone()),
         );
@@ -105,6 +124,10 @@ impl Relay {
     /// Seals the session's recording, if it has one, and audits the outcome.
     pub(crate) async fn seal_recording(&self, s: &LiveSession, info: &SessionInfo, reason: &EndReason) {
         let Some(rec) = s.recorder() else { return };
+        if rec.failure_now().is_some() {
+            // Nothing can be written any more; the failure is audited on its own.
+            return;
+        }
         let _ = rec.marker(&format!("ended: {reason}")).await;
         let agent = std::mem::take(&mut *s.countersignatures.lock().expect("countersignatures lock"));
         match tokio::time::timeout(SEAL_TIMEOUT, rec.seal(reason.to_string(), agent)).await {
@@ -119,12 +142,7 @@ impl Relay {
                 }));
                 let _ = self.audit(event).await;
             }
-            Ok(Err(e)) => {
-                let event = self
-                    .recording_event(Action::RecordingFailed, info)
-                    .detail(json!({ "reason": e.0, "at": "seal" }));
-                let _ = self.audit(event).await;
-            }
+            Ok(Err(_)) => self.audit_recording_failure(&rec, info, "seal").await,
             Err(_) => {
                 let event = self
                     .recording_event(Action::RecordingFailed, info)

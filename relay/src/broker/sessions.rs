@@ -434,6 +434,9 @@ impl Relay {
             }
             (_, r) => r,
         };
+        // A failed recorder stopped every splice first; what followed (a shell killed by
+        // the cut, a peer leaving) must not stand in for the reason.
+        let reason = self.recording_failure(&s, &core.info).await.unwrap_or(reason);
         let now = now_ms();
         core.info.state = SessionState::Closed;
         core.info.ended_at = Some(now);

@@ -6,8 +6,12 @@
 //! most one chunk per direction. When the session ends, both sides are reset at once.
 //!
 //! With a [`Tee`], each batch of chunks goes to the session's recorder before it is
-//! forwarded (cheap clones of the same buffers, one hand-off per batch). If the recorder refuses, the chunk is not forwarded
-//! and both sides are reset: nothing crosses unrecorded.
+//! forwarded (cheap clones of the same buffers, one hand-off per batch). The hand-off
+//! waits for room in the recorder's byte budget, which comes back only once the bytes are
+//! in the recording's file, so what crossed unwritten is bounded (`recording::budget`). If
+//! the recorder refuses, the chunk is not forwarded and both sides are reset. Every
+//! splice of the session also watches the recorder: once it fails, each resets both its
+//! sides at once, whatever it was waiting for, so nothing more moves on any channel.
 //!
 //! With an end gate, the sender's end (finish or reset) is passed on only once the gate
 //! opens, the session ends, or [`END_HOLD`] passes: a file channel's end reaches the
@@ -51,6 +55,23 @@ pub enum SpliceEnd {
     RecordingFailed,
 }
 
+/// What stops a splice between its steps: the session's end, or its recorder's failure.
+async fn stopped(ended: &mut watch::Receiver<bool>, tee: Option<&Tee>) -> SpliceEnd {
+    let failed = async {
+        match tee {
+            Some(tee) => {
+                tee.recorder.wait_failed().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = ended.changed() => SpliceEnd::SessionEnded,
+        _ = failed => SpliceEnd::RecordingFailed,
+    }
+}
+
 /// Copies `from` into `to` until one side ends or `ended` turns true. Returns the bytes
 /// moved and how it ended. With `end_gate`, the sender's end waits for the gate (see the
 /// module docs).
@@ -76,9 +97,9 @@ pub async fn splice(
     loop {
         let n = tokio::select! {
             biased;
-            _ = ended.changed() => {
+            why = stopped(&mut ended, tee.as_ref()) => {
                 end_both(&mut to, &mut from);
-                return (moved, SpliceEnd::SessionEnded);
+                return (moved, why);
             }
             read = from.read_chunks(&mut bufs) => match read {
                 Ok(Some(n)) => n,
@@ -104,9 +125,9 @@ pub async fn splice(
             let record = tee.recorder.data_chunks(tee.channel, tee.direction, batch);
             let recorded = tokio::select! {
                 biased;
-                _ = ended.changed() => {
+                why = stopped(&mut ended, Some(tee)) => {
                     end_both(&mut to, &mut from);
-                    return (moved, SpliceEnd::SessionEnded);
+                    return (moved, why);
                 }
                 r = record => r,
             };
@@ -117,9 +138,9 @@ pub async fn splice(
         }
         let write = tokio::select! {
             biased;
-            _ = ended.changed() => {
+            why = stopped(&mut ended, tee.as_ref()) => {
                 end_both(&mut to, &mut from);
-                return (moved, SpliceEnd::SessionEnded);
+                return (moved, why);
             }
             w = to.write_all_chunks(batch) => w,
         };

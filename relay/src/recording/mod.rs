@@ -5,7 +5,8 @@
 //! - [`format`]: the canonical format (specified in `docs/recording.md`);
 //! - [`store`]: where recordings live ([`store::LocalDir`] by default, or an object store);
 //! - [`stream`]: reading a stored recording chunk by chunk;
-//! - [`recorder`]: the per-session writer the splices feed, with backpressure, and
+//! - [`recorder`]: the per-session writer the splices feed, with backpressure ([`budget`]:
+//!   what may be forwarded but not yet written is bounded), and
 //!   [`batch`], the events chunk it gathers;
 //! - [`verify`]: offline verification (valid, truncated or tampered);
 //! - [`export`]: asciicast v2, raw bytes, terminal replay.
@@ -14,6 +15,7 @@
 //! broker's decision, not this module's.
 
 pub mod batch;
+pub mod budget;
 pub mod cli;
 pub mod export;
 pub mod format;

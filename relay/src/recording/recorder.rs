@@ -3,15 +3,19 @@
 //!
 //! - Splices call [`Recorder::data_chunks`] (or [`Recorder::data`]) before they forward
 //!   what they read; the chunks of one read are one event, handed over by reference
-//!   (`Bytes`). The queue to the task is bounded, so a slow disk slows the session instead
-//!   of growing memory, and nothing is dropped.
+//!   (`Bytes`). Each data event first takes its bytes from the session's [`Budget`], which
+//!   the task gives back only once they are written (in whole chunks) to the sink's file:
+//!   a slow or full disk stops the session within [`budget::HELD`] bytes instead of
+//!   growing memory or forwarding unrecorded data, and nothing is dropped.
 //! - A chunk reaches the sink as parts ([`super::batch`]): the data the splice read, still
 //!   shared, between the heads. The sink copies it once, to where it writes from.
-//! - Events are batched into chunks of up to [`BATCH`] bytes, flushed at least every
-//!   [`FLUSH_EVERY`] and made durable at least every [`SYNC_EVERY`]; a crash loses at most
-//!   the unflushed tail, and the rest verifies (as truncated).
-//! - If the sink fails, the recorder stops accepting events and reports the failure on
-//!   [`Recorder::failed`]; the broker ends the session (fail closed).
+//! - Events are batched into chunks of up to [`BATCH`] bytes, handed to the sink at least
+//!   every [`FLUSH_EVERY`], written out to its file whenever the held data reaches
+//!   [`budget::WRITE_OUT_AT`], and made durable at least every [`SYNC_EVERY`]; a crash
+//!   loses at most what was not yet synced, and the rest verifies (as truncated).
+//! - If the sink fails, the recorder stops accepting events, reports the failure
+//!   ([`Recorder::wait_failed`], [`Recorder::failure_now`]) and then closes the budget, so
+//!   every splice waiting on it stops; the broker ends the session (fail closed).
 //! - [`Recorder::seal`] writes the seal: per channel and direction the byte count and
 //!   SHA-256 of the data, the final chain hash, the end reason, signed with the relay's
 //!   Ed25519 key.
@@ -19,6 +23,7 @@
 //! It does not decide when to record or what a failure means for the session.
 
 use super::batch::{Batch, NewEvent};
+use super::budget::{self, Budget};
 use super::format::{self, ChunkKind, Direction, EventKind};
 use super::store::RecordingSink;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -33,8 +38,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const BATCH: usize = 256 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
-/// Events queued to the recorder task before senders wait. An event holds one splice
-/// batch (at most 32 QUIC chunks), so this bounds the queue to a few hundred KiB.
+/// Events queued to the recorder task before senders wait. Queued data also holds budget
+/// bytes, so the budget, not this, bounds the data in the queue.
 const QUEUE: usize = 16;
 
 /// The header chunk's content.
@@ -98,8 +103,9 @@ pub struct SealBody {
 pub struct RecordingFailed(pub String);
 
 enum Cmd {
-    /// Its data in parts (the chunks of one splice batch), not joined.
-    Event(NewEvent),
+    /// Its data in parts (the chunks of one splice batch), not joined, and the bytes it
+    /// took from the budget.
+    Event(NewEvent, u32),
     Seal {
         end_reason: String,
         agent: Vec<AgentCountersignature>,
@@ -112,6 +118,9 @@ enum Cmd {
 pub struct Recorder {
     tx: mpsc::Sender<Cmd>,
     failed: watch::Receiver<Option<String>>,
+    budget: Budget,
+    /// Whether the failure was claimed for reporting ([`Recorder::claim_failure`]).
+    reported: Arc<std::sync::atomic::AtomicBool>,
     start: Instant,
 }
 
@@ -147,7 +156,10 @@ impl Recorder {
         sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let (failed_tx, failed) = watch::channel(None);
+        let budget = Budget::new();
         let task = Task {
+            budget: budget.clone(),
+            held: 0,
             sink,
             key,
             prev: hash,
@@ -158,7 +170,7 @@ impl Recorder {
             failed: failed_tx,
         };
         tokio::spawn(task.run(rx));
-        Ok(Self { tx, failed, start: Instant::now() })
+        Ok(Self { tx, failed, budget, reported: Default::default(), start: Instant::now() })
     }
 
     async fn send(
@@ -168,8 +180,14 @@ impl Recorder {
         dir: Direction,
         data: Vec<Bytes>,
     ) -> Result<(), RecordingFailed> {
+        let held = if kind == EventKind::Data {
+            let len = data.iter().map(Bytes::len).sum();
+            self.budget.take(len).await.map_err(|_| self.failure())?
+        } else {
+            0
+        };
         let offset_us = self.start.elapsed().as_micros() as u64;
-        let cmd = Cmd::Event(NewEvent { kind, offset_us, wall_ms: now_ms(), channel, dir, data });
+        let cmd = Cmd::Event(NewEvent { kind, offset_us, wall_ms: now_ms(), channel, dir, data }, held);
         self.tx.send(cmd).await.map_err(|_| self.failure())
     }
 
@@ -211,6 +229,20 @@ impl Recorder {
             .await
     }
 
+    /// The failure, if the recorder has failed. Set before any splice can see the failure
+    /// (the budget closes after it), so whoever ends the session after that can name it.
+    pub fn failure_now(&self) -> Option<RecordingFailed> {
+        self.failed.borrow().clone().map(RecordingFailed)
+    }
+
+    /// The failure, the first time it is asked for after the recorder failed; `None` after
+    /// that, or while it has not failed. Whoever gets it reports it, so it is reported once.
+    pub fn claim_failure(&self) -> Option<RecordingFailed> {
+        let failure = self.failure_now()?;
+        let first = !self.reported.swap(true, std::sync::atomic::Ordering::SeqCst);
+        first.then_some(failure)
+    }
+
     /// Resolves with the failure once the recorder fails.
     pub async fn wait_failed(&self) -> RecordingFailed {
         let mut failed = self.failed.clone();
@@ -245,10 +277,20 @@ struct Task {
     counts: BTreeMap<(u32, Direction), u64>,
     session: String,
     failed: watch::Sender<Option<String>>,
+    budget: Budget,
+    /// Budget bytes of the events taken in and not yet written out.
+    held: usize,
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+    async fn run(self, rx: mpsc::Receiver<Cmd>) {
+        let budget = self.budget.clone();
+        self.serve(rx).await;
+        // Failed or sealed: nothing more is taken in, and no splice waits for room.
+        budget.close();
+    }
+
+    async fn serve(mut self, mut rx: mpsc::Receiver<Cmd>) {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         let mut last_sync = Instant::now();
         loop {
@@ -261,13 +303,20 @@ impl Task {
                         let _ = self.sink.sync().await;
                         return;
                     }
-                    Some(Cmd::Event(event)) => {
+                    Some(Cmd::Event(event, held)) => {
                         if event.kind == EventKind::Data {
                             let bytes = self.counts.entry((event.channel, event.dir)).or_insert(0);
                             *bytes += event.data.iter().map(|p| p.len() as u64).sum::<u64>();
                         }
                         self.batch.push_event(event);
-                        if self.batch.len() >= BATCH { self.flush().await } else { Ok(()) }
+                        self.held += held as usize;
+                        if self.held >= budget::WRITE_OUT_AT {
+                            self.write_out().await
+                        } else if self.batch.len() >= BATCH {
+                            self.flush().await
+                        } else {
+                            Ok(())
+                        }
                     }
                     Some(Cmd::Seal { end_reason, agent, done }) => {
                         let sealed = self.seal(end_reason, agent).await;
@@ -279,12 +328,11 @@ impl Task {
                     }
                 },
                 _ = flush.tick() => {
-                    let r = self.flush().await;
-                    if r.is_ok() && last_sync.elapsed() >= SYNC_EVERY {
+                    if last_sync.elapsed() >= SYNC_EVERY {
                         last_sync = Instant::now();
-                        self.sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))
+                        self.sync().await
                     } else {
-                        r
+                        self.flush().await
                     }
                 }
             };
@@ -302,6 +350,29 @@ impl Task {
         self.prev = hash;
         self.chunks += 1;
         Ok(())
+    }
+
+    /// Cuts the batch as a chunk and has the sink write everything to the file, then gives
+    /// the held bytes back: they are in the file, so they may be forwarded. Cutting first
+    /// keeps the file ending on a whole chunk after each write-out, so a reader of a
+    /// recording cut short by a full disk finds every byte that was given back.
+    async fn write_out(&mut self) -> Result<(), RecordingFailed> {
+        self.flush().await?;
+        self.sink.write_out().await.map_err(|e| RecordingFailed(e.to_string()))?;
+        self.give_back();
+        Ok(())
+    }
+
+    /// Like [`Task::write_out`], and durable.
+    async fn sync(&mut self) -> Result<(), RecordingFailed> {
+        self.flush().await?;
+        self.sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))?;
+        self.give_back();
+        Ok(())
+    }
+
+    fn give_back(&mut self) {
+        self.budget.give_back(std::mem::take(&mut self.held));
     }
 
     async fn flush(&mut self) -> Result<(), RecordingFailed> {

@@ -156,6 +156,90 @@ async fn a_failing_sink_fails_the_recorder() {
     assert!(rec.seal("x".into(), Vec::new()).await.is_err());
 }
 
+/// A sink whose file takes the header, then never finishes a write (a stuck disk), or
+/// fails every write (a full one). Appends only gather in memory, as the local writer's do.
+struct Disk {
+    syncs: usize,
+    full: bool,
+}
+
+impl Disk {
+    async fn write(&mut self) -> std::io::Result<()> {
+        self.syncs += 1;
+        match (self.syncs, self.full) {
+            (1, _) => Ok(()),
+            (_, true) => Err(std::io::Error::other("No space left on device")),
+            (_, false) => std::future::pending().await,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::store::RecordingSink for Disk {
+    async fn append(&mut self, _parts: Vec<bytes::Bytes>) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn sync(&mut self) -> std::io::Result<()> {
+        self.write().await
+    }
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        self.write().await
+    }
+}
+
+/// Feeds 16 KiB data events from a task until one is refused, or until the feeder stops
+/// moving: on this single-threaded runtime the recorder and the feeder are the only tasks,
+/// and both wait on nothing but each other and the sink, so a hundred turns of the
+/// scheduler without progress mean it waits for good. Returns the bytes taken and whether
+/// the last event was refused.
+async fn accepted_by(rec: &Recorder) -> (usize, bool) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let counter = Arc::new(AtomicUsize::new(0));
+    let feeder = tokio::spawn({
+        let (rec, counter) = (rec.clone(), counter.clone());
+        async move {
+            while counter.load(Ordering::SeqCst) < 64 << 20 {
+                rec.data(1, Direction::Out, Bytes::from(vec![b'x'; 16 * 1024])).await?;
+                counter.fetch_add(16 * 1024, Ordering::SeqCst);
+            }
+            Ok::<_, super::RecordingFailed>(())
+        }
+    });
+    let (mut last, mut still) = (usize::MAX, 0);
+    while still < 100 && !feeder.is_finished() {
+        tokio::task::yield_now().await;
+        let now = counter.load(Ordering::SeqCst);
+        (last, still) = if now == last { (last, still + 1) } else { (now, 0) };
+    }
+    let accepted = counter.load(Ordering::SeqCst);
+    if feeder.is_finished() {
+        let refused = feeder.await.unwrap().is_err();
+        assert!(refused, "never held back: {accepted} B accepted");
+        return (accepted, true);
+    }
+    feeder.abort();
+    (accepted, false)
+}
+
+#[tokio::test]
+async fn a_stuck_disk_holds_a_session_to_its_budget() {
+    let rec = Recorder::start(Box::new(Disk { syncs: 0, full: false }), info(), None, key()).await.unwrap();
+    let (accepted, refused) = accepted_by(&rec).await;
+    assert!(!refused, "a slow disk slows the session, it does not fail it");
+    assert!(accepted <= super::budget::HELD, "{accepted} B accepted while none reached the file");
+    assert!(accepted >= super::budget::WRITE_OUT_AT, "{accepted} B: it waits only once a write-out is due");
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_within_the_budget() {
+    let rec = Recorder::start(Box::new(Disk { syncs: 0, full: true }), info(), None, key()).await.unwrap();
+    let (accepted, refused) = accepted_by(&rec).await;
+    assert!(refused, "the failure reaches the splices");
+    assert!(accepted <= super::budget::HELD, "{accepted} B accepted while none reached the file");
+    assert!(rec.failure_now().is_some());
+    assert!(rec.claim_failure().is_some() && rec.claim_failure().is_none(), "reported once");
+}
+
 /// An agent certificate and a way to countersign with its key.
 pub(super) fn agent_identity() -> (String, aws_lc_rs::signature::EcdsaKeyPair) {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};

@@ -46,6 +46,10 @@ impl RecordingSink for FileSink {
     async fn sync(&mut self) -> std::io::Result<()> {
         self.0.sync().await
     }
+
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        self.0.write_out().await
+    }
 }
 
 /// Opens an existing file again for direct I/O (see [`LocalWriter`]).

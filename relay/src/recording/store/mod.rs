@@ -42,6 +42,12 @@ pub trait RecordingSink: Send {
     async fn append(&mut self, parts: Vec<Bytes>) -> std::io::Result<()>;
     /// Makes everything appended so far durable, or fails.
     async fn sync(&mut self) -> std::io::Result<()>;
+    /// Hands everything appended so far to the storage (for a file, `write()` accepted it:
+    /// a full disk fails here), without waiting for it to be durable. A sink that cannot
+    /// tell the two apart makes it durable.
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        self.sync().await
+    }
 }
 
 /// A recording read back piece by piece, in order, so that a reader holds one piece at a
