@@ -437,12 +437,28 @@ async fn main() -> ExitCode {
         .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if !matches!(cli.command, Command::Serve(_)) {
+        stop_quietly_on_closed_stdout();
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An administration command whose reader went away (`assist-relay audit list | head -1`)
+/// stops as `head`'s other writers do, by SIGPIPE, instead of panicking on the next
+/// `println!` (Rust ignores SIGPIPE by default). Never for `serve`: a relay must outlive a
+/// closed stdout.
+#[allow(unsafe_code)]
+fn stop_quietly_on_closed_stdout() {
+    // SAFETY: called before any thread is started; restoring a signal's default action
+    // touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -208,3 +208,36 @@ fn a_session_is_audited_in_order_and_one_flipped_byte_breaks_the_chain() -> anyh
     );
     Ok(())
 }
+
+/// SIGPIPE's number on Linux.
+const SIGPIPE: i32 = 13;
+
+/// Stdout a pipe whose reader is already gone, as after `| head -1` read its line.
+fn closed_pipe() -> anyhow::Result<std::io::PipeWriter> {
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    Ok(writer)
+}
+
+/// A listing whose reader went away stops by SIGPIPE, as `head`'s other writers do, not by
+/// a panic ("failed printing to stdout: Broken pipe", exit 101) (issue 12).
+#[test]
+fn listings_whose_reader_went_away_stop_quietly() -> anyhow::Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let bob = relay.login("bob")?;
+    let admin = Command::new(bin("assist-relay"))
+        .arg("--data-dir")
+        .arg(relay.data_dir())
+        .args(["audit", "list"])
+        .stdout(closed_pipe()?)
+        .output()?;
+    let cli = bob.command().arg("sessions").stdout(closed_pipe()?).output()?;
+    for (what, out) in [("assist-relay audit list", admin), ("assist sessions", cli)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(!stderr.contains("panicked"), "{what} panicked: {stderr}");
+        ensure!(out.status.signal() == Some(SIGPIPE), "{what}: {:?} {stderr}", out.status);
+    }
+    Ok(())
+}

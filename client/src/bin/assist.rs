@@ -396,6 +396,18 @@ async fn until_interrupted(work: impl std::future::Future<Output = Result<i32>>)
     Ok(128 + number)
 }
 
+/// A listing whose reader went away (`assist sessions | head -1`) stops as `head`'s other
+/// writers do, by SIGPIPE, instead of panicking on the next `println!` (Rust ignores
+/// SIGPIPE by default). Only for listings: commands that hold a session close it first.
+#[allow(unsafe_code)]
+fn stop_quietly_on_closed_stdout() {
+    // SAFETY: called before the runtime starts any thread; restoring a signal's default
+    // action touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     assist_net::install_crypto_provider();
     tracing_subscriber::fmt()
@@ -406,6 +418,9 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Agents { .. } | Cmd::Requests { .. } | Cmd::Sessions { .. } | Cmd::Ls { .. }) {
+        stop_quietly_on_closed_stdout();
+    }
     // One thread runs every task: a keystroke or an output chunk moves between tasks
     // without waking another worker, which is most of a round trip on a busy machine.
     // Blocking work (terminal output, stdin) has threads of its own.
