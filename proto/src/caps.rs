@@ -2,8 +2,10 @@
 //!
 //! A capability has a textual form used on the command line and in listings
 //! (`shell`, `exec:db-health,disk-usage`, `files.read:/var/log/erp`, `forward:db:5432`)
-//! and a typed form on the wire. Requests and grants carry any of them; a channel is served
-//! only where its capability is implemented (today `shell`).
+//! and a typed form on the wire. Only a capability some channel serves
+//! ([`Capability::is_served`]) may be asked for or granted: the relay refuses a request,
+//! escalation or approval naming another, and the agent refuses a grant or a prompt that
+//! names one, so nobody can consent to something that would do nothing.
 //!
 //! A grant may be narrower than the request ([`Capability::within`]): fewer roots, a root
 //! deeper in the tree, fewer scripts. Roots are absolute, normalised `/`-paths, compared by
@@ -93,7 +95,37 @@ impl FromStr for Capability {
     }
 }
 
+/// A capability that no channel serves yet was named.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} is not available on this {place} yet")]
+pub struct NotServed {
+    /// The capability's kind, e.g. `desktop.view`.
+    pub kind: &'static str,
+    /// Who refuses: `relay` or `agent`.
+    pub place: &'static str,
+}
+
 impl Capability {
+    /// Whether a channel serves this capability. The one list of what is served: the relay
+    /// and the agent both ask here, so a new channel kind is switched on in this match.
+    pub fn is_served(&self) -> bool {
+        match self {
+            Capability::Shell
+            | Capability::Exec { .. }
+            | Capability::FilesRead { .. }
+            | Capability::FilesWrite { .. } => true,
+            Capability::DesktopView
+            | Capability::DesktopControl
+            | Capability::Forward { .. }
+            | Capability::Clipboard => false,
+        }
+    }
+
+    /// Refuses a capability no channel serves; `place` names the refuser in the message.
+    pub fn check_served(&self, place: &'static str) -> Result<(), NotServed> {
+        if self.is_served() { Ok(()) } else { Err(NotServed { kind: self.kind(), place }) }
+    }
+
     /// The kind alone: `shell`, `exec`, `files.read`, ...
     pub fn kind(&self) -> &'static str {
         match self {
@@ -442,6 +474,23 @@ mod tests {
         assert!(cap("files.read:/var/log").selected_by("files.read"));
         assert!(cap("files.read:/var/log").selected_by("files.read:/var/log"));
         assert!(!cap("files.read:/var/log").selected_by("shell"));
+    }
+
+    #[test]
+    fn only_capabilities_with_a_channel_are_served() {
+        let cap = |s: &str| s.parse::<Capability>().unwrap();
+        for served in ["shell", "exec:db-health", "files.read:/var/log", "files.write:/tmp"] {
+            assert_eq!(cap(served).check_served("relay"), Ok(()), "{served}");
+        }
+        for (unserved, kind) in [
+            ("desktop.view", "desktop.view"),
+            ("desktop.control", "desktop.control"),
+            ("forward:127.0.0.1:5432", "forward"),
+            ("clipboard", "clipboard"),
+        ] {
+            let err = cap(unserved).check_served("relay").unwrap_err();
+            assert_eq!(err.to_string(), format!("{kind} is not available on this relay yet"));
+        }
     }
 
     #[test]

@@ -57,6 +57,11 @@ async fn approved(e: &mut RogueEngineer) -> anyhow::Result<()> {
     }
 }
 
+/// A served capability besides the shell.
+fn read_tmp() -> Capability {
+    Capability::FilesRead { roots: vec!["/tmp".into()] }
+}
+
 fn refusals(relay: &TestRelay) -> anyhow::Result<usize> {
     let out = relay.admin(&["audit", "export", "--format", "jsonl"])?;
     Ok(out.lines().filter(|l| l.contains("\"channel.refused\"")).count())
@@ -77,9 +82,9 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
     let mut e = rt.block_on(RogueEngineer::connect(&alice))?;
     let mut attempts = 0;
 
-    // Granted only the clipboard, out of shell + clipboard.
-    let narrow = rt.block_on(request(&mut e, vec![Capability::Shell, Capability::Clipboard], None))?;
-    bob.ok(&["approve", &narrow, "--only", "clipboard"])?;
+    // Granted only reading /tmp, out of shell + reading /tmp.
+    let narrow = rt.block_on(request(&mut e, vec![Capability::Shell, read_tmp()], None))?;
+    bob.ok(&["approve", &narrow, "--only", "files.read:/tmp"])?;
     rt.block_on(approved(&mut e))?;
     let (reply, ..) = rt.block_on(e.open(&touch(&narrow, &marker("not-granted"))))?;
     assert!(refused(&reply).contains("does not cover shell"), "{reply:?}");
@@ -104,7 +109,7 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
     // Nor can mallory escalate or revoke in it.
     let esc = EngineerToRelay::Escalate {
         session: full.as_str().into(),
-        add: vec![Capability::Clipboard],
+        add: vec![read_tmp()],
         duration_secs: None,
         reason: "x".into(),
     };
@@ -122,7 +127,7 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
 
     // Racing a revocation: channels keep opening while the shell is revoked. Whatever
     // was accepted before is stopped; nothing is accepted after.
-    let racing = rt.block_on(request(&mut e, vec![Capability::Shell, Capability::Clipboard], None))?;
+    let racing = rt.block_on(request(&mut e, vec![Capability::Shell, read_tmp()], None))?;
     bob.ok(&["approve", &racing])?;
     rt.block_on(approved(&mut e))?;
     let e = std::sync::Arc::new(e);
@@ -246,9 +251,8 @@ fn the_agent_refuses_forged_replayed_and_expired_grants_even_from_its_relay() ->
         let unheld = sign(grant("s-unheld", "erp-db01", "bob", shell(), 600));
         let r = l01.channel(touch("s-unheld", &marker("unheld")), unheld).await?;
         assert!(refused(&r).contains("no record of an approval"), "{r:?}");
-        // Wider than the record: the same session, clipboard and shell, never sent.
-        let wider =
-            sign(grant("s-held", "erp-db01", "bob", vec![Capability::Shell, Capability::Clipboard], 600));
+        // Wider than the record: the same session, shell and reading /tmp, never sent.
+        let wider = sign(grant("s-held", "erp-db01", "bob", vec![Capability::Shell, read_tmp()], 600));
         let r = l01.channel(touch("s-held", &marker("wider")), wider).await?;
         refused(&r);
 

@@ -108,7 +108,7 @@ fn approvers_grant_less_than_asked_and_escalation_adds_without_reconnecting() ->
     assert_eq!(row["granted"].as_array().map(Vec::len), Some(2), "{row}");
 
     // A denied escalation changes nothing.
-    let mut esc = alice.spawn(&["escalate", &id, "--add", "clipboard", "--reason", "paste a query"])?;
+    let mut esc = alice.spawn(&["escalate", &id, "--add", "files.read:/tmp", "--reason", "read a query"])?;
     esc.stderr.wait_for("waiting for")?;
     bob.ok(&["deny", &id, "--reason", "not needed"])?;
     assert_eq!(esc.wait()?.code(), Some(2));
@@ -258,7 +258,8 @@ fn a_session_left_by_its_shell_ends_when_its_grant_runs_out_unextended() -> anyh
     let _agent = relay.agent("erp-db01", "acme", "approver")?;
     let alice = relay.login("alice")?;
     let bob = relay.login("bob")?;
-    let mut s = alice.spawn(&refs(&shell(&["--for", "2s", "--also", "clipboard"], &["sleep", "600"])))?;
+    let mut s =
+        alice.spawn(&refs(&shell(&["--for", "2s", "--also", "files.read:/tmp"], &["sleep", "600"])))?;
     let id = bob.pending_request()?;
     bob.ok(&["approve", &id])?;
     s.stderr.wait_for(&format!("the grant is no longer in force; session {id} stays open"))?;
@@ -279,9 +280,9 @@ fn the_prompt_grants_a_subset_and_the_kill_key_ends_the_session() -> anyhow::Res
     let alice = relay.login("alice")?;
     let bob = relay.login("bob")?;
 
-    let mut s =
-        alice.spawn(&refs(&shell(&["--also", "clipboard"], &["sh", "-c", "echo running; sleep 600"])))?;
-    agent.proc().stdout.wait_for("2. clipboard")?;
+    let mut s = alice
+        .spawn(&refs(&shell(&["--also", "files.read:/tmp"], &["sh", "-c", "echo running; sleep 600"])))?;
+    agent.proc().stdout.wait_for("2. files.read:/tmp")?;
     agent.proc().stdout.wait_for("answer within")?;
     // Only the customer can answer: approvers are not shown it, and cannot approve it.
     assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
@@ -299,13 +300,14 @@ fn the_prompt_grants_a_subset_and_the_kill_key_ends_the_session() -> anyhow::Res
 
     // An escalation is asked at the same prompt, and answered there.
     let id = session_id(&alice)?;
-    let mut esc = alice.spawn(&["escalate", &id, "--add", "clipboard", "--reason", "paste the query"])?;
+    let mut esc =
+        alice.spawn(&["escalate", &id, "--add", "files.read:/tmp", "--reason", "read the query"])?;
     agent.proc().stdout.wait_for("asks for MORE in live session")?;
     agent.proc().stdout.wait_for("answer within")?;
     assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]");
     agent.proc().write_line("y")?;
     assert_eq!(esc.wait()?.code(), Some(0));
-    s.stderr.wait_for("prompt@erp-db01 granted clipboard")?;
+    s.stderr.wait_for("prompt@erp-db01 granted files.read:/tmp")?;
 
     agent.proc().write_line("k")?;
     assert_ne!(s.wait()?.code(), Some(0));
@@ -367,7 +369,7 @@ fn maintenance_windows_pre_approve_only_what_they_name() -> anyhow::Result<()> {
 
     // Outside what the window names (a capability, an engineer): an approver must answer.
     let bob = relay.login("bob")?;
-    let mut more = alice.spawn(&refs(&shell(&["--also", "clipboard"], &["echo", "x"])))?;
+    let mut more = alice.spawn(&refs(&shell(&["--also", "files.read:/tmp"], &["echo", "x"])))?;
     more.stderr.wait_for("no maintenance window is open for this request")?;
     let carol = relay.login("carol")?;
     let mut other = carol.spawn(&refs(&shell(&[], &["echo", "x"])))?;
@@ -398,5 +400,52 @@ fn the_relay_bounds_how_long_a_grant_may_be_asked_for() -> anyhow::Result<()> {
     assert_eq!(session(&bob, &id)?["duration_secs"], 300, "the relay's default applies");
     bob.ok(&["deny", &id, "--reason", "not now"])?;
     assert_ne!(s.wait()?.code(), Some(0));
+    Ok(())
+}
+
+#[test]
+fn capabilities_no_channel_serves_are_refused_before_anything_is_stored_or_asked() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let unserved = [
+        ("desktop.view", "desktop.view"),
+        ("desktop.control", "desktop.control"),
+        ("clipboard", "clipboard"),
+    ];
+    for (cap, kind) in unserved.into_iter().chain([("forward:127.0.0.1:5432", "forward")]) {
+        let out = alice.run(&refs(&shell(&["--also", cap], &["echo", "x"])))?;
+        assert_eq!(out.status.code(), Some(1), "{cap}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{kind} is not available on this relay yet")), "{cap}: {err}");
+    }
+    assert_eq!(alice.ok(&["sessions", "--json"])?.trim(), "[]", "no session was stored");
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]", "nobody was asked");
+
+    // In a live session, an escalation naming one is refused the same way, and the
+    // session keeps what it had with nothing pending.
+    let mut s = alice.spawn(&refs(&shell(&[], &["sleep", "600"])))?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    s.stderr.wait_for("approved by bob")?;
+    let esc = alice.run(&["escalate", &id, "--add", "forward:127.0.0.1:5432", "--reason", "the db port"])?;
+    assert_eq!(esc.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&esc.stderr);
+    assert!(err.contains("forward is not available on this relay yet"), "{err}");
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]", "nobody was asked");
+    assert_eq!(session(&alice, &id)?["granted"].as_array().map(Vec::len), Some(1));
+
+    let audit = relay.admin(&["audit", "export", "--format", "jsonl"])?;
+    let actions: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map(|v| v["action"].as_str().unwrap_or("").to_owned())
+        })
+        .collect::<Result<_, _>>()?;
+    assert_eq!(actions.iter().filter(|a| *a == "session.requested").count(), 1, "{actions:?}");
+    assert!(!actions.iter().any(|a| a == "session.escalation_requested"), "{actions:?}");
     Ok(())
 }

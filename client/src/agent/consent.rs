@@ -54,6 +54,11 @@ fn asked(s: &SessionInfo) -> &[Capability] {
     s.escalation.as_ref().map_or(&s.capabilities, |e| &e.add)
 }
 
+/// The first asked capability that no channel of this agent serves, if any.
+pub(crate) fn unserved(s: &SessionInfo) -> Option<assist_proto::caps::NotServed> {
+    asked(s).iter().find_map(|c| c.check_served("agent").err())
+}
+
 /// The prompt for `s`: first the free text that came from the engineer, each piece made
 /// inert on its own labelled line; then a separator and everything our own code decides
 /// (what is asked, for how long, the question). Free text holds no control character
@@ -325,5 +330,21 @@ mod tests {
             &more,
             "  asks to ADD:\n    1. clipboard\n  extend by:    10m 00s\n  answer within 2m 00s\nAllow? [y/N] ",
         );
+    }
+
+    #[test]
+    fn a_request_or_escalation_naming_an_unserved_capability_is_not_put_to_the_customer() {
+        let desk = request("T", "r", vec![Capability::Shell, Capability::DesktopView]);
+        assert_eq!(unserved(&desk).unwrap().to_string(), "desktop.view is not available on this agent yet");
+        let mut more = request("T", "r", vec![Capability::Shell]);
+        assert!(unserved(&more).is_none());
+        more.escalation = Some(Escalation {
+            add: vec![Capability::Forward { target: "127.0.0.1:5432".into() }],
+            duration_secs: None,
+            reason: "r".into(),
+            requested_at: 0,
+            deadline: 1,
+        });
+        assert_eq!(unserved(&more).unwrap().to_string(), "forward is not available on this agent yet");
     }
 }

@@ -8,6 +8,8 @@
 //!   mode only a "yes" given at this machine's prompt (each yes is used once); in
 //!   `approver` mode an approver; in `window` mode an approver or a maintenance window.
 //!   A narrowing revision (a revocation) is accepted from anyone.
+//! - A grant naming a capability that no channel serves ([`Capability::is_served`]) is
+//!   refused, as the relay refuses to ask for it.
 //! - When a revision no longer covers a running channel, or the grant expires, the agent
 //!   kills that channel's process itself.
 //!
@@ -97,6 +99,11 @@ impl Grants {
         }
         if self.has_ended(&g.session) {
             return Err(format!("session {} has ended", g.session));
+        }
+        // Whoever signed it, a grant of what no channel here serves is refused whole: the
+        // person who consented would believe they allowed something that does nothing.
+        if let Some(e) = g.capabilities.iter().find_map(|c| c.check_served("agent").err()) {
+            return Err(e.to_string());
         }
         let mut records = self.records.lock().expect("lock");
         let held = records.get(&g.session);
@@ -248,5 +255,47 @@ impl Grants {
     /// Sessions with running processes.
     pub fn running_sessions(&self) -> Vec<SessionId> {
         self.running.lock().expect("lock").keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assist_proto::grant::public_key;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::Ed25519KeyPair;
+
+    fn grant(session: &str, capabilities: Vec<Capability>) -> Grant {
+        Grant {
+            session: session.into(),
+            agent: "erp-db01".into(),
+            engineer: "alice".into(),
+            capabilities,
+            not_before: now_ms(),
+            expires_at: now_ms() + 600_000,
+            approver: "bob".into(),
+            revision: 1,
+            note: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grant_naming_an_unserved_capability_is_refused_whoever_signed_it() {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let grants = Arc::new(Grants::new("erp-db01".into(), public_key(&key), ConsentMode::Approver));
+        for (n, unserved) in
+            ["desktop.view", "desktop.control", "forward:127.0.0.1:5432", "clipboard"].into_iter().enumerate()
+        {
+            let caps = vec![Capability::Shell, unserved.parse().unwrap()];
+            let session = format!("s-{n}");
+            let err = grants.receive(&SignedGrant::sign(&grant(&session, caps), &key)).unwrap_err();
+            let kind = unserved.split(':').next().unwrap();
+            assert_eq!(err, format!("{kind} is not available on this agent yet"));
+            assert!(grants.record(&session.as_str().into()).is_none(), "{unserved} was kept");
+        }
+        // The same grant without it is kept: the refusal is for the capability alone.
+        let served = grant("s-served", vec![Capability::Shell, "files.read:/var/log".parse().unwrap()]);
+        assert!(grants.receive(&SignedGrant::sign(&served, &key)).is_ok());
     }
 }

@@ -201,8 +201,18 @@ async fn session(
 
     loop {
         match read_msg::<RelayToAgent, _>(&mut recv).await {
-            Ok(Some(RelayToAgent::ConsentRequest { session })) => {
-                if cfg.consent == ConsentMode::Prompt {
+            Ok(Some(RelayToAgent::ConsentRequest { session })) if cfg.consent == ConsentMode::Prompt => {
+                if let Some(e) = consent::unserved(&session) {
+                    // Nobody here is asked to allow what this agent cannot do.
+                    warn!(session = %session.id, error = %e, "consent request refused");
+                    let answer = AgentToRelay::ConsentAnswer {
+                        session: session.id.clone(),
+                        approve: false,
+                        reason: Some(e.to_string()),
+                        capabilities: None,
+                    };
+                    let _ = tx.send(answer).await;
+                } else {
                     let _ = prompt_tx.send(PromptEvent::Ask(session)).await;
                 }
             }

@@ -74,13 +74,15 @@ pub(super) fn list(caps: &[Capability]) -> String {
     caps.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// Checks capabilities an engineer asks for.
+/// Checks capabilities an engineer asks for or an approver grants: well formed, and served
+/// by some channel (so nothing is stored, and nobody asked, for what would do nothing).
 pub(super) fn check_asked(caps: &[Capability]) -> Result<(), Refusal> {
     if caps.len() > 32 {
         return Err(bad("at most 32 capabilities per request"));
     }
     for c in caps {
         c.validate().map_err(|e| bad(format!("capability {c}: {e}")))?;
+        c.check_served("relay").map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
 }
