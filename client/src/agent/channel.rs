@@ -9,46 +9,16 @@
 //! - the session has not ended.
 
 use super::process::{self, Spec};
-use super::run::AgentState;
+use super::shared::{AgentState, Digest, countersign, refuse};
+use crate::clock::now_ms;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::grant::Grant;
-use assist_proto::ids::SessionId;
-use assist_proto::msg::StreamDigest;
 use assist_proto::msg::{AgentChannelOpen, AgentToRelay, ChannelKind, ChannelOpen, ChannelReply};
-use aws_lc_rs::digest::{Context, SHA256};
 use quinn::{Connection, RecvStream, SendStream};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
-
-/// A running SHA-256 and byte count of one direction of one stream.
-pub(crate) struct Digest {
-    stream: u64,
-    direction: &'static str,
-    bytes: u64,
-    ctx: Context,
-}
-
-impl Digest {
-    pub(crate) fn new(stream: u64, direction: &'static str) -> Self {
-        Self { stream, direction, bytes: 0, ctx: Context::new(&SHA256) }
-    }
-
-    pub(crate) fn update(&mut self, data: &[u8]) {
-        self.bytes += data.len() as u64;
-        self.ctx.update(data);
-    }
-
-    pub(crate) fn finish(self) -> StreamDigest {
-        StreamDigest {
-            stream: self.stream,
-            direction: self.direction.to_owned(),
-            bytes: self.bytes,
-            sha256: hex::encode(self.ctx.finish().as_ref()),
-        }
-    }
-}
 
 /// Copies `from` into `to`, hashing what passes. Returns whether it ended cleanly.
 async fn pump(
@@ -71,30 +41,10 @@ async fn pump(
     }
 }
 
-/// Signs the agent's digests of a finished channel and sends them to the relay.
-pub(crate) async fn countersign(state: &AgentState, session: &SessionId, digests: Vec<StreamDigest>) {
-    let message = assist_proto::msg::countersign_message(session, &state.name, &digests);
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    match state.signing_key.sign(&rng, &message) {
-        Ok(sig) => {
-            let signature = hex::encode(sig.as_ref());
-            let _ = state
-                .control
-                .send(AgentToRelay::Countersign { session: session.clone(), digests, signature })
-                .await;
-        }
-        Err(e) => warn!(%session, error = %e, "cannot countersign"),
-    }
-}
-
 /// How long to wait for the grant on the control stream when a channel arrives first.
 const RECORD_WAIT: Duration = Duration::from_secs(3);
 /// How long to wait for the rest of the output after the process exited.
 const DRAIN: Duration = Duration::from_secs(2);
-
-fn now_ms() -> i64 {
-    crate::engineer::now_ms()
-}
 
 async fn check(state: &AgentState, open: &AgentChannelOpen) -> Result<Grant, String> {
     let session = &open.open.session;
@@ -160,7 +110,7 @@ pub(crate) async fn serve(
             Some(script) => (Spec::Pipes { command: script.argv() }, Some(script.timeout())),
             None => {
                 let reason = format!("{name} is not in this agent's allowlist of diagnostic scripts");
-                return super::files::refuse(&mut send, reason).await;
+                return refuse(&mut send, reason).await;
             }
         },
         ChannelKind::Files { request } => {
@@ -169,7 +119,7 @@ pub(crate) async fn serve(
         ChannelKind::Logs { paths, since } => {
             return super::logs::serve(state, session, grant, paths, since, send, recv).await;
         }
-        _ => return super::files::refuse(&mut send, "unsupported channel".into()).await,
+        _ => return refuse(&mut send, "unsupported channel".into()).await,
     };
     let env = vec![
         ("ASSIST_SESSION".to_owned(), session.to_string()),

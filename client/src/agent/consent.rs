@@ -96,13 +96,13 @@ fn render(s: &SessionInfo, now: i64) -> String {
     for (i, c) in asked(s).iter().enumerate() {
         out.push_str(&format!("    {}. {}\n", i + 1, free(&c.to_string())));
     }
-    let render_secs = |d: u64| crate::engineer::render::duration(d as i64 * 1000);
+    let render_secs = |d: u64| crate::clock::duration(d as i64 * 1000);
     match extend {
         Some(Some(d)) => out.push_str(&format!("  extend by:    {}\n", render_secs(d))),
         Some(None) => {}
         None => out.push_str(&format!("  for:          {}\n", render_secs(s.duration_secs))),
     }
-    out.push_str(&format!("  answer within {}\n", crate::engineer::render::duration(deadline - now)));
+    out.push_str(&format!("  answer within {}\n", crate::clock::duration(deadline - now)));
     out.push_str(if asked(s).len() > 1 {
         "Allow? [y = all, N = deny, or numbers to allow only those, e.g. 1,3] "
     } else {
@@ -171,7 +171,7 @@ pub(crate) async fn run(
         if current.is_none()
             && let Some(next) = queue.pop_front()
         {
-            show(&next, crate::engineer::now_ms());
+            show(&next, crate::clock::now_ms());
             current = Some(next);
         }
         tokio::select! {
@@ -196,7 +196,7 @@ pub(crate) async fn run(
                         text::line(g.engineer.as_str()),
                         text::line(&caps.join(", ")),
                         text::line(&g.approver),
-                        crate::engineer::render::duration(g.expires_at - crate::engineer::now_ms()),
+                        crate::clock::duration(g.expires_at - crate::clock::now_ms()),
                     );
                 }
                 Some(PromptEvent::Ended { session, reason }) => {
@@ -217,7 +217,7 @@ pub(crate) async fn run(
                         Ok(a) => a,
                         Err(e) => {
                             println!("assist: {e}");
-                            show(&s, crate::engineer::now_ms());
+                            show(&s, crate::clock::now_ms());
                             current = Some(s);
                             continue;
                         }

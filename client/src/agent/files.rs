@@ -14,10 +14,9 @@
 //!
 //! The stream protocol is described in [`assist_proto::files`].
 
-use super::channel::{Digest, countersign};
 use super::paths::{self, Roots, WriteTarget};
 use super::process::Control;
-use super::run::AgentState;
+use super::shared::{AgentState, Digest, countersign, refuse};
 use crate::disk::{self, Short};
 use assist_net::{codes, write_msg};
 use assist_proto::files::{
@@ -34,7 +33,7 @@ use std::io::{self, Seek};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Bytes per disk read or write.
 const CHUNK: usize = 256 * 1024;
@@ -75,12 +74,6 @@ pub(crate) async fn serve(
     }
     state.grants.remove_running(&session, stream);
     drop(control);
-}
-
-pub(crate) async fn refuse(send: &mut SendStream, reason: String) {
-    warn!(reason = %assist_proto::text::line(&reason), "file channel refused");
-    let _ = write_msg(send, &ChannelReply::Refused { reason }).await;
-    let _ = send.finish();
 }
 
 async fn accept(send: &mut SendStream, ready: FileReady) -> bool {

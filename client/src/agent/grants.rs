@@ -17,6 +17,7 @@
 //! asks it.
 
 use super::process::Control;
+use crate::clock::now_ms;
 use assist_proto::caps::{Capability, ConsentMode};
 use assist_proto::grant::{Grant, SignedGrant};
 use assist_proto::ids::{AgentName, SessionId};
@@ -45,10 +46,6 @@ pub(crate) struct Grants {
     /// Sessions that ended: nothing may start for them again.
     ended: Mutex<HashSet<SessionId>>,
     running: Mutex<HashMap<SessionId, Vec<Running>>>,
-}
-
-fn now_ms() -> i64 {
-    crate::engineer::now_ms()
 }
 
 impl Grants {

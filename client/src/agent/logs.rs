@@ -8,10 +8,8 @@
 //! Like a read, the agent sends a [`FileReady`] with the count and total before any byte,
 //! so the relay's limits and the agent's own apply first.
 
-use super::channel::{Digest, countersign};
-use super::files::refuse;
 use super::paths::{self, Roots};
-use super::run::AgentState;
+use super::shared::{AgentState, Digest, countersign, refuse};
 use assist_net::{codes, write_msg};
 use assist_proto::files::FileReady;
 use assist_proto::grant::Grant;

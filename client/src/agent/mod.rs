@@ -6,6 +6,7 @@
 //! - [`consent`]: the prompt on the agent's terminal;
 //! - [`grants`]: the agent's own record of each grant, and its enforcement;
 //! - [`channel`]: serving an approved channel, after checking the grant again;
+//! - [`shared`]: the state and stream helpers every channel server uses;
 //! - [`files`] and [`paths`]: file channels, and where their paths really lead;
 //! - [`exec`]: the allowlist of diagnostic scripts; [`logs`]: log collection;
 //! - [`process`]: PTY and piped processes.
@@ -20,4 +21,5 @@ pub mod logs;
 pub mod paths;
 pub mod process;
 pub mod run;
+pub mod shared;
 pub mod state;

@@ -9,6 +9,7 @@ use super::channel;
 use super::consent::{self, PromptEvent};
 use super::exec::Scripts;
 use super::grants::Grants;
+use super::shared::AgentState;
 use super::state::{AgentDir, Enrollment, StateError};
 use crate::conn::{ConnError, RelayConn};
 use assist_net::{read_msg, write_msg};
@@ -55,18 +56,6 @@ impl Default for RunConfig {
             scripts: Arc::default(),
         }
     }
-}
-
-/// What the agent knows about sessions, shared by the control loop and the channels.
-pub(crate) struct AgentState {
-    pub name: AgentName,
-    /// The agent's own record of each grant, and the processes they cover.
-    pub grants: Arc<Grants>,
-    pub control: mpsc::Sender<AgentToRelay>,
-    /// Signs the agent's digests of each channel (its countersignature).
-    pub signing_key: aws_lc_rs::signature::EcdsaKeyPair,
-    pub limits: TransferLimits,
-    pub scripts: Arc<Scripts>,
 }
 
 fn jitter(d: Duration) -> Duration {

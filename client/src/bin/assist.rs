@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use assist_certs::Fingerprint;
+use assist_client::clock;
 use assist_client::engineer::config::ConfigDir;
 use assist_client::engineer::cp::{CopyRequest, Side};
 use assist_client::engineer::session::SessionChoice;
@@ -284,7 +285,7 @@ async fn main_inner(cli: Cli) -> Result<i32> {
         }
         Cmd::Requests { json } => {
             let reqs = engineer::requests(&cfg).await?;
-            if json { print_json(&reqs)? } else { print!("{}", render::requests(&reqs, engineer::now_ms())) }
+            if json { print_json(&reqs)? } else { print!("{}", render::requests(&reqs, clock::now_ms())) }
         }
         Cmd::Sessions { json } => {
             let s = engineer::sessions(&cfg).await?;
@@ -328,10 +329,9 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             return Ok(engineer::exec::run(&cfg, &agent, &name, session.choice()?).await?);
         }
         Cmd::Logs { agent, since, output, paths, session } => {
-            let since = since.map(|d| engineer::now_ms() - d.as_millis() as i64);
-            let out = output.unwrap_or_else(|| {
-                PathBuf::from(format!("{agent}-logs-{}.tar.gz", engineer::now_ms() / 1000))
-            });
+            let since = since.map(|d| clock::now_ms() - d.as_millis() as i64);
+            let out = output
+                .unwrap_or_else(|| PathBuf::from(format!("{agent}-logs-{}.tar.gz", clock::now_ms() / 1000)));
             let (files, bytes, archive) =
                 engineer::logs::run(&cfg, &agent, paths, since, &out, session.choice()?).await?;
             eprintln!(

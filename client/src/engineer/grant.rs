@@ -2,8 +2,8 @@
 //! out, and `assist escalate` (ask for more, wait for the answer) and `assist revoke`.
 
 use super::config::ConfigDir;
-use super::render::duration;
-use super::{EngineerError, connect, now_ms};
+use super::{EngineerError, connect};
+use crate::clock::{duration, now_ms};
 use crate::term;
 use assist_proto::caps::Capability;
 use assist_proto::ids::SessionId;

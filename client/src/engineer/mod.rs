@@ -17,6 +17,7 @@ pub mod session;
 pub mod shell;
 pub mod transfer;
 
+use crate::clock::now_ms;
 use crate::conn::{ConnError, Control, RelayConn};
 use assist_certs::Fingerprint;
 use assist_proto::caps::Capability;
@@ -50,13 +51,6 @@ impl EngineerError {
             other => EngineerError::Unexpected(format!("{other:?}")),
         }
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// How `login` learns which relay CA to trust on first contact.

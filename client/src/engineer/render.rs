@@ -4,6 +4,7 @@
 //! whoever filled it (a reason, a ticket, a remote file name), can move the cursor or
 //! break out of its column.
 
+use crate::clock::duration;
 use assist_proto::msg::{AgentInfo, SessionInfo};
 
 /// RFC 3339 UTC to the second, or `-`.
@@ -15,12 +16,6 @@ pub fn time(ms: Option<i64>) -> String {
         }
         _ => "-".into(),
     }
-}
-
-/// A duration in whole seconds, as `4m 05s`.
-pub fn duration(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    if s >= 60 { format!("{}m {:02}s", s / 60, s % 60) } else { format!("{s}s") }
 }
 
 /// How much of one cell is shown; `--json` has the whole text.
@@ -219,7 +214,5 @@ mod tests {
         assert_eq!(time(None), "-");
         assert_eq!(time(Some(0)), "-");
         assert_eq!(time(Some(1_000)), "1970-01-01T00:00:01Z");
-        assert_eq!(duration(65_000), "1m 05s");
-        assert_eq!(duration(-5), "0s");
     }
 }

@@ -6,8 +6,8 @@
 //! The connection's control stream stays open while the command runs: a session this
 //! command requested ends when the command's connection goes.
 
-use super::render::duration;
-use super::{EngineerError, connect, now_ms};
+use super::{EngineerError, connect};
+use crate::clock::{duration, now_ms};
 use crate::term;
 use assist_net::read_msg;
 use assist_proto::caps::{Capability, Priority};
