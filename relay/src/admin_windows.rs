@@ -76,6 +76,8 @@ pub async fn window_add(store: &dyn Store, w: NewWindow, actor: &str, now: i64) 
     }
     for c in &w.capabilities {
         c.validate().map_err(|e| invalid(format!("capability {c}: {e}")))?;
+        // A window could never pre-approve it: the relay refuses every request naming it.
+        c.check_served("relay").map_err(|e| invalid(e.to_string()))?;
     }
     if w.engineers.is_empty() {
         return Err(invalid("name at least one engineer who may use the window (--engineer)"));

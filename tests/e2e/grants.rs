@@ -338,6 +338,23 @@ fn maintenance_windows_pre_approve_only_what_they_name() -> anyhow::Result<()> {
         "alice",
     ]);
     assert!(bad.is_err());
+    // Nor can a window name what no channel serves yet: it could never pre-approve it.
+    let unserved = relay.admin(&[
+        "window",
+        "add",
+        "--org",
+        "acme",
+        "--schedule",
+        "0 22 * * *",
+        "--duration",
+        "2h",
+        "--capability",
+        "desktop.view",
+        "--engineer",
+        "alice",
+    ]);
+    let err = unserved.expect_err("a window naming desktop.view").to_string();
+    assert!(err.contains("desktop.view is not available on this relay yet"), "{err}");
     let id = relay.admin(&[
         "window",
         "add",
