@@ -29,13 +29,17 @@ pub async fn run(
     drop(send);
     let mut stdout = tokio::spawn(async move { copy_out(&mut recv, Local::Stdout).await });
     let conn = live.conn.clone();
-    let stderr = tokio::spawn(async move {
+    // The agent sends the script's stderr on one stream of its own, which may reach us
+    // after the exit is reported (they travel apart): it is copied to its end, and waited
+    // for like stdout, so that no line of it is lost.
+    let mut stderr = tokio::spawn(async move {
         while let Ok(mut uni) = conn.accept_uni().await {
             if matches!(
                 read_msg::<ChannelOpen, _>(&mut uni).await,
                 Ok(Some(ChannelOpen { channel: ChannelKind::Stderr, .. }))
             ) {
-                tokio::spawn(async move { copy_out(&mut uni, Local::Stderr).await });
+                copy_out(&mut uni, Local::Stderr).await;
+                return;
             }
         }
     });
@@ -57,9 +61,17 @@ pub async fn run(
             _ = &mut stdout, if !stdout_done => stdout_done = true,
         }
     };
-    if !stdout_done {
-        let _ = tokio::time::timeout(Duration::from_secs(3), &mut stdout).await;
-    }
+    // A script that ran has a stderr stream; one refused or cut short may not.
+    let ran = matches!(reason, EndReason::ScriptExited { .. });
+    let drained = async {
+        if !stdout_done {
+            let _ = (&mut stdout).await;
+        }
+        if ran {
+            let _ = (&mut stderr).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), drained).await;
     stderr.abort();
     if !matches!(reason, EndReason::ScriptExited { code: Some(_), .. }) {
         eprintln!("assist: {name} on {agent}: {}", assist_proto::text::line(&reason.to_string()));
