@@ -7,10 +7,9 @@
 //! It does not test the speed of recording (the bench does) nor a crash (recording.rs).
 
 use assist_tests::files_support::{agent_with, events, hold_session, noise};
-use assist_tests::{Cli, TestRelay, Tmpfs, WAIT, bin, wait_until};
+use assist_tests::{Cli, TestRelay, Tmpfs, bin, wait_until};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Instant;
 
 /// `recording::budget::HELD`: data bytes a session may have forwarded that are not yet in
 /// its recording's file (docs/recording.md).
@@ -106,16 +105,14 @@ impl World {
     }
 }
 
-/// Waits for a child to exit, bounded by [`WAIT`].
+/// Waits for a child to exit, bounded by [`assist_tests::WAIT`].
 fn exit_of(child: &mut Child) -> anyhow::Result<ExitStatus> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the client did not exit");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut status = None;
+    wait_until("the client to exit", || {
+        status = child.try_wait()?;
+        Ok(status.is_some())
+    })?;
+    Ok(status.expect("waited for"))
 }
 
 fn within_bound(what: &str, received: u64, recorded: u64) {
