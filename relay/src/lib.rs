@@ -8,7 +8,8 @@
 //! - [`admin`]: the administration commands run against the data directory;
 //! - [`admin_windows`]: the maintenance-window commands;
 //! - [`broker`]: live agents and sessions, consent, and the rules connecting them;
-//! - [`serve`]: the QUIC endpoint and connection dispatch;
+//! - [`serve`]: `assist-relay serve`: configuration, binding, start-up;
+//! - [`wire`]: the QUIC side: accept, handshake, framing, splice (no policy);
 //! - [`listen`]: the HTTP listener's accept loop, timeouts and connection caps;
 //! - [`stop`]: the signals that stop `serve`, and its stdout lines that a closed pipe
 //!   cannot turn into a panic;
@@ -29,6 +30,7 @@ pub mod stop;
 pub mod store;
 pub mod table;
 pub mod webhook;
+pub mod wire;
 
 /// Milliseconds since the Unix epoch, now. The only place the relay reads the wall clock
 /// for stored timestamps; everything below takes `now` as an argument.

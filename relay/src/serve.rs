@@ -1,30 +1,18 @@
-//! `assist-relay serve`: binds the QUIC endpoint, accepts connections and hands each to
-//! the broker, until shutdown.
+//! `assist-relay serve`: opens the data directory, binds the QUIC endpoint (and the HTTP
+//! listener), builds the broker, and runs [`crate::wire::serve`] until a signal.
 //!
-//! [`serve`] takes a bound endpoint and a shutdown future, so tests bind port 0 and stop
-//! the relay cleanly; [`run`] is the binary's entry point around it.
+//! [`bind`] and [`crate::wire::serve`] take a bound endpoint and a shutdown future, so
+//! tests bind port 0 and stop the relay cleanly; [`run`] is the binary's entry point.
 
-use crate::audit::{Action, AuditEvent, RELAY_ACTOR, agent_actor};
-use crate::broker::{BrokerConfig, Relay, agent, engineer};
+use crate::broker::{BrokerConfig, Relay};
 use crate::datadir::DataDir;
-use crate::store::{AgentRow, Store, StoreError};
+use crate::store::Store;
 use assist_certs::Fingerprint;
-use assist_net::{codes, read_msg};
-use assist_proto::msg::{AgentToRelay, EngineerToRelay, ErrorCode, RelayToEngineer};
-use assist_proto::session::EndReason;
-use quinn::{Connection, Endpoint};
-use std::future::Future;
+use quinn::Endpoint;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{Instrument, debug, info, warn};
-
-/// How long a client may take to complete the QUIC handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often counted refusals whose window closed are written.
-const REFUSAL_SWEEP: Duration = Duration::from_secs(1);
-/// How often the relay looks for agents revoked by the admin command.
-const REVOCATION_POLL: Duration = Duration::from_secs(2);
+use tracing::{info, warn};
 
 /// What `assist-relay serve` needs.
 #[derive(Debug)]
@@ -155,7 +143,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     // Also in the log, for a relay whose stdout nobody reads.
     info!("{ready}");
     crate::stop::say(&ready);
-    serve(endpoint, relay, async {
+    crate::wire::serve(endpoint, relay, async {
         let signal = signals.recv().await;
         info!(signal, "shutting down");
     })
@@ -170,183 +158,4 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
 /// `assist-relay listening on ADDR ca SHA256:HEX`.
 pub fn ready_line(addr: SocketAddr, ca: Fingerprint) -> String {
     format!("assist-relay listening on {addr} ca {ca}")
-}
-
-/// Serves connections on `endpoint` until `shutdown` completes; then ends every live
-/// session (stored as ended by the shutdown), closes connections and returns.
-pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<Output = ()>) {
-    let revocations = {
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REVOCATION_POLL);
-            loop {
-                tick.tick().await;
-                if let Err(e) = relay.enforce_revocations().await {
-                    warn!(error = %e, "cannot check revocations");
-                }
-            }
-        })
-    };
-    // Refusals counted in a window are written when it closes.
-    let refusals = {
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFUSAL_SWEEP);
-            loop {
-                tick.tick().await;
-                relay.flush_refusals(false).await;
-            }
-        })
-    };
-    // Webhooks read the audit log; they never hold up the broker.
-    let webhooks =
-        crate::webhook::Worker::start(relay.store.clone(), crate::webhook::WebhookConfig::default());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            incoming = endpoint.accept() => {
-                let Some(incoming) = incoming else { break };
-                let relay = relay.clone();
-                tokio::spawn(async move {
-                    let remote = incoming.remote_address();
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
-                        Ok(Ok(conn)) => dispatch(relay, conn).instrument(tracing::debug_span!("conn", %remote)).await,
-                        Ok(Err(e)) => {
-                            debug!(%remote, error = %e, "handshake failed");
-                            handshake_refused(&relay, remote, &e).await;
-                        }
-                        Err(_) => debug!(%remote, "handshake timed out"),
-                    }
-                });
-            }
-        }
-    }
-    revocations.abort();
-    refusals.abort();
-    relay.end_all(EndReason::RelayShutdown).await;
-    relay.deliver_to_agents(Duration::from_secs(3)).await;
-    relay.flush_refusals(true).await;
-    // The sessions' last events are sent after the next start: the cursor is durable.
-    webhooks.stop().await;
-    endpoint.close(codes::SHUTDOWN, b"relay shutting down");
-    let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
-}
-
-/// Audits a failed handshake (a client certificate from another CA, a client that does
-/// not speak our protocol), rate-limited per source address: who it was is not known,
-/// only where it came from.
-async fn handshake_refused(relay: &Relay, remote: SocketAddr, e: &quinn::ConnectionError) {
-    let error = e.to_string();
-    let event =
-        AuditEvent::new(RELAY_ACTOR, Action::HandshakeRefused).target(remote.ip().to_string()).detail(
-            serde_json::json!({ "error": crate::audit::clip(&error, 300), "remote": remote.to_string() }),
-        );
-    relay.audit_refused(&remote.ip().to_string(), "handshake", event).await;
-}
-
-fn peer_fingerprint(conn: &Connection) -> Option<Fingerprint> {
-    let identity = conn.peer_identity()?;
-    let certs = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
-    certs.first().map(|c| Fingerprint::of_der(c))
-}
-
-/// Sends a connection to the agent or engineer handler.
-///
-/// This future lives as long as its connection, in a task of its own: everything but a
-/// served agent runs boxed, so that a connected agent's task is only as large as
-/// [`agent::handle`] needs.
-async fn dispatch(relay: Arc<Relay>, conn: Connection) {
-    let Some(fp) = peer_fingerprint(&conn) else {
-        return Box::pin(unauthenticated(relay, conn)).await;
-    };
-    // The TLS layer already checked that the certificate chains to our CA; here we check
-    // that it is still the current certificate of an enrolled, unrevoked agent.
-    match relay.store.agent_by_fingerprint(&fp.hex()).await {
-        Ok(Some(row)) if row.revoked_at.is_none() => agent::handle(relay, conn, row).await,
-        found => Box::pin(refuse_agent(relay, conn, fp, found)).await,
-    }
-}
-
-/// Refuses an agent certificate that is revoked or not enrolled (or cannot be looked up).
-async fn refuse_agent(
-    relay: Arc<Relay>,
-    conn: Connection,
-    fp: Fingerprint,
-    found: Result<Option<AgentRow>, StoreError>,
-) {
-    match found {
-        Ok(Some(row)) => {
-            info!(agent = %row.name, "revoked agent refused");
-            conn.close(codes::REFUSED, b"agent certificate revoked");
-            let event = AuditEvent::new(agent_actor(&row.name), Action::AgentRefused)
-                .org(&row.org)
-                .target(row.name.as_str())
-                .detail(refusal_detail("revoked", &fp, &conn));
-            // Counted per source and certificate: a revoked agent that keeps
-            // reconnecting cannot fill the log.
-            relay.audit_refused(&conn.remote_address().ip().to_string(), &fp.hex(), event).await;
-        }
-        Ok(None) => {
-            // Signed by our CA but not (or no longer) the certificate of an enrolled
-            // agent: who holds it is not known, only what it is.
-            info!(%fp, "unknown agent certificate refused");
-            conn.close(codes::REFUSED, b"unknown agent certificate");
-            let event = AuditEvent::new(RELAY_ACTOR, Action::AgentRefused)
-                .target(fp.to_string())
-                .detail(refusal_detail("certificate not enrolled", &fp, &conn));
-            relay.audit_refused(&conn.remote_address().ip().to_string(), &fp.hex(), event).await;
-        }
-        Err(e) => {
-            warn!(error = %e, "cannot look up agent");
-            conn.close(codes::REFUSED, b"internal error");
-        }
-    }
-}
-
-/// A connection without a client certificate: an enrollment or an engineer.
-async fn unauthenticated(relay: Arc<Relay>, conn: Connection) {
-    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await else {
-        conn.close(codes::PROTOCOL, b"no control stream");
-        return;
-    };
-    let first =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_msg::<serde_json::Value, _>(&mut recv)).await {
-            Ok(Ok(Some(v))) => v,
-            Ok(Err(e)) => return protocol_error(&conn, &mut send, e.to_string()).await,
-            _ => {
-                conn.close(codes::PROTOCOL, b"no request");
-                return;
-            }
-        };
-    if first.get("type").and_then(|t| t.as_str()) == Some("enroll") {
-        match serde_json::from_value::<AgentToRelay>(first) {
-            Ok(AgentToRelay::Enroll { token, name, csr_pem }) => {
-                agent::enroll(relay, conn, send, token, name, csr_pem).await
-            }
-            _ => protocol_error(&conn, &mut send, "malformed enrollment".into()).await,
-        }
-        return;
-    }
-    match serde_json::from_value::<EngineerToRelay>(first) {
-        Ok(msg) => engineer::handle(relay, conn, send, recv, msg).await,
-        Err(e) => protocol_error(&conn, &mut send, format!("malformed message: {e}")).await,
-    }
-}
-
-fn refusal_detail(reason: &str, fp: &Fingerprint, conn: &Connection) -> serde_json::Value {
-    serde_json::json!({
-        "reason": reason,
-        "fingerprint": fp.to_string(),
-        "remote": conn.remote_address().to_string(),
-    })
-}
-
-async fn protocol_error(conn: &Connection, send: &mut quinn::SendStream, message: String) {
-    info!(%message, "protocol error");
-    let _ =
-        assist_net::write_msg(send, &RelayToEngineer::Error { code: ErrorCode::BadRequest, message }).await;
-    let _ = send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
-    conn.close(codes::PROTOCOL, b"protocol error");
 }

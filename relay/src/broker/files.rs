@@ -1,5 +1,5 @@
 //! The broker's side of file and log channels: the relay's transfer limits, the agent's
-//! [`FileReady`] frame read and checked before anything is spliced, the
+//! [`FileReady`] frame (read by the transport) checked before anything is spliced, the
 //! `file.transferred` audit event from the agent's report, and the gate that holds a
 //! channel's end from the engineer until the agent has accounted for it.
 //!
@@ -15,13 +15,10 @@
 
 use super::{LiveSession, Relay, now_ms};
 use crate::audit::{Action, AuditEvent, agent_actor, clip};
-use assist_net::read_msg;
 use assist_proto::files::{FileReady, FileReport, FileRequest};
 use assist_proto::ids::AgentName;
 use assist_proto::msg::ChannelKind;
-use quinn::RecvStream;
 use serde_json::json;
-use std::time::Duration;
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -37,31 +34,15 @@ impl Relay {
         Ok(())
     }
 
-    /// Reads the agent's [`FileReady`] for a file channel and checks it against the limits.
-    pub(crate) async fn file_ready(
-        &self,
-        kind: &ChannelKind,
-        arecv: &mut RecvStream,
-        wait: Duration,
-    ) -> Result<Option<FileReady>, String> {
-        let request = match kind {
-            ChannelKind::Files { request } => Some(request),
-            ChannelKind::Logs { .. } => None,
-            _ => return Ok(None),
-        };
-        let ready: FileReady = match tokio::time::timeout(wait, read_msg(arecv)).await {
-            Ok(Ok(Some(r))) => r,
-            _ => return Err("the agent did not describe the file".into()),
-        };
+    /// Checks the agent's [`FileReady`] for a file or log channel against the limits.
+    pub(crate) fn check_ready(&self, kind: &ChannelKind, ready: &FileReady) -> Result<(), String> {
         let limits = self.cfg.transfer_limits;
-        match request {
-            Some(FileRequest::Read { .. }) => limits.check(1, ready.data_len())?,
-            Some(FileRequest::List { recursive: true, .. }) | None => {
-                limits.check(ready.files, ready.size)?
-            }
-            _ => {}
+        match kind {
+            ChannelKind::Files { request: FileRequest::Read { .. } } => limits.check(1, ready.data_len()),
+            ChannelKind::Files { request: FileRequest::List { recursive: true, .. } }
+            | ChannelKind::Logs { .. } => limits.check(ready.files, ready.size),
+            _ => Ok(()),
         }
-        Ok(Some(ready))
     }
 
     /// Audits a transfer the agent reports for one of its sessions. A report for a

@@ -12,15 +12,15 @@
 //! - the session ends when its shell exits, either side disconnects, or an approver or admin
 //!   ends it; every end is stored with its reason and told to both sides.
 //!
-//! Transport handlers ([`engineer`], [`agent`]) only parse and forward; every decision is
-//! made here or in [`policy`]. State changes are written to the store, each with its audit
+//! The broker knows no transport: it reaches connected parties through [`peer`], and
+//! transport code (`crate::wire`) only reads frames and splices what [`admit`] let through;
+//! every decision is made here or in [`policy`]. State changes are written to the store, each with its audit
 //! event in the same transaction, before anyone is told about them. Events without a state
 //! change (refusals) are appended on their own ([`Relay::audit`]).
 
-pub mod agent;
-mod agent_tx;
+mod admit;
+mod agents;
 mod audit;
-pub mod engineer;
 mod files;
 mod grants;
 mod login;
@@ -28,9 +28,11 @@ pub mod policy;
 mod recording;
 mod refusals;
 mod sessions;
+pub(crate) use admit::{Admission, AgentStreamStarted, StreamRefused};
+pub(crate) use agents::{AgentRefused, Hello};
 pub(crate) use grants::Approval;
 pub(crate) use sessions::{Answerer, NewSession};
-pub mod splice;
+pub mod peer;
 pub mod throttle;
 pub mod windows;
 
@@ -45,6 +47,8 @@ use assist_proto::msg::{AgentInfo, ErrorCode, RelayToAgent, RelayToEngineer, Ses
 use assist_proto::session::{EndReason, SessionMachine, SessionState, TransitionError};
 use audit::session_event;
 use aws_lc_rs::signature::Ed25519KeyPair;
+use peer::{AgentPeer, Close};
+pub(crate) use peer::{EngineerLink, Opener};
 use policy::Principal;
 use serde_json::json;
 use std::collections::HashMap;
@@ -129,8 +133,7 @@ pub(crate) struct LiveAgent {
     pub conn_id: u64,
     pub org: OrgName,
     pub consent: ConsentMode,
-    pub tx: agent_tx::AgentTx,
-    pub conn: quinn::Connection,
+    pub peer: Arc<dyn AgentPeer>,
     /// The agent's allowlist of diagnostic script names, if it published one.
     pub scripts: Option<Box<[String]>>,
 }
@@ -146,23 +149,6 @@ pub(crate) fn published_scripts(agent: &AgentName, names: Option<Vec<String>>) -
         return None;
     }
     Some(names.into_boxed_slice())
-}
-
-/// What an engineer connection is, as far as sessions care.
-#[derive(Clone)]
-pub(crate) struct EngineerLink {
-    pub conn_id: u64,
-    pub tx: mpsc::Sender<RelayToEngineer>,
-    pub conn: quinn::Connection,
-}
-
-/// The engineer connection a channel came from, to tell it what only it needs to hear.
-#[derive(Clone)]
-pub(crate) struct Opener {
-    pub conn_id: u64,
-    /// Weak, so that channels never keep a control stream's writer alive.
-    pub tx: mpsc::WeakSender<RelayToEngineer>,
-    pub conn: quinn::Connection,
 }
 
 struct SessionCore {
@@ -285,12 +271,10 @@ impl Relay {
         self.sessions.lock().expect("sessions lock").get(id).cloned()
     }
 
-    fn agent_tx(&self, name: &AgentName) -> Option<agent_tx::AgentTx> {
-        self.agents.lock().expect("agents lock").get(name).map(|a| a.tx.clone())
-    }
-
-    pub(crate) fn agent_conn(&self, name: &AgentName) -> Option<quinn::Connection> {
-        self.agents.lock().expect("agents lock").get(name).map(|a| a.conn.clone())
+    /// The connected agent `name`, to send it control messages or (for the transport) to
+    /// open a channel to it.
+    pub(crate) fn agent_tx(&self, name: &AgentName) -> Option<Arc<dyn AgentPeer>> {
+        self.agents.lock().expect("agents lock").get(name).map(|a| a.peer.clone())
     }
 
     /// Refuses, before anyone is asked, a request for a script the agent said it does not
@@ -324,7 +308,7 @@ impl Relay {
     pub(crate) fn agent_online(&self, name: AgentName, agent: LiveAgent) {
         let old = self.agents.lock().expect("agents lock").insert(name, agent);
         if let Some(old) = old {
-            old.conn.close(assist_net::codes::REPLACED, b"replaced by a newer connection of the same agent");
+            old.peer.close(Close::Replaced);
         }
     }
 
@@ -370,9 +354,9 @@ impl Relay {
         // One small query per poll, however many agents are enrolled or online (a query per
         // online agent cost a relay with 10,000 idle agents most of a core).
         for name in self.store.revoked_agents().await? {
-            if let Some(conn) = self.agent_conn(&name) {
+            if let Some(peer) = self.agent_tx(&name) {
                 info!(agent = %name, "closing connection of revoked agent");
-                conn.close(assist_net::codes::REFUSED, b"agent certificate revoked");
+                peer.close(Close::Revoked);
             }
         }
         Ok(())

@@ -490,7 +490,7 @@ impl Relay {
     /// its endpoint, so the sessions' ends reach the agents instead of being discarded
     /// with the connection.
     pub(crate) async fn deliver_to_agents(&self, bound: std::time::Duration) {
-        let txs: Vec<_> = self.agents.lock().expect("agents lock").values().map(|a| a.tx.clone()).collect();
+        let txs: Vec<_> = self.agents.lock().expect("agents lock").values().map(|a| a.peer.clone()).collect();
         let all = futures_util::future::join_all(txs.iter().map(|tx| tx.finish_delivered()));
         let _ = tokio::time::timeout(bound, all).await;
     }
@@ -608,8 +608,8 @@ impl Relay {
 
     /// Where the standard error of the channel on agent stream `stream` goes: the
     /// connection that opened it, if that is not the session's own.
-    pub(crate) fn stderr_to(&self, s: &LiveSession, stream: u64) -> Option<quinn::Connection> {
-        s.execs.lock().expect("execs lock").get(&stream).map(|o| o.conn.clone())
+    pub(crate) fn stderr_to(&self, s: &LiveSession, stream: u64) -> Option<Arc<dyn super::peer::Peer>> {
+        s.execs.lock().expect("execs lock").get(&stream).map(|o| o.peer.clone())
     }
 
     /// The agent reports that a script run with `exec --session` exited: audited, and told

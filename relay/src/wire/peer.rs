@@ -1,5 +1,6 @@
-//! Control messages to one online agent: written straight to its control stream by the
-//! task that sends them, one message at a time.
+//! A QUIC agent as the broker sees it ([`QuicAgent`], the [`AgentPeer`] of the seam):
+//! control messages written straight to its control stream by the task that sends them,
+//! one message at a time, and its connection, to close it or open channels on it.
 //!
 //! There is no queue and no writer task: an agent idles for days with nothing to send, and
 //! a queue (tokio's allocates a block of slots up front) and a task cost every connected
@@ -11,14 +12,18 @@
 //! is kept and written before the next message. It does not read from the agent; the
 //! agent's connection task does.
 
+use crate::broker::peer::{AgentPeer, Close, Peer, PeerFuture, PeerGone};
+use assist_net::codes;
 use assist_proto::msg::RelayToAgent;
-use quinn::SendStream;
-use std::sync::Arc;
+use quinn::{Connection, SendStream};
 use tokio::sync::Mutex;
 
-/// Sends control messages to one agent. Clones share the stream.
-#[derive(Clone, Debug)]
-pub(crate) struct AgentTx(Arc<Mutex<Writer>>);
+/// A connected agent: its control stream's writer and its connection.
+#[derive(Debug)]
+pub(crate) struct QuicAgent {
+    writer: Mutex<Writer>,
+    pub conn: Connection,
+}
 
 #[derive(Debug)]
 struct Writer {
@@ -29,18 +34,9 @@ struct Writer {
     gone: bool,
 }
 
-/// The agent went away: its stream is closed.
-#[derive(Debug)]
-pub(crate) struct AgentGone;
-
-impl AgentTx {
-    pub(crate) fn new(send: SendStream) -> Self {
-        Self(Arc::new(Mutex::new(Writer { send, pending: Vec::new(), gone: false })))
-    }
-
-    /// Writes `msg` after the messages sent before it.
-    pub(crate) async fn send(&self, msg: RelayToAgent) -> Result<(), AgentGone> {
-        self.0.lock().await.write(&msg).await
+impl QuicAgent {
+    pub(crate) fn new(conn: Connection, send: SendStream) -> Self {
+        Self { writer: Mutex::new(Writer { send, pending: Vec::new(), gone: false }), conn }
     }
 
     /// Writes `first` as the stream's first message, with `register` run just before
@@ -50,16 +46,21 @@ impl AgentTx {
         &self,
         first: &RelayToAgent,
         register: impl FnOnce(),
-    ) -> Result<(), AgentGone> {
-        let mut writer = self.0.lock().await;
+    ) -> Result<(), PeerGone> {
+        let mut writer = self.writer.lock().await;
         register();
         writer.write(first).await
     }
 
-    /// Finishes the stream: later sends fail with [`AgentGone`]. If a send is under way
+    /// Writes `msg` after the messages sent before it.
+    pub(crate) async fn write(&self, msg: &RelayToAgent) -> Result<(), PeerGone> {
+        self.writer.lock().await.write(msg).await
+    }
+
+    /// Finishes the stream: later sends fail with [`PeerGone`]. If a send is under way
     /// (the agent is not reading), the stream finishes when the last sender lets go of it.
-    pub(crate) fn close(&self) {
-        if let Ok(mut writer) = self.0.try_lock() {
+    pub(crate) fn close_control(&self) {
+        if let Ok(mut writer) = self.writer.try_lock() {
             writer.gone = true;
             writer.pending = Vec::new();
             let _ = writer.send.finish();
@@ -70,8 +71,8 @@ impl AgentTx {
     /// acknowledged all of it (or stopped the stream, or the connection went): a relay
     /// closing its endpoint right after would otherwise discard the last messages (the
     /// sessions' ends) still in flight.
-    pub(crate) async fn finish_delivered(&self) {
-        let mut writer = self.0.lock().await;
+    async fn finish_and_wait(&self) {
+        let mut writer = self.writer.lock().await;
         if writer.gone {
             return;
         }
@@ -83,10 +84,45 @@ impl AgentTx {
     }
 }
 
+impl Peer for QuicAgent {
+    fn close(&self, why: Close) {
+        let code = match why {
+            Close::Replaced => codes::REPLACED,
+            Close::Revoked => codes::REFUSED,
+        };
+        self.conn.close(code, why.message().as_bytes());
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl AgentPeer for QuicAgent {
+    fn send(&self, msg: RelayToAgent) -> PeerFuture<'_, Result<(), PeerGone>> {
+        Box::pin(async move { self.write(&msg).await })
+    }
+    fn finish_delivered(&self) -> PeerFuture<'_, ()> {
+        Box::pin(self.finish_and_wait())
+    }
+}
+
+/// A person's QUIC connection, as the broker's [`Peer`].
+#[derive(Debug)]
+pub(crate) struct QuicEngineer(pub Connection);
+
+impl Peer for QuicEngineer {
+    fn close(&self, why: Close) {
+        self.0.close(codes::REFUSED, why.message().as_bytes());
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 impl Writer {
-    async fn write(&mut self, msg: &RelayToAgent) -> Result<(), AgentGone> {
+    async fn write(&mut self, msg: &RelayToAgent) -> Result<(), PeerGone> {
         if self.gone {
-            return Err(AgentGone);
+            return Err(PeerGone);
         }
         match assist_proto::frame::encode(msg) {
             Ok(frame) if self.pending.is_empty() => self.pending = frame,
@@ -104,10 +140,18 @@ impl Writer {
         }
         if self.gone {
             self.pending = Vec::new();
-            return Err(AgentGone);
+            return Err(PeerGone);
         }
         // No buffer kept while the agent idles.
         self.pending = Vec::new();
         Ok(())
     }
+}
+
+/// The QUIC connection of a peer this module made, to open streams on it.
+pub(crate) fn connection(peer: &dyn Peer) -> Option<Connection> {
+    let any = peer.as_any();
+    any.downcast_ref::<QuicEngineer>()
+        .map(|e| e.0.clone())
+        .or_else(|| any.downcast_ref::<QuicAgent>().map(|a| a.conn.clone()))
 }

@@ -6,16 +6,16 @@
 //! - Every further bidirectional stream is a channel: a [`ChannelOpen`] frame, checked by
 //!   the broker against the session's grant, then spliced to a new stream on the agent.
 //!
-//! This module parses and forwards; the broker decides.
+//! This module parses and forwards; the broker decides (`broker::admit` for channels).
 
-use super::files::Account;
-use super::policy::Principal;
+use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
-use super::{EngineerLink, Opener, Refusal, Relay};
+use crate::broker::policy::Principal;
+use crate::broker::{Admission, Answerer, Approval, EngineerLink, NewSession, Opener, Refusal, Relay};
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
-    AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
+    AgentChannelOpen, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
 };
 use assist_proto::session::EndReason;
 use quinn::{Connection, RecvStream, SendStream};
@@ -59,8 +59,9 @@ pub(crate) async fn handle(
         }
     };
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
-    let link = EngineerLink { conn_id, tx: tx.clone(), conn: conn.clone() };
-    let opener = Opener { conn_id, tx: tx.downgrade(), conn: conn.clone() };
+    let peer = Arc::new(QuicEngineer(conn.clone()));
+    let link = EngineerLink { conn_id, tx: tx.clone(), peer: peer.clone() };
+    let opener = Opener { conn_id, tx: tx.downgrade(), peer };
     let channels = tokio::spawn(
         accept_channels(relay.clone(), conn.clone(), principal.clone(), opener).instrument(span.clone()),
     );
@@ -158,23 +159,23 @@ async fn command(
         }
         EngineerToRelay::RequestSession { agent, ticket, priority, reason, capabilities, duration_secs } => {
             // Success is answered by the broker itself, before any consent can arrive.
-            let req = super::NewSession { agent, ticket, priority, reason, capabilities, duration_secs };
+            let req = NewSession { agent, ticket, priority, reason, capabilities, duration_secs };
             match relay.request_session(who, link.clone(), req).await {
                 Ok(()) => return None,
                 Err(r) => Err(r),
             }
         }
         EngineerToRelay::Approve { session, capabilities, duration_secs, note } => {
-            let approval = super::Approval { capabilities, duration_secs, note };
+            let approval = Approval { capabilities, duration_secs, note };
             relay
-                .answer(&session, super::Answerer::User(who), true, approval)
+                .answer(&session, Answerer::User(who), true, approval)
                 .await
                 .map(|message| RelayToEngineer::Done { message })
         }
         EngineerToRelay::Deny { session, reason } => {
-            let approval = super::Approval { note: Some(reason), ..Default::default() };
+            let approval = Approval { note: Some(reason), ..Default::default() };
             relay
-                .answer(&session, super::Answerer::User(who), false, approval)
+                .answer(&session, Answerer::User(who), false, approval)
                 .await
                 .map(|message| RelayToEngineer::Done { message })
         }
@@ -232,112 +233,98 @@ async fn open_channel(
         Ok(Err(e)) => return refuse(&mut esend, format!("bad channel header: {e}")).await,
         Err(_) => return refuse(&mut esend, "no channel header".into()).await,
     };
-    if matches!(open.channel, ChannelKind::Stderr | ChannelKind::StderrOf { .. }) {
-        let reason = "a stderr channel is opened by the agent, not the engineer";
-        relay.audit_refusal(&who, &open.session, &open.channel, reason).await;
-        return refuse(&mut esend, reason.into()).await;
+    let admitted = match relay.admit_channel(&who, &open).await {
+        Ok(a) => a,
+        Err(reason) => return refuse(&mut esend, reason).await,
+    };
+    let span = admitted.session.span.clone();
+    splice_admitted(&relay, admitted, open, &opener, esend, erecv).instrument(span).await
+}
+
+/// Opens an admitted channel on the agent, passes its answer on, and splices it.
+async fn splice_admitted(
+    relay: &Relay,
+    admitted: Admission,
+    open: ChannelOpen,
+    opener: &Opener,
+    mut esend: SendStream,
+    erecv: RecvStream,
+) {
+    let agent = &admitted.agent;
+    let Some(aconn) = super::peer::connection(admitted.peer.as_ref()) else {
+        return refuse(&mut esend, format!("agent {agent} is offline")).await;
+    };
+    let Ok((mut asend, mut arecv)) = aconn.open_bi().await else {
+        return refuse(&mut esend, format!("cannot open a stream to agent {agent}")).await;
+    };
+    let stream = u64::from(asend.id());
+    // Before the agent can run it, so that its exit always finds where to go.
+    admitted.agent_stream(relay, stream, opener);
+    if write_msg(&mut asend, &AgentChannelOpen { open, grant: admitted.grant.clone() }).await.is_err() {
+        return refuse(&mut esend, format!("agent {agent} went away")).await;
     }
-    if let Err(reason) = open.channel.validate().and_then(|()| relay.check_declared(&open.channel)) {
-        relay.audit_refusal(&who, &open.session, &open.channel, &reason).await;
-        return refuse(&mut esend, reason).await;
+    let reply: ChannelReply = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut arecv)).await {
+        Ok(Ok(Some(r))) => r,
+        _ => {
+            let _ = asend.reset(codes::PROTOCOL);
+            return refuse(&mut esend, format!("agent {agent} did not answer the channel request")).await;
+        }
+    };
+    // A file channel's sizes come before any data: over the limits, nothing is spliced.
+    let ready = match &reply {
+        ChannelReply::Accepted if admitted.wants_ready() => {
+            let ready = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut arecv)).await {
+                Ok(Ok(Some(r))) => Some(r),
+                _ => None,
+            };
+            if let Err(reason) = admitted.check_ready(relay, ready.as_ref()).await {
+                let _ = asend.reset(codes::REFUSED);
+                let _ = arecv.stop(codes::REFUSED);
+                return refuse(&mut esend, reason).await;
+            }
+            ready
+        }
+        _ => None,
+    };
+    if write_msg(&mut esend, &reply).await.is_err() {
+        let _ = asend.reset(codes::SESSION_ENDED);
+        return;
     }
-    let cap = open.channel.required_capability();
-    let (session, agent, grant, channel, handle) =
-        match relay.grant_for_channel(&who, &open.session, &cap).await {
-            Ok(x) => x,
-            Err(r) => {
-                relay.audit_refusal(&who, &open.session, &open.channel, &r.message).await;
-                return refuse(&mut esend, r.message).await;
-            }
-        };
-    let span = session.span.clone();
-    async move {
-        let Some(aconn) = relay.agent_conn(&agent) else {
-            return refuse(&mut esend, format!("agent {agent} is offline")).await;
-        };
-        let Ok((mut asend, mut arecv)) = aconn.open_bi().await else {
-            return refuse(&mut esend, format!("cannot open a stream to agent {agent}")).await;
-        };
-        let open_kind = open.channel.clone();
-        // Before the agent can run it, so that its exit always finds where to go.
-        if let ChannelKind::Exec { .. } = &open_kind {
-            relay.exec_opened(&session, u64::from(asend.id()), opener.clone());
-        }
-        if write_msg(&mut asend, &AgentChannelOpen { open, grant }).await.is_err() {
-            return refuse(&mut esend, format!("agent {agent} went away")).await;
-        }
-        let reply: ChannelReply = match tokio::time::timeout(HEADER_TIMEOUT, read_msg(&mut arecv)).await {
-            Ok(Ok(Some(r))) => r,
-            _ => {
-                let _ = asend.reset(codes::PROTOCOL);
-                return refuse(&mut esend, format!("agent {agent} did not answer the channel request")).await;
-            }
-        };
-        // A file channel's sizes come before any data: over the limits, nothing is spliced.
-        let ready = match &reply {
-            ChannelReply::Accepted => match relay.file_ready(&open_kind, &mut arecv, HEADER_TIMEOUT).await {
-                Ok(ready) => ready,
-                Err(reason) => {
-                    let _ = asend.reset(codes::REFUSED);
-                    let _ = arecv.stop(codes::REFUSED);
-                    relay.audit_refusal(&who, &session.id, &open_kind, &reason).await;
-                    return refuse(&mut esend, reason).await;
-                }
-            },
-            ChannelReply::Refused { .. } => None,
-        };
-        if write_msg(&mut esend, &reply).await.is_err() {
+    if let ChannelReply::Refused { reason } = &reply {
+        info!(%reason, "agent refused channel");
+        admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
+        let _ = esend.finish();
+        let _ = asend.finish();
+        return;
+    }
+    let mut end_gate = None;
+    if let Some(ready) = &ready {
+        end_gate = admitted.end_gate(stream);
+        if write_msg(&mut esend, ready).await.is_err() {
             let _ = asend.reset(codes::SESSION_ENDED);
             return;
         }
-        if let ChannelReply::Refused { reason } = &reply {
-            info!(%reason, "agent refused channel");
-            relay.audit_refusal(&who, &session.id, &open_kind, &format!("refused by the agent: {reason}")).await;
-            let _ = esend.finish();
-            let _ = asend.finish();
-            return;
-        }
-        let mut end_gate = None;
-        if let Some(ready) = &ready {
-            end_gate = Some(session.file_stream(u64::from(asend.id()), channel, Account::of(&open_kind)));
-            if write_msg(&mut esend, ready).await.is_err() {
-                let _ = asend.reset(codes::SESSION_ENDED);
-                return;
-            }
-        }
-        let recorder = session.recorder();
-        if let Some(rec) = &recorder {
-            let described = serde_json::json!({ "kind": open_kind.name(), "stream": u64::from(asend.id()), "request": &open_kind, "ready": ready });
-            if rec.channel_open(channel, described).await.is_err() {
-                let _ = esend.reset(codes::SESSION_ENDED);
-                let _ = asend.reset(codes::SESSION_ENDED);
-                return;
-            }
-            if let ChannelKind::Shell { pty: Some(pty), .. } = &open_kind {
-                let _ = rec.resize(channel, pty.cols, pty.rows).await;
-            }
-        } else if relay.cfg.recording_mandatory {
-            let _ = esend.reset(codes::SESSION_ENDED);
-            let _ = asend.reset(codes::SESSION_ENDED);
-            return;
-        }
-        info!(channel, "channel open");
-        let tee = |direction| recorder.clone().map(|recorder| Tee { recorder, channel, direction });
-        session.open_outputs.send_modify(|n| *n += 1);
-        let up = splice(erecv, asend, handle.stop.clone(), tee(Direction::In), None);
-        let down = async {
-            let r = splice(arecv, esend, handle.stop.clone(), tee(Direction::Out), end_gate).await;
-            session.open_outputs.send_modify(|n| *n -= 1);
-            r
-        };
-        let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down);
-        if let Some(rec) = &recorder {
-            let _ = rec
-                .channel_close(channel, serde_json::json!({ "in": up_bytes, "out": down_bytes, "in_end": format!("{up_end:?}"), "out_end": format!("{down_end:?}") }))
-                .await;
-        }
-        info!(up_bytes, ?up_end, down_bytes, ?down_end, "channel closed");
     }
-    .instrument(span)
-    .await
+    if admitted.record_open(stream, ready.as_ref()).await.is_err() {
+        let _ = esend.reset(codes::SESSION_ENDED);
+        let _ = asend.reset(codes::SESSION_ENDED);
+        return;
+    }
+    let channel = admitted.channel;
+    info!(channel, "channel open");
+    let tee = |direction| admitted.recorder.clone().map(|recorder| Tee { recorder, channel, direction });
+    let session = &admitted.session;
+    let stop = &admitted.handle.stop;
+    session.open_outputs.send_modify(|n| *n += 1);
+    let up = splice(erecv, asend, stop.clone(), tee(Direction::In), None);
+    let down = async {
+        let r = splice(arecv, esend, stop.clone(), tee(Direction::Out), end_gate).await;
+        session.open_outputs.send_modify(|n| *n -= 1);
+        r
+    };
+    let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down);
+    admitted
+        .record_close(serde_json::json!({ "in": up_bytes, "out": down_bytes, "in_end": format!("{up_end:?}"), "out_end": format!("{down_end:?}") }))
+        .await;
+    info!(up_bytes, ?up_end, down_bytes, ?down_end, "channel closed");
 }

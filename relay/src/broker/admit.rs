@@ -1,0 +1,229 @@
+//! Admission: the one place that decides whether a channel may open, and what the transport
+//! must do around it.
+//!
+//! - [`Relay::admit_channel`] for every channel a person asks for, whatever its kind:
+//!   the kind is one a person may open and is well formed, what it declares is within the
+//!   relay's limits, the session is live and the caller's, its grant verifies and covers
+//!   the capability the channel needs now, the session is recorded if recording is
+//!   mandatory, and the agent is connected. A yes is an [`Admission`]: the channel is
+//!   numbered and registered for revocation under the same lock as the grant check, so a
+//!   revocation either refused it or finds it. A no is audited (`channel.refused`) here.
+//! - [`Admission`]'s methods for what happens on the way: the agent's `FileReady` checked
+//!   against the limits, the agent's refusal audited, the end gate of a file channel, the
+//!   channel's opening in the recording.
+//! - [`Relay::admit_agent_stream`] for the streams an agent opens (a command's stderr):
+//!   only for an active session of that agent, to the connection that ran the command.
+//!
+//! Transport code reads the frames and splices what was admitted; it never decides. This
+//! module reads no stream: it is given what the transport read.
+
+use super::files::Account;
+use super::grants::ChannelHandle;
+use super::peer::{AgentPeer, Peer};
+use super::policy::Principal;
+use super::{LiveSession, Opener, Refusal, Relay};
+use crate::recording::Recorder;
+use assist_proto::files::FileReady;
+use assist_proto::grant::SignedGrant;
+use assist_proto::ids::AgentName;
+use assist_proto::msg::{ChannelKind, ChannelOpen, ErrorCode};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A channel the broker let through, for the transport to open towards the agent and
+/// splice. Dropping it unregisters the channel.
+pub(crate) struct Admission {
+    pub session: Arc<LiveSession>,
+    pub agent: AgentName,
+    /// The connected agent, to open the channel on.
+    pub peer: Arc<dyn AgentPeer>,
+    /// The grant the agent checks again.
+    pub grant: SignedGrant,
+    /// The channel's number in the session's recording.
+    pub channel: u32,
+    pub kind: ChannelKind,
+    /// Turns true when the channel must stop (revocation, expiry, the session's end).
+    pub handle: ChannelHandle,
+    /// Where its bytes are recorded; `None` only when recording is off.
+    pub recorder: Option<Recorder>,
+    who: Principal,
+}
+
+/// Why the relay does not forward a stream the agent opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamRefused {
+    /// Not a stream an agent may open.
+    Protocol,
+    /// No active session of this agent by that id.
+    NoSession,
+    /// The session cannot record it (recording mandatory).
+    Unrecorded,
+}
+
+/// A stream the agent opened, let through towards `to`.
+pub(crate) struct AgentStream {
+    pub session: Arc<LiveSession>,
+    /// The connection it goes to: the one that ran the command, or the session's own.
+    pub to: Arc<dyn Peer>,
+    /// What the engineer is told the stream is.
+    pub open: ChannelOpen,
+}
+
+/// A started agent stream: its recording channel and its registration.
+pub(crate) struct AgentStreamStarted {
+    pub channel: u32,
+    pub recorder: Option<Recorder>,
+    pub handle: ChannelHandle,
+}
+
+impl Relay {
+    /// Decides whether `who` may open the channel `open` asks for (see the module docs).
+    /// A refusal is audited before it is returned; its message is for the caller.
+    pub(crate) async fn admit_channel(
+        &self,
+        who: &Principal,
+        open: &ChannelOpen,
+    ) -> Result<Admission, String> {
+        match self.admission(who, open).await {
+            Ok(a) => Ok(a),
+            Err((r, audited)) => {
+                if audited {
+                    self.audit_refusal(who, &open.session, &open.channel, &r.message).await;
+                }
+                Err(r.message)
+            }
+        }
+    }
+
+    /// The checks of [`Self::admit_channel`]; a refusal says whether it is audited.
+    async fn admission(&self, who: &Principal, open: &ChannelOpen) -> Result<Admission, (Refusal, bool)> {
+        let refused = |message: String| (Refusal::new(ErrorCode::Forbidden, message), true);
+        if matches!(open.channel, ChannelKind::Stderr | ChannelKind::StderrOf { .. }) {
+            return Err(refused("a stderr channel is opened by the agent, not the engineer".into()));
+        }
+        open.channel.validate().and_then(|()| self.check_declared(&open.channel)).map_err(refused)?;
+        let cap = open.channel.required_capability();
+        let (session, agent, grant, channel, handle) =
+            self.grant_for_channel(who, &open.session, &cap).await.map_err(|r| (r, true))?;
+        let recorder = session.recorder();
+        if recorder.is_none() && self.cfg.recording_mandatory {
+            return Err(refused(format!(
+                "session {} is not recorded, and recording is mandatory",
+                open.session
+            )));
+        }
+        // Not audited, as before the split: the agent's going is audited already.
+        let peer = self
+            .agent_tx(&agent)
+            .ok_or_else(|| (Refusal::new(ErrorCode::Conflict, format!("agent {agent} is offline")), false))?;
+        Ok(Admission {
+            session,
+            agent,
+            peer,
+            grant,
+            channel,
+            kind: open.channel.clone(),
+            handle,
+            recorder,
+            who: who.clone(),
+        })
+    }
+
+    /// For a stream the agent opened with header `open`: where it goes, if it is a stderr
+    /// stream of an active session of this agent.
+    pub(crate) async fn admit_agent_stream(
+        &self,
+        agent: &AgentName,
+        open: ChannelOpen,
+    ) -> Result<AgentStream, StreamRefused> {
+        let of = match open.channel {
+            ChannelKind::Stderr => None,
+            ChannelKind::StderrOf { stream } => Some(stream),
+            _ => return Err(StreamRefused::Protocol),
+        };
+        let session = self.session_of_agent(agent, &open.session).await.ok_or(StreamRefused::NoSession)?;
+        if session.recorder().is_none() && self.cfg.recording_mandatory {
+            return Err(StreamRefused::Unrecorded);
+        }
+        let to = of.and_then(|stream| self.stderr_to(&session, stream));
+        let to = to.unwrap_or_else(|| session.engineer.peer.clone());
+        // Engineers know one kind of standard error stream.
+        let open = ChannelOpen { session: open.session, channel: ChannelKind::Stderr };
+        Ok(AgentStream { session, to, open })
+    }
+}
+
+impl Admission {
+    /// Whether the agent describes the data (`FileReady`) before any is spliced.
+    pub(crate) fn wants_ready(&self) -> bool {
+        matches!(self.kind, ChannelKind::Files { .. } | ChannelKind::Logs { .. })
+    }
+
+    /// Checks the agent's description of a file channel against the relay's limits. A
+    /// refusal is audited.
+    pub(crate) async fn check_ready(&self, relay: &Relay, ready: Option<&FileReady>) -> Result<(), String> {
+        let checked = match ready {
+            Some(ready) => relay.check_ready(&self.kind, ready),
+            None => Err("the agent did not describe the file".into()),
+        };
+        if let Err(reason) = &checked {
+            self.refused(relay, reason).await;
+        }
+        checked
+    }
+
+    /// Audits a refusal of this channel after its admission (over a limit, or refused by
+    /// the agent).
+    pub(crate) async fn refused(&self, relay: &Relay, reason: &str) {
+        relay.audit_refusal(&self.who, &self.session.id, &self.kind, reason).await;
+    }
+
+    /// Registers the agent's stream of this channel before the agent can run anything on
+    /// it: an exec channel opened from another connection than the session's gets its
+    /// stderr and exit (`Relay::exec_opened`).
+    pub(crate) fn agent_stream(&self, relay: &Relay, stream: u64, opener: &Opener) {
+        if let ChannelKind::Exec { .. } = &self.kind {
+            relay.exec_opened(&self.session, stream, opener.clone());
+        }
+    }
+
+    /// For a file channel, the gate that holds its end from the engineer until the agent
+    /// has accounted for it.
+    pub(crate) fn end_gate(&self, stream: u64) -> Option<watch::Receiver<bool>> {
+        self.wants_ready().then(|| self.session.file_stream(stream, self.channel, Account::of(&self.kind)))
+    }
+
+    /// Writes the channel's opening into the recording. An error means the recorder failed:
+    /// nothing may be spliced.
+    pub(crate) async fn record_open(&self, stream: u64, ready: Option<&FileReady>) -> Result<(), ()> {
+        let Some(rec) = &self.recorder else { return Ok(()) };
+        let described = serde_json::json!({ "kind": self.kind.name(), "stream": stream, "request": &self.kind, "ready": ready });
+        rec.channel_open(self.channel, described).await.map_err(|_| ())?;
+        if let ChannelKind::Shell { pty: Some(pty), .. } = &self.kind {
+            let _ = rec.resize(self.channel, pty.cols, pty.rows).await;
+        }
+        Ok(())
+    }
+
+    /// Writes the channel's close into the recording.
+    pub(crate) async fn record_close(&self, detail: serde_json::Value) {
+        if let Some(rec) = &self.recorder {
+            let _ = rec.channel_close(self.channel, detail).await;
+        }
+    }
+}
+
+impl AgentStream {
+    /// Numbers the stream in the session's recording, records its opening and registers it
+    /// for revocation. An error means the recorder failed.
+    pub(crate) async fn start(&self, stream: u64) -> Result<AgentStreamStarted, ()> {
+        let channel = self.session.next_channel();
+        let recorder = self.session.recorder();
+        if let Some(rec) = &recorder {
+            let described = serde_json::json!({ "kind": "stderr", "stream": stream });
+            rec.channel_open(channel, described).await.map_err(|_| ())?;
+        }
+        let handle = self.session.register_channel(channel, self.open.channel.required_capability());
+        Ok(AgentStreamStarted { channel, recorder, handle })
+    }
+}

@@ -1,0 +1,19 @@
+//! The QUIC side of the relay: what crosses the wire, and nothing that decides.
+//!
+//! - [`accept`]: the endpoint's accept loop, handshakes, the first frame, and shutdown;
+//! - [`agent`]: an agent's connection (enrollment, `Hello`, control messages, the streams
+//!   it opens);
+//! - [`engineer`]: a person's connection (control stream, commands, channels);
+//! - [`peer`]: QUIC's side of the broker's seam (`broker::peer`);
+//! - [`splice`]: moving an admitted channel's bytes, with the tee into the recording.
+//!
+//! **Invariant:** a channel is spliced only after `Relay::admit_channel` (or
+//! `admit_agent_stream`) said yes; this module never decides who may do what.
+
+mod accept;
+mod agent;
+mod engineer;
+mod peer;
+pub mod splice;
+
+pub use accept::serve;
