@@ -266,6 +266,19 @@ pub enum RelayToEngineer {
     },
 }
 
+/// The first message on a connection without a client certificate: an agent's enrollment,
+/// or a person's first request (`Login` or `Auth`). Parsed once, by its `type`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Opening {
+    /// As [`AgentToRelay::Enroll`].
+    Enroll { token: String, name: AgentName, csr_pem: String },
+    /// Any other type is a person's request.
+    #[serde(untagged)]
+    Engineer(EngineerToRelay),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -527,6 +540,21 @@ mod tests {
         let mut dec = FrameDecoder::new();
         dec.push(&bytes);
         assert_eq!(dec.next_msg::<T>().unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn the_opening_frame_is_an_enrollment_or_a_persons_request() {
+        let enroll = AgentToRelay::Enroll { token: "t".into(), name: "db01".into(), csr_pem: "csr".into() };
+        let login = EngineerToRelay::Login { user: "alice".into(), password: "pw".into() };
+        let parse = |json: String| serde_json::from_str::<Opening>(&json);
+        assert_eq!(
+            parse(serde_json::to_string(&enroll).unwrap()).unwrap(),
+            Opening::Enroll { token: "t".into(), name: "db01".into(), csr_pem: "csr".into() }
+        );
+        assert_eq!(parse(serde_json::to_string(&login).unwrap()).unwrap(), Opening::Engineer(login.clone()));
+        // An enrollment missing a field is not taken for a person's request.
+        assert!(serde_json::from_str::<Opening>(r#"{"type":"enroll","token":"t"}"#).is_err());
+        assert!(serde_json::from_str::<Opening>(r#"{"type":"nonsense"}"#).is_err());
     }
 
     fn info() -> SessionInfo {

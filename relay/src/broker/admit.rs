@@ -25,8 +25,8 @@ use super::{LiveSession, Opener, Refusal, Relay};
 use crate::recording::Recorder;
 use assist_proto::files::FileReady;
 use assist_proto::grant::SignedGrant;
-use assist_proto::ids::AgentName;
-use assist_proto::msg::{ChannelKind, ChannelOpen, ErrorCode};
+use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::msg::{ChannelKind, ChannelOpen};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -47,6 +47,35 @@ pub(crate) struct Admission {
     /// Where its bytes are recorded; `None` only when recording is off.
     pub recorder: Option<Recorder>,
     who: Principal,
+}
+
+/// Why a channel was not admitted. The message is what the caller is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChannelRefused {
+    /// Standard error streams come from the agent only.
+    #[error("a stderr channel is opened by the agent, not the engineer")]
+    AgentOnly,
+    /// The channel's request is malformed, or declares more than the relay's limits.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The session is not live, not the caller's, not approved, or its grant does not
+    /// cover the channel now.
+    #[error("{}", .0.message)]
+    Session(Refusal),
+    /// The session has no recorder, and recording is mandatory.
+    #[error("session {0} is not recorded, and recording is mandatory")]
+    Unrecorded(SessionId),
+    /// The agent is not connected.
+    #[error("agent {0} is offline")]
+    AgentOffline(AgentName),
+}
+
+impl ChannelRefused {
+    /// Whether the refusal is audited (`channel.refused`). An offline agent's is not: its
+    /// going is audited already.
+    fn audited(&self) -> bool {
+        !matches!(self, ChannelRefused::AgentOffline(_))
+    }
 }
 
 /// Why the relay does not forward a stream the agent opened.
@@ -78,44 +107,37 @@ pub(crate) struct AgentStreamStarted {
 
 impl Relay {
     /// Decides whether `who` may open the channel `open` asks for (see the module docs).
-    /// A refusal is audited before it is returned; its message is for the caller.
+    /// A refusal is audited before it is returned.
     pub(crate) async fn admit_channel(
         &self,
         who: &Principal,
         open: &ChannelOpen,
-    ) -> Result<Admission, String> {
-        match self.admission(who, open).await {
-            Ok(a) => Ok(a),
-            Err((r, audited)) => {
-                if audited {
-                    self.audit_refusal(who, &open.session, &open.channel, &r.message).await;
-                }
-                Err(r.message)
-            }
+    ) -> Result<Admission, ChannelRefused> {
+        let admitted = self.admission(who, open).await;
+        if let Err(refused) = &admitted
+            && refused.audited()
+        {
+            self.audit_refusal(who, &open.session, &open.channel, &refused.to_string()).await;
         }
+        admitted
     }
 
-    /// The checks of [`Self::admit_channel`]; a refusal says whether it is audited.
-    async fn admission(&self, who: &Principal, open: &ChannelOpen) -> Result<Admission, (Refusal, bool)> {
-        let refused = |message: String| (Refusal::new(ErrorCode::Forbidden, message), true);
+    async fn admission(&self, who: &Principal, open: &ChannelOpen) -> Result<Admission, ChannelRefused> {
         if matches!(open.channel, ChannelKind::Stderr | ChannelKind::StderrOf { .. }) {
-            return Err(refused("a stderr channel is opened by the agent, not the engineer".into()));
+            return Err(ChannelRefused::AgentOnly);
         }
-        open.channel.validate().and_then(|()| self.check_declared(&open.channel)).map_err(refused)?;
+        open.channel
+            .validate()
+            .and_then(|()| self.check_declared(&open.channel))
+            .map_err(ChannelRefused::BadRequest)?;
         let cap = open.channel.required_capability();
         let (session, agent, grant, channel, handle) =
-            self.grant_for_channel(who, &open.session, &cap).await.map_err(|r| (r, true))?;
+            self.grant_for_channel(who, &open.session, &cap).await.map_err(ChannelRefused::Session)?;
         let recorder = session.recorder();
         if recorder.is_none() && self.cfg.recording_mandatory {
-            return Err(refused(format!(
-                "session {} is not recorded, and recording is mandatory",
-                open.session
-            )));
+            return Err(ChannelRefused::Unrecorded(open.session.clone()));
         }
-        // Not audited, as before the split: the agent's going is audited already.
-        let peer = self
-            .agent_tx(&agent)
-            .ok_or_else(|| (Refusal::new(ErrorCode::Conflict, format!("agent {agent} is offline")), false))?;
+        let peer = self.agent_tx(&agent).ok_or_else(|| ChannelRefused::AgentOffline(agent.clone()))?;
         Ok(Admission {
             session,
             agent,

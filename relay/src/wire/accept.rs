@@ -9,7 +9,7 @@ use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
 use crate::broker::Relay;
 use assist_certs::Fingerprint;
 use assist_net::{codes, read_msg};
-use assist_proto::msg::{AgentToRelay, EngineerToRelay, ErrorCode, RelayToEngineer};
+use assist_proto::msg::{ErrorCode, Opening, RelayToEngineer};
 use assist_proto::session::EndReason;
 use quinn::{Connection, Endpoint};
 use std::future::Future;
@@ -124,27 +124,20 @@ async fn unauthenticated(relay: Arc<Relay>, conn: Connection) {
         conn.close(codes::PROTOCOL, b"no control stream");
         return;
     };
-    let first =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_msg::<serde_json::Value, _>(&mut recv)).await {
-            Ok(Ok(Some(v))) => v,
-            Ok(Err(e)) => return protocol_error(&conn, &mut send, e.to_string()).await,
-            _ => {
-                conn.close(codes::PROTOCOL, b"no request");
-                return;
-            }
-        };
-    if first.get("type").and_then(|t| t.as_str()) == Some("enroll") {
-        match serde_json::from_value::<AgentToRelay>(first) {
-            Ok(AgentToRelay::Enroll { token, name, csr_pem }) => {
-                agent::enroll(relay, conn, send, token, name, csr_pem).await
-            }
-            _ => protocol_error(&conn, &mut send, "malformed enrollment".into()).await,
+    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_msg::<Opening, _>(&mut recv)).await {
+        Ok(Ok(Some(first))) => first,
+        Ok(Err(e)) => return protocol_error(&conn, &mut send, format!("malformed message: {e}")).await,
+        _ => {
+            conn.close(codes::PROTOCOL, b"no request");
+            return;
         }
-        return;
-    }
-    match serde_json::from_value::<EngineerToRelay>(first) {
-        Ok(msg) => engineer::handle(relay, conn, send, recv, msg).await,
-        Err(e) => protocol_error(&conn, &mut send, format!("malformed message: {e}")).await,
+    };
+    match first {
+        Opening::Enroll { token, name, csr_pem } => {
+            agent::enroll(relay, conn, send, token, name, csr_pem).await
+        }
+        Opening::Engineer(msg) => engineer::handle(relay, conn, send, recv, msg).await,
+        _ => protocol_error(&conn, &mut send, "unsupported request".into()).await,
     }
 }
 

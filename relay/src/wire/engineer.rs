@@ -235,7 +235,7 @@ async fn open_channel(
     };
     let admitted = match relay.admit_channel(&who, &open).await {
         Ok(a) => a,
-        Err(reason) => return refuse(&mut esend, reason).await,
+        Err(refused) => return refuse(&mut esend, refused.to_string()).await,
     };
     let span = admitted.session.span.clone();
     splice_admitted(&relay, admitted, open, &opener, esend, erecv).instrument(span).await
