@@ -67,7 +67,7 @@ pub async fn window_add(store: &dyn Store, w: NewWindow, actor: &str, now: i64) 
             _ => return Err(invalid(format!("organisation {} has no agent named {a}", w.org))),
         }
     }
-    parse_schedule(&w.schedule).map_err(invalid)?;
+    parse_schedule(&w.schedule).map_err(|e| invalid(e.to_string()))?;
     if w.duration < Duration::from_secs(60) || w.duration > MAX_WINDOW {
         return Err(invalid("a window lasts between 1 minute and 3 days"));
     }

@@ -68,6 +68,9 @@ pub(crate) enum ChannelRefused {
     /// The agent is not connected.
     #[error("agent {0} is offline")]
     AgentOffline(AgentName),
+    /// The agent did not describe a file channel's data before sending it.
+    #[error("the agent did not describe the file")]
+    NotDescribed,
 }
 
 impl ChannelRefused {
@@ -183,13 +186,17 @@ impl Admission {
 
     /// Checks the agent's description of a file channel against the relay's limits. A
     /// refusal is audited.
-    pub(crate) async fn check_ready(&self, relay: &Relay, ready: Option<&FileReady>) -> Result<(), String> {
+    pub(crate) async fn check_ready(
+        &self,
+        relay: &Relay,
+        ready: Option<&FileReady>,
+    ) -> Result<(), ChannelRefused> {
         let checked = match ready {
-            Some(ready) => relay.check_ready(&self.kind, ready),
-            None => Err("the agent did not describe the file".into()),
+            Some(ready) => relay.check_ready(&self.kind, ready).map_err(ChannelRefused::BadRequest),
+            None => Err(ChannelRefused::NotDescribed),
         };
-        if let Err(reason) = &checked {
-            self.refused(relay, reason).await;
+        if let Err(refused) = &checked {
+            self.refused(relay, &refused.to_string()).await;
         }
         checked
     }

@@ -22,6 +22,17 @@ use tracing::{Instrument, info, warn};
 /// How long sealing may take before the session's end is reported without it.
 const SEAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a session's recording could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotRecording {
+    /// The recording store refused to create it.
+    #[error("{0}")]
+    Create(String),
+    /// Its header or first marker could not be written.
+    #[error("{0}")]
+    Write(String),
+}
+
 impl Relay {
     /// The end a failed recorder imposes on the session, if it failed, with the failure
     /// audited (once) before it returns: the session's end, stored and told after this,
@@ -57,19 +68,19 @@ impl Relay {
         s: &Arc<LiveSession>,
         info: &SessionInfo,
         approver: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotRecording> {
         let Some(store) = &self.recordings else { return Ok(()) };
         let agent_fp = match self.store.agent(&info.agent).await {
             Ok(Some(row)) => Some(row.cert_fingerprint),
             _ => None,
         };
         let started = async {
-            let sink = store.create(&info.id).await.map_err(|e| e.to_string())?;
+            let sink = store.create(&info.id).await.map_err(|e| NotRecording::Create(e.to_string()))?;
             let rec = Recorder::start(sink, info.clone(), agent_fp, self.grant_key.clone())
                 .await
-                .map_err(|e| e.0)?;
-            rec.marker(&format!("approved by {approver}")).await.map_err(|e| e.0)?;
-            Ok::<_, String>(rec)
+                .map_err(|e| NotRecording::Write(e.0))?;
+            rec.marker(&format!("approved by {approver}")).await.map_err(|e| NotRecording::Write(e.0))?;
+            Ok::<_, NotRecording>(rec)
         };
         let rec = match started.await {
             Ok(rec) => rec,
@@ -77,7 +88,7 @@ impl Relay {
                 let _ = self
                     .audit(
                         self.recording_event(Action::RecordingFailed, info)
-                            .detail(json!({ "reason": reason, "at": "start" })),
+                            .detail(json!({ "reason": reason.to_string(), "at": "start" })),
                     )
                     .await;
                 return Err(reason);

@@ -16,14 +16,22 @@ use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use tracing::warn;
 
+/// A schedule that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("schedule {0:?} must have 5 fields: minute hour day-of-month month day-of-week (UTC)")]
+    Fields(String),
+    #[error("schedule {schedule:?}: {reason}")]
+    Invalid { schedule: String, reason: String },
+}
+
 /// Parses a schedule: 5 fields (minute hour day month weekday), UTC.
-pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
+pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, ScheduleError> {
     if schedule.split_whitespace().count() != 5 {
-        return Err(format!(
-            "schedule {schedule:?} must have 5 fields: minute hour day-of-month month day-of-week (UTC)"
-        ));
+        return Err(ScheduleError::Fields(schedule.to_owned()));
     }
-    croner::Cron::from_str(schedule).map_err(|e| format!("schedule {schedule:?}: {e}"))
+    croner::Cron::from_str(schedule)
+        .map_err(|e| ScheduleError::Invalid { schedule: schedule.to_owned(), reason: e.to_string() })
 }
 
 /// If the window is open at `now_ms`, the seconds it stays open.
@@ -109,8 +117,8 @@ mod tests {
         assert_eq!(open_for(&w, ms("2026-11-22T01:59:00Z")), Some(60));
         assert_eq!(open_for(&w, ms("2026-11-22T02:00:00Z")), None);
         assert_eq!(open_for(&w, ms("2026-11-21T21:59:59Z")), None);
-        assert!(parse_schedule("0 22 * *").is_err());
-        assert!(parse_schedule("61 22 * * *").is_err());
+        assert_eq!(parse_schedule("0 22 * *").unwrap_err(), ScheduleError::Fields("0 22 * *".into()));
+        assert!(matches!(parse_schedule("61 22 * * *"), Err(ScheduleError::Invalid { .. })));
     }
 
     #[test]

@@ -277,10 +277,10 @@ async fn splice_admitted(
                 Ok(Ok(Some(r))) => Some(r),
                 _ => None,
             };
-            if let Err(reason) = admitted.check_ready(relay, ready.as_ref()).await {
+            if let Err(refused) = admitted.check_ready(relay, ready.as_ref()).await {
                 let _ = asend.reset(codes::REFUSED);
                 let _ = arecv.stop(codes::REFUSED);
-                return refuse(&mut esend, reason).await;
+                return refuse(&mut esend, refused.to_string()).await;
             }
             ready
         }
