@@ -12,6 +12,7 @@
 //! Timestamps are Unix milliseconds.
 
 use crate::caps::{Capability, ConsentMode, Priority, Role};
+use crate::consent::ConsentSource;
 use crate::files::{FileReport, FileRequest};
 use crate::grant::SignedGrant;
 use crate::ids::{AgentName, OrgName, SessionId, UserName};
@@ -67,7 +68,7 @@ pub struct GrantView {
     pub capabilities: Vec<Capability>,
     pub expires_at: i64,
     pub revision: u32,
-    pub approver: String,
+    pub approver: ConsentSource,
     pub note: Option<String>,
 }
 
@@ -578,7 +579,7 @@ mod tests {
                 capabilities: vec![],
                 expires_at: 5,
                 revision: 2,
-                approver: "bob".into(),
+                approver: ConsentSource::Approver("bob".into()),
                 note: None,
             },
             change: "revoked shell".into(),

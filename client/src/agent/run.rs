@@ -214,7 +214,7 @@ async fn session(
                     // The prompt, when there is one, says it to the person; the log says it
                     // only when nobody else does, so each event is printed once.
                     if prompt_tx.send(PromptEvent::Granted(Box::new(g))).await.is_err() {
-                        info!(%session, approver = %text::line(&approver), revision, "grant received");
+                        info!(%session, approver = %text::line(&approver.to_string()), revision, "grant received");
                     }
                 }
                 Err(e) => warn!(error = %e, "grant refused"),
