@@ -237,7 +237,9 @@ async fn open_channel(
         relay.audit_refusal(&who, &open.session, &open.channel, reason).await;
         return refuse(&mut esend, reason.into()).await;
     }
-    if let Err(reason) = open.channel.validate().and_then(|()| relay.check_declared(&open.channel)) {
+    if let Err(reason) =
+        open.channel.validate().map_err(|e| e.to_string()).and_then(|()| relay.check_declared(&open.channel))
+    {
         relay.audit_refusal(&who, &open.session, &open.channel, &reason).await;
         return refuse(&mut esend, reason).await;
     }
