@@ -164,7 +164,7 @@ pub fn grant(session: &str, agent: &str, approver: &str, caps: Vec<Capability>, 
         capabilities: caps,
         not_before: now - 60_000,
         expires_at: now + secs * 1000,
-        approver: approver.to_owned(),
+        approver: approver.parse().expect("a consent source"),
         revision: 1,
         note: None,
     }

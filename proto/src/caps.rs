@@ -162,14 +162,12 @@ impl Capability {
     }
 
     /// Checks what a parser cannot: roots are absolute and normalised, script names are
-    /// plain names, forward targets have a port. Returns a message for people.
-    pub fn validate(&self) -> Result<(), String> {
-        const MAX_ITEMS: usize = 32;
-        const MAX_LEN: usize = 1024;
+    /// plain names, forward targets have a port. The error's message is for people.
+    pub fn validate(&self) -> Result<(), BadCapability> {
         match self {
             Capability::Exec { scripts } => {
                 if scripts.is_empty() || scripts.len() > MAX_ITEMS {
-                    return Err(format!("exec needs 1 to {MAX_ITEMS} script names"));
+                    return Err(BadCapability::ScriptCount);
                 }
                 for s in scripts {
                     let ok = !s.is_empty()
@@ -177,43 +175,66 @@ impl Capability {
                         && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                         && !s.starts_with('.');
                     if !ok {
-                        return Err(format!("script name {s:?} must be letters, digits, '-', '_' or '.'"));
+                        return Err(BadCapability::ScriptName(s.clone()));
                     }
                 }
             }
             Capability::FilesRead { roots } | Capability::FilesWrite { roots } => {
                 if roots.is_empty() || roots.len() > MAX_ITEMS {
-                    return Err(format!("{} needs 1 to {MAX_ITEMS} roots", self.kind()));
+                    return Err(BadCapability::RootCount(self.kind()));
                 }
                 for r in roots {
                     if r.chars().any(crate::text::is_unsafe) {
-                        return Err(format!("root {r:?} holds a control or invisible formatting character"));
+                        return Err(BadCapability::RootUnsafe(r.clone()));
                     }
 
-                    check_path_length("root", r, MAX_LEN, "the longest root a grant may name")?;
+                    check_path_length("root", r, MAX_ROOT_LEN, "the longest root a grant may name")?;
                     if !is_normal_absolute(r) {
-                        return Err(format!(
-                            "root {r:?} must be an absolute path without '.', '..' or empty components"
-                        ));
+                        return Err(BadCapability::RootNotNormal(r.clone()));
                     }
                 }
             }
             Capability::Forward { target } => {
                 if target.chars().any(crate::text::is_unsafe) {
-                    return Err(format!(
-                        "forward target {target:?} holds a control or invisible formatting character"
-                    ));
+                    return Err(BadCapability::ForwardUnsafe(target.clone()));
                 }
                 let port = target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
                 match port {
                     Some((h, Ok(p))) if !h.is_empty() && p != 0 && target.len() <= 300 => {}
-                    _ => return Err(format!("forward target {target:?} must be HOST:PORT")),
+                    _ => return Err(BadCapability::ForwardForm(target.clone())),
                 }
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// The most script names or roots one capability may list.
+const MAX_ITEMS: usize = 32;
+/// The longest root a grant may name, in bytes.
+const MAX_ROOT_LEN: usize = 1024;
+
+/// A capability that parsed but is not well formed ([`Capability::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadCapability {
+    #[error("exec needs 1 to {MAX_ITEMS} script names")]
+    ScriptCount,
+    #[error("script name {0:?} must be letters, digits, '-', '_' or '.'")]
+    ScriptName(String),
+    /// The kind (`files.read` or `files.write`) lists no root, or too many.
+    #[error("{0} needs 1 to {MAX_ITEMS} roots")]
+    RootCount(&'static str),
+    #[error("root {0:?} holds a control or invisible formatting character")]
+    RootUnsafe(String),
+    #[error(transparent)]
+    RootLength(#[from] PathLengthError),
+    #[error("root {0:?} must be an absolute path without '.', '..' or empty components")]
+    RootNotNormal(String),
+    #[error("forward target {0:?} holds a control or invisible formatting character")]
+    ForwardUnsafe(String),
+    #[error("forward target {0:?} must be HOST:PORT")]
+    ForwardForm(String),
 }
 
 /// `/a/b` is within `/a` and `/a/b`, not within `/a/bc`. `/` contains everything.
@@ -233,23 +254,36 @@ pub const NAME_MAX: usize = 255;
 /// The longest path, in bytes (Linux's PATH_MAX).
 pub const PATH_MAX: usize = 4096;
 
+/// A path over a file-system limit. The message says which limit was passed, by how much,
+/// and shows only the start of the offending text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathLengthError {
+    #[error(
+        "{what} has a component of {len} bytes ({head:?}…); a component may have at most {NAME_MAX} bytes (NAME_MAX)"
+    )]
+    Component { what: String, len: usize, head: String },
+    #[error("{what} of {len} bytes ({head:?}…) is longer than {max} bytes ({limit})")]
+    Path { what: String, len: usize, head: String, max: usize, limit: String },
+}
+
 /// Checks a path's length: each component at most [`NAME_MAX`] bytes, the whole at most
-/// `max` bytes (`limit` says which limit that is, for the message). The message says which
-/// limit was passed, by how much, and shows only the start of the offending text.
-pub fn check_path_length(what: &str, p: &str, max: usize, limit: &str) -> Result<(), String> {
+/// `max` bytes (`limit` says which limit that is, for the message).
+pub fn check_path_length(what: &str, p: &str, max: usize, limit: &str) -> Result<(), PathLengthError> {
     if let Some(c) = p.split('/').find(|c| c.len() > NAME_MAX) {
-        return Err(format!(
-            "{what} has a component of {} bytes ({:?}…); a component may have at most {NAME_MAX} bytes (NAME_MAX)",
-            c.len(),
-            head(c),
-        ));
+        return Err(PathLengthError::Component {
+            what: what.to_owned(),
+            len: c.len(),
+            head: head(c).to_owned(),
+        });
     }
     if p.len() > max {
-        return Err(format!(
-            "{what} of {} bytes ({:?}…) is longer than {max} bytes ({limit})",
-            p.len(),
-            head(p)
-        ));
+        return Err(PathLengthError::Path {
+            what: what.to_owned(),
+            len: p.len(),
+            head: head(p).to_owned(),
+            max,
+            limit: limit.to_owned(),
+        });
     }
     Ok(())
 }
@@ -505,7 +539,7 @@ mod tests {
     fn roots_and_targets_with_control_characters_are_invalid() {
         for bad in ["/var/log\x1b[8m", "/tmp/\u{202e}x", "/a\nb"] {
             let cap = Capability::FilesRead { roots: vec![bad.into()] };
-            assert!(cap.validate().unwrap_err().contains("control or invisible"), "{bad:?}");
+            assert!(cap.validate().unwrap_err().to_string().contains("control or invisible"), "{bad:?}");
         }
         let fwd = Capability::Forward { target: "db\u{200b}:5432".into() };
         assert!(fwd.validate().is_err());

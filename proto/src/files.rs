@@ -22,7 +22,7 @@
 //!
 //! This module does no I/O; paths are checked as text here and on the disk by the agent.
 
-use crate::caps::{Capability, is_normal_absolute};
+use crate::caps::{Capability, PathLengthError, is_normal_absolute};
 use crate::ids::SessionId;
 use serde::{Deserialize, Serialize};
 
@@ -81,12 +81,12 @@ impl FileRequest {
 
     /// Checks the request's form: an absolute, normalised path (no `.`, `..`, empty
     /// components or backslashes), a plain file name.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadPath> {
         check_path(self.path())?;
         if let FileRequest::Write { name: Some(name), .. } = self
             && !is_plain_name(name)
         {
-            return Err(format!("file name {name:?} must be one plain path component"));
+            return Err(BadPath::NotAPlainName(name.clone()));
         }
         Ok(())
     }
@@ -96,14 +96,24 @@ fn non_empty(p: String) -> String {
     if p.is_empty() { "/".into() } else { p }
 }
 
+/// A path or file name in a request that is not well formed. Decided on the text alone,
+/// before any disk is looked at.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    #[error(transparent)]
+    Length(#[from] PathLengthError),
+    #[error("path {0:?} must be absolute and normalised (no '.', '..' or empty components)")]
+    NotNormal(String),
+    #[error("file name {0:?} must be one plain path component")]
+    NotAPlainName(String),
+}
+
 /// An absolute, normalised path of at most 4096 bytes (PATH_MAX), each component at most
 /// 255 (NAME_MAX).
-pub fn check_path(path: &str) -> Result<(), String> {
+pub fn check_path(path: &str) -> Result<(), BadPath> {
     crate::caps::check_path_length("path", path, crate::caps::PATH_MAX, "PATH_MAX")?;
     if !is_normal_absolute(path) {
-        return Err(format!(
-            "path {path:?} must be absolute and normalised (no '.', '..' or empty components)"
-        ));
+        return Err(BadPath::NotNormal(path.to_owned()));
     }
     Ok(())
 }
@@ -263,15 +273,15 @@ mod tests {
     #[test]
     fn a_path_over_a_limit_says_which() {
         let component = format!("/var/{}/x", "a".repeat(5000));
-        let err = check_path(&component).unwrap_err();
+        let err = check_path(&component).unwrap_err().to_string();
         assert!(err.contains("component of 5000 bytes") && err.contains("NAME_MAX"), "{err}");
         assert!(err.len() < 300, "the message does not repeat the path: {err}");
         let long = format!("/{}", vec!["b".repeat(100); 700].join("/"));
-        let err = check_path(&long).unwrap_err();
+        let err = check_path(&long).unwrap_err().to_string();
         assert!(err.contains(&format!("{} bytes", long.len())) && err.contains("PATH_MAX"), "{err}");
         assert!(err.len() < 300, "{err}");
         assert!(check_path(&format!("/{}", "c".repeat(255))).is_ok());
-        assert!(check_path("/a/../b").unwrap_err().contains("normalised"));
+        assert!(matches!(check_path("/a/../b"), Err(BadPath::NotNormal(_))));
     }
 
     fn write(path: &str, name: Option<&str>) -> FileRequest {

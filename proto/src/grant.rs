@@ -8,6 +8,7 @@
 //! not depend on re-serialising.
 
 use crate::caps::Capability;
+use crate::consent::ConsentSource;
 use crate::ids::{AgentName, SessionId, UserName};
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
@@ -22,8 +23,9 @@ pub struct Grant {
     pub not_before: i64,
     /// Unix milliseconds.
     pub expires_at: i64,
-    /// Who approved: an approver's name, `prompt@AGENT`, or `window:ID`.
-    pub approver: String,
+    /// Who approved. Serialised as the plain string it always was (an approver's name,
+    /// `prompt@AGENT` or `window:ID`), so grants signed before the type existed verify.
+    pub approver: ConsentSource,
     /// 1 for the first approval; each escalation, extension or revocation signs a new grant
     /// with the next revision, which replaces the previous one everywhere.
     pub revision: u32,
@@ -46,7 +48,7 @@ pub struct SignedGrant {
     pub signature: String,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GrantError {
     #[error("grant signature is not valid for the relay's grant key")]
     BadSignature,
@@ -135,7 +137,7 @@ mod tests {
             capabilities: vec![Capability::Shell],
             not_before: 1_000,
             expires_at: 2_000,
-            approver: "bob".into(),
+            approver: ConsentSource::Approver("bob".into()),
             revision: 1,
             note: None,
         }
@@ -162,6 +164,41 @@ mod tests {
             sg.check(&pk, &s, &a, &Capability::Clipboard, 1_500),
             Err(GrantError::NotCovered(_))
         ));
+    }
+
+    /// Signs `body` as the relay did before the consent source had a type.
+    fn signed_old_form(body: &str, k: &Ed25519KeyPair) -> SignedGrant {
+        SignedGrant { body: body.to_owned(), signature: hex::encode(k.sign(body.as_bytes()).as_ref()) }
+    }
+
+    #[test]
+    fn grants_signed_with_the_old_string_approver_still_verify() {
+        let k = key();
+        let pk = public_key(&k);
+        for (approver, expected) in [
+            ("bob", ConsentSource::Approver("bob".into())),
+            ("prompt@erp-db01", ConsentSource::Prompt("erp-db01".into())),
+            ("window:w-0badc0de", ConsentSource::Window("w-0badc0de".into())),
+        ] {
+            // Written by hand, as the old `approver: String` field serialised.
+            let body = format!(
+                r#"{{"session":"s-1","agent":"erp-db01","engineer":"alice","capabilities":[{{"kind":"shell"}}],"not_before":1000,"expires_at":2000,"approver":"{approver}","revision":1,"note":null}}"#
+            );
+            let old = signed_old_form(&body, &k);
+            let g = old.check(&pk, &"s-1".into(), &"erp-db01".into(), &Capability::Shell, 1_500).unwrap();
+            assert_eq!(g.approver, expected);
+            assert_eq!(g.approver.to_string(), approver, "shown as it always was");
+            // Signing the typed grant again gives the very same bytes.
+            assert_eq!(SignedGrant::sign(&g, &k), old);
+        }
+    }
+
+    #[test]
+    fn a_signed_grant_naming_no_consent_source_is_malformed() {
+        let k = key();
+        let body = r#"{"session":"s-1","agent":"erp-db01","engineer":"alice","capabilities":[{"kind":"shell"}],"not_before":1000,"expires_at":2000,"approver":"prompt@","revision":1,"note":null}"#;
+        let err = signed_old_form(body, &k).verify(&public_key(&k)).unwrap_err();
+        assert!(matches!(&err, GrantError::Malformed(m) if m.contains("names no consent source")), "{err}");
     }
 
     #[test]

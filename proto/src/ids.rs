@@ -50,6 +50,10 @@ id_type!(
     /// A user's login name (`alice`).
     UserName
 );
+id_type!(
+    /// A maintenance window, for example `w-1a2b3c4d`.
+    WindowId
+);
 
 /// Checks a name given by a person (organisation, user, agent): 1 to 63 characters of
 /// ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit.

@@ -4,6 +4,7 @@
 //!
 //! - [`ids`]: newtypes for the identifiers that cross the wire;
 //! - [`caps`]: capabilities, ticket priorities and consent modes;
+//! - [`consent`]: who consented to a grant (an approver, the agent's prompt, a window);
 //! - [`frame`]: length-prefixed framing with a hard size limit, as a sans-IO codec;
 //! - [`msg`]: the direction-named message enums of every stream;
 //! - [`files`]: file channels, diagnostics and log collection: requests, sizes, digests;
@@ -15,6 +16,7 @@
 //! It deliberately does no I/O: no sockets, no tokio, no clock. Time is an argument.
 
 pub mod caps;
+pub mod consent;
 pub mod files;
 pub mod frame;
 pub mod grant;

@@ -11,12 +11,24 @@
 //!
 //! Timestamps are Unix milliseconds.
 
-use crate::caps::{Capability, ConsentMode, Priority, Role};
-use crate::files::{FileReport, FileRequest};
+use crate::caps::{BadCapability, Capability, ConsentMode, Priority, Role};
+use crate::consent::ConsentSource;
+use crate::files::{BadPath, FileReport, FileRequest};
 use crate::grant::SignedGrant;
 use crate::ids::{AgentName, OrgName, SessionId, UserName};
 use crate::session::{EndReason, SessionState};
 use serde::{Deserialize, Serialize};
+
+/// A channel request that is not well formed ([`ChannelKind::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadChannel {
+    #[error(transparent)]
+    Path(#[from] BadPath),
+    #[error(transparent)]
+    Capability(#[from] BadCapability),
+    #[error("name 1 to 32 paths to collect")]
+    LogPathCount,
+}
 
 /// A session as shown to users.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +79,7 @@ pub struct GrantView {
     pub capabilities: Vec<Capability>,
     pub expires_at: i64,
     pub revision: u32,
-    pub approver: String,
+    pub approver: ConsentSource,
     pub note: Option<String>,
 }
 
@@ -451,15 +463,15 @@ impl ChannelKind {
     }
 
     /// Checks what the grant check cannot: paths absolute and normalised, names plain.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadChannel> {
         match self {
-            ChannelKind::Files { request } => request.validate(),
-            ChannelKind::Exec { name } => Capability::Exec { scripts: vec![name.clone()] }.validate(),
+            ChannelKind::Files { request } => Ok(request.validate()?),
+            ChannelKind::Exec { name } => Ok(Capability::Exec { scripts: vec![name.clone()] }.validate()?),
             ChannelKind::Logs { paths, .. } => {
                 if paths.is_empty() || paths.len() > 32 {
-                    return Err("name 1 to 32 paths to collect".into());
+                    return Err(BadChannel::LogPathCount);
                 }
-                paths.iter().try_for_each(|p| crate::files::check_path(p))
+                Ok(paths.iter().try_for_each(|p| crate::files::check_path(p))?)
             }
             _ => Ok(()),
         }
@@ -606,7 +618,7 @@ mod tests {
                 capabilities: vec![],
                 expires_at: 5,
                 revision: 2,
-                approver: "bob".into(),
+                approver: ConsentSource::Approver("bob".into()),
                 note: None,
             },
             change: "revoked shell".into(),

@@ -12,7 +12,8 @@ use super::process::{self, Spec};
 use super::shared::{AgentState, Digest, countersign, refuse};
 use crate::clock::now_ms;
 use assist_net::{codes, read_msg, write_msg};
-use assist_proto::grant::Grant;
+use assist_proto::grant::{Grant, GrantError};
+use assist_proto::ids::SessionId;
 use assist_proto::msg::{AgentChannelOpen, AgentToRelay, ChannelKind, ChannelOpen, ChannelReply};
 use quinn::{Connection, RecvStream, SendStream};
 use std::sync::Arc;
@@ -46,25 +47,35 @@ const RECORD_WAIT: Duration = Duration::from_secs(3);
 /// How long to wait for the rest of the output after the process exited.
 const DRAIN: Duration = Duration::from_secs(2);
 
-async fn check(state: &AgentState, open: &AgentChannelOpen) -> Result<Grant, String> {
+/// Why the agent refused a channel before starting anything.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChannelRefused {
+    #[error("session {0} has ended")]
+    Ended(SessionId),
+    #[error("agent refused the grant: {0}")]
+    Grant(#[from] GrantError),
+    #[error("agent has no record of an approval for {0}")]
+    NoRecord(SessionId),
+    #[error("the grant differs from the agent's record of the approval")]
+    DiffersFromRecord,
+}
+
+async fn check(state: &AgentState, open: &AgentChannelOpen) -> Result<Grant, ChannelRefused> {
     let session = &open.open.session;
     let grants = &state.grants;
     if grants.has_ended(session) {
-        return Err(format!("session {session} has ended"));
+        return Err(ChannelRefused::Ended(session.clone()));
     }
     let cap = open.open.channel.required_capability();
-    let presented = open
-        .grant
-        .check(grants.key(), session, grants.name(), &cap, now_ms())
-        .map_err(|e| format!("agent refused the grant: {e}"))?;
+    let presented = open.grant.check(grants.key(), session, grants.name(), &cap, now_ms())?;
     // The relay sends a new revision on the control stream before it uses it on a channel;
     // the two may arrive in either order.
     let record = grants
         .record_at_least(session, presented.revision, RECORD_WAIT)
         .await
-        .ok_or_else(|| format!("agent has no record of an approval for {session}"))?;
+        .ok_or_else(|| ChannelRefused::NoRecord(session.clone()))?;
     if record != presented {
-        return Err("the grant differs from the agent's record of the approval".into());
+        return Err(ChannelRefused::DiffersFromRecord);
     }
     Ok(record)
 }
@@ -90,7 +101,8 @@ pub(crate) async fn serve(
     let session = open.open.session.clone();
     let grant = match check(&state, &open).await {
         Ok(g) => g,
-        Err(reason) => {
+        Err(refused) => {
+            let reason = refused.to_string();
             warn!(%session, reason = %assist_proto::text::line(&reason), "channel refused");
             let _ = write_msg(&mut send, &ChannelReply::Refused { reason }).await;
             let _ = send.finish();

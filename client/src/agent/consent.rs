@@ -195,7 +195,7 @@ pub(crate) async fn run(
                         text::line(g.session.as_str()),
                         text::line(g.engineer.as_str()),
                         text::line(&caps.join(", ")),
-                        text::line(&g.approver),
+                        text::line(&g.approver.to_string()),
                         crate::clock::duration(g.expires_at - crate::clock::now_ms()),
                     );
                 }

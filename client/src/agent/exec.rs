@@ -64,7 +64,9 @@ impl Scripts {
     pub fn parse(text: &str) -> Result<Self, String> {
         let s: Scripts = serde_json::from_str(text).map_err(|e| e.to_string())?;
         for (i, script) in s.scripts.iter().enumerate() {
-            assist_proto::caps::Capability::Exec { scripts: vec![script.name.clone()] }.validate()?;
+            assist_proto::caps::Capability::Exec { scripts: vec![script.name.clone()] }
+                .validate()
+                .map_err(|e| e.to_string())?;
             if !script.path.is_absolute() {
                 return Err(format!("script {}: path must be absolute", script.name));
             }

@@ -130,7 +130,7 @@ impl Ctx {
 async fn list(ctx: &Ctx, path: String, recursive: bool, mut send: SendStream) {
     let roots = Roots::of(&ctx.grant, false);
     let walked = tokio::task::spawn_blocking(move || {
-        let real = paths::resolve_existing(&path, &roots)?;
+        let real = paths::resolve_existing(&path, &roots).map_err(|e| e.to_string())?;
         walk(&real, recursive).map_err(|e| format!("{path}: {e}"))
     })
     .await
@@ -205,9 +205,10 @@ fn entry(path: String, m: &std::fs::Metadata) -> FileEntry {
 async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut recv: RecvStream) {
     let roots = Roots::of(&ctx.grant, false);
     let asked = path.clone();
-    let opened = tokio::task::spawn_blocking(move || paths::open_read(&asked, &roots))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    let opened =
+        tokio::task::spawn_blocking(move || paths::open_read(&asked, &roots).map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
     let (file, meta, real) = match opened {
         Ok(x) => x,
         Err(reason) => return refuse(&mut send, reason).await,
@@ -310,7 +311,7 @@ async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStrea
     let (path, name, parents, force, resume, size) =
         (w.path.clone(), w.name.clone(), w.parents, w.force, w.resume, w.size);
     let prepared = tokio::task::spawn_blocking(move || {
-        let t = paths::resolve_write(&path, name.as_deref(), parents, &roots)?;
+        let t = paths::resolve_write(&path, name.as_deref(), parents, &roots).map_err(|e| e.to_string())?;
         if t.exists && !force {
             return Err(format!("{} exists; use --force to replace it", t.path().display()));
         }

@@ -18,14 +18,42 @@
 
 use super::process::Control;
 use crate::clock::now_ms;
-use assist_proto::caps::{Capability, ConsentMode};
-use assist_proto::grant::{Grant, SignedGrant};
+use assist_proto::caps::{Capability, ConsentMode, NotServed};
+use assist_proto::consent::ConsentSource;
+use assist_proto::grant::{Grant, GrantError, SignedGrant};
 use assist_proto::ids::{AgentName, SessionId};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
+
+/// Why the agent did not keep a grant the relay sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum GrantRefused {
+    #[error(transparent)]
+    Invalid(#[from] GrantError),
+    #[error("grant is for agent {0}")]
+    OtherAgent(AgentName),
+    #[error("session {0} has ended")]
+    Ended(SessionId),
+    #[error(transparent)]
+    NotServed(#[from] NotServed),
+    #[error("revision {0} is not newer than the one held")]
+    NotNewer(u32),
+    /// In `prompt` mode, consent from anywhere but this agent's own prompt.
+    #[error("this agent asks its own prompt; {0} cannot approve here")]
+    NotThePrompt(ConsentSource),
+    /// The grant names this agent's prompt, but the prompt has no unused "yes".
+    #[error("the grant claims a local approval that this agent's prompt did not give")]
+    PromptDidNotSayYes,
+    /// In `approver` mode, consent from a prompt or a window.
+    #[error("this agent's consent comes from approvers, not {0}")]
+    NotAnApprover(ConsentSource),
+    /// In `window` mode, consent from a prompt.
+    #[error("this agent has no local prompt")]
+    NoPrompt,
+}
 
 /// A channel's running process.
 struct Running {
@@ -89,23 +117,23 @@ impl Grants {
     }
 
     /// Takes a grant from the relay's control stream. Returns why it was not kept.
-    pub fn receive(self: &Arc<Self>, signed: &SignedGrant) -> Result<Grant, String> {
-        let g = signed.verify(&self.key).map_err(|e| e.to_string())?;
+    pub fn receive(self: &Arc<Self>, signed: &SignedGrant) -> Result<Grant, GrantRefused> {
+        let g = signed.verify(&self.key)?;
         if g.agent != self.name {
-            return Err(format!("grant is for agent {}", g.agent));
+            return Err(GrantRefused::OtherAgent(g.agent));
         }
         if self.has_ended(&g.session) {
-            return Err(format!("session {} has ended", g.session));
+            return Err(GrantRefused::Ended(g.session));
         }
         // Whoever signed it, a grant of what no channel here serves is refused whole: the
         // person who consented would believe they allowed something that does nothing.
         if let Some(e) = g.capabilities.iter().find_map(|c| c.check_served("agent").err()) {
-            return Err(e.to_string());
+            return Err(e.into());
         }
         let mut records = self.records.lock().expect("lock");
         let held = records.get(&g.session);
         if held.is_some_and(|h| g.revision <= h.revision) {
-            return Err(format!("revision {} is not newer than the one held", g.revision));
+            return Err(GrantRefused::NotNewer(g.revision));
         }
         let widens = match held {
             None => true,
@@ -125,38 +153,24 @@ impl Grants {
         Ok(g)
     }
 
-    fn may_widen(&self, g: &Grant) -> Result<(), String> {
-        let local = format!("prompt@{}", self.name);
-        match self.consent {
-            ConsentMode::Prompt => {
-                if g.approver != local {
-                    return Err(format!(
-                        "this agent asks its own prompt; {} cannot approve here",
-                        g.approver
-                    ));
-                }
+    /// Whether `g`'s consent source may widen what is held, in this agent's consent mode.
+    fn may_widen(&self, g: &Grant) -> Result<(), GrantRefused> {
+        let source = &g.approver;
+        match (self.consent, source) {
+            (ConsentMode::Prompt, ConsentSource::Prompt(agent)) if *agent == self.name => {
                 let mut yes = self.prompt_yes.lock().expect("lock");
                 match yes.get_mut(&g.session) {
                     Some(n) if *n > 0 => *n -= 1,
-                    _ => {
-                        return Err(
-                            "the grant claims a local approval that this agent's prompt did not give".into(),
-                        );
-                    }
+                    _ => return Err(GrantRefused::PromptDidNotSayYes),
                 }
+                Ok(())
             }
-            ConsentMode::Approver => {
-                if g.approver == local || g.approver.starts_with("window:") {
-                    return Err(format!("this agent's consent comes from approvers, not {}", g.approver));
-                }
-            }
-            ConsentMode::Window => {
-                if g.approver == local {
-                    return Err("this agent has no local prompt".into());
-                }
-            }
+            (ConsentMode::Prompt, _) => Err(GrantRefused::NotThePrompt(source.clone())),
+            (ConsentMode::Approver, ConsentSource::Approver(_)) => Ok(()),
+            (ConsentMode::Approver, _) => Err(GrantRefused::NotAnApprover(source.clone())),
+            (ConsentMode::Window, ConsentSource::Approver(_) | ConsentSource::Window(_)) => Ok(()),
+            (ConsentMode::Window, ConsentSource::Prompt(_)) => Err(GrantRefused::NoPrompt),
         }
-        Ok(())
     }
 
     /// Kills the processes of `g`'s session that it does not cover (all of them once it
@@ -270,7 +284,7 @@ mod tests {
             capabilities,
             not_before: now_ms(),
             expires_at: now_ms() + 600_000,
-            approver: "bob".into(),
+            approver: ConsentSource::Approver("bob".into()),
             revision: 1,
             note: None,
         }
@@ -288,11 +302,87 @@ mod tests {
             let session = format!("s-{n}");
             let err = grants.receive(&SignedGrant::sign(&grant(&session, caps), &key)).unwrap_err();
             let kind = unserved.split(':').next().unwrap();
-            assert_eq!(err, format!("{kind} is not available on this agent yet"));
+            assert_eq!(err.to_string(), format!("{kind} is not available on this agent yet"));
+            assert!(matches!(err, GrantRefused::NotServed(_)), "{err:?}");
             assert!(grants.record(&session.as_str().into()).is_none(), "{unserved} was kept");
         }
         // The same grant without it is kept: the refusal is for the capability alone.
         let served = grant("s-served", vec![Capability::Shell, "files.read:/var/log".parse().unwrap()]);
         assert!(grants.receive(&SignedGrant::sign(&served, &key)).is_ok());
+    }
+
+    fn key() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    /// What an agent in `mode` does with a first grant from `source`, the prompt here
+    /// having said yes to the session or not.
+    fn first_grant(mode: ConsentMode, source: &str, prompt_said_yes: bool) -> Result<Grant, GrantRefused> {
+        let key = key();
+        let grants = Arc::new(Grants::new("erp-db01".into(), public_key(&key), mode));
+        let mut g = grant("s-1", vec![Capability::Shell]);
+        g.approver = source.parse().unwrap();
+        if prompt_said_yes {
+            grants.prompt_said_yes(&g.session);
+        }
+        grants.receive(&SignedGrant::sign(&g, &key))
+    }
+
+    #[tokio::test]
+    async fn each_consent_mode_accepts_widening_only_from_its_own_sources() {
+        use ConsentMode::{Approver, Prompt, Window};
+        use GrantRefused as R;
+        let cases: [(ConsentMode, &str, bool, Option<fn(&GrantRefused) -> bool>); 12] = [
+            (Prompt, "prompt@erp-db01", true, None),
+            (Prompt, "prompt@erp-db01", false, Some(|e| matches!(e, R::PromptDidNotSayYes))),
+            (Prompt, "prompt@erp-db02", true, Some(|e| matches!(e, R::NotThePrompt(_)))),
+            (Prompt, "bob", true, Some(|e| matches!(e, R::NotThePrompt(_)))),
+            (Prompt, "window:w-1", true, Some(|e| matches!(e, R::NotThePrompt(_)))),
+            (Approver, "bob", false, None),
+            (Approver, "prompt@erp-db01", true, Some(|e| matches!(e, R::NotAnApprover(_)))),
+            (Approver, "prompt@erp-db02", true, Some(|e| matches!(e, R::NotAnApprover(_)))),
+            (Approver, "window:w-1", false, Some(|e| matches!(e, R::NotAnApprover(_)))),
+            (Window, "bob", false, None),
+            (Window, "window:w-1", false, None),
+            (Window, "prompt@erp-db01", true, Some(|e| matches!(e, R::NoPrompt))),
+        ];
+        for (mode, source, yes, refused) in cases {
+            let got = first_grant(mode, source, yes);
+            match refused {
+                None => assert!(got.is_ok(), "{mode} refused {source}: {got:?}"),
+                Some(expected) => {
+                    let err = got.expect_err(&format!("{mode} accepted {source}"));
+                    assert!(expected(&err), "{mode}, {source}: {err:?}");
+                }
+            }
+        }
+        // The messages people read are those they always were.
+        let err = first_grant(Prompt, "bob", true).unwrap_err();
+        assert_eq!(err.to_string(), "this agent asks its own prompt; bob cannot approve here");
+        let err = first_grant(Approver, "window:w-1", false).unwrap_err();
+        assert_eq!(err.to_string(), "this agent's consent comes from approvers, not window:w-1");
+    }
+
+    #[tokio::test]
+    async fn a_prompt_yes_is_used_once_and_narrowing_needs_none() {
+        let key = key();
+        let grants = Arc::new(Grants::new("erp-db01".into(), public_key(&key), ConsentMode::Prompt));
+        let mut g = grant("s-1", vec![Capability::Shell, "files.read:/tmp".parse().unwrap()]);
+        g.approver = ConsentSource::Prompt("erp-db01".into());
+        grants.prompt_said_yes(&g.session);
+        grants.receive(&SignedGrant::sign(&g, &key)).unwrap();
+        // A wider revision with no new yes is refused.
+        let mut wider = g.clone();
+        wider.revision = 2;
+        wider.expires_at += 60_000;
+        let err = grants.receive(&SignedGrant::sign(&wider, &key)).unwrap_err();
+        assert_eq!(err, GrantRefused::PromptDidNotSayYes);
+        // A narrower one, from anyone, is kept.
+        let mut narrower = g;
+        narrower.revision = 2;
+        narrower.capabilities = vec![Capability::Shell];
+        narrower.approver = ConsentSource::Approver("bob".into());
+        assert!(grants.receive(&SignedGrant::sign(&narrower, &key)).is_ok());
     }
 }

@@ -37,7 +37,7 @@ struct ManifestEntry {
 fn collect(paths: &[String], since: Option<i64>, roots: &Roots) -> Result<Vec<(PathBuf, u64)>, String> {
     let mut out = Vec::new();
     for p in paths {
-        let real = paths::resolve_existing(p, roots)?;
+        let real = paths::resolve_existing(p, roots).map_err(|e| e.to_string())?;
         let mut todo = vec![real];
         while let Some(at) = todo.pop() {
             let m = std::fs::symlink_metadata(&at).map_err(|e| format!("{}: {e}", at.display()))?;

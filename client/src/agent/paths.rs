@@ -24,6 +24,36 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
+/// Why a path was refused. Every variant names the path as it was asked (or, for a missing
+/// parent directory, as written), never where it resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("path {0:?} must be absolute, without '.' or '..'")]
+    NotAbsoluteOrDotted(String),
+    #[error("{0} leads outside the granted roots")]
+    OutsideRoots(String),
+    #[error("{0}: no such file or directory")]
+    NotFound(String),
+    #[error("{0}: permission denied")]
+    PermissionDenied(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+    #[error("{0} is a directory")]
+    IsADirectory(String),
+    #[error("{0} is not a directory")]
+    NotADirectory(String),
+    #[error("{0} is a symbolic link; files are not written through links")]
+    Link(String),
+    #[error("{0} names no file")]
+    NoFileName(String),
+    #[error("{0}: no existing ancestor")]
+    NoAncestor(String),
+    #[error("{0}: a parent is not a directory")]
+    ParentNotADirectory(String),
+}
+
 /// The grant's roots of one kind, resolved on this machine. Roots that do not exist are
 /// left out: nothing can be inside them.
 #[derive(Clone, Debug)]
@@ -55,36 +85,37 @@ impl Roots {
         self.0.iter().any(|r| real.starts_with(r))
     }
 
-    fn check(&self, asked: &str, real: &Path) -> Result<(), String> {
+    fn check(&self, asked: &str, real: &Path) -> Result<(), PathError> {
         if self.contain(real) {
             Ok(())
         } else {
             // Where it really leads stays on this machine: the engineer learns only that
             // it leads out.
-            Err(format!("{asked} leads outside the granted roots"))
+            Err(PathError::OutsideRoots(asked.to_owned()))
         }
     }
 }
 
 /// Refuses relative paths and `.`/`..` components before anything touches the disk.
-fn lexical(path: &str) -> Result<&Path, String> {
+fn lexical(path: &str) -> Result<&Path, PathError> {
     let p = Path::new(path);
     if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
-        return Err(format!("path {path:?} must be absolute, without '.' or '..'"));
+        return Err(PathError::NotAbsoluteOrDotted(path.to_owned()));
     }
     Ok(p)
 }
 
-fn io_err(path: &str, e: io::Error) -> String {
+fn io_err(path: &str, e: io::Error) -> PathError {
+    let path = path.to_owned();
     match e.kind() {
-        io::ErrorKind::NotFound => format!("{path}: no such file or directory"),
-        io::ErrorKind::PermissionDenied => format!("{path}: permission denied"),
-        _ => format!("{path}: {e}"),
+        io::ErrorKind::NotFound => PathError::NotFound(path),
+        io::ErrorKind::PermissionDenied => PathError::PermissionDenied(path),
+        _ => PathError::Io { path, source: e },
     }
 }
 
 /// The real path of an existing file or directory inside the roots.
-pub fn resolve_existing(path: &str, roots: &Roots) -> Result<PathBuf, String> {
+pub fn resolve_existing(path: &str, roots: &Roots) -> Result<PathBuf, PathError> {
     let p = lexical(path)?;
     let real = std::fs::canonicalize(p).map_err(|e| io_err(path, e))?;
     roots.check(path, &real)?;
@@ -92,7 +123,7 @@ pub fn resolve_existing(path: &str, roots: &Roots) -> Result<PathBuf, String> {
 }
 
 /// Opens a regular file inside the roots for reading.
-pub fn open_read(path: &str, roots: &Roots) -> Result<(File, Metadata, PathBuf), String> {
+pub fn open_read(path: &str, roots: &Roots) -> Result<(File, Metadata, PathBuf), PathError> {
     let real = resolve_existing(path, roots)?;
     let file = OpenOptions::new()
         .read(true)
@@ -101,14 +132,14 @@ pub fn open_read(path: &str, roots: &Roots) -> Result<(File, Metadata, PathBuf),
         .map_err(|e| io_err(path, e))?;
     let meta = file.metadata().map_err(|e| io_err(path, e))?;
     if !meta.is_file() {
-        return Err(format!("{path} is not a regular file"));
+        return Err(PathError::NotAFile(path.to_owned()));
     }
     check_opened(path, &file, roots)?;
     Ok((file, meta, real))
 }
 
 /// Checks where an open file really is (Linux: its `/proc/self/fd` link).
-fn check_opened(path: &str, file: &File, roots: &Roots) -> Result<(), String> {
+fn check_opened(path: &str, file: &File, roots: &Roots) -> Result<(), PathError> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -149,16 +180,16 @@ pub fn resolve_write(
     name: Option<&str>,
     parents: bool,
     roots: &Roots,
-) -> Result<WriteTarget, String> {
+) -> Result<WriteTarget, PathError> {
     let p = lexical(path)?;
     let (dir, file_name) = match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() || (m.file_type().is_symlink() && p.is_dir()) => {
             let dir = std::fs::canonicalize(p).map_err(|e| io_err(path, e))?;
-            let name = name.ok_or_else(|| format!("{path} is a directory"))?;
+            let name = name.ok_or_else(|| PathError::IsADirectory(path.to_owned()))?;
             (dir, name.to_owned())
         }
         Ok(m) if m.file_type().is_symlink() => {
-            return Err(format!("{path} is a symbolic link; files are not written through links"));
+            return Err(PathError::Link(path.to_owned()));
         }
         Ok(_) => (parent_dir(path, p, false, roots)?, file_name(path, p)?),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -170,10 +201,10 @@ pub fn resolve_write(
     roots.check(path, &target)?;
     let exists = match std::fs::symlink_metadata(&target) {
         Ok(m) if m.file_type().is_symlink() => {
-            return Err(format!("{path} is a symbolic link; files are not written through links"));
+            return Err(PathError::Link(path.to_owned()));
         }
-        Ok(m) if m.is_dir() => return Err(format!("{path} is a directory")),
-        Ok(m) if !m.is_file() => return Err(format!("{path} is not a regular file")),
+        Ok(m) if m.is_dir() => return Err(PathError::IsADirectory(path.to_owned())),
+        Ok(m) if !m.is_file() => return Err(PathError::NotAFile(path.to_owned())),
         Ok(_) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(io_err(path, e)),
@@ -181,16 +212,19 @@ pub fn resolve_write(
     Ok(WriteTarget { dir, name: file_name, exists })
 }
 
-fn file_name(path: &str, p: &Path) -> Result<String, String> {
-    p.file_name().and_then(|n| n.to_str()).map(str::to_owned).ok_or_else(|| format!("{path} names no file"))
+fn file_name(path: &str, p: &Path) -> Result<String, PathError> {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| PathError::NoFileName(path.to_owned()))
 }
 
 /// The real parent directory of `p`, created (inside the roots) when `parents` says so.
-fn parent_dir(path: &str, p: &Path, parents: bool, roots: &Roots) -> Result<PathBuf, String> {
-    let parent = p.parent().ok_or_else(|| format!("{path} names no file"))?;
+fn parent_dir(path: &str, p: &Path, parents: bool, roots: &Roots) -> Result<PathBuf, PathError> {
+    let parent = p.parent().ok_or_else(|| PathError::NoFileName(path.to_owned()))?;
     match std::fs::canonicalize(parent) {
         Ok(real) if real.is_dir() => return Ok(real),
-        Ok(_) => return Err(format!("{} is not a directory", parent.display())),
+        Ok(_) => return Err(PathError::NotADirectory(parent.display().to_string())),
         Err(e) if e.kind() != io::ErrorKind::NotFound || !parents => {
             return Err(io_err(&parent.display().to_string(), e));
         }
@@ -204,8 +238,8 @@ fn parent_dir(path: &str, p: &Path, parents: bool, roots: &Roots) -> Result<Path
         match std::fs::canonicalize(at) {
             Ok(r) => break r,
             Err(_) => {
-                missing.push(at.file_name().ok_or_else(|| format!("{path}: no existing ancestor"))?);
-                at = at.parent().ok_or_else(|| format!("{path}: no existing ancestor"))?;
+                missing.push(at.file_name().ok_or_else(|| PathError::NoAncestor(path.to_owned()))?);
+                at = at.parent().ok_or_else(|| PathError::NoAncestor(path.to_owned()))?;
             }
         }
     };
@@ -219,7 +253,7 @@ fn parent_dir(path: &str, p: &Path, parents: bool, roots: &Roots) -> Result<Path
         }
         let m = std::fs::symlink_metadata(&real).map_err(|e| io_err(path, e))?;
         if !m.is_dir() {
-            return Err(format!("{path}: a parent is not a directory"));
+            return Err(PathError::ParentNotADirectory(path.to_owned()));
         }
     }
     Ok(real)
@@ -265,15 +299,17 @@ mod tests {
         assert!(ok("logs/in-link").is_ok(), "a link that stays inside is fine");
         for escape in ["logs/out-link", "logs/out-dir/key", "logs2/x.log", "secret/key"] {
             let err = ok(escape).unwrap_err();
+            assert!(matches!(err, PathError::OutsideRoots(_)), "{escape}: {err}");
+            let err = err.to_string();
             assert!(err.contains("outside the granted roots"), "{escape}: {err}");
             if escape.starts_with("logs/") {
                 assert!(!err.contains("secret"), "{escape}: the refusal tells where the link points: {err}");
             }
         }
         let dotdot = format!("{}/logs/../secret/key", w.base.display());
-        assert!(open_read(&dotdot, &w.roots).unwrap_err().contains("'..'"));
+        assert!(open_read(&dotdot, &w.roots).unwrap_err().to_string().contains("'..'"));
         assert!(open_read("relative/app.log", &w.roots).is_err());
-        assert!(ok("logs/sub").unwrap_err().contains("not a regular file"));
+        assert!(matches!(ok("logs/sub").unwrap_err(), PathError::NotAFile(_)));
     }
 
     #[test]
@@ -301,12 +337,13 @@ mod tests {
             ("logs2/new", "outside the granted roots"),
             ("logs/missing/new", "no such file"),
         ] {
-            let err = resolve_write(&s(w.base.join(rel)), None, false, &w.roots).unwrap_err();
+            let err = resolve_write(&s(w.base.join(rel)), None, false, &w.roots).unwrap_err().to_string();
             assert!(err.contains(why), "{rel}: {err}");
         }
-        assert!(
-            resolve_write(&s(w.base.join("logs")), None, false, &w.roots).unwrap_err().contains("directory")
-        );
+        assert!(matches!(
+            resolve_write(&s(w.base.join("logs")), None, false, &w.roots),
+            Err(PathError::IsADirectory(_))
+        ));
     }
 
     #[test]
@@ -316,10 +353,10 @@ mod tests {
         assert_eq!(t.dir, w.base.join("logs/a/b"));
         assert!(w.base.join("logs/a/b").is_dir());
         let err = resolve_write(&s(w.base.join("logs2/new/c.txt")), None, true, &w.roots).unwrap_err();
-        assert!(err.contains("outside"), "{err}");
+        assert!(matches!(err, PathError::OutsideRoots(_)), "{err}");
         assert!(!w.base.join("logs2/new").exists());
         let err = resolve_write(&s(w.base.join("logs/out-dir/new/c.txt")), None, true, &w.roots).unwrap_err();
-        assert!(err.contains("outside"), "{err}");
+        assert!(matches!(err, PathError::OutsideRoots(_)), "{err}");
         assert!(!w.base.join("secret/new").exists());
     }
 }

@@ -59,9 +59,7 @@ impl Default for RunConfig {
 }
 
 fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    let f = 0.5 + (u16::from_le_bytes(b) as f64 / u16::MAX as f64);
+    let f = 0.5 + (u16::from_le_bytes(assist_certs::random_bytes()) as f64 / u16::MAX as f64);
     d.mul_f64(f)
 }
 
@@ -214,7 +212,7 @@ async fn session(
                     // The prompt, when there is one, says it to the person; the log says it
                     // only when nobody else does, so each event is printed once.
                     if prompt_tx.send(PromptEvent::Granted(Box::new(g))).await.is_err() {
-                        info!(%session, approver = %text::line(&approver), revision, "grant received");
+                        info!(%session, approver = %text::line(&approver.to_string()), revision, "grant received");
                     }
                 }
                 Err(e) => warn!(error = %e, "grant refused"),

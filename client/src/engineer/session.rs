@@ -121,7 +121,7 @@ pub async fn open(
             roots
                 .iter()
                 .try_for_each(|r| check_path_length("path", r, PATH_MAX, "PATH_MAX"))
-                .map_err(EngineerError::Refused)?;
+                .map_err(|e| EngineerError::Refused(e.to_string()))?;
         }
     }
     let authed = connect(cfg).await?;

@@ -131,6 +131,7 @@ impl Relay {
         }
         open.channel
             .validate()
+            .map_err(|e| e.to_string())
             .and_then(|()| self.check_declared(&open.channel))
             .map_err(ChannelRefused::BadRequest)?;
         let cap = open.channel.required_capability();

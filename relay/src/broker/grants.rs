@@ -9,6 +9,7 @@
 
 use super::policy::Principal;
 use super::*;
+use assist_proto::consent::ConsentSource;
 use assist_proto::msg::{Escalation, GrantView};
 
 /// What an approver grants: all that was asked (fields `None`), or less.
@@ -150,7 +151,7 @@ impl Relay {
         core: &mut SessionCore,
         capabilities: Vec<Capability>,
         expires_at: i64,
-        approver: String,
+        approver: ConsentSource,
         note: Option<String>,
         event: AuditEvent,
     ) -> Result<(Grant, SignedGrant), Refusal> {
@@ -399,7 +400,7 @@ impl Relay {
         self: &Arc<Self>,
         s: &Arc<LiveSession>,
         mut core: tokio::sync::MutexGuard<'_, SessionCore>,
-        approver: String,
+        approver: ConsentSource,
         actor: String,
         approve: bool,
         approval: Approval,
@@ -424,7 +425,7 @@ impl Relay {
                 let msg = RelayToEngineer::EscalationAnswered {
                     session: id.clone(),
                     approved: false,
-                    by: Some(approver),
+                    by: Some(approver.to_string()),
                     reason: Some(reason),
                 };
                 let _ = tx.send(msg).await;
@@ -481,7 +482,7 @@ impl Relay {
             let msg = RelayToEngineer::EscalationAnswered {
                 session: id.clone(),
                 approved: true,
-                by: Some(approver),
+                by: Some(approver.to_string()),
                 reason: grant.note.clone(),
             };
             let _ = tx.send(msg).await;

@@ -3,6 +3,8 @@
 
 use super::policy::Principal;
 use super::*;
+use assist_proto::consent::ConsentSource;
+use assist_proto::ids::WindowId;
 
 impl Relay {
     /// Checks and records a session request, and asks for consent.
@@ -260,7 +262,7 @@ impl Relay {
                         ),
                     ));
                 }
-                (p.user.to_string(), p.user.to_string())
+                (ConsentSource::Approver(p.user.clone()), p.user.to_string())
             }
             Answerer::Agent(name) => {
                 if &core.info.agent != name || core.consent != ConsentMode::Prompt {
@@ -276,7 +278,7 @@ impl Relay {
                     self.refuse_agent_answer(name, attempt, id, Some(&info), why).await;
                     return Err(answer);
                 }
-                (format!("prompt@{name}"), agent_actor(name))
+                (ConsentSource::Prompt(name.clone()), agent_actor(name))
             }
             Answerer::Window(w) => {
                 if core.consent != ConsentMode::Window {
@@ -285,7 +287,7 @@ impl Relay {
                         "the agent does not accept maintenance windows",
                     ));
                 }
-                (format!("window:{}", w.id), format!("window:{}", w.id))
+                (ConsentSource::Window(WindowId::new(w.id.as_str())), format!("window:{}", w.id))
             }
         };
         if core.info.escalation.is_some() && core.grant.is_some() {
@@ -318,7 +320,7 @@ impl Relay {
             Err(e) => return Err(Refusal::new(ErrorCode::Conflict, format!("request {id}: {e}"))),
         }
         core.info.state = core.machine.state();
-        core.info.approver = Some(approver.clone());
+        core.info.approver = Some(approver.to_string());
         core.info.decided_at = Some(now);
         let agent = core.info.agent.clone();
         if let Some((caps, secs)) = granted {
@@ -345,7 +347,7 @@ impl Relay {
                 || info!(%approver, granted = %grants::list(&grant.capabilities), "session approved"),
             );
             // Recording starts before anyone may use the approval.
-            if let Err(reason) = self.start_recording(&s, &info, &approver).await {
+            if let Err(reason) = self.start_recording(&s, &info, &approver.to_string()).await {
                 if self.cfg.recording_mandatory {
                     let message = format!("recording failed: {reason}");
                     self.end_session(id, EndReason::Failed { message: message.clone() }).await;
@@ -383,7 +385,11 @@ impl Relay {
             }
             drop(core);
             s.span.in_scope(|| info!(%approver, %reason, "session denied"));
-            let _ = s.engineer.tx.send(RelayToEngineer::SessionDenied { by: Some(approver), reason }).await;
+            let _ = s
+                .engineer
+                .tx
+                .send(RelayToEngineer::SessionDenied { by: Some(approver.to_string()), reason })
+                .await;
             if let Some(tx) = self.agent_tx(&agent) {
                 let _ = tx
                     .send(RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: "denied".into() })
