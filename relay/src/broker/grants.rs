@@ -177,7 +177,7 @@ impl Relay {
             "approver": grant.approver,
             "note": grant.note,
         }));
-        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+        if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
             (core.info.granted, core.info.grant_expires_at) = before;
             return Err(e.into());
         }
@@ -259,7 +259,7 @@ impl Relay {
         };
         let mut core = s.core.lock().await;
         if core.info.engineer != who.user {
-            let info = core.info.clone();
+            let info = core.info();
             drop(core);
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours"));
             let why = "not the session's engineer";
@@ -313,7 +313,7 @@ impl Relay {
         self.audit(event).await?;
         core.info.escalation = Some(esc.clone());
         core.escalator = Some(link.tx.clone());
-        let info = core.info.clone();
+        let info = core.info();
         let consent = core.consent;
         drop(core);
         let left = info.grant_expires_at.map_or(0, |e| ((e - now).max(0) / 1000) as u64);
@@ -517,7 +517,7 @@ impl Relay {
         };
         let mut core = s.core.lock().await;
         if !who.may_end(&core.info) {
-            let info = core.info.clone();
+            let info = core.info();
             drop(core);
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not revoke in session {id}"));
             let why = "may not revoke in this session";

@@ -184,13 +184,12 @@ impl Relay {
         }
         let now = now_ms();
         let waited = now - core.info.requested_at;
-        core.info.state = SessionState::Expired;
         core.info.decided_at = Some(now);
         core.info.ended_at = core.info.decided_at;
         core.info.end_reason = Some("no answer before the deadline".into());
         let event = session_event(RELAY_ACTOR, Action::SessionExpired, &core.info)
             .detail(json!({ "reason": core.info.end_reason, "waited_ms": waited }));
-        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+        if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
             warn!(error = %e, "cannot store expiry");
         }
         let agent = core.info.agent.clone();
@@ -240,7 +239,7 @@ impl Relay {
         let (approver, actor) = match by {
             Answerer::User(p) => {
                 if !p.may_answer_for(&core.info.agent_org) {
-                    let info = core.info.clone();
+                    let info = core.info();
                     drop(core);
                     let forbidden = Refusal::new(
                         ErrorCode::Forbidden,
@@ -264,7 +263,7 @@ impl Relay {
             }
             Answerer::Agent(name) => {
                 if &core.info.agent != name || core.consent != ConsentMode::Prompt {
-                    let info = core.info.clone();
+                    let info = core.info();
                     drop(core);
                     // Another agent's session does not exist as far as this agent is told.
                     let (why, answer) = if &info.agent != name {
@@ -291,7 +290,7 @@ impl Relay {
         if core.info.escalation.is_some() && core.grant.is_some() {
             return self.answer_escalation(&s, core, approver, actor, approve, approval).await;
         }
-        if core.info.state != SessionState::Requested {
+        if core.state() != SessionState::Requested {
             return Err(Refusal::new(ErrorCode::Conflict, format!("{id} has no pending request")));
         }
         let now = now_ms();
@@ -317,7 +316,6 @@ impl Relay {
             }
             Err(e) => return Err(Refusal::new(ErrorCode::Conflict, format!("request {id}: {e}"))),
         }
-        core.info.state = core.machine.state();
         core.info.approver = Some(approver.clone());
         core.info.decided_at = Some(now);
         let agent = core.info.agent.clone();
@@ -333,13 +331,12 @@ impl Relay {
                     // Nobody is told of an approval that is not stored.
                     core.machine =
                         SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
-                    core.info.state = SessionState::Requested;
                     core.info.approver = None;
                     core.info.decided_at = None;
                     return Err(e);
                 }
             };
-            let info = core.info.clone();
+            let info = core.info();
             drop(core);
             s.span.in_scope(
                 || info!(%approver, granted = %grants::list(&grant.capabilities), "session approved"),
@@ -371,10 +368,9 @@ impl Relay {
             core.info.end_reason = Some(format!("denied by {approver}: {reason}"));
             let event = session_event(&actor, Action::SessionDenied, &core.info)
                 .detail(json!({ "approver": approver, "reason": reason }));
-            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+            if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
                 // As for approvals: a denial that is not stored is not announced.
                 core.machine = SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
-                core.info.state = SessionState::Requested;
                 core.info.approver = None;
                 core.info.decided_at = None;
                 core.info.ended_at = None;
@@ -408,7 +404,7 @@ impl Relay {
                 .refuse_access(who, "session.end", id, None, why, (not_found(), not_found()))
                 .await);
         };
-        let info = s.core.lock().await.info.clone();
+        let info = s.core.lock().await.info();
         if !who.may_end(&info) {
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not end session {id}"));
             let why = "may not end this session";
@@ -438,7 +434,6 @@ impl Relay {
         // the cut, a peer leaving) must not stand in for the reason.
         let reason = self.recording_failure(&s, &core.info).await.unwrap_or(reason);
         let now = now_ms();
-        core.info.state = SessionState::Closed;
         core.info.ended_at = Some(now);
         core.info.end_reason = Some(reason.to_string());
         let actor = match &reason {
@@ -457,11 +452,11 @@ impl Relay {
             "end": reason,
             "previous_state": was,
         }));
-        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+        if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
             warn!(error = %e, "cannot store the end of a session");
         }
         let agent = core.info.agent.clone();
-        let info = core.info.clone();
+        let info = core.info();
         drop(core);
         s.span.in_scope(|| info!(%reason, "session ended"));
         self.forget(id);
@@ -630,7 +625,7 @@ impl Relay {
         let Some(opener) = s.execs.lock().expect("execs lock").remove(&stream) else {
             return false;
         };
-        let info = s.core.lock().await.info.clone();
+        let info = s.core.lock().await.info();
         let event = session_event(&agent_actor(agent), Action::ScriptExited, &info)
             .detail(json!({ "script": name, "code": code, "signal": signal, "stream": stream }));
         let _ = self.audit(event).await;
