@@ -191,14 +191,10 @@ impl Relay {
     /// At `expires_at`, closes the session's channels if revision `revision` is still the
     /// current grant (an extension replaces it, and this timer then does nothing).
     fn arm_expiry(self: &Arc<Self>, id: &SessionId, revision: u32, expires_at: i64) {
-        let relay = Arc::downgrade(self);
+        let Some(s) = self.session(id) else { return };
         let id = id.clone();
-        tokio::spawn(async move {
-            let wait = (expires_at - now_ms()).max(0) as u64;
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            if let Some(relay) = relay.upgrade() {
-                relay.grant_expired(&id, revision).await;
-            }
+        s.arm(self, timers::until(expires_at), move |relay| async move {
+            relay.grant_expired(&id, revision).await
         });
     }
 
@@ -351,17 +347,10 @@ impl Relay {
                 }
             });
         }
-        let relay = Arc::downgrade(self);
-        let expire_id = id.clone();
-        tokio::spawn(
-            async move {
-                tokio::time::sleep(timeout).await;
-                if let Some(relay) = relay.upgrade() {
-                    relay.expire_escalation(&expire_id, esc.requested_at).await;
-                }
-            }
-            .instrument(s.span.clone()),
-        );
+        let id = id.clone();
+        s.arm(self, tokio::time::sleep(timeout), move |relay| async move {
+            relay.expire_escalation(&id, esc.requested_at).await
+        });
         Ok(())
     }
 

@@ -28,6 +28,7 @@ pub mod policy;
 mod recording;
 mod refusals;
 mod sessions;
+mod timers;
 pub(crate) use admit::{Admission, AgentStreamStarted, StreamRefused};
 pub(crate) use agents::{AgentRefused, Hello};
 pub(crate) use grants::Approval;
@@ -207,6 +208,9 @@ pub(crate) struct LiveSession {
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,
+    /// Its timers (consent, escalation, expiry, lapse, drain), aborted when it ends
+    /// ([`timers`]).
+    timers: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl LiveSession {

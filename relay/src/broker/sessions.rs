@@ -124,6 +124,7 @@ impl Relay {
             open: Mutex::default(),
             file_streams: Mutex::default(),
             execs: Mutex::default(),
+            timers: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
 
@@ -164,15 +165,9 @@ impl Relay {
                 .instrument(span.clone()),
             );
         }
-        let relay = Arc::clone(self);
-        let expire_id = id.clone();
-        tokio::spawn(
-            async move {
-                tokio::time::sleep(timeout).await;
-                relay.expire(&expire_id).await;
-            }
-            .instrument(span),
-        );
+        if let Some(s) = self.session(&id) {
+            s.arm(self, tokio::time::sleep(timeout), move |relay| async move { relay.expire(&id).await });
+        }
         Ok(())
     }
 
@@ -206,7 +201,9 @@ impl Relay {
 
     fn forget(&self, id: &SessionId) {
         if let Some(s) = self.sessions.lock().expect("sessions lock").remove(id) {
-            let _ = s.ended.send(true);
+            // Set even with no splice watching: `register_channel` and `arm` read it.
+            s.ended.send_replace(true);
+            s.disarm();
             s.stop_channels(|_| false);
         }
     }
@@ -569,12 +566,10 @@ impl Relay {
     /// For a detached session: once its grant expired at `expires_at` and [`Self::linger`]
     /// has passed, ends it unless it was extended or an escalation is waiting.
     pub(crate) fn arm_lapse(self: &Arc<Self>, id: &SessionId, expires_at: i64) {
-        let relay = Arc::downgrade(self);
+        let Some(s) = self.session(id) else { return };
         let id = id.clone();
         let at = expires_at.max(now_ms()) + self.linger().as_millis() as i64;
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
-            let Some(relay) = relay.upgrade() else { return };
+        s.arm(self, timers::until(at), move |relay| async move {
             let Some(s) = relay.session(&id) else { return };
             let retry = {
                 let core = s.core.lock().await;
@@ -662,22 +657,17 @@ impl Relay {
             }
             core.exit = Some(reason.clone());
         }
-        let relay = Arc::clone(self);
         let id = id.clone();
-        let span = s.span.clone();
-        tokio::spawn(
-            async move {
-                let mut outputs = s.open_outputs.subscribe();
-                let drained = tokio::time::timeout(Duration::from_secs(5), outputs.wait_for(|n| *n == 0))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                if !drained {
-                    warn!("output still flowing 5 s after the shell exited; ending anyway");
-                }
-                relay.end_session(&id, reason).await;
+        let mut outputs = s.open_outputs.subscribe();
+        let drain = async move {
+            let drained = tokio::time::timeout(Duration::from_secs(5), outputs.wait_for(|n| *n == 0))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if !drained {
+                warn!("output still flowing 5 s after the shell exited; ending anyway");
             }
-            .instrument(span),
-        );
+        };
+        s.arm(self, drain, move |relay| async move { relay.end_session(&id, reason).await });
     }
 }
 
