@@ -193,7 +193,7 @@ impl Relay {
     fn arm_expiry(self: &Arc<Self>, id: &SessionId, revision: u32, expires_at: i64) {
         let Some(s) = self.session(id) else { return };
         let id = id.clone();
-        s.arm(self, timers::until(expires_at), move |relay| async move {
+        s.arm(self, timers::until(expires_at), move |relay, ()| async move {
             relay.grant_expired(&id, revision).await
         });
     }
@@ -348,7 +348,7 @@ impl Relay {
             });
         }
         let id = id.clone();
-        s.arm(self, tokio::time::sleep(timeout), move |relay| async move {
+        s.arm(self, tokio::time::sleep(timeout), move |relay, ()| async move {
             relay.expire_escalation(&id, esc.requested_at).await
         });
         Ok(())

@@ -166,7 +166,7 @@ impl Relay {
             );
         }
         if let Some(s) = self.session(&id) {
-            s.arm(self, tokio::time::sleep(timeout), move |relay| async move { relay.expire(&id).await });
+            s.arm(self, tokio::time::sleep(timeout), move |relay, ()| async move { relay.expire(&id).await });
         }
         Ok(())
     }
@@ -569,7 +569,7 @@ impl Relay {
         let Some(s) = self.session(id) else { return };
         let id = id.clone();
         let at = expires_at.max(now_ms()) + self.linger().as_millis() as i64;
-        s.arm(self, timers::until(at), move |relay| async move {
+        s.arm(self, timers::until(at), move |relay, ()| async move {
             let Some(s) = relay.session(&id) else { return };
             let retry = {
                 let core = s.core.lock().await;
@@ -667,7 +667,7 @@ impl Relay {
                 warn!("output still flowing 5 s after the shell exited; ending anyway");
             }
         };
-        s.arm(self, drain, move |relay| async move { relay.end_session(&id, reason).await });
+        s.arm(self, drain, move |relay, ()| async move { relay.end_session(&id, reason).await });
     }
 }
 

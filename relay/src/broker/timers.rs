@@ -18,7 +18,9 @@
 //! - the lapse of a detached session, armed when its command leaves or its grant expires
 //!   (`sessions`: it ends the session unless it was extended);
 //! - the drain after the shell exited (`sessions`: it ends the session once the output has
-//!   reached the engineer, or after a bound).
+//!   reached the engineer, or after a bound);
+//! - the watch on the recorder, armed when recording starts (`recording`: a recorder that
+//!   fails ends the session; a failure while sealing is audited by the seal itself).
 //!
 //! This module decides nothing about what a timer does; it only owns the waiting.
 
@@ -29,20 +31,21 @@ use std::time::Duration;
 use tracing::Instrument;
 
 impl LiveSession {
-    /// Runs `then` with the relay once `wait` is over, unless the session ended (or the
-    /// relay went away) first.
-    pub(super) fn arm<W, F, Fut>(&self, relay: &Arc<Relay>, wait: W, then: F)
+    /// Runs `then` with the relay and what `wait` gave once it is over, unless the session
+    /// ended (or the relay went away) first.
+    pub(super) fn arm<T, W, F, Fut>(&self, relay: &Arc<Relay>, wait: W, then: F)
     where
-        W: Future<Output = ()> + Send + 'static,
-        F: FnOnce(Arc<Relay>) -> Fut + Send + 'static,
+        T: Send + 'static,
+        W: Future<Output = T> + Send + 'static,
+        F: FnOnce(Arc<Relay>, T) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let relay = Arc::downgrade(relay);
         let task = tokio::spawn(
             async move {
-                wait.await;
+                let waited = wait.await;
                 if let Some(relay) = relay.upgrade() {
-                    then(relay).await;
+                    then(relay, waited).await;
                 }
             }
             .instrument(self.span.clone()),
