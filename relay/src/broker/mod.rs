@@ -28,6 +28,8 @@ pub mod policy;
 mod recording;
 mod refusals;
 mod sessions;
+#[cfg(test)]
+mod tests;
 mod timers;
 pub(crate) use admit::{Admission, AgentStreamStarted, StreamRefused};
 pub(crate) use agents::{AgentRefused, Hello};
@@ -239,8 +241,15 @@ pub struct Relay {
     refusals: refusals::RefusalLog,
 }
 
+#[cfg(not(test))]
 fn now_ms() -> i64 {
     crate::now_ms()
+}
+
+/// In unit tests, a clock that moves with tokio's (paused) time: see `tests`.
+#[cfg(test)]
+fn now_ms() -> i64 {
+    tests::clock_ms()
 }
 
 fn new_session_id() -> SessionId {
