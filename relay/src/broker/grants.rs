@@ -178,7 +178,7 @@ impl Relay {
             "approver": grant.approver,
             "note": grant.note,
         }));
-        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+        if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
             (core.info.granted, core.info.grant_expires_at) = before;
             return Err(e.into());
         }
@@ -192,14 +192,10 @@ impl Relay {
     /// At `expires_at`, closes the session's channels if revision `revision` is still the
     /// current grant (an extension replaces it, and this timer then does nothing).
     fn arm_expiry(self: &Arc<Self>, id: &SessionId, revision: u32, expires_at: i64) {
-        let relay = Arc::downgrade(self);
+        let Some(s) = self.session(id) else { return };
         let id = id.clone();
-        tokio::spawn(async move {
-            let wait = (expires_at - now_ms()).max(0) as u64;
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            if let Some(relay) = relay.upgrade() {
-                relay.grant_expired(&id, revision).await;
-            }
+        s.arm(self, timers::until(expires_at), move |relay, ()| async move {
+            relay.grant_expired(&id, revision).await
         });
     }
 
@@ -260,7 +256,7 @@ impl Relay {
         };
         let mut core = s.core.lock().await;
         if core.info.engineer != who.user {
-            let info = core.info.clone();
+            let info = core.info();
             drop(core);
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("session {id} is not yours"));
             let why = "not the session's engineer";
@@ -314,7 +310,7 @@ impl Relay {
         self.audit(event).await?;
         core.info.escalation = Some(esc.clone());
         core.escalator = Some(link.tx.clone());
-        let info = core.info.clone();
+        let info = core.info();
         let consent = core.consent;
         drop(core);
         let left = info.grant_expires_at.map_or(0, |e| ((e - now).max(0) / 1000) as u64);
@@ -352,17 +348,10 @@ impl Relay {
                 }
             });
         }
-        let relay = Arc::downgrade(self);
-        let expire_id = id.clone();
-        tokio::spawn(
-            async move {
-                tokio::time::sleep(timeout).await;
-                if let Some(relay) = relay.upgrade() {
-                    relay.expire_escalation(&expire_id, esc.requested_at).await;
-                }
-            }
-            .instrument(s.span.clone()),
-        );
+        let id = id.clone();
+        s.arm(self, tokio::time::sleep(timeout), move |relay, ()| async move {
+            relay.expire_escalation(&id, esc.requested_at).await
+        });
         Ok(())
     }
 
@@ -518,7 +507,7 @@ impl Relay {
         };
         let mut core = s.core.lock().await;
         if !who.may_end(&core.info) {
-            let info = core.info.clone();
+            let info = core.info();
             drop(core);
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not revoke in session {id}"));
             let why = "may not revoke in this session";

@@ -28,6 +28,9 @@ pub mod policy;
 mod recording;
 mod refusals;
 mod sessions;
+#[cfg(test)]
+mod tests;
+mod timers;
 pub(crate) use admit::{Admission, AgentStreamStarted, StreamRefused};
 pub(crate) use agents::{AgentRefused, Hello};
 pub(crate) use grants::Approval;
@@ -151,6 +154,9 @@ pub(crate) fn published_scripts(agent: &AgentName, names: Option<Vec<String>>) -
     Some(names.into_boxed_slice())
 }
 
+/// A live session's mutable part. Its state is `machine`'s alone: `info` holds the rest
+/// of what is shown and stored, and its `state` field is never written after the request
+/// (it stays `requested`); read [`SessionCore::info`] or [`SessionCore::state`].
 struct SessionCore {
     info: SessionInfo,
     machine: SessionMachine,
@@ -163,6 +169,17 @@ struct SessionCore {
     exit: Option<EndReason>,
     /// Who asked for the pending escalation, to be told the answer.
     escalator: Option<mpsc::Sender<RelayToEngineer>>,
+}
+
+impl SessionCore {
+    /// The session as shown and stored: `info` with the machine's state.
+    fn info(&self) -> SessionInfo {
+        SessionInfo { state: self.machine.state(), ..self.info.clone() }
+    }
+
+    fn state(&self) -> SessionState {
+        self.machine.state()
+    }
 }
 
 /// A session that is not over yet.
@@ -193,6 +210,9 @@ pub(crate) struct LiveSession {
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,
+    /// Its timers (consent, escalation, expiry, lapse, drain), aborted when it ends
+    /// ([`timers`]).
+    timers: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl LiveSession {
@@ -221,8 +241,15 @@ pub struct Relay {
     refusals: refusals::RefusalLog,
 }
 
+#[cfg(not(test))]
 fn now_ms() -> i64 {
     crate::now_ms()
+}
+
+/// In unit tests, a clock that moves with tokio's (paused) time: see `tests`.
+#[cfg(test)]
+fn now_ms() -> i64 {
+    tests::clock_ms()
 }
 
 fn new_session_id() -> SessionId {
@@ -392,9 +419,9 @@ impl Relay {
         let mut out = Vec::new();
         for s in live {
             let core = s.core.lock().await;
-            let pending = core.info.state == SessionState::Requested || core.info.escalation.is_some();
+            let pending = core.state() == SessionState::Requested || core.info.escalation.is_some();
             if pending && core.consent != ConsentMode::Prompt && who.may_answer_for(&core.info.agent_org) {
-                out.push(core.info.clone());
+                out.push(core.info());
             }
         }
         out.sort_by_key(|s| (s.priority, s.escalation.as_ref().map_or(s.requested_at, |e| e.requested_at)));
@@ -442,14 +469,12 @@ impl Relay {
             .map_err(|e| Refusal::new(ErrorCode::Conflict, format!("session {id}: {e}")))?;
         if core.info.started_at.is_none() {
             let now = now_ms();
-            core.info.state = SessionState::Active;
             core.info.started_at = Some(now);
             let event = session_event(core.info.engineer.as_str(), Action::SessionStarted, &core.info)
                 .detail(json!({ "channel": cap }));
-            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+            if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
                 // Not started after all: the next channel tries again.
                 core.machine = SessionMachine::resume(SessionState::Approved, core.info.consent_deadline);
-                core.info.state = SessionState::Approved;
                 core.info.started_at = None;
                 return Err(e.into());
             }
@@ -474,7 +499,7 @@ impl Relay {
         if s.agent != *agent {
             return None;
         }
-        let active = s.core.lock().await.info.state == SessionState::Active;
+        let active = s.core.lock().await.state() == SessionState::Active;
         active.then_some(s)
     }
 

@@ -17,7 +17,7 @@ use assist_proto::session::EndReason;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{Instrument, info, warn};
+use tracing::{info, warn};
 
 /// How long sealing may take before the session's end is reported without it.
 const SEAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,21 +95,19 @@ impl Relay {
             }
         };
         let _ = s.recorder.set(rec.clone());
-        // Fail closed: a recorder that stops writing ends the session.
-        let relay = Arc::clone(self);
+        // Fail closed: a recorder that stops writing ends the session. Owned by the session
+        // (`broker::timers`): a sealed recorder never fails, and its watch ends with the
+        // session instead of waiting for ever.
         let id = info.id.clone();
         let info = info.clone();
-        tokio::spawn(
-            async move {
-                let failure = rec.wait_failed().await;
-                warn!(error = %failure.0, "recording failed; ending the session");
-                // Ending audits the failure first; if the session had already ended (the
-                // seal failed), it is audited here.
-                relay.end_session(&id, EndReason::Failed { message: failure.to_string() }).await;
-                relay.audit_recording_failure(&rec, &info, "seal").await;
-            }
-            .instrument(s.span.clone()),
-        );
+        let watched = rec.clone();
+        s.arm(self, async move { watched.wait_failed().await }, move |relay, failure| async move {
+            warn!(error = %failure.0, "recording failed; ending the session");
+            // Ending audits the failure first; if the session had already ended (the
+            // seal failed), it is audited here.
+            relay.end_session(&id, EndReason::Failed { message: failure.to_string() }).await;
+            relay.audit_recording_failure(&rec, &info, "seal").await;
+        });
         Ok(())
     }
 

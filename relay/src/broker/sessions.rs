@@ -126,6 +126,7 @@ impl Relay {
             open: Mutex::default(),
             file_streams: Mutex::default(),
             execs: Mutex::default(),
+            timers: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
 
@@ -166,15 +167,9 @@ impl Relay {
                 .instrument(span.clone()),
             );
         }
-        let relay = Arc::clone(self);
-        let expire_id = id.clone();
-        tokio::spawn(
-            async move {
-                tokio::time::sleep(timeout).await;
-                relay.expire(&expire_id).await;
-            }
-            .instrument(span),
-        );
+        if let Some(s) = self.session(&id) {
+            s.arm(self, tokio::time::sleep(timeout), move |relay, ()| async move { relay.expire(&id).await });
+        }
         Ok(())
     }
 
@@ -186,13 +181,12 @@ impl Relay {
         }
         let now = now_ms();
         let waited = now - core.info.requested_at;
-        core.info.state = SessionState::Expired;
         core.info.decided_at = Some(now);
         core.info.ended_at = core.info.decided_at;
         core.info.end_reason = Some("no answer before the deadline".into());
         let event = session_event(RELAY_ACTOR, Action::SessionExpired, &core.info)
             .detail(json!({ "reason": core.info.end_reason, "waited_ms": waited }));
-        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+        if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
             warn!(error = %e, "cannot store expiry");
         }
         let agent = core.info.agent.clone();
@@ -209,7 +203,9 @@ impl Relay {
 
     fn forget(&self, id: &SessionId) {
         if let Some(s) = self.sessions.lock().expect("sessions lock").remove(id) {
-            let _ = s.ended.send(true);
+            // Set even with no splice watching: `register_channel` and `arm` read it.
+            s.ended.send_replace(true);
+            s.disarm();
             s.stop_channels(|_| false);
         }
     }
@@ -242,7 +238,7 @@ impl Relay {
         let (approver, actor) = match by {
             Answerer::User(p) => {
                 if !p.may_answer_for(&core.info.agent_org) {
-                    let info = core.info.clone();
+                    let info = core.info();
                     drop(core);
                     let forbidden = Refusal::new(
                         ErrorCode::Forbidden,
@@ -266,7 +262,7 @@ impl Relay {
             }
             Answerer::Agent(name) => {
                 if &core.info.agent != name || core.consent != ConsentMode::Prompt {
-                    let info = core.info.clone();
+                    let info = core.info();
                     drop(core);
                     // Another agent's session does not exist as far as this agent is told.
                     let (why, answer) = if &info.agent != name {
@@ -293,7 +289,7 @@ impl Relay {
         if core.info.escalation.is_some() && core.grant.is_some() {
             return self.answer_escalation(&s, core, approver, actor, approve, approval).await;
         }
-        if core.info.state != SessionState::Requested {
+        if core.state() != SessionState::Requested {
             return Err(Refusal::new(ErrorCode::Conflict, format!("{id} has no pending request")));
         }
         let now = now_ms();
@@ -319,7 +315,6 @@ impl Relay {
             }
             Err(e) => return Err(Refusal::new(ErrorCode::Conflict, format!("request {id}: {e}"))),
         }
-        core.info.state = core.machine.state();
         core.info.approver = Some(approver.to_string());
         core.info.decided_at = Some(now);
         let agent = core.info.agent.clone();
@@ -335,13 +330,12 @@ impl Relay {
                     // Nobody is told of an approval that is not stored.
                     core.machine =
                         SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
-                    core.info.state = SessionState::Requested;
                     core.info.approver = None;
                     core.info.decided_at = None;
                     return Err(e);
                 }
             };
-            let info = core.info.clone();
+            let info = core.info();
             drop(core);
             s.span.in_scope(
                 || info!(%approver, granted = %grants::list(&grant.capabilities), "session approved"),
@@ -373,10 +367,9 @@ impl Relay {
             core.info.end_reason = Some(format!("denied by {approver}: {reason}"));
             let event = session_event(&actor, Action::SessionDenied, &core.info)
                 .detail(json!({ "approver": approver, "reason": reason }));
-            if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+            if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
                 // As for approvals: a denial that is not stored is not announced.
                 core.machine = SessionMachine::resume(SessionState::Requested, core.info.consent_deadline);
-                core.info.state = SessionState::Requested;
                 core.info.approver = None;
                 core.info.decided_at = None;
                 core.info.ended_at = None;
@@ -414,7 +407,7 @@ impl Relay {
                 .refuse_access(who, "session.end", id, None, why, (not_found(), not_found()))
                 .await);
         };
-        let info = s.core.lock().await.info.clone();
+        let info = s.core.lock().await.info();
         if !who.may_end(&info) {
             let forbidden = Refusal::new(ErrorCode::Forbidden, format!("you may not end session {id}"));
             let why = "may not end this session";
@@ -444,7 +437,6 @@ impl Relay {
         // the cut, a peer leaving) must not stand in for the reason.
         let reason = self.recording_failure(&s, &core.info).await.unwrap_or(reason);
         let now = now_ms();
-        core.info.state = SessionState::Closed;
         core.info.ended_at = Some(now);
         core.info.end_reason = Some(reason.to_string());
         let actor = match &reason {
@@ -463,11 +455,11 @@ impl Relay {
             "end": reason,
             "previous_state": was,
         }));
-        if let Err(e) = self.store.update_session(&core.info, now, &event).await {
+        if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
             warn!(error = %e, "cannot store the end of a session");
         }
         let agent = core.info.agent.clone();
-        let info = core.info.clone();
+        let info = core.info();
         drop(core);
         s.span.in_scope(|| info!(%reason, "session ended"));
         self.forget(id);
@@ -580,12 +572,10 @@ impl Relay {
     /// For a detached session: once its grant expired at `expires_at` and [`Self::linger`]
     /// has passed, ends it unless it was extended or an escalation is waiting.
     pub(crate) fn arm_lapse(self: &Arc<Self>, id: &SessionId, expires_at: i64) {
-        let relay = Arc::downgrade(self);
+        let Some(s) = self.session(id) else { return };
         let id = id.clone();
         let at = expires_at.max(now_ms()) + self.linger().as_millis() as i64;
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
-            let Some(relay) = relay.upgrade() else { return };
+        s.arm(self, timers::until(at), move |relay, ()| async move {
             let Some(s) = relay.session(&id) else { return };
             let retry = {
                 let core = s.core.lock().await;
@@ -636,7 +626,7 @@ impl Relay {
         let Some(opener) = s.execs.lock().expect("execs lock").remove(&stream) else {
             return false;
         };
-        let info = s.core.lock().await.info.clone();
+        let info = s.core.lock().await.info();
         let event = session_event(&agent_actor(agent), Action::ScriptExited, &info)
             .detail(json!({ "script": name, "code": code, "signal": signal, "stream": stream }));
         let _ = self.audit(event).await;
@@ -673,22 +663,17 @@ impl Relay {
             }
             core.exit = Some(reason.clone());
         }
-        let relay = Arc::clone(self);
         let id = id.clone();
-        let span = s.span.clone();
-        tokio::spawn(
-            async move {
-                let mut outputs = s.open_outputs.subscribe();
-                let drained = tokio::time::timeout(Duration::from_secs(5), outputs.wait_for(|n| *n == 0))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                if !drained {
-                    warn!("output still flowing 5 s after the shell exited; ending anyway");
-                }
-                relay.end_session(&id, reason).await;
+        let mut outputs = s.open_outputs.subscribe();
+        let drain = async move {
+            let drained = tokio::time::timeout(Duration::from_secs(5), outputs.wait_for(|n| *n == 0))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if !drained {
+                warn!("output still flowing 5 s after the shell exited; ending anyway");
             }
-            .instrument(span),
-        );
+        };
+        s.arm(self, drain, move |relay, ()| async move { relay.end_session(&id, reason).await });
     }
 }
 
