@@ -160,9 +160,7 @@ impl World {
             online: false,
         };
         store.enroll_agent("t1", &row, now, &ev(Action::AgentEnrolled)).await.unwrap();
-        let (grant_der, grant_key) =
-            crate::auth::ed25519_from_pem(&crate::auth::ed25519_pkcs8_pem()).unwrap();
-        drop(grant_der);
+        let (_, grant_key) = crate::auth::ed25519_from_pem(&crate::auth::ed25519_pkcs8_pem()).unwrap();
         let tokens =
             crate::auth::TokenKeys::from_pem(&crate::auth::TokenKeys::generate_pem(), "test".into()).unwrap();
         let cfg = BrokerConfig {
@@ -537,4 +535,50 @@ async fn a_window_pre_approves_only_what_it_names() {
     let pending: Vec<SessionId> =
         w.relay.list_requests(&approver()).await.into_iter().map(|s| s.id).collect();
     assert_eq!(pending, [id2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_session_lapses_unless_its_grant_is_extended() {
+    let mut w = World::new(ConsentMode::Approver).await;
+    // Left by its command with 60 s of grant, nobody extends it: it ends a consent
+    // timeout after the grant ran out.
+    let (id, link, mut rx) = w.approved(&["shell", "exec:diag"], 60).await;
+    let mut sh = w.admit(&id, shell()).await.unwrap();
+    w.relay.detach(&engineer(), link.conn_id, &id).await.unwrap();
+    advance(Duration::from_secs(60)).await;
+    match rx.recv().await.unwrap() {
+        RelayToEngineer::GrantChanged { in_force, .. } => assert!(!in_force),
+        other => panic!("expected GrantChanged, got {other:?}"),
+    }
+    sh.handle.stop.wait_for(|stop| *stop).await.unwrap();
+    assert_eq!(w.stored(&id).await.state, SessionState::Active, "it outlives its grant");
+    advance(CONSENT_TIMEOUT - Duration::from_secs(1)).await;
+    settle().await;
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    advance(Duration::from_secs(1)).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::SessionEnded { reason: EndReason::Lapsed }));
+    let row = w.stored(&id).await;
+    assert_eq!(row.state, SessionState::Closed);
+    assert_eq!(row.ended_at.unwrap() - row.grant_expires_at.unwrap(), CONSENT_TIMEOUT.as_millis() as i64);
+    assert!(matches!(w.agent.recv().await.unwrap(), RelayToAgent::EndSession { .. }));
+
+    // Extended after its grant ran out, it stays until the extension runs out too.
+    let (id, link, mut rx) = w.approved(&["shell"], 60).await;
+    w.relay.detach(&engineer(), link.conn_id, &id).await.unwrap();
+    advance(Duration::from_secs(60)).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::GrantChanged { in_force: false, .. }));
+    w.relay.escalate(&engineer(), &link, &id, vec![], Some(600), "longer".into()).await.unwrap();
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::EscalationRequested { .. }));
+    w.relay.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap();
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::GrantChanged { in_force: true, .. }));
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::EscalationAnswered { approved: true, .. }));
+    advance(CONSENT_TIMEOUT).await;
+    settle().await;
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    assert_eq!(w.stored(&id).await.state, SessionState::Approved);
+    w.admit(&id, shell()).await.unwrap();
+    advance(Duration::from_secs(600)).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::GrantChanged { in_force: false, .. }));
+    advance(CONSENT_TIMEOUT).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::SessionEnded { reason: EndReason::Lapsed }));
 }
