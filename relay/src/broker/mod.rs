@@ -210,8 +210,8 @@ pub(crate) struct LiveSession {
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,
-    /// Its timers (consent, escalation, expiry, lapse, drain), aborted when it ends
-    /// ([`timers`]).
+    /// Its timers (consent, escalation, expiry, lapse, drain, recorder watch), aborted
+    /// when it ends ([`timers`]).
     timers: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 

@@ -106,7 +106,7 @@ struct World {
     relay: Arc<Relay>,
     agent: mpsc::UnboundedReceiver<RelayToAgent>,
     _still: Still,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn principal(user: &str, org: &str, role: Role) -> Principal {
@@ -161,9 +161,7 @@ impl World {
             online: false,
         };
         store.enroll_agent("t1", &row, now, &ev(Action::AgentEnrolled)).await.unwrap();
-        let (grant_der, grant_key) =
-            crate::auth::ed25519_from_pem(&crate::auth::ed25519_pkcs8_pem()).unwrap();
-        drop(grant_der);
+        let (_, grant_key) = crate::auth::ed25519_from_pem(&crate::auth::ed25519_pkcs8_pem()).unwrap();
         let tokens =
             crate::auth::TokenKeys::from_pem(&crate::auth::TokenKeys::generate_pem(), "test".into()).unwrap();
         let cfg = BrokerConfig {
@@ -177,7 +175,7 @@ impl World {
         let peer = Arc::new(FakeAgent { tx, closed: Mutex::default() });
         let live = LiveAgent { conn_id: relay.conn_id(), org: "acme".into(), consent, peer, scripts: None };
         relay.agent_online(AGENT.into(), live);
-        World { relay, agent, _still: still, _dir: dir }
+        World { relay, agent, _still: still, dir }
     }
 
     /// A new engineer connection and its queue.
@@ -225,6 +223,25 @@ impl World {
 
     async fn admit(&self, id: &SessionId, channel: ChannelKind) -> Result<Admission, ChannelRefused> {
         self.relay.admit_channel(&engineer(), &ChannelOpen { session: id.clone(), channel }).await
+    }
+
+    /// Makes the store refuse (or, with `None`, accept again) every audit event of
+    /// `action`, as a full disk would: the change it goes with is not stored either.
+    async fn refuse_audit_of(&self, action: Option<Action>) {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(self.dir.path().join("assist.db")),
+        )
+        .await
+        .unwrap();
+        sqlx::query("DROP TRIGGER IF EXISTS refuse_audit").execute(&pool).await.unwrap();
+        if let Some(action) = action {
+            let sql = format!(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events WHEN NEW.action = '{action}' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
     }
 
     async fn stored(&self, id: &SessionId) -> SessionInfo {
@@ -538,4 +555,80 @@ async fn a_window_pre_approves_only_what_it_names() {
     let pending: Vec<SessionId> =
         w.relay.list_requests(&approver()).await.into_iter().map(|s| s.id).collect();
     assert_eq!(pending, [id2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_session_lapses_unless_its_grant_is_extended() {
+    let mut w = World::new(ConsentMode::Approver).await;
+    // Left by its command with 60 s of grant, nobody extends it: it ends a consent
+    // timeout after the grant ran out.
+    let (id, link, mut rx) = w.approved(&["shell", "exec:diag"], 60).await;
+    let mut sh = w.admit(&id, shell()).await.unwrap();
+    w.relay.detach(&engineer(), link.conn_id, &id).await.unwrap();
+    advance(Duration::from_secs(60)).await;
+    match rx.recv().await.unwrap() {
+        RelayToEngineer::GrantChanged { in_force, .. } => assert!(!in_force),
+        other => panic!("expected GrantChanged, got {other:?}"),
+    }
+    sh.handle.stop.wait_for(|stop| *stop).await.unwrap();
+    assert_eq!(w.stored(&id).await.state, SessionState::Active, "it outlives its grant");
+    advance(CONSENT_TIMEOUT - Duration::from_secs(1)).await;
+    settle().await;
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    advance(Duration::from_secs(1)).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::SessionEnded { reason: EndReason::Lapsed }));
+    let row = w.stored(&id).await;
+    assert_eq!(row.state, SessionState::Closed);
+    assert_eq!(row.ended_at.unwrap() - row.grant_expires_at.unwrap(), CONSENT_TIMEOUT.as_millis() as i64);
+    assert!(matches!(w.agent.recv().await.unwrap(), RelayToAgent::EndSession { .. }));
+
+    // Extended after its grant ran out, it stays until the extension runs out too.
+    let (id, link, mut rx) = w.approved(&["shell"], 60).await;
+    w.relay.detach(&engineer(), link.conn_id, &id).await.unwrap();
+    advance(Duration::from_secs(60)).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::GrantChanged { in_force: false, .. }));
+    w.relay.escalate(&engineer(), &link, &id, vec![], Some(600), "longer".into()).await.unwrap();
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::EscalationRequested { .. }));
+    w.relay.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap();
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::GrantChanged { in_force: true, .. }));
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::EscalationAnswered { approved: true, .. }));
+    advance(CONSENT_TIMEOUT).await;
+    settle().await;
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    assert_eq!(w.stored(&id).await.state, SessionState::Approved);
+    w.admit(&id, shell()).await.unwrap();
+    advance(Duration::from_secs(600)).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::GrantChanged { in_force: false, .. }));
+    advance(CONSENT_TIMEOUT).await;
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::SessionEnded { reason: EndReason::Lapsed }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_the_store_refuses_leaves_the_state_as_it_was() {
+    let mut w = World::new(ConsentMode::Approver).await;
+    let (id, _link, mut rx, _) = w.request(&["shell"], 600).await;
+    w.refuse_audit_of(Some(Action::SessionApproved)).await;
+    let err = w.relay.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Internal);
+    let pending = w.relay.list_requests(&approver()).await;
+    assert_eq!(
+        pending.iter().map(|s| (&s.id, s.state)).collect::<Vec<_>>(),
+        [(&id, SessionState::Requested)]
+    );
+    assert_eq!(w.stored(&id).await.state, SessionState::Requested);
+    settle().await;
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)), "nobody is told");
+
+    w.refuse_audit_of(Some(Action::SessionStarted)).await;
+    w.relay.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap();
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::SessionApproved { .. }));
+    assert!(matches!(w.agent.recv().await.unwrap(), RelayToAgent::Granted { .. }));
+    assert!(w.admit(&id, shell()).await.is_err());
+    assert_eq!(w.stored(&id).await.state, SessionState::Approved);
+    assert!(w.relay.session_of_agent(&AGENT.into(), &id).await.is_none(), "not active");
+
+    w.refuse_audit_of(None).await;
+    w.admit(&id, shell()).await.unwrap();
+    assert_eq!(w.stored(&id).await.state, SessionState::Active);
+    assert!(w.relay.session_of_agent(&AGENT.into(), &id).await.is_some());
 }
