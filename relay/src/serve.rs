@@ -106,7 +106,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         recordings: match cfg.recording {
             true => Some(
                 crate::recording::store::open(cfg.recordings.as_deref(), dir.path())
-                    .map_err(ServeError::Recordings)?,
+                    .map_err(|e| ServeError::Recordings(e.to_string()))?,
             ),
             false => None,
         },

@@ -33,7 +33,7 @@ pub enum RecordingCmdError {
     #[error("unknown direction {0:?}: expected in or out")]
     Direction(String),
     #[error("recordings location: {0}")]
-    Location(String),
+    Location(#[from] store::LocationError),
 }
 
 impl PublicKeys {
@@ -50,7 +50,7 @@ impl PublicKeys {
 /// The store named by `--recordings` (see [`store::open`]); `DATA_DIR/recordings` when
 /// none is given.
 pub fn open_store(spec: Option<&str>, data_dir: &Path) -> Result<Arc<dyn RecordingStore>, RecordingCmdError> {
-    store::open(spec, data_dir).map_err(RecordingCmdError::Location)
+    Ok(store::open(spec, data_dir)?)
 }
 
 fn not_found(store: &dyn RecordingStore, session: &SessionId, e: std::io::Error) -> RecordingCmdError {

@@ -262,7 +262,7 @@ impl<'k> Judge<'k> {
         }
         let seal = match open_seal(&chunk.payload, self.relay_key) {
             Ok(s) => s,
-            Err(reason) => return tampered(reason),
+            Err(bad) => return tampered(bad.to_string()),
         };
         if seal.chunks as usize != i || seal.final_hash != hex::encode(chunk.prev_hash) {
             return tampered("the seal does not cover the chunks before it".into());
@@ -317,8 +317,8 @@ impl Sealed {
     fn judge_agent(self, prefixes: &Prefixes) -> Verdict {
         let i = self.seal_index;
         for cs in &self.seal.agent {
-            if let Err(reason) = check_one(&self.header, cs, &self.channel_of, prefixes) {
-                return Verdict::Tampered { chunk: i, offset: self.seal_offset, reason };
+            if let Err(bad) = check_one(&self.header, cs, &self.channel_of, prefixes) {
+                return Verdict::Tampered { chunk: i, offset: self.seal_offset, reason: bad.to_string() };
             }
         }
         let countersigned = self.seal.agent.len();
@@ -367,20 +367,52 @@ async fn hash_prefixes(
     Ok(())
 }
 
-fn open_seal(payload: &[u8], relay_key: &[u8]) -> Result<SealBody, String> {
+/// Why a seal chunk does not open. Each is reported as tampering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSeal {
+    #[error("seal too short")]
+    TooShort,
+    #[error("seal length is wrong")]
+    WrongLength,
+    #[error("the relay's signature on the seal is not valid")]
+    BadSignature,
+    #[error("seal is not valid: {0}")]
+    Malformed(String),
+}
+
+fn open_seal(payload: &[u8], relay_key: &[u8]) -> Result<SealBody, BadSeal> {
     if payload.len() < 4 + 64 {
-        return Err("seal too short".into());
+        return Err(BadSeal::TooShort);
     }
     let len = u32::from_be_bytes(payload[..4].try_into().expect("4")) as usize;
     if payload.len() != 4 + len + 64 {
-        return Err("seal length is wrong".into());
+        return Err(BadSeal::WrongLength);
     }
     let body = &payload[4..4 + len];
     let sig = &payload[4 + len..];
-    UnparsedPublicKey::new(&ED25519, relay_key)
-        .verify(body, sig)
-        .map_err(|_| "the relay's signature on the seal is not valid".to_string())?;
-    serde_json::from_slice(body).map_err(|e| format!("seal is not valid: {e}"))
+    UnparsedPublicKey::new(&ED25519, relay_key).verify(body, sig).map_err(|_| BadSeal::BadSignature)?;
+    serde_json::from_slice(body).map_err(|e| BadSeal::Malformed(e.to_string()))
+}
+
+/// Why an agent's countersignature does not hold. Each is reported as tampering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCountersignature {
+    #[error("agent certificate is not hex")]
+    CertNotHex,
+    #[error("the countersignature is not by the session's agent certificate")]
+    NotTheAgent,
+    #[error("{0}")]
+    Certificate(String),
+    #[error("countersignature is not hex")]
+    SignatureNotHex,
+    #[error("the agent's countersignature is not valid")]
+    BadSignature,
+    #[error("the agent reports stream {0} that the recording does not have")]
+    UnknownStream(u64),
+    #[error("unknown direction {0:?} in the countersignature")]
+    UnknownDirection(String),
+    #[error("channel {channel} ({direction}): the agent saw {bytes} bytes that differ from the recording")]
+    Differs { channel: u32, direction: String, bytes: u64 },
 }
 
 /// Checks one of the agent's countersignatures: signed by the enrolled agent's key, and
@@ -393,33 +425,33 @@ fn check_one(
     cs: &AgentCountersignature,
     channel_of: &BTreeMap<u64, u32>,
     prefixes: &Prefixes,
-) -> Result<(), String> {
-    let cert = hex::decode(&cs.cert).map_err(|_| "agent certificate is not hex".to_string())?;
+) -> Result<(), BadCountersignature> {
+    let cert = hex::decode(&cs.cert).map_err(|_| BadCountersignature::CertNotHex)?;
     if header.agent_cert_fingerprint.as_deref() != Some(Fingerprint::of_der(&cert).hex().as_str()) {
-        return Err("the countersignature is not by the session's agent certificate".into());
+        return Err(BadCountersignature::NotTheAgent);
     }
-    let key = assist_certs::public_key_of(&cert).map_err(|e| e.to_string())?;
+    let key =
+        assist_certs::public_key_of(&cert).map_err(|e| BadCountersignature::Certificate(e.to_string()))?;
     let message =
         assist_proto::msg::countersign_message(&header.session.id, &header.session.agent, &cs.digests);
-    let sig = hex::decode(&cs.signature).map_err(|_| "countersignature is not hex".to_string())?;
+    let sig = hex::decode(&cs.signature).map_err(|_| BadCountersignature::SignatureNotHex)?;
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key)
         .verify(&message, &sig)
-        .map_err(|_| "the agent's countersignature is not valid".to_string())?;
+        .map_err(|_| BadCountersignature::BadSignature)?;
     for d in &cs.digests {
-        let channel = *channel_of.get(&d.stream).ok_or_else(|| {
-            format!("the agent reports stream {} that the recording does not have", d.stream)
-        })?;
+        let channel = *channel_of.get(&d.stream).ok_or(BadCountersignature::UnknownStream(d.stream))?;
         let dir = direction(&d.direction)
-            .ok_or_else(|| format!("unknown direction {:?} in the countersignature", d.direction))?;
+            .ok_or_else(|| BadCountersignature::UnknownDirection(d.direction.clone()))?;
         let same = match prefixes.get(&(channel, dir, d.bytes)) {
             Some((0, ctx)) => hex::encode(ctx.clone().finish().as_ref()) == d.sha256,
             _ => false,
         };
         if !same {
-            return Err(format!(
-                "channel {channel} ({}): the agent saw {} bytes that differ from the recording",
-                d.direction, d.bytes
-            ));
+            return Err(BadCountersignature::Differs {
+                channel,
+                direction: d.direction.clone(),
+                bytes: d.bytes,
+            });
         }
     }
     Ok(())

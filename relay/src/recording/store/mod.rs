@@ -123,30 +123,49 @@ pub fn check_session(session: &SessionId) -> std::io::Result<()> {
 ///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …).
 ///
 /// `None` is the default, `<data_dir>/recordings`.
-pub fn open(spec: Option<&str>, data_dir: &Path) -> Result<Arc<dyn RecordingStore>, String> {
+pub fn open(spec: Option<&str>, data_dir: &Path) -> Result<Arc<dyn RecordingStore>, LocationError> {
     let Some(spec) = spec else {
         return Ok(Arc::new(LocalDir::new(data_dir.join("recordings"))));
     };
+    let spec_owned = || spec.to_owned();
     if let Some(path) = spec.strip_prefix("file://") {
         if !path.starts_with('/') {
-            return Err(format!("{spec}: a file URL needs an absolute path (file:///DIR)"));
+            return Err(LocationError::RelativeFileUrl(spec_owned()));
         }
         return Ok(Arc::new(ObjectRecordings::local(Path::new(path))?));
     }
     if let Some(rest) = spec.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(format!("{spec}: no bucket (s3://BUCKET/PREFIX)"));
+            return Err(LocationError::NoBucket(spec_owned()));
         }
         return Ok(Arc::new(ObjectRecordings::s3(bucket, prefix.trim_matches('/'))?));
     }
     if let Some((scheme, _)) = spec.split_once("://") {
-        return Err(format!(
-            "{spec}: unknown scheme {scheme:?}: use a path, file:///DIR or s3://BUCKET/PREFIX"
-        ));
+        return Err(LocationError::UnknownScheme { spec: spec_owned(), scheme: scheme.to_owned() });
     }
     if spec.is_empty() {
-        return Err("the recordings location is empty".into());
+        return Err(LocationError::Empty);
     }
     Ok(Arc::new(LocalDir::new(spec)))
+}
+
+/// Why the recordings' place named by `--recordings` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("{0}: a file URL needs an absolute path (file:///DIR)")]
+    RelativeFileUrl(String),
+    #[error("{0}: no bucket (s3://BUCKET/PREFIX)")]
+    NoBucket(String),
+    #[error("{spec}: unknown scheme {scheme:?}: use a path, file:///DIR or s3://BUCKET/PREFIX")]
+    UnknownScheme { spec: String, scheme: String },
+    #[error("the recordings location is empty")]
+    Empty,
+    /// The local directory of a `file://` location could not be made or opened.
+    #[error("{}: {source}", dir.display())]
+    Directory { dir: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: {source}", dir.display())]
+    ObjectStore { dir: std::path::PathBuf, source: object_store::Error },
+    #[error("s3://{bucket}: {source}")]
+    Bucket { bucket: String, source: object_store::Error },
 }

@@ -17,7 +17,7 @@
 //!   synced chunk and reads as truncated; a missing segment in the middle breaks the hash
 //!   chain and reads as tampered.
 
-use super::{RecordingSink, RecordingSource, RecordingStore, check_session};
+use super::{LocationError, RecordingSink, RecordingSource, RecordingStore, check_session};
 use assist_proto::ids::SessionId;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -72,27 +72,27 @@ impl ObjectRecordings {
     }
 
     /// Under a local directory, created (readable by this user only) if missing.
-    pub fn local(dir: &std::path::Path) -> Result<Self, String> {
+    pub fn local(dir: &std::path::Path) -> Result<Self, LocationError> {
+        let io = |source| LocationError::Directory { dir: dir.to_owned(), source };
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(io)?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
             }
         }
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+            .map_err(|source| LocationError::ObjectStore { dir: dir.to_owned(), source })?;
         Ok(Self::new(Arc::new(fs), ObjectPath::default(), format!("file://{}", dir.display())))
     }
 
     /// In an S3-compatible bucket, under `prefix`, configured from the `AWS_*` environment.
-    pub fn s3(bucket: &str, prefix: &str) -> Result<Self, String> {
+    pub fn s3(bucket: &str, prefix: &str) -> Result<Self, LocationError> {
         let s3 = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .build()
-            .map_err(|e| format!("s3://{bucket}: {e}"))?;
+            .map_err(|source| LocationError::Bucket { bucket: bucket.to_owned(), source })?;
         let display =
             if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         Ok(Self::new(Arc::new(s3), ObjectPath::from(prefix), display))
