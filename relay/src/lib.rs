@@ -27,7 +27,6 @@ pub mod recording;
 pub mod serve;
 pub mod stop;
 pub mod store;
-pub mod table;
 pub mod webhook;
 
 /// Milliseconds since the Unix epoch, now. The only place the relay reads the wall clock

@@ -7,7 +7,7 @@
 //! errors go to stderr, and any error exits with status 1 (2 for bad arguments;
 //! `recording verify` has its own statuses for its verdicts).
 
-mod window_cli;
+mod cli;
 
 use anyhow::{Context, bail};
 use assist_proto::caps::Role;
@@ -17,8 +17,8 @@ use assist_relay::audit::{AuditFilter, admin_actor};
 use assist_relay::audit_cmd;
 use assist_relay::datadir::DataDir;
 use assist_relay::store::{SqliteStore, Store};
-use assist_relay::table::{join_or_dash, print_rows};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cli::table::{join_or_dash, print_rows};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ enum Command {
     Agent(AgentCommand),
     /// Pre-approved maintenance windows for unattended agents (consent mode `window`).
     #[command(subcommand)]
-    Window(window_cli::WindowCommand),
+    Window(cli::window::WindowCommand),
     /// The audit log: list, export for a SIEM, verify its hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -65,7 +65,7 @@ enum Command {
     Keys(KeysCommand),
     /// Outgoing webhooks: signed session events for ticketing systems and chat.
     #[command(subcommand)]
-    Webhook(assist_relay::webhook::cli::WebhookCommand),
+    Webhook(cli::webhook::WebhookCommand),
 }
 
 #[derive(Subcommand)]
@@ -575,8 +575,8 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
     match command {
         Command::Serve(_) | Command::Recording(_) | Command::Keys(_) => unreachable!("handled by run"),
         Command::Audit(audit) => return audit_command(store, audit, now).await,
-        Command::Window(cmd) => window_cli::run(store, cmd, &actor, now).await?,
-        Command::Webhook(cmd) => assist_relay::webhook::cli::run(store, cmd, &actor, now).await?,
+        Command::Window(cmd) => cli::window::run(store, cmd, &actor, now).await?,
+        Command::Webhook(cmd) => cli::webhook::run(store, cmd, &actor, now).await?,
         Command::Org(OrgCommand::Add { name, supported_by }) => {
             admin::org_add(store, &name, &supported_by, &actor, now).await?;
             eprintln!("added organisation {name}");

@@ -9,15 +9,20 @@
 //! The store checks integrity (unique names, existing organisations, single-use tokens);
 //! it does not decide who may do what: that is [`crate::broker`]'s and
 //! [`crate::admin`]'s business.
+//!
+//! It sits at the bottom of the relay: it imports nothing from the relay's other modules
+//! except the audit event types of [`crate::audit`] (which it stores with every change).
+//! The rows it keeps for other features (webhooks: [`webhooks`]) are defined here, and
+//! those features use them from here.
 
 pub mod sqlite;
+pub mod webhooks;
 
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use assist_proto::caps::{Capability, ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
-// Outgoing webhooks: row types live with the feature.
-use crate::webhook::rows::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
+use webhooks::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
 
 pub use sqlite::SqliteStore;
 

@@ -25,10 +25,8 @@
 
 pub mod admin;
 pub mod backoff;
-pub mod cli;
 pub mod http;
 pub mod payload;
-pub mod rows;
 pub mod sign;
 mod worker;
 
@@ -37,6 +35,8 @@ mod https_tests;
 #[cfg(test)]
 mod tests;
 
+/// The webhook rows the store keeps (defined with the store, which imports nothing above it).
+pub use crate::store::webhooks as rows;
 pub use worker::{WebhookConfig, Worker};
 
 use crate::audit::Action;

@@ -19,7 +19,7 @@ mod windows;
 
 use super::{AgentRow, OrgRow, Result, Store, StoreError, TokenProblem, UnreadableEvent, UserRow, WindowRow};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
-use crate::webhook::rows::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
+use crate::store::webhooks::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
 use assist_proto::caps::{ConsentMode, Role};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;

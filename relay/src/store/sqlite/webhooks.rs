@@ -12,10 +12,10 @@
 
 use super::{SqliteStore, audit, insert_error, not_found, parse};
 use crate::audit::AuditEvent;
-use crate::store::{Result, StoreError};
-use crate::webhook::rows::{
+use crate::store::webhooks::{
     AttemptRecord, DeliveryRow, DeliveryState, DueDelivery, NewDelivery, WebhookRow, WebhookScan,
 };
+use crate::store::{Result, StoreError};
 use assist_proto::ids::OrgName;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;

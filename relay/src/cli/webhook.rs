@@ -1,13 +1,13 @@
 //! The `assist-relay webhook` subcommands: arguments, reading a secret from stdin, and
 //! printing (tables for people, `--json` for programs; notes on stderr). The work is done
-//! by [`super::admin`].
+//! by [`assist_relay::webhook::admin`].
 
-use super::admin::{self, NewWebhook};
-use super::rows::PayloadFormat;
-use crate::admin::format_time;
-use crate::store::Store;
-use crate::table::print_rows;
+use super::table::print_rows;
 use anyhow::Context;
+use assist_relay::admin::format_time;
+use assist_relay::store::Store;
+use assist_relay::webhook::admin::{self, NewWebhook};
+use assist_relay::webhook::rows::{DeliveryState, PayloadFormat};
 use clap::Subcommand;
 use std::io::{BufRead, Write};
 
@@ -110,7 +110,7 @@ pub async fn run(store: &dyn Store, command: WebhookCommand, actor: &str, now: i
                     (None, None) => "-".to_owned(),
                 };
                 let next = match d.state {
-                    super::rows::DeliveryState::Pending => format_time(d.next_attempt_at),
+                    DeliveryState::Pending => format_time(d.next_attempt_at),
                     _ => "-".to_owned(),
                 };
                 vec![

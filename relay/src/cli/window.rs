@@ -1,11 +1,11 @@
 //! `assist-relay window ...`: arguments and output of the maintenance-window commands. The
 //! work is done by [`assist_relay::admin_windows`].
 
+use super::table::{join_or_dash, print_rows};
 use assist_proto::caps::Capability;
 use assist_relay::admin::format_time;
 use assist_relay::admin_windows::{self, NewWindow};
 use assist_relay::store::SqliteStore;
-use assist_relay::table::{join_or_dash, print_rows};
 use clap::Subcommand;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! What the store keeps for webhooks: the hooks, their deliveries, and one attempt's
 //! outcome. Plain data; the SQL is in `store/sqlite/webhooks.rs`, the rules in
-//! [`super`].
+//! [`crate::webhook`], which uses these types as they are.
 
 use crate::audit::AuditRecord;
 use assist_proto::ids::OrgName;
@@ -45,14 +45,15 @@ impl FromStr for PayloadFormat {
     }
 }
 
-/// A configured webhook.
+/// A configured webhook. Its `Debug` leaves out the URL (a chat webhook's path is itself
+/// a secret) and the HMAC key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookRow {
     /// `wh-` and 12 hex digits.
     pub id: String,
     pub org: OrgName,
     pub url: String,
-    /// Audit action names; `None` means [`super::DEFAULT_EVENTS`].
+    /// Audit action names; `None` means [`crate::webhook::DEFAULT_EVENTS`].
     pub events: Option<Vec<String>>,
     pub format: PayloadFormat,
     /// The HMAC key. Never logged, listed or audited.
@@ -68,7 +69,6 @@ impl fmt::Debug for WebhookRow {
         f.debug_struct("WebhookRow")
             .field("id", &self.id)
             .field("org", &self.org)
-            .field("url", &super::http::origin(&self.url))
             .field("events", &self.events)
             .field("format", &self.format)
             .field("created_at", &self.created_at)
@@ -150,7 +150,8 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
 }
 
-/// A pending delivery that is due, with what sending it needs.
+/// A pending delivery that is due, with what sending it needs. Its `Debug` leaves out the
+/// URL and the key, as [`WebhookRow`]'s does.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DueDelivery {
     pub delivery: DeliveryRow,
@@ -165,7 +166,6 @@ impl fmt::Debug for DueDelivery {
         f.debug_struct("DueDelivery")
             .field("delivery", &self.delivery)
             .field("org", &self.org)
-            .field("url", &super::http::origin(&self.url))
             .finish_non_exhaustive()
     }
 }

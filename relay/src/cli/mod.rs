@@ -1,0 +1,12 @@
+//! The `assist-relay` binary's own modules: subcommand arguments (clap) and their output
+//! for people and programs. They belong to the binary, not the library, so that the relay
+//! library neither uses clap nor anyhow; the work itself is done by library functions
+//! (`assist_relay::admin`, `admin_windows`, `webhook::admin`).
+//!
+//! - [`table`]: a JSON array for programs, or a table with aligned columns for people;
+//! - [`window`]: `assist-relay window ...`;
+//! - [`webhook`]: `assist-relay webhook ...`.
+
+pub mod table;
+pub mod webhook;
+pub mod window;
