@@ -246,22 +246,6 @@ pub async fn agent_revoke(store: &dyn Store, name: &str, actor: &str, now: i64) 
     Ok(Revocation::Revoked { at })
 }
 
-/// Unix milliseconds as RFC 3339 UTC, to the second (`2026-11-22T03:53:00Z`).
-pub fn format_time(ms: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => format!("@{ms}ms"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,13 +376,5 @@ mod tests {
         assert_eq!(events[1].detail, r#"{"supported_by":["vendor"]}"#);
         assert_eq!(events[2].detail, r#"{"role":"approver"}"#);
         assert!(!events.iter().any(|e| e.detail.contains("long enough") || e.detail.contains(&token)));
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_700_000_000_999), "2023-11-14T22:13:20Z");
-        assert_eq!(format_time(-1), "1969-12-31T23:59:59Z");
-        assert_eq!(format_time(951_825_600_000), "2000-02-29T12:00:00Z");
     }
 }

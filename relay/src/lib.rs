@@ -43,10 +43,53 @@ pub fn fmt_secs(secs: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
-/// A Unix-millisecond time as RFC 3339 UTC, to the second.
+/// A Unix-millisecond time as RFC 3339 UTC, to the second (`2026-11-22T03:53:00Z`): what
+/// listings, messages and logs show. With [`fmt_time_ms`], the relay's one time formatter.
 pub fn fmt_time(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
-    )
-    .to_string()
+    rfc3339(ms, false)
+}
+
+/// A Unix-millisecond time as RFC 3339 UTC, to the millisecond (`2026-11-20T09:15:02.123Z`):
+/// what webhook bodies carry.
+pub fn fmt_time_ms(ms: i64) -> String {
+    rfc3339(ms, true)
+}
+
+/// A time outside what RFC 3339 can write (years beyond 9999) is shown as `@MSms`.
+fn rfc3339(ms: i64, millis: bool) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return format!("@{ms}ms");
+    };
+    let (date, clock) = (t.date(), t.time());
+    let mut text = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        clock.hour(),
+        clock.minute(),
+        clock.second()
+    );
+    if millis {
+        text.push_str(&format!(".{:03}", ms.rem_euclid(1000)));
+    }
+    text.push('Z');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_time(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(fmt_time(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(fmt_time(951_825_600_000), "2000-02-29T12:00:00Z");
+        assert_eq!(fmt_time(i64::MAX), format!("@{}ms", i64::MAX));
+        assert_eq!(fmt_time_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(fmt_time_ms(1_700_000_001_005), "2023-11-14T22:13:21.005Z");
+        assert_eq!(fmt_time_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 }

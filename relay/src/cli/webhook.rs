@@ -4,7 +4,7 @@
 
 use super::table::print_rows;
 use anyhow::Context;
-use assist_relay::admin::format_time;
+use assist_relay::fmt_time;
 use assist_relay::store::Store;
 use assist_relay::webhook::admin::{self, NewWebhook};
 use assist_relay::webhook::rows::{DeliveryState, PayloadFormat};
@@ -91,7 +91,7 @@ pub async fn run(store: &dyn Store, command: WebhookCommand, actor: &str, now: i
                     h.format.to_string(),
                     h.events.join(","),
                     h.url.clone(),
-                    format_time(h.created_at),
+                    fmt_time(h.created_at),
                 ]
             })?;
         }
@@ -110,7 +110,7 @@ pub async fn run(store: &dyn Store, command: WebhookCommand, actor: &str, now: i
                     (None, None) => "-".to_owned(),
                 };
                 let next = match d.state {
-                    DeliveryState::Pending => format_time(d.next_attempt_at),
+                    DeliveryState::Pending => fmt_time(d.next_attempt_at),
                     _ => "-".to_owned(),
                 };
                 vec![

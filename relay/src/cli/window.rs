@@ -3,8 +3,8 @@
 
 use super::table::{join_or_dash, print_rows};
 use assist_proto::caps::Capability;
-use assist_relay::admin::format_time;
 use assist_relay::admin_windows::{self, NewWindow};
+use assist_relay::fmt_time;
 use assist_relay::store::SqliteStore;
 use clap::Subcommand;
 use std::time::Duration;
@@ -85,7 +85,7 @@ pub async fn run(store: &SqliteStore, cmd: WindowCommand, actor: &str, now: i64)
                     join_or_dash(&w.engineers),
                     w.open_now_secs
                         .map_or_else(|| "no".to_owned(), |s| format!("{} left", assist_relay::fmt_secs(s))),
-                    format_time(w.created_at),
+                    fmt_time(w.created_at),
                 ]
             })?;
         }

@@ -26,6 +26,7 @@ use super::batch::{Batch, NewEvent};
 use super::budget::{self, Budget};
 use super::format::{self, ChunkKind, Direction, EventKind};
 use super::store::RecordingSink;
+use crate::now_ms;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -128,10 +129,6 @@ impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder").finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    crate::now_ms()
 }
 
 impl Recorder {

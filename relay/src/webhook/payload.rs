@@ -13,6 +13,7 @@
 
 use super::rows::PayloadFormat;
 use crate::audit::AuditRecord;
+use crate::fmt_time_ms;
 use assist_proto::msg::SessionInfo;
 use serde_json::{Value, json};
 
@@ -22,23 +23,6 @@ pub const SCHEMA: u32 = 1;
 
 /// Session events whose session is over, and whose stored end reason is therefore final.
 const ENDING_EVENTS: &[&str] = &["session.denied", "session.expired", "session.ended"];
-
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-20T09:15:02.123Z`.
-pub fn rfc3339_ms(ms: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            ms.rem_euclid(1000)
-        ),
-        Err(_) => ms.to_string(),
-    }
-}
 
 /// The body for `event` (with its session, if it has one and it is stored).
 pub fn body(format: PayloadFormat, event: &AuditRecord, session: Option<&SessionInfo>) -> String {
@@ -82,7 +66,7 @@ fn json_body(event: &AuditRecord, session: Option<&SessionInfo>) -> Value {
             "engineer_org": s.engineer_org,
             "agent": s.agent,
             "agent_org": s.agent_org,
-            "requested_at": rfc3339_ms(s.requested_at),
+            "requested_at": fmt_time_ms(s.requested_at),
             "requested_capabilities": s.capabilities,
         }),
         (None, Some(id)) => json!({ "id": id }),
@@ -92,7 +76,7 @@ fn json_body(event: &AuditRecord, session: Option<&SessionInfo>) -> Value {
         "schema": SCHEMA,
         "event": event.action,
         "seq": event.seq,
-        "time": rfc3339_ms(event.at),
+        "time": fmt_time_ms(event.at),
         "at_ms": event.at,
         "actor": event.actor,
         "org": event.org,
@@ -153,7 +137,7 @@ fn chat_text(event: &AuditRecord, session: Option<&SessionInfo>) -> String {
             let until = detail
                 .get("consent_deadline")
                 .and_then(Value::as_i64)
-                .map_or_else(String::new, |d| format!(". Waiting for consent until {}", rfc3339_ms(d)));
+                .map_or_else(String::new, |d| format!(". Waiting for consent until {}", fmt_time_ms(d)));
             format!("session {id} requested{about}{why}{until}")
         }
         "session.approved" => format!("session {id} approved by {}{about}", who()),
@@ -294,11 +278,5 @@ mod tests {
             assert!(!text.contains(['<', '>', '[', ']', '\n', '\u{202e}']), "{text}");
             assert!(!text.contains("@here") && !text.contains("https://"), "{text}");
         }
-    }
-
-    #[test]
-    fn times_are_rfc3339_with_milliseconds() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(1_700_000_001_005), "2023-11-14T22:13:21.005Z");
     }
 }

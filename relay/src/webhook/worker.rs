@@ -273,7 +273,7 @@ async fn deliver(store: &dyn Store, sender: &Sender, retry: &RetryPolicy, d: Due
         detail["error"] = json!(error);
         detail["gave_up"] = json!(state == DeliveryState::Failed);
         if state == DeliveryState::Pending {
-            detail["retry_at"] = json!(payload::rfc3339_ms(next_attempt_at));
+            detail["retry_at"] = json!(crate::fmt_time_ms(next_attempt_at));
         }
     }
     let action = if delivered { Action::WebhookDelivered } else { Action::WebhookFailed };
