@@ -7,6 +7,9 @@
 //! - [`Fingerprint`]: SHA-256 of a certificate's DER, shown as `SHA256:<hex>` and used to
 //!   pin the relay CA on first contact, the way ssh pins host keys.
 //!
+//! - [`random_bytes`]: bytes from the system's random source, the one helper every assist
+//!   crate above this one uses for ids, tokens, keys and jitter.
+//!
 //! This crate does not read or write files and does not build TLS configurations: it only
 //! produces and parses PEM text.
 
@@ -116,9 +119,16 @@ pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| CertError::Pem(e.to_string()))
 }
 
-fn random_serial() -> SerialNumber {
-    let mut bytes = [0u8; 16];
+/// `N` bytes from the system's random source (aws-lc-rs). Panics only if the operating
+/// system has no random source at all: nothing assist does is safe without one.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     aws_lc_rs::rand::fill(&mut bytes).expect("system random source");
+    bytes
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = random_bytes::<16>();
     bytes[0] &= 0x7f; // keep it positive
     SerialNumber::from_slice(&bytes)
 }

@@ -157,9 +157,7 @@ fn client_quic(
 /// A client endpoint for talking to the relay at `relay`.
 pub fn client_endpoint(relay: SocketAddr) -> Result<Endpoint, ConnectError> {
     let socket = std::net::UdpSocket::bind(unspecified_for(relay)).map_err(ConnectError::Bind)?;
-    let mut key = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut key)
-        .map_err(|_| ConnectError::Other { addr: relay, message: "no randomness".into() })?;
+    let key = assist_certs::random_bytes::<32>();
     let reset_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
     Endpoint::new(endpoint_config(Arc::new(reset_key)), None, socket, Arc::new(quinn::TokioRuntime))
         .map_err(ConnectError::Bind)

@@ -53,9 +53,7 @@ fn invalid(message: impl Into<String>) -> AdminError {
 }
 
 fn new_id() -> String {
-    let mut b = [0u8; 4];
-    aws_lc_rs::rand::fill(&mut b).expect("system random source");
-    format!("w-{}", hex::encode(b))
+    format!("w-{}", hex::encode(assist_certs::random_bytes::<4>()))
 }
 
 pub async fn window_add(store: &dyn Store, w: NewWindow, actor: &str, now: i64) -> Result<WindowView> {

@@ -10,6 +10,7 @@
 //! It does not decide what a role may do, and it does not read the clock: `now` comes in
 //! (except for `exp`, which the JWT library checks against the system clock).
 
+use assist_certs::random_bytes;
 use assist_proto::TOKEN_AUDIENCE;
 use assist_proto::caps::Role;
 use assist_proto::ids::{OrgName, UserName};
@@ -182,13 +183,6 @@ impl TokenKeys {
             }),
         }
     }
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // Only fails if the system's random source does; nothing sensible can go on then.
-    aws_lc_rs::rand::fill(&mut bytes).expect("system random source");
-    bytes
 }
 
 /// A new join token: `ajt_` and 32 random bytes in hex. Shown once, stored as its hash.

@@ -59,9 +59,7 @@ impl Default for RunConfig {
 }
 
 fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    let f = 0.5 + (u16::from_le_bytes(b) as f64 / u16::MAX as f64);
+    let f = 0.5 + (u16::from_le_bytes(assist_certs::random_bytes()) as f64 / u16::MAX as f64);
     d.mul_f64(f)
 }
 

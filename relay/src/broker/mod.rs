@@ -240,9 +240,7 @@ fn now_ms() -> i64 {
 }
 
 fn new_session_id() -> SessionId {
-    let mut b = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut b).expect("system random source");
-    SessionId::new(format!("s-{}", hex::encode(b)))
+    SessionId::new(format!("s-{}", hex::encode(assist_certs::random_bytes::<6>())))
 }
 
 fn check_text(what: &'static str, value: &str, max: usize) -> Result<(), Refusal> {

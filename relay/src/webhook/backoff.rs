@@ -69,11 +69,7 @@ impl RetryPolicy {
 
 /// A random number in `[0, 1)` from the system's generator, for [`RetryPolicy::next`].
 pub fn random_unit() -> f64 {
-    let mut bytes = [0u8; 4];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    f64::from(u32::from_be_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+    f64::from(u32::from_be_bytes(assist_certs::random_bytes())) / (f64::from(u32::MAX) + 1.0)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! It does not send anything or keep secrets; `docs/webhooks.md` shows receivers how to
 //! check a request in other languages.
 
-use aws_lc_rs::{hmac, rand};
+use aws_lc_rs::hmac;
 
 /// What the signature header's value starts with.
 pub const SIGNATURE_PREFIX: &str = "sha256=";
@@ -77,10 +77,7 @@ pub fn generate_secret() -> String {
 
 /// `N` random bytes as hex, from the system's generator.
 pub(crate) fn random_hex<const N: usize>() -> String {
-    let mut bytes = [0u8; N];
-    // Fails only if the operating system has no random source at all.
-    rand::fill(&mut bytes).expect("system random source");
-    hex::encode(bytes)
+    hex::encode(assist_certs::random_bytes::<N>())
 }
 
 #[cfg(test)]
