@@ -1,9 +1,10 @@
 //! Splicing one QUIC stream into another.
 //!
 //! Chunks move by ownership (`read_chunks` hands over `Bytes`, `write_all_chunks` takes them), so
-//! nothing is copied through an intermediate buffer, and `write_chunk` waits for the
+//! nothing is copied through an intermediate buffer, and `write_all_chunks` waits for the
 //! receiver's flow-control credit: a slow reader slows the writer, and the relay holds at
-//! most one chunk per direction. When the session ends, both sides are reset at once.
+//! most one read per direction (up to [`BATCH`] chunks, as they arrived, each about a
+//! packet) before it reads again. When the session ends, both sides are reset at once.
 //!
 //! With a [`Tee`], each batch of chunks goes to the session's recorder before it is
 //! forwarded (cheap clones of the same buffers, one hand-off per batch). The hand-off
