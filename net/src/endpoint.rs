@@ -1,6 +1,6 @@
 //! quinn endpoints for the relay and its clients.
 
-use crate::tls::{self, PinnedCaVerifier, ProbeVerifier};
+use crate::tls::{self, RelayVerifier, Trust};
 use assist_certs::Fingerprint;
 use assist_proto::RELAY_SERVER_NAME;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -170,7 +170,7 @@ pub async fn connect(
     pinned: Fingerprint,
     identity: Option<ClientIdentity>,
 ) -> Result<Connection, ConnectError> {
-    let verifier = Arc::new(PinnedCaVerifier::new(pinned));
+    let verifier = Arc::new(RelayVerifier::new(Trust::Pinned(pinned)));
     let presented = verifier.presented();
     let cfg = client_quic(verifier, identity)?;
     let connecting = endpoint
@@ -218,7 +218,7 @@ pub async fn close_and_flush(conn: &Connection, code: VarInt, reason: &[u8], lim
 /// First contact: returns the fingerprint of the CA the relay presents, without trusting
 /// it or sending anything.
 pub async fn probe_ca(endpoint: &Endpoint, relay: SocketAddr) -> Result<Fingerprint, ConnectError> {
-    let verifier = Arc::new(ProbeVerifier::default());
+    let verifier = Arc::new(RelayVerifier::new(Trust::Probe));
     let presented = verifier.presented();
     let cfg = client_quic(verifier, None)?;
     let connecting = endpoint

@@ -2,9 +2,9 @@
 //!
 //! Clients never use the system's root store: a relay is trusted only if the chain it
 //! presents contains a CA certificate whose SHA-256 fingerprint the user pinned, and the
-//! relay's certificate verifies against that CA. [`ProbeVerifier`] supports first contact:
-//! it records the CA the relay presents and then refuses the handshake, so the user can be
-//! asked before anything secret is sent.
+//! relay's certificate verifies against that CA ([`RelayVerifier`] with [`Trust::Pinned`]).
+//! [`Trust::Probe`] supports first contact: it records the CA the relay presents and then
+//! refuses the handshake, so the user can be asked before anything secret is sent.
 
 use assist_certs::Fingerprint;
 use assist_proto::ALPN;
@@ -70,20 +70,32 @@ pub struct Presented {
     pub ca: Option<Fingerprint>,
 }
 
-/// Trusts a relay whose chain contains the pinned CA, with the server certificate valid
-/// under it for the server name asked for.
+/// What a client trusts in a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// A relay whose chain contains the CA with this fingerprint, with the server
+    /// certificate valid under that CA for the server name asked for.
+    Pinned(Fingerprint),
+    /// Nothing: first contact. The CA the relay presents is recorded, then the handshake
+    /// is refused, so the user can be asked before anything secret is sent.
+    Probe,
+}
+
+/// The client's one server-certificate verifier. Whatever it trusts, it records the CA the
+/// relay presented (for error messages and first contact), refuses TLS 1.2, and checks
+/// TLS 1.3 signatures with the aws-lc-rs provider.
 #[derive(Debug)]
-pub struct PinnedCaVerifier {
-    pinned: Fingerprint,
-    algs: WebPkiSupportedAlgorithms,
+pub struct RelayVerifier {
+    trust: Trust,
     provider: Arc<CryptoProvider>,
+    algs: WebPkiSupportedAlgorithms,
     presented: Arc<Mutex<Presented>>,
 }
 
-impl PinnedCaVerifier {
-    pub fn new(pinned: Fingerprint) -> Self {
+impl RelayVerifier {
+    pub fn new(trust: Trust) -> Self {
         let provider = provider();
-        Self { pinned, algs: provider.signature_verification_algorithms, provider, presented: Arc::default() }
+        Self { trust, algs: provider.signature_verification_algorithms, provider, presented: Arc::default() }
     }
 
     /// What the relay presented in the last handshake.
@@ -92,13 +104,7 @@ impl PinnedCaVerifier {
     }
 }
 
-fn record(presented: &Mutex<Presented>, intermediates: &[CertificateDer<'_>]) {
-    if let Ok(mut p) = presented.lock() {
-        p.ca = intermediates.last().map(|c| Fingerprint::of_der(c));
-    }
-}
-
-impl ServerCertVerifier for PinnedCaVerifier {
+impl ServerCertVerifier for RelayVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -107,10 +113,18 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        record(&self.presented, intermediates);
+        if let Ok(mut p) = self.presented.lock() {
+            p.ca = intermediates.last().map(|c| Fingerprint::of_der(c));
+        }
+        let pinned = match self.trust {
+            Trust::Pinned(pinned) => pinned,
+            Trust::Probe => {
+                return Err(rustls::Error::General("probe only: the relay's CA is not trusted yet".into()));
+            }
+        };
         let ca = intermediates
             .iter()
-            .find(|c| Fingerprint::of_der(c) == self.pinned)
+            .find(|c| Fingerprint::of_der(c) == pinned)
             .ok_or_else(|| rustls::Error::General("relay CA does not match the pinned fingerprint".into()))?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
@@ -118,61 +132,6 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used by assist".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// First contact: records the relay's CA fingerprint and refuses the handshake.
-#[derive(Debug)]
-pub struct ProbeVerifier {
-    algs: WebPkiSupportedAlgorithms,
-    presented: Arc<Mutex<Presented>>,
-}
-
-impl Default for ProbeVerifier {
-    fn default() -> Self {
-        Self { algs: provider().signature_verification_algorithms, presented: Arc::default() }
-    }
-}
-
-impl ProbeVerifier {
-    pub fn presented(&self) -> Arc<Mutex<Presented>> {
-        self.presented.clone()
-    }
-}
-
-impl ServerCertVerifier for ProbeVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        record(&self.presented, intermediates);
-        Err(rustls::Error::General("probe only: the relay's CA is not trusted yet".into()))
     }
 
     fn verify_tls12_signature(

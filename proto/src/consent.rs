@@ -9,7 +9,7 @@
 //! This module does not decide what a consent mode accepts: the agent does
 //! (`client/src/agent/grants.rs`), as the relay does when it answers a request.
 
-use crate::ids::{AgentName, UserName, WindowId, validate_name};
+use crate::ids::{AgentName, BadName, UserName, WindowId, validate_name};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -51,15 +51,15 @@ impl FromStr for ConsentSource {
     type Err = BadConsentSource;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: String| BadConsentSource { value: s.to_owned(), why };
+        let bad = |e: BadName| BadConsentSource { value: s.to_owned(), why: e.to_string() };
         if let Some(agent) = s.strip_prefix(PROMPT) {
-            validate_name("agent", agent).map_err(|e| bad(e.to_string()))?;
+            validate_name("agent", agent).map_err(bad)?;
             Ok(ConsentSource::Prompt(AgentName::new(agent)))
         } else if let Some(id) = s.strip_prefix(WINDOW) {
-            validate_name("window", id).map_err(|e| bad(e.to_string()))?;
+            validate_name("window", id).map_err(bad)?;
             Ok(ConsentSource::Window(WindowId::new(id)))
         } else {
-            validate_name("user", s).map_err(|e| bad(e.to_string()))?;
+            validate_name("user", s).map_err(bad)?;
             Ok(ConsentSource::Approver(UserName::new(s)))
         }
     }

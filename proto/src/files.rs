@@ -221,18 +221,30 @@ impl Default for TransferLimits {
 
 impl TransferLimits {
     /// Refuses a transfer of `files` files and `bytes` bytes over the limits.
-    pub fn check(&self, files: u64, bytes: u64) -> Result<(), String> {
+    pub fn check(&self, files: u64, bytes: u64) -> Result<(), OverLimit> {
         if bytes > self.max_bytes {
-            return Err(format!(
-                "transfer of {} is over the limit of {}",
-                fmt_size(bytes),
-                fmt_size(self.max_bytes)
-            ));
+            return Err(OverLimit::Bytes { bytes, max: self.max_bytes });
         }
         if files > self.max_files {
-            return Err(format!("transfer of {files} files is over the limit of {} files", self.max_files));
+            return Err(OverLimit::Files { files, max: self.max_files });
         }
         Ok(())
+    }
+}
+
+/// A transfer over a [`TransferLimits`] limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    #[error("transfer of {} is over the limit of {}", fmt_size(*bytes), fmt_size(*max))]
+    Bytes { bytes: u64, max: u64 },
+    #[error("transfer of {files} files is over the limit of {max} files")]
+    Files { files: u64, max: u64 },
+}
+
+/// For callers that pass refusals on as text (the relay's file checks).
+impl From<OverLimit> for String {
+    fn from(e: OverLimit) -> String {
+        e.to_string()
     }
 }
 
@@ -327,8 +339,10 @@ mod tests {
         assert!(parse_size("2X").is_err() && parse_size("G").is_err());
         let l = TransferLimits { max_bytes: 100, max_files: 2 };
         assert!(l.check(2, 100).is_ok());
-        assert!(l.check(3, 1).unwrap_err().contains("3 files"));
-        assert!(l.check(1, 101).unwrap_err().contains("over the limit"));
+        assert_eq!(l.check(3, 1), Err(OverLimit::Files { files: 3, max: 2 }));
+        assert!(l.check(3, 1).unwrap_err().to_string().contains("3 files"));
+        assert!(matches!(l.check(1, 101), Err(OverLimit::Bytes { bytes: 101, .. })));
+        assert!(l.check(1, 101).unwrap_err().to_string().contains("over the limit"));
         assert_eq!(fmt_size(1536), "1.5 KiB");
     }
 }

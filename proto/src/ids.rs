@@ -55,18 +55,26 @@ id_type!(
     WindowId
 );
 
+/// A name that [`validate_name`] refused; `kind` says what it was to name (`agent`, `user`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid {kind} name {name:?}: use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+)]
+pub struct BadName {
+    pub kind: String,
+    pub name: String,
+}
+
 /// Checks a name given by a person (organisation, user, agent): 1 to 63 characters of
 /// ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+pub fn validate_name(kind: &str, name: &str) -> Result<(), BadName> {
     let ok_len = (1..=63).contains(&name.len());
     let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok_len && ok_first && ok_chars {
         Ok(())
     } else {
-        Err(format!(
-            "invalid {kind} name {name:?}: use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
-        ))
+        Err(BadName { kind: kind.to_owned(), name: name.to_owned() })
     }
 }
 

@@ -43,7 +43,9 @@ pub struct SessionInfo {
     pub reason: String,
     pub capabilities: Vec<Capability>,
     pub state: SessionState,
-    /// Who answered the request: an approver's name, or `prompt@AGENT` for the local prompt.
+    /// Who answered the request, as shown to people: an approver's name, `prompt@AGENT`
+    /// for the agent's own prompt, or `window:ID` (the text of a
+    /// [`ConsentSource`]; stored and shown as text, so old rows read as they were written).
     pub approver: Option<String>,
     pub requested_at: i64,
     /// When an unanswered request is denied.

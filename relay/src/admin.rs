@@ -55,7 +55,7 @@ impl From<StoreError> for AdminError {
 type Result<T, E = AdminError> = std::result::Result<T, E>;
 
 fn valid_name(kind: &str, name: &str) -> Result<()> {
-    validate_name(kind, name).map_err(AdminError::Invalid)
+    validate_name(kind, name).map_err(|e| AdminError::Invalid(e.to_string()))
 }
 
 /// An organisation, as listed.

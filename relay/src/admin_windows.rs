@@ -57,9 +57,9 @@ fn new_id() -> String {
 }
 
 pub async fn window_add(store: &dyn Store, w: NewWindow, actor: &str, now: i64) -> Result<WindowView> {
-    validate_name("organisation", &w.org).map_err(invalid)?;
+    validate_name("organisation", &w.org).map_err(|e| invalid(e.to_string()))?;
     if let Some(a) = &w.agent {
-        validate_name("agent", a).map_err(invalid)?;
+        validate_name("agent", a).map_err(|e| invalid(e.to_string()))?;
         match store.agent(&AgentName::new(a.as_str())).await? {
             Some(row) if row.org.as_str() == w.org => {}
             _ => return Err(invalid(format!("organisation {} has no agent named {a}", w.org))),
@@ -81,7 +81,7 @@ pub async fn window_add(store: &dyn Store, w: NewWindow, actor: &str, now: i64) 
         return Err(invalid("name at least one engineer who may use the window (--engineer)"));
     }
     for e in &w.engineers {
-        validate_name("user", e).map_err(invalid)?;
+        validate_name("user", e).map_err(|e| invalid(e.to_string()))?;
     }
     let row = WindowRow {
         id: new_id(),

@@ -14,7 +14,7 @@ pub enum EnrollError {
     #[error(transparent)]
     Conn(#[from] ConnError),
     #[error("invalid agent name: {0}")]
-    Name(String),
+    Name(#[from] assist_proto::ids::BadName),
     #[error("cannot make a key: {0}")]
     Key(#[from] assist_certs::CertError),
     #[error("the relay refused the enrollment: {0}")]

@@ -141,8 +141,8 @@ async fn list(ctx: &Ctx, path: String, recursive: bool, mut send: SendStream) {
     };
     let files = entries.iter().filter(|e| e.kind == EntryKind::File);
     let (count, bytes) = files.fold((0u64, 0u64), |(n, b), e| (n + 1, b + e.size));
-    if recursive && let Err(reason) = ctx.state.limits.check(count, bytes) {
-        return refuse(&mut send, reason).await;
+    if recursive && let Err(over) = ctx.state.limits.check(count, bytes) {
+        return refuse(&mut send, over.to_string()).await;
     }
     let mode = entries.first().map_or(0, |e| e.mode);
     if !accept(&mut send, FileReady { size: bytes, offset: 0, mode, files: count }).await {
@@ -217,8 +217,8 @@ async fn read(ctx: &Ctx, path: String, offset: u64, mut send: SendStream, mut re
     if offset > size {
         return refuse(&mut send, format!("{path} has {size} bytes; cannot resume at {offset}")).await;
     }
-    if let Err(reason) = ctx.state.limits.check(1, size - offset) {
-        return refuse(&mut send, reason).await;
+    if let Err(over) = ctx.state.limits.check(1, size - offset) {
+        return refuse(&mut send, over.to_string()).await;
     }
     let ready = FileReady { size, offset, mode: meta.mode() & 0o777, files: 1 };
     if !accept(&mut send, ready).await {
@@ -302,10 +302,10 @@ fn open_partial(t: &WriteTarget, resume: bool, size: u64) -> io::Result<(File, u
 
 async fn write(ctx: &Ctx, w: WriteReq, mut send: SendStream, mut recv: RecvStream) {
     let limits = ctx.state.limits;
-    if let Err(reason) =
+    if let Err(over) =
         limits.check(1, w.size).and_then(|()| limits.check(w.batch.files, w.batch.bytes.max(w.size)))
     {
-        return refuse(&mut send, reason).await;
+        return refuse(&mut send, over.to_string()).await;
     }
     let roots = Roots::of(&ctx.grant, true);
     let (path, name, parents, force, resume, size) =

@@ -333,7 +333,9 @@ mod tests {
     async fn each_consent_mode_accepts_widening_only_from_its_own_sources() {
         use ConsentMode::{Approver, Prompt, Window};
         use GrantRefused as R;
-        let cases: [(ConsentMode, &str, bool, Option<fn(&GrantRefused) -> bool>); 12] = [
+        /// `None`: kept; else what the refusal must match.
+        type Expected = Option<fn(&GrantRefused) -> bool>;
+        let cases: [(ConsentMode, &str, bool, Expected); 12] = [
             (Prompt, "prompt@erp-db01", true, None),
             (Prompt, "prompt@erp-db01", false, Some(|e| matches!(e, R::PromptDidNotSayYes))),
             (Prompt, "prompt@erp-db02", true, Some(|e| matches!(e, R::NotThePrompt(_)))),

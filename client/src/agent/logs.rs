@@ -144,8 +144,8 @@ pub(crate) async fn serve(
         Err(reason) => return refuse(&mut send, reason).await,
     };
     let total: u64 = files.iter().map(|(_, s)| s).sum();
-    if let Err(reason) = state.limits.check(files.len() as u64, total) {
-        return refuse(&mut send, reason).await;
+    if let Err(over) = state.limits.check(files.len() as u64, total) {
+        return refuse(&mut send, over.to_string()).await;
     }
     let ready = FileReady { size: total, offset: 0, mode: 0, files: files.len() as u64 };
     if write_msg(&mut send, &ChannelReply::Accepted).await.is_err()

@@ -23,7 +23,7 @@ use super::peer::{AgentPeer, Peer};
 use super::policy::Principal;
 use super::{LiveSession, Opener, Refusal, Relay};
 use crate::recording::Recorder;
-use assist_proto::files::FileReady;
+use assist_proto::files::{FileReady, OverLimit};
 use assist_proto::grant::SignedGrant;
 use assist_proto::ids::{AgentName, SessionId};
 use assist_proto::msg::{ChannelKind, ChannelOpen};
@@ -55,9 +55,12 @@ pub(crate) enum ChannelRefused {
     /// Standard error streams come from the agent only.
     #[error("a stderr channel is opened by the agent, not the engineer")]
     AgentOnly,
-    /// The channel's request is malformed, or declares more than the relay's limits.
+    /// The channel's request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The channel declares, or the agent describes, more than the relay's limits.
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
     /// The session is not live, not the caller's, not approved, or its grant does not
     /// cover the channel now.
     #[error("{}", .0.message)]
@@ -129,11 +132,8 @@ impl Relay {
         if matches!(open.channel, ChannelKind::Stderr | ChannelKind::StderrOf { .. }) {
             return Err(ChannelRefused::AgentOnly);
         }
-        open.channel
-            .validate()
-            .map_err(|e| e.to_string())
-            .and_then(|()| self.check_declared(&open.channel))
-            .map_err(ChannelRefused::BadRequest)?;
+        open.channel.validate().map_err(|e| ChannelRefused::BadRequest(e.to_string()))?;
+        self.check_declared(&open.channel)?;
         let cap = open.channel.required_capability();
         let (session, agent, grant, channel, handle) =
             self.grant_for_channel(who, &open.session, &cap).await.map_err(ChannelRefused::Session)?;
@@ -193,7 +193,7 @@ impl Admission {
         ready: Option<&FileReady>,
     ) -> Result<(), ChannelRefused> {
         let checked = match ready {
-            Some(ready) => relay.check_ready(&self.kind, ready).map_err(ChannelRefused::BadRequest),
+            Some(ready) => relay.check_ready(&self.kind, ready).map_err(ChannelRefused::OverLimit),
             None => Err(ChannelRefused::NotDescribed),
         };
         if let Err(refused) = &checked {

@@ -48,7 +48,7 @@ impl Relay {
         source: &str,
     ) -> Result<RelayToAgent, Refusal> {
         assist_proto::ids::validate_name("agent", name.as_str())
-            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m.to_string()))?;
         // Sign first: a bad CSR must not use up the token.
         let issued = self
             .ca

@@ -15,7 +15,7 @@
 
 use super::{LiveSession, Relay, now_ms};
 use crate::audit::{Action, AuditEvent, agent_actor, clip};
-use assist_proto::files::{FileReady, FileReport, FileRequest};
+use assist_proto::files::{FileReady, FileReport, FileRequest, OverLimit};
 use assist_proto::ids::AgentName;
 use assist_proto::msg::ChannelKind;
 use serde_json::json;
@@ -25,7 +25,7 @@ use tracing::warn;
 impl Relay {
     /// Checks what the engineer declares before the agent is asked: a write's size and
     /// its batch. Reads and listings are checked on the agent's [`FileReady`].
-    pub(crate) fn check_declared(&self, kind: &ChannelKind) -> Result<(), String> {
+    pub(crate) fn check_declared(&self, kind: &ChannelKind) -> Result<(), OverLimit> {
         if let ChannelKind::Files { request: FileRequest::Write { size, batch, .. } } = kind {
             let limits = self.cfg.transfer_limits;
             limits.check(1, *size)?;
@@ -35,7 +35,7 @@ impl Relay {
     }
 
     /// Checks the agent's [`FileReady`] for a file or log channel against the limits.
-    pub(crate) fn check_ready(&self, kind: &ChannelKind, ready: &FileReady) -> Result<(), String> {
+    pub(crate) fn check_ready(&self, kind: &ChannelKind, ready: &FileReady) -> Result<(), OverLimit> {
         let limits = self.cfg.transfer_limits;
         match kind {
             ChannelKind::Files { request: FileRequest::Read { .. } } => limits.check(1, ready.data_len()),

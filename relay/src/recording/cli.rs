@@ -29,7 +29,7 @@ pub enum RecordingCmdError {
     #[error("keys file: {0}")]
     Keys(String),
     #[error("cannot read the recording: {0}")]
-    Unreadable(String),
+    Unreadable(#[from] export::Unreadable),
     #[error("unknown direction {0:?}: expected in or out")]
     Direction(String),
     #[error("recordings location: {0}")]
@@ -94,7 +94,7 @@ pub fn parse_direction(s: &str) -> Result<Direction, RecordingCmdError> {
 /// asciicast v2 text of a session's terminal output.
 pub async fn asciicast(store: &dyn RecordingStore, session: &SessionId) -> Result<String, RecordingCmdError> {
     let bytes = read(store, session).await?;
-    let (header, events) = export::read_events(&bytes).map_err(RecordingCmdError::Unreadable)?;
+    let (header, events) = export::read_events(&bytes)?;
     Ok(export::asciicast(&header, &events))
 }
 
@@ -106,7 +106,7 @@ pub async fn raw(
     dir: Direction,
 ) -> Result<Vec<u8>, RecordingCmdError> {
     let bytes = read(store, session).await?;
-    let (_, events) = export::read_events(&bytes).map_err(RecordingCmdError::Unreadable)?;
+    let (_, events) = export::read_events(&bytes)?;
     Ok(export::raw(&events, channel, dir))
 }
 
@@ -118,7 +118,7 @@ pub async fn play(
     max_idle: std::time::Duration,
 ) -> Result<(), RecordingCmdError> {
     let bytes = read(store, session).await?;
-    let (_, events) = export::read_events(&bytes).map_err(RecordingCmdError::Unreadable)?;
+    let (_, events) = export::read_events(&bytes)?;
     export::play(&events, speed, max_idle, &mut std::io::stdout()).await?;
     Ok(())
 }

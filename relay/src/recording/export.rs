@@ -8,11 +8,23 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
+/// Why a recording cannot be read for an export.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    #[error("empty recording")]
+    Empty,
+    #[error("bad header: {0}")]
+    BadHeader(String),
+    #[error(transparent)]
+    Events(#[from] format::BadEvents),
+}
+
 /// The header and every event of the chunks that verify.
-pub fn read_events(bytes: &[u8]) -> Result<(Header, Vec<Event>), String> {
+pub fn read_events(bytes: &[u8]) -> Result<(Header, Vec<Event>), Unreadable> {
     let (chunks, _) = format::read_chunks(bytes);
-    let first = chunks.first().ok_or("empty recording")?;
-    let header: Header = serde_json::from_slice(&first.payload).map_err(|e| format!("bad header: {e}"))?;
+    let first = chunks.first().ok_or(Unreadable::Empty)?;
+    let header: Header =
+        serde_json::from_slice(&first.payload).map_err(|e| Unreadable::BadHeader(e.to_string()))?;
     let mut events = Vec::new();
     for c in chunks.iter().filter(|c| c.kind == ChunkKind::Events) {
         events.extend(format::decode_events(&c.payload)?);

@@ -172,22 +172,35 @@ pub fn event_head(
     head
 }
 
+/// Why an events payload does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadEvents {
+    #[error("event header cut short")]
+    HeaderCutShort,
+    #[error("unknown event kind {0}")]
+    UnknownKind(u8),
+    #[error("unknown direction {0}")]
+    UnknownDirection(u8),
+    #[error("event data cut short")]
+    DataCutShort,
+}
+
 /// Decodes an events payload.
-pub fn decode_events(mut p: &[u8]) -> Result<Vec<Event>, String> {
+pub fn decode_events(mut p: &[u8]) -> Result<Vec<Event>, BadEvents> {
     let mut events = Vec::new();
     while !p.is_empty() {
         if p.len() < EVENT_HEAD {
-            return Err("event header cut short".into());
+            return Err(BadEvents::HeaderCutShort);
         }
-        let kind = EventKind::from_u8(p[0]).ok_or_else(|| format!("unknown event kind {}", p[0]))?;
+        let kind = EventKind::from_u8(p[0]).ok_or(BadEvents::UnknownKind(p[0]))?;
         let offset_us = u64::from_be_bytes(p[1..9].try_into().expect("8"));
         let wall_ms = i64::from_be_bytes(p[9..17].try_into().expect("8"));
         let channel = u32::from_be_bytes(p[17..21].try_into().expect("4"));
-        let direction = Direction::from_u8(p[21]).ok_or_else(|| format!("unknown direction {}", p[21]))?;
+        let direction = Direction::from_u8(p[21]).ok_or(BadEvents::UnknownDirection(p[21]))?;
         let len = u32::from_be_bytes(p[22..26].try_into().expect("4")) as usize;
         let rest = &p[EVENT_HEAD..];
         if rest.len() < len {
-            return Err("event data cut short".into());
+            return Err(BadEvents::DataCutShort);
         }
         events.push(Event { kind, offset_us, wall_ms, channel, direction, data: rest[..len].to_vec() });
         p = &rest[len..];

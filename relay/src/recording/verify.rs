@@ -208,7 +208,7 @@ impl<'k> Judge<'k> {
         match chunk.kind {
             ChunkKind::Header => self.fail(i, chunk.offset, "a second header".into()),
             ChunkKind::Events => match format::decode_events(&chunk.payload) {
-                Err(e) => self.fail(i, chunk.offset, e),
+                Err(e) => self.fail(i, chunk.offset, e.to_string()),
                 Ok(events) => {
                     for e in events {
                         self.event(e);

@@ -75,8 +75,8 @@ fn check_secret(secret: &str) -> Result<(), AdminError> {
 /// Adds a webhook for an organisation. Audited as `webhook.added` (origin, events and
 /// format; never the secret or the URL's path).
 pub async fn add(store: &dyn Store, new: NewWebhook<'_>, actor: &str, now: i64) -> Result<Added, AdminError> {
-    validate_name("organisation", new.org).map_err(AdminError::Invalid)?;
-    http::validate_url(new.url).map_err(AdminError::Invalid)?;
+    validate_name("organisation", new.org).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    http::validate_url(new.url).map_err(|e| AdminError::Invalid(e.to_string()))?;
     let events = new.events.map(parse_events).transpose().map_err(AdminError::Invalid)?;
     let secret = match new.secret {
         Some(s) => {

@@ -25,30 +25,46 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Checks a webhook URL as an administrator typed it: `http` or `https`, a host, no
 /// user name or password (they would be shown in listings), no fragment.
-pub fn validate_url(url: &str) -> Result<Uri, String> {
+pub fn validate_url(url: &str) -> Result<Uri, BadUrl> {
+    let owned = || url.to_owned();
     if url.contains('#') {
-        return Err(format!("webhook URL {url:?} has a fragment (#...), which is never sent"));
+        return Err(BadUrl::Fragment(owned()));
     }
     let scheme_ok = |u: &Uri| matches!(u.scheme_str(), Some("http" | "https"));
     if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(format!("webhook URL {url:?} must start with http:// or https://"));
+        return Err(BadUrl::Scheme(owned()));
     }
-    let uri: Uri = url.parse().map_err(|e| format!("webhook URL {url:?} is not a URL: {e}"))?;
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| BadUrl::NotAUrl(owned(), e.to_string()))?;
     if !scheme_ok(&uri) {
-        return Err(format!("webhook URL {url:?} must start with http:// or https://"));
+        return Err(BadUrl::Scheme(owned()));
     }
     let Some(authority) = uri.authority() else {
-        return Err(format!("webhook URL {url:?} names no host"));
+        return Err(BadUrl::NoHost(owned()));
     };
     if authority.as_str().contains('@') {
-        return Err(format!(
-            "webhook URL {url:?} carries a user name or password; put credentials in the path or use the signature"
-        ));
+        return Err(BadUrl::Credentials(owned()));
     }
     if authority.host().is_empty() {
-        return Err(format!("webhook URL {url:?} names no host"));
+        return Err(BadUrl::NoHost(owned()));
     }
     Ok(uri)
+}
+
+/// A webhook URL [`validate_url`] refused; each names the URL as typed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadUrl {
+    #[error("webhook URL {0:?} has a fragment (#...), which is never sent")]
+    Fragment(String),
+    #[error("webhook URL {0:?} must start with http:// or https://")]
+    Scheme(String),
+    #[error("webhook URL {0:?} is not a URL: {1}")]
+    NotAUrl(String, String),
+    #[error("webhook URL {0:?} names no host")]
+    NoHost(String),
+    #[error(
+        "webhook URL {0:?} carries a user name or password; put credentials in the path or use the signature"
+    )]
+    Credentials(String),
 }
 
 /// `scheme://host[:port]` of a URL: what logs and audit events show, because the path
@@ -139,7 +155,7 @@ impl Sender {
     pub async fn post(&self, url: &str, headers: &[(&str, String)], body: String) -> Outcome {
         let uri = match validate_url(url) {
             Ok(u) => u,
-            Err(e) => return Outcome::Error(e),
+            Err(e) => return Outcome::Error(e.to_string()),
         };
         let mut request = http::Request::post(uri.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -201,7 +217,7 @@ mod tests {
             ("not a url", "http:// or https://"),
             ("http://exa mple.com/", "not a URL"),
         ] {
-            let e = validate_url(bad).unwrap_err();
+            let e = validate_url(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
     }
