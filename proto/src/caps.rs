@@ -113,11 +113,9 @@ impl Capability {
             Capability::Shell
             | Capability::Exec { .. }
             | Capability::FilesRead { .. }
-            | Capability::FilesWrite { .. } => true,
-            Capability::DesktopView
-            | Capability::DesktopControl
-            | Capability::Forward { .. }
-            | Capability::Clipboard => false,
+            | Capability::FilesWrite { .. }
+            | Capability::Forward { .. } => true,
+            Capability::DesktopView | Capability::DesktopControl | Capability::Clipboard => false,
         }
     }
 
@@ -162,7 +160,7 @@ impl Capability {
     }
 
     /// Checks what a parser cannot: roots are absolute and normalised, script names are
-    /// plain names, forward targets have a port. Returns a message for people.
+    /// plain names, forward targets are `HOST:PORT` (`crate::forward`). Returns a message for people.
     pub fn validate(&self) -> Result<(), String> {
         const MAX_ITEMS: usize = 32;
         const MAX_LEN: usize = 1024;
@@ -199,16 +197,7 @@ impl Capability {
                 }
             }
             Capability::Forward { target } => {
-                if target.chars().any(crate::text::is_unsafe) {
-                    return Err(format!(
-                        "forward target {target:?} holds a control or invisible formatting character"
-                    ));
-                }
-                let port = target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
-                match port {
-                    Some((h, Ok(p))) if !h.is_empty() && p != 0 && target.len() <= 300 => {}
-                    _ => return Err(format!("forward target {target:?} must be HOST:PORT")),
-                }
+                crate::forward::Target::parse(target)?;
             }
             _ => {}
         }
@@ -465,10 +454,21 @@ mod tests {
             "exec:a;rm",
             "forward:db:http",
             "forward::22",
+            "forward:db:0",
+            "forward:169.254.169.254:99999",
+            "forward:a_b:22",
         ] {
             assert!(cap(bad).validate().is_err(), "{bad}");
         }
-        for good in ["files.read:/var/log/", "files.read:/", "exec:db-health", "forward:db:5432", "shell"] {
+        for good in [
+            "files.read:/var/log/",
+            "files.read:/",
+            "exec:db-health",
+            "forward:db:5432",
+            "forward:[fd00::5]:22",
+            "forward:169.254.169.254:80",
+            "shell",
+        ] {
             assert!(cap(good).validate().is_ok(), "{good}");
         }
         assert!(cap("files.read:/var/log").selected_by("files.read"));
@@ -479,13 +479,14 @@ mod tests {
     #[test]
     fn only_capabilities_with_a_channel_are_served() {
         let cap = |s: &str| s.parse::<Capability>().unwrap();
-        for served in ["shell", "exec:db-health", "files.read:/var/log", "files.write:/tmp"] {
+        for served in
+            ["shell", "exec:db-health", "files.read:/var/log", "files.write:/tmp", "forward:127.0.0.1:5432"]
+        {
             assert_eq!(cap(served).check_served("relay"), Ok(()), "{served}");
         }
         for (unserved, kind) in [
             ("desktop.view", "desktop.view"),
             ("desktop.control", "desktop.control"),
-            ("forward:127.0.0.1:5432", "forward"),
             ("clipboard", "clipboard"),
         ] {
             let err = cap(unserved).check_served("relay").unwrap_err();
