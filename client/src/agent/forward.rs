@@ -1,0 +1,154 @@
+//! Serving a forward channel: one TCP connection from this machine to `HOST:PORT`, its
+//! bytes carried on the channel's stream both ways.
+//!
+//! - [`super::channel`] has checked the grant (signature, this agent and session, in
+//!   force, the agent's own record) and that it covers `forward:HOST:PORT` exactly.
+//! - The agent resolves HOST itself and reaches only addresses the grant allows: a
+//!   link-local or metadata address (169.254.0.0/16, fe80::/10), or one that is no single
+//!   host's, only when the grant names that literal IP; a name that resolves to one of
+//!   those is refused saying where it resolved.
+//! - `Accepted` is answered only once the TCP connection is up; otherwise `Refused` with
+//!   the reason ("connection refused by HOST:PORT", ...).
+//! - Half-closes pass through (the end of one direction finishes the other side's
+//!   writing); a revision or expiry that no longer covers the target, or the session's
+//!   end, resets the stream and drops the connection at once.
+//!
+//! It does not look at the bytes: they may be a protocol's ciphertext.
+
+use super::process::Control;
+use super::shared::{AgentState, Digest, countersign, refuse};
+use assist_net::{codes, write_msg};
+use assist_proto::caps::Capability;
+use assist_proto::forward::{Host, Target, special};
+use assist_proto::ids::SessionId;
+use assist_proto::msg::ChannelReply;
+use quinn::{RecvStream, SendStream};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The addresses the target may be reached at, or why none.
+async fn addresses(target: &Target) -> Result<Vec<SocketAddr>, String> {
+    let resolved: Vec<SocketAddr> = match &target.host {
+        Host::Ip(ip) => vec![SocketAddr::new(*ip, target.port)],
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), target.port))
+            .await
+            .map_err(|e| format!("cannot resolve {name}: {e}"))?
+            .collect(),
+    };
+    let mut allowed = Vec::new();
+    let mut refused = Vec::new();
+    for addr in resolved {
+        match special(addr.ip()) {
+            Some(what) if !target.names_ip(addr.ip()) => refused.push(format!("{} ({what})", addr.ip())),
+            _ => allowed.push(addr),
+        }
+    }
+    if allowed.is_empty() {
+        return Err(match (&target.host, refused.is_empty()) {
+            (Host::Name(name), false) => format!(
+                "{name} resolves to {}, which the grant does not name; only a grant for that literal address reaches it",
+                refused.join(", ")
+            ),
+            (_, false) => format!("{} is not reachable through a forward", refused.join(", ")),
+            (_, true) => format!("{} resolves to no address", target.host),
+        });
+    }
+    Ok(allowed)
+}
+
+/// Connects to the first address that answers.
+async fn connect(target: &Target, addrs: &[SocketAddr]) -> Result<TcpStream, String> {
+    let mut last = format!("cannot connect to {target}");
+    for addr in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = format!("connection refused by {target}");
+            }
+            Ok(Err(e)) => last = format!("cannot connect to {target} ({addr}): {e}"),
+            Err(_) => last = format!("cannot connect to {target} ({addr}): no answer in 10 s"),
+        }
+    }
+    Err(last)
+}
+
+/// Copies `from` into `to`, hashing what passes; finishes `to` at `from`'s end. Returns
+/// whether it ended cleanly.
+async fn pump(from: &mut (impl AsyncRead + Unpin), to: &mut (impl AsyncWrite + Unpin), digest: &mut Digest) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) => return to.shutdown().await.is_ok(),
+            Ok(n) => {
+                digest.update(&buf[..n]);
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+pub(crate) async fn serve(
+    state: Arc<AgentState>,
+    session: SessionId,
+    target: String,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let parsed = match Target::parse(&target) {
+        Ok(t) => t,
+        Err(reason) => return refuse(&mut send, reason).await,
+    };
+    let tcp = match addresses(&parsed).await {
+        Ok(addrs) => connect(&parsed, &addrs).await,
+        Err(reason) => Err(reason),
+    };
+    let tcp = match tcp {
+        Ok(tcp) => tcp,
+        Err(reason) => return refuse(&mut send, reason).await,
+    };
+    let peer = tcp.peer_addr().ok();
+    let stream = u64::from(send.id());
+    // Stopped like any channel when a revision or expiry no longer covers the target.
+    let (control, mut kill) = Control::for_task();
+    if !state.grants.add_running(&session, stream, Capability::Forward { target: target.clone() }, control) {
+        let _ = send.reset(codes::SESSION_ENDED);
+        return;
+    }
+    if write_msg(&mut send, &ChannelReply::Accepted).await.is_err() {
+        state.grants.remove_running(&session, stream);
+        return;
+    }
+    info!(%session, target = %assist_proto::text::line(&target), ?peer, "forward connected");
+    let (mut tcp_read, mut tcp_write) = tcp.into_split();
+    let mut up = Digest::new(stream, "in");
+    let mut down = Digest::new(stream, "out");
+    let both = async {
+        let to_target = pump(&mut recv, &mut tcp_write, &mut up);
+        let from_target = pump(&mut tcp_read, &mut send, &mut down);
+        tokio::join!(to_target, from_target)
+    };
+    let ended = tokio::select! {
+        (a, b) = both => a && b,
+        _ = kill.wait_for(|k| *k) => false,
+    };
+    if ended {
+        // Until the relay has all of it: the countersignature comes first, then the end.
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    } else {
+        let _ = send.reset(codes::SESSION_ENDED);
+        let _ = recv.stop(codes::SESSION_ENDED);
+        warn!(%session, "forward stopped");
+    }
+    state.grants.remove_running(&session, stream);
+    countersign(&state, &session, vec![up.finish(), down.finish()]).await;
+}
