@@ -1,0 +1,266 @@
+//! Port forwarding (issue 17), through the real binaries: `assist forward` to a real TCP
+//! echo server on loopback, reached from the agent's side; many concurrent connections,
+//! each its own channel; a target outside the grant refused; revocation closing an open
+//! connection; every connection audited and recorded.
+
+use assist_tests::files_support::{agent_with, events, hold_session, noise};
+use assist_tests::{Proc, TestRelay, WAIT, wait_until};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A TCP echo server on 127.0.0.1 (tasks of its own runtime), gone when dropped.
+struct Echo {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+}
+
+impl Echo {
+    fn start() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        rt.spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = tcp.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                    let _ = w.shutdown().await;
+                });
+            }
+        });
+        Ok(Self { rt, addr })
+    }
+
+    fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+}
+
+/// Waits for `assist forward`'s "forwarding 127.0.0.1:PORT -> ..." line; returns the port.
+fn local_port(proc: &mut Proc) -> anyhow::Result<u16> {
+    let line = proc.stderr.wait_for("forwarding 127.0.0.1:")?;
+    let port = line.trim_start_matches("forwarding 127.0.0.1:").split(' ').next().unwrap_or("");
+    Ok(port.parse()?)
+}
+
+fn forward_args<'a>(agent: &'a str, spec: &'a str) -> Vec<&'a str> {
+    vec!["forward", agent, "-L", spec, "--ticket", "INC-17", "--reason", "the ERP database"]
+}
+
+/// Sends `data` through the forward at `port`, closes its writing side, returns what came back.
+fn echo_once(port: u16, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    tcp.write_all(data)?;
+    tcp.shutdown(Shutdown::Write)?;
+    let mut back = Vec::new();
+    tcp.read_to_end(&mut back)?;
+    Ok(back)
+}
+
+fn signal(proc: &Proc, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill").args([name, &proc.child.id().to_string()]).status()?;
+    anyhow::ensure!(status.success(), "kill {name} failed");
+    Ok(())
+}
+
+fn session_row(cli: &assist_tests::Cli, id: &str) -> anyhow::Result<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&cli.ok(&["sessions", "--json"])?)?;
+    Ok(v.as_array().and_then(|a| a.iter().find(|s| s["id"] == id)).cloned().unwrap_or_default())
+}
+
+#[test]
+fn forward_carries_many_concurrent_connections_audited_and_recorded() -> anyhow::Result<()> {
+    let echo = Echo::start()?;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = agent_with(&relay, "erp-db01", "acme", &[])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+
+    let spec = format!("0:{}", echo.target());
+    let mut fwd = alice.spawn(&forward_args("erp-db01", &spec))?;
+    let id = bob.pending_request()?;
+    let asked = session_row(&bob, &id)?;
+    assert_eq!(asked["capabilities"][0]["kind"], "forward", "{asked}");
+    assert_eq!(asked["capabilities"][0]["target"], echo.target().as_str(), "{asked}");
+    bob.ok(&["approve", &id])?;
+    let port = local_port(&mut fwd)?;
+
+    // A slow connection: opened, half an exchange, then left waiting while the others run.
+    let mut slow = TcpStream::connect(("127.0.0.1", port))?;
+    slow.set_read_timeout(Some(WAIT))?;
+    slow.write_all(b"slow-")?;
+    let mut first = [0u8; 5];
+    slow.read_exact(&mut first)?;
+    assert_eq!(&first, b"slow-");
+
+    // Twenty connections at once, each with its own data.
+    let len = 256 * 1024;
+    let started = Instant::now();
+    let results = echo.rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..20u64 {
+            tasks.push(tokio::spawn(async move {
+                let data = noise(len, i + 1);
+                let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                let (mut r, mut w) = tcp.split();
+                let send = async {
+                    w.write_all(&data).await?;
+                    w.shutdown().await
+                };
+                let mut back = Vec::new();
+                let recv = r.read_to_end(&mut back);
+                let (sent, got) = tokio::join!(send, recv);
+                sent?;
+                got?;
+                anyhow::Ok(back == data)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.map_err(anyhow::Error::from).and_then(|r| r));
+        }
+        all
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        assert!(r?, "connection {i} got back other bytes");
+    }
+    eprintln!("20 connections x {len} bytes echoed in {:?}", started.elapsed());
+
+    // The slow one was not held up, and still works.
+    slow.write_all(b"done")?;
+    slow.shutdown(Shutdown::Write)?;
+    let mut rest = Vec::new();
+    slow.read_to_end(&mut rest)?;
+    assert_eq!(rest, b"done");
+
+    // Each connection opened and closed on the record, with its bytes.
+    wait_until("21 forward.closed events", || Ok(events(&relay, &id, "forward.closed")?.len() >= 21))?;
+    let opened = events(&relay, &id, "forward.opened")?;
+    assert_eq!(opened.len(), 21, "{opened:?}");
+    let closed = events(&relay, &id, "forward.closed")?;
+    let full: Vec<_> = closed.iter().filter(|e| e["detail"]["bytes_in"] == len as u64).collect();
+    assert_eq!(full.len(), 20, "{closed:?}");
+    for e in &full {
+        assert_eq!(e["detail"]["bytes_out"], len as u64, "{e}");
+        assert_eq!(e["detail"]["target"], echo.target().as_str(), "{e}");
+        assert!(e["detail"]["duration_ms"].is_u64() && e["detail"]["peer"].is_string(), "{e}");
+        assert_eq!(e["actor"], "alice");
+    }
+
+    // Ctrl-C ends it cleanly: the session it asked for ends saying so.
+    signal(&fwd, "-INT")?;
+    let status = fwd.wait()?;
+    assert_eq!(status.code(), Some(0), "{:?}", fwd.stderr.seen);
+    fwd.stderr.wait_for("forwarding finished")?;
+    wait_until("the session's end", || Ok(session_row(&bob, &id)?["end_reason"] == "forwarding finished"))?;
+
+    // The recording verifies and holds the forwarded bytes: the slow connection's input
+    // exactly, and one of the twenty's.
+    let verified = verify(&relay, &id)?;
+    assert!(verified.starts_with("valid"), "{verified}");
+    assert!(verified.contains("the agent countersigned 21 channel(s) and saw the same bytes"), "{verified}");
+    let slow_channel = opened[0]["detail"]["channel"].as_u64().unwrap_or_default();
+    assert_eq!(export(&relay, &id, slow_channel, "in")?, b"slow-done");
+    let some = full[0]["detail"]["channel"].as_u64().unwrap_or_default();
+    let out = export(&relay, &id, some, "out")?;
+    assert_eq!(out.len(), len);
+    assert!((1..=20).any(|seed| noise(len, seed) == out), "the recorded bytes are one connection's data");
+    Ok(())
+}
+
+/// `assist-relay recording verify ID`, once the seal is written.
+fn verify(relay: &TestRelay, id: &str) -> anyhow::Result<String> {
+    let mut text = String::new();
+    wait_until("a sealed recording", || {
+        let out = Command::new(assist_tests::bin("assist-relay"))
+            .arg("--data-dir")
+            .arg(relay.data_dir())
+            .args(["recording", "verify", id])
+            .output()?;
+        text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Ok(out.status.success())
+    })?;
+    Ok(text)
+}
+
+/// The raw bytes of one channel direction of a recording.
+fn export(relay: &TestRelay, id: &str, channel: u64, direction: &str) -> anyhow::Result<Vec<u8>> {
+    let out = relay.dir.path().join(format!("fwd-{channel}-{direction}"));
+    let channel = channel.to_string();
+    let args = ["recording", "export", id, "--format", "raw", "--channel", &channel, "--direction", direction];
+    relay.admin(&[&args[..], &["--output", out.to_str().unwrap_or_default()]].concat())?;
+    Ok(std::fs::read(out)?)
+}
+
+#[test]
+fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() -> anyhow::Result<()> {
+    let (echo, other) = (Echo::start()?, Echo::start()?);
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = agent_with(&relay, "erp-db01", "acme", &[])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+
+    // A live session granting one target; a forward to another through it is refused.
+    let held = hold_session(&alice, &bob, "erp-db01", &[format!("forward:{}", echo.target())])?;
+    let spec = format!("0:{}", other.target());
+    let mut outside = alice.spawn(&["forward", "erp-db01", "-L", &spec, "--session", &held.id])?;
+    let port = local_port(&mut outside)?;
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    let _ = tcp.write_all(b"hello");
+    let mut buf = Vec::new();
+    let read = tcp.read_to_end(&mut buf);
+    assert!(read.is_err() || buf.is_empty(), "nothing comes back from a refused target: {buf:?}");
+    let line = outside.stderr.wait_for("refused")?;
+    assert!(line.contains(&other.target()), "{line}");
+    wait_until("channel.refused", || Ok(!events(&relay, &held.id, "channel.refused")?.is_empty()))?;
+    let refused = events(&relay, &held.id, "channel.refused")?;
+    assert_eq!(refused[0]["detail"]["channel"]["target"], other.target().as_str(), "{refused:?}");
+    assert!(events(&relay, &held.id, "forward.opened")?.is_empty());
+    drop(outside);
+
+    // Its own session, two targets: an open connection works, then revoking its target
+    // closes it and stops that listener; the other goes on until it is revoked too, which
+    // ends the session, and the command leaves saying why.
+    let (spec, spec2) = (format!("0:{}", echo.target()), format!("0:{}", other.target()));
+    let mut args = forward_args("erp-db01", &spec);
+    args.extend(["-L", &spec2]);
+    let mut fwd = alice.spawn(&args)?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    let port = local_port(&mut fwd)?;
+    let port2 = local_port(&mut fwd)?;
+    let mut open = TcpStream::connect(("127.0.0.1", port))?;
+    open.set_read_timeout(Some(WAIT))?;
+    open.write_all(b"ping")?;
+    let mut pong = [0u8; 4];
+    open.read_exact(&mut pong)?;
+    assert_eq!(&pong, b"ping");
+    assert_eq!(echo_once(port2, b"another")?, b"another");
+
+    let revoked = Instant::now();
+    let cap = format!("forward:{}", echo.target());
+    bob.ok(&["revoke", &id, "--capability", &cap, "--reason", "done with the db"])?;
+    let mut rest = Vec::new();
+    let closed = open.read_to_end(&mut rest);
+    let took = revoked.elapsed();
+    assert!(closed.is_err() || rest.is_empty(), "{rest:?}");
+    eprintln!("open connection closed {took:?} after the revocation was answered");
+    assert!(took < Duration::from_secs(5), "closed only after {took:?}");
+    let line = fwd.stderr.wait_for("stopped forwarding")?;
+    assert!(line.contains(&format!("-> {}", echo.target())), "{line}");
+    wait_until("the listener to go", || Ok(TcpStream::connect(("127.0.0.1", port)).is_err()))?;
+    assert_eq!(echo_once(port2, b"still")?, b"still");
+
+    bob.ok(&["revoke", &id, "--capability", "forward", "--reason", "all done"])?;
+    let status = fwd.wait()?;
+    assert_eq!(status.code(), Some(255), "{:?}", fwd.stderr.seen);
+    let why = fwd.stderr.wait_for("all capabilities revoked")?;
+    assert!(why.contains("all done"), "{why}");
+    assert!(TcpStream::connect(("127.0.0.1", port2)).is_err(), "still listening on {port2}");
+    Ok(())
+}
