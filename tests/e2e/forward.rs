@@ -204,11 +204,18 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     let _agent = agent_with(&relay, "erp-db01", "acme", &[])?;
     let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
 
-    // A live session granting one target; a forward to another through it is refused.
-    let held = hold_session(&alice, &bob, "erp-db01", &[format!("forward:{}", echo.target())])?;
-    let spec = format!("0:{}", other.target());
-    let mut outside = alice.spawn(&["forward", "erp-db01", "-L", &spec, "--session", &held.id])?;
+    // A port nothing listens on (the agent's connect is refused).
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let nobody = format!("127.0.0.1:{closed_port}");
+
+    // A live session granting two targets; a forward to another through it is refused.
+    let granted = [format!("forward:{}", echo.target()), format!("forward:{nobody}")];
+    let held = hold_session(&alice, &bob, "erp-db01", &granted)?;
+    let (spec, spec2) = (format!("0:{}", other.target()), format!("0:{nobody}"));
+    let args = ["forward", "erp-db01", "-L", &spec, "-L", &spec2, "--session", &held.id];
+    let mut outside = alice.spawn(&args)?;
     let port = local_port(&mut outside)?;
+    let port2 = local_port(&mut outside)?;
     let mut tcp = TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(WAIT))?;
     let _ = tcp.write_all(b"hello");
@@ -220,6 +227,16 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     wait_until("channel.refused", || Ok(!events(&relay, &held.id, "channel.refused")?.is_empty()))?;
     let refused = events(&relay, &held.id, "channel.refused")?;
     assert_eq!(refused[0]["detail"]["channel"]["target"], other.target().as_str(), "{refused:?}");
+    assert!(events(&relay, &held.id, "forward.opened")?.is_empty());
+
+    // A granted target that refuses the agent's connection: said so, nothing opened.
+    let mut tcp = TcpStream::connect(("127.0.0.1", port2))?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    let mut buf = Vec::new();
+    let read = tcp.read_to_end(&mut buf);
+    assert!(read.is_err() || buf.is_empty(), "{buf:?}");
+    let line = outside.stderr.wait_for("connection refused by")?;
+    assert!(line.contains(&nobody), "{line}");
     assert!(events(&relay, &held.id, "forward.opened")?.is_empty());
     drop(outside);
 
@@ -242,15 +259,17 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     assert_eq!(&pong, b"ping");
     assert_eq!(echo_once(port2, b"another")?, b"another");
 
-    let revoked = Instant::now();
     let cap = format!("forward:{}", echo.target());
+    let asked = Instant::now();
     bob.ok(&["revoke", &id, "--capability", &cap, "--reason", "done with the db"])?;
+    let revoked = Instant::now();
     let mut rest = Vec::new();
     let closed = open.read_to_end(&mut rest);
     let took = revoked.elapsed();
     assert!(closed.is_err() || rest.is_empty(), "{rest:?}");
-    eprintln!("open connection closed {took:?} after the revocation was answered");
-    assert!(took < Duration::from_secs(5), "closed only after {took:?}");
+    eprintln!("open connection closed {took:?} after the revocation was answered ({:?} after `assist revoke` started)", asked.elapsed());
+    // The relay resets the streams before it answers: closed within a second of that.
+    assert!(took < Duration::from_secs(1), "closed only after {took:?}");
     let line = fwd.stderr.wait_for("stopped forwarding")?;
     assert!(line.contains(&format!("-> {}", echo.target())), "{line}");
     wait_until("the listener to go", || Ok(TcpStream::connect(("127.0.0.1", port)).is_err()))?;

@@ -42,6 +42,12 @@ async fn addresses(target: &Target) -> Result<Vec<SocketAddr>, String> {
             .map_err(|e| format!("cannot resolve {name}: {e}"))?
             .collect(),
     };
+    screen(target, resolved)
+}
+
+/// Keeps the resolved addresses the grant allows: a special one (link-local, metadata,
+/// no single host's) only if the target names that very IP.
+fn screen(target: &Target, resolved: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
     let mut allowed = Vec::new();
     let mut refused = Vec::new();
     for addr in resolved {
@@ -151,4 +157,43 @@ pub(crate) async fn serve(
     }
     state.grants.remove_running(&session, stream);
     countersign(&state, &session, vec![up.finish(), down.finish()]).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_name_resolving_to_a_metadata_or_link_local_address_is_refused() {
+        let target = Target::parse("erp-db.acme.internal:80").unwrap();
+        let err = screen(&target, addrs(&["169.254.169.254:80"])).unwrap_err();
+        assert!(err.contains("erp-db.acme.internal resolves to 169.254.169.254"), "{err}");
+        assert!(err.contains("the grant does not name"), "{err}");
+        let err = screen(&target, addrs(&["[fe80::1]:80", "[::ffff:169.254.1.1]:80"])).unwrap_err();
+        assert!(err.contains("fe80::1") && err.contains("link-local"), "{err}");
+        // Only the ordinary addresses of a mixed answer are tried.
+        assert_eq!(screen(&target, addrs(&["169.254.169.254:80", "10.0.0.5:80"])).unwrap(), addrs(&["10.0.0.5:80"]));
+        assert!(screen(&target, vec![]).unwrap_err().contains("resolves to no address"));
+    }
+
+    #[test]
+    fn a_grant_naming_the_literal_address_reaches_it() {
+        let target = Target::parse("169.254.169.254:80").unwrap();
+        assert_eq!(screen(&target, addrs(&["169.254.169.254:80"])).unwrap(), addrs(&["169.254.169.254:80"]));
+        let target = Target::parse("[fe80::1]:22").unwrap();
+        assert!(screen(&target, addrs(&["[fe80::1]:22"])).is_ok());
+        let target = Target::parse("127.0.0.1:5432").unwrap();
+        assert!(screen(&target, addrs(&["127.0.0.1:5432"])).is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_are_resolved_by_the_agent() {
+        let target = Target::parse("localhost:5432").unwrap();
+        let found = addresses(&target).await.unwrap();
+        assert!(found.iter().all(|a| a.ip().is_loopback() && a.port() == 5432), "{found:?}");
+    }
 }
