@@ -655,7 +655,10 @@ mod tests {
             session: "s".into(),
             channel: ChannelKind::Logs { paths: vec!["/var/log/erp".into()], since: Some(5) },
         });
-        round_trip(ChannelOpen { session: "s".into(), channel: ChannelKind::Forward { target: "db:5432".into() } });
+        round_trip(ChannelOpen {
+            session: "s".into(),
+            channel: ChannelKind::Forward { target: "db:5432".into() },
+        });
     }
 
     #[test]

@@ -191,7 +191,8 @@ fn verify(relay: &TestRelay, id: &str) -> anyhow::Result<String> {
 fn export(relay: &TestRelay, id: &str, channel: u64, direction: &str) -> anyhow::Result<Vec<u8>> {
     let out = relay.dir.path().join(format!("fwd-{channel}-{direction}"));
     let channel = channel.to_string();
-    let args = ["recording", "export", id, "--format", "raw", "--channel", &channel, "--direction", direction];
+    let args =
+        ["recording", "export", id, "--format", "raw", "--channel", &channel, "--direction", direction];
     relay.admin(&[&args[..], &["--output", out.to_str().unwrap_or_default()]].concat())?;
     Ok(std::fs::read(out)?)
 }
@@ -267,7 +268,10 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     let closed = open.read_to_end(&mut rest);
     let took = revoked.elapsed();
     assert!(closed.is_err() || rest.is_empty(), "{rest:?}");
-    eprintln!("open connection closed {took:?} after the revocation was answered ({:?} after `assist revoke` started)", asked.elapsed());
+    eprintln!(
+        "open connection closed {took:?} after the revocation was answered ({:?} after `assist revoke` started)",
+        asked.elapsed()
+    );
     // The relay resets the streams before it answers: closed within a second of that.
     assert!(took < Duration::from_secs(1), "closed only after {took:?}");
     let line = fwd.stderr.wait_for("stopped forwarding")?;

@@ -87,7 +87,11 @@ async fn connect(target: &Target, addrs: &[SocketAddr]) -> Result<TcpStream, Str
 
 /// Copies `from` into `to`, hashing what passes; finishes `to` at `from`'s end. Returns
 /// whether it ended cleanly.
-async fn pump(from: &mut (impl AsyncRead + Unpin), to: &mut (impl AsyncWrite + Unpin), digest: &mut Digest) -> bool {
+async fn pump(
+    from: &mut (impl AsyncRead + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
+    digest: &mut Digest,
+) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match from.read(&mut buf).await {
@@ -176,7 +180,10 @@ mod tests {
         let err = screen(&target, addrs(&["[fe80::1]:80", "[::ffff:169.254.1.1]:80"])).unwrap_err();
         assert!(err.contains("fe80::1") && err.contains("link-local"), "{err}");
         // Only the ordinary addresses of a mixed answer are tried.
-        assert_eq!(screen(&target, addrs(&["169.254.169.254:80", "10.0.0.5:80"])).unwrap(), addrs(&["10.0.0.5:80"]));
+        assert_eq!(
+            screen(&target, addrs(&["169.254.169.254:80", "10.0.0.5:80"])).unwrap(),
+            addrs(&["10.0.0.5:80"])
+        );
         assert!(screen(&target, vec![]).unwrap_err().contains("resolves to no address"));
     }
 

@@ -441,9 +441,8 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     // `assist forward` ends on a signal by itself, cleanly (it is how it is stopped).
     let forward = matches!(cli.cmd, Cmd::Forward { .. });
-    let run = async {
-        if forward { main_inner(cli).await } else { until_interrupted(main_inner(cli)).await }
-    };
+    let run =
+        async { if forward { main_inner(cli).await } else { until_interrupted(main_inner(cli)).await } };
     let code = match rt.block_on(run) {
         Ok(code) => code,
         Err(e) => {

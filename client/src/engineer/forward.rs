@@ -103,7 +103,8 @@ impl Running {
 /// The signal that stops the command, as its number.
 async fn stop_signal() -> i32 {
     use tokio::signal::unix::{SignalKind, signal};
-    let caught = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
+    let caught =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = caught else {
         return std::future::pending().await;
     };
@@ -128,9 +129,9 @@ pub async fn run(
     tokio::pin!(stop);
     let mut listeners = Vec::new();
     for spec in &specs {
-        let listener = TcpListener::bind((spec.bind, spec.port))
-            .await
-            .map_err(|e| EngineerError::Refused(format!("cannot listen on {}:{}: {e}", spec.bind, spec.port)))?;
+        let listener = TcpListener::bind((spec.bind, spec.port)).await.map_err(|e| {
+            EngineerError::Refused(format!("cannot listen on {}:{}: {e}", spec.bind, spec.port))
+        })?;
         listeners.push(listener);
     }
     let mut caps: Vec<Capability> = specs.iter().map(Spec::capability).collect();
@@ -149,7 +150,11 @@ pub async fn run(
         let local = listener.local_addr()?;
         let covered = granted.as_ref().is_none_or(|g| g.iter().any(|c| spec.capability().within(c)));
         if !covered {
-            say(&format!("not forwarding {local} -> {}: the approval left {} out", spec.target, spec.capability()));
+            say(&format!(
+                "not forwarding {local} -> {}: the approval left {} out",
+                spec.target,
+                spec.capability()
+            ));
             continue;
         }
         let target = spec.target.to_string();
@@ -243,13 +248,14 @@ async fn accept(listener: TcpListener, conn: Connection, session: SessionId, tar
 /// One forwarded connection: its channel, then bytes both ways until both ends finish or
 /// either fails (then both are dropped at once).
 async fn forward_one(conn: Connection, session: SessionId, target: String, tcp: TcpStream, peer: SocketAddr) {
-    let (send, recv) = match channel_on(&conn, &session, ChannelKind::Forward { target: target.clone() }).await {
-        Ok(streams) => streams,
-        Err(e) => {
-            say(&format!("connection from {peer} to {target}: {e}"));
-            return;
-        }
-    };
+    let (send, recv) =
+        match channel_on(&conn, &session, ChannelKind::Forward { target: target.clone() }).await {
+            Ok(streams) => streams,
+            Err(e) => {
+                say(&format!("connection from {peer} to {target}: {e}"));
+                return;
+            }
+        };
     splice(tcp, send, recv).await;
 }
 
@@ -289,7 +295,8 @@ mod tests {
         check("[::1]:8080:[fd00::5]:443", "::1", 8080, "[fd00::5]:443");
         check("8080:[fd00::5]:443", "127.0.0.1", 8080, "[fd00::5]:443");
         check("localhost:1:db:2", "127.0.0.1", 1, "db:2");
-        for bad in ["5432", "5432:db", "x:db:5432", "5432:db:0", "nonsense:1:db:2", "1:[::1:2", "99999:db:1"] {
+        for bad in ["5432", "5432:db", "x:db:5432", "5432:db:0", "nonsense:1:db:2", "1:[::1:2", "99999:db:1"]
+        {
             assert!(bad.parse::<Spec>().is_err(), "{bad}");
         }
     }

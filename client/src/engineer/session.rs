@@ -101,7 +101,9 @@ pub async fn channel_on(
     assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
     match read_msg::<ChannelReply, _>(&mut recv).await {
         Ok(Some(ChannelReply::Accepted)) => Ok((send, recv)),
-        Ok(Some(ChannelReply::Refused { reason })) => Err(EngineerError::Refused(format!("refused: {reason}"))),
+        Ok(Some(ChannelReply::Refused { reason })) => {
+            Err(EngineerError::Refused(format!("refused: {reason}")))
+        }
         Ok(None) | Err(_) => Err(EngineerError::Refused(format!("the relay closed the {what} channel"))),
     }
 }

@@ -60,7 +60,8 @@ impl Admission {
     /// connected to its target; nothing for other kinds.
     pub(crate) async fn audit_opened(&self, relay: &Relay, stream: u64, peer: SocketAddr) {
         let Some(target) = self.target() else { return };
-        let detail = json!({ "target": target, "channel": self.channel, "stream": stream, "peer": peer.to_string() });
+        let detail =
+            json!({ "target": target, "channel": self.channel, "stream": stream, "peer": peer.to_string() });
         self.forward_event(relay, Action::ForwardOpened, detail).await;
     }
 

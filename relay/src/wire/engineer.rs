@@ -11,7 +11,9 @@
 use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
 use crate::broker::policy::Principal;
-use crate::broker::{Admission, Answerer, ForwardClosed as Closed, Approval, EngineerLink, NewSession, Opener, Refusal, Relay};
+use crate::broker::{
+    Admission, Answerer, Approval, EngineerLink, ForwardClosed as Closed, NewSession, Opener, Refusal, Relay,
+};
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
@@ -212,7 +214,9 @@ async fn command(
 async fn accept_channels(relay: Arc<Relay>, conn: Connection, who: Principal, opener: Opener) {
     let peer = conn.remote_address();
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(open_channel(relay.clone(), who.clone(), opener.clone(), peer, send, recv).in_current_span());
+        tokio::spawn(
+            open_channel(relay.clone(), who.clone(), opener.clone(), peer, send, recv).in_current_span(),
+        );
     }
 }
 
@@ -331,7 +335,9 @@ async fn splice_admitted(
     let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down);
     let ends = (format!("{up_end:?}"), format!("{down_end:?}"));
     admitted
-        .record_close(serde_json::json!({ "in": up_bytes, "out": down_bytes, "in_end": &ends.0, "out_end": &ends.1 }))
+        .record_close(
+            serde_json::json!({ "in": up_bytes, "out": down_bytes, "in_end": &ends.0, "out_end": &ends.1 }),
+        )
         .await;
     let duration = opened.elapsed();
     let closed = Closed { stream, peer, bytes_in: up_bytes, bytes_out: down_bytes, duration, ends };
