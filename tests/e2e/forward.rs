@@ -1,5 +1,5 @@
 //! Port forwarding (issue 17), through the real binaries: `assist forward` to a real TCP
-//! echo server on loopback, reached from the agent's side; many concurrent connections,
+//! echo server on loopback, reached from the agent's side; forty concurrent connections,
 //! each its own channel; a target outside the grant refused; revocation closing an open
 //! connection; every connection audited and recorded.
 
@@ -45,6 +45,9 @@ fn local_port(proc: &mut Proc) -> anyhow::Result<u16> {
     let port = line.trim_start_matches("forwarding 127.0.0.1:").split(' ').next().unwrap_or("");
     Ok(port.parse()?)
 }
+
+/// Forwarded connections open at once in the concurrency test.
+const CONNS: usize = 40;
 
 fn forward_args<'a>(agent: &'a str, spec: &'a str) -> Vec<&'a str> {
     vec!["forward", agent, "-L", spec, "--ticket", "INC-17", "--reason", "the ERP database"]
@@ -97,26 +100,28 @@ fn forward_carries_many_concurrent_connections_audited_and_recorded() -> anyhow:
     slow.read_exact(&mut first)?;
     assert_eq!(&first, b"slow-");
 
-    // Twenty connections at once, each with its own data.
+    // Forty connections open at once (more than a connection's default 16 streams), each
+    // echoing its own data while all the others are open too.
     let len = 256 * 1024;
     let started = Instant::now();
-    let results = echo.rt.block_on(async {
+    let all_open = std::sync::Arc::new(tokio::sync::Barrier::new(CONNS));
+    let served = async {
         let mut tasks = Vec::new();
-        for i in 0..20u64 {
+        for i in 0..CONNS as u64 {
+            let all_open = all_open.clone();
             tasks.push(tokio::spawn(async move {
                 let data = noise(len, i + 1);
                 let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
                 let (mut r, mut w) = tcp.split();
-                let send = async {
-                    w.write_all(&data).await?;
-                    w.shutdown().await
-                };
-                let mut back = Vec::new();
-                let recv = r.read_to_end(&mut back);
-                let (sent, got) = tokio::join!(send, recv);
+                let mut back = vec![0u8; len];
+                let (sent, got) = tokio::join!(w.write_all(&data), r.read_exact(&mut back));
                 sent?;
                 got?;
-                anyhow::Ok(back == data)
+                all_open.wait().await;
+                w.shutdown().await?;
+                let mut rest = Vec::new();
+                r.read_to_end(&mut rest).await?;
+                anyhow::Ok(back == data && rest.is_empty())
             }));
         }
         let mut all = Vec::new();
@@ -124,11 +129,13 @@ fn forward_carries_many_concurrent_connections_audited_and_recorded() -> anyhow:
             all.push(t.await.map_err(anyhow::Error::from).and_then(|r| r));
         }
         all
-    });
+    };
+    let results = echo.rt.block_on(async { tokio::time::timeout(WAIT, served).await });
+    let results = results.map_err(|_| anyhow::anyhow!("{CONNS} connections were not all served at once"))?;
     for (i, r) in results.into_iter().enumerate() {
         assert!(r?, "connection {i} got back other bytes");
     }
-    eprintln!("20 connections x {len} bytes echoed in {:?}", started.elapsed());
+    eprintln!("{CONNS} concurrent connections x {len} bytes echoed in {:?}", started.elapsed());
 
     // The slow one was not held up, and still works.
     slow.write_all(b"done")?;
@@ -138,12 +145,13 @@ fn forward_carries_many_concurrent_connections_audited_and_recorded() -> anyhow:
     assert_eq!(rest, b"done");
 
     // Each connection opened and closed on the record, with its bytes.
-    wait_until("21 forward.closed events", || Ok(events(&relay, &id, "forward.closed")?.len() >= 21))?;
+    let n = CONNS + 1;
+    wait_until("forward.closed events", || Ok(events(&relay, &id, "forward.closed")?.len() >= n))?;
     let opened = events(&relay, &id, "forward.opened")?;
-    assert_eq!(opened.len(), 21, "{opened:?}");
+    assert_eq!(opened.len(), n, "{opened:?}");
     let closed = events(&relay, &id, "forward.closed")?;
     let full: Vec<_> = closed.iter().filter(|e| e["detail"]["bytes_in"] == len as u64).collect();
-    assert_eq!(full.len(), 20, "{closed:?}");
+    assert_eq!(full.len(), CONNS, "{closed:?}");
     for e in &full {
         assert_eq!(e["detail"]["bytes_out"], len as u64, "{e}");
         assert_eq!(e["detail"]["target"], echo.target().as_str(), "{e}");
@@ -162,13 +170,17 @@ fn forward_carries_many_concurrent_connections_audited_and_recorded() -> anyhow:
     // exactly, and one of the twenty's.
     let verified = verify(&relay, &id)?;
     assert!(verified.starts_with("valid"), "{verified}");
-    assert!(verified.contains("the agent countersigned 21 channel(s) and saw the same bytes"), "{verified}");
+    let countersigned = format!("the agent countersigned {n} channel(s) and saw the same bytes");
+    assert!(verified.contains(&countersigned), "{verified}");
     let slow_channel = opened[0]["detail"]["channel"].as_u64().unwrap_or_default();
     assert_eq!(export(&relay, &id, slow_channel, "in")?, b"slow-done");
     let some = full[0]["detail"]["channel"].as_u64().unwrap_or_default();
     let out = export(&relay, &id, some, "out")?;
     assert_eq!(out.len(), len);
-    assert!((1..=20).any(|seed| noise(len, seed) == out), "the recorded bytes are one connection's data");
+    assert!(
+        (1..=CONNS as u64).any(|seed| noise(len, seed) == out),
+        "the recorded bytes are one connection's data"
+    );
     Ok(())
 }
 

@@ -61,6 +61,8 @@ pub(crate) async fn handle(
             return;
         }
     };
+    // Authenticated: room for many channels at once (each forwarded connection is one).
+    conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(assist_net::endpoint::MAX_OPEN_CHANNELS));
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
     let peer = Arc::new(QuicEngineer(conn.clone()));
     let link = EngineerLink { conn_id, tx: tx.clone(), peer: peer.clone() };
