@@ -299,3 +299,41 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     assert!(TcpStream::connect(("127.0.0.1", port2)).is_err(), "still listening on {port2}");
     Ok(())
 }
+
+#[test]
+fn the_grant_running_out_closes_open_connections_and_the_command() -> anyhow::Result<()> {
+    let echo = Echo::start()?;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = agent_with(&relay, "erp-db01", "acme", &[])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+
+    let spec = format!("0:{}", echo.target());
+    let mut args = forward_args("erp-db01", &spec);
+    args.extend(["--for", "3s"]);
+    let mut fwd = alice.spawn(&args)?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    let port = local_port(&mut fwd)?;
+    let mut open = TcpStream::connect(("127.0.0.1", port))?;
+    open.set_read_timeout(Some(WAIT))?;
+    open.write_all(b"ping")?;
+    let mut pong = [0u8; 4];
+    open.read_exact(&mut pong)?;
+    assert_eq!(&pong, b"ping");
+
+    // Held open until the grant runs out: then closed, within a second of the expiry.
+    let mut rest = Vec::new();
+    let closed = open.read_to_end(&mut rest);
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    assert!(closed.is_err() || rest.is_empty(), "{rest:?}");
+    let expires = session_row(&bob, &id)?["grant_expires_at"].as_i64().unwrap_or_default();
+    eprintln!("closed {} ms after the grant's expiry", at - expires);
+    assert!(at - expires < 1000, "closed {} ms after the expiry", at - expires);
+
+    assert_eq!(fwd.wait()?.code(), Some(2), "{:?}", fwd.stderr.seen);
+    fwd.stderr.wait_for("forwarding stopped")?;
+    wait_until("the session's end", || Ok(session_row(&bob, &id)?["end_reason"] == "forwarding stopped"))?;
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening on {port}");
+    Ok(())
+}
