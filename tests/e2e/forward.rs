@@ -224,11 +224,15 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     // A live session granting two targets; a forward to another through it is refused.
     let granted = [format!("forward:{}", echo.target()), format!("forward:{nobody}")];
     let held = hold_session(&alice, &bob, "erp-db01", &granted)?;
-    let (spec, spec2) = (format!("0:{}", other.target()), format!("0:{nobody}"));
-    let args = ["forward", "erp-db01", "-L", &spec, "-L", &spec2, "--session", &held.id];
+    let specs = [format!("0:{}", other.target()), format!("0:{nobody}"), format!("0:{}", echo.target())];
+    let mut args = vec!["forward", "erp-db01", "--session", &held.id];
+    for spec in &specs {
+        args.extend(["-L", spec]);
+    }
     let mut outside = alice.spawn(&args)?;
     let port = local_port(&mut outside)?;
     let port2 = local_port(&mut outside)?;
+    let port3 = local_port(&mut outside)?;
     let mut tcp = TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(WAIT))?;
     let _ = tcp.write_all(b"hello");
@@ -241,6 +245,9 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     let refused = events(&relay, &held.id, "channel.refused")?;
     assert_eq!(refused[0]["detail"]["channel"]["target"], other.target().as_str(), "{refused:?}");
     assert!(events(&relay, &held.id, "forward.opened")?.is_empty());
+    // The refusal made the command look at the session: the target outside the grant is
+    // no longer listened for.
+    outside.stderr.wait_for(&format!("stopped forwarding 127.0.0.1:{port} -> {}", other.target()))?;
 
     // A granted target that refuses the agent's connection: said so, nothing opened.
     let mut tcp = TcpStream::connect(("127.0.0.1", port2))?;
@@ -251,7 +258,31 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     let line = outside.stderr.wait_for("connection refused by")?;
     assert!(line.contains(&nobody), "{line}");
     assert!(events(&relay, &held.id, "forward.opened")?.is_empty());
-    drop(outside);
+
+    // The granted target works; revoking it in the session closes its open connection,
+    // and the command stops that listener (grant changes are not told to a command that
+    // did not request the session: the broken connection is its cue).
+    let mut open = TcpStream::connect(("127.0.0.1", port3))?;
+    open.set_read_timeout(Some(WAIT))?;
+    open.write_all(b"ping")?;
+    let mut pong = [0u8; 4];
+    open.read_exact(&mut pong)?;
+    bob.ok(&["revoke", &held.id, "--capability", &format!("forward:{}", echo.target())])?;
+    let mut rest = Vec::new();
+    let closed = open.read_to_end(&mut rest);
+    assert!(closed.is_err() || rest.is_empty(), "{rest:?}");
+    let line = outside.stderr.wait_for("stopped forwarding")?;
+    assert!(line.contains(&format!("127.0.0.1:{port3} -> {}", echo.target())), "{line}");
+
+    // The session's end: the next connection is refused, and the command leaves saying so.
+    bob.ok(&["end", &held.id, "--reason", "enough for today"])?;
+    let mut tcp = TcpStream::connect(("127.0.0.1", port2))?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    let mut buf = Vec::new();
+    let _ = tcp.read_to_end(&mut buf);
+    assert_eq!(outside.wait()?.code(), Some(2), "{:?}", outside.stderr.seen);
+    let line = outside.stderr.wait_for("ended")?;
+    assert!(line.contains("enough for today"), "{line}");
 
     // Its own session, two targets: an open connection works, then revoking its target
     // closes it and stops that listener; the other goes on until it is revoked too, which

@@ -9,8 +9,11 @@
 //!   says why on stderr; the listener goes on.
 //! - A grant change that no longer covers a target stops its listener and drops its
 //!   connections (the relay has reset their streams already); once none is left, or the
-//!   session ends, the command leaves saying why. SIGINT, SIGTERM and SIGHUP end it
-//!   cleanly: a session it requested ends as "forwarding finished".
+//!   session ends, the command leaves saying why. In a session it did not request
+//!   (`--session`), where grant changes are not told to this connection, a refused or
+//!   broken forwarded connection is the cue to look at the session again (`ListSessions`)
+//!   and act the same way. SIGINT, SIGTERM and SIGHUP end it cleanly: a session it
+//!   requested ends as "forwarding finished".
 //!
 //! It neither reads nor changes the forwarded bytes.
 
@@ -21,13 +24,15 @@ use assist_net::codes;
 use assist_proto::caps::Capability;
 use assist_proto::forward::Target;
 use assist_proto::ids::{AgentName, SessionId};
-use assist_proto::msg::{ChannelKind, RelayToEngineer};
+use assist_proto::msg::{ChannelKind, EngineerToRelay, RelayToEngineer, SessionInfo};
+use assist_proto::session::SessionState;
 use assist_proto::session::Work;
 use quinn::{Connection, RecvStream, SendStream};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// One `-L` as given: where to listen, and what to reach from the agent.
@@ -145,6 +150,9 @@ pub async fn run(
         }
     };
     let granted = live.approved.as_ref().and_then(|s| s.granted.clone());
+    let own = live.approved.is_some();
+    let (recheck_tx, mut recheck_rx) = mpsc::channel::<()>(1);
+    let mut asking = false;
     let mut running = Vec::new();
     for (listener, spec) in listeners.into_iter().zip(specs) {
         let local = listener.local_addr()?;
@@ -158,7 +166,8 @@ pub async fn run(
             continue;
         }
         let target = spec.target.to_string();
-        let task = tokio::spawn(accept(listener, live.conn.clone(), live.session.clone(), target));
+        let recheck = (!own).then(|| recheck_tx.clone());
+        let task = tokio::spawn(accept(listener, live.conn.clone(), live.session.clone(), target, recheck));
         let r = Running { local, spec, task };
         eprintln!("forwarding {} via {agent}", assist_proto::text::line(&r.label()));
         running.push(r);
@@ -176,7 +185,33 @@ pub async fn run(
         };
         tokio::select! {
             _ = &mut stop => break Ok(()),
+            Some(()) = recheck_rx.recv(), if !asking => {
+                asking = live.send(&EngineerToRelay::ListSessions).await.is_ok();
+            }
             ev = event => match ev {
+                Some(Ok(RelayToEngineer::Sessions { sessions })) if asking => {
+                    asking = false;
+                    let info = sessions.iter().find(|s| s.id == live.session);
+                    let granted = match granted_now(&live.session, info) {
+                        Ok(granted) => granted,
+                        Err(why) => {
+                            stop_all(&mut running);
+                            live.close().await;
+                            return Err(EngineerError::Refused(why));
+                        }
+                    };
+                    running.retain(|r| {
+                        let kept = granted.iter().any(|c| r.spec.capability().within(c));
+                        if !kept {
+                            r.task.abort();
+                            say(&format!("stopped forwarding {}: the grant does not cover it", r.label()));
+                        }
+                        kept
+                    });
+                    if running.is_empty() {
+                        break Err(format!("forwarding stopped: session {} grants none of it now", live.session));
+                    }
+                }
                 Some(Ok(RelayToEngineer::SessionEnded { reason })) => {
                     stop_all(&mut running);
                     say(&format!("session {} ended: {reason}", live.session));
@@ -222,6 +257,17 @@ pub async fn run(
     }
 }
 
+/// What a session this command did not request grants now, or why it is over.
+fn granted_now(id: &SessionId, info: Option<&SessionInfo>) -> Result<Vec<Capability>, String> {
+    let Some(info) = info else { return Err(format!("session {id} is not live")) };
+    if info.state != SessionState::Active {
+        let why = info.end_reason.clone().unwrap_or_else(|| info.state.as_str().to_owned());
+        return Err(format!("session {id} ended: {why}"));
+    }
+    let in_force = info.grant_expires_at.is_some_and(|at| at > crate::clock::now_ms());
+    Ok(if in_force { info.granted.clone().unwrap_or_default() } else { Vec::new() })
+}
+
 fn stop_all(running: &mut Vec<Running>) {
     for r in running.drain(..) {
         r.task.abort();
@@ -229,14 +275,27 @@ fn stop_all(running: &mut Vec<Running>) {
 }
 
 /// Accepts connections; each becomes a channel. Aborting this task drops them all.
-async fn accept(listener: TcpListener, conn: Connection, session: SessionId, target: String) {
+/// `recheck` is told when a connection is refused or broken (see the module docs).
+async fn accept(
+    listener: TcpListener,
+    conn: Connection,
+    session: SessionId,
+    target: String,
+    recheck: Option<mpsc::Sender<()>>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    conns.spawn(forward_one(conn.clone(), session.clone(), target.clone(), tcp, peer));
+                    let one = forward_one(conn.clone(), session.clone(), target.clone(), tcp, peer);
+                    let recheck = recheck.clone();
+                    conns.spawn(async move {
+                        if !one.await && let Some(recheck) = recheck {
+                            let _ = recheck.try_send(());
+                        }
+                    });
                 }
                 Err(e) => say(&format!("accepting on {:?}: {e}", listener.local_addr().ok())),
             },
@@ -246,20 +305,26 @@ async fn accept(listener: TcpListener, conn: Connection, session: SessionId, tar
 }
 
 /// One forwarded connection: its channel, then bytes both ways until both ends finish or
-/// either fails (then both are dropped at once).
-async fn forward_one(conn: Connection, session: SessionId, target: String, tcp: TcpStream, peer: SocketAddr) {
+/// either fails (then both are dropped at once). Returns whether it went well.
+async fn forward_one(
+    conn: Connection,
+    session: SessionId,
+    target: String,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> bool {
     let (send, recv) =
         match channel_on(&conn, &session, ChannelKind::Forward { target: target.clone() }).await {
             Ok(streams) => streams,
             Err(e) => {
                 say(&format!("connection from {peer} to {target}: {e}"));
-                return;
+                return false;
             }
         };
-    splice(tcp, send, recv).await;
+    splice(tcp, send, recv).await
 }
 
-async fn splice(tcp: TcpStream, mut send: SendStream, mut recv: RecvStream) {
+async fn splice(tcp: TcpStream, mut send: SendStream, mut recv: RecvStream) -> bool {
     let (read, mut write) = tcp.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);
     let up = async {
@@ -273,7 +338,9 @@ async fn splice(tcp: TcpStream, mut send: SendStream, mut recv: RecvStream) {
     if tokio::try_join!(up, down).is_err() {
         let _ = send.reset(codes::SESSION_ENDED);
         let _ = recv.stop(codes::SESSION_ENDED);
+        return false;
     }
+    true
 }
 
 #[cfg(test)]

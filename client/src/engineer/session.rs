@@ -54,6 +54,13 @@ impl Live {
         channel_on(&self.conn, &self.session, kind).await
     }
 
+    /// Sends a request on the command's control stream; its answer comes as an event.
+    pub async fn send(&mut self, msg: &EngineerToRelay) -> Result<(), EngineerError> {
+        assist_net::write_msg(&mut self.control, msg)
+            .await
+            .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))
+    }
+
     /// Ends the command's connection; a session it requested ends saying what the command
     /// did (`work`, done if `ok`). A session given with `--session` goes on.
     pub async fn finish(mut self, work: Work, ok: bool) {
