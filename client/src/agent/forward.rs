@@ -30,8 +30,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-/// How long one connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long resolving and connecting may take in all: the relay waits 10 s for the
+/// channel's answer, and should hear why rather than nothing.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The addresses the target may be reached at, or why none.
 async fn addresses(target: &Target) -> Result<Vec<SocketAddr>, String> {
@@ -73,13 +74,12 @@ fn screen(target: &Target, resolved: Vec<SocketAddr>) -> Result<Vec<SocketAddr>,
 async fn connect(target: &Target, addrs: &[SocketAddr]) -> Result<TcpStream, String> {
     let mut last = format!("cannot connect to {target}");
     for addr in addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => return Ok(tcp),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 last = format!("connection refused by {target}");
             }
-            Ok(Err(e)) => last = format!("cannot connect to {target} ({addr}): {e}"),
-            Err(_) => last = format!("cannot connect to {target} ({addr}): no answer in 10 s"),
+            Err(e) => last = format!("cannot connect to {target} ({addr}): {e}"),
         }
     }
     Err(last)
@@ -118,10 +118,15 @@ pub(crate) async fn serve(
         Ok(t) => t,
         Err(reason) => return refuse(&mut send, reason).await,
     };
-    let tcp = match addresses(&parsed).await {
-        Ok(addrs) => connect(&parsed, &addrs).await,
-        Err(reason) => Err(reason),
+    let reached = async {
+        match addresses(&parsed).await {
+            Ok(addrs) => connect(&parsed, &addrs).await,
+            Err(reason) => Err(reason),
+        }
     };
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, reached).await.unwrap_or_else(|_| {
+        Err(format!("cannot connect to {parsed}: no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+    });
     let tcp = match tcp {
         Ok(tcp) => tcp,
         Err(reason) => return refuse(&mut send, reason).await,
