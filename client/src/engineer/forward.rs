@@ -139,8 +139,13 @@ pub async fn run(
         })?;
         listeners.push(listener);
     }
-    let mut caps: Vec<Capability> = specs.iter().map(Spec::capability).collect();
-    caps.dedup();
+    // Two listeners for one target ask for it once.
+    let mut caps: Vec<Capability> = Vec::new();
+    for cap in specs.iter().map(Spec::capability) {
+        if !caps.contains(&cap) {
+            caps.push(cap);
+        }
+    }
     let mut live = tokio::select! {
         live = session::open(cfg, agent, choice, caps) => live?,
         number = &mut stop => {
@@ -332,7 +337,10 @@ async fn splice(tcp: TcpStream, mut send: SendStream, mut recv: RecvStream) -> b
         send.finish().map_err(std::io::Error::other)
     };
     let down = async {
-        tokio::io::copy(&mut recv, &mut write).await?;
+        // Chunks as quinn holds them, without copying them into a buffer of ours first.
+        while let Some(chunk) = recv.read_chunk(64 * 1024, true).await.map_err(std::io::Error::other)? {
+            write.write_all(&chunk.bytes).await?;
+        }
         write.shutdown().await
     };
     if tokio::try_join!(up, down).is_err() {
