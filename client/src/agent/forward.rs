@@ -147,13 +147,26 @@ pub(crate) async fn serve(
     let (mut tcp_read, mut tcp_write) = tcp.into_split();
     let mut up = Digest::new(stream, "in");
     let mut down = Digest::new(stream, "out");
+    // Both directions to their end, or either failing ends both: a connection whose
+    // engineer side was reset must not hold the target's side open.
     let both = async {
         let to_target = pump(&mut recv, &mut tcp_write, &mut up);
         let from_target = pump(&mut tcp_read, &mut send, &mut down);
-        tokio::join!(to_target, from_target)
+        tokio::pin!(to_target, from_target);
+        let (mut to_done, mut from_done) = (false, false);
+        while !(to_done && from_done) {
+            let ok = tokio::select! {
+                ok = &mut to_target, if !to_done => { to_done = true; ok }
+                ok = &mut from_target, if !from_done => { from_done = true; ok }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
     };
     let ended = tokio::select! {
-        (a, b) = both => a && b,
+        ended = both => ended,
         _ = kill.wait_for(|k| *k) => false,
     };
     if ended {
