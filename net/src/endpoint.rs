@@ -20,6 +20,14 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// for one to close rather than failing.
 pub const MAX_CONCURRENT_STREAMS: u32 = 16;
 
+/// Channels a peer may have open at once where channels are opened: an authenticated
+/// person's connection to the relay (its channels) and an agent's connection (the relay's
+/// channels to it, for all its sessions). Raised per connection
+/// (`Connection::set_max_concurrent_bi_streams`) only there, once the peer is known, so idle
+/// agents and unauthenticated connections keep [`MAX_CONCURRENT_STREAMS`]. A forward opens
+/// one channel per TCP connection, and a web UI opens dozens at once.
+pub const MAX_OPEN_CHANNELS: u32 = 256;
+
 /// Transport settings. Agents hold one connection open for days and mostly idle: a keep-
 /// alive every 10 s keeps NAT bindings, and 30 s of silence means the peer is gone.
 pub fn transport_config() -> TransportConfig {

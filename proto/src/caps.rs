@@ -113,11 +113,9 @@ impl Capability {
             Capability::Shell
             | Capability::Exec { .. }
             | Capability::FilesRead { .. }
-            | Capability::FilesWrite { .. } => true,
-            Capability::DesktopView
-            | Capability::DesktopControl
-            | Capability::Forward { .. }
-            | Capability::Clipboard => false,
+            | Capability::FilesWrite { .. }
+            | Capability::Forward { .. } => true,
+            Capability::DesktopView | Capability::DesktopControl | Capability::Clipboard => false,
         }
     }
 
@@ -162,7 +160,8 @@ impl Capability {
     }
 
     /// Checks what a parser cannot: roots are absolute and normalised, script names are
-    /// plain names, forward targets have a port. The error's message is for people.
+    /// plain names, forward targets are `HOST:PORT` (`crate::forward`). The error's message
+    /// is for people.
     pub fn validate(&self) -> Result<(), BadCapability> {
         match self {
             Capability::Exec { scripts } => {
@@ -198,11 +197,7 @@ impl Capability {
                 if target.chars().any(crate::text::is_unsafe) {
                     return Err(BadCapability::ForwardUnsafe(target.clone()));
                 }
-                let port = target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
-                match port {
-                    Some((h, Ok(p))) if !h.is_empty() && p != 0 && target.len() <= 300 => {}
-                    _ => return Err(BadCapability::ForwardForm(target.clone())),
-                }
+                crate::forward::Target::parse(target).map_err(BadCapability::ForwardForm)?;
             }
             _ => {}
         }
@@ -233,7 +228,8 @@ pub enum BadCapability {
     RootNotNormal(String),
     #[error("forward target {0:?} holds a control or invisible formatting character")]
     ForwardUnsafe(String),
-    #[error("forward target {0:?} must be HOST:PORT")]
+    /// The target is not `HOST:PORT` (the message says what is wrong with it).
+    #[error("{0}")]
     ForwardForm(String),
 }
 
@@ -499,10 +495,21 @@ mod tests {
             "exec:a;rm",
             "forward:db:http",
             "forward::22",
+            "forward:db:0",
+            "forward:169.254.169.254:99999",
+            "forward:a_b:22",
         ] {
             assert!(cap(bad).validate().is_err(), "{bad}");
         }
-        for good in ["files.read:/var/log/", "files.read:/", "exec:db-health", "forward:db:5432", "shell"] {
+        for good in [
+            "files.read:/var/log/",
+            "files.read:/",
+            "exec:db-health",
+            "forward:db:5432",
+            "forward:[fd00::5]:22",
+            "forward:169.254.169.254:80",
+            "shell",
+        ] {
             assert!(cap(good).validate().is_ok(), "{good}");
         }
         assert!(cap("files.read:/var/log").selected_by("files.read"));
@@ -513,13 +520,14 @@ mod tests {
     #[test]
     fn only_capabilities_with_a_channel_are_served() {
         let cap = |s: &str| s.parse::<Capability>().unwrap();
-        for served in ["shell", "exec:db-health", "files.read:/var/log", "files.write:/tmp"] {
+        for served in
+            ["shell", "exec:db-health", "files.read:/var/log", "files.write:/tmp", "forward:127.0.0.1:5432"]
+        {
             assert_eq!(cap(served).check_served("relay"), Ok(()), "{served}");
         }
         for (unserved, kind) in [
             ("desktop.view", "desktop.view"),
             ("desktop.control", "desktop.control"),
-            ("forward:127.0.0.1:5432", "forward"),
             ("clipboard", "clipboard"),
         ] {
             let err = cap(unserved).check_served("relay").unwrap_err();

@@ -8,6 +8,8 @@
 //! - [`frame`]: length-prefixed framing with a hard size limit, as a sans-IO codec;
 //! - [`msg`]: the direction-named message enums of every stream;
 //! - [`files`]: file channels, diagnostics and log collection: requests, sizes, digests;
+//! - [`forward`]: port-forwarding targets (`HOST:PORT`) and the addresses never reached
+//!   unless named;
 //! - [`grant`]: the relay-signed statement of what a session may do;
 //! - [`session`]: the session state machine (Requested → Approved/Denied/Expired →
 //!   Active → Closed);
@@ -18,6 +20,7 @@
 pub mod caps;
 pub mod consent;
 pub mod files;
+pub mod forward;
 pub mod frame;
 pub mod grant;
 pub mod ids;

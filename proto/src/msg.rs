@@ -443,6 +443,9 @@ pub enum ChannelKind {
     /// A compressed archive (tar + gzip) of the files under `paths` (each inside a
     /// `files.read` root), modified at or after `since` (Unix ms) if given, with a manifest.
     Logs { paths: Vec<String>, since: Option<i64> },
+    /// One forwarded TCP connection to `target` (`HOST:PORT`, [`crate::forward::Target`]),
+    /// which the agent connects to; the stream then carries the connection's bytes.
+    Forward { target: String },
 }
 
 impl ChannelKind {
@@ -461,6 +464,7 @@ impl ChannelKind {
                     .map(|p| if p.is_empty() { "/" } else { p }.to_owned())
                     .collect(),
             },
+            ChannelKind::Forward { target } => Capability::Forward { target: target.clone() },
         }
     }
 
@@ -475,11 +479,13 @@ impl ChannelKind {
                 }
                 Ok(paths.iter().try_for_each(|p| crate::files::check_path(p))?)
             }
+            ChannelKind::Forward { target } => Ok(Capability::Forward { target: target.clone() }.validate()?),
             _ => Ok(()),
         }
     }
 
-    /// The kind's name in recordings and logs: `shell`, `stderr`, `files`, `exec`, `logs`.
+    /// The kind's name in recordings and logs: `shell`, `stderr`, `files`, `exec`, `logs`,
+    /// `forward`.
     pub fn name(&self) -> &'static str {
         match self {
             ChannelKind::Shell { .. } => "shell",
@@ -487,6 +493,7 @@ impl ChannelKind {
             ChannelKind::Files { .. } => "files",
             ChannelKind::Exec { .. } => "exec",
             ChannelKind::Logs { .. } => "logs",
+            ChannelKind::Forward { .. } => "forward",
         }
     }
 }
@@ -662,6 +669,20 @@ mod tests {
             session: "s".into(),
             channel: ChannelKind::Logs { paths: vec!["/var/log/erp".into()], since: Some(5) },
         });
+        round_trip(ChannelOpen {
+            session: "s".into(),
+            channel: ChannelKind::Forward { target: "db:5432".into() },
+        });
+    }
+
+    #[test]
+    fn a_forward_channel_needs_its_target_and_a_valid_one() {
+        let fwd = |t: &str| ChannelKind::Forward { target: t.into() };
+        assert_eq!(fwd("db:5432").required_capability(), Capability::Forward { target: "db:5432".into() });
+        assert!(fwd("db:5432").validate().is_ok());
+        assert!(fwd("db:0").validate().is_err());
+        assert!(fwd("db").validate().is_err());
+        assert_eq!(fwd("db:1").name(), "forward");
     }
 
     #[test]

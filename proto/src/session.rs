@@ -70,6 +70,9 @@ pub enum Work {
     Listing,
     /// `assist logs`: a log bundle.
     Logs,
+    /// `assist forward`: forwarded TCP connections (`ok`: stopped by the engineer; not
+    /// ok: the grant stopped covering them).
+    Forward,
 }
 
 /// Why a session ended.
@@ -150,6 +153,8 @@ impl fmt::Display for EndReason {
                 (Work::Listing, false) => "listing failed",
                 (Work::Logs, true) => "log bundle sent",
                 (Work::Logs, false) => "log bundle failed",
+                (Work::Forward, true) => "forwarding finished",
+                (Work::Forward, false) => "forwarding stopped",
             }),
             EndReason::EngineerDisconnected => f.write_str("engineer disconnected"),
             EndReason::EngineerInterrupted => f.write_str("engineer interrupted the client"),

@@ -146,6 +146,12 @@ actions! {
     /// A file transfer ended (detail: path, direction, size, SHA-256 from the agent and the
     /// engineer, whether they matched, the recording channel).
     FileTransferred = "file.transferred",
+    /// A forwarded TCP connection opened: the agent connected to its target (detail:
+    /// target, recording channel, stream, the engineer connection's address).
+    ForwardOpened = "forward.opened",
+    /// A forwarded TCP connection closed (detail: target, channel, the engineer
+    /// connection's address, bytes each way, duration, how each direction ended).
+    ForwardClosed = "forward.closed",
     RecordingSealed = "recording.sealed",
     RecordingFailed = "recording.failed",
     OrgAdded = "org.added",

@@ -5,6 +5,7 @@ mod bad_input;
 mod bypass;
 mod consent;
 mod files;
+mod forward;
 mod grants;
 mod http_limits;
 mod lifecycle;

@@ -131,6 +131,9 @@ pub(crate) async fn serve(
         ChannelKind::Logs { paths, since } => {
             return super::logs::serve(state, session, grant, paths, since, send, recv).await;
         }
+        ChannelKind::Forward { target } => {
+            return super::forward::serve(state, session, target, send, recv).await;
+        }
         _ => return refuse(&mut send, "unsupported channel".into()).await,
     };
     let env = vec![

@@ -339,12 +339,12 @@ mod tests {
         let mut more = request("T", "r", vec![Capability::Shell]);
         assert!(unserved(&more).is_none());
         more.escalation = Some(Escalation {
-            add: vec![Capability::Forward { target: "127.0.0.1:5432".into() }],
+            add: vec![Capability::Clipboard],
             duration_secs: None,
             reason: "r".into(),
             requested_at: 0,
             deadline: 1,
         });
-        assert_eq!(unserved(&more).unwrap().to_string(), "forward is not available on this agent yet");
+        assert_eq!(unserved(&more).unwrap().to_string(), "clipboard is not available on this agent yet");
     }
 }

@@ -9,6 +9,7 @@
 //! - [`shared`]: the state and stream helpers every channel server uses;
 //! - [`files`] and [`paths`]: file channels, and where their paths really lead;
 //! - [`exec`]: the allowlist of diagnostic scripts; [`logs`]: log collection;
+//! - [`forward`]: forwarded TCP connections to the targets a grant names;
 //! - [`process`]: PTY and piped processes.
 
 pub mod channel;
@@ -16,6 +17,7 @@ pub mod consent;
 pub mod enroll;
 pub mod exec;
 pub mod files;
+pub mod forward;
 pub mod grants;
 pub mod logs;
 pub mod paths;

@@ -176,6 +176,8 @@ async fn session(
     let (prompt_tx, prompt_rx) = mpsc::channel::<PromptEvent>(32);
     // The prompt runs in every mode while stdin is open: it also carries the kill key.
     let prompt = cfg.prompt.then(|| tokio::spawn(consent::run(prompt_rx, tx.clone(), state.grants.clone())));
+    // The relay opens every channel of every session here (a forward, one per connection).
+    rc.conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(assist_net::endpoint::MAX_OPEN_CHANNELS));
     let channels = {
         let state = state.clone();
         let conn = rc.conn.clone();

@@ -132,6 +132,17 @@ enum Cmd {
         #[command(flatten)]
         session: SessionArgs,
     },
+    /// Forward local TCP ports to HOST:HOSTPORT as reached from the agent's machine, like
+    /// ssh -L; every connection is its own recorded channel. Ctrl-C ends it.
+    Forward {
+        agent: AgentName,
+        /// [BIND:]PORT:HOST:HOSTPORT (repeatable); BIND defaults to 127.0.0.1, PORT 0
+        /// picks a free port. Asks for the capability forward:HOST:HOSTPORT.
+        #[arg(short = 'L', value_name = "[BIND:]PORT:HOST:HOSTPORT", required = true)]
+        forwards: Vec<engineer::forward::Spec>,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
     /// Pending requests you may answer (approvers), most urgent first.
     Requests {
         #[arg(long)]
@@ -328,6 +339,9 @@ async fn main_inner(cli: Cli) -> Result<i32> {
         Cmd::Exec { agent, name, session } => {
             return Ok(engineer::exec::run(&cfg, &agent, &name, session.choice()?).await?);
         }
+        Cmd::Forward { agent, forwards, session } => {
+            return Ok(engineer::forward::run(&cfg, &agent, forwards, session.choice()?).await?);
+        }
         Cmd::Logs { agent, since, output, paths, session } => {
             let since = since.map(|d| clock::now_ms() - d.as_millis() as i64);
             let out = output
@@ -425,7 +439,11 @@ fn main() {
     // without waking another worker, which is most of a round trip on a busy machine.
     // Blocking work (terminal output, stdin) has threads of its own.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let code = match rt.block_on(until_interrupted(main_inner(cli))) {
+    // `assist forward` ends on a signal by itself, cleanly (it is how it is stopped).
+    let forward = matches!(cli.cmd, Cmd::Forward { .. });
+    let run =
+        async { if forward { main_inner(cli).await } else { until_interrupted(main_inner(cli)).await } };
+    let code = match rt.block_on(run) {
         Ok(code) => code,
         Err(e) => {
             // Errors carry text from the relay and the other party (reasons, file names).

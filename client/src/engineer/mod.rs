@@ -4,11 +4,13 @@
 //! token on the control stream, sends one request and reads its answer. `assist shell`
 //! keeps the connection for the session's life ([`shell`]); `cp`, `ls`, `exec` and `logs`
 //! work in a session of their own or a live one ([`session`], [`cp`], [`transfer`],
-//! [`exec`], [`logs`]).
+//! [`exec`], [`logs`]), and so does `forward` ([`forward`]: local ports to targets the
+//! agent reaches).
 
 pub mod config;
 pub mod cp;
 pub mod exec;
+pub mod forward;
 pub mod grant;
 pub mod logs;
 pub mod progress;

@@ -1,5 +1,5 @@
 //! A session to work in, for commands that open channels (`assist cp`, `ls`, `exec`,
-//! `logs`): a new one requested for exactly the capability the command needs (and waited
+//! `logs`, `forward`): a new one requested for exactly the capability the command needs (and waited
 //! for, like `assist shell`), or a live session of the same engineer (`--session S`),
 //! opened from any of their connections.
 //!
@@ -40,6 +40,8 @@ pub struct Live {
     /// What the relay tells this connection: the session's events if this command
     /// requested it, else only answers and what concerns its own channels.
     pub events: Option<mpsc::Receiver<Event>>,
+    /// The session as approved, when this command requested it (what was granted).
+    pub approved: Option<SessionInfo>,
     control: SendStream,
     rc: crate::conn::RelayConn,
     /// Whether this command requested the session (and so ends it when it leaves).
@@ -49,21 +51,14 @@ pub struct Live {
 impl Live {
     /// Opens a channel and reads the reply; a refusal becomes an error with its reason.
     pub async fn channel(&self, kind: ChannelKind) -> Result<(SendStream, RecvStream), EngineerError> {
-        let what = kind.name();
-        let (mut send, mut recv) = self
-            .conn
-            .open_bi()
+        channel_on(&self.conn, &self.session, kind).await
+    }
+
+    /// Sends a request on the command's control stream; its answer comes as an event.
+    pub async fn send(&mut self, msg: &EngineerToRelay) -> Result<(), EngineerError> {
+        assist_net::write_msg(&mut self.control, msg)
             .await
-            .map_err(|e| EngineerError::Refused(format!("cannot open a {what} channel: {e}")))?;
-        let open = ChannelOpen { session: self.session.clone(), channel: kind };
-        assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
-        match read_msg::<ChannelReply, _>(&mut recv).await {
-            Ok(Some(ChannelReply::Accepted)) => Ok((send, recv)),
-            Ok(Some(ChannelReply::Refused { reason })) => {
-                Err(EngineerError::Refused(format!("refused: {reason}")))
-            }
-            Ok(None) | Err(_) => Err(EngineerError::Refused(format!("the relay closed the {what} channel"))),
-        }
+            .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))
     }
 
     /// Ends the command's connection; a session it requested ends saying what the command
@@ -93,6 +88,30 @@ impl Live {
     pub async fn close(mut self) {
         let _ = self.control.finish();
         self.rc.close().await;
+    }
+}
+
+/// Opens a channel of `session` on `conn` and reads the reply; a refusal becomes an error
+/// with its reason. For commands whose channels outlive a borrow of [`Live`] (each
+/// forwarded connection is a task of its own).
+pub async fn channel_on(
+    conn: &Connection,
+    session: &SessionId,
+    kind: ChannelKind,
+) -> Result<(SendStream, RecvStream), EngineerError> {
+    let what = kind.name();
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| EngineerError::Refused(format!("cannot open a {what} channel: {e}")))?;
+    let open = ChannelOpen { session: session.clone(), channel: kind };
+    assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
+    match read_msg::<ChannelReply, _>(&mut recv).await {
+        Ok(Some(ChannelReply::Accepted)) => Ok((send, recv)),
+        Ok(Some(ChannelReply::Refused { reason })) => {
+            Err(EngineerError::Refused(format!("refused: {reason}")))
+        }
+        Ok(None) | Err(_) => Err(EngineerError::Refused(format!("the relay closed the {what} channel"))),
     }
 }
 
@@ -131,7 +150,7 @@ pub async fn open(
     let (ticket, priority, reason, duration_secs) = match choice {
         SessionChoice::Existing(session) => {
             let events = Some(spawn_events(authed.control.recv));
-            return Ok(Live { conn, session, events, control, rc, own: false });
+            return Ok(Live { conn, session, events, approved: None, control, rc, own: false });
         }
         SessionChoice::New { ticket, priority, reason, duration_secs } => {
             (ticket, priority, reason, duration_secs)
@@ -150,7 +169,8 @@ pub async fn open(
         .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))?;
     let mut events = spawn_events(authed.control.recv);
     let approved = wait_for_consent(&mut events).await?;
-    Ok(Live { conn, session: approved.id, events: Some(events), control, rc, own: true })
+    let session = approved.id.clone();
+    Ok(Live { conn, session, events: Some(events), approved: Some(approved), control, rc, own: true })
 }
 
 /// Reads the control stream into a channel of events.

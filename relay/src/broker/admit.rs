@@ -46,7 +46,7 @@ pub(crate) struct Admission {
     pub handle: ChannelHandle,
     /// Where its bytes are recorded; `None` only when recording is off.
     pub recorder: Option<Recorder>,
-    who: Principal,
+    pub(super) who: Principal,
 }
 
 /// Why a channel was not admitted. The message is what the caller is told.
@@ -227,7 +227,10 @@ impl Admission {
     /// nothing may be spliced.
     pub(crate) async fn record_open(&self, stream: u64, ready: Option<&FileReady>) -> Result<(), ()> {
         let Some(rec) = &self.recorder else { return Ok(()) };
-        let described = serde_json::json!({ "kind": self.kind.name(), "stream": stream, "request": &self.kind, "ready": ready });
+        let mut described = serde_json::json!({ "kind": self.kind.name(), "stream": stream, "request": &self.kind, "ready": ready });
+        if let Some(note) = super::forward::recording_note(&self.kind) {
+            described["note"] = note.into();
+        }
         rec.channel_open(self.channel, described).await.map_err(|_| ())?;
         if let ChannelKind::Shell { pty: Some(pty), .. } = &self.kind {
             let _ = rec.resize(self.channel, pty.cols, pty.rows).await;

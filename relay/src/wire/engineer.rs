@@ -11,7 +11,9 @@
 use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
 use crate::broker::policy::Principal;
-use crate::broker::{Admission, Answerer, Approval, EngineerLink, NewSession, Opener, Refusal, Relay};
+use crate::broker::{
+    Admission, Answerer, Approval, EngineerLink, ForwardClosed as Closed, NewSession, Opener, Refusal, Relay,
+};
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
@@ -19,8 +21,9 @@ use assist_proto::msg::{
 };
 use assist_proto::session::EndReason;
 use quinn::{Connection, RecvStream, SendStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
 
@@ -58,6 +61,8 @@ pub(crate) async fn handle(
             return;
         }
     };
+    // Authenticated: room for many channels at once (each forwarded connection is one).
+    conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(assist_net::endpoint::MAX_OPEN_CHANNELS));
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
     let peer = Arc::new(QuicEngineer(conn.clone()));
     let link = EngineerLink { conn_id, tx: tx.clone(), peer: peer.clone() };
@@ -209,8 +214,11 @@ async fn command(
 }
 
 async fn accept_channels(relay: Arc<Relay>, conn: Connection, who: Principal, opener: Opener) {
+    let peer = conn.remote_address();
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(open_channel(relay.clone(), who.clone(), opener.clone(), send, recv).in_current_span());
+        tokio::spawn(
+            open_channel(relay.clone(), who.clone(), opener.clone(), peer, send, recv).in_current_span(),
+        );
     }
 }
 
@@ -224,6 +232,7 @@ async fn open_channel(
     relay: Arc<Relay>,
     who: Principal,
     opener: Opener,
+    peer: SocketAddr,
     mut esend: SendStream,
     mut erecv: RecvStream,
 ) {
@@ -238,7 +247,7 @@ async fn open_channel(
         Err(refused) => return refuse(&mut esend, refused.to_string()).await,
     };
     let span = admitted.session.span.clone();
-    splice_admitted(&relay, admitted, open, &opener, esend, erecv).instrument(span).await
+    splice_admitted(&relay, admitted, open, &opener, peer, esend, erecv).instrument(span).await
 }
 
 /// Opens an admitted channel on the agent, passes its answer on, and splices it.
@@ -247,6 +256,7 @@ async fn splice_admitted(
     admitted: Admission,
     open: ChannelOpen,
     opener: &Opener,
+    peer: SocketAddr,
     mut esend: SendStream,
     erecv: RecvStream,
 ) {
@@ -310,6 +320,8 @@ async fn splice_admitted(
         let _ = asend.reset(codes::SESSION_ENDED);
         return;
     }
+    admitted.audit_opened(relay, stream, peer).await;
+    let opened = Instant::now();
     let channel = admitted.channel;
     info!(channel, "channel open");
     let tee = |direction| admitted.recorder.clone().map(|recorder| Tee { recorder, channel, direction });
@@ -323,8 +335,14 @@ async fn splice_admitted(
         r
     };
     let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down);
+    let ends = (format!("{up_end:?}"), format!("{down_end:?}"));
     admitted
-        .record_close(serde_json::json!({ "in": up_bytes, "out": down_bytes, "in_end": format!("{up_end:?}"), "out_end": format!("{down_end:?}") }))
+        .record_close(
+            serde_json::json!({ "in": up_bytes, "out": down_bytes, "in_end": &ends.0, "out_end": &ends.1 }),
+        )
         .await;
+    let duration = opened.elapsed();
+    let closed = Closed { stream, peer, bytes_in: up_bytes, bytes_out: down_bytes, duration, ends };
+    admitted.audit_closed(relay, closed).await;
     info!(up_bytes, ?up_end, down_bytes, ?down_end, "channel closed");
 }
