@@ -199,7 +199,12 @@ impl TestRelay {
     ) -> Result<Self> {
         let mut cmd = Command::new(bin("assist-relay"));
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        cmd.arg("--data-dir").arg(dir.path().join("data")).args(["serve", "--listen", listen]).args(extra);
+        cmd.arg("--data-dir").arg(dir.path().join("data")).args(["serve", "--listen", listen]);
+        // Parallel tests never share the console's default port.
+        if !extra.iter().any(|a| *a == "--console" || *a == "--no-console") {
+            cmd.args(["--console", "127.0.0.1:0"]);
+        }
+        cmd.args(extra);
         cmd.env("RUST_LOG", "info,assist_relay=debug");
         let mut proc = Proc::spawn(cmd)?;
         let ready = proc.stdout.wait_for("listening on")?;

@@ -163,6 +163,20 @@ actions! {
     WebhookDelivered = "webhook.delivered",
     /// A delivery attempt failed (status or error); the detail says whether it is retried.
     WebhookFailed = "webhook.failed",
+    // The web console (crate::console_state).
+    /// A console session began (detail: its stage, source address).
+    ConsoleSignedIn = "console.signed_in",
+    /// A console session ended (detail: why: logout, idle, expired, disabled, upgraded).
+    ConsoleSignedOut = "console.signed_out",
+    /// A user confirmed a new TOTP authenticator (recovery codes were renewed).
+    MfaEnrolled = "mfa.enrolled",
+    /// A second-factor code was refused (detail: why, source address; never the code).
+    MfaFailed = "mfa.failed",
+    /// A recovery code was used instead of an authenticator code.
+    MfaRecoveryUsed = "mfa.recovery_used",
+    /// A user may no longer sign in; their console sessions ended with it (detail: how
+    /// many).
+    UserDisabled = "user.disabled",
 }
 
 impl fmt::Display for Action {

@@ -20,6 +20,8 @@ pub mod audit;
 pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
+pub mod console_state;
+pub mod console_tls;
 pub mod datadir;
 pub mod listen;
 pub mod private_file;

@@ -42,6 +42,28 @@ impl Relay {
         password: &str,
         source: IpAddr,
     ) -> Result<(Principal, String, i64), Refusal> {
+        let row = self.authenticate(user, password, source).await?;
+        let now_secs = (crate::now_ms() / 1000) as u64;
+        let (token, expires_at) =
+            self.tokens.issue(&row.name, &row.org, row.role, now_secs, self.cfg.token_ttl);
+        let event = AuditEvent::new(row.name.as_str(), Action::LoginSucceeded)
+            .org(&row.org)
+            .target(row.name.as_str())
+            .detail(serde_json::json!({ "role": row.role, "token_expires_at": expires_at }));
+        // A login that cannot be audited does not happen.
+        self.audit(event).await?;
+        info!(user = %row.name, org = %row.org, role = %row.role, "login");
+        Ok((Principal { user: row.name, org: row.org, role: row.role }, token, expires_at))
+    }
+
+    /// Checks a user's password, from `source`, under the throttle; audits a failure (the
+    /// caller audits the success, saying what it led to).
+    pub(crate) async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<crate::store::UserRow, Refusal> {
         // Throttled by the address's key (an IPv6 /64); audited with the whole address.
         let counted = crate::listen::source_key(source);
         let source = source.to_canonical();
@@ -88,21 +110,11 @@ impl Relay {
         };
         let still = self.throttle.succeeded(&key, counted, admitted);
         self.audit_throttled(&key, still).await;
-        let now_secs = (crate::now_ms() / 1000) as u64;
-        let (token, expires_at) =
-            self.tokens.issue(&row.name, &row.org, row.role, now_secs, self.cfg.token_ttl);
-        let event = AuditEvent::new(row.name.as_str(), Action::LoginSucceeded)
-            .org(&row.org)
-            .target(row.name.as_str())
-            .detail(serde_json::json!({ "role": row.role, "token_expires_at": expires_at }));
-        // A login that cannot be audited does not happen.
-        self.audit(event).await?;
-        info!(user = %row.name, org = %row.org, role = %row.role, "login");
-        Ok((Principal { user: row.name, org: row.org, role: row.role }, token, expires_at))
+        Ok(row)
     }
 
     /// One `login.throttled` row per user name or address that now has to wait.
-    async fn audit_throttled(&self, user: &str, throttled: Vec<Throttled>) {
+    pub(crate) async fn audit_throttled(&self, user: &str, throttled: Vec<Throttled>) {
         for t in throttled {
             let (scope, target) = match &t.scope {
                 Scope::User(name) => ("user", name.clone()),
