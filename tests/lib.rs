@@ -3,6 +3,7 @@
 //!
 //! The binaries must be built first (`cargo build --bins`; the test script does it).
 
+pub mod browser;
 pub mod files_support;
 pub mod rogue;
 
@@ -223,6 +224,26 @@ impl TestRelay {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The console's URL (`https://localhost:PORT`) and the SHA-256 of its key's
+    /// SubjectPublicKeyInfo (base64), from the relay's start-up line
+    /// `assist-relay console on https://ADDR spki BASE64`.
+    pub fn console(&self) -> Result<(String, String)> {
+        let line = self
+            .proc
+            .stdout
+            .seen
+            .iter()
+            .find_map(|l| l.strip_prefix("assist-relay console on https://"))
+            .ok_or_else(|| anyhow!("the relay printed no console line"))?;
+        let mut words = line.split_whitespace();
+        let addr: std::net::SocketAddr = words.next().ok_or_else(|| anyhow!("no address"))?.parse()?;
+        let spki = match (words.next(), words.next()) {
+            (Some("spki"), Some(spki)) => spki.to_owned(),
+            _ => bail!("no spki in {line}"),
+        };
+        Ok((format!("https://localhost:{}", addr.port()), spki))
     }
 
     /// Runs an administration command against the data directory; fails unless it exits 0.

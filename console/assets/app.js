@@ -112,7 +112,7 @@ $('logout').addEventListener('click', async () => {
 
 // ---- the approver's page ----
 
-const PRIORITY_WORDS = { p0: 'P0 · critical', p1: 'P1 · urgent', p2: 'P2', p3: 'P3', p4: 'P4' };
+const PRIORITY_WORDS = { p0: 'P0 · critical', p1: 'P1 · urgent', p2: 'P2', p3: 'P3' };
 
 function minutesText(ms) {
   const m = Math.round(ms / 60000);
@@ -150,8 +150,9 @@ setInterval(tick, 1000);
 function build(r) {
   const li = $('request-template').content.firstElementChild.cloneNode(true);
   li.dataset.id = r.id;
-  if (r.priority === 'p0' || r.priority === 'p1') li.classList.add('urgent');
-  li.querySelector('.priority').textContent = PRIORITY_WORDS[r.priority] || r.priority;
+  const priority = String(r.priority).toLowerCase();
+  if (priority === 'p0' || priority === 'p1') li.classList.add('urgent');
+  li.querySelector('.priority').textContent = PRIORITY_WORDS[priority] || r.priority;
   li.querySelector('.engineer').textContent = `${r.engineer} (${r.engineer_org})`;
   li.querySelector('.agent').textContent = r.agent;
   li.querySelector('.ticket').textContent = r.ticket;
@@ -186,6 +187,12 @@ function build(r) {
   return li;
 }
 
+// An answered card stays, greyed and inert, until the live list drops it.
+function finished(li) {
+  li.classList.add('done');
+  for (const el of li.querySelectorAll('button, input, select')) el.disabled = true;
+}
+
 async function approve(li, r) {
   const ticked = [...li.querySelectorAll('input[name=cap]')].filter((b) => b.checked).map((b) => b.value);
   if (ticked.length === 0) return say('Tick at least one thing they may do, or deny the request.');
@@ -194,7 +201,7 @@ async function approve(li, r) {
   try {
     await call('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/approve`, body);
     say(`Approved ${r.engineer}'s request on ${r.agent}.`, true);
-    li.classList.add('done');
+    finished(li);
   } catch (e) { fail(e); }
 }
 
@@ -204,12 +211,16 @@ async function deny(li, r) {
   try {
     await call('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/deny`, { reason });
     say(`Denied ${r.engineer}'s request on ${r.agent}.`, true);
-    li.classList.add('done');
+    finished(li);
   } catch (e) { fail(e); }
 }
 
 function home(me) {
   show('home');
+  const answers = me.role === 'approver' || me.role === 'admin';
+  $('other-role').hidden = answers;
+  $('answering').hidden = !answers;
+  if (!answers) return;
   if (events) events.close();
   events = new EventSource('/api/v1/requests/events');
   events.addEventListener('requests', (ev) => {
