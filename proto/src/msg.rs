@@ -107,16 +107,22 @@ pub enum ErrorCode {
     Conflict,
     /// Something went wrong inside the relay; the message does not say what.
     Internal,
+    /// The password was right, and the user has an authenticator: log in again with a
+    /// code from it (`Login.code`).
+    CodeRequired,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EngineerToRelay {
-    /// Exchanges a password for a token. Needs no prior `Auth`.
+    /// Exchanges a password (and, for users with an authenticator, a code from it or a
+    /// recovery code) for a token. Needs no prior `Auth`.
     Login {
         user: String,
         password: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
     },
     /// Must be the first message of any other conversation.
     Auth {

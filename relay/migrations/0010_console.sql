@@ -37,3 +37,14 @@ CREATE TABLE users_disabled (
     user TEXT PRIMARY KEY NOT NULL,
     disabled_at INTEGER NOT NULL
 ) STRICT;
+
+-- Tokens issued to the CLI by `assist login`, by their `jti`, so that one user's tokens
+-- can be revoked at once (`assist-relay user disable` / `user remove`). A token whose
+-- id is not here, or is revoked, is refused.
+CREATE TABLE cli_tokens (
+    jti TEXT PRIMARY KEY NOT NULL,
+    user TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) STRICT;
+CREATE INDEX cli_tokens_user ON cli_tokens (user);

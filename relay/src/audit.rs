@@ -174,9 +174,11 @@ actions! {
     MfaFailed = "mfa.failed",
     /// A recovery code was used instead of an authenticator code.
     MfaRecoveryUsed = "mfa.recovery_used",
-    /// A user may no longer sign in; their console sessions ended with it (detail: how
-    /// many).
+    /// A user may no longer sign in; their console sessions ended and their CLI tokens
+    /// were revoked with it.
     UserDisabled = "user.disabled",
+    /// A user was removed, with their sign-in state (sessions' history stays).
+    UserRemoved = "user.removed",
 }
 
 impl fmt::Display for Action {

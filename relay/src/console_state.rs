@@ -5,10 +5,9 @@
 //!   (per user name and per address), the same `login.failed`/`login.throttled` events,
 //!   the same one message for a wrong user or a wrong password. A success is audited
 //!   `login.succeeded` with `"via": "console"`.
-//! - Second factor: TOTP (RFC 6238, SHA-1, 6 digits, 30 s steps, one step of skew), on
-//!   the relay's clock. An accepted step is stored and never accepted again for that user
-//!   (replay), and codes go through the login throttle like passwords. Ten recovery codes
-//!   are made at enrolment, shown once, stored as SHA-256 hashes, each usable once.
+//! - Second factor: TOTP and recovery codes checked by [`crate::mfa`] (each step accepted
+//!   once per user), through the login throttle like passwords, a refusal audited
+//!   `mfa.failed`. Enrolment makes ten recovery codes, shown once, stored hashed.
 //! - Console sessions: the cookie value is 32 random bytes (hex); the row is keyed by its
 //!   SHA-256. Begin and end are audited (`console.signed_in`, `console.signed_out`).
 //! - Answers to requests go to the broker's `answer` exactly as `assist approve`/`deny`
@@ -22,6 +21,7 @@ use crate::broker::policy::Principal;
 use crate::broker::{Answerer, Approval, Refusal, Relay};
 #[cfg(doc)]
 use crate::datadir::DataDir;
+use crate::store::credentials::Credentials as _;
 use crate::store::{SqliteStore, Store};
 use assist_console::{Account, ApiError, ApproveForm, Enrolment, RequestView, Stage, WebSession};
 use assist_proto::caps::{Capability, Role};
@@ -36,10 +36,6 @@ use tracing::warn;
 /// The console's sign-in rules (`serve --require-mfa`, idle and absolute lifetimes).
 pub type ConsoleAuthConfig = assist_console::AuthConfig;
 
-/// TOTP parameters every authenticator app understands.
-const TOTP_DIGITS: u8 = 6;
-const TOTP_STEP: u64 = 30;
-const TOTP_SKEW: u16 = 1;
 /// Length of a TOTP secret (RFC 4226 recommends 160 bits).
 const SECRET_BYTES: usize = 20;
 /// Recovery codes made at each enrolment.
@@ -100,14 +96,7 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 fn totp_for(secret: &[u8]) -> Result<totp_rs::Totp, ApiError> {
-    totp_rs::Builder::new()
-        .with_algorithm(totp_rs::Algorithm::SHA1)
-        .with_digits(TOTP_DIGITS)
-        .with_skew(TOTP_SKEW)
-        .with_step_duration(TOTP_STEP)
-        .with_secret(secret.to_vec())
-        .build()
-        .map_err(internal)
+    crate::mfa::totp(secret).map_err(internal)
 }
 
 /// The `otpauth://` URI an authenticator app reads from the QR code.
@@ -122,13 +111,10 @@ fn otpauth_uri(user: &str, secret_b32: &str) -> String {
         })
         .collect();
     format!(
-        "otpauth://totp/{label}?secret={secret_b32}&issuer={ISSUER}&algorithm=SHA1&digits={TOTP_DIGITS}&period={TOTP_STEP}"
+        "otpauth://totp/{label}?secret={secret_b32}&issuer={ISSUER}&algorithm=SHA1&digits={}&period={}",
+        crate::mfa::DIGITS,
+        crate::mfa::STEP
     )
-}
-
-/// A recovery code as people type it: letters and digits, case and separators ignored.
-fn normalise_recovery(code: &str) -> String {
-    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 fn new_recovery_code() -> String {
@@ -145,6 +131,10 @@ fn principal(a: &Account) -> Result<Principal, ApiError> {
 }
 
 impl RelayConsole {
+    fn relay_store(&self) -> &dyn Store {
+        &self.db
+    }
+
     fn secs(&self) -> u64 {
         u64::try_from(assist_console::ConsoleState::now_ms(self) / 1000).unwrap_or(0)
     }
@@ -214,9 +204,6 @@ impl assist_console::ConsoleState for RelayConsole {
 
     async fn check_password(&self, user: &str, password: &str, source: IpAddr) -> Result<Account, ApiError> {
         let row = self.relay.authenticate(user, password, source).await.map_err(from_refusal)?;
-        if self.db.user_disabled(row.name.as_str()).await.map_err(internal)? {
-            return Err(ApiError::Unauthenticated("wrong user name or password".into()));
-        }
         let event = crate::audit::AuditEvent::new(row.name.as_str(), crate::audit::Action::LoginSucceeded)
             .org(&row.org)
             .target(row.name.as_str())
@@ -230,7 +217,7 @@ impl assist_console::ConsoleState for RelayConsole {
         let Some(row) = self.db.user(&UserName::new(user)).await.map_err(internal)? else {
             return Ok(None);
         };
-        if self.db.user_disabled(user).await.map_err(internal)? {
+        if self.db.is_disabled(user).await.map_err(internal)? {
             return Ok(None);
         }
         let totp = self.db.totp(user).await.map_err(internal)?.secret.is_some();
@@ -318,8 +305,7 @@ impl assist_console::ConsoleState for RelayConsole {
         .await?;
         let step = i64::try_from(step.unwrap_or_default()).map_err(internal)?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-        let hashes: Vec<String> =
-            codes.iter().map(|c| sha256_hex(normalise_recovery(c).as_bytes())).collect();
+        let hashes: Vec<String> = codes.iter().map(|c| crate::mfa::recovery_hash(c)).collect();
         if !self.db.totp_confirm(user, &pending, step, &hashes, self.now_ms()).await.map_err(internal)? {
             return Err(ApiError::Conflict("the authenticator changed meanwhile; start again".into()));
         }
@@ -329,30 +315,12 @@ impl assist_console::ConsoleState for RelayConsole {
     async fn verify_code(&self, user: &str, code: &str, source: IpAddr) -> Result<(), ApiError> {
         let row = self.db.totp(user).await.map_err(internal)?;
         let secret = row.secret.ok_or_else(|| ApiError::Conflict("no authenticator is set up".into()))?;
-        let now = self.secs();
         let source_text = source.to_canonical().to_string();
+        let now_ms = self.now_ms();
         self.throttled_code(user, source, async {
-            let digits = code.len() == usize::from(TOTP_DIGITS) && code.bytes().all(|b| b.is_ascii_digit());
-            if digits {
-                let Some(step) = totp_for(&secret)?.check(code, now) else { return Ok(Some("wrong code")) };
-                let step = i64::try_from(step).map_err(internal)?;
-                return Ok(match self.db.totp_accept_step(user, step).await.map_err(internal)? {
-                    true => None,
-                    false => Some("code already used"),
-                });
-            }
-            let hash = sha256_hex(normalise_recovery(code).as_bytes());
-            Ok(
-                match self
-                    .db
-                    .recovery_use(user, &hash, &source_text, self.now_ms())
-                    .await
-                    .map_err(internal)?
-                {
-                    true => None,
-                    false => Some("wrong or used recovery code"),
-                },
-            )
+            crate::mfa::check_code(self.relay_store(), user, &secret, code, now_ms, &source_text)
+                .await
+                .map_err(internal)
         })
         .await
     }

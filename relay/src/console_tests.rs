@@ -345,7 +345,7 @@ async fn a_disabled_users_session_is_refused_on_the_next_request() {
     let w = world(Default::default()).await;
     let cookie = w.signed_in("alice").await;
     assert_eq!(w.send(World::get("/api/v1/me", Some(&cookie))).await.status(), StatusCode::OK);
-    assert!(w.store.user_disable("alice", "admin:test", crate::now_ms()).await.unwrap());
+    crate::admin_users::user_disable(&w.store, "alice", "admin:test", crate::now_ms()).await.unwrap();
     assert_eq!(w.send(World::get("/api/v1/me", Some(&cookie))).await.status(), StatusCode::UNAUTHORIZED);
     assert!(w.state.session(&cookie).await.unwrap().is_none(), "the row is ended");
     assert_eq!(w.password("alice", "pw-alice-123").await.0, StatusCode::UNAUTHORIZED);

@@ -356,6 +356,11 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Stops a user signing in; ends their console sessions and revokes their CLI tokens
+    /// at once.
+    Disable { name: String },
+    /// Removes a user; ends their console sessions and revokes their CLI tokens at once.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -666,6 +671,14 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
             print_rows(json, &users, &["NAME", "ORG", "ROLE", "CREATED"], |u| {
                 vec![u.name.to_string(), u.org.to_string(), u.role.to_string(), format_time(u.created_at)]
             })?;
+        }
+        Command::User(UserCommand::Disable { name }) => {
+            assist_relay::admin_users::user_disable(store, &name, &actor, now).await?;
+            eprintln!("disabled {name}: console sessions ended, CLI tokens revoked");
+        }
+        Command::User(UserCommand::Remove { name }) => {
+            assist_relay::admin_users::user_remove(store, &name, &actor, now).await?;
+            eprintln!("removed {name}: console sessions ended, CLI tokens revoked");
         }
         Command::Token(TokenCommand::Create { org, ttl }) => {
             let token = admin::token_create(store, &org, ttl, &actor, now).await?;

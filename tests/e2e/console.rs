@@ -45,7 +45,7 @@ fn sign_in_and_enrol(
     user: &str,
     password: &str,
     shots: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Vec<String>)> {
     b.goto(url)?;
     b.wait_css("#signin-form")?;
     b.screenshot(&format!("{shots}-1-sign-in"))?;
@@ -64,10 +64,11 @@ fn sign_in_and_enrol(
     b.fill("#enrol-code", &totp_code(&secret, unix_secs())?)?;
     b.click("#enrol-form button[type=submit]")?;
     b.wait_css("#recovery-codes li")?;
+    let codes: Vec<String> = b.text("#recovery-codes")?.split_whitespace().map(str::to_owned).collect();
     b.screenshot(&format!("{shots}-3-recovery-codes"))?;
     b.click("#recovery-done")?;
     b.wait_css("#home")?;
-    Ok(secret)
+    Ok((secret, codes))
 }
 
 #[test]
@@ -75,7 +76,8 @@ fn the_first_admin_enrols_totp_signs_out_and_signs_in_again_with_a_code() -> any
     let relay = TestRelay::start()?;
     let (url, spki) = relay.console()?;
     let b = Browser::open(&spki)?;
-    let secret = sign_in_and_enrol(&b, &url, "admin", &relay.admin_password, "admin")?;
+    let (secret, recovery) = sign_in_and_enrol(&b, &url, "admin", &relay.admin_password, "admin")?;
+    assert_eq!(recovery.len(), 10, "{recovery:?}");
     let who = b.text("#who")?;
     assert!(who.contains("admin") && who.contains("operator"), "{who}");
     b.screenshot("admin-4-home")?;
@@ -97,8 +99,37 @@ fn the_first_admin_enrols_totp_signs_out_and_signs_in_again_with_a_code() -> any
     // A phone-sized screen.
     b.resize(390, 844)?;
     b.screenshot("admin-6-home-phone")?;
+    // `assist login` now needs a code too: without one it is refused, with a recovery code
+    // it works (once).
+    let cli = assist_tests::Cli { dir: tempfile::tempdir()?, relay: relay.addr.clone() };
+    let login = |stdin: &str| {
+        cli.run_stdin(
+            &[
+                "login",
+                "--relay",
+                &relay.addr,
+                "--user",
+                "admin",
+                "--password-stdin",
+                "--ca-fingerprint",
+                &relay.fingerprint,
+            ],
+            stdin,
+        )
+    };
+    let out = login(&format!("{}\n", relay.admin_password))?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authenticator"), "{out:?}");
+    let out = login(&format!("{}\n{}\n", relay.admin_password, recovery[1]))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cli.ok(&["agents"])?;
+    let out = login(&format!("{}\n{}\n", relay.admin_password, recovery[1]))?;
+    assert!(!out.status.success(), "a recovery code works once");
+
     let audit = relay.admin(&["audit", "list", "--json"])?;
-    for action in ["mfa.enrolled", "console.signed_in", "console.signed_out"] {
+    for action in
+        ["mfa.enrolled", "mfa.recovery_used", "mfa.failed", "console.signed_in", "console.signed_out"]
+    {
         assert!(audit.contains(action), "{action} not audited");
     }
     Ok(())
@@ -166,5 +197,47 @@ fn an_approver_approves_only_shell_for_ten_minutes_from_the_open_page() -> anyho
     assert_eq!(shell.wait()?.code(), Some(0));
     // The request left the page.
     b.wait_css("#none")?;
+    Ok(())
+}
+
+#[test]
+fn disabling_an_approver_stops_their_open_page_and_their_cli_at_once() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let bob_cli = relay.login("bob")?;
+    bob_cli.ok(&["requests"])?;
+    let (url, spki) = relay.console()?;
+    let b = Browser::open(&spki)?;
+    sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "disabled")?;
+    b.wait_css("#none")?;
+
+    relay.admin(&["user", "disable", "bob"])?;
+    // The open page learns it on its own, without a click.
+    b.wait_text("#message", "Your session has ended")?;
+    b.wait_css("#signin-form")?;
+    b.screenshot("disabled-4-signed-out")?;
+    let out = bob_cli.run(&["requests"])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("revoked"), "{err}");
+    // And neither can sign in again.
+    b.fill("#user", "bob")?;
+    b.fill("#password", "pw-bob-123")?;
+    b.click("#signin-form button[type=submit]")?;
+    b.wait_text("#message", "wrong user name or password")?;
+    let out = bob_cli.run_stdin(
+        &[
+            "login",
+            "--relay",
+            &relay.addr,
+            "--user",
+            "bob",
+            "--password-stdin",
+            "--ca-fingerprint",
+            &relay.fingerprint,
+        ],
+        "pw-bob-123\n",
+    )?;
+    assert!(!out.status.success(), "a disabled user's CLI login is refused");
     Ok(())
 }

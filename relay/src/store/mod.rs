@@ -10,6 +10,7 @@
 //! it does not decide who may do what: that is [`crate::broker`]'s and
 //! [`crate::admin`]'s business.
 
+pub mod credentials;
 pub mod sqlite;
 
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
@@ -127,7 +128,7 @@ pub struct UnreadableEvent {
 /// session's `requested_at`). A method that changes nothing (an error, or an idempotent
 /// repeat where documented) appends nothing.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: credentials::Credentials + Send + Sync + 'static {
     /// Adds an organisation. Every org in `supported_by` must exist.
     async fn add_org(
         &self,

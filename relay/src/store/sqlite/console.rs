@@ -244,40 +244,4 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
-
-    pub async fn user_disabled(&self, user: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users_disabled WHERE user = ?")
-            .bind(user)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n > 0)
-    }
-
-    /// Disables a user: no more sign-ins, every console session ended, in one transaction
-    /// with its `user.disabled` event by `actor`. False if the user does not exist.
-    pub async fn user_disable(&self, user: &str, actor: &str, now: i64) -> Result<bool> {
-        let mut tx = self.write().await?;
-        let Some(org) = Self::org_of(&mut tx, user).await? else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "INSERT INTO users_disabled (user, disabled_at) VALUES (?, ?) ON CONFLICT (user) DO NOTHING",
-        )
-        .bind(user)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let ended = sqlx::query("DELETE FROM console_sessions WHERE user = ?")
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let event = AuditEvent::new(actor, Action::UserDisabled)
-            .org(&org)
-            .target(user)
-            .detail(json!({ "console_sessions_ended": ended }));
-        append(&mut tx, &event, now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
 }

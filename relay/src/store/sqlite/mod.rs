@@ -14,6 +14,7 @@
 
 mod audit;
 pub mod console;
+mod credentials;
 mod sessions;
 mod webhooks;
 mod windows;
