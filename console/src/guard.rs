@@ -42,10 +42,8 @@ fn check(req: &Request) -> Result<(), ApiError> {
     if origin != format!("https://{host}") {
         return Err(refused());
     }
-    if let Some(site) = h.get("sec-fetch-site") {
-        if site.as_bytes() != b"same-origin" {
-            return Err(refused());
-        }
+    if h.get("sec-fetch-site").is_some_and(|site| site.as_bytes() != b"same-origin") {
+        return Err(refused());
     }
     let json = h
         .get(header::CONTENT_TYPE)

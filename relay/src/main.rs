@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the relay (creating the data directory and a first admin on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Organisations (tenants).
     #[command(subcommand)]
     Org(OrgCommand),
@@ -499,7 +499,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
     let command = match cli.command {
         Command::Serve(args) => {
-            serve(data_dir, args).await?;
+            serve(data_dir, *args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Recording(cmd) => return recording_command(&data_dir, cmd).await,
