@@ -373,3 +373,57 @@ async fn the_request_routes_need_a_full_session_and_refuse_unknown_requests() {
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST, "the CLI's free-text rules apply");
 }
+
+/// The next server-sent event's text from a streaming body.
+async fn next_event(body: &mut Body) -> String {
+    use http_body_util::BodyExt;
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = body.frame().await.expect("the stream goes on").unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn the_event_stream_sends_the_list_and_signs_out_a_disabled_user() {
+    let w = world(Default::default()).await;
+    assert_eq!(w.send(World::get("/api/v1/requests/events", None)).await.status(), StatusCode::UNAUTHORIZED);
+    let cookie = w.signed_in("carol").await;
+    let res = w.send(World::get("/api/v1/requests/events", Some(&cookie))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = res.into_body();
+    let first = next_event(&mut body).await;
+    assert!(first.contains("event: requests") && first.contains("data: []"), "{first}");
+    crate::admin_users::user_disable(&w.store, "carol", "admin:test", crate::now_ms()).await.unwrap();
+    let next = next_event(&mut body).await;
+    assert!(next.contains("event: signed-out"), "{next}");
+}
+
+#[tokio::test]
+async fn wrong_codes_are_throttled_like_passwords() {
+    let throttle = crate::broker::throttle::ThrottleConfig {
+        user_failures: 2,
+        address_failures: 100,
+        delay: std::time::Duration::from_secs(60),
+        lockout: std::time::Duration::from_secs(600),
+    };
+    let w = world(throttle).await;
+    let (_, _, cookie) = w.password("bob", "pw-bob-123").await;
+    let cookie = cookie.unwrap();
+    let (_, e, _) = split(w.send(World::post("/api/v1/mfa/enrol", Some(&cookie), json!({}))).await).await;
+    let secret = e["secret"].as_str().unwrap().to_owned();
+    let now = w.state.secs();
+    let good = code_at(&secret, now);
+    let bad = format!("{:06}", (good.parse::<u32>().unwrap() + 500_000) % 1_000_000);
+    for _ in 0..2 {
+        let res = w.send(World::post("/api/v1/mfa/confirm", Some(&cookie), json!({ "code": bad }))).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right code waits now.
+    let res = w.send(World::post("/api/v1/mfa/confirm", Some(&cookie), json!({ "code": good }))).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -197,6 +197,20 @@ fn an_approver_approves_only_shell_for_ten_minutes_from_the_open_page() -> anyho
     assert_eq!(shell.wait()?.code(), Some(0));
     // The request left the page.
     b.wait_css("#none")?;
+
+    // Another request, denied with a reason the engineer reads.
+    let mut denied =
+        alice.spawn(&["shell", "erp-db01", "--ticket", "INC-2002", "--reason", "again", "--", "true"])?;
+    denied.stderr.wait_for("waiting for an approver of acme")?;
+    b.wait_text("#requests .request", "INC-2002")?;
+    b.click("#requests .request button.deny")?;
+    b.fill("#requests .request input.deny-reason", "not during month-end close")?;
+    b.screenshot("approver-8-deny")?;
+    b.click("#requests .request button.deny-confirm")?;
+    b.wait_text("#message", "Denied")?;
+    assert_ne!(denied.wait()?.code(), Some(0));
+    let line = denied.stderr.wait_for("denied by")?;
+    assert!(line.contains("denied by bob: not during month-end close"), "{line}");
     Ok(())
 }
 
