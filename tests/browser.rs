@@ -5,12 +5,14 @@
 //!   exits: it runs under a small `sh` watchdog that kills its whole process group (and
 //!   the Chromium processes it started) once our end of its stdin closes, which the
 //!   kernel does when the test process exits however it exits.
-//! - One Chromium per test ([`Browser::open`]), because each test relay has its own CA and
-//!   console key: a fresh `--user-data-dir`, headless, `--no-sandbox` (tests run as root),
-//!   no background networking, component updates, sync or GPU. The browser accepts the
-//!   relay's console certificate by pinning exactly its key
-//!   (`--ignore-certificate-errors-spki-list` with the SHA-256 of its SubjectPublicKeyInfo,
-//!   which the relay prints at start); every other certificate error still fails.
+//! - The browser trusts each test relay's CA the way a customer's would: chromedriver (and
+//!   so every Chromium it starts) runs with `HOME` in a temporary directory whose NSS
+//!   database (`~/.pki/nssdb`, made with `certutil` from libnss3-tools) gets the relay's
+//!   `ca.pem` as a trusted authority before the test's Chromium starts. No certificate
+//!   error is ignored.
+//! - One Chromium per test ([`Browser::open`]), since Chromium reads the NSS database when
+//!   it starts: a fresh `--user-data-dir`, headless, `--no-sandbox` (tests run as root), no
+//!   background networking, component updates, sync or GPU.
 //! - [`Browser::screenshot`] saves a PNG under `<target>/artefacts/console/`.
 //!
 //! `scripts/test` installs Debian's `chromium` and `chromium-driver` if missing.
@@ -23,9 +25,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The shared chromedriver: its URL, and the watchdog whose stdin we hold open.
+/// The shared chromedriver: its URL, the NSS database its browsers read, and the
+/// watchdog whose stdin we hold open.
 struct Driver {
     url: String,
+    nssdb: String,
+    /// Serialises `certutil` writes to the shared database.
+    trust: Mutex<()>,
     _watchdog: Mutex<Child>,
 }
 
@@ -40,9 +46,19 @@ fn start_driver() -> Result<Driver> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     // `setsid` makes chromedriver a process-group leader, so the whole group (Chromium
     // included) goes when the watchdog's `read` sees our end of the pipe close.
-    let script = r#"setsid "$0" --port="$1" --allowed-ips=127.0.0.1 & pid=$!; read -r _; kill -TERM -- -"$pid" 2>/dev/null; sleep 1; kill -KILL -- -"$pid" 2>/dev/null"#;
+    // The browsers' HOME, with an empty NSS database; removed by the watchdog at the end.
+    let home = tempfile::Builder::new().prefix("assist-chromium-").tempdir()?.keep();
+    let nssdb = format!("sql:{}", home.join(".pki/nssdb").display());
+    std::fs::create_dir_all(home.join(".pki/nssdb"))?;
+    let out = Command::new("certutil")
+        .args(["-N", "-d", &nssdb, "--empty-password"])
+        .output()
+        .with_context(|| "cannot run certutil (Debian package libnss3-tools; scripts/test installs it)")?;
+    anyhow::ensure!(out.status.success(), "certutil -N: {}", String::from_utf8_lossy(&out.stderr));
+    let script = r#"setsid "$0" --port="$1" --allowed-ips=127.0.0.1 & pid=$!; read -r _; kill -TERM -"$pid" 2>/dev/null; sleep 1; kill -KILL -"$pid" 2>/dev/null; rm -rf "$2""#;
     let mut child = Command::new("sh")
-        .args(["-c", script, &program, &port.to_string()])
+        .args(["-c", script, &program, &port.to_string(), &home.display().to_string()])
+        .env("HOME", &home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,7 +83,12 @@ fn start_driver() -> Result<Driver> {
             Err(_) => bail!("{program} did not start on port {port}"),
         }
     }
-    Ok(Driver { url: format!("http://127.0.0.1:{port}"), _watchdog: Mutex::new(child) })
+    Ok(Driver {
+        url: format!("http://127.0.0.1:{port}"),
+        nssdb,
+        trust: Mutex::new(()),
+        _watchdog: Mutex::new(child),
+    })
 }
 
 /// Where screenshots go: `<target>/artefacts/console/`.
@@ -78,7 +99,7 @@ pub fn artefacts() -> PathBuf {
     target.join("artefacts").join("console")
 }
 
-/// A Chromium session trusting one console's key.
+/// A Chromium session.
 pub struct Browser {
     pub client: Client,
     pub rt: tokio::runtime::Runtime,
@@ -86,10 +107,20 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Opens Chromium with a fresh profile that accepts the console certificate whose
-    /// SPKI SHA-256 (base64) is `spki`.
-    pub fn open(spki: &str) -> Result<Self> {
+    /// Trusts the CA certificate in `ca_pem` (a relay's `ca.pem`) as an authority for web
+    /// sites, then opens Chromium with a fresh profile.
+    pub fn open(ca_pem: &Path) -> Result<Self> {
         let driver = driver()?;
+        {
+            let _one = driver.trust.lock().unwrap_or_else(|e| e.into_inner());
+            let name = format!("assist-test-{}", std::process::id())
+                + &ca_pem.display().to_string().replace('/', "-");
+            let out = Command::new("certutil")
+                .args(["-A", "-d", &driver.nssdb, "-n", &name, "-t", "C,,", "-i"])
+                .arg(ca_pem)
+                .output()?;
+            anyhow::ensure!(out.status.success(), "certutil -A: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let profile = tempfile::tempdir()?;
         let args = [
@@ -103,7 +134,6 @@ impl Browser {
             "--no-first-run".to_owned(),
             "--window-size=1280,900".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
-            format!("--ignore-certificate-errors-spki-list={spki}"),
         ];
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());

@@ -74,8 +74,8 @@ fn sign_in_and_enrol(
 #[test]
 fn the_first_admin_enrols_totp_signs_out_and_signs_in_again_with_a_code() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
-    let (url, spki) = relay.console()?;
-    let b = Browser::open(&spki)?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
     let (secret, recovery) = sign_in_and_enrol(&b, &url, "admin", &relay.admin_password, "admin")?;
     assert_eq!(recovery.len(), 10, "{recovery:?}");
     let who = b.text("#who")?;
@@ -141,8 +141,8 @@ fn an_approver_approves_only_shell_for_ten_minutes_from_the_open_page() -> anyho
     relay.standard_world()?;
     let _agent = relay.agent("erp-db01", "acme", "approver")?;
     let alice = relay.login("alice")?;
-    let (url, spki) = relay.console()?;
-    let b = Browser::open(&spki)?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
     sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "approver")?;
     b.wait_css("#none")?;
     b.screenshot("approver-4-nothing-waiting")?;
@@ -220,8 +220,8 @@ fn disabling_an_approver_stops_their_open_page_and_their_cli_at_once() -> anyhow
     relay.standard_world()?;
     let bob_cli = relay.login("bob")?;
     bob_cli.ok(&["requests"])?;
-    let (url, spki) = relay.console()?;
-    let b = Browser::open(&spki)?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
     sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "disabled")?;
     b.wait_css("#none")?;
 
@@ -253,5 +253,21 @@ fn disabling_an_approver_stops_their_open_page_and_their_cli_at_once() -> anyhow
         "pw-bob-123\n",
     )?;
     assert!(!out.status.success(), "a disabled user's CLI login is refused");
+    Ok(())
+}
+
+#[test]
+fn a_browser_that_does_not_trust_the_relay_ca_gets_no_page() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    let (url, _) = relay.console()?;
+    let other = tempfile::tempdir()?;
+    let other_ca = other.path().join("other-ca.pem");
+    std::fs::write(&other_ca, assist_certs::Ca::generate("other")?.cert_pem())?;
+    let b = Browser::open(&other_ca)?;
+    b.goto(&url)?;
+    let source = b.rt.block_on(b.client.source())?;
+    assert!(source.contains("ERR_CERT_AUTHORITY_INVALID"), "the browser must refuse the certificate");
+    assert!(!source.contains("signin-form"));
+    b.screenshot("untrusted-ca")?;
     Ok(())
 }
