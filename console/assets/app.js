@@ -132,8 +132,12 @@ let current = [];
 function render(list) {
   current = list;
   const ul = $('requests');
-  const keep = new Map([...ul.children].map((li) => [li.dataset.id, li]));
-  const items = list.map((r) => keep.get(r.id) || build(r));
+  // A session's escalation is a new question: keyed by session and deadline.
+  const key = (r) => `${r.id}@${r.deadline}`;
+  const keep = new Map([...ul.children].map((li) => [li.dataset.key, li]));
+  // A new request makes an earlier "Approved …" note stale.
+  if (list.some((r) => !keep.has(key(r))) && $('message').classList.contains('ok')) say('');
+  const items = list.map((r) => keep.get(key(r)) || build(r));
   ul.replaceChildren(...items);
   $('none').hidden = list.length > 0;
   tick();
@@ -141,7 +145,7 @@ function render(list) {
 
 function tick() {
   for (const li of $('requests').children) {
-    const r = current.find((x) => x.id === li.dataset.id);
+    const r = current.find((x) => `${x.id}@${x.deadline}` === li.dataset.key);
     if (r && r.deadline) li.querySelector('.left').textContent = leftText(r.deadline);
   }
 }
@@ -150,14 +154,19 @@ setInterval(tick, 1000);
 function build(r) {
   const li = $('request-template').content.firstElementChild.cloneNode(true);
   li.dataset.id = r.id;
+  li.dataset.key = `${r.id}@${r.deadline}`;
   const priority = String(r.priority).toLowerCase();
   if (priority === 'p0' || priority === 'p1') li.classList.add('urgent');
   li.querySelector('.priority').textContent = PRIORITY_WORDS[priority] || r.priority;
   li.querySelector('.engineer').textContent = `${r.engineer} (${r.engineer_org})`;
   li.querySelector('.agent').textContent = r.agent;
+  if (r.escalation) li.querySelector('.verb').textContent = 'asks for more on';
   li.querySelector('.ticket').textContent = r.ticket;
   li.querySelector('.reason').textContent = r.reason;
-  li.querySelector('.duration').textContent = minutesText(r.duration_ms) + (r.escalation ? ' more (escalation)' : '');
+  const extends_ = r.duration_ms > 0;
+  li.querySelector('.duration').textContent = r.escalation
+    ? (extends_ ? `${minutesText(r.duration_ms)} more (asked during the session)` : 'no extra time (asked during the session)')
+    : minutesText(r.duration_ms);
   const caps = li.querySelector('.caps');
   for (const c of r.capabilities) {
     const label = document.createElement('label');
@@ -170,6 +179,8 @@ function build(r) {
     caps.append(label);
   }
   const select = li.querySelector('.minutes');
+  // An escalation that asks for no more time has none to shorten.
+  if (!extends_) select.closest('label').hidden = true;
   const asked = Math.max(1, Math.round(r.duration_ms / 60000));
   const choices = [...new Set([asked, 5, 10, 15, 30, 60, 120, 240].filter((m) => m <= asked))].sort((a, b) => b - a);
   for (const m of choices) {
@@ -196,7 +207,8 @@ function finished(li) {
 async function approve(li, r) {
   const ticked = [...li.querySelectorAll('input[name=cap]')].filter((b) => b.checked).map((b) => b.value);
   if (ticked.length === 0) return say('Tick at least one thing they may do, or deny the request.');
-  const body = { minutes: Number(li.querySelector('.minutes').value), note: li.querySelector('.note').value };
+  const body = { note: li.querySelector('.note').value };
+  if (r.duration_ms > 0) body.minutes = Number(li.querySelector('.minutes').value);
   if (ticked.length < r.capabilities.length) body.capabilities = ticked;
   try {
     await call('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/approve`, body);

@@ -76,6 +76,7 @@ pub struct RequestView {
     pub agent: String,
     pub ticket: String,
     pub priority: String,
+    /// Why: the request's reason, or the escalation's.
     pub reason: String,
     /// For an escalation: what is added.
     pub capabilities: Vec<String>,

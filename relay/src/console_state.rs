@@ -333,9 +333,13 @@ impl assist_console::ConsoleState for RelayConsole {
             .await
             .into_iter()
             .map(|s| {
-                let (capabilities, secs, deadline, escalation) = match &s.escalation {
-                    Some(e) => (e.add.clone(), e.duration_secs.unwrap_or(0), e.deadline, true),
-                    None => (s.capabilities.clone(), s.duration_secs, s.consent_deadline, false),
+                let (capabilities, secs, deadline, reason, escalation) = match &s.escalation {
+                    Some(e) => {
+                        (e.add.clone(), e.duration_secs.unwrap_or(0), e.deadline, e.reason.clone(), true)
+                    }
+                    None => {
+                        (s.capabilities.clone(), s.duration_secs, s.consent_deadline, s.reason.clone(), false)
+                    }
                 };
                 RequestView {
                     id: s.id.to_string(),
@@ -344,7 +348,7 @@ impl assist_console::ConsoleState for RelayConsole {
                     agent: s.agent.to_string(),
                     ticket: s.ticket,
                     priority: s.priority.to_string(),
-                    reason: s.reason,
+                    reason,
                     capabilities: capabilities.iter().map(ToString::to_string).collect(),
                     duration_ms: secs.saturating_mul(1000),
                     deadline,

@@ -192,6 +192,22 @@ fn an_approver_approves_only_shell_for_ten_minutes_from_the_open_page() -> anyho
     let decided = s["decided_at"].as_i64().unwrap();
     let expires = s["grant_expires_at"].as_i64().unwrap();
     assert!((expires - decided - 10 * 60 * 1000).abs() < 2000, "a 10-minute grant: {s}");
+    // An escalation in the live session appears the same way, and approving it from the
+    // page adds exactly what was asked.
+    let id = s["id"].as_str().unwrap().to_owned();
+    let mut esc =
+        alice.spawn(&["escalate", &id, "--add", "files.read:/var/log", "--reason", "need the log too"])?;
+    esc.stderr.wait_for("waiting for an approver of acme")?;
+    let card = b.wait_text("#requests .request", "need the log too")?;
+    assert!(card.contains("no extra time") && card.contains("files.read:/var/log"), "{card}");
+    b.screenshot("approver-7b-escalation")?;
+    b.click("#requests .request button.approve")?;
+    assert_eq!(esc.wait()?.code(), Some(0));
+    let listed: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(listed[0]["granted"].as_array().map(Vec::len), Some(2), "{}", listed[0]);
+    assert_eq!(listed[0]["grant_expires_at"], s["grant_expires_at"], "no extra time was asked or given");
+    b.wait_css("#none")?;
+
     shell.write_line("done")?;
     shell.stdout.wait_for("got-done")?;
     assert_eq!(shell.wait()?.code(), Some(0));
