@@ -3,6 +3,7 @@
 //!
 //! The binaries must be built first (`cargo build --bins`; the test script does it).
 
+pub mod browser;
 pub mod files_support;
 pub mod rogue;
 
@@ -199,7 +200,12 @@ impl TestRelay {
     ) -> Result<Self> {
         let mut cmd = Command::new(bin("assist-relay"));
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        cmd.arg("--data-dir").arg(dir.path().join("data")).args(["serve", "--listen", listen]).args(extra);
+        cmd.arg("--data-dir").arg(dir.path().join("data")).args(["serve", "--listen", listen]);
+        // Parallel tests never share the console's default port.
+        if !extra.iter().any(|a| *a == "--console" || *a == "--no-console") {
+            cmd.args(["--console", "127.0.0.1:0"]);
+        }
+        cmd.args(extra);
         cmd.env("RUST_LOG", "info,assist_relay=debug");
         let mut proc = Proc::spawn(cmd)?;
         let ready = proc.stdout.wait_for("listening on")?;
@@ -218,6 +224,26 @@ impl TestRelay {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The console's URL (`https://localhost:PORT`) and the SHA-256 of its key's
+    /// SubjectPublicKeyInfo (base64), from the relay's start-up line
+    /// `assist-relay console on https://ADDR spki BASE64`.
+    pub fn console(&self) -> Result<(String, String)> {
+        let line = self
+            .proc
+            .stdout
+            .seen
+            .iter()
+            .find_map(|l| l.strip_prefix("assist-relay console on https://"))
+            .ok_or_else(|| anyhow!("the relay printed no console line"))?;
+        let mut words = line.split_whitespace();
+        let addr: std::net::SocketAddr = words.next().ok_or_else(|| anyhow!("no address"))?.parse()?;
+        let spki = match (words.next(), words.next()) {
+            (Some("spki"), Some(spki)) => spki.to_owned(),
+            _ => bail!("no spki in {line}"),
+        };
+        Ok((format!("https://localhost:{}", addr.port()), spki))
     }
 
     /// Runs an administration command against the data directory; fails unless it exits 0.

@@ -75,7 +75,10 @@ impl Relay {
     /// with `serve_args` added.
     pub fn start(bins: &Bins, data: &Path, log: &Path, serve_args: &[&str]) -> Result<Self> {
         let mut cmd = bins.command("assist-relay");
-        cmd.arg("--data-dir").arg(data).args(["serve", "--listen", "127.0.0.1:0"]).args(serve_args);
+        cmd.arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"])
+            .args(serve_args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(File::create(log)?);
         let mut proc = Proc::spawn("assist-relay", &mut cmd)?;
         let mut out = proc.stdout_lines()?;

@@ -114,6 +114,13 @@ pub fn public_key_of(cert_der: &[u8]) -> Result<Vec<u8>, CertError> {
     Ok(cert.public_key().subject_public_key.data.to_vec())
 }
 
+/// The whole SubjectPublicKeyInfo (DER) of a certificate: what key pins hash.
+pub fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>, CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| CertError::Pem(e.to_string()))?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
 /// Parses a private key from PEM.
 pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| CertError::Pem(e.to_string()))
@@ -234,6 +241,35 @@ impl Ca {
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertifiedKeyPem { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
+    /// Issues a certificate for the web console's HTTPS listener, for exactly `names`
+    /// (DNS names or IP addresses; `localhost` also covers the loopback addresses), with a
+    /// fresh key. Returns it with the CA's certificate after it, as a TLS chain.
+    pub fn issue_web_server(&self, names: &[String]) -> Result<CertifiedKeyPem, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(names.to_vec())?;
+        if names.iter().any(|n| n == "localhost") {
+            for ip in ["127.0.0.1", "::1"] {
+                let ip = SanType::IpAddress(ip.parse().expect("ip"));
+                if !params.subject_alt_names.contains(&ip) {
+                    params.subject_alt_names.push(ip);
+                }
+            }
+        }
+        params.distinguished_name = dn(names.first().map_or("assist console", String::as_str), "assist");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(random_serial());
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + SERVER_CERT_VALIDITY;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(CertifiedKeyPem {
+            cert_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// Signs an agent's CSR. Only the CSR's public key is used: the subject is set to the

@@ -1,23 +1,27 @@
-//! The relay's HTTP side: a JSON API under `/api/v1`.
+//! The relay's web console: a JSON API under `/api/v1` and the embedded front end
+//! ([`assets`]), every response with strict security headers ([`headers`]).
 //!
-//! Today it serves only `GET /api/v1/health` (liveness for load balancers and monitoring);
-//! the web console (approvals, live view, replay, audit) grows here. It talks to relay
-//! state only through [`ConsoleState`], so it is tested without a relay, and it never
-//! decides policy itself.
+//! `GET /api/v1/health` is liveness for load balancers and monitoring ([`health_app`] is
+//! that route alone, for a plain-HTTP listener). The console talks to relay state only
+//! through [`ConsoleState`] and never decides policy itself: the relay's broker does.
+//! It does not listen or speak TLS: the relay serves [`app`] on its HTTPS listener.
+
+pub mod assets;
+pub mod auth;
+pub mod error;
+pub mod guard;
+pub mod headers;
+pub mod requests;
+pub mod state;
+
+pub use error::ApiError;
+pub use state::{Account, ApproveForm, AuthConfig, ConsoleState, Enrolment, RequestView, Stage, WebSession};
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use std::sync::Arc;
-
-/// What the console needs from the relay.
-pub trait ConsoleState: Send + Sync + 'static {
-    /// Agents connected now.
-    fn online_agents(&self) -> usize;
-    /// Sessions not yet over (requested, approved or active).
-    fn live_sessions(&self) -> usize;
-}
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Health {
@@ -36,46 +40,32 @@ async fn health(State(state): State<Arc<dyn ConsoleState>>) -> Json<Health> {
     })
 }
 
-/// The console's routes.
-pub fn app(state: Arc<dyn ConsoleState>) -> Router {
+/// `/api/v1/health` alone (the relay's optional plain-HTTP listener).
+pub fn health_app(state: Arc<dyn ConsoleState>) -> Router {
     Router::new().route("/api/v1/health", get(health)).with_state(state)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
-
-    struct Fixed;
-    impl ConsoleState for Fixed {
-        fn online_agents(&self) -> usize {
-            3
-        }
-        fn live_sessions(&self) -> usize {
-            1
-        }
+/// The console's routes: the API, the front end, and the security headers on all of them.
+pub fn app(state: Arc<dyn ConsoleState>) -> Router {
+    let mut router = Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/login", post(auth::login))
+        .route("/api/v1/login/code", post(auth::login_code))
+        .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/mfa/enrol", post(auth::enrol))
+        .route("/api/v1/mfa/qr.svg", get(auth::qr))
+        .route("/api/v1/mfa/confirm", post(auth::confirm))
+        .route("/api/v1/requests", get(requests::list))
+        .route("/api/v1/requests/events", get(requests::events))
+        .route("/api/v1/requests/{id}/approve", post(requests::approve))
+        .route("/api/v1/requests/{id}/deny", post(requests::deny));
+    for path in assets::paths() {
+        router = router.route(path, get(move || async move { assets::serve(path) }));
     }
-
-    #[tokio::test]
-    async fn health_reports_relay_state() {
-        let res = app(Arc::new(Fixed))
-            .oneshot(Request::get("/api/v1/health").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["status"], "ok");
-        assert_eq!(v["online_agents"], 3);
-        assert_eq!(v["live_sessions"], 1);
-    }
-
-    #[tokio::test]
-    async fn unknown_paths_are_404() {
-        let res =
-            app(Arc::new(Fixed)).oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    }
+    router
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .with_state(state)
+        .layer(axum::middleware::from_fn(guard::same_origin))
+        .layer(axum::middleware::from_fn(headers::secure))
 }

@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_length_is_what_the_encoder_claims() {
-        let msg = EngineerToRelay::Login { user: "alice".into(), password: "pw".into() };
+        let msg = EngineerToRelay::Login { user: "alice".into(), password: "pw".into(), code: None };
         let bytes = encode(&msg).unwrap();
         let claimed = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
         assert_eq!(claimed, bytes.len() - HEADER_LEN);
@@ -131,7 +131,8 @@ mod tests {
             dec.next_msg::<AgentToRelay>(),
             Err(FrameError::TooLarge { len: MAX_FRAME_LEN + 1, max: MAX_FRAME_LEN })
         );
-        let huge = EngineerToRelay::Login { user: "x".repeat(MAX_FRAME_LEN), password: String::new() };
+        let huge =
+            EngineerToRelay::Login { user: "x".repeat(MAX_FRAME_LEN), password: String::new(), code: None };
         assert!(matches!(encode(&huge), Err(FrameError::TooLarge { .. })));
     }
 

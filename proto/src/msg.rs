@@ -121,16 +121,22 @@ pub enum ErrorCode {
     Conflict,
     /// Something went wrong inside the relay; the message does not say what.
     Internal,
+    /// The password was right, and the user has an authenticator: log in again with a
+    /// code from it (`Login.code`).
+    CodeRequired,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EngineerToRelay {
-    /// Exchanges a password for a token. Needs no prior `Auth`.
+    /// Exchanges a password (and, for users with an authenticator, a code from it or a
+    /// recovery code) for a token. Needs no prior `Auth`.
     Login {
         user: String,
         password: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
     },
     /// Must be the first message of any other conversation.
     Auth {
@@ -566,7 +572,7 @@ mod tests {
     #[test]
     fn the_opening_frame_is_an_enrollment_or_a_persons_request() {
         let enroll = AgentToRelay::Enroll { token: "t".into(), name: "db01".into(), csr_pem: "csr".into() };
-        let login = EngineerToRelay::Login { user: "alice".into(), password: "pw".into() };
+        let login = EngineerToRelay::Login { user: "alice".into(), password: "pw".into(), code: None };
         let parse = |json: String| serde_json::from_str::<Opening>(&json);
         assert_eq!(
             parse(serde_json::to_string(&enroll).unwrap()).unwrap(),

@@ -169,6 +169,22 @@ actions! {
     WebhookDelivered = "webhook.delivered",
     /// A delivery attempt failed (status or error); the detail says whether it is retried.
     WebhookFailed = "webhook.failed",
+    // The web console (crate::console_state).
+    /// A console session began (detail: its stage, source address).
+    ConsoleSignedIn = "console.signed_in",
+    /// A console session ended (detail: why: logout, idle, expired, disabled, upgraded).
+    ConsoleSignedOut = "console.signed_out",
+    /// A user confirmed a new TOTP authenticator (recovery codes were renewed).
+    MfaEnrolled = "mfa.enrolled",
+    /// A second-factor code was refused (detail: why, source address; never the code).
+    MfaFailed = "mfa.failed",
+    /// A recovery code was used instead of an authenticator code.
+    MfaRecoveryUsed = "mfa.recovery_used",
+    /// A user may no longer sign in; their console sessions ended and their CLI tokens
+    /// were revoked with it.
+    UserDisabled = "user.disabled",
+    /// A user was removed, with their sign-in state (sessions' history stays).
+    UserRemoved = "user.removed",
 }
 
 impl fmt::Display for Action {

@@ -67,6 +67,10 @@ pub struct Claims {
     pub iat: u64,
     /// Seconds since the Unix epoch.
     pub exp: u64,
+    /// The token's id, recorded by the relay so that it can be revoked; tokens issued
+    /// before ids existed have none (and are refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// Issues and verifies engineer tokens with one Ed25519 key.
@@ -137,6 +141,20 @@ impl TokenKeys {
         now_secs: u64,
         ttl: Duration,
     ) -> (String, i64) {
+        let (token, exp, _) = self.issue_with_id(user, org, role, now_secs, ttl);
+        (token, exp)
+    }
+
+    /// [`TokenKeys::issue`], also returning the token's fresh random id (`jti`).
+    pub fn issue_with_id(
+        &self,
+        user: &UserName,
+        org: &OrgName,
+        role: Role,
+        now_secs: u64,
+        ttl: Duration,
+    ) -> (String, i64, String) {
+        let jti = hex::encode(random_bytes::<16>());
         let exp = now_secs.saturating_add(ttl.as_secs());
         let claims = Claims {
             sub: user.clone(),
@@ -146,11 +164,12 @@ impl TokenKeys {
             iss: self.issuer.clone(),
             iat: now_secs,
             exp,
+            jti: Some(jti.clone()),
         };
         // Cannot fail: the claims always serialise and the key was checked in `from_pem`.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
             .expect("sign a token with a checked Ed25519 key");
-        (token, i64::try_from(exp).unwrap_or(i64::MAX / 1000) * 1000)
+        (token, i64::try_from(exp).unwrap_or(i64::MAX / 1000) * 1000, jti)
     }
 
     /// The claims of a token that [`TokenKeys::verify`] refused as expired: everything but
@@ -239,6 +258,7 @@ mod tests {
             iss: keys.issuer.clone(),
             iat: now(),
             exp: now() + 600,
+            jti: None,
         }
     }
 

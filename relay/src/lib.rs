@@ -16,13 +16,17 @@
 //! - [`webhook`]: outgoing webhooks driven by the audit log.
 
 pub mod admin;
+pub mod admin_users;
 pub mod admin_windows;
 pub mod audit;
 pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
+pub mod console_state;
+pub mod console_tls;
 pub mod datadir;
 pub mod listen;
+pub mod mfa;
 pub mod private_file;
 pub mod recording;
 pub mod serve;

@@ -14,9 +14,10 @@
 //!   `header_read_timeout`), and a connection on which no byte moves for the idle
 //!   timeout is closed, whatever it was doing.
 //!
-//! It is HTTP/1 only and plain TCP; TLS, when the console serves HTTPS, wraps the stream
-//! before [`serve`] hands it to hyper, under the same rules. It does not rate-limit
-//! requests on a connection it has admitted.
+//! It is HTTP/1 only. With a TLS acceptor (the console's HTTPS listener) TLS wraps the
+//! counted, watched stream before hyper sees it, under the same rules: the handshake must
+//! finish within the header timeout, and handshake bytes count as movement for the idle
+//! timeout. It does not rate-limit requests on a connection it has admitted.
 
 use std::collections::HashMap;
 use std::io;
@@ -139,8 +140,14 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, limits: &Limits, addr: IpAddr) -> Resu
     Ok(Slot { counts: counts.clone(), addr })
 }
 
-/// Serves `app` on `listener` under `limits`, until the task is dropped.
-pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits) {
+/// Serves `app` on `listener` under `limits`, until the task is dropped: plain HTTP, or
+/// HTTPS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -156,7 +163,9 @@ pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits) {
         let addr = source_key(peer.ip());
         match take_slot(&counts, &limits, addr) {
             Ok(slot) => {
-                tokio::spawn(serve_connection(stream, app.clone(), limits, slot));
+                // Handlers see the client's address as axum's `ConnectInfo`.
+                let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                tokio::spawn(serve_connection(stream, app, limits, slot, tls.clone()));
             }
             Err(full) => {
                 debug!(%addr, ?full, "HTTP connection over the cap closed");
@@ -166,10 +175,32 @@ pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, app: axum::Router, limits: Limits, slot: Slot) {
+async fn serve_connection(
+    stream: TcpStream,
+    app: axum::Router,
+    limits: Limits,
+    slot: Slot,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let start = Instant::now();
     let moved = Arc::new(AtomicU64::new(0));
-    let io = hyper_util::rt::TokioIo::new(Watched { inner: stream, start, moved: moved.clone() });
+    let watched = Watched { inner: stream, start, moved: moved.clone() };
+    match tls {
+        None => serve_http(watched, app, limits, start, moved).await,
+        Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(watched)).await {
+            Ok(Ok(stream)) => serve_http(stream, app, limits, start, moved).await,
+            Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+            Err(_) => debug!("TLS handshake timed out"),
+        },
+    }
+    drop(slot);
+}
+
+async fn serve_http<S>(stream: S, app: axum::Router, limits: Limits, start: Instant, moved: Arc<AtomicU64>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -193,7 +224,6 @@ async fn serve_connection(stream: TcpStream, app: axum::Router, limits: Limits, 
             }
         }
     }
-    drop(slot);
 }
 
 /// A stream that notes when a byte last moved, in milliseconds after `start`.

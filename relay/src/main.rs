@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the relay (creating the data directory and a first admin on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Organisations (tenants).
     #[command(subcommand)]
     Org(OrgCommand),
@@ -241,9 +241,37 @@ struct ServeArgs {
     /// The longest grant an engineer may ask for, and so the longest any approval lasts.
     #[arg(long, default_value = "4h", value_parser = humantime::parse_duration, value_name = "DUR")]
     grant_max: Duration,
-    /// TCP address for the HTTP API (`/api/v1/health`); off unless given.
+    /// TCP address for a plain-HTTP listener serving only `/api/v1/health` (for load
+    /// balancers); off unless given. The console's HTTPS listener serves it too.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// TCP address of the web console (HTTPS); port 0 picks a free port, printed at start.
+    #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    console: SocketAddr,
+    /// Do not serve the web console.
+    #[arg(long)]
+    no_console: bool,
+    /// Name (DNS name or IP address) for the console's certificate from the relay CA
+    /// (repeatable). Default: localhost and this host's name.
+    #[arg(long = "console-name", value_name = "NAME")]
+    console_names: Vec<String>,
+    /// The console's certificate chain (PEM, leaf first) from your own PKI, instead of
+    /// one from the relay CA. Needs --console-key.
+    #[arg(long, value_name = "PATH", requires = "console_key")]
+    console_cert: Option<PathBuf>,
+    /// The private key (PEM) of --console-cert.
+    #[arg(long, value_name = "PATH", requires = "console_cert")]
+    console_key: Option<PathBuf>,
+    /// Roles that must sign in to the console with a second factor (TOTP), comma-separated,
+    /// or `none`.
+    #[arg(long, default_value = "approver,admin", value_delimiter = ',', value_name = "ROLES")]
+    require_mfa: Vec<String>,
+    /// A console session unused for this long ends.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration, value_name = "DUR")]
+    console_idle_timeout: Duration,
+    /// A console session ends this long after sign-in, used or not.
+    #[arg(long, default_value = "8h", value_parser = humantime::parse_duration, value_name = "DUR")]
+    console_lifetime: Duration,
     /// Longest time an HTTP client may take to send a request's header.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
     http_header_timeout: Duration,
@@ -329,6 +357,11 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Stops a user signing in; ends their console sessions and revokes their CLI tokens
+    /// at once.
+    Disable { name: String },
+    /// Removes a user; ends their console sessions and revokes their CLI tokens at once.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -467,7 +500,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
     let command = match cli.command {
         Command::Serve(args) => {
-            serve(data_dir, args).await?;
+            serve(data_dir, *args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Recording(cmd) => return recording_command(&data_dir, cmd).await,
@@ -478,6 +511,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let result = admin_command(&store, command).await;
     store.close().await;
     result
+}
+
+/// The console's listener from `serve`'s flags.
+fn console_listen(args: &ServeArgs) -> anyhow::Result<Option<assist_relay::serve::ConsoleListen>> {
+    if args.no_console {
+        return Ok(None);
+    }
+    let mut require_mfa = Vec::new();
+    for role in args.require_mfa.iter().map(|r| r.trim()).filter(|r| !r.is_empty() && *r != "none") {
+        let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--require-mfa: {e}"))?;
+        require_mfa.push(role.to_string());
+    }
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    if args.console_idle_timeout.is_zero() || args.console_lifetime.is_zero() {
+        bail!("--console-idle-timeout and --console-lifetime must be more than zero");
+    }
+    let cert = match (&args.console_cert, &args.console_key) {
+        (Some(cert), Some(key)) => {
+            assist_relay::console_tls::ConsoleCert::Files { cert: cert.clone(), key: key.clone() }
+        }
+        _ => assist_relay::console_tls::ConsoleCert::Issued {
+            names: if args.console_names.is_empty() {
+                assist_relay::console_tls::ConsoleCert::default_names()
+            } else {
+                args.console_names.clone()
+            },
+        },
+    };
+    Ok(Some(assist_relay::serve::ConsoleListen {
+        addr: args.console,
+        cert,
+        auth: assist_relay::console_state::ConsoleAuthConfig {
+            require_mfa,
+            idle_ms: ms(args.console_idle_timeout),
+            absolute_ms: ms(args.console_lifetime),
+        },
+    }))
 }
 
 async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
@@ -517,6 +587,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         grant_max: args.grant_max,
         token_ttl: args.token_ttl,
         http: args.http,
+        console: console_listen(&args)?,
         http_limits: assist_relay::listen::Limits {
             header_timeout: args.http_header_timeout,
             idle_timeout: args.http_idle_timeout,
@@ -601,6 +672,14 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
             print_rows(json, &users, &["NAME", "ORG", "ROLE", "CREATED"], |u| {
                 vec![u.name.to_string(), u.org.to_string(), u.role.to_string(), format_time(u.created_at)]
             })?;
+        }
+        Command::User(UserCommand::Disable { name }) => {
+            assist_relay::admin_users::user_disable(store, &name, &actor, now).await?;
+            eprintln!("disabled {name}: console sessions ended, CLI tokens revoked");
+        }
+        Command::User(UserCommand::Remove { name }) => {
+            assist_relay::admin_users::user_remove(store, &name, &actor, now).await?;
+            eprintln!("removed {name}: console sessions ended, CLI tokens revoked");
         }
         Command::Token(TokenCommand::Create { org, ttl }) => {
             let token = admin::token_create(store, &org, ttl, &actor, now).await?;

@@ -27,9 +27,13 @@ pub struct ServeConfig {
     pub grant_default: Duration,
     /// Longest grant. Default 4 hours.
     pub grant_max: Duration,
-    /// TCP address of the HTTP API; none by default.
+    /// TCP address of a plain-HTTP listener serving only `/api/v1/health` (for load
+    /// balancers that cannot speak TLS); none by default.
     pub http: Option<SocketAddr>,
-    /// Timeouts and connection caps of the HTTP listener; its total is lowered to half the
+    /// The web console's HTTPS listener; default `0.0.0.0:8443` with a certificate from
+    /// the relay CA, `None` with `--no-console`.
+    pub console: Option<ConsoleListen>,
+    /// Timeouts and connection caps of each HTTP listener; its total is lowered to half the
     /// open-file limit at start.
     pub http_limits: crate::listen::Limits,
     /// Where recordings go: a directory, `file:///DIR` or `s3://BUCKET/PREFIX` (see
@@ -48,6 +52,17 @@ pub struct ServeConfig {
     pub refusal_window: Duration,
 }
 
+/// Where and how the web console listens.
+#[derive(Clone, Debug)]
+pub struct ConsoleListen {
+    /// TCP address; port 0 picks a free port (printed at start).
+    pub addr: SocketAddr,
+    /// Its certificate.
+    pub cert: crate::console_tls::ConsoleCert,
+    /// Sign-in rules (second factor, session lifetimes).
+    pub auth: crate::console_state::ConsoleAuthConfig,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("data directory: {0}")]
@@ -62,6 +77,8 @@ pub enum ServeError {
     Recordings(String),
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    ConsoleTls(#[from] crate::console_tls::ConsoleTlsError),
 }
 
 /// The key of the relay's QUIC stateless resets and connection ids. Derived from the CA
@@ -125,20 +142,35 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let addr = endpoint
         .local_addr()
         .map_err(|e| ServeError::Listen { addr: cfg.listen, source: assist_net::ConnectError::Bind(e) })?;
-    let http = match cfg.http {
-        Some(http_addr) => {
-            let listener = tokio::net::TcpListener::bind(http_addr)
-                .await
-                .map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
+    let (limits, lowered) = cfg.http_limits.for_fd_limit(fd_limit);
+    info!(fd_limit, ?limits, lowered_to_half_the_fd_limit = lowered, "HTTP limits");
+    let mut http_tasks = Vec::new();
+    if cfg.http.is_some() || cfg.console.is_some() {
+        let auth = cfg.console.as_ref().map(|c| c.auth.clone()).unwrap_or_default();
+        let state = crate::console_state::RelayConsole::new(relay.clone(), cfg.data_dir.store().await?, auth);
+        if let Some(http_addr) = cfg.http {
+            let listener = bind_tcp(http_addr).await?;
             let bound = listener.local_addr().map_err(|e| ServeError::Http { addr: http_addr, source: e })?;
             crate::stop::say(&format!("assist-relay http on {bound}"));
-            let (limits, lowered) = cfg.http_limits.for_fd_limit(fd_limit);
-            info!(fd_limit, ?limits, lowered_to_half_the_fd_limit = lowered, "HTTP limits");
-            let app = assist_console::app(relay.clone());
-            Some(tokio::spawn(crate::listen::serve(listener, app, limits)))
+            let app = assist_console::health_app(state.clone());
+            http_tasks.push(tokio::spawn(crate::listen::serve(listener, app, limits, None)));
         }
-        None => None,
-    };
+        if let Some(console) = &cfg.console {
+            let ca_path = cfg.data_dir.path().join(crate::datadir::CA_CERT);
+            let tls = crate::console_tls::build(&console.cert, &relay.ca, &ca_path)?;
+            let listener = bind_tcp(console.addr).await?;
+            let bound =
+                listener.local_addr().map_err(|e| ServeError::Http { addr: console.addr, source: e })?;
+            crate::stop::say(&format!(
+                "assist-relay console on https://{bound} spki {}",
+                tls.spki_sha256_base64
+            ));
+            crate::stop::say(&format!("  {}", tls.trust_hint));
+            info!(%bound, leaf = %tls.leaf, "web console");
+            let app = assist_console::app(state);
+            http_tasks.push(tokio::spawn(crate::listen::serve(listener, app, limits, Some(tls.acceptor))));
+        }
+    }
     let ready = ready_line(addr, relay.ca.fingerprint());
     // Also in the log, for a relay whose stdout nobody reads.
     info!("{ready}");
@@ -148,10 +180,14 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         info!(signal, "shutting down");
     })
     .await;
-    if let Some(h) = http {
+    for h in http_tasks {
         h.abort();
     }
     Ok(())
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| ServeError::Http { addr, source: e })
 }
 
 /// The one stable line `serve` prints when it is ready, for people and scripts:

@@ -141,7 +141,7 @@ fn garbage_and_oversized_frames_close_only_that_connection() -> anyhow::Result<(
         let (mut send, mut recv) = conn.open_bi().await?;
         write_msg(
             &mut send,
-            &EngineerToRelay::Login { user: "alice".into(), password: "pw-alice-123".into() },
+            &EngineerToRelay::Login { user: "alice".into(), password: "pw-alice-123".into(), code: None },
         )
         .await?;
         assert!(matches!(

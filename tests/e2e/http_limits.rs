@@ -19,7 +19,7 @@ fn start(script: &str, extra: &[&str]) -> anyhow::Result<(TestRelay, SocketAddr)
         .arg(bin("assist-relay"))
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-console"])
         .args(extra)
         .env("RUST_LOG", "info");
     let mut proc = Proc::spawn(cmd)?;

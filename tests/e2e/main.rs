@@ -4,6 +4,7 @@ mod audit;
 mod bad_input;
 mod bypass;
 mod consent;
+mod console;
 mod files;
 mod forward;
 mod grants;

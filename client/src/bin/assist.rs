@@ -41,7 +41,8 @@ enum Cmd {
         relay: String,
         #[arg(long, env = "ASSIST_USER")]
         user: String,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (and, if the relay asks
+        /// for one, the code from your authenticator app from the second).
         #[arg(long)]
         password_stdin: bool,
         /// The relay CA's fingerprint (SHA256:...), from its administrator. Without it, the
@@ -250,6 +251,23 @@ fn read_password(from_stdin: bool) -> Result<String> {
     Ok(rpassword::prompt_password("Password: ")?)
 }
 
+/// A code from the user's authenticator app (or a recovery code): the next line of
+/// standard input with --password-stdin, else asked on the terminal.
+fn read_code(from_stdin: bool) -> Option<String> {
+    if !from_stdin {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("no terminal to ask for the code from your authenticator app");
+            return None;
+        }
+        eprint!("Code from your authenticator app: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let code = line.trim().to_owned();
+    (!code.is_empty()).then_some(code)
+}
+
 fn ask_trust(relay: &str, fp: &Fingerprint) -> bool {
     eprintln!(
         "The relay at {relay} presents a CA with fingerprint\n  {fp}\nCompare it with the one your relay administrator gave you."
@@ -280,7 +298,8 @@ async fn main_inner(cli: Cli) -> Result<i32> {
                 Some(fp) => Trust::Fingerprint(fp),
                 None => Trust::Ask(&mut ask),
             };
-            let login = engineer::login(&cfg, &relay, &user, &password, trust).await?;
+            let mut code = || read_code(password_stdin);
+            let login = engineer::login(&cfg, &relay, &user, &password, trust, &mut code).await?;
             eprintln!(
                 "Logged in to {} as {} ({}, {}); valid until {}",
                 login.relay,

@@ -63,13 +63,16 @@ pub enum Trust<'a> {
     Ask(&'a mut dyn FnMut(&str, &Fingerprint) -> bool),
 }
 
-/// Logs in with a password, caches the token, and returns the login.
+/// Logs in with a password, caches the token, and returns the login. If the relay asks
+/// for a second factor (the user has an authenticator), `code` is called for one and the
+/// login is sent again with it.
 pub async fn login(
     cfg: &ConfigDir,
     relay: &str,
     user: &str,
     password: &str,
     trust: Trust<'_>,
+    code: &mut dyn FnMut() -> Option<String>,
 ) -> Result<Login, EngineerError> {
     let addr = crate::conn::resolve(relay).await?;
     let known = cfg.known_fingerprint(relay)?;
@@ -85,13 +88,19 @@ pub async fn login(
             presented
         }
     };
-    let rc = RelayConn::open(addr, fp, None).await?;
-    let mut control = rc.control().await?;
-    let reply: RelayToEngineer = control
-        .call(&EngineerToRelay::Login { user: user.to_owned(), password: password.to_owned() })
-        .await?;
-    let _ = control.send.finish();
-    rc.close().await;
+    let mut msg = EngineerToRelay::Login { user: user.to_owned(), password: password.to_owned(), code: None };
+    let mut reply = login_once(addr, fp, &msg).await?;
+    if let RelayToEngineer::Error { code: ErrorCode::CodeRequired, .. } = &reply {
+        let Some(given) = code() else {
+            return Err(EngineerError::from_reply(reply));
+        };
+        msg = EngineerToRelay::Login {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            code: Some(given),
+        };
+        reply = login_once(addr, fp, &msg).await?;
+    }
     match reply {
         RelayToEngineer::LoggedIn { token, user, org, role, expires_at } => {
             cfg.remember(relay, fp)?;
@@ -109,6 +118,20 @@ pub async fn login(
         }
         other => Err(EngineerError::from_reply(other)),
     }
+}
+
+/// One `Login` on a connection of its own.
+async fn login_once(
+    addr: std::net::SocketAddr,
+    fp: Fingerprint,
+    msg: &EngineerToRelay,
+) -> Result<RelayToEngineer, EngineerError> {
+    let rc = RelayConn::open(addr, fp, None).await?;
+    let mut control = rc.control().await?;
+    let reply: RelayToEngineer = control.call(msg).await?;
+    let _ = control.send.finish();
+    rc.close().await;
+    Ok(reply)
 }
 
 /// A connection authenticated with the cached token.

@@ -9,7 +9,9 @@
 //! starts to wait, counting the attempts refused since its previous row. The password
 //! itself never reaches the log or the audit trail.
 //! A refused token is audited as `login.token_refused`, counted per source address
-//! (`broker::refusals`).
+//! (`broker::refusals`). A token is in force only while its id (`jti`) is recorded and
+//! not revoked, and its user not disabled (`store::credentials`): `assist-relay user
+//! disable`/`remove` revoke all of a user's tokens at once.
 
 use super::policy::Principal;
 use super::throttle::{Scope, Throttled};
@@ -35,13 +37,40 @@ fn dummy_hash() -> &'static str {
 const MAX_LOGGED_NAME: usize = 64;
 
 impl Relay {
-    /// Checks a user's password, from `source`, and issues a token.
+    /// Checks a user's password (and, if they have an authenticator, `code`), from
+    /// `source`, and issues a token.
     pub(crate) async fn login(
         &self,
         user: &str,
         password: &str,
+        code: Option<&str>,
         source: IpAddr,
     ) -> Result<(Principal, String, i64), Refusal> {
+        let row = self.authenticate(user, password, source).await?;
+        if let Some(secret) = self.store.totp_secret(row.name.as_str()).await? {
+            self.second_factor(&row, &secret, code, source).await?;
+        }
+        let now_secs = (crate::now_ms() / 1000) as u64;
+        let (token, expires_at, jti) =
+            self.tokens.issue_with_id(&row.name, &row.org, row.role, now_secs, self.cfg.token_ttl);
+        let event = AuditEvent::new(row.name.as_str(), Action::LoginSucceeded)
+            .org(&row.org)
+            .target(row.name.as_str())
+            .detail(serde_json::json!({ "role": row.role, "token_expires_at": expires_at }));
+        // A login that cannot be audited (or whose token cannot be revoked) does not happen.
+        self.store.record_token(&jti, row.name.as_str(), expires_at, &event, crate::now_ms()).await?;
+        info!(user = %row.name, org = %row.org, role = %row.role, "login");
+        Ok((Principal { user: row.name, org: row.org, role: row.role }, token, expires_at))
+    }
+
+    /// Checks a user's password, from `source`, under the throttle; audits a failure (the
+    /// caller audits the success, saying what it led to).
+    pub(crate) async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<crate::store::UserRow, Refusal> {
         // Throttled by the address's key (an IPv6 /64); audited with the whole address.
         let counted = crate::listen::source_key(source);
         let source = source.to_canonical();
@@ -66,8 +95,13 @@ impl Relay {
         let password = password.to_owned();
         let ok =
             tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+        // A disabled user's right password fails like a wrong one (and is audited so).
+        let disabled = match &row {
+            Some(r) if ok => self.store.is_disabled(r.name.as_str()).await?,
+            _ => false,
+        };
         let row = match row {
-            Some(row) if ok => row,
+            Some(row) if ok && !disabled => row,
             row => {
                 info!(%user, "login failed");
                 // The name is whatever the client sent: bounded, so a failed login cannot
@@ -75,7 +109,11 @@ impl Relay {
                 let mut event = AuditEvent::new(clip(user, MAX_LOGGED_NAME), Action::LoginFailed)
                     .target(clip(user, MAX_LOGGED_NAME))
                     .detail(serde_json::json!({
-                        "reason": if row.is_some() { "wrong password" } else { "unknown user" },
+                        "reason": match (&row, disabled) {
+                            (Some(_), true) => "user disabled",
+                            (Some(_), false) => "wrong password",
+                            (None, _) => "unknown user",
+                        },
                         "source": source.to_string(),
                     }));
                 if let Some(row) = &row {
@@ -88,21 +126,70 @@ impl Relay {
         };
         let still = self.throttle.succeeded(&key, counted, admitted);
         self.audit_throttled(&key, still).await;
-        let now_secs = (crate::now_ms() / 1000) as u64;
-        let (token, expires_at) =
-            self.tokens.issue(&row.name, &row.org, row.role, now_secs, self.cfg.token_ttl);
-        let event = AuditEvent::new(row.name.as_str(), Action::LoginSucceeded)
-            .org(&row.org)
-            .target(row.name.as_str())
-            .detail(serde_json::json!({ "role": row.role, "token_expires_at": expires_at }));
-        // A login that cannot be audited does not happen.
-        self.audit(event).await?;
-        info!(user = %row.name, org = %row.org, role = %row.role, "login");
-        Ok((Principal { user: row.name, org: row.org, role: row.role }, token, expires_at))
+        Ok(row)
+    }
+
+    /// Checks a code from the user's authenticator (or a recovery code) under the login
+    /// throttle; a wrong one is audited `mfa.failed`.
+    async fn second_factor(
+        &self,
+        row: &crate::store::UserRow,
+        secret: &[u8],
+        code: Option<&str>,
+        source: IpAddr,
+    ) -> Result<(), Refusal> {
+        let Some(code) = code else {
+            return Err(Refusal::new(ErrorCode::CodeRequired, "enter the code from your authenticator app"));
+        };
+        let counted = crate::listen::source_key(source);
+        let key = clip(row.name.as_str(), MAX_LOGGED_NAME).to_lowercase();
+        let admitted = match self.throttle.admit(&key, counted, std::time::Instant::now()) {
+            Ok(admitted) => admitted,
+            Err(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Err(Refusal::new(
+                    ErrorCode::Unauthenticated,
+                    format!("too many attempts, try again in {}", crate::fmt_secs(secs)),
+                ));
+            }
+        };
+        let source_text = source.to_canonical().to_string();
+        let verdict = crate::mfa::check_code(
+            self.store.as_ref(),
+            row.name.as_str(),
+            secret,
+            code,
+            crate::now_ms(),
+            &source_text,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot check a second-factor code");
+            Refusal::new(ErrorCode::Internal, "internal error in the relay (see its log)")
+        })?;
+        match verdict {
+            None => {
+                let still = self.throttle.succeeded(&key, counted, admitted);
+                self.audit_throttled(&key, still).await;
+                Ok(())
+            }
+            Some(why) => {
+                let event = AuditEvent::new(row.name.as_str(), Action::MfaFailed)
+                    .org(&row.org)
+                    .target(row.name.as_str())
+                    .detail(json!({ "reason": why, "source": source_text, "via": "cli" }));
+                let _ = self.audit(event).await;
+                self.audit_throttled(&key, admitted.throttled).await;
+                Err(Refusal::new(
+                    ErrorCode::Unauthenticated,
+                    "that code is not right; wait for the next one and try again",
+                ))
+            }
+        }
     }
 
     /// One `login.throttled` row per user name or address that now has to wait.
-    async fn audit_throttled(&self, user: &str, throttled: Vec<Throttled>) {
+    pub(crate) async fn audit_throttled(&self, user: &str, throttled: Vec<Throttled>) {
         for t in throttled {
             let (scope, target) = match &t.scope {
                 Scope::User(name) => ("user", name.clone()),
@@ -126,7 +213,25 @@ impl Relay {
     pub(crate) async fn verify_token(&self, token: &str, remote: SocketAddr) -> Result<Principal, Refusal> {
         let source = remote.ip().to_string();
         match self.tokens.verify(token) {
-            Ok(c) => Ok(Principal { user: c.sub, org: c.org, role: c.role }),
+            Ok(c) => {
+                let in_force = match &c.jti {
+                    Some(jti) => self.store.token_in_force(jti, c.sub.as_str()).await?,
+                    None => false,
+                };
+                if in_force {
+                    return Ok(Principal { user: c.sub, org: c.org, role: c.role });
+                }
+                info!(user = %c.sub, %remote, "revoked token refused");
+                let event = AuditEvent::new(c.sub.as_str(), Action::TokenRefused)
+                    .org(&c.org)
+                    .target(c.sub.as_str())
+                    .detail(json!({ "reason": "revoked", "remote": remote.to_string() }));
+                self.audit_refused(&source, "revoked", event).await;
+                Err(Refusal::new(
+                    ErrorCode::Unauthenticated,
+                    "your login was revoked; run assist login again",
+                ))
+            }
             Err(AuthError::Expired) => {
                 let mut event = AuditEvent::new(RELAY_ACTOR, Action::TokenRefused)
                     .detail(json!({ "reason": "expired", "remote": remote.to_string() }));

@@ -517,11 +517,19 @@ impl Relay {
     }
 }
 
-impl assist_console::ConsoleState for Relay {
-    fn online_agents(&self) -> usize {
+impl Relay {
+    /// Agents connected now.
+    pub(crate) fn online_agent_count(&self) -> usize {
         self.agents.lock().expect("agents lock").len()
     }
-    fn live_sessions(&self) -> usize {
+
+    /// Sessions not yet over.
+    pub(crate) fn live_session_count(&self) -> usize {
         self.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// The login throttle, for other ways of signing in (the console's second factor).
+    pub(crate) fn login_throttle(&self) -> &throttle::LoginThrottle {
+        &self.throttle
     }
 }

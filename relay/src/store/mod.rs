@@ -15,6 +15,7 @@
 //! The rows it keeps for other features (webhooks: [`webhooks`]) are defined here, and
 //! those features use them from here.
 
+pub mod credentials;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -132,7 +133,7 @@ pub struct UnreadableEvent {
 /// session's `requested_at`). A method that changes nothing (an error, or an idempotent
 /// repeat where documented) appends nothing.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: credentials::Credentials + Send + Sync + 'static {
     /// Adds an organisation. Every org in `supported_by` must exist.
     async fn add_org(
         &self,

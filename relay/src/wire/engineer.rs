@@ -117,8 +117,8 @@ async fn authenticate(
     remote: std::net::SocketAddr,
 ) -> Result<(Principal, RelayToEngineer), Refusal> {
     match first {
-        EngineerToRelay::Login { user, password } => {
-            let (p, token, expires_at) = relay.login(&user, &password, remote.ip()).await?;
+        EngineerToRelay::Login { user, password, code } => {
+            let (p, token, expires_at) = relay.login(&user, &password, code.as_deref(), remote.ip()).await?;
             let reply = RelayToEngineer::LoggedIn {
                 token,
                 user: p.user.clone(),

@@ -13,6 +13,8 @@
 //! It does not check names or decide who may do what; see [`super`].
 
 mod audit;
+pub mod console;
+mod credentials;
 mod sessions;
 mod webhooks;
 mod windows;

@@ -1,0 +1,250 @@
+// The console's page logic: sign-in (password, then code or enrolment), and the
+// approver's list of pending requests, kept live by server-sent events.
+import { call, ApiError } from './api.js';
+
+const $ = (id) => document.getElementById(id);
+const screens = ['signin', 'code', 'enrol', 'recovery', 'home'];
+
+function show(id) {
+  for (const s of screens) $(s).hidden = s !== id;
+  document.body.dataset.screen = id;
+  const first = $(id).querySelector('input');
+  if (first) first.focus();
+}
+
+function say(text, ok = false) {
+  const m = $('message');
+  m.textContent = text || '';
+  m.hidden = !text;
+  m.classList.toggle('ok', ok);
+}
+
+function fail(e) {
+  if (e instanceof ApiError && e.status === 401) {
+    signedOut(e.message);
+    return;
+  }
+  say(e.message || String(e));
+}
+
+let events = null;
+
+function signedOut(text) {
+  if (events) { events.close(); events = null; }
+  $('who').hidden = true;
+  $('logout').hidden = true;
+  show('signin');
+  say(text || '');
+}
+
+async function route() {
+  let me;
+  try {
+    me = await call('GET', '/api/v1/me');
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return signedOut('');
+    return fail(e);
+  }
+  $('who').textContent = `${me.user} · ${me.role} · ${me.org}`;
+  $('who').hidden = false;
+  $('logout').hidden = false;
+  if (me.stage === 'code') return show('code');
+  if (me.stage === 'enrol') return startEnrol();
+  home(me);
+}
+
+async function startEnrol() {
+  try {
+    const e = await call('POST', '/api/v1/mfa/enrol', {});
+    $('secret').textContent = e.secret;
+    $('qr').src = `/api/v1/mfa/qr.svg?t=${Date.now()}`;
+    show('enrol');
+  } catch (e) { fail(e); }
+}
+
+$('signin-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  say('');
+  try {
+    await call('POST', '/api/v1/login', { user: $('user').value, password: $('password').value });
+    $('password').value = '';
+    await route();
+  } catch (e) { fail(e); }
+});
+
+$('code-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  say('');
+  try {
+    await call('POST', '/api/v1/login/code', { code: $('code-input').value.trim() });
+    $('code-input').value = '';
+    await route();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      say(e.message);
+    } else { fail(e); }
+  }
+});
+
+$('enrol-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  say('');
+  try {
+    const r = await call('POST', '/api/v1/mfa/confirm', { code: $('enrol-code').value.trim() });
+    $('enrol-code').value = '';
+    const list = $('recovery-codes');
+    list.replaceChildren(...r.recovery_codes.map((c) => {
+      const li = document.createElement('li');
+      li.textContent = c;
+      return li;
+    }));
+    show('recovery');
+  } catch (e) { fail(e); }
+});
+
+$('recovery-done').addEventListener('click', () => route());
+
+$('logout').addEventListener('click', async () => {
+  try { await call('POST', '/api/v1/logout', {}); } catch { /* signed out either way */ }
+  signedOut('You have signed out.');
+  $('message').classList.add('ok');
+});
+
+// ---- the approver's page ----
+
+const PRIORITY_WORDS = { p0: 'P0 · critical', p1: 'P1 · urgent', p2: 'P2', p3: 'P3' };
+
+function minutesText(ms) {
+  const m = Math.round(ms / 60000);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+}
+
+function leftText(deadline) {
+  const s = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+  if (s === 0) return 'expiring';
+  return s < 120 ? `${s} s left to answer` : `${Math.round(s / 60)} min left to answer`;
+}
+
+let current = [];
+
+function render(list) {
+  current = list;
+  const ul = $('requests');
+  // A session's escalation is a new question: keyed by session and deadline.
+  const key = (r) => `${r.id}@${r.deadline}`;
+  const keep = new Map([...ul.children].map((li) => [li.dataset.key, li]));
+  // A new request makes an earlier "Approved …" note stale.
+  if (list.some((r) => !keep.has(key(r))) && $('message').classList.contains('ok')) say('');
+  const items = list.map((r) => keep.get(key(r)) || build(r));
+  ul.replaceChildren(...items);
+  $('none').hidden = list.length > 0;
+  tick();
+}
+
+function tick() {
+  for (const li of $('requests').children) {
+    const r = current.find((x) => `${x.id}@${x.deadline}` === li.dataset.key);
+    if (r && r.deadline) li.querySelector('.left').textContent = leftText(r.deadline);
+  }
+}
+setInterval(tick, 1000);
+
+function build(r) {
+  const li = $('request-template').content.firstElementChild.cloneNode(true);
+  li.dataset.id = r.id;
+  li.dataset.key = `${r.id}@${r.deadline}`;
+  const priority = String(r.priority).toLowerCase();
+  if (priority === 'p0' || priority === 'p1') li.classList.add('urgent');
+  li.querySelector('.priority').textContent = PRIORITY_WORDS[priority] || r.priority;
+  li.querySelector('.engineer').textContent = `${r.engineer} (${r.engineer_org})`;
+  li.querySelector('.agent').textContent = r.agent;
+  if (r.escalation) li.querySelector('.verb').textContent = 'asks for more on';
+  li.querySelector('.ticket').textContent = r.ticket;
+  li.querySelector('.reason').textContent = r.reason;
+  const extends_ = r.duration_ms > 0;
+  li.querySelector('.duration').textContent = r.escalation
+    ? (extends_ ? `${minutesText(r.duration_ms)} more (asked during the session)` : 'no extra time (asked during the session)')
+    : minutesText(r.duration_ms);
+  const caps = li.querySelector('.caps');
+  for (const c of r.capabilities) {
+    const label = document.createElement('label');
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.checked = true;
+    box.value = c;
+    box.name = 'cap';
+    label.append(box, document.createTextNode(c));
+    caps.append(label);
+  }
+  const select = li.querySelector('.minutes');
+  // An escalation that asks for no more time has none to shorten.
+  if (!extends_) select.closest('label').hidden = true;
+  const asked = Math.max(1, Math.round(r.duration_ms / 60000));
+  const choices = [...new Set([asked, 5, 10, 15, 30, 60, 120, 240].filter((m) => m <= asked))].sort((a, b) => b - a);
+  for (const m of choices) {
+    const o = document.createElement('option');
+    o.value = String(m);
+    o.textContent = m === asked ? `${minutesText(m * 60000)} (as asked)` : minutesText(m * 60000);
+    select.append(o);
+  }
+  li.querySelector('.approve').addEventListener('click', () => approve(li, r));
+  li.querySelector('.deny').addEventListener('click', () => {
+    li.querySelector('.deny-box').hidden = false;
+    li.querySelector('.deny-reason').focus();
+  });
+  li.querySelector('.deny-confirm').addEventListener('click', () => deny(li, r));
+  return li;
+}
+
+// An answered card stays, greyed and inert, until the live list drops it.
+function finished(li) {
+  li.classList.add('done');
+  for (const el of li.querySelectorAll('button, input, select')) el.disabled = true;
+}
+
+async function approve(li, r) {
+  const ticked = [...li.querySelectorAll('input[name=cap]')].filter((b) => b.checked).map((b) => b.value);
+  if (ticked.length === 0) return say('Tick at least one thing they may do, or deny the request.');
+  const body = { note: li.querySelector('.note').value };
+  if (r.duration_ms > 0) body.minutes = Number(li.querySelector('.minutes').value);
+  if (ticked.length < r.capabilities.length) body.capabilities = ticked;
+  try {
+    await call('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/approve`, body);
+    say(`Approved ${r.engineer}'s request on ${r.agent}.`, true);
+    finished(li);
+  } catch (e) { fail(e); }
+}
+
+async function deny(li, r) {
+  const reason = li.querySelector('.deny-reason').value.trim();
+  if (!reason) return say('Say why you deny it: the engineer sees your reason.');
+  try {
+    await call('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/deny`, { reason });
+    say(`Denied ${r.engineer}'s request on ${r.agent}.`, true);
+    finished(li);
+  } catch (e) { fail(e); }
+}
+
+function home(me) {
+  show('home');
+  const answers = me.role === 'approver' || me.role === 'admin';
+  $('other-role').hidden = answers;
+  $('answering').hidden = !answers;
+  if (!answers) return;
+  if (events) events.close();
+  events = new EventSource('/api/v1/requests/events');
+  events.addEventListener('requests', (ev) => {
+    $('live').textContent = 'Live: new requests appear here by themselves.';
+    render(JSON.parse(ev.data));
+  });
+  events.addEventListener('signed-out', () => signedOut('Your session has ended. Sign in again.'));
+  events.onerror = () => {
+    $('live').textContent = 'Reconnecting to the relay…';
+    call('GET', '/api/v1/me').catch((e) => fail(e));
+  };
+  document.body.dataset.role = me.role;
+}
+
+route();

@@ -1,0 +1,174 @@
+//! [`ConsoleState`]: everything the console needs from the relay, and the types that cross
+//! that seam. The relay implements it (`relay/src/console_state.rs`) on its broker and
+//! store; every decision (who may answer what, whether a password or a code is right,
+//! throttling, auditing) is made there, never here.
+
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// A signed-in user as the console sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub user: String,
+    pub org: String,
+    /// `engineer`, `approver`, `auditor` or `admin`.
+    pub role: String,
+    /// Whether the user has a confirmed authenticator.
+    pub totp: bool,
+}
+
+/// How far a console session has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Password accepted; the user must type a code from their authenticator.
+    Code,
+    /// Password accepted; the user's role needs a second factor they do not have yet.
+    Enrol,
+    /// Signed in.
+    Full,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Code => "code",
+            Stage::Enrol => "enrol",
+            Stage::Full => "full",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "code" => Stage::Code,
+            "enrol" => Stage::Enrol,
+            "full" => Stage::Full,
+            _ => return None,
+        })
+    }
+}
+
+/// A console session row (the cookie names it; only its hash is stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSession {
+    pub user: String,
+    pub stage: Stage,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// An authenticator being set up: the secret (base32, for typing in) and the
+/// `otpauth://` URI the QR code carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Enrolment {
+    pub secret: String,
+    pub uri: String,
+}
+
+/// A pending request as the approver's page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RequestView {
+    pub id: String,
+    pub engineer: String,
+    pub engineer_org: String,
+    pub agent: String,
+    pub ticket: String,
+    pub priority: String,
+    /// Why: the request's reason, or the escalation's.
+    pub reason: String,
+    /// For an escalation: what is added.
+    pub capabilities: Vec<String>,
+    /// How long the engineer asked for, in milliseconds.
+    pub duration_ms: u64,
+    /// When the request is denied if nobody answers (Unix milliseconds).
+    pub deadline: i64,
+    pub escalation: bool,
+}
+
+/// An approver's answer to a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveForm {
+    /// Only these capabilities (all asked when absent).
+    pub capabilities: Option<Vec<String>>,
+    /// Shorter than asked, in minutes.
+    pub minutes: Option<u64>,
+    pub note: Option<String>,
+}
+
+/// What the console needs from the relay.
+#[async_trait::async_trait]
+pub trait ConsoleState: Send + Sync + 'static {
+    /// Agents connected now.
+    fn online_agents(&self) -> usize;
+    /// Sessions not yet over (requested, approved or active).
+    fn live_sessions(&self) -> usize;
+    /// Now, in Unix milliseconds (the relay's clock; tests move it).
+    fn now_ms(&self) -> i64;
+    /// The sign-in rules.
+    fn auth(&self) -> &AuthConfig;
+
+    /// Checks a password (throttled per user and address, audited); the error never says
+    /// which of user or password was wrong.
+    async fn check_password(&self, user: &str, password: &str, source: IpAddr) -> Result<Account, ApiError>;
+    /// The user if they exist and are not disabled.
+    async fn account(&self, user: &str) -> Result<Option<Account>, ApiError>;
+
+    /// Starts a console session at `stage`; returns the cookie value (the row keeps only
+    /// its hash).
+    async fn open_session(&self, user: &str, stage: Stage, source: IpAddr) -> Result<String, ApiError>;
+    /// The session a cookie value names.
+    async fn session(&self, cookie: &str) -> Result<Option<WebSession>, ApiError>;
+    /// Notes activity on a session now.
+    async fn touch_session(&self, cookie: &str) -> Result<(), ApiError>;
+    /// Ends a session (`why`: `logout`, `idle`, `expired`, `disabled`, `upgraded`).
+    async fn end_session(&self, cookie: &str, why: &str) -> Result<(), ApiError>;
+
+    /// Starts (or restarts) setting up an authenticator; a confirmed one is kept until the
+    /// new one is confirmed.
+    async fn begin_enrolment(&self, user: &str) -> Result<Enrolment, ApiError>;
+    /// The authenticator being set up, if any.
+    async fn pending_enrolment(&self, user: &str) -> Result<Option<Enrolment>, ApiError>;
+    /// Confirms the authenticator being set up with a code from it; returns fresh recovery
+    /// codes (shown once; stored hashed).
+    async fn confirm_enrolment(
+        &self,
+        user: &str,
+        code: &str,
+        source: IpAddr,
+    ) -> Result<Vec<String>, ApiError>;
+    /// Checks a code from the user's authenticator (each accepted time step once) or an
+    /// unused recovery code; throttled and audited.
+    async fn verify_code(&self, user: &str, code: &str, source: IpAddr) -> Result<(), ApiError>;
+
+    /// Pending requests the user may answer, most urgent first.
+    async fn requests(&self, user: &Account) -> Result<Vec<RequestView>, ApiError>;
+    /// Approves a request; returns the broker's message.
+    async fn approve(&self, user: &Account, id: &str, form: ApproveForm) -> Result<String, ApiError>;
+    /// Denies a request with a reason.
+    async fn deny(&self, user: &Account, id: &str, reason: &str) -> Result<String, ApiError>;
+}
+
+/// Sign-in rules. Defaults: a second factor for approvers and admins, sessions end after
+/// 30 minutes without a request and 8 hours after sign-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Roles that must sign in with a second factor.
+    pub require_mfa: Vec<String>,
+    /// A session unused this long (ms) ends.
+    pub idle_ms: i64,
+    /// A session ends this long (ms) after sign-in, used or not.
+    pub absolute_ms: i64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            require_mfa: vec!["approver".into(), "admin".into()],
+            idle_ms: 30 * 60 * 1000,
+            absolute_ms: 8 * 3600 * 1000,
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The relay's side of the web console: [`RelayConsole`] implements
+//! [`assist_console::ConsoleState`] on the broker and the store.
+//!
+//! - Passwords are checked by the broker ([`Relay::authenticate`]): the same throttle
+//!   (per user name and per address), the same `login.failed`/`login.throttled` events,
+//!   the same one message for a wrong user or a wrong password. A success is audited
+//!   `login.succeeded` with `"via": "console"`.
+//! - Second factor: TOTP and recovery codes checked by [`crate::mfa`] (each step accepted
+//!   once per user), through the login throttle like passwords, a refusal audited
+//!   `mfa.failed`. Enrolment makes ten recovery codes, shown once, stored hashed.
+//! - Console sessions: the cookie value is 32 random bytes (hex); the row is keyed by its
+//!   SHA-256. Begin and end are audited (`console.signed_in`, `console.signed_out`).
+//! - Answers to requests go to the broker's `answer` exactly as `assist approve`/`deny`
+//!   do, after the same free-text checks; it decides who may answer what and audits it.
+//!
+//! It does not decide timeouts or stages (the console crate does, from
+//! [`ConsoleAuthConfig`]), and it stores the TOTP secret as it is: the database is the
+//! relay's to protect (0600, like its keys).
+
+use crate::broker::policy::Principal;
+use crate::broker::{Answerer, Approval, Refusal, Relay};
+#[cfg(doc)]
+use crate::datadir::DataDir;
+use crate::store::credentials::Credentials as _;
+use crate::store::{SqliteStore, Store};
+use assist_console::{Account, ApiError, ApproveForm, Enrolment, RequestView, Stage, WebSession};
+use assist_proto::caps::{Capability, Role};
+use assist_proto::ids::{OrgName, SessionId, UserName};
+use assist_proto::msg::{EngineerToRelay, ErrorCode};
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use tracing::warn;
+
+/// The console's sign-in rules (`serve --require-mfa`, idle and absolute lifetimes).
+pub type ConsoleAuthConfig = assist_console::AuthConfig;
+
+/// Length of a TOTP secret (RFC 4226 recommends 160 bits).
+const SECRET_BYTES: usize = 20;
+/// Recovery codes made at each enrolment.
+const RECOVERY_CODES: usize = 10;
+/// The issuer shown in authenticator apps.
+const ISSUER: &str = "assist";
+
+/// The relay as the console sees it.
+pub struct RelayConsole {
+    relay: Arc<Relay>,
+    db: SqliteStore,
+    auth: ConsoleAuthConfig,
+    /// Added to the system clock; moved only by tests of timeouts.
+    skew_ms: AtomicI64,
+}
+
+impl RelayConsole {
+    /// The console state for `relay`, on `db` (its own connections to the data
+    /// directory's database: see [`DataDir::store`]).
+    pub fn new(relay: Arc<Relay>, db: SqliteStore, auth: ConsoleAuthConfig) -> Arc<Self> {
+        Arc::new(Self { relay, db, auth, skew_ms: AtomicI64::new(0) })
+    }
+
+    /// Moves this console's clock forward (tests of idle and absolute timeouts).
+    #[doc(hidden)]
+    pub fn advance_clock(&self, ms: i64) {
+        self.skew_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    warn!(error = %e, "console: internal error");
+    ApiError::Internal
+}
+
+fn from_refusal(r: Refusal) -> ApiError {
+    match r.code {
+        ErrorCode::Unauthenticated if r.message.starts_with("too many attempts") => {
+            ApiError::Throttled(r.message)
+        }
+        ErrorCode::Unauthenticated => ApiError::Unauthenticated(r.message),
+        ErrorCode::Forbidden => ApiError::Forbidden(r.message),
+        ErrorCode::NotFound => ApiError::NotFound(r.message),
+        ErrorCode::BadRequest => ApiError::BadRequest(r.message),
+        ErrorCode::Conflict => ApiError::Conflict(r.message),
+        _ => ApiError::Internal,
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    aws_lc_rs::rand::fill(&mut b).expect("system random source");
+    b
+}
+
+fn totp_for(secret: &[u8]) -> Result<totp_rs::Totp, ApiError> {
+    crate::mfa::totp(secret).map_err(internal)
+}
+
+/// The `otpauth://` URI an authenticator app reads from the QR code.
+fn otpauth_uri(user: &str, secret_b32: &str) -> String {
+    let label: String = format!("{ISSUER}:{user}")
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!(
+        "otpauth://totp/{label}?secret={secret_b32}&issuer={ISSUER}&algorithm=SHA1&digits={}&period={}",
+        crate::mfa::DIGITS,
+        crate::mfa::STEP
+    )
+}
+
+fn new_recovery_code() -> String {
+    let h = hex::encode(random::<5>());
+    format!("{}-{}", &h[..5], &h[5..])
+}
+
+fn principal(a: &Account) -> Result<Principal, ApiError> {
+    Ok(Principal {
+        user: UserName::new(&a.user),
+        org: OrgName::new(&a.org),
+        role: Role::from_str(&a.role).map_err(internal)?,
+    })
+}
+
+impl RelayConsole {
+    fn relay_store(&self) -> &dyn Store {
+        &self.db
+    }
+
+    fn secs(&self) -> u64 {
+        u64::try_from(assist_console::ConsoleState::now_ms(self) / 1000).unwrap_or(0)
+    }
+
+    /// Runs a second-factor check as a login attempt under the broker's throttle.
+    async fn throttled_code(
+        &self,
+        user: &str,
+        source: IpAddr,
+        check: impl std::future::Future<Output = Result<Option<&'static str>, ApiError>>,
+    ) -> Result<(), ApiError> {
+        let key = crate::audit::clip(user, 64).to_lowercase();
+        let counted = crate::listen::source_key(source);
+        let throttle = self.relay.login_throttle();
+        let admitted = match throttle.admit(&key, counted, std::time::Instant::now()) {
+            Ok(a) => a,
+            Err(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Err(ApiError::Throttled(format!(
+                    "too many attempts, try again in {}",
+                    crate::fmt_secs(secs)
+                )));
+            }
+        };
+        match check.await? {
+            None => {
+                let still = throttle.succeeded(&key, counted, admitted);
+                self.relay.audit_throttled(&key, still).await;
+                Ok(())
+            }
+            Some(why) => {
+                let org = self.db.user(&UserName::new(user)).await.ok().flatten().map(|r| r.org);
+                let mut event =
+                    crate::audit::AuditEvent::new(user, crate::audit::Action::MfaFailed).target(user).detail(
+                        serde_json::json!({ "reason": why, "source": source.to_canonical().to_string() }),
+                    );
+                if let Some(org) = &org {
+                    event = event.org(org);
+                }
+                let _ = self.relay.audit(event).await;
+                self.relay.audit_throttled(&key, admitted.throttled).await;
+                Err(ApiError::Unauthenticated(
+                    "that code is not right; wait for the next one and try again".into(),
+                ))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl assist_console::ConsoleState for RelayConsole {
+    fn online_agents(&self) -> usize {
+        self.relay.online_agent_count()
+    }
+
+    fn live_sessions(&self) -> usize {
+        self.relay.live_session_count()
+    }
+
+    fn now_ms(&self) -> i64 {
+        crate::now_ms() + self.skew_ms.load(Ordering::Relaxed)
+    }
+
+    fn auth(&self) -> &ConsoleAuthConfig {
+        &self.auth
+    }
+
+    async fn check_password(&self, user: &str, password: &str, source: IpAddr) -> Result<Account, ApiError> {
+        let row = self.relay.authenticate(user, password, source).await.map_err(from_refusal)?;
+        let event = crate::audit::AuditEvent::new(row.name.as_str(), crate::audit::Action::LoginSucceeded)
+            .org(&row.org)
+            .target(row.name.as_str())
+            .detail(serde_json::json!({ "role": row.role, "via": "console", "source": source.to_canonical().to_string() }));
+        self.relay.audit(event).await.map_err(internal)?;
+        let totp = self.db.totp(row.name.as_str()).await.map_err(internal)?.secret.is_some();
+        Ok(Account { user: row.name.to_string(), org: row.org.to_string(), role: row.role.to_string(), totp })
+    }
+
+    async fn account(&self, user: &str) -> Result<Option<Account>, ApiError> {
+        let Some(row) = self.db.user(&UserName::new(user)).await.map_err(internal)? else {
+            return Ok(None);
+        };
+        if self.db.is_disabled(user).await.map_err(internal)? {
+            return Ok(None);
+        }
+        let totp = self.db.totp(user).await.map_err(internal)?.secret.is_some();
+        Ok(Some(Account {
+            user: row.name.to_string(),
+            org: row.org.to_string(),
+            role: row.role.to_string(),
+            totp,
+        }))
+    }
+
+    async fn open_session(&self, user: &str, stage: Stage, source: IpAddr) -> Result<String, ApiError> {
+        let cookie = hex::encode(random::<32>());
+        let source = source.to_canonical().to_string();
+        self.db
+            .console_open_session(
+                &sha256_hex(cookie.as_bytes()),
+                user,
+                stage.as_str(),
+                &source,
+                self.now_ms(),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(cookie)
+    }
+
+    async fn session(&self, cookie: &str) -> Result<Option<WebSession>, ApiError> {
+        if cookie.len() != 64 || !cookie.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let row = self.db.console_session(&sha256_hex(cookie.as_bytes())).await.map_err(internal)?;
+        Ok(row.and_then(|r| {
+            Some(WebSession {
+                user: r.user,
+                stage: Stage::parse(&r.stage)?,
+                created_at: r.created_at,
+                last_seen: r.last_seen,
+            })
+        }))
+    }
+
+    async fn touch_session(&self, cookie: &str) -> Result<(), ApiError> {
+        self.db.console_touch(&sha256_hex(cookie.as_bytes()), self.now_ms()).await.map_err(internal)
+    }
+
+    async fn end_session(&self, cookie: &str, why: &str) -> Result<(), ApiError> {
+        self.db
+            .console_end_session(&sha256_hex(cookie.as_bytes()), why, self.now_ms())
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    async fn begin_enrolment(&self, user: &str) -> Result<Enrolment, ApiError> {
+        let secret = random::<SECRET_BYTES>();
+        self.db.totp_set_pending(user, &secret).await.map_err(internal)?;
+        let b32 = totp_rs::Secret::from(secret.to_vec()).to_base32();
+        Ok(Enrolment { uri: otpauth_uri(user, &b32), secret: b32 })
+    }
+
+    async fn pending_enrolment(&self, user: &str) -> Result<Option<Enrolment>, ApiError> {
+        let row = self.db.totp(user).await.map_err(internal)?;
+        Ok(row.pending.map(|p| {
+            let b32 = totp_rs::Secret::from(p).to_base32();
+            Enrolment { uri: otpauth_uri(user, &b32), secret: b32 }
+        }))
+    }
+
+    async fn confirm_enrolment(
+        &self,
+        user: &str,
+        code: &str,
+        source: IpAddr,
+    ) -> Result<Vec<String>, ApiError> {
+        let row = self.db.totp(user).await.map_err(internal)?;
+        let pending =
+            row.pending.ok_or_else(|| ApiError::Conflict("no authenticator is being set up".into()))?;
+        let now = self.secs();
+        let mut step = None;
+        self.throttled_code(user, source, async {
+            step = totp_for(&pending)?.check(code, now);
+            Ok(if step.is_some() { None } else { Some("wrong enrolment code") })
+        })
+        .await?;
+        let step = i64::try_from(step.unwrap_or_default()).map_err(internal)?;
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes: Vec<String> = codes.iter().map(|c| crate::mfa::recovery_hash(c)).collect();
+        if !self.db.totp_confirm(user, &pending, step, &hashes, self.now_ms()).await.map_err(internal)? {
+            return Err(ApiError::Conflict("the authenticator changed meanwhile; start again".into()));
+        }
+        Ok(codes)
+    }
+
+    async fn verify_code(&self, user: &str, code: &str, source: IpAddr) -> Result<(), ApiError> {
+        let row = self.db.totp(user).await.map_err(internal)?;
+        let secret = row.secret.ok_or_else(|| ApiError::Conflict("no authenticator is set up".into()))?;
+        let source_text = source.to_canonical().to_string();
+        let now_ms = self.now_ms();
+        self.throttled_code(user, source, async {
+            crate::mfa::check_code(self.relay_store(), user, &secret, code, now_ms, &source_text)
+                .await
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn requests(&self, user: &Account) -> Result<Vec<RequestView>, ApiError> {
+        let who = principal(user)?;
+        Ok(self
+            .relay
+            .list_requests(&who)
+            .await
+            .into_iter()
+            .map(|s| {
+                let (capabilities, secs, deadline, reason, escalation) = match &s.escalation {
+                    Some(e) => {
+                        (e.add.clone(), e.duration_secs.unwrap_or(0), e.deadline, e.reason.clone(), true)
+                    }
+                    None => {
+                        (s.capabilities.clone(), s.duration_secs, s.consent_deadline, s.reason.clone(), false)
+                    }
+                };
+                RequestView {
+                    id: s.id.to_string(),
+                    engineer: s.engineer.to_string(),
+                    engineer_org: s.engineer_org.to_string(),
+                    agent: s.agent.to_string(),
+                    ticket: s.ticket,
+                    priority: s.priority.to_string(),
+                    reason,
+                    capabilities: capabilities.iter().map(ToString::to_string).collect(),
+                    duration_ms: secs.saturating_mul(1000),
+                    deadline,
+                    escalation,
+                }
+            })
+            .collect())
+    }
+
+    async fn approve(&self, user: &Account, id: &str, form: ApproveForm) -> Result<String, ApiError> {
+        let who = principal(user)?;
+        let capabilities = match form.capabilities {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|c| Capability::from_str(c).map_err(|e| ApiError::BadRequest(format!("{c}: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let note = form.note.filter(|n| !n.trim().is_empty());
+        let duration_secs = form.minutes.map(|m| m.saturating_mul(60));
+        let session = SessionId::new(id);
+        let msg = EngineerToRelay::Approve { session: session.clone(), capabilities, duration_secs, note };
+        msg.check_text().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let EngineerToRelay::Approve { capabilities, duration_secs, note, .. } = msg else { unreachable!() };
+        let approval = Approval { capabilities, duration_secs, note };
+        self.relay.answer(&session, Answerer::User(&who), true, approval).await.map_err(from_refusal)
+    }
+
+    async fn deny(&self, user: &Account, id: &str, reason: &str) -> Result<String, ApiError> {
+        let who = principal(user)?;
+        let session = SessionId::new(id);
+        let msg = EngineerToRelay::Deny { session: session.clone(), reason: reason.to_owned() };
+        msg.check_text().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let approval = Approval { note: Some(reason.to_owned()), ..Default::default() };
+        self.relay.answer(&session, Answerer::User(&who), false, approval).await.map_err(from_refusal)
+    }
+}
+
+#[cfg(test)]
+#[path = "console_tests.rs"]
+mod tests;

@@ -1,0 +1,247 @@
+//! The web console's rows in SQLite (migration `0010_console.sql`): console sessions,
+//! TOTP authenticators, recovery codes and disabled users.
+//!
+//! Every change a person would want on the record (a session begun or ended, an
+//! authenticator confirmed, a recovery code used) is written with its audit event in one
+//! `BEGIN IMMEDIATE` transaction. Touching a session's `last_seen` and moving a TOTP
+//! secret to `pending` are not audited. It decides nothing: `crate::console_state` does.
+
+use super::SqliteStore;
+use super::audit::append;
+use crate::audit::{Action, AuditEvent};
+use crate::store::Result;
+use assist_proto::ids::OrgName;
+use serde_json::json;
+use sqlx::Row;
+
+/// A console session row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSessionRow {
+    pub user: String,
+    pub stage: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// A user's authenticator state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TotpRow {
+    pub secret: Option<Vec<u8>>,
+    pub pending: Option<Vec<u8>>,
+    pub last_step: Option<i64>,
+}
+
+impl SqliteStore {
+    async fn org_of(conn: &mut sqlx::SqliteConnection, user: &str) -> Result<Option<OrgName>> {
+        let org: Option<String> = sqlx::query_scalar("SELECT org FROM users WHERE name = ?")
+            .bind(user)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(org.map(OrgName::new))
+    }
+
+    fn user_event(
+        user: &str,
+        org: Option<&OrgName>,
+        action: Action,
+        detail: serde_json::Value,
+    ) -> AuditEvent {
+        let mut e = AuditEvent::new(user, action).target(user).detail(detail);
+        if let Some(org) = org {
+            e = e.org(org);
+        }
+        e
+    }
+
+    /// Stores a new console session, audited `console.signed_in`.
+    pub async fn console_open_session(
+        &self,
+        id_hash: &str,
+        user: &str,
+        stage: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, user, stage, source, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_hash)
+        .bind(user)
+        .bind(stage)
+        .bind(source)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let org = Self::org_of(&mut tx, user).await?;
+        let event = Self::user_event(
+            user,
+            org.as_ref(),
+            Action::ConsoleSignedIn,
+            json!({ "stage": stage, "source": source }),
+        );
+        append(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSessionRow>> {
+        let row =
+            sqlx::query("SELECT user, stage, created_at, last_seen FROM console_sessions WHERE id_hash = ?")
+                .bind(id_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| ConsoleSessionRow {
+            user: r.get(0),
+            stage: r.get(1),
+            created_at: r.get(2),
+            last_seen: r.get(3),
+        }))
+    }
+
+    pub async fn console_touch(&self, id_hash: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE console_sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?")
+            .bind(now)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends one session (if it still exists), audited `console.signed_out` with `why`.
+    pub async fn console_end_session(&self, id_hash: &str, why: &str, now: i64) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let user: Option<String> =
+            sqlx::query_scalar("DELETE FROM console_sessions WHERE id_hash = ? RETURNING user")
+                .bind(id_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(user) = user else {
+            return Ok(false);
+        };
+        let org = Self::org_of(&mut tx, &user).await?;
+        let event = Self::user_event(&user, org.as_ref(), Action::ConsoleSignedOut, json!({ "why": why }));
+        append(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn totp(&self, user: &str) -> Result<TotpRow> {
+        let row = sqlx::query("SELECT secret, pending, last_step FROM user_totp WHERE user = ?")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map_or_else(TotpRow::default, |r| TotpRow {
+            secret: r.get(0),
+            pending: r.get(1),
+            last_step: r.get(2),
+        }))
+    }
+
+    /// Keeps `pending` as the authenticator being set up (replacing an earlier one).
+    pub async fn totp_set_pending(&self, user: &str, pending: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO user_totp (user, pending) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET pending = excluded.pending",
+        )
+        .bind(user)
+        .bind(pending)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes the pending secret the user's authenticator, with `step` as its last accepted
+    /// step and `recovery` (hashes) as the only recovery codes; audited `mfa.enrolled`.
+    /// False if the pending secret changed meanwhile.
+    pub async fn totp_confirm(
+        &self,
+        user: &str,
+        pending: &[u8],
+        step: i64,
+        recovery: &[String],
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE user_totp SET secret = pending, pending = NULL, last_step = ?, confirmed_at = ? \
+             WHERE user = ? AND pending = ?",
+        )
+        .bind(step)
+        .bind(now)
+        .bind(user)
+        .bind(pending)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user = ?").bind(user).execute(&mut *tx).await?;
+        for hash in recovery {
+            sqlx::query("INSERT INTO recovery_codes (user, hash) VALUES (?, ?)")
+                .bind(user)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let org = Self::org_of(&mut tx, user).await?;
+        let event = Self::user_event(
+            user,
+            org.as_ref(),
+            Action::MfaEnrolled,
+            json!({ "recovery_codes": recovery.len() }),
+        );
+        append(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Accepts time step `step` for the user's authenticator if it is later than the last
+    /// one accepted (so a code is never accepted twice).
+    pub async fn totp_accept_step(&self, user: &str, step: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE user_totp SET last_step = ? WHERE user = ? AND secret IS NOT NULL \
+             AND (last_step IS NULL OR last_step < ?)",
+        )
+        .bind(step)
+        .bind(user)
+        .bind(step)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Uses an unused recovery code (by hash); audited `mfa.recovery_used`.
+    pub async fn recovery_use(&self, user: &str, hash: &str, source: &str, now: i64) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "UPDATE recovery_codes SET used_at = ? WHERE user = ? AND hash = ? AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM recovery_codes WHERE user = ? AND used_at IS NULL")
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+        let org = Self::org_of(&mut tx, user).await?;
+        let event = Self::user_event(
+            user,
+            org.as_ref(),
+            Action::MfaRecoveryUsed,
+            json!({ "source": source, "codes_left": left }),
+        );
+        append(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

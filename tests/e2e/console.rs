@@ -1,0 +1,289 @@
+//! The web console, end to end: HTTPS from the relay's CA, and a real headless Chromium
+//! signing in with a password and TOTP, and an approver answering a real `assist shell`'s
+//! request from the open page. Screenshots of each page go to `<target>/artefacts/console/`.
+
+use assist_tests::browser::{Browser, totp_code, unix_secs};
+use assist_tests::{TestRelay, wait_until};
+use std::process::Command;
+
+/// `curl` against the console, trusting only `ca`; returns (status line and headers, body).
+fn curl(url: &str, ca: &std::path::Path) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new("curl").args(["-sS", "-i", "--max-time", "30", "--cacert"]).arg(ca).arg(url).output()?)
+}
+
+#[test]
+fn the_console_is_served_over_https_with_a_certificate_from_the_relay_ca() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    let (url, spki) = relay.console()?;
+    assert_eq!(spki.len(), 44, "base64 of a SHA-256");
+    let ca = relay.data_dir().join("ca.pem");
+    let out = curl(&format!("{url}/api/v1/health"), &ca)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for header in [
+        "content-security-policy: default-src 'self'",
+        "strict-transport-security: max-age=",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(text.to_lowercase().contains(header), "{header} missing: {text}");
+    }
+    assert!(text.contains("\"status\":\"ok\""), "{text}");
+    // Another CA is not trusted: the certificate really comes from this relay's.
+    let other = tempfile::tempdir()?;
+    let other_ca = other.path().join("other.pem");
+    std::fs::write(&other_ca, assist_certs::Ca::generate("other")?.cert_pem())?;
+    let out = curl(&format!("{url}/api/v1/health"), &other_ca)?;
+    assert!(!out.status.success(), "a certificate from another CA must fail");
+    Ok(())
+}
+
+/// Signs in as `user` and sets up an authenticator from the page; returns its secret.
+fn sign_in_and_enrol(
+    b: &Browser,
+    url: &str,
+    user: &str,
+    password: &str,
+    shots: &str,
+) -> anyhow::Result<(String, Vec<String>)> {
+    b.goto(url)?;
+    b.wait_css("#signin-form")?;
+    b.screenshot(&format!("{shots}-1-sign-in"))?;
+    b.fill("#user", user)?;
+    b.fill("#password", password)?;
+    b.click("#signin-form button[type=submit]")?;
+    b.wait_css("#enrol-form")?;
+    let secret = b.text("#secret")?;
+    // The QR code image has loaded (its natural width is known only once it has).
+    wait_until("the QR code to load", || {
+        let w =
+            b.rt.block_on(b.client.execute("return document.getElementById('qr').naturalWidth", vec![]))?;
+        Ok(w.as_u64().unwrap_or(0) > 0)
+    })?;
+    b.screenshot(&format!("{shots}-2-enrol"))?;
+    b.fill("#enrol-code", &totp_code(&secret, unix_secs())?)?;
+    b.click("#enrol-form button[type=submit]")?;
+    b.wait_css("#recovery-codes li")?;
+    let codes: Vec<String> = b.text("#recovery-codes")?.split_whitespace().map(str::to_owned).collect();
+    b.screenshot(&format!("{shots}-3-recovery-codes"))?;
+    b.click("#recovery-done")?;
+    b.wait_css("#home")?;
+    Ok((secret, codes))
+}
+
+#[test]
+fn the_first_admin_enrols_totp_signs_out_and_signs_in_again_with_a_code() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    let (secret, recovery) = sign_in_and_enrol(&b, &url, "admin", &relay.admin_password, "admin")?;
+    assert_eq!(recovery.len(), 10, "{recovery:?}");
+    let who = b.text("#who")?;
+    assert!(who.contains("admin") && who.contains("operator"), "{who}");
+    b.screenshot("admin-4-home")?;
+
+    b.click("#logout")?;
+    b.wait_text("#message", "signed out")?;
+    b.fill("#user", "admin")?;
+    b.fill("#password", &relay.admin_password)?;
+    b.click("#signin-form button[type=submit]")?;
+    b.wait_css("#code-form")?;
+    b.screenshot("admin-5-code")?;
+    // The code of the next time step (accepted within the one-step skew): the one used at
+    // enrolment would be refused as a replay.
+    b.fill("#code-input", &totp_code(&secret, unix_secs() + 30)?)?;
+    b.click("#code-form button[type=submit]")?;
+    b.wait_css("#home")?;
+    assert!(b.text("#who")?.contains("admin"));
+
+    // A phone-sized screen.
+    b.resize(390, 844)?;
+    b.screenshot("admin-6-home-phone")?;
+    // `assist login` now needs a code too: without one it is refused, with a recovery code
+    // it works (once).
+    let cli = assist_tests::Cli { dir: tempfile::tempdir()?, relay: relay.addr.clone() };
+    let login = |stdin: &str| {
+        cli.run_stdin(
+            &[
+                "login",
+                "--relay",
+                &relay.addr,
+                "--user",
+                "admin",
+                "--password-stdin",
+                "--ca-fingerprint",
+                &relay.fingerprint,
+            ],
+            stdin,
+        )
+    };
+    let out = login(&format!("{}\n", relay.admin_password))?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authenticator"), "{out:?}");
+    let out = login(&format!("{}\n{}\n", relay.admin_password, recovery[1]))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cli.ok(&["agents"])?;
+    let out = login(&format!("{}\n{}\n", relay.admin_password, recovery[1]))?;
+    assert!(!out.status.success(), "a recovery code works once");
+
+    let audit = relay.admin(&["audit", "list", "--json"])?;
+    for action in
+        ["mfa.enrolled", "mfa.recovery_used", "mfa.failed", "console.signed_in", "console.signed_out"]
+    {
+        assert!(audit.contains(action), "{action} not audited");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_approver_approves_only_shell_for_ten_minutes_from_the_open_page() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "approver")?;
+    b.wait_css("#none")?;
+    b.screenshot("approver-4-nothing-waiting")?;
+
+    let mut shell = alice.spawn(&[
+        "shell",
+        "erp-db01",
+        "--ticket",
+        "INC-2001",
+        "--priority",
+        "P1",
+        "--reason",
+        "payments queue stuck",
+        "--for",
+        "1h",
+        "--also",
+        "files.read:/var/log",
+        "--",
+        "sh",
+        "-c",
+        "echo shell-is-open; read line; echo got-$line",
+    ])?;
+    shell.stderr.wait_for("waiting for an approver of acme")?;
+    // The request appears in the open page without a reload.
+    let card = b.wait_text("#requests .request", "INC-2001")?;
+    for what in ["alice", "erp-db01", "payments queue stuck", "P1", "shell", "files.read:/var/log", "1 h"] {
+        assert!(card.contains(what), "{what} missing from the card: {card}");
+    }
+    b.screenshot("approver-5-request")?;
+    // Untick files.read, allow 10 minutes.
+    b.click("#requests .request input[value='files.read:/var/log']")?;
+    let select = b.wait_css("#requests .request select.minutes")?;
+    b.rt.block_on(select.select_by_value("10"))?;
+    b.fill("#requests .request input.note", "only the shell, please")?;
+    b.resize(390, 844)?;
+    b.screenshot("approver-6-request-phone")?;
+    b.resize(1280, 900)?;
+    b.click("#requests .request button.approve")?;
+    b.wait_text("#message", "Approved")?;
+    shell.stdout.wait_for("shell-is-open")?;
+    b.screenshot("approver-7-approved")?;
+
+    let listed: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    let s = &listed[0];
+    assert_eq!(s["approver"], "bob");
+    assert_eq!(s["granted"], serde_json::json!([{ "kind": "shell" }]), "only the shell: {s}");
+    let decided = s["decided_at"].as_i64().unwrap();
+    let expires = s["grant_expires_at"].as_i64().unwrap();
+    assert!((expires - decided - 10 * 60 * 1000).abs() < 2000, "a 10-minute grant: {s}");
+    // An escalation in the live session appears the same way, and approving it from the
+    // page adds exactly what was asked.
+    let id = s["id"].as_str().unwrap().to_owned();
+    let mut esc =
+        alice.spawn(&["escalate", &id, "--add", "files.read:/var/log", "--reason", "need the log too"])?;
+    esc.stderr.wait_for("waiting for an approver of acme")?;
+    let card = b.wait_text("#requests .request", "need the log too")?;
+    assert!(card.contains("no extra time") && card.contains("files.read:/var/log"), "{card}");
+    b.screenshot("approver-7b-escalation")?;
+    b.click("#requests .request button.approve")?;
+    assert_eq!(esc.wait()?.code(), Some(0));
+    let listed: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(listed[0]["granted"].as_array().map(Vec::len), Some(2), "{}", listed[0]);
+    assert_eq!(listed[0]["grant_expires_at"], s["grant_expires_at"], "no extra time was asked or given");
+    b.wait_css("#none")?;
+
+    shell.write_line("done")?;
+    shell.stdout.wait_for("got-done")?;
+    assert_eq!(shell.wait()?.code(), Some(0));
+    // The request left the page.
+    b.wait_css("#none")?;
+
+    // Another request, denied with a reason the engineer reads.
+    let mut denied =
+        alice.spawn(&["shell", "erp-db01", "--ticket", "INC-2002", "--reason", "again", "--", "true"])?;
+    denied.stderr.wait_for("waiting for an approver of acme")?;
+    b.wait_text("#requests .request", "INC-2002")?;
+    b.click("#requests .request button.deny")?;
+    b.fill("#requests .request input.deny-reason", "not during month-end close")?;
+    b.screenshot("approver-8-deny")?;
+    b.click("#requests .request button.deny-confirm")?;
+    b.wait_text("#message", "Denied")?;
+    assert_ne!(denied.wait()?.code(), Some(0));
+    let line = denied.stderr.wait_for("denied by")?;
+    assert!(line.contains("denied by bob: not during month-end close"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn disabling_an_approver_stops_their_open_page_and_their_cli_at_once() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let bob_cli = relay.login("bob")?;
+    bob_cli.ok(&["requests"])?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "disabled")?;
+    b.wait_css("#none")?;
+
+    relay.admin(&["user", "disable", "bob"])?;
+    // The open page learns it on its own, without a click.
+    b.wait_text("#message", "Your session has ended")?;
+    b.wait_css("#signin-form")?;
+    b.screenshot("disabled-4-signed-out")?;
+    let out = bob_cli.run(&["requests"])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("revoked"), "{err}");
+    // And neither can sign in again.
+    b.fill("#user", "bob")?;
+    b.fill("#password", "pw-bob-123")?;
+    b.click("#signin-form button[type=submit]")?;
+    b.wait_text("#message", "wrong user name or password")?;
+    let out = bob_cli.run_stdin(
+        &[
+            "login",
+            "--relay",
+            &relay.addr,
+            "--user",
+            "bob",
+            "--password-stdin",
+            "--ca-fingerprint",
+            &relay.fingerprint,
+        ],
+        "pw-bob-123\n",
+    )?;
+    assert!(!out.status.success(), "a disabled user's CLI login is refused");
+    Ok(())
+}
+
+#[test]
+fn a_browser_that_does_not_trust_the_relay_ca_gets_no_page() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    let (url, _) = relay.console()?;
+    let other = tempfile::tempdir()?;
+    let other_ca = other.path().join("other-ca.pem");
+    std::fs::write(&other_ca, assist_certs::Ca::generate("other")?.cert_pem())?;
+    let b = Browser::open(&other_ca)?;
+    b.goto(&url)?;
+    let source = b.rt.block_on(b.client.source())?;
+    assert!(source.contains("ERR_CERT_AUTHORITY_INVALID"), "the browser must refuse the certificate");
+    assert!(!source.contains("signin-form"));
+    b.screenshot("untrusted-ca")?;
+    Ok(())
+}
