@@ -1,5 +1,6 @@
 // The console's page logic: sign-in (password, then code or enrolment), and the
-// approver's list of pending requests, kept live by server-sent events.
+// approver's list of pending requests and of live sessions, kept live by server-sent
+// events, with the history of decisions on demand.
 import { call, ApiError } from './api.js';
 
 const $ = (id) => document.getElementById(id);
@@ -227,6 +228,123 @@ async function deny(li, r) {
   } catch (e) { fail(e); }
 }
 
+// ---- live sessions and history ----
+
+function timeText(ms) {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+function grantLeft(expires) {
+  const s = Math.max(0, Math.round((expires - Date.now()) / 1000));
+  if (s === 0) return 'running out';
+  if (s < 120) return `${s} s left`;
+  return `${minutesText(s * 1000)} left`;
+}
+
+let liveNow = [];
+
+function renderLive(list) {
+  liveNow = list;
+  const ul = $('live-sessions');
+  // Rebuilt only when the session or its grant changed, so a half-typed reason survives.
+  const key = (s) => `${s.id}@${s.grant_expires_at}@${s.granted.join(',')}@${s.state}`;
+  const keep = new Map([...ul.children].map((li) => [li.dataset.key, li]));
+  ul.replaceChildren(...list.map((s) => keep.get(key(s)) || buildLive(s, key(s))));
+  $('live-none').hidden = list.length > 0;
+  tickLive();
+}
+
+function tickLive() {
+  for (const li of $('live-sessions').children) {
+    const s = liveNow.find((x) => x.id === li.dataset.id);
+    if (s && s.grant_expires_at) li.querySelector('.left').textContent = grantLeft(s.grant_expires_at);
+  }
+}
+setInterval(tickLive, 1000);
+
+function buildLive(s, key) {
+  const li = $('live-template').content.firstElementChild.cloneNode(true);
+  li.dataset.id = s.id;
+  li.dataset.key = key;
+  li.querySelector('.engineer').textContent = `${s.engineer} (${s.engineer_org})`;
+  li.querySelector('.agent').textContent = s.agent;
+  li.querySelector('.ticket').textContent = s.ticket;
+  li.querySelector('.reason').textContent = s.reason;
+  li.querySelector('.state').textContent = s.state === 'active' ? 'connected' : 'approved, not connected yet';
+  li.querySelector('.until').textContent = s.grant_expires_at ? timeText(s.grant_expires_at) : '';
+  const ul = li.querySelector('.granted');
+  for (const c of s.granted) {
+    const row = document.createElement('li');
+    const code = document.createElement('code');
+    code.textContent = c;
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'revoke secondary';
+    b.dataset.cap = c;
+    b.textContent = 'Revoke';
+    b.addEventListener('click', () => revoke(li, s, c));
+    row.append(code, b);
+    ul.append(row);
+  }
+  li.querySelector('.end').addEventListener('click', () => {
+    li.querySelector('.end-box').hidden = false;
+    li.querySelector('.end-reason').focus();
+  });
+  li.querySelector('.end-confirm').addEventListener('click', () => endSession(li, s));
+  return li;
+}
+
+async function revoke(li, s, cap) {
+  try {
+    await call('POST', `/api/v1/sessions/${encodeURIComponent(s.id)}/revoke`, { capabilities: [cap] });
+    say(`Revoked ${cap} from ${s.engineer}'s session on ${s.agent}.`, true);
+    finished(li);
+  } catch (e) { fail(e); }
+}
+
+async function endSession(li, s) {
+  const reason = li.querySelector('.end-reason').value.trim();
+  if (!reason) return say('Say why you end it: the engineer sees your reason.');
+  try {
+    await call('POST', `/api/v1/sessions/${encodeURIComponent(s.id)}/end`, { reason });
+    say(`Ended ${s.engineer}'s session on ${s.agent}.`, true);
+    finished(li);
+  } catch (e) { fail(e); }
+}
+
+const DECISIONS = { approved: 'approved', active: 'approved', closed: 'approved', denied: 'denied', expired: 'expired (nobody answered)' };
+
+async function loadHistory() {
+  try {
+    const list = await call('GET', '/api/v1/sessions/history');
+    const body = $('history').querySelector('tbody');
+    body.replaceChildren(...list.map((s) => {
+      const tr = document.createElement('tr');
+      tr.dataset.id = s.id;
+      const cells = [
+        timeText(s.decided_at || s.ended_at || s.requested_at),
+        `${s.engineer} (${s.engineer_org})`,
+        s.agent,
+        s.ticket,
+        DECISIONS[s.state] || s.state,
+        s.approver || '',
+        s.note || '',
+      ];
+      for (const text of cells) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      tr.children[4].className = s.state;
+      return tr;
+    }));
+    $('history').hidden = list.length === 0;
+    $('history-none').hidden = list.length > 0;
+    $('history-load').textContent = 'Refresh';
+  } catch (e) { fail(e); }
+}
+$('history-load').addEventListener('click', loadHistory);
+
 function home(me) {
   show('home');
   const answers = me.role === 'approver' || me.role === 'admin';
@@ -239,6 +357,7 @@ function home(me) {
     $('live').textContent = 'Live: new requests appear here by themselves.';
     render(JSON.parse(ev.data));
   });
+  events.addEventListener('live', (ev) => renderLive(JSON.parse(ev.data)));
   events.addEventListener('signed-out', () => signedOut('Your session has ended. Sign in again.'));
   events.onerror = () => {
     $('live').textContent = 'Reconnecting to the relay…';

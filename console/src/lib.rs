@@ -12,10 +12,13 @@ pub mod error;
 pub mod guard;
 pub mod headers;
 pub mod requests;
+pub mod sessions;
 pub mod state;
 
 pub use error::ApiError;
-pub use state::{Account, ApproveForm, AuthConfig, ConsoleState, Enrolment, RequestView, Stage, WebSession};
+pub use state::{
+    Account, ApproveForm, AuthConfig, ConsoleState, Enrolment, RequestView, SessionView, Stage, WebSession,
+};
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -59,7 +62,11 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/requests", get(requests::list))
         .route("/api/v1/requests/events", get(requests::events))
         .route("/api/v1/requests/{id}/approve", post(requests::approve))
-        .route("/api/v1/requests/{id}/deny", post(requests::deny));
+        .route("/api/v1/requests/{id}/deny", post(requests::deny))
+        .route("/api/v1/sessions/live", get(sessions::live))
+        .route("/api/v1/sessions/history", get(sessions::history))
+        .route("/api/v1/sessions/{id}/revoke", post(sessions::revoke))
+        .route("/api/v1/sessions/{id}/end", post(sessions::end));
     for path in assets::paths() {
         router = router.route(path, get(move || async move { assets::serve(path) }));
     }

@@ -2,7 +2,8 @@
 //!
 //! - `GET /api/v1/requests`: what the signed-in user may answer, most urgent first.
 //! - `GET /api/v1/requests/events`: server-sent events. A `requests` event with the whole
-//!   list at once and whenever it changes (the relay is asked every [`POLL`]); a
+//!   list at once and whenever it changes, and likewise a `live` event with the live
+//!   sessions (`crate::sessions`) (the relay is asked every [`POLL`]); a
 //!   `signed-out` event, and the end of the stream, once the session is no longer valid
 //!   (signed out elsewhere, idle, expired, or the user disabled), so an open page stops
 //!   working at once. The stream does not count as activity for the idle timeout.
@@ -35,23 +36,30 @@ pub async fn list(State(state): St, headers: HeaderMap) -> Result<Response, ApiE
     Ok(Json(state.requests(&c.account).await?).into_response())
 }
 
+/// What an event stream last sent.
+#[derive(Default)]
+struct Last {
+    requests: Option<String>,
+    live: Option<String>,
+    /// Everything is up to date: wait [`POLL`] before looking again.
+    settled: bool,
+}
+
 pub async fn events(
     State(state): St,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     signed_in(&state, &headers).await?;
     let stream = futures_util::stream::unfold(
-        (state, headers, None::<String>, false),
-        |(state, headers, last, done)| async move {
+        (state, headers, Last::default(), false),
+        |(state, headers, mut last, done)| async move {
             if done {
                 return None;
             }
-            let mut first = last.is_none();
             loop {
-                if !first {
+                if last.settled {
                     tokio::time::sleep(POLL).await;
                 }
-                first = false;
                 let c = match current(&state, &headers, false).await {
                     Ok(c) if c.session.stage == crate::state::Stage::Full => c,
                     _ => {
@@ -59,12 +67,29 @@ pub async fn events(
                         return Some((Ok(ev), (state, headers, last, true)));
                     }
                 };
-                let Ok(list) = state.requests(&c.account).await else { continue };
-                let data = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-                if last.as_deref() != Some(data.as_str()) {
-                    let ev = Event::default().event("requests").data(data.clone());
-                    return Some((Ok(ev), (state, headers, Some(data), false)));
+                let requests = state.requests(&c.account).await.map(|l| serde_json::to_string(&l));
+                let live = state.live(&c.account).await.map(|l| serde_json::to_string(&l));
+                // One event per step: the requests first, then the live sessions at once.
+                let mut changed = None;
+                if let Ok(Ok(data)) = requests
+                    && last.requests.as_deref() != Some(data.as_str())
+                {
+                    last.requests = Some(data.clone());
+                    changed = Some(("requests", data));
+                } else if let Ok(Ok(data)) = live
+                    && last.live.as_deref() != Some(data.as_str())
+                {
+                    last.live = Some(data.clone());
+                    changed = Some(("live", data));
                 }
+                if let Some((name, data)) = changed {
+                    last.settled = false;
+                    return Some((
+                        Ok(Event::default().event(name).data(data)),
+                        (state, headers, last, false),
+                    ));
+                }
+                last.settled = true;
             }
         },
     );

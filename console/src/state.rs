@@ -98,6 +98,36 @@ pub struct ApproveForm {
     pub note: Option<String>,
 }
 
+/// A session as the live-sessions and history pages show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub engineer: String,
+    pub engineer_org: String,
+    pub agent: String,
+    pub agent_org: String,
+    pub ticket: String,
+    pub priority: String,
+    pub reason: String,
+    /// `requested`, `approved`, `active`, `denied`, `expired` or `closed`.
+    pub state: String,
+    /// What the engineer asked for.
+    pub capabilities: Vec<String>,
+    /// What the current (or last) grant allows; empty before approval.
+    pub granted: Vec<String>,
+    /// When the grant runs out (Unix milliseconds).
+    pub grant_expires_at: Option<i64>,
+    /// Who answered: an approver, `prompt@AGENT` or `window:ID`.
+    pub approver: Option<String>,
+    /// The approver's note on an approval, or their reason for a denial.
+    pub note: Option<String>,
+    pub requested_at: i64,
+    pub decided_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
 /// What the console needs from the relay.
 #[async_trait::async_trait]
 pub trait ConsoleState: Send + Sync + 'static {
@@ -149,6 +179,22 @@ pub trait ConsoleState: Send + Sync + 'static {
     async fn approve(&self, user: &Account, id: &str, form: ApproveForm) -> Result<String, ApiError>;
     /// Denies a request with a reason.
     async fn deny(&self, user: &Account, id: &str, reason: &str) -> Result<String, ApiError>;
+
+    /// Granted sessions the user may narrow and end, the grant soonest to run out first.
+    async fn live(&self, user: &Account) -> Result<Vec<SessionView>, ApiError>;
+    /// Decided requests the user may see (approved, denied or expired), newest first.
+    async fn history(&self, user: &Account) -> Result<Vec<SessionView>, ApiError>;
+    /// Takes capabilities (selectors, as `assist revoke` takes them) away from a live
+    /// session; returns the broker's message.
+    async fn revoke(
+        &self,
+        user: &Account,
+        id: &str,
+        capabilities: Vec<String>,
+        reason: Option<String>,
+    ) -> Result<String, ApiError>;
+    /// Ends a live session with a reason; returns the broker's message.
+    async fn end(&self, user: &Account, id: &str, reason: &str) -> Result<String, ApiError>;
 }
 
 /// Sign-in rules. Defaults: a second factor for approvers and admins, sessions end after

@@ -13,20 +13,28 @@
 //! - Answers to requests go to the broker's `answer` exactly as `assist approve`/`deny`
 //!   do, after the same free-text checks; it decides who may answer what and audits it.
 //!
+//! - Live sessions, revocations and ends go to the broker's `list_live`, `revoke` and
+//!   `end_by` as `assist revoke`/`end` do; the history is `list_sessions` (the scoping of
+//!   `assist sessions`), with each decision's note read from the audit log.
+//!
 //! It does not decide timeouts or stages (the console crate does, from
 //! [`ConsoleAuthConfig`]), and it stores the TOTP secret as it is: the database is the
 //! relay's to protect (0600, like its keys).
 
+use crate::audit::AuditFilter;
 use crate::broker::policy::Principal;
 use crate::broker::{Answerer, Approval, Refusal, Relay};
 #[cfg(doc)]
 use crate::datadir::DataDir;
 use crate::store::credentials::Credentials as _;
 use crate::store::{SqliteStore, Store};
-use assist_console::{Account, ApiError, ApproveForm, Enrolment, RequestView, Stage, WebSession};
+use assist_console::{
+    Account, ApiError, ApproveForm, Enrolment, RequestView, SessionView, Stage, WebSession,
+};
 use assist_proto::caps::{Capability, Role};
 use assist_proto::ids::{OrgName, SessionId, UserName};
-use assist_proto::msg::{EngineerToRelay, ErrorCode};
+use assist_proto::msg::{EngineerToRelay, ErrorCode, SessionInfo};
+use assist_proto::session::SessionState;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -120,6 +128,33 @@ fn otpauth_uri(user: &str, secret_b32: &str) -> String {
 fn new_recovery_code() -> String {
     let h = hex::encode(random::<5>());
     format!("{}-{}", &h[..5], &h[5..])
+}
+
+/// Decided requests shown in the history, at most.
+const HISTORY: usize = 200;
+
+fn view(s: SessionInfo, note: Option<String>) -> SessionView {
+    SessionView {
+        id: s.id.to_string(),
+        engineer: s.engineer.to_string(),
+        engineer_org: s.engineer_org.to_string(),
+        agent: s.agent.to_string(),
+        agent_org: s.agent_org.to_string(),
+        ticket: s.ticket,
+        priority: s.priority.to_string(),
+        reason: s.reason,
+        state: s.state.as_str().to_owned(),
+        capabilities: s.capabilities.iter().map(ToString::to_string).collect(),
+        granted: s.granted.unwrap_or_default().iter().map(ToString::to_string).collect(),
+        grant_expires_at: s.grant_expires_at,
+        approver: s.approver,
+        note,
+        requested_at: s.requested_at,
+        decided_at: s.decided_at,
+        started_at: s.started_at,
+        ended_at: s.ended_at,
+        end_reason: s.end_reason,
+    }
 }
 
 fn principal(a: &Account) -> Result<Principal, ApiError> {
@@ -385,6 +420,62 @@ impl assist_console::ConsoleState for RelayConsole {
         msg.check_text().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let approval = Approval { note: Some(reason.to_owned()), ..Default::default() };
         self.relay.answer(&session, Answerer::User(&who), false, approval).await.map_err(from_refusal)
+    }
+
+    async fn live(&self, user: &Account) -> Result<Vec<SessionView>, ApiError> {
+        let who = principal(user)?;
+        Ok(self.relay.list_live(&who).await.into_iter().map(|s| view(s, None)).collect())
+    }
+
+    async fn history(&self, user: &Account) -> Result<Vec<SessionView>, ApiError> {
+        let who = principal(user)?;
+        let decided = self.relay.list_sessions(&who).await.map_err(from_refusal)?.into_iter().filter(|s| {
+            s.decided_at.is_some() || matches!(s.state, SessionState::Denied | SessionState::Expired)
+        });
+        let mut out = Vec::new();
+        for s in decided.take(HISTORY) {
+            let note = self.decision_note(&s.id).await?;
+            out.push(view(s, note));
+        }
+        Ok(out)
+    }
+
+    async fn revoke(
+        &self,
+        user: &Account,
+        id: &str,
+        capabilities: Vec<String>,
+        reason: Option<String>,
+    ) -> Result<String, ApiError> {
+        let who = principal(user)?;
+        let session = SessionId::new(id);
+        let msg = EngineerToRelay::Revoke { session: session.clone(), capabilities, reason };
+        msg.check_text().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let EngineerToRelay::Revoke { capabilities, reason, .. } = msg else { unreachable!() };
+        self.relay.revoke(&who, &session, capabilities, reason).await.map_err(from_refusal)
+    }
+
+    async fn end(&self, user: &Account, id: &str, reason: &str) -> Result<String, ApiError> {
+        let who = principal(user)?;
+        let session = SessionId::new(id);
+        let msg = EngineerToRelay::End { session: session.clone(), reason: Some(reason.to_owned()) };
+        msg.check_text().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        self.relay.end_by(&who, &session, Some(reason.to_owned())).await.map_err(from_refusal)
+    }
+}
+
+impl RelayConsole {
+    /// The approver's note on the session's approval, or their reason for its denial, from
+    /// the audit log (the session row keeps neither).
+    async fn decision_note(&self, id: &SessionId) -> Result<Option<String>, ApiError> {
+        let filter = AuditFilter { session: Some(id.clone()), ..Default::default() };
+        let events = self.db.list_audit(&filter).await.map_err(internal)?;
+        let decision = events.iter().find(|e| e.action == "session.approved" || e.action == "session.denied");
+        Ok(decision.and_then(|e| {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).ok()?;
+            let key = if e.action == "session.denied" { "reason" } else { "note" };
+            detail.get(key)?.as_str().map(str::to_owned)
+        }))
     }
 }
 

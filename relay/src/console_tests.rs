@@ -427,3 +427,53 @@ async fn wrong_codes_are_throttled_like_passwords() {
     let res = w.send(World::post("/api/v1/mfa/confirm", Some(&cookie), json!({ "code": good }))).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn the_live_sessions_routes_need_a_full_session_and_go_to_the_broker() {
+    let w = world(Default::default()).await;
+    for path in ["/api/v1/sessions/live", "/api/v1/sessions/history"] {
+        assert_eq!(w.send(World::get(path, None)).await.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let cookie = w.signed_in("carol").await;
+    for path in ["/api/v1/sessions/live", "/api/v1/sessions/history"] {
+        let (status, list, _) = split(w.send(World::get(path, Some(&cookie))).await).await;
+        assert_eq!((status, list), (StatusCode::OK, json!([])), "{path}");
+    }
+    let revoke = json!({ "capabilities": ["shell"], "reason": "enough" });
+    let res = w.send(World::post("/api/v1/sessions/s-000000000000/revoke", Some(&cookie), revoke)).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let end = json!({ "reason": "enough" });
+    let res = w.send(World::post("/api/v1/sessions/s-000000000000/end", Some(&cookie), end)).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // The broker audits the attempts as it does the CLI's.
+    let actions = w.actions().await;
+    assert!(actions.iter().any(|a| a == "access.refused"), "{actions:?}");
+    let res = w
+        .send(World::post("/api/v1/sessions/s-000000000000/end", Some(&cookie), json!({ "reason": " " })))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "a reason is required");
+    let res = w
+        .send(World::post(
+            "/api/v1/sessions/s-000000000000/revoke",
+            Some(&cookie),
+            json!({ "capabilities": ["shell"], "reason": "\u{202e}x" }),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "the CLI's free-text rules apply");
+    // Cross-site attempts never reach the broker.
+    let mut req = World::post("/api/v1/sessions/s-000000000000/end", Some(&cookie), json!({ "reason": "x" }));
+    req.headers_mut().insert(header::ORIGIN, "https://evil.test".parse().unwrap());
+    assert_eq!(w.send(req).await.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_event_stream_also_sends_the_live_sessions() {
+    let w = world(Default::default()).await;
+    let cookie = w.signed_in("carol").await;
+    let res = w.send(World::get("/api/v1/requests/events", Some(&cookie))).await;
+    let mut body = res.into_body();
+    let first = next_event(&mut body).await;
+    assert!(first.contains("event: requests"), "{first}");
+    let second = next_event(&mut body).await;
+    assert!(second.contains("event: live") && second.contains("data: []"), "{second}");
+}

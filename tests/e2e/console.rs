@@ -287,3 +287,86 @@ fn a_browser_that_does_not_trust_the_relay_ca_gets_no_page() -> anyhow::Result<(
     b.screenshot("untrusted-ca")?;
     Ok(())
 }
+
+#[test]
+fn an_approver_revokes_the_shell_and_ends_a_session_from_the_live_sessions() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "live")?;
+    b.wait_css("#live-none")?;
+
+    // A real shell, approved (from the CLI here: the page's approval has its own test).
+    let mut shell = alice.spawn(&[
+        "shell",
+        "erp-db01",
+        "--ticket",
+        "INC-3001",
+        "--reason",
+        "disk filling up",
+        "--for",
+        "30m",
+        "--also",
+        "files.read:/var/log",
+        "--",
+        "sh",
+        "-c",
+        "echo shell-is-open; sleep 600",
+    ])?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    shell.stdout.wait_for("shell-is-open")?;
+    let card_css = format!("#live-sessions li[data-id='{id}']");
+    let card = b.wait_text(&card_css, "files.read:/var/log")?;
+    for what in ["alice", "erp-db01", "INC-3001", "disk filling up", "shell", "left", "connected"] {
+        assert!(card.contains(what), "{what} missing from the live card: {card}");
+    }
+    b.screenshot("live-5-session")?;
+    b.resize(390, 844)?;
+    b.screenshot("live-6-session-phone")?;
+    b.resize(1280, 900)?;
+
+    b.click(&format!("{card_css} button.revoke[data-cap='shell']"))?;
+    b.wait_text("#message", "Revoked shell")?;
+    assert_ne!(shell.wait()?.code(), Some(0));
+    shell.stderr.wait_for("shell revoked by bob")?;
+    // The page shows the narrower grant by itself; the session stays open with the rest.
+    let card = b.wait_text(&format!("{card_css}:not(.done)"), "files.read:/var/log")?;
+    assert!(!card.lines().any(|l| l.trim() == "shell"), "shell is still shown: {card}");
+    b.screenshot("live-7-revoked")?;
+
+    // Another session, ended from the page with a reason the engineer reads.
+    let mut held = assist_tests::files_support::hold_session(&alice, &bob, "erp-db01", &[])?;
+    let held_css = format!("#live-sessions li[data-id='{}']", held.id);
+    b.wait_text(&held_css, "INC-6")?;
+    b.click(&format!("{held_css} button.end"))?;
+    b.fill(&format!("{held_css} input.end-reason"), "month-end close starts")?;
+    b.screenshot("live-8-end")?;
+    b.click(&format!("{held_css} button.end-confirm"))?;
+    b.wait_text("#message", "Ended")?;
+    assert_ne!(held.proc.wait()?.code(), Some(0));
+    held.proc.stderr.wait_for("month-end close starts")?;
+    wait_until("the ended session to leave the page", || {
+        Ok(b.rt.block_on(b.client.find_all(fantoccini::Locator::Css(&held_css)))?.is_empty())
+    })?;
+
+    // Both are the same audit events as from the CLI, by bob.
+    use assist_tests::files_support::events;
+    let revoked = events(&relay, &id, "grant.revoked")?;
+    assert!(revoked.iter().any(|e| e["actor"] == "bob"), "{revoked:?}");
+    let ended = events(&relay, &held.id, "session.ended")?;
+    assert!(ended.iter().any(|e| e["actor"] == "bob"), "{ended:?}");
+
+    // The history lists both decisions, by bob.
+    b.click("#history-load")?;
+    let history = b.wait_text("#history tbody", "INC-6")?;
+    assert!(history.contains("INC-3001") && history.contains("bob"), "{history}");
+    b.screenshot("live-9-history")?;
+    b.resize(390, 844)?;
+    b.screenshot("live-10-history-phone")?;
+    Ok(())
+}

@@ -45,7 +45,7 @@ use crate::audit::{Action, AuditEvent, RELAY_ACTOR, agent_actor};
 use crate::auth::TokenKeys;
 use crate::store::{AgentRow, Store, StoreError};
 use assist_certs::Ca;
-use assist_proto::caps::{Capability, ConsentMode, Priority};
+use assist_proto::caps::{Capability, ConsentMode, Priority, Role};
 use assist_proto::grant::{Grant, SignedGrant};
 use assist_proto::ids::{AgentName, OrgName, SessionId};
 use assist_proto::msg::{AgentInfo, ErrorCode, RelayToAgent, RelayToEngineer, SessionInfo};
@@ -427,6 +427,28 @@ impl Relay {
             }
         }
         out.sort_by_key(|s| (s.priority, s.escalation.as_ref().map_or(s.requested_at, |e| e.requested_at)));
+        out
+    }
+
+    /// Granted sessions (approved or active) whose grant the principal may narrow and that
+    /// they may end as an approver or admin (their organisation's agents; every session
+    /// for the operator's admins), the grant soonest to run out first. Engineers get none:
+    /// they see their own sessions through [`Relay::list_sessions`].
+    pub async fn list_live(&self, who: &Principal) -> Vec<SessionInfo> {
+        if !matches!(who.role, Role::Approver | Role::Admin) {
+            return Vec::new();
+        }
+        let live: Vec<Arc<LiveSession>> =
+            self.sessions.lock().expect("sessions lock").values().cloned().collect();
+        let mut out = Vec::new();
+        for s in live {
+            let core = s.core.lock().await;
+            let granted = matches!(core.state(), SessionState::Approved | SessionState::Active);
+            if granted && who.may_end(&core.info) {
+                out.push(core.info());
+            }
+        }
+        out.sort_by_key(|s| (s.grant_expires_at.unwrap_or(i64::MAX), s.requested_at));
         out
     }
 
