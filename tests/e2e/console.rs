@@ -365,6 +365,7 @@ fn an_approver_revokes_the_shell_and_ends_a_session_from_the_live_sessions() -> 
     b.click("#history-load")?;
     let history = b.wait_text("#history tbody", "INC-6")?;
     assert!(history.contains("INC-3001") && history.contains("bob"), "{history}");
+    b.rt.block_on(b.client.execute("document.getElementById('history').scrollIntoView()", vec![]))?;
     b.screenshot("live-9-history")?;
     b.resize(390, 844)?;
     b.screenshot("live-10-history-phone")?;
