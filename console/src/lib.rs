@@ -12,12 +12,14 @@ pub mod error;
 pub mod guard;
 pub mod headers;
 pub mod requests;
+pub mod review;
 pub mod sessions;
 pub mod state;
 
 pub use error::ApiError;
 pub use state::{
-    Account, ApproveForm, AuthConfig, ConsoleState, Enrolment, RequestView, SessionView, Stage, WebSession,
+    Account, ApproveForm, AuthConfig, ConsoleState, Enrolment, EventView, GrantRevision, RecordingCheck,
+    RequestView, SessionDetail, SessionView, Stage, TransferView, WebSession,
 };
 
 use axum::extract::State;
@@ -66,7 +68,9 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/sessions/live", get(sessions::live))
         .route("/api/v1/sessions/history", get(sessions::history))
         .route("/api/v1/sessions/{id}/revoke", post(sessions::revoke))
-        .route("/api/v1/sessions/{id}/end", post(sessions::end));
+        .route("/api/v1/sessions/{id}/end", post(sessions::end))
+        .route("/api/v1/audit/sessions", get(review::sessions))
+        .route("/api/v1/audit/sessions/{id}", get(review::session));
     for path in assets::paths() {
         router = router.route(path, get(move || async move { assets::serve(path) }));
     }

@@ -128,6 +128,65 @@ pub struct SessionView {
     pub end_reason: Option<String>,
 }
 
+/// One audit event of a session, for its timeline.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventView {
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+/// One revision of a session's grant: what it allowed, until when, and why it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GrantRevision {
+    pub revision: u64,
+    pub at: i64,
+    /// The audit action that made it (`session.approved`, `session.escalated`, ...).
+    pub action: String,
+    pub by: String,
+    pub granted: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// A file transfer as the agent reported it, with both sides' SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransferView {
+    pub at: i64,
+    pub path: String,
+    /// `upload` or `download`, as the relay recorded it.
+    pub direction: String,
+    pub size: u64,
+    pub sha256_agent: String,
+    pub sha256_engineer: Option<String>,
+    /// Both digests are equal.
+    pub matched: bool,
+    pub ok: bool,
+}
+
+/// What the relay's recording verifier says of a session's recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordingCheck {
+    /// `valid`, `truncated`, `tampered`, `missing` (no recording stored) or `off` (the
+    /// relay records nothing).
+    pub result: String,
+    /// The verifier's sentence: chunks, seal, and where a problem is.
+    pub detail: String,
+}
+
+/// Everything the auditor's session page shows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SessionDetail {
+    pub session: SessionView,
+    pub events: Vec<EventView>,
+    pub grants: Vec<GrantRevision>,
+    pub transfers: Vec<TransferView>,
+    pub recording: RecordingCheck,
+}
+
 /// What the console needs from the relay.
 #[async_trait::async_trait]
 pub trait ConsoleState: Send + Sync + 'static {
@@ -195,6 +254,12 @@ pub trait ConsoleState: Send + Sync + 'static {
     ) -> Result<String, ApiError>;
     /// Ends a live session with a reason; returns the broker's message.
     async fn end(&self, user: &Account, id: &str, reason: &str) -> Result<String, ApiError>;
+
+    /// Every session the user may see (scoped as `assist sessions`), newest first.
+    async fn sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError>;
+    /// One session with its audit timeline, grant revisions, transfers and the
+    /// recording's verification; [`ApiError::NotFound`] when the user may not see it.
+    async fn session_detail(&self, user: &Account, id: &str) -> Result<SessionDetail, ApiError>;
 }
 
 /// Sign-in rules. Defaults: a second factor for approvers and admins, sessions end after

@@ -29,7 +29,8 @@ use crate::datadir::DataDir;
 use crate::store::credentials::Credentials as _;
 use crate::store::{SqliteStore, Store};
 use assist_console::{
-    Account, ApiError, ApproveForm, Enrolment, RequestView, SessionView, Stage, WebSession,
+    Account, ApiError, ApproveForm, Enrolment, RecordingCheck, RequestView, SessionDetail, SessionView,
+    Stage, WebSession,
 };
 use assist_proto::caps::{Capability, Role};
 use assist_proto::ids::{OrgName, SessionId, UserName};
@@ -462,9 +463,47 @@ impl assist_console::ConsoleState for RelayConsole {
         msg.check_text().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         self.relay.end_by(&who, &session, Some(reason.to_owned())).await.map_err(from_refusal)
     }
+
+    async fn sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError> {
+        let who = principal(user)?;
+        let all = self.relay.list_sessions(&who).await.map_err(from_refusal)?;
+        Ok(all.into_iter().map(|s| view(s, None)).collect())
+    }
+
+    async fn session_detail(&self, user: &Account, id: &str) -> Result<SessionDetail, ApiError> {
+        let who = principal(user)?;
+        let info = self.relay.session_for(&who, &SessionId::new(id)).await.map_err(from_refusal)?;
+        let filter = AuditFilter { session: Some(info.id.clone()), ..Default::default() };
+        let records = self.db.list_audit(&filter).await.map_err(internal)?;
+        let recording = self.check_recording(&info.id).await;
+        let note = self.decision_note(&info.id).await?;
+        Ok(crate::console_review::detail(view(info, note), records, recording))
+    }
 }
 
 impl RelayConsole {
+    /// The recording's verdict from the relay's own verifier, with its public key.
+    async fn check_recording(&self, id: &SessionId) -> RecordingCheck {
+        let Some(store) = &self.relay.recordings else {
+            return RecordingCheck { result: "off".into(), detail: "this relay records no sessions".into() };
+        };
+        let key = self.relay.grant_public_key();
+        match crate::recording::verify::verify_stored(store.as_ref(), id, &key).await {
+            Ok(v) => RecordingCheck { result: v.label().into(), detail: v.to_string() },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RecordingCheck {
+                result: "missing".into(),
+                detail: "no recording is stored for this session".into(),
+            },
+            Err(e) => {
+                warn!(error = %e, session = %id, "console: cannot read a recording");
+                RecordingCheck {
+                    result: "unreadable".into(),
+                    detail: format!("the recording cannot be read: {e}"),
+                }
+            }
+        }
+    }
+
     /// The approver's note on the session's approval, or their reason for its denial, from
     /// the audit log (the session row keeps neither).
     async fn decision_note(&self, id: &SessionId) -> Result<Option<String>, ApiError> {

@@ -477,3 +477,109 @@ async fn the_event_stream_also_sends_the_live_sessions() {
     let second = next_event(&mut body).await;
     assert!(second.contains("event: live") && second.contains("data: []"), "{second}");
 }
+
+/// A finished session of alice (vendor) on an acme agent, stored with its request event
+/// and a grant revision as the broker writes them.
+async fn stored_session(w: &World, id: &str, agent: &str, ticket: &str, requested_at: i64) {
+    use assist_proto::caps::Priority;
+    let info = SessionInfo {
+        id: SessionId::new(id),
+        engineer: UserName::new("alice"),
+        engineer_org: OrgName::new("vendor"),
+        agent: agent.into(),
+        agent_org: OrgName::new("acme"),
+        ticket: ticket.into(),
+        priority: Priority::P2,
+        reason: "disk".into(),
+        capabilities: vec![Capability::Shell],
+        state: SessionState::Closed,
+        approver: Some("bob".into()),
+        requested_at,
+        consent_deadline: requested_at + 60_000,
+        decided_at: Some(requested_at + 1000),
+        started_at: Some(requested_at + 2000),
+        ended_at: Some(requested_at + 3000),
+        end_reason: Some("finished".into()),
+        duration_secs: 600,
+        granted: Some(vec![Capability::Shell]),
+        grant_expires_at: Some(requested_at + 601_000),
+        escalation: None,
+    };
+    let requested = crate::audit::AuditEvent::new("alice", crate::audit::Action::SessionRequested)
+        .org(&info.agent_org)
+        .target(agent)
+        .session(&info.id);
+    w.store.insert_session(&info, &requested).await.unwrap();
+    let approved = crate::audit::AuditEvent::new("bob", crate::audit::Action::SessionApproved)
+        .org(&info.agent_org)
+        .target(agent)
+        .session(&info.id)
+        .detail(json!({ "granted": [{ "kind": "shell" }], "grant_expires_at": requested_at + 601_000,
+                        "grant_revision": 1, "note": "go ahead" }));
+    w.store.append_audit(&approved, requested_at + 1000).await.unwrap();
+}
+
+#[tokio::test]
+async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others_get_404() {
+    let w = world(Default::default()).await;
+    let now = crate::now_ms();
+    admin::org_add(&w.store, "other", &[], "test", now).await.unwrap();
+    admin::user_add(&w.store, "olga", "other", Role::Auditor, "pw-olga-123", "test", now).await.unwrap();
+    admin::user_add(&w.store, "vera", "vendor", Role::Auditor, "pw-vera-123", "test", now).await.unwrap();
+    for i in 0..30 {
+        let agent = if i % 2 == 0 { "erp-db01" } else { "erp-db02" };
+        stored_session(&w, &format!("s-{i:012}"), agent, &format!("INC-{i}"), now - 100_000 + i).await;
+    }
+    let list = async |who: &str, query: &str| {
+        let cookie = w.signed_in(who).await;
+        let (status, v, _) =
+            split(w.send(World::get(&format!("/api/v1/audit/sessions{query}"), Some(&cookie))).await).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    };
+    // The customer's auditor and the vendor's auditor (its engineer's sessions) see all 30.
+    for who in ["carol", "vera"] {
+        let v = list(who, "").await;
+        assert_eq!((v["total"].as_u64(), v["pages"].as_u64()), (Some(30), Some(2)), "{who}: {v}");
+        assert_eq!(v["sessions"].as_array().unwrap().len(), 25);
+        assert_eq!(v["sessions"][0]["id"], "s-000000000029", "newest first");
+    }
+    let v = list("carol", "?page=2").await;
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 5);
+    let v = list("carol", "?agent=erp-db02&ticket=inc-2").await;
+    let ids: Vec<&str> =
+        v["sessions"].as_array().unwrap().iter().map(|s| s["ticket"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["INC-29", "INC-27", "INC-25", "INC-23", "INC-21"], "{v}");
+    let v =
+        list("carol", &format!("?since={}&until={}&state=closed", now - 100_000 + 10, now - 100_000 + 12))
+            .await;
+    assert_eq!(v["total"], 2, "{v}");
+    let v = list("carol", "?state=active").await;
+    assert_eq!(v["total"], 0);
+    // Another organisation's auditor sees none, and one of them is a 404 like a missing one.
+    let v = list("olga", "").await;
+    assert_eq!(v["total"], 0, "{v}");
+    let olga = w.signed_in("olga").await;
+    let res = w.send(World::get("/api/v1/audit/sessions/s-000000000003", Some(&olga))).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = w.send(World::get("/api/v1/audit/sessions/s-999999999999", Some(&olga))).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let carol = w.signed_in("carol").await;
+    let res = w.send(World::get("/api/v1/audit/sessions?color=red", Some(&carol))).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "unknown filters are refused");
+    assert_eq!(w.send(World::get("/api/v1/audit/sessions", None)).await.status(), StatusCode::UNAUTHORIZED);
+
+    // The session page: the timeline, the grant revision with its note.
+    let (status, d, _) =
+        split(w.send(World::get("/api/v1/audit/sessions/s-000000000003", Some(&carol))).await).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["session"]["ticket"], "INC-3");
+    assert_eq!(d["session"]["note"], "go ahead");
+    let actions: Vec<&str> =
+        d["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["session.requested", "session.approved"]);
+    assert_eq!(d["grants"][0]["revision"], 1);
+    assert_eq!(d["grants"][0]["granted"], json!(["shell"]));
+    assert_eq!(d["grants"][0]["by"], "bob");
+    assert_eq!(d["recording"]["result"], "off", "this relay records nothing: {d}");
+}

@@ -457,6 +457,15 @@ impl Relay {
         Ok(all.into_iter().filter(|s| who.may_see_session(s)).collect())
     }
 
+    /// One session as stored, if the principal may see it (as in [`Relay::list_sessions`]);
+    /// one they may not see is refused exactly like one that does not exist.
+    pub async fn session_for(&self, who: &Principal, id: &SessionId) -> Result<SessionInfo, Refusal> {
+        match self.store.session(id).await? {
+            Some(s) if who.may_see_session(&s) => Ok(s),
+            _ => Err(Refusal::new(ErrorCode::NotFound, format!("no session {id}"))),
+        }
+    }
+
     /// For a channel the engineer opens: the session's grant, if the session is live,
     /// is this engineer's (from any of their connections), and its grant covers `cap` now;
     /// with the channel's number and its registration, made under the same lock as the

@@ -1,0 +1,96 @@
+//! The auditor's pages: sessions with filters and paging, and one session.
+//!
+//! - `GET /api/v1/audit/sessions?agent&engineer&ticket&state&since&until&page`: the
+//!   sessions the user may see (the relay scopes them as `assist sessions`: their
+//!   organisation's, or for a vendor the sessions of its engineers), newest first,
+//!   filtered here ([`Filter`]) and cut into pages of [`PAGE`].
+//! - `GET /api/v1/audit/sessions/{id}`: its audit timeline, every grant revision, file
+//!   transfers with both digests, and the recording's verification by the relay's own
+//!   verifier. A session the user may not see is a 404, the same as one that does not
+//!   exist.
+//!
+//! Read-only: nothing here changes state.
+
+use crate::auth::signed_in;
+use crate::error::ApiError;
+use crate::state::{ConsoleState, SessionView};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Sessions on a page.
+pub const PAGE: usize = 25;
+
+type St = State<Arc<dyn ConsoleState>>;
+
+/// What the sessions list is narrowed to; every field is optional. Text fields match
+/// exactly (agent, engineer, state) or as a case-insensitive substring (ticket); times
+/// are Unix milliseconds on the session's request time, `since` inclusive, `until` not.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub agent: Option<String>,
+    pub engineer: Option<String>,
+    pub ticket: Option<String>,
+    pub state: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// From 1.
+    pub page: Option<usize>,
+}
+
+impl Filter {
+    fn set(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+
+    pub fn matches(&self, s: &SessionView) -> bool {
+        Self::set(&self.agent).is_none_or(|a| s.agent == a)
+            && Self::set(&self.engineer).is_none_or(|e| s.engineer == e)
+            && Self::set(&self.state).is_none_or(|st| s.state == st)
+            && Self::set(&self.ticket).is_none_or(|t| s.ticket.to_lowercase().contains(&t.to_lowercase()))
+            && self.since.is_none_or(|t| s.requested_at >= t)
+            && self.until.is_none_or(|t| s.requested_at < t)
+    }
+}
+
+/// One page of the filtered sessions.
+#[derive(Debug, Serialize)]
+pub struct SessionsPage {
+    pub sessions: Vec<SessionView>,
+    pub page: usize,
+    pub pages: usize,
+    pub total: usize,
+}
+
+/// Filters `all` and returns page `filter.page` (the last page if it is past the end).
+pub fn page_of(all: Vec<SessionView>, filter: &Filter) -> SessionsPage {
+    let matching: Vec<SessionView> = all.into_iter().filter(|s| filter.matches(s)).collect();
+    let total = matching.len();
+    let pages = total.div_ceil(PAGE).max(1);
+    let page = filter.page.unwrap_or(1).clamp(1, pages);
+    let sessions = matching.into_iter().skip((page - 1) * PAGE).take(PAGE).collect();
+    SessionsPage { sessions, page, pages, total }
+}
+
+pub async fn sessions(
+    State(state): St,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Response, ApiError> {
+    let c = signed_in(&state, &headers).await?;
+    let all = state.sessions(&c.account).await?;
+    Ok(Json(page_of(all, &filter)).into_response())
+}
+
+pub async fn session(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = signed_in(&state, &headers).await?;
+    Ok(Json(state.session_detail(&c.account, &id).await?).into_response())
+}
