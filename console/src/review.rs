@@ -8,6 +8,8 @@
 //!   transfers with both digests, and the recording's verification by the relay's own
 //!   verifier. A session the user may not see is a 404, the same as one that does not
 //!   exist.
+//! - `GET /api/v1/audit/sessions/{id}/bundle`: the evidence bundle, a tar archive to
+//!   verify offline (its README says how), as a download.
 //!
 //! Read-only: nothing here changes state.
 
@@ -16,7 +18,7 @@ use crate::error::ApiError;
 use crate::state::{ConsoleState, SessionView};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -93,4 +95,21 @@ pub async fn session(
 ) -> Result<Response, ApiError> {
     let c = signed_in(&state, &headers).await?;
     Ok(Json(state.session_detail(&c.account, &id).await?).into_response())
+}
+
+pub async fn bundle(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = signed_in(&state, &headers).await?;
+    let bytes = state.evidence_bundle(&c.account, &id).await?;
+    // The id went through the relay's lookup; only its safe characters reach the header.
+    let name: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let disposition = format!("attachment; filename=\"evidence-{name}.tar\"");
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        bytes,
+    )
+        .into_response())
 }

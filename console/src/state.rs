@@ -260,6 +260,9 @@ pub trait ConsoleState: Send + Sync + 'static {
     /// One session with its audit timeline, grant revisions, transfers and the
     /// recording's verification; [`ApiError::NotFound`] when the user may not see it.
     async fn session_detail(&self, user: &Account, id: &str) -> Result<SessionDetail, ApiError>;
+    /// The session's evidence bundle (a tar archive), under the same rule as
+    /// [`ConsoleState::session_detail`].
+    async fn evidence_bundle(&self, user: &Account, id: &str) -> Result<Vec<u8>, ApiError>;
 }
 
 /// Sign-in rules. Defaults: a second factor for approvers and admins, sessions end after

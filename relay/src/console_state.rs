@@ -479,6 +479,39 @@ impl assist_console::ConsoleState for RelayConsole {
         let note = self.decision_note(&info.id).await?;
         Ok(crate::console_review::detail(view(info, note), records, recording))
     }
+
+    async fn evidence_bundle(&self, user: &Account, id: &str) -> Result<Vec<u8>, ApiError> {
+        let who = principal(user)?;
+        let info = self.relay.session_for(&who, &SessionId::new(id)).await.map_err(from_refusal)?;
+        let recording = match &self.relay.recordings {
+            None => None,
+            Some(store) => match store.read(&info.id).await {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(internal(e)),
+            },
+        };
+        let filter = AuditFilter { session: Some(info.id.clone()), ..Default::default() };
+        // One JSON object per line, serialised as `audit export --format jsonl` does.
+        let mut audit_jsonl = Vec::new();
+        for record in self.db.list_audit(&filter).await.map_err(internal)? {
+            serde_json::to_writer(&mut audit_jsonl, &record).map_err(internal)?;
+            audit_jsonl.push(b'\n');
+        }
+        let keys = crate::recording::cli::PublicKeys {
+            relay_signing_key: hex::encode(self.relay.grant_public_key()),
+            ca_fingerprint: self.relay.ca.fingerprint().to_string(),
+            ca_pem: self.relay.ca.cert_pem().to_owned(),
+        };
+        let evidence = crate::console_bundle::Evidence {
+            session: info.id.as_str(),
+            recording,
+            keys: &keys,
+            audit_jsonl: &audit_jsonl,
+            made_at: u64::try_from(self.now_ms() / 1000).unwrap_or(0),
+        };
+        crate::console_bundle::tar(&evidence).map_err(internal)
+    }
 }
 
 impl RelayConsole {

@@ -582,4 +582,40 @@ async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others
     assert_eq!(d["grants"][0]["granted"], json!(["shell"]));
     assert_eq!(d["grants"][0]["by"], "bob");
     assert_eq!(d["recording"]["result"], "off", "this relay records nothing: {d}");
+
+    // The evidence bundle: a tar of the README, the public keys and the audit events.
+    let res = w.send(World::get("/api/v1/audit/sessions/s-000000000003/bundle", Some(&olga))).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = w.send(World::get("/api/v1/audit/sessions/s-000000000003/bundle", Some(&carol))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/x-tar");
+    assert_eq!(
+        res.headers()[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"evidence-s-000000000003.tar\""
+    );
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap();
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        files.insert(path, text);
+    }
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["s-000000000003/README.txt", "s-000000000003/audit.jsonl", "s-000000000003/keys.json"],
+        "no recording is stored here, so none is packed"
+    );
+    assert!(files["s-000000000003/README.txt"].contains("No recording was stored"));
+    let keys: crate::recording::cli::PublicKeys =
+        serde_json::from_str(&files["s-000000000003/keys.json"]).unwrap();
+    assert_eq!(keys.key_bytes().unwrap(), w.state.relay.grant_public_key());
+    let lines: Vec<Value> =
+        files["s-000000000003/audit.jsonl"].lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["action"], "session.approved");
+    assert_eq!(lines[1]["detail"]["note"], "go ahead");
 }
