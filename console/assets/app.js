@@ -432,6 +432,7 @@ async function loadSession(id) {
       for (const part of ['sp-recording', 'sp-facts']) $(part).replaceChildren();
       for (const t of ['sp-grants', 'sp-transfers']) $(t).querySelector('tbody').replaceChildren();
       $('sp-events').replaceChildren();
+      $('sp-bundle').hidden = true;
       return;
     }
     return fail(e);
@@ -439,6 +440,8 @@ async function loadSession(id) {
   const s = d.session;
   document.body.dataset.session = s.id;
   $('sp-title').textContent = `${s.engineer} on ${s.agent} · ${s.ticket}`;
+  $('sp-bundle').href = `/api/v1/audit/sessions/${encodeURIComponent(s.id)}/bundle`;
+  $('sp-bundle').hidden = false;
   const v = $('sp-recording');
   v.className = `verdict ${d.recording.result}`;
   const strong = document.createElement('strong');
@@ -528,7 +531,8 @@ function home(me) {
   signedInAs = me;
   show('home');
   const answers = answersRequests(me);
-  $('tab-approvals').hidden = !answers;
+  // Only approvers and admins have more than one page to choose from.
+  $('tabs').hidden = !answers;
   document.body.dataset.role = me.role;
   view();
   if (!answers) return;

@@ -371,3 +371,133 @@ fn an_approver_revokes_the_shell_and_ends_a_session_from_the_live_sessions() -> 
     b.screenshot("live-10-history-phone")?;
     Ok(())
 }
+
+/// Signs in a user whose role needs no second factor.
+fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
+    b.goto(url)?;
+    b.fill("#user", user)?;
+    b.fill("#password", &format!("pw-{user}-123"))?;
+    b.click("#signin-form button[type=submit]")?;
+    b.wait_css("#home:not([hidden])")?;
+    Ok(())
+}
+
+/// `fetch` from the page (its origin, its cookie): the status and the body's bytes.
+fn fetch_from_page(b: &Browser, path: &str) -> anyhow::Result<(u64, Vec<u8>)> {
+    let script = "const [path, done] = arguments;
+        fetch(path, { credentials: 'same-origin' })
+          .then(async (r) => done([r.status, Array.from(new Uint8Array(await r.arrayBuffer()))]))
+          .catch((e) => done([0, []]));";
+    let v = b.rt.block_on(b.client.execute_async(script, vec![serde_json::json!(path)]))?;
+    let status = v[0].as_u64().unwrap_or(0);
+    let body = v[1].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u8).collect());
+    Ok((status, body.unwrap_or_default()))
+}
+
+#[test]
+fn an_auditor_opens_a_finished_session_sees_it_valid_and_verifies_its_bundle_offline() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    relay.add_user("carol", "acme", "auditor")?;
+    relay.admin(&["org", "add", "other"])?;
+    relay.add_user("olga", "other", "auditor")?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut shell = alice.spawn(&[
+        "shell",
+        "erp-db01",
+        "--ticket",
+        "INC-4001",
+        "--reason",
+        "check the backup",
+        "--",
+        "sh",
+        "-c",
+        "echo backup-is-fine",
+    ])?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id, "--note", "read only please"])?;
+    assert_eq!(shell.wait()?.code(), Some(0));
+    // The relay seals the recording once the session has ended.
+    wait_until("the recording to be sealed", || {
+        Ok(relay.admin(&["recording", "verify", &id]).is_ok_and(|out| out.starts_with("valid")))
+    })?;
+
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&b, &url, "carol")?;
+    // An auditor lands on the sessions list.
+    let list = b.wait_text("#review-list tbody", "INC-4001")?;
+    assert!(list.contains("alice") && list.contains("erp-db01") && list.contains("closed"), "{list}");
+    b.screenshot("auditor-1-sessions")?;
+    b.fill("#filters input[name=ticket]", "INC-9999")?;
+    b.click("#filters button[type=submit]")?;
+    b.wait_css("#review-none:not([hidden])")?;
+    b.fill("#filters input[name=ticket]", "inc-4001")?;
+    b.click("#filters button[type=submit]")?;
+    b.wait_text("#page-of", "1 session")?;
+
+    b.click(&format!("#review-list tr[data-id='{id}']"))?;
+    let verdict = b.wait_text("#sp-recording", "valid")?;
+    assert!(verdict.contains("sealed and signed by the relay"), "{verdict}");
+    let facts = b.text("#sp-facts")?;
+    assert!(facts.contains("bob") && facts.contains("read only please"), "{facts}");
+    let grants = b.text("#sp-grants")?;
+    assert!(grants.contains("session.approved") && grants.contains("shell"), "{grants}");
+    let timeline = b.text("#sp-events")?;
+    for action in ["session.requested", "session.approved", "session.started", "session.ended"] {
+        assert!(timeline.contains(action), "{action} missing from the timeline: {timeline}");
+    }
+    b.screenshot("auditor-2-session")?;
+    b.resize(390, 844)?;
+    b.screenshot("auditor-3-session-phone")?;
+    b.resize(1280, 900)?;
+
+    // The evidence bundle, downloaded with the page's cookie, verifies offline with the
+    // relay's own command and nothing but the bundle.
+    let href = b.rt.block_on(b.wait_css("#sp-bundle")?.attr("href"))?.unwrap_or_default();
+    let (status, tar) = fetch_from_page(&b, &href)?;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir()?;
+    let tar_path = dir.path().join("evidence.tar");
+    std::fs::write(&tar_path, &tar)?;
+    let out = Command::new("tar").arg("-xf").arg(&tar_path).arg("-C").arg(dir.path()).output()?;
+    assert!(out.status.success(), "{out:?}");
+    let bundle = dir.path().join(&id);
+    let readme = std::fs::read_to_string(bundle.join("README.txt"))?;
+    assert!(readme.contains("assist-relay recording verify --file"), "{readme}");
+    let audit = std::fs::read_to_string(bundle.join("audit.jsonl"))?;
+    assert!(audit.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+    assert!(audit.contains("session.approved"), "{audit}");
+    let empty = tempfile::tempdir()?;
+    let out = Command::new(assist_tests::bin("assist-relay"))
+        .arg("--data-dir")
+        .arg(empty.path())
+        .args(["recording", "verify", "--file"])
+        .arg(bundle.join("recording.arec"))
+        .arg("--keys")
+        .arg(bundle.join("keys.json"))
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(said.starts_with("valid"), "{said}");
+
+    // A user of another organisation gets nothing: no list, no page, no bundle.
+    b.click("#logout")?;
+    b.wait_css("#signin-form")?;
+    sign_in(&b, &url, "olga")?;
+    b.wait_css("#review-none:not([hidden])")?;
+    b.goto(&format!("{url}/#session/{id}"))?;
+    b.wait_text("#sp-title", "No such session")?;
+    let shown = b.rt.block_on(b.client.execute(
+        "return document.getElementById('sp-events').childElementCount + document.getElementById('sp-facts').childElementCount",
+        vec![],
+    ))?;
+    assert_eq!(shown.as_u64(), Some(0), "nothing of the session shows");
+    b.screenshot("auditor-4-other-organisation")?;
+    for path in [format!("/api/v1/audit/sessions/{id}"), format!("/api/v1/audit/sessions/{id}/bundle")] {
+        assert_eq!(fetch_from_page(&b, &path)?.0, 404, "{path}");
+    }
+    Ok(())
+}
