@@ -432,7 +432,7 @@ async function loadSession(id) {
       for (const part of ['sp-recording', 'sp-facts']) $(part).replaceChildren();
       for (const t of ['sp-grants', 'sp-transfers']) $(t).querySelector('tbody').replaceChildren();
       $('sp-events').replaceChildren();
-      $('sp-bundle').hidden = true;
+      $('sp-body').hidden = true;
       return;
     }
     return fail(e);
@@ -441,7 +441,7 @@ async function loadSession(id) {
   document.body.dataset.session = s.id;
   $('sp-title').textContent = `${s.engineer} on ${s.agent} · ${s.ticket}`;
   $('sp-bundle').href = `/api/v1/audit/sessions/${encodeURIComponent(s.id)}/bundle`;
-  $('sp-bundle').hidden = false;
+  $('sp-body').hidden = false;
   const v = $('sp-recording');
   v.className = `verdict ${d.recording.result}`;
   const strong = document.createElement('strong');
