@@ -421,6 +421,45 @@ function facts(dl, pairs) {
   }
 }
 
+// The vendored player (console/vendor/pins.txt), loaded the first time a replay is shown.
+let playerLoaded = null;
+function loadPlayer() {
+  if (!playerLoaded) {
+    playerLoaded = new Promise((resolve, reject) => {
+      const css = document.createElement('link');
+      css.rel = 'stylesheet';
+      css.href = '/vendor/asciinema-player/asciinema-player.css';
+      document.head.append(css);
+      const js = document.createElement('script');
+      js.src = '/vendor/asciinema-player/asciinema-player.min.js';
+      js.onload = () => resolve(window.AsciinemaPlayer);
+      js.onerror = () => { playerLoaded = null; reject(new Error('The replay player could not be loaded.')); };
+      document.head.append(js);
+    });
+  }
+  return playerLoaded;
+}
+
+let player = null;
+
+async function showReplay(s, recording) {
+  if (player) { player.dispose(); player = null; }
+  $('sp-player').replaceChildren();
+  const playable = recording.result === 'valid' || recording.result === 'truncated';
+  $('sp-no-replay').hidden = playable;
+  if (!playable) {
+    $('sp-no-replay').textContent = 'There is no recording to replay.';
+    return;
+  }
+  try {
+    const AP = await loadPlayer();
+    // Markers (approval, revocation, end) come from the recording itself.
+    player = AP.create(`/api/v1/audit/sessions/${encodeURIComponent(s.id)}/asciicast`, $('sp-player'), {
+      fit: 'width', idleTimeLimit: 2, controls: true, preload: true,
+    });
+  } catch (e) { fail(e); }
+}
+
 async function loadSession(id) {
   let d;
   try {
@@ -449,6 +488,7 @@ async function loadSession(id) {
   const words = document.createElement('span');
   words.textContent = `${VERDICT_WORDS[d.recording.result] || ''} ${d.recording.detail}`;
   v.replaceChildren(strong, words);
+  showReplay(s, d.recording);
   facts($('sp-facts'), [
     ['Session', s.id],
     ['Engineer', `${s.engineer} (${s.engineer_org})`],

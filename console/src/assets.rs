@@ -28,6 +28,16 @@ const ASSETS: &[Asset] = &[
     asset!("/api.js", "api.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
+    asset!(
+        "/vendor/asciinema-player/asciinema-player.min.js",
+        "vendor/asciinema-player/asciinema-player.min.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "/vendor/asciinema-player/asciinema-player.css",
+        "vendor/asciinema-player/asciinema-player.css",
+        "text/css; charset=utf-8"
+    ),
 ];
 
 /// The paths of every embedded file, for the router.

@@ -71,7 +71,8 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/sessions/{id}/end", post(sessions::end))
         .route("/api/v1/audit/sessions", get(review::sessions))
         .route("/api/v1/audit/sessions/{id}", get(review::session))
-        .route("/api/v1/audit/sessions/{id}/bundle", get(review::bundle));
+        .route("/api/v1/audit/sessions/{id}/bundle", get(review::bundle))
+        .route("/api/v1/audit/sessions/{id}/asciicast", get(review::asciicast));
     for path in assets::paths() {
         router = router.route(path, get(move || async move { assets::serve(path) }));
     }

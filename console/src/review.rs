@@ -8,6 +8,8 @@
 //!   transfers with both digests, and the recording's verification by the relay's own
 //!   verifier. A session the user may not see is a 404, the same as one that does not
 //!   exist.
+//! - `GET /api/v1/audit/sessions/{id}/asciicast`: the terminal output as asciicast v2,
+//!   with the recording's markers, for the page's player.
 //! - `GET /api/v1/audit/sessions/{id}/bundle`: the evidence bundle, a tar archive to
 //!   verify offline (its README says how), as a download.
 //!
@@ -112,4 +114,14 @@ pub async fn bundle(
         bytes,
     )
         .into_response())
+}
+
+pub async fn asciicast(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = signed_in(&state, &headers).await?;
+    let cast = state.asciicast(&c.account, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-asciicast")], cast).into_response())
 }

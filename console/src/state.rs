@@ -263,6 +263,9 @@ pub trait ConsoleState: Send + Sync + 'static {
     /// The session's evidence bundle (a tar archive), under the same rule as
     /// [`ConsoleState::session_detail`].
     async fn evidence_bundle(&self, user: &Account, id: &str) -> Result<Vec<u8>, ApiError>;
+    /// The session's terminal output as asciicast v2 (with the recording's markers), under
+    /// the same rule; [`ApiError::NotFound`] when nothing was recorded.
+    async fn asciicast(&self, user: &Account, id: &str) -> Result<String, ApiError>;
 }
 
 /// Sign-in rules. Defaults: a second factor for approvers and admins, sessions end after

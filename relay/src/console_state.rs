@@ -512,6 +512,21 @@ impl assist_console::ConsoleState for RelayConsole {
         };
         crate::console_bundle::tar(&evidence).map_err(internal)
     }
+
+    async fn asciicast(&self, user: &Account, id: &str) -> Result<String, ApiError> {
+        let who = principal(user)?;
+        let info = self.relay.session_for(&who, &SessionId::new(id)).await.map_err(from_refusal)?;
+        let not_recorded = || ApiError::NotFound(format!("no recording is stored for session {}", info.id));
+        let store = self.relay.recordings.as_ref().ok_or_else(not_recorded)?;
+        let bytes = match store.read(&info.id).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_recorded()),
+            Err(e) => return Err(internal(e)),
+        };
+        let (header, events) = crate::recording::export::read_events(&bytes)
+            .map_err(|e| ApiError::Conflict(format!("the recording cannot be played: {e}")))?;
+        Ok(crate::recording::export::asciicast(&header, &events))
+    }
 }
 
 impl RelayConsole {

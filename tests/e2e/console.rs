@@ -372,6 +372,19 @@ fn an_approver_revokes_the_shell_and_ends_a_session_from_the_live_sessions() -> 
     Ok(())
 }
 
+/// Waits until the player shows at least `n` markers.
+fn wait_markers(b: &Browser, n: u64) -> anyhow::Result<()> {
+    let count = || -> anyhow::Result<u64> {
+        let v =
+            b.rt.block_on(b.client.execute(
+                "return document.querySelectorAll('#sp-player .ap-marker-container').length",
+                vec![],
+            ))?;
+        Ok(v.as_u64().unwrap_or(0))
+    };
+    wait_until("the player's markers", || Ok(count()? >= n))
+}
+
 /// Signs in a user whose role needs no second factor.
 fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
     b.goto(url)?;
@@ -449,6 +462,20 @@ fn an_auditor_opens_a_finished_session_sees_it_valid_and_verifies_its_bundle_off
     for action in ["session.requested", "session.approved", "session.started", "session.ended"] {
         assert!(timeline.contains(action), "{action} missing from the timeline: {timeline}");
     }
+    // The replay, in the page: the recording's approval marker on the progress bar, and
+    // playing it shows the session's output. (The player draws no marker at the very end
+    // of a recording, so the end marker is not on the bar.)
+    b.wait_css("#sp-player .ap-player")?;
+    wait_markers(&b, 1)?;
+    let marker = b.rt.block_on(b.client.execute(
+        "return document.querySelector('#sp-player .ap-marker-container .ap-tooltip').textContent",
+        vec![],
+    ))?;
+    assert!(marker.as_str().unwrap_or("").contains("approved by bob"), "{marker}");
+    b.click("#sp-player .ap-playback-button")?;
+    b.wait_text("#sp-player .ap-term", "backup-is-fine")?;
+    b.screenshot("auditor-2b-replay")?;
+    b.rt.block_on(b.client.execute("window.scrollTo(0, 0)", vec![]))?;
     b.screenshot("auditor-2-session")?;
     b.resize(390, 844)?;
     b.screenshot("auditor-3-session-phone")?;
