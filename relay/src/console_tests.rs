@@ -618,4 +618,10 @@ async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["action"], "session.approved");
     assert_eq!(lines[1]["detail"]["note"], "go ahead");
+
+    // The replay's asciicast: nothing recorded here, and nothing for another organisation.
+    for who in [&olga, &carol] {
+        let res = w.send(World::get("/api/v1/audit/sessions/s-000000000003/asciicast", Some(who))).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
 }
