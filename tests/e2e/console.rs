@@ -473,7 +473,18 @@ fn an_auditor_opens_a_finished_session_sees_it_valid_and_verifies_its_bundle_off
     ))?;
     assert!(marker.as_str().unwrap_or("").contains("approved by bob"), "{marker}");
     b.click("#sp-player .ap-playback-button")?;
-    b.wait_text("#sp-player .ap-term", "backup-is-fine")?;
+    let shown = || -> anyhow::Result<String> {
+        let v = b.rt.block_on(b.client.execute(
+            "return document.querySelector('#sp-player .ap-term-text').textContent + ' @ ' + document.querySelector('#sp-player .ap-time-elapsed').textContent",
+            vec![],
+        ))?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    };
+    let played = wait_until("the replay to show the output", || Ok(shown()?.contains("backup-is-fine")));
+    if played.is_err() {
+        b.screenshot("auditor-replay-failed")?;
+        anyhow::bail!("the replay never showed the output: {:?}", shown()?.trim());
+    }
     b.screenshot("auditor-2b-replay")?;
     b.rt.block_on(b.client.execute("window.scrollTo(0, 0)", vec![]))?;
     b.screenshot("auditor-2-session")?;
