@@ -116,6 +116,11 @@ pub enum EndReason {
     Failed {
         message: String,
     },
+    /// The engineer's access was taken away while the session ran (`assist-relay user
+    /// disable` or `user remove`).
+    AccessRevoked {
+        user: String,
+    },
 }
 
 impl EndReason {
@@ -167,6 +172,9 @@ impl fmt::Display for EndReason {
                 f.write_str("the grant ran out with no command of the engineer in the session")
             }
             EndReason::Failed { message } => write!(f, "failed: {message}"),
+            EndReason::AccessRevoked { user } => {
+                write!(f, "the access of {user} was revoked (user disabled or removed)")
+            }
         }
     }
 }

@@ -250,3 +250,26 @@ fn a_killed_relay_is_reported_as_lost_within_seconds() -> anyhow::Result<()> {
     assert!(killed.elapsed() < Duration::from_secs(25), "lost after {:?}", killed.elapsed());
     Ok(())
 }
+
+#[test]
+fn disabling_an_engineer_ends_their_live_session_and_connection() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let mut s = alice.spawn(LONG)?;
+    let id = approve_and_wait_active(&bob)?;
+    // Another process, as an operator would run it while the relay serves.
+    relay.admin(&["user", "disable", "alice"])?;
+    s.stderr.wait_for("the access of alice was revoked")?;
+    let status = s.wait()?;
+    assert_ne!(status.code(), Some(0));
+    let row = wait_state(&bob, "closed")?;
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["end_reason"], "the access of alice was revoked (user disabled or removed)");
+    // The end is on the record like any other.
+    let audit = relay.admin(&["audit", "list", "--session", &id, "--json"])?;
+    assert!(audit.contains("session.ended") && audit.contains("was revoked"), "{audit}");
+    Ok(())
+}

@@ -25,6 +25,7 @@ mod files;
 mod forward;
 mod grants;
 mod login;
+mod people;
 pub mod policy;
 mod recording;
 mod refusals;
@@ -237,6 +238,7 @@ pub struct Relay {
     pub(crate) ca: Ca,
     pub(crate) cfg: BrokerConfig,
     agents: Mutex<HashMap<AgentName, LiveAgent>>,
+    people: people::People,
     sessions: Mutex<HashMap<SessionId, Arc<LiveSession>>>,
     next_conn: AtomicU64,
     throttle: throttle::LoginThrottle,
@@ -281,6 +283,7 @@ impl Relay {
             refusals: refusals::RefusalLog::new(cfg.refusal_window),
             cfg,
             agents: Mutex::default(),
+            people: people::People::default(),
             sessions: Mutex::default(),
             next_conn: AtomicU64::new(1),
         }

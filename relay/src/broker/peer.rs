@@ -31,6 +31,8 @@ pub enum Close {
     Replaced,
     /// The agent's certificate was revoked.
     Revoked,
+    /// The person was disabled or removed.
+    AccessRevoked,
 }
 
 impl Close {
@@ -39,6 +41,7 @@ impl Close {
         match self {
             Close::Replaced => "replaced by a newer connection of the same agent",
             Close::Revoked => "agent certificate revoked",
+            Close::AccessRevoked => "your access was revoked",
         }
     }
 }

@@ -37,6 +37,9 @@ pub async fn serve(endpoint: Endpoint, relay: Arc<Relay>, shutdown: impl Future<
                 if let Err(e) = relay.enforce_revocations().await {
                     warn!(error = %e, "cannot check revocations");
                 }
+                if let Err(e) = relay.enforce_access().await {
+                    warn!(error = %e, "cannot check disabled users");
+                }
             }
         })
     };

@@ -66,6 +66,7 @@ pub(crate) async fn handle(
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
     let peer = Arc::new(QuicEngineer(conn.clone()));
     let link = EngineerLink { conn_id, tx: tx.clone(), peer: peer.clone() };
+    relay.person_online(conn_id, principal.user.clone(), peer.clone());
     let opener = Opener { conn_id, tx: tx.downgrade(), peer };
     let channels = tokio::spawn(
         accept_channels(relay.clone(), conn.clone(), principal.clone(), opener).instrument(span.clone()),
@@ -101,6 +102,7 @@ pub(crate) async fn handle(
         }
         _ => EndReason::EngineerDisconnected,
     };
+    relay.person_gone(conn_id);
     relay.engineer_gone(conn_id, reason).await;
     drop(link);
     drop(tx);

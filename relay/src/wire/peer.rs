@@ -88,7 +88,7 @@ impl Peer for QuicAgent {
     fn close(&self, why: Close) {
         let code = match why {
             Close::Replaced => codes::REPLACED,
-            Close::Revoked => codes::REFUSED,
+            Close::Revoked | Close::AccessRevoked => codes::REFUSED,
         };
         self.conn.close(code, why.message().as_bytes());
     }
