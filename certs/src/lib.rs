@@ -231,15 +231,7 @@ impl Ca {
         let mut params = CertificateParams::new(names)?;
         params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
         params.subject_alt_names.push(SanType::IpAddress("::1".parse().expect("ip")));
-        params.distinguished_name = dn(fixed_name, "assist");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.serial_number = Some(random_serial());
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + SERVER_CERT_VALIDITY;
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = self.sign_server(params, fixed_name, &key)?;
         Ok(CertifiedKeyPem { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
@@ -257,7 +249,22 @@ impl Ca {
                 }
             }
         }
-        params.distinguished_name = dn(names.first().map_or("assist console", String::as_str), "assist");
+        let cert = self.sign_server(params, names.first().map_or("assist console", String::as_str), &key)?;
+        Ok(CertifiedKeyPem {
+            cert_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Signs a server certificate (TLS server auth, [`SERVER_CERT_VALIDITY`], backdated an
+    /// hour for clock skew) for `params`' names with `key`, named `common_name`.
+    fn sign_server(
+        &self,
+        mut params: CertificateParams,
+        common_name: &str,
+        key: &KeyPair,
+    ) -> Result<rcgen::Certificate, CertError> {
+        params.distinguished_name = dn(common_name, "assist");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial());
@@ -265,11 +272,7 @@ impl Ca {
         params.not_before = now - Duration::hours(1);
         params.not_after = now + SERVER_CERT_VALIDITY;
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertifiedKeyPem {
-            cert_pem: format!("{}{}", cert.pem(), self.cert_pem),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params.signed_by(key, &self.issuer)?)
     }
 
     /// Signs an agent's CSR. Only the CSR's public key is used: the subject is set to the
