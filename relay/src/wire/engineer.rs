@@ -64,7 +64,8 @@ pub(crate) async fn handle(
     // Authenticated: room for many channels at once (each forwarded connection is one).
     conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(assist_net::endpoint::MAX_OPEN_CHANNELS));
     let span = tracing::info_span!("engineer", user = %principal.user, conn = conn_id);
-    let peer = Arc::new(QuicEngineer(conn.clone()));
+    let peer = Arc::new(QuicEngineer::new(conn.clone()));
+    let mut closing = peer.closing.subscribe();
     let link = EngineerLink { conn_id, tx: tx.clone(), peer: peer.clone() };
     relay.person_online(conn_id, principal.user.clone(), peer.clone());
     let opener = Opener { conn_id, tx: tx.downgrade(), peer };
@@ -74,7 +75,12 @@ pub(crate) async fn handle(
 
     async {
         loop {
-            match read_msg::<EngineerToRelay, _>(&mut recv).await {
+            let read = tokio::select! {
+                read = read_msg::<EngineerToRelay, _>(&mut recv) => read,
+                // The broker took the person's access away: what is queued is delivered below.
+                _ = closing.wait_for(Option::is_some) => break,
+            };
+            match read {
                 Ok(Some(msg)) => {
                     if let Some(reply) = command(&relay, &principal, &link, msg).await {
                         let _ = tx.send(reply).await;
@@ -109,7 +115,10 @@ pub(crate) async fn handle(
     let _ = writer.await;
     // Give the client time to read the last replies before the connection goes.
     let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
-    conn.close(codes::OK, b"bye");
+    match *closing.borrow() {
+        Some(why) => conn.close(codes::REFUSED, why.message().as_bytes()),
+        None => conn.close(codes::OK, b"bye"),
+    }
     channels.abort();
 }
 

@@ -106,13 +106,25 @@ impl AgentPeer for QuicAgent {
     }
 }
 
-/// A person's QUIC connection, as the broker's [`Peer`].
+/// A person's QUIC connection, as the broker's [`Peer`]. Closing it is graceful: the
+/// connection's task stops reading, delivers what was queued for the person (the ends of
+/// their sessions), and then closes with the reason.
 #[derive(Debug)]
-pub(crate) struct QuicEngineer(pub Connection);
+pub(crate) struct QuicEngineer {
+    pub conn: Connection,
+    /// Set once the broker closed it.
+    pub closing: tokio::sync::watch::Sender<Option<Close>>,
+}
+
+impl QuicEngineer {
+    pub(crate) fn new(conn: Connection) -> Self {
+        Self { conn, closing: tokio::sync::watch::Sender::new(None) }
+    }
+}
 
 impl Peer for QuicEngineer {
     fn close(&self, why: Close) {
-        self.0.close(codes::REFUSED, why.message().as_bytes());
+        self.closing.send_replace(Some(why));
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
@@ -152,6 +164,6 @@ impl Writer {
 pub(crate) fn connection(peer: &dyn Peer) -> Option<Connection> {
     let any = peer.as_any();
     any.downcast_ref::<QuicEngineer>()
-        .map(|e| e.0.clone())
+        .map(|e| e.conn.clone())
         .or_else(|| any.downcast_ref::<QuicAgent>().map(|a| a.conn.clone()))
 }
