@@ -23,7 +23,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The shared chromedriver: its URL, the NSS database its browsers read, and the
 /// watchdog whose stdin we hold open.
@@ -155,39 +155,27 @@ impl Browser {
     /// Waits (up to [`crate::WAIT`]) for an element matching the CSS selector to exist and
     /// be displayed.
     pub fn wait_css(&self, css: &str) -> Result<fantoccini::elements::Element> {
-        let deadline = Instant::now() + crate::WAIT;
-        loop {
-            let found = self.rt.block_on(async {
+        let found = crate::wait_for_some(&format!("{css} to appear"), || {
+            Ok(self.rt.block_on(async {
                 let e = self.client.find(Locator::Css(css)).await.ok()?;
                 e.is_displayed().await.ok()?.then_some(e)
-            });
-            if let Some(e) = found {
-                return Ok(e);
-            }
-            if Instant::now() > deadline {
-                let shot = self.screenshot("timeout").ok();
-                bail!("{css} did not appear (screenshot: {shot:?})");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            }))
+        });
+        found.map_err(|e| {
+            let shot = self.screenshot("timeout").ok();
+            e.context(format!("screenshot: {shot:?}"))
+        })
     }
 
     /// Waits for the element's text to contain `needle`; returns the text.
     pub fn wait_text(&self, css: &str, needle: &str) -> Result<String> {
-        let deadline = Instant::now() + crate::WAIT;
-        loop {
+        crate::wait_for_some(&format!("{css} to say {needle:?}"), || {
             let text = self.rt.block_on(async {
                 let e = self.client.find(Locator::Css(css)).await.ok()?;
                 e.text().await.ok()
             });
-            if let Some(t) = text.filter(|t| t.contains(needle)) {
-                return Ok(t);
-            }
-            if Instant::now() > deadline {
-                bail!("{css} never said {needle:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            Ok(text.filter(|t| t.contains(needle)))
+        })
     }
 
     /// Types into the element (after clearing it).

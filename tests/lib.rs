@@ -20,12 +20,20 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// Polls `f` until it holds, failing after [`WAIT`]: for state with no event to wait on
 /// (a process, an audit row, a file's size).
 pub fn wait_until(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    wait_for_some(what, || Ok(f()?.then_some(())))
+}
+
+/// Polls `f` until it gives a value, failing after [`WAIT`]: [`wait_until`] for checks
+/// that find something (a page's element, its text).
+pub fn wait_for_some<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + WAIT;
-    while !f()? {
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
         anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
 }
 
 /// Path of a workspace binary next to the test executable (`target/debug/NAME`).
