@@ -26,6 +26,10 @@ const ASSETS: &[Asset] = &[
     asset!("/", "index.html", "text/html; charset=utf-8"),
     asset!("/app.js", "app.js", "text/javascript; charset=utf-8"),
     asset!("/api.js", "api.js", "text/javascript; charset=utf-8"),
+    asset!("/common.js", "common.js", "text/javascript; charset=utf-8"),
+    asset!("/pages.js", "pages.js", "text/javascript; charset=utf-8"),
+    asset!("/approvals.js", "approvals.js", "text/javascript; charset=utf-8"),
+    asset!("/review.js", "review.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
     asset!(

@@ -1,0 +1,75 @@
+// What every page of the console shares: finding elements, the message line, turning an
+// API failure into words (or back to the sign-in form), and the ways times, durations and
+// facts are written. No page logic lives here.
+import { ApiError } from './api.js';
+
+export const $ = (id) => document.getElementById(id);
+
+export function say(text, ok = false) {
+  const m = $('message');
+  m.textContent = text || '';
+  m.hidden = !text;
+  m.classList.toggle('ok', ok);
+}
+
+let onSignedOut = () => {};
+
+/// What to do when the relay says the session is gone (set once by app.js).
+export function whenSignedOut(f) { onSignedOut = f; }
+
+export function signOut(text) { onSignedOut(text); }
+
+export function fail(e) {
+  if (e instanceof ApiError && e.status === 401) {
+    onSignedOut(e.message);
+    return;
+  }
+  say(e.message || String(e));
+}
+
+export const PRIORITY_WORDS = { p0: 'P0 · critical', p1: 'P1 · urgent', p2: 'P2', p3: 'P3' };
+
+export function minutesText(ms) {
+  const m = Math.round(ms / 60000);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+}
+
+/// A moment in the browser's own time zone.
+export function timeText(ms) {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+export function grantLeft(expires) {
+  const s = Math.max(0, Math.round((expires - Date.now()) / 1000));
+  if (s === 0) return 'running out';
+  if (s < 120) return `${s} s left`;
+  return `${minutesText(s * 1000)} left`;
+}
+
+export function cell(tr, text, cls) {
+  const td = document.createElement('td');
+  td.textContent = text == null ? '' : String(text);
+  if (cls) td.className = cls;
+  tr.append(td);
+  return td;
+}
+
+export function facts(dl, pairs) {
+  dl.replaceChildren();
+  for (const [k, v] of pairs) {
+    if (v == null || v === '') continue;
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    dl.append(dt, dd);
+  }
+}
+
+// An answered card stays, greyed and inert, until its live list drops it.
+export function finished(li) {
+  li.classList.add('done');
+  for (const el of li.querySelectorAll('button, input, select')) el.disabled = true;
+}
