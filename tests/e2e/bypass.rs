@@ -143,7 +143,9 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
                 match e.open(&command(&session, &["sh", "-c", &script])).await {
                     Ok((ChannelReply::Accepted, send, recv)) => held.push((send, recv)),
                     Ok((ChannelReply::Refused { reason }, ..)) => return (held.len(), Some(reason)),
-                    Err(err) => return (held.len(), Some(err.to_string())),
+                    // A channel still being opened when the revocation lands is reset with
+                    // the others: it was never accepted. The next one must be refused.
+                    Err(_) => {}
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
