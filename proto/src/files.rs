@@ -241,13 +241,6 @@ pub enum OverLimit {
     Files { files: u64, max: u64 },
 }
 
-/// For callers that pass refusals on as text (the relay's file checks).
-impl From<OverLimit> for String {
-    fn from(e: OverLimit) -> String {
-        e.to_string()
-    }
-}
-
 /// `1.5 GiB`, `12 KiB`, `7 B`.
 pub fn fmt_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
