@@ -6,6 +6,7 @@
 //! token.key               Ed25519 PKCS#8 PEM: signs engineer tokens (JWT)
 //! grant.key               Ed25519 PKCS#8 PEM: signs session grants
 //! assist.db               SQLite: organisations, users, agents, sessions
+//! totp.key                32 random bytes (hex): seals the TOTP secrets in assist.db
 //! ```
 //!
 //! The directory is mode 0700 and every file 0600, written atomically (temporary file,
@@ -15,6 +16,10 @@
 //! the CA, `grant.key` and `token.key` are never regenerated, because enrolled agents and
 //! clients that pinned the CA would be cut off: a missing file is an error that says so.
 //! Only the server certificate, which the CA can always re-issue, is recreated.
+//! `totp.key` is created the first time the database is opened without it (directories
+//! made before it existed get it then), never replaced, and TOTP secrets stored in clear
+//! are sealed with it at that open ([`crate::store::sealed`]). Lose it and every
+//! authenticator must be set up again: back it up with the database.
 //!
 //! It does not watch the files, and does not rotate or back up anything.
 
@@ -37,6 +42,9 @@ pub const SERVER_KEY: &str = "server.key";
 pub const TOKEN_KEY: &str = "token.key";
 pub const GRANT_KEY: &str = "grant.key";
 pub const DATABASE: &str = "assist.db";
+/// Seals TOTP secrets at rest; not in [`FILES`]: created lazily, so directories made
+/// before it existed stay complete.
+pub const SECRETS_KEY: &str = "totp.key";
 /// Where a first start builds everything before moving it in.
 const STAGING: &str = ".init";
 const FILES: [&str; 6] = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, TOKEN_KEY, GRANT_KEY];
@@ -218,8 +226,17 @@ impl DataDir {
     }
 
     /// Opens the database (each call opens its own connection pool).
+    /// TOTP secrets are sealed with `totp.key` (created here if missing); any stored in
+    /// clear are sealed now.
     pub async fn store(&self) -> Result<SqliteStore> {
-        Ok(SqliteStore::open(&self.path.join(DATABASE)).await?)
+        let key = crate::store::sealed::SecretsKey::new(&secrets_key(&self.path)?)
+            .map_err(|e| bad_file(&self.path, SECRETS_KEY, e))?;
+        let store = SqliteStore::open(&self.path.join(DATABASE)).await?.with_secrets_key(key);
+        let sealed = store.seal_clear_totp().await?;
+        if sealed > 0 {
+            tracing::info!("sealed {sealed} TOTP secrets that were stored in clear");
+        }
+        Ok(store)
     }
 
     async fn reset_first_admin(&self) -> Result<FirstAdmin> {
@@ -255,6 +272,36 @@ fn open_complete(path: &Path) -> Result<DataDir> {
 fn read(dir: &Path, name: &str) -> Result<String> {
     let path = dir.join(name);
     fs::read_to_string(&path).map_err(io_error(&path))
+}
+
+/// The key of `totp.key`, created (0600) if the file is missing. Two processes starting
+/// at once both end up with the one file that was linked into place first.
+fn secrets_key(dir: &Path) -> Result<Vec<u8>> {
+    let path = dir.join(SECRETS_KEY);
+    if !path.exists() {
+        let tmp = dir.join(format!(".{SECRETS_KEY}.tmp-{}", std::process::id()));
+        let key = assist_certs::random_bytes::<{ crate::store::sealed::KEY_LEN }>();
+        let written = write_private_new(&tmp, format!("{}\n", hex::encode(key)).as_bytes())
+            .and_then(|()| match fs::hard_link(&tmp, &path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            })
+            .and_then(|()| File::open(dir)?.sync_all());
+        let _ = fs::remove_file(&tmp);
+        written.map_err(io_error(&path))?;
+    }
+    let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+    let key = hex::decode(text.trim()).map_err(|e| bad_file(dir, SECRETS_KEY, e))?;
+    if key.len() != crate::store::sealed::KEY_LEN {
+        return Err(bad_file(dir, SECRETS_KEY, "not a 32-byte key"));
+    }
+    Ok(key)
+}
+
+fn write_private_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = private_file_options().open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 fn bad_file(dir: &Path, name: &str, reason: impl fmt::Display) -> DataDirError {
