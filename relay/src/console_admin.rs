@@ -343,3 +343,7 @@ impl AdminState for RelayConsole {
         self.change(&Scope::of(who)?, action).await
     }
 }
+
+#[cfg(test)]
+#[path = "console_admin_tests.rs"]
+mod tests;

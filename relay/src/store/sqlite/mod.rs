@@ -72,6 +72,12 @@ impl SqliteStore {
         self
     }
 
+    /// The connection pool, for tests that look at rows directly.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes every connection; SQLite then checkpoints the WAL back into the main file.
     pub async fn close(&self) {
         self.pool.close().await;
