@@ -1,7 +1,7 @@
 // Admin sections for maintenance windows (pre-approved times for agents in window mode:
 // add, remove) and webhooks (add with a secret shown once, remove, recent deliveries).
 import { timeText, minutesText } from './common.js';
-import { section, list, change, guarded, form, table, cell, orgOptions } from './admin.js';
+import { section, list, change, guarded, button, form, table, cell, orgOptions, redraw } from './admin.js';
 
 const enc = encodeURIComponent;
 const words = (s) => s.split(/[\s,]+/).filter(Boolean);
@@ -61,6 +61,7 @@ section({
       key: 'secret', title: 'Webhook signing secret',
       note: 'The receiver checks each delivery\'s signature with it. It is shown only now.',
     })));
+    body.append(button('Refresh', redraw, 'plain refresh'));
     if (hooks.length === 0) {
       const p = document.createElement('p');
       p.className = 'empty';

@@ -1,0 +1,217 @@
+//! The console's admin pages and the approver's narrowed roots, end to end in a real
+//! headless Chromium against the real binaries: an admin adds an approver who then signs
+//! in, and disabling them stops their open page; the agents page shows a real agent online
+//! and revoking it there refuses its next connection; a webhook added in the page gets a
+//! real, signed delivery; an approver narrows a file root, and a wider one is refused.
+//! Screenshots go to `<target>/artefacts/console/admin-pages-*`.
+
+use super::console::sign_in_and_enrol;
+use super::webhooks::{Receiver, signature_ok};
+use assist_tests::browser::Browser;
+use assist_tests::{TestRelay, wait_until};
+
+/// The first admin, signed in with an authenticator, on the admin pages.
+fn admin(relay: &TestRelay, url: &str, shots: &str) -> anyhow::Result<Browser> {
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&b, url, "admin", &relay.admin_password, shots)?;
+    b.click("#tab-admin")?;
+    b.wait_css("#admin-nav a")?;
+    Ok(b)
+}
+
+fn select(b: &Browser, css: &str, value: &str) -> anyhow::Result<()> {
+    let e = b.wait_css(css)?;
+    Ok(b.rt.block_on(e.select_by_value(value))?)
+}
+
+/// Clicks a guarded button in `row` and confirms.
+fn confirm(b: &Browser, row: &str, button: &str) -> anyhow::Result<()> {
+    b.click(&format!("{row} button.{button}"))?;
+    b.click(&format!("{row} .confirm-yes"))
+}
+
+/// Adds a user from the users page; returns the password the page shows once.
+fn add_user(b: &Browser, name: &str, org: &str, role: &str) -> anyhow::Result<String> {
+    b.click("#admin-tab-users")?;
+    b.fill("#add-user-name", name)?;
+    select(b, "#add-user-org", org)?;
+    select(b, "#add-user-role", role)?;
+    b.click("#add-user-submit")?;
+    b.wait_text("#admin-once-title", name)?;
+    let password = b.text("#admin-once-value")?;
+    anyhow::ensure!(password.len() >= 12, "a generated password: {password:?}");
+    b.wait_css(&format!("#admin-users tr[data-user='{name}']"))?;
+    Ok(password)
+}
+
+#[test]
+fn an_admin_adds_an_approver_who_signs_in_and_disabling_them_stops_their_page() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let (url, _) = relay.console()?;
+    let b = admin(&relay, &url, "admin-pages")?;
+    b.click("#admin-tab-orgs")?;
+    b.wait_text("#admin-orgs tr[data-org='acme']", "vendor")?;
+    b.screenshot("admin-pages-1-organisations")?;
+
+    let password = add_user(&b, "dora", "acme", "approver")?;
+    b.wait_text("#message", "added approver dora to acme")?;
+    b.screenshot("admin-pages-2-user-added")?;
+    b.click("#admin-once-done")?;
+    let row = "#admin-users tr[data-user='dora']";
+    assert!(b.text(row)?.contains("active"));
+
+    // The new approver signs in with the password shown, sets up an authenticator (their
+    // role needs one) and gets the approver's page.
+    let dora = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&dora, &url, "dora", &password, "admin-pages-dora")?;
+    dora.wait_css("#none")?;
+    assert!(dora.text("#who")?.contains("dora"));
+
+    // Disabled from the admin page (after a confirmation): her open page stops at once.
+    b.resize(390, 844)?;
+    b.click(&format!("{row} button.disable"))?;
+    b.wait_css(&format!("{row} .confirm-yes"))?;
+    b.screenshot("admin-pages-3-confirm-disable-phone")?;
+    b.click(&format!("{row} .confirm-yes"))?;
+    b.wait_text("#message", "disabled dora")?;
+    b.wait_text(row, "disabled")?;
+    b.resize(1280, 900)?;
+    dora.wait_text("#message", "Your session has ended")?;
+    dora.wait_css("#signin-form")?;
+    let audit = relay.admin(&["audit", "list", "--json"])?;
+    let events: serde_json::Value = serde_json::from_str(&audit)?;
+    let by_admin = |action: &str| {
+        events.as_array().unwrap().iter().any(|e| e["action"] == action && e["actor"] == "admin" && e["target"] == "dora")
+    };
+    assert!(by_admin("user.added") && by_admin("user.disabled"), "the CLI's events, by the page's admin");
+    Ok(())
+}
+
+#[test]
+fn the_agents_page_shows_the_real_agent_online_and_revoking_it_refuses_it() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let mut agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (url, _) = relay.console()?;
+    let b = admin(&relay, &url, "admin-agents")?;
+    b.click("#admin-tab-agents")?;
+    let row = "#admin-agents tr[data-agent='erp-db01']";
+    let text = b.wait_text(row, "online")?;
+    assert!(text.contains("acme") && text.contains("approver"), "{text}");
+    b.screenshot("admin-pages-4-agents")?;
+
+    confirm(&b, row, "revoke")?;
+    b.wait_text("#message", "revoked agent erp-db01")?;
+    b.wait_text(row, "revoked")?;
+    b.screenshot("admin-pages-5-agent-revoked")?;
+    // Its connection closes, and its next connection is refused.
+    assert_ne!(agent.proc().wait()?.code(), Some(0));
+    agent.proc().stderr.wait_for("revoked")?;
+    let err = agent.start("approver").err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("revoked"), "{err}");
+
+    // A join token made in the page, shown once, enrols a new agent.
+    b.click("#admin-tab-tokens")?;
+    select(&b, "#add-token-org", "acme")?;
+    b.click("#add-token-submit")?;
+    b.wait_text("#admin-once-title", "Join token for acme")?;
+    let token = b.text("#admin-once-value")?;
+    b.wait_css("#admin-tokens")?;
+    assert!(!b.text("#admin-tokens")?.contains(&token), "listed by fingerprint only");
+    b.screenshot("admin-pages-6-token")?;
+    let dir = tempfile::tempdir()?;
+    let out = std::process::Command::new(assist_tests::bin("assist-agent"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["enroll", "--relay", &relay.addr, "--token", &token, "--ca-fingerprint", &relay.fingerprint])
+        .args(["--name", "erp-db02"])
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn a_webhook_added_in_the_page_gets_a_real_signed_delivery() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let receiver = Receiver::start(&[], None)?;
+    let (url, _) = relay.console()?;
+    let b = admin(&relay, &url, "admin-hooks")?;
+    b.click("#admin-tab-webhooks")?;
+    select(&b, "#add-webhook-org", "operator")?;
+    b.fill("#add-webhook-url", &format!("{}/hooks/assist", receiver.url))?;
+    b.fill("#add-webhook-events", "user.added")?;
+    b.click("#add-webhook-submit")?;
+    b.wait_text("#admin-once-title", "secret")?;
+    let secret = b.text("#admin-once-value")?;
+    b.click("#admin-once-done")?;
+
+    add_user(&b, "erin", "vendor", "engineer")?;
+    let got = receiver.next()?;
+    assert_eq!(got.event, "user.added");
+    assert!(signature_ok(&secret, &got), "signed with the secret the page showed");
+
+    // The page lists the delivery with its outcome.
+    b.click("#admin-tab-webhooks")?;
+    wait_until("the delivery to show as delivered", || {
+        b.click("#admin-webhooks button.refresh")?;
+        Ok(b.text("#admin-webhooks")?.contains("delivered"))
+    })?;
+    assert!(b.text("#admin-webhooks")?.contains("HTTP 200"));
+    b.screenshot("admin-pages-7-webhook-delivered")?;
+    Ok(())
+}
+
+#[test]
+fn an_approver_narrows_a_file_root_and_a_wider_one_is_refused() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "narrow")?;
+    b.wait_css("#none")?;
+    let mut shell = alice.spawn(&[
+        "shell",
+        "erp-db01",
+        "--ticket",
+        "INC-4001",
+        "--reason",
+        "read the ERP logs",
+        "--also",
+        "files.read:/srv/erp",
+        "--",
+        "sh",
+        "-c",
+        "echo shell-is-open; read line",
+    ])?;
+    shell.stderr.wait_for("waiting for an approver of acme")?;
+    b.wait_text("#requests .request", "INC-4001")?;
+    let root = "#requests .request input.narrow";
+
+    // Wider than asked: refused with words, nothing approved.
+    b.fill(root, "/srv")?;
+    b.click("#requests .request button.approve")?;
+    b.wait_text("#message", "is not inside what was asked")?;
+    b.screenshot("admin-pages-8-narrow-refused")?;
+    let listed: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(listed[0]["state"], "requested", "nothing changed: {}", listed[0]);
+
+    // Narrower: the session gets exactly that root.
+    b.fill(root, "/srv/erp/logs")?;
+    b.click("#requests .request button.approve")?;
+    b.wait_text("#message", "Approved")?;
+    shell.stdout.wait_for("shell-is-open")?;
+    let listed: serde_json::Value = serde_json::from_str(&alice.ok(&["sessions", "--json"])?)?;
+    assert_eq!(
+        listed[0]["granted"],
+        serde_json::json!([{ "kind": "shell" }, { "kind": "files_read", "roots": ["/srv/erp/logs"] }]),
+        "{}",
+        listed[0]
+    );
+    shell.write_line("done")?;
+    assert_eq!(shell.wait()?.code(), Some(0));
+    Ok(())
+}
