@@ -64,7 +64,8 @@ export function guarded(label, question, yes, act, cls = 'secondary') {
   q.textContent = question;
   const ok = document.createElement('button');
   ok.type = 'button';
-  ok.className = 'secondary confirm-yes';
+  // Named after the action too, so that a row with several guarded buttons tells them apart.
+  ok.className = `secondary confirm-yes confirm-${cls.split(' ').pop()}`;
   ok.textContent = yes;
   const no = document.createElement('button');
   no.type = 'button';

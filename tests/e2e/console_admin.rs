@@ -27,7 +27,7 @@ fn select(b: &Browser, css: &str, value: &str) -> anyhow::Result<()> {
 /// Clicks a guarded button in `row` and confirms.
 fn confirm(b: &Browser, row: &str, button: &str) -> anyhow::Result<()> {
     b.click(&format!("{row} button.{button}"))?;
-    b.click(&format!("{row} .confirm-yes"))
+    b.click(&format!("{row} .confirm-{button}"))
 }
 
 /// Adds a user from the users page; returns the password the page shows once.
@@ -71,9 +71,9 @@ fn an_admin_adds_an_approver_who_signs_in_and_disabling_them_stops_their_page() 
     // Disabled from the admin page (after a confirmation): her open page stops at once.
     b.resize(390, 844)?;
     b.click(&format!("{row} button.disable"))?;
-    b.wait_css(&format!("{row} .confirm-yes"))?;
+    b.wait_css(&format!("{row} .confirm-disable"))?;
     b.screenshot("admin-pages-3-confirm-disable-phone")?;
-    b.click(&format!("{row} .confirm-yes"))?;
+    b.click(&format!("{row} .confirm-disable"))?;
     b.wait_text("#message", "disabled dora")?;
     b.wait_text(row, "disabled")?;
     b.resize(1280, 900)?;
@@ -155,8 +155,10 @@ fn a_webhook_added_in_the_page_gets_a_real_signed_delivery() -> anyhow::Result<(
     // The page lists the delivery with its outcome.
     b.click("#admin-tab-webhooks")?;
     wait_until("the delivery to show as delivered", || {
-        b.click("#admin-webhooks button.refresh")?;
-        Ok(b.text("#admin-webhooks")?.contains("delivered"))
+        // Each click redraws the section: an element found just before a redraw is stale,
+        // and the next round finds the new one.
+        let _ = b.click("#admin-webhooks button.refresh");
+        Ok(b.text("#admin-webhooks").is_ok_and(|t| t.contains("delivered")))
     })?;
     assert!(b.text("#admin-webhooks")?.contains("HTTP 200"));
     b.screenshot("admin-pages-7-webhook-delivered")?;
