@@ -33,13 +33,6 @@ section({
   name: 'tokens', title: 'Join tokens', order: 40,
   async render(me, body) {
     const [tokens, orgs] = await Promise.all([list('tokens'), orgOptions()]);
-    body.append(form('add-token', 'Create a join token', [
-      { id: 'org', label: 'Organisation of the agent', type: 'select', options: orgs, value: me.org },
-      { id: 'minutes', label: 'Valid for', type: 'select', options: VALID, value: '60' },
-    ], 'Create token', (v) => change('tokens', { org: v.org, minutes: Number(v.minutes) }, {
-      key: 'token', title: `Join token for ${v.org}`,
-      note: 'It enrols one agent, once. It is shown only now; only its fingerprint is kept.',
-    })));
     body.append(table('admin-tokens', ['Token', 'Organisation', 'Created', 'Valid until', 'Used'], tokens, (tr, t) => {
       cell(tr, t.id, 'hash');
       cell(tr, t.org);
@@ -47,5 +40,12 @@ section({
       cell(tr, timeText(t.expires_at));
       cell(tr, t.used_at ? timeText(t.used_at) : (t.expires_at < Date.now() ? 'expired unused' : 'not yet'));
     }, 'No join token was created yet.'));
+    body.append(form('add-token', 'Create a join token', [
+      { id: 'org', label: 'Organisation of the agent', type: 'select', options: orgs, value: me.org },
+      { id: 'minutes', label: 'Valid for', type: 'select', options: VALID, value: '60' },
+    ], 'Create token', (v) => change('tokens', { org: v.org, minutes: Number(v.minutes) }, {
+      key: 'token', title: `Join token for ${v.org}`,
+      note: 'It enrols one agent, once. It is shown only now; only its fingerprint is kept.',
+    })));
   },
 });

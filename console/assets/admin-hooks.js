@@ -52,15 +52,6 @@ section({
   name: 'webhooks', title: 'Webhooks', order: 60,
   async render(me, body) {
     const [hooks, orgs] = await Promise.all([list('webhooks'), orgOptions()]);
-    body.append(form('add-webhook', 'Add a webhook', [
-      { id: 'org', label: 'Organisation', type: 'select', options: orgs, value: me.org },
-      { id: 'url', label: 'Address (URL)', type: 'url', hint: 'Where the relay POSTs signed events, https:// (or http:// on a private network).' },
-      { id: 'events', label: 'Events', optional: true, hint: 'Comma-separated, for example session.approved,session.ended. Empty: the usual session events.' },
-      { id: 'format', label: 'Format', type: 'select', options: [['json', 'JSON (ticketing systems)'], ['chat', 'Chat message']] },
-    ], 'Add webhook', (v) => change('webhooks', { org: v.org, url: v.url, events: v.events || null, format: v.format }, {
-      key: 'secret', title: 'Webhook signing secret',
-      note: 'The receiver checks each delivery\'s signature with it. It is shown only now.',
-    })));
     body.append(button('Refresh', redraw, 'plain refresh'));
     if (hooks.length === 0) {
       const p = document.createElement('p');
@@ -84,5 +75,14 @@ section({
         'Yes, remove', () => change(`webhooks/${enc(h.id)}/remove`), 'secondary remove'));
       body.append(box);
     }
+    body.append(form('add-webhook', 'Add a webhook', [
+      { id: 'org', label: 'Organisation', type: 'select', options: orgs, value: me.org },
+      { id: 'url', label: 'Address (URL)', type: 'url', hint: 'Where the relay POSTs signed events, https:// (or http:// on a private network).' },
+      { id: 'events', label: 'Events', optional: true, hint: 'Comma-separated, for example session.approved,session.ended. Empty: the usual session events.' },
+      { id: 'format', label: 'Format', type: 'select', options: [['json', 'JSON (ticketing systems)'], ['chat', 'Chat message']] },
+    ], 'Add webhook', (v) => change('webhooks', { org: v.org, url: v.url, events: v.events || null, format: v.format }, {
+      key: 'secret', title: 'Webhook signing secret',
+      note: 'The receiver checks each delivery\'s signature with it. It is shown only now.',
+    })));
   },
 });

@@ -54,14 +54,6 @@ section({
   name: 'users', title: 'Users', order: 20,
   async render(me, body) {
     const [users, orgs] = await Promise.all([list('users'), orgOptions()]);
-    body.append(form('add-user', 'Add a user', [
-      { id: 'name', label: 'User name', hint: 'What they type to sign in.' },
-      { id: 'org', label: 'Organisation', type: 'select', options: orgs, value: me.org },
-      { id: 'role', label: 'Role', type: 'select', options: ROLES },
-    ], 'Add user', (v) => change('users', v, {
-      key: 'password', title: `Initial password for ${v.name}`,
-      note: 'Give it to them in person or by a channel you trust. It is shown only now.',
-    })));
     body.append(table('admin-users', ['User', 'Organisation', 'Role', 'State', ''], users, (tr, u) => {
       tr.dataset.user = u.name;
       if (u.disabled) tr.classList.add('disabled');
@@ -101,5 +93,13 @@ section({
       actions.append(guarded('Remove', `Remove ${u.name} for good? Their sessions' history stays.`, 'Yes, remove',
         () => change(`users/${enc(u.name)}/remove`), 'secondary remove'));
     }, 'No user yet.'));
+    body.append(form('add-user', 'Add a user', [
+      { id: 'name', label: 'User name', hint: 'What they type to sign in.' },
+      { id: 'org', label: 'Organisation', type: 'select', options: orgs, value: me.org },
+      { id: 'role', label: 'Role', type: 'select', options: ROLES },
+    ], 'Add user', (v) => change('users', v, {
+      key: 'password', title: `Initial password for ${v.name}`,
+      note: 'Give it to them in person or by a channel you trust. It is shown only now.',
+    })));
   },
 });

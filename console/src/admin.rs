@@ -29,12 +29,20 @@ use std::sync::Arc;
 
 type St = State<Arc<dyn ConsoleState>>;
 
-pub async fn list(state: &Arc<dyn ConsoleState>, headers: &HeaderMap, what: AdminList) -> Result<Response, ApiError> {
+pub async fn list(
+    state: &Arc<dyn ConsoleState>,
+    headers: &HeaderMap,
+    what: AdminList,
+) -> Result<Response, ApiError> {
     let c = signed_in(state, headers).await?;
     Ok(Json(state.admin_list(&c.account, what).await?).into_response())
 }
 
-async fn run(state: &Arc<dyn ConsoleState>, headers: &HeaderMap, action: AdminAction) -> Result<Response, ApiError> {
+async fn run(
+    state: &Arc<dyn ConsoleState>,
+    headers: &HeaderMap,
+    action: AdminAction,
+) -> Result<Response, ApiError> {
     let c = signed_in(state, headers).await?;
     Ok(Json(state.admin_do(&c.account, action).await?).into_response())
 }
@@ -52,9 +60,17 @@ pub struct OrgForm {
     supported_by: Vec<String>,
 }
 
-pub async fn org_add(State(state): St, headers: HeaderMap, Json(f): Json<OrgForm>) -> Result<Response, ApiError> {
-    run(&state, &headers, AdminAction::OrgAdd { name: f.name.trim().to_owned(), supported_by: f.supported_by })
-        .await
+pub async fn org_add(
+    State(state): St,
+    headers: HeaderMap,
+    Json(f): Json<OrgForm>,
+) -> Result<Response, ApiError> {
+    run(
+        &state,
+        &headers,
+        AdminAction::OrgAdd { name: f.name.trim().to_owned(), supported_by: f.supported_by },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -70,7 +86,8 @@ pub async fn support(
     Path(customer): Path<String>,
     Json(f): Json<SupportForm>,
 ) -> Result<Response, ApiError> {
-    run(&state, &headers, AdminAction::Support { customer, vendor: f.vendor.trim().to_owned(), on: f.on }).await
+    run(&state, &headers, AdminAction::Support { customer, vendor: f.vendor.trim().to_owned(), on: f.on })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -81,7 +98,11 @@ pub struct UserForm {
     role: String,
 }
 
-pub async fn user_add(State(state): St, headers: HeaderMap, Json(f): Json<UserForm>) -> Result<Response, ApiError> {
+pub async fn user_add(
+    State(state): St,
+    headers: HeaderMap,
+    Json(f): Json<UserForm>,
+) -> Result<Response, ApiError> {
     let action = AdminAction::UserAdd { name: f.name.trim().to_owned(), org: f.org, role: f.role };
     run(&state, &headers, action).await
 }
@@ -178,7 +199,9 @@ pub async fn webhook_remove(
 /// The admin routes, added to the console's router by [`crate::app`].
 pub fn routes(router: axum::Router<Arc<dyn ConsoleState>>) -> axum::Router<Arc<dyn ConsoleState>> {
     use axum::routing::{get, post};
-    let lister = |what: AdminList| get(move |State(state): St, headers: HeaderMap| async move { list(&state, &headers, what).await });
+    let lister = |what: AdminList| {
+        get(move |State(state): St, headers: HeaderMap| async move { list(&state, &headers, what).await })
+    };
     router
         .route("/api/v1/admin/orgs", lister(AdminList::Orgs).post(org_add))
         .route("/api/v1/admin/orgs/{org}/support", post(support))

@@ -61,24 +61,55 @@ pub struct WebhookForm {
 /// One change an admin makes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminAction {
-    OrgAdd { name: String, supported_by: Vec<String> },
+    OrgAdd {
+        name: String,
+        supported_by: Vec<String>,
+    },
     /// `vendor` supports `customer` (`on`) or no longer does.
-    Support { customer: String, vendor: String, on: bool },
+    Support {
+        customer: String,
+        vendor: String,
+        on: bool,
+    },
     /// Adds a user with a new random password (returned once).
-    UserAdd { name: String, org: String, role: String },
-    UserRole { name: String, role: String },
+    UserAdd {
+        name: String,
+        org: String,
+        role: String,
+    },
+    UserRole {
+        name: String,
+        role: String,
+    },
     /// A new random password (returned once); the user's sessions and tokens end.
-    UserResetPassword { name: String },
-    UserDisable { name: String },
-    UserEnable { name: String },
-    UserRemove { name: String },
-    AgentRevoke { name: String },
+    UserResetPassword {
+        name: String,
+    },
+    UserDisable {
+        name: String,
+    },
+    UserEnable {
+        name: String,
+    },
+    UserRemove {
+        name: String,
+    },
+    AgentRevoke {
+        name: String,
+    },
     /// A single-use join token valid this long (returned once).
-    TokenCreate { org: String, minutes: u64 },
+    TokenCreate {
+        org: String,
+        minutes: u64,
+    },
     WindowAdd(WindowForm),
-    WindowRemove { id: String },
+    WindowRemove {
+        id: String,
+    },
     WebhookAdd(WebhookForm),
-    WebhookRemove { id: String },
+    WebhookRemove {
+        id: String,
+    },
 }
 
 #[async_trait::async_trait]

@@ -144,8 +144,11 @@ mod tests {
         ));
 
         let events = store.list_audit(&crate::audit::AuditFilter::default()).await.unwrap();
-        let changes: Vec<_> =
-            events.iter().map(|e| e.action.as_str()).filter(|a| a.starts_with("user.") && *a != "user.added").collect();
+        let changes: Vec<_> = events
+            .iter()
+            .map(|e| e.action.as_str())
+            .filter(|a| a.starts_with("user.") && *a != "user.added")
+            .collect();
         assert_eq!(changes, ["user.role_changed", "user.password_set"]);
         assert!(!events.iter().any(|e| e.detail.contains(&password)));
     }
@@ -173,7 +176,10 @@ mod tests {
             org_support(&store, "acme", "ghost", true, "root", 6).await,
             Err(AdminError::NotFound { what: "organisation", .. })
         ));
-        assert!(matches!(org_support(&store, "acme", "acme", true, "root", 6).await, Err(AdminError::Invalid(_))));
+        assert!(matches!(
+            org_support(&store, "acme", "acme", true, "root", 6).await,
+            Err(AdminError::Invalid(_))
+        ));
     }
 
     #[tokio::test]

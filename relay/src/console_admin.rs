@@ -80,7 +80,9 @@ impl Scope {
     fn operator_only(&self, what: &str) -> Result<(), ApiError> {
         match self.org {
             None => Ok(()),
-            Some(_) => Err(ApiError::Forbidden(format!("only the relay operator's administrators may {what}"))),
+            Some(_) => {
+                Err(ApiError::Forbidden(format!("only the relay operator's administrators may {what}")))
+            }
         }
     }
 
@@ -125,8 +127,10 @@ impl RelayConsole {
                     }
                     let name = u.name.to_string();
                     let mut v = to_json(&u)?;
-                    let disabled = self.db.is_disabled(&name).await.map_err(crate::console_state::internal)?;
-                    let mfa = self.db.totp(&name).await.map_err(crate::console_state::internal)?.secret.is_some();
+                    let disabled =
+                        self.db.is_disabled(&name).await.map_err(crate::console_state::internal)?;
+                    let mfa =
+                        self.db.totp(&name).await.map_err(crate::console_state::internal)?.secret.is_some();
                     v["disabled"] = json!(disabled);
                     v["mfa"] = json!(mfa);
                     out.push(v);
@@ -141,7 +145,8 @@ impl RelayConsole {
                     org: scope.org.clone().unwrap_or_else(|| OrgName::new(OPERATOR_ORG)),
                     role: Role::Admin,
                 };
-                let agents = self.relay().list_agents(&who).await.map_err(crate::console_state::from_refusal)?;
+                let agents =
+                    self.relay().list_agents(&who).await.map_err(crate::console_state::from_refusal)?;
                 to_json(&agents)
             }
             AdminList::Tokens => {
@@ -177,7 +182,9 @@ impl RelayConsole {
         let actor = scope.actor.as_str();
         let role = |r: &str| {
             Role::from_str(r).map_err(|_| {
-                ApiError::BadRequest(format!("unknown role {r:?}: choose engineer, approver, auditor or admin"))
+                ApiError::BadRequest(format!(
+                    "unknown role {r:?}: choose engineer, approver, auditor or admin"
+                ))
             })
         };
         match action {
@@ -192,7 +199,9 @@ impl RelayConsole {
                     .await
                     .map_err(from_admin)?;
                 Ok(message(match (on, changed) {
-                    (true, true) => format!("{vendor}'s engineers may now ask for sessions on {customer}'s agents"),
+                    (true, true) => {
+                        format!("{vendor}'s engineers may now ask for sessions on {customer}'s agents")
+                    }
                     (false, true) => format!("{vendor} no longer supports {customer}"),
                     (true, false) => format!("{vendor} already supports {customer}"),
                     (false, false) => format!("{vendor} did not support {customer}"),
@@ -203,14 +212,17 @@ impl RelayConsole {
                 let r = role(&r)?;
                 let password = crate::auth::new_password();
                 admin::user_add(store, &name, &org, r, &password, actor, now).await.map_err(from_admin)?;
-                Ok(json!({ "message": format!("added {r} {name} to {org}"), "user": name, "password": password }))
+                Ok(
+                    json!({ "message": format!("added {r} {name} to {org}"), "user": name, "password": password }),
+                )
             }
             AdminAction::UserRole { name, role: r } => {
                 let r = role(&r)?;
                 self.admin_user(scope, &name).await?;
                 Self::not_self(scope, &name, "change the role of")?;
-                let changed =
-                    crate::admin_accounts::user_set_role(store, &name, r, actor, now).await.map_err(from_admin)?;
+                let changed = crate::admin_accounts::user_set_role(store, &name, r, actor, now)
+                    .await
+                    .map_err(from_admin)?;
                 Ok(message(if changed {
                     format!("{name} is now {r}; they were signed out everywhere and sign in again as {r}")
                 } else {
@@ -219,8 +231,9 @@ impl RelayConsole {
             }
             AdminAction::UserResetPassword { name } => {
                 self.admin_user(scope, &name).await?;
-                let password =
-                    crate::admin_accounts::user_reset_password(store, &name, actor, now).await.map_err(from_admin)?;
+                let password = crate::admin_accounts::user_reset_password(store, &name, actor, now)
+                    .await
+                    .map_err(from_admin)?;
                 Ok(json!({
                     "message": format!("{name} has a new password and was signed out everywhere"),
                     "user": name,
@@ -237,7 +250,11 @@ impl RelayConsole {
                 self.admin_user(scope, &name).await?;
                 let changed =
                     crate::admin_accounts::user_enable(store, &name, actor, now).await.map_err(from_admin)?;
-                Ok(message(if changed { format!("{name} may sign in again") } else { format!("{name} was not disabled") }))
+                Ok(message(if changed {
+                    format!("{name} may sign in again")
+                } else {
+                    format!("{name} was not disabled")
+                }))
             }
             AdminAction::UserRemove { name } => {
                 self.admin_user(scope, &name).await?;
@@ -246,18 +263,26 @@ impl RelayConsole {
                 Ok(message(format!("removed {name}: signed out everywhere, CLI tokens revoked")))
             }
             AdminAction::AgentRevoke { name } => {
-                let row = self.db.agent(&AgentName::new(name.as_str())).await.map_err(crate::console_state::internal)?;
+                let row = self
+                    .db
+                    .agent(&AgentName::new(name.as_str()))
+                    .await
+                    .map_err(crate::console_state::internal)?;
                 if !row.is_some_and(|r| scope.sees(&r.org)) {
                     return Err(not_found("agent", &name));
                 }
-                Ok(message(match admin::agent_revoke(store, &name, actor, now).await.map_err(from_admin)? {
-                    Revocation::Revoked { .. } => {
-                        format!("revoked agent {name}: its connection closes within seconds and it cannot connect again")
-                    }
-                    Revocation::AlreadyRevoked { at } => {
-                        format!("agent {name} was already revoked at {}", crate::fmt_time(at))
-                    }
-                }))
+                Ok(message(
+                    match admin::agent_revoke(store, &name, actor, now).await.map_err(from_admin)? {
+                        Revocation::Revoked { .. } => {
+                            format!(
+                                "revoked agent {name}: its connection closes within seconds and it cannot connect again"
+                            )
+                        }
+                        Revocation::AlreadyRevoked { at } => {
+                            format!("agent {name} was already revoked at {}", crate::fmt_time(at))
+                        }
+                    },
+                ))
             }
             AdminAction::TokenCreate { org, minutes } => {
                 scope.org(&org)?;
@@ -275,11 +300,14 @@ impl RelayConsole {
                 let capabilities = f
                     .capabilities
                     .iter()
-                    .map(|c| Capability::from_str(c.trim()).map_err(|e| ApiError::BadRequest(format!("{c}: {e}"))))
+                    .map(|c| {
+                        Capability::from_str(c.trim()).map_err(|e| ApiError::BadRequest(format!("{c}: {e}")))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let note = f.note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
                 if let Some(n) = &note {
-                    assist_proto::text::check_reason("note", n).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                    assist_proto::text::check_reason("note", n)
+                        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
                 }
                 let w = NewWindow {
                     org: f.org,
@@ -287,7 +315,12 @@ impl RelayConsole {
                     schedule: f.schedule.trim().to_owned(),
                     duration: Duration::from_secs(f.minutes.saturating_mul(60)),
                     capabilities,
-                    engineers: f.engineers.into_iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect(),
+                    engineers: f
+                        .engineers
+                        .into_iter()
+                        .map(|e| e.trim().to_owned())
+                        .filter(|e| !e.is_empty())
+                        .collect(),
                     note,
                 };
                 let v = crate::admin_windows::window_add(store, w, actor, now).await.map_err(from_admin)?;
@@ -309,7 +342,13 @@ impl RelayConsole {
                     Some(s) => webhook::rows::PayloadFormat::from_str(s).map_err(ApiError::BadRequest)?,
                 };
                 let events = f.events.as_deref().map(str::trim).filter(|s| !s.is_empty());
-                let new = webhook::admin::NewWebhook { org: &f.org, url: f.url.trim(), events, format, secret: None };
+                let new = webhook::admin::NewWebhook {
+                    org: &f.org,
+                    url: f.url.trim(),
+                    events,
+                    format,
+                    secret: None,
+                };
                 let added = webhook::admin::add(store, new, actor, now).await.map_err(from_admin)?;
                 Ok(json!({
                     "message": format!("added webhook {}", added.webhook.id),

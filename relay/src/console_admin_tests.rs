@@ -159,12 +159,20 @@ async fn an_operator_admin_manages_users_through_the_clis_functions() {
     assert_eq!(status, StatusCode::OK, "{added}");
     let password = added["password"].as_str().unwrap().to_owned();
     assert_eq!(w.last_audit().await, ("root".into(), "user.added".into(), Some("dora".into())));
-    assert!(!w.store.list_audit(&AuditFilter::default()).await.unwrap().iter().any(|e| e.detail.contains(&password)));
+    assert!(
+        !w.store
+            .list_audit(&AuditFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.detail.contains(&password))
+    );
     let dora = w.sign_in("dora", &password).await.expect("the initial password signs in");
     assert_eq!(w.send(get("/api/v1/me", &dora)).await.0, StatusCode::OK);
 
     // A new role ends her sessions at once.
-    let (status, body) = w.send(post("/api/v1/admin/users/dora/role", &root, json!({ "role": "auditor" }))).await;
+    let (status, body) =
+        w.send(post("/api/v1/admin/users/dora/role", &root, json!({ "role": "auditor" }))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(w.last_audit().await.1, "user.role_changed");
     assert_eq!(w.send(get("/api/v1/me", &dora)).await.0, StatusCode::UNAUTHORIZED);
@@ -199,10 +207,12 @@ async fn an_operator_admin_manages_users_through_the_clis_functions() {
 
     // Nobody locks themselves out from the page.
     for step in ["disable", "remove"] {
-        let (status, body) = w.send(post(&format!("/api/v1/admin/users/root/{step}"), &root, json!({}))).await;
+        let (status, body) =
+            w.send(post(&format!("/api/v1/admin/users/root/{step}"), &root, json!({}))).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
     }
-    let (status, _) = w.send(post("/api/v1/admin/users/root/role", &root, json!({ "role": "engineer" }))).await;
+    let (status, _) =
+        w.send(post("/api/v1/admin/users/root/role", &root, json!({ "role": "engineer" }))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(w.send(get("/api/v1/me", &root)).await.0, StatusCode::OK);
 }
@@ -211,8 +221,9 @@ async fn an_operator_admin_manages_users_through_the_clis_functions() {
 async fn organisations_and_support_are_the_operators() {
     let w = world().await;
     let root = w.cookie("root").await;
-    let (status, _) =
-        w.send(post("/api/v1/admin/orgs", &root, json!({ "name": "globex", "supported_by": ["vendor"] }))).await;
+    let (status, _) = w
+        .send(post("/api/v1/admin/orgs", &root, json!({ "name": "globex", "supported_by": ["vendor"] })))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(w.last_audit().await, ("root".into(), "org.added".into(), Some("globex".into())));
     let off = json!({ "vendor": "vendor", "on": false });
@@ -279,10 +290,26 @@ async fn cross_site_and_bad_input_change_nothing() {
     assert_eq!(w.send(req).await.0, StatusCode::BAD_REQUEST);
 
     let cases = [
-        ("/api/v1/admin/users", json!({ "name": "dora", "org": "acme", "role": "boss" }), StatusCode::BAD_REQUEST),
-        ("/api/v1/admin/users", json!({ "name": "do ra", "org": "acme", "role": "approver" }), StatusCode::BAD_REQUEST),
-        ("/api/v1/admin/users", json!({ "name": "dora", "org": "ghost", "role": "approver" }), StatusCode::NOT_FOUND),
-        ("/api/v1/admin/users", json!({ "name": "bob", "org": "acme", "role": "approver" }), StatusCode::CONFLICT),
+        (
+            "/api/v1/admin/users",
+            json!({ "name": "dora", "org": "acme", "role": "boss" }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/admin/users",
+            json!({ "name": "do ra", "org": "acme", "role": "approver" }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/admin/users",
+            json!({ "name": "dora", "org": "ghost", "role": "approver" }),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/admin/users",
+            json!({ "name": "bob", "org": "acme", "role": "approver" }),
+            StatusCode::CONFLICT,
+        ),
         ("/api/v1/admin/users/bob/role", json!({ "role": "king" }), StatusCode::BAD_REQUEST),
         ("/api/v1/admin/users/bob/sideways", json!({}), StatusCode::NOT_FOUND),
         ("/api/v1/admin/tokens", json!({ "org": "acme", "minutes": 0 }), StatusCode::BAD_REQUEST),
@@ -302,7 +329,11 @@ async fn cross_site_and_bad_input_change_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         ("/api/v1/admin/webhooks", json!({ "org": "acme", "url": "ftp://x" }), StatusCode::BAD_REQUEST),
-        ("/api/v1/admin/webhooks", json!({ "org": "acme", "url": "https://h.test/", "format": "xml" }), StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/admin/webhooks",
+            json!({ "org": "acme", "url": "https://h.test/", "format": "xml" }),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (path, body, want) in cases {
         let (status, answer) = w.send(post(path, &root, body.clone())).await;
@@ -325,7 +356,8 @@ async fn agents_tokens_windows_and_webhooks() {
     let vera = w.cookie("vera").await;
 
     // A join token shown once, listed by its hash prefix only; an agent enrolled with it.
-    let (status, made) = w.send(post("/api/v1/admin/tokens", &ann, json!({ "org": "acme", "minutes": 60 }))).await;
+    let (status, made) =
+        w.send(post("/api/v1/admin/tokens", &ann, json!({ "org": "acme", "minutes": 60 }))).await;
     assert_eq!(status, StatusCode::OK, "{made}");
     let token = made["token"].as_str().unwrap().to_owned();
     let (_, tokens) = w.send(get("/api/v1/admin/tokens", &ann)).await;
@@ -350,7 +382,10 @@ async fn agents_tokens_windows_and_webhooks() {
     let (_, agents) = w.send(get("/api/v1/admin/agents", &ann)).await;
     assert_eq!((agents[0]["name"].as_str(), agents[0]["online"].as_bool()), (Some("db01"), Some(false)));
     assert_eq!(w.send(get("/api/v1/admin/agents", &vera)).await.1, json!([]));
-    assert_eq!(w.send(post("/api/v1/admin/agents/db01/revoke", &vera, json!({}))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.send(post("/api/v1/admin/agents/db01/revoke", &vera, json!({}))).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(w.send(post("/api/v1/admin/agents/db01/revoke", &ann, json!({}))).await.0, StatusCode::OK);
     assert_eq!(w.last_audit().await, ("ann".into(), "agent.revoked".into(), Some("db01".into())));
     let (_, agents) = w.send(get("/api/v1/admin/agents", &root)).await;
@@ -368,7 +403,7 @@ async fn agents_tokens_windows_and_webhooks() {
     assert_eq!(w.send(get("/api/v1/admin/windows", &vera)).await.1, json!([]));
     let remove = format!("/api/v1/admin/windows/{id}/remove");
     assert_eq!(w.send(post(&remove, &vera, json!({}))).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(names(&w.send(get("/api/v1/admin/windows", &root)).await.1, "id"), [id.clone()]);
+    assert_eq!(names(&w.send(get("/api/v1/admin/windows", &root)).await.1, "id"), [id.as_str()]);
     assert_eq!(w.send(post(&remove, &ann, json!({}))).await.0, StatusCode::OK);
     assert_eq!(w.send(get("/api/v1/admin/windows", &root)).await.1, json!([]));
 
@@ -376,9 +411,10 @@ async fn agents_tokens_windows_and_webhooks() {
     let hook = json!({ "org": "acme", "url": "https://hooks.test/assist", "events": "session.approved" });
     let (status, added) = w.send(post("/api/v1/admin/webhooks", &ann, hook)).await;
     assert_eq!(status, StatusCode::OK, "{added}");
-    let (id, secret) = (added["id"].as_str().unwrap().to_owned(), added["secret"].as_str().unwrap().to_owned());
+    let (id, secret) =
+        (added["id"].as_str().unwrap().to_owned(), added["secret"].as_str().unwrap().to_owned());
     let (_, hooks) = w.send(get("/api/v1/admin/webhooks", &ann)).await;
-    assert_eq!(names(&hooks, "id"), [id.clone()]);
+    assert_eq!(names(&hooks, "id"), [id.as_str()]);
     assert_eq!(hooks[0]["deliveries"], json!([]));
     assert!(!hooks.to_string().contains(&secret));
     assert_eq!(w.send(get("/api/v1/admin/webhooks", &vera)).await.1, json!([]));

@@ -731,7 +731,8 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
             }
         }
         Command::User(UserCommand::ResetPassword { name }) => {
-            let password = assist_relay::admin_accounts::user_reset_password(store, &name, &actor, now).await?;
+            let password =
+                assist_relay::admin_accounts::user_reset_password(store, &name, &actor, now).await?;
             println!("{password}");
             eprintln!("new password for {name} (shown only now): console sessions ended, CLI tokens revoked");
         }

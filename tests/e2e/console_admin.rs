@@ -49,7 +49,7 @@ fn an_admin_adds_an_approver_who_signs_in_and_disabling_them_stops_their_page() 
     let relay = TestRelay::start()?;
     relay.standard_world()?;
     let (url, _) = relay.console()?;
-    let b = admin(&relay, &url, "admin-pages")?;
+    let b = admin(&relay, &url, "admin-pages-0-admin")?;
     b.click("#admin-tab-orgs")?;
     b.wait_text("#admin-orgs tr[data-org='acme']", "vendor")?;
     b.screenshot("admin-pages-1-organisations")?;
@@ -64,7 +64,7 @@ fn an_admin_adds_an_approver_who_signs_in_and_disabling_them_stops_their_page() 
     // The new approver signs in with the password shown, sets up an authenticator (their
     // role needs one) and gets the approver's page.
     let dora = Browser::open(&relay.data_dir().join("ca.pem"))?;
-    sign_in_and_enrol(&dora, &url, "dora", &password, "admin-pages-dora")?;
+    sign_in_and_enrol(&dora, &url, "dora", &password, "admin-pages-0-dora")?;
     dora.wait_css("#none")?;
     assert!(dora.text("#who")?.contains("dora"));
 
@@ -82,7 +82,11 @@ fn an_admin_adds_an_approver_who_signs_in_and_disabling_them_stops_their_page() 
     let audit = relay.admin(&["audit", "list", "--json"])?;
     let events: serde_json::Value = serde_json::from_str(&audit)?;
     let by_admin = |action: &str| {
-        events.as_array().unwrap().iter().any(|e| e["action"] == action && e["actor"] == "admin" && e["target"] == "dora")
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == action && e["actor"] == "admin" && e["target"] == "dora")
     };
     assert!(by_admin("user.added") && by_admin("user.disabled"), "the CLI's events, by the page's admin");
     Ok(())
@@ -94,7 +98,7 @@ fn the_agents_page_shows_the_real_agent_online_and_revoking_it_refuses_it() -> a
     relay.standard_world()?;
     let mut agent = relay.agent("erp-db01", "acme", "approver")?;
     let (url, _) = relay.console()?;
-    let b = admin(&relay, &url, "admin-agents")?;
+    let b = admin(&relay, &url, "admin-pages-0-agents-admin")?;
     b.click("#admin-tab-agents")?;
     let row = "#admin-agents tr[data-agent='erp-db01']";
     let text = b.wait_text(row, "online")?;
@@ -137,7 +141,7 @@ fn a_webhook_added_in_the_page_gets_a_real_signed_delivery() -> anyhow::Result<(
     relay.standard_world()?;
     let receiver = Receiver::start(&[], None)?;
     let (url, _) = relay.console()?;
-    let b = admin(&relay, &url, "admin-hooks")?;
+    let b = admin(&relay, &url, "admin-pages-0-hooks-admin")?;
     b.click("#admin-tab-webhooks")?;
     select(&b, "#add-webhook-org", "operator")?;
     b.fill("#add-webhook-url", &format!("{}/hooks/assist", receiver.url))?;
@@ -173,7 +177,7 @@ fn an_approver_narrows_a_file_root_and_a_wider_one_is_refused() -> anyhow::Resul
     let alice = relay.login("alice")?;
     let (url, _) = relay.console()?;
     let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
-    sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "narrow")?;
+    sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "admin-pages-0-narrow-bob")?;
     b.wait_css("#none")?;
     let mut shell = alice.spawn(&[
         "shell",

@@ -32,8 +32,13 @@ pub trait Accounts: Send + Sync {
     async fn set_role(&self, user: &str, role: Role, audit: &AuditEvent, now: i64) -> Result<bool>;
     /// Replaces a user's password hash; ends their console sessions and CLI tokens. False
     /// if no such user.
-    async fn reset_password(&self, user: &str, password_hash: &str, audit: &AuditEvent, now: i64)
-    -> Result<bool>;
+    async fn reset_password(
+        &self,
+        user: &str,
+        password_hash: &str,
+        audit: &AuditEvent,
+        now: i64,
+    ) -> Result<bool>;
     /// Lets a disabled user sign in again. False if the user was not disabled (nothing is
     /// stored then).
     async fn enable_user(&self, user: &str, audit: &AuditEvent, now: i64) -> Result<bool>;

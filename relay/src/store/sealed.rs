@@ -20,7 +20,9 @@ const MAGIC: &[u8; 4] = b"aes1";
 pub enum SealError {
     #[error("the secrets key must be {KEY_LEN} bytes")]
     BadKey,
-    #[error("a sealed secret does not open with this relay's secrets key (a different totp.key, or the row was altered)")]
+    #[error(
+        "a sealed secret does not open with this relay's secrets key (a different totp.key, or the row was altered)"
+    )]
     Open,
     #[error("the system random source failed")]
     Random,
@@ -51,7 +53,11 @@ impl SecretsKey {
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| SealError::Random)?;
         let mut body = secret.to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(user.as_bytes()), &mut body)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(user.as_bytes()),
+                &mut body,
+            )
             .map_err(|_| SealError::Random)?;
         let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + body.len());
         out.extend_from_slice(MAGIC);
@@ -68,8 +74,10 @@ impl SecretsKey {
         let rest = &stored[MAGIC.len()..];
         let nonce = Nonce::try_assume_unique_for_key(&rest[..NONCE_LEN]).map_err(|_| SealError::Open)?;
         let mut body = rest[NONCE_LEN..].to_vec();
-        let plain =
-            self.0.open_in_place(nonce, Aad::from(user.as_bytes()), &mut body).map_err(|_| SealError::Open)?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(user.as_bytes()), &mut body)
+            .map_err(|_| SealError::Open)?;
         Ok(plain.to_vec())
     }
 }

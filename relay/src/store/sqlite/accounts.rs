@@ -79,8 +79,10 @@ impl Accounts for SqliteStore {
     ) -> Result<bool> {
         let mut tx = self.write().await?;
         for org in [customer, vendor] {
-            let found =
-                sqlx::query("SELECT 1 FROM orgs WHERE name = ?").bind(org.as_str()).fetch_optional(&mut *tx).await?;
+            let found = sqlx::query("SELECT 1 FROM orgs WHERE name = ?")
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             if found.is_none() {
                 return Err(not_found("organisation", org.as_str()));
             }
