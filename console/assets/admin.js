@@ -72,7 +72,7 @@ export function guarded(label, question, yes, act, cls = 'secondary') {
   no.className = 'plain confirm-no';
   no.textContent = 'Cancel';
   box.append(q, ok, no);
-  b.addEventListener('click', () => { b.hidden = true; box.hidden = false; });
+  b.addEventListener('click', () => { b.hidden = true; box.hidden = false; box.scrollIntoView({ block: 'nearest' }); });
   no.addEventListener('click', () => { b.hidden = false; box.hidden = true; });
   ok.addEventListener('click', () => { ok.disabled = true; act(); });
   wrap.append(b, box);
