@@ -221,3 +221,54 @@ fn an_approver_narrows_a_file_root_and_a_wider_one_is_refused() -> anyhow::Resul
     assert_eq!(shell.wait()?.code(), Some(0));
     Ok(())
 }
+
+/// `assist login` as `user` with `password`; whether it succeeded.
+fn cli_login(relay: &TestRelay, user: &str, password: &str) -> anyhow::Result<bool> {
+    let cli = assist_tests::Cli { dir: tempfile::tempdir()?, relay: relay.addr.clone() };
+    let args = ["login", "--relay", &relay.addr, "--user", user, "--password-stdin", "--ca-fingerprint"];
+    let mut all = args.to_vec();
+    all.push(&relay.fingerprint);
+    Ok(cli.run_stdin(&all, &format!("{password}\n"))?.status.success())
+}
+
+#[test]
+fn the_cli_changes_roles_resets_passwords_enables_and_changes_support() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let users = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let all: serde_json::Value = serde_json::from_str(&relay.admin(&["user", "list", "--json"])?)?;
+        all.as_array()
+            .and_then(|a| a.iter().find(|u| u["name"] == name).cloned())
+            .ok_or_else(|| anyhow::anyhow!("no {name}"))
+    };
+    relay.admin(&["user", "role", "bob", "auditor"])?;
+    assert_eq!(users("bob")?["role"], "auditor");
+
+    let password = relay.admin(&["user", "reset-password", "bob"])?.trim().to_owned();
+    assert!(!cli_login(&relay, "bob", "pw-bob-123")?, "the old password no longer works");
+    assert!(cli_login(&relay, "bob", &password)?);
+
+    relay.admin(&["user", "disable", "bob"])?;
+    assert!(!cli_login(&relay, "bob", &password)?);
+    relay.admin(&["user", "enable", "bob"])?;
+    assert!(cli_login(&relay, "bob", &password)?);
+
+    relay.admin(&["org", "unsupport", "acme", "--by", "vendor"])?;
+    let orgs: serde_json::Value = serde_json::from_str(&relay.admin(&["org", "list", "--json"])?)?;
+    let acme = orgs.as_array().unwrap().iter().find(|o| o["name"] == "acme").unwrap().clone();
+    assert_eq!(acme["supported_by"], serde_json::json!([]));
+    relay.admin(&["org", "support", "acme", "--by", "vendor"])?;
+
+    let token = relay.join_token("acme")?;
+    let tokens = relay.admin(&["token", "list"])?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    assert!(tokens.contains(&hex::encode(digest.as_ref())[..16]), "{tokens}");
+    assert!(!tokens.contains(&token));
+    let audit = relay.admin(&["audit", "list", "--json"])?;
+    for action in
+        ["user.role_changed", "user.password_set", "user.enabled", "org.support_removed", "org.support_added"]
+    {
+        assert!(audit.contains(action), "{action} not audited");
+    }
+    Ok(())
+}
