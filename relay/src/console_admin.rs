@@ -6,7 +6,8 @@
 //!   agents, join tokens, windows and webhooks, and another organisation's are "not found"
 //!   exactly like ones that do not exist. Adding organisations and changing who supports
 //!   whom is the operator's (it decides which vendors reach which customers). Nobody
-//!   disables, removes or changes the role of their own account here (that would lock
+//!   disables, removes, resets the password of or changes the role of their own account
+//!   here (that would lock
 //!   them out mid-page); another admin or the CLI does.
 //! - How: every change goes through the functions the `assist-relay` administration
 //!   commands use ([`crate::admin`], [`crate::admin_users`], [`crate::admin_accounts`],
@@ -231,6 +232,7 @@ impl RelayConsole {
             }
             AdminAction::UserResetPassword { name } => {
                 self.admin_user(scope, &name).await?;
+                Self::not_self(scope, &name, "reset the password of")?;
                 let password = crate::admin_accounts::user_reset_password(store, &name, actor, now)
                     .await
                     .map_err(from_admin)?;

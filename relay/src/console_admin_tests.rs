@@ -211,6 +211,8 @@ async fn an_operator_admin_manages_users_through_the_clis_functions() {
             w.send(post(&format!("/api/v1/admin/users/root/{step}"), &root, json!({}))).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
     }
+    let (status, _) = w.send(post("/api/v1/admin/users/root/password", &root, json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) =
         w.send(post("/api/v1/admin/users/root/role", &root, json!({ "role": "engineer" }))).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -452,6 +454,14 @@ async fn totp_secrets_are_sealed_at_rest_and_clear_ones_sealed_at_open() {
         .unwrap();
     assert!(crate::store::sealed::SecretsKey::is_sealed(&stored));
     assert_eq!(reopened.totp("bob").await.unwrap().secret.as_deref(), Some(secret.as_ref()));
-    let key = std::fs::metadata(w._dir.path().join("data").join(crate::datadir::SECRETS_KEY)).unwrap();
+    let key_path = w._dir.path().join("data").join(crate::datadir::SECRETS_KEY);
+    let key = std::fs::metadata(&key_path).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
+
+    // Without the key (an administration command before an upgraded relay started), a
+    // sealed secret is an error, never handed out as if it were the secret.
+    std::fs::remove_file(&key_path).unwrap();
+    let keyless = DataDir::open(&w._dir.path().join("data")).unwrap().store().await.unwrap();
+    assert!(!key_path.exists(), "only the relay's start makes the key");
+    assert!(keyless.totp("bob").await.is_err());
 }

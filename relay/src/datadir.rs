@@ -16,9 +16,10 @@
 //! the CA, `grant.key` and `token.key` are never regenerated, because enrolled agents and
 //! clients that pinned the CA would be cut off: a missing file is an error that says so.
 //! Only the server certificate, which the CA can always re-issue, is recreated.
-//! `totp.key` is created the first time the database is opened without it (directories
-//! made before it existed get it then), never replaced, and TOTP secrets stored in clear
-//! are sealed with it at that open ([`crate::store::sealed`]). Lose it and every
+//! `totp.key` is created by the relay's start if missing (directories made before it
+//! existed get it then; administration commands never create it), never replaced, and
+//! TOTP secrets stored in clear are sealed with it when the database is opened
+//! ([`crate::store::sealed`]). Lose it and every
 //! authenticator must be set up again: back it up with the database.
 //!
 //! It does not watch the files, and does not rotate or back up anything.
@@ -139,6 +140,17 @@ impl DataDir {
         path: &Path,
         extra_server_names: &[String],
     ) -> Result<(DataDir, Option<FirstAdmin>)> {
+        let opened = Self::init_or_open_keys(path, extra_server_names).await?;
+        // Made by the relay, never by an administration command: one run as another OS
+        // user would leave a key the relay cannot read.
+        secrets_key(path, true)?;
+        Ok(opened)
+    }
+
+    async fn init_or_open_keys(
+        path: &Path,
+        extra_server_names: &[String],
+    ) -> Result<(DataDir, Option<FirstAdmin>)> {
         create_private_dir(path)?;
         let staging = path.join(STAGING);
         if staging.join(DATABASE).exists() {
@@ -226,12 +238,15 @@ impl DataDir {
     }
 
     /// Opens the database (each call opens its own connection pool).
-    /// TOTP secrets are sealed with `totp.key` (created here if missing); any stored in
-    /// clear are sealed now.
+    /// TOTP secrets are sealed with `totp.key` when it exists (the relay makes it at
+    /// start); any stored in clear are sealed now. Without it (an administration command
+    /// before an upgraded relay first started) the store reads and writes no TOTP secret.
     pub async fn store(&self) -> Result<SqliteStore> {
-        let key = crate::store::sealed::SecretsKey::new(&secrets_key(&self.path)?)
-            .map_err(|e| bad_file(&self.path, SECRETS_KEY, e))?;
-        let store = SqliteStore::open(&self.path.join(DATABASE)).await?.with_secrets_key(key);
+        let store = SqliteStore::open(&self.path.join(DATABASE)).await?;
+        let Some(key) = secrets_key(&self.path, false)? else { return Ok(store) };
+        let key =
+            crate::store::sealed::SecretsKey::new(&key).map_err(|e| bad_file(&self.path, SECRETS_KEY, e))?;
+        let store = store.with_secrets_key(key);
         let sealed = store.seal_clear_totp().await?;
         if sealed > 0 {
             tracing::info!("sealed {sealed} TOTP secrets that were stored in clear");
@@ -274,11 +289,14 @@ fn read(dir: &Path, name: &str) -> Result<String> {
     fs::read_to_string(&path).map_err(io_error(&path))
 }
 
-/// The key of `totp.key`, created (0600) if the file is missing. Two processes starting
-/// at once both end up with the one file that was linked into place first.
-fn secrets_key(dir: &Path) -> Result<Vec<u8>> {
+/// The key of `totp.key`; created (0600) if the file is missing and `create`. Two
+/// processes starting at once both end up with the one file linked into place first.
+fn secrets_key(dir: &Path, create: bool) -> Result<Option<Vec<u8>>> {
     let path = dir.join(SECRETS_KEY);
     if !path.exists() {
+        if !create {
+            return Ok(None);
+        }
         let tmp = dir.join(format!(".{SECRETS_KEY}.tmp-{}", std::process::id()));
         let key = assist_certs::random_bytes::<{ crate::store::sealed::KEY_LEN }>();
         let written = write_private_new(&tmp, format!("{}\n", hex::encode(key)).as_bytes())
@@ -295,7 +313,7 @@ fn secrets_key(dir: &Path) -> Result<Vec<u8>> {
     if key.len() != crate::store::sealed::KEY_LEN {
         return Err(bad_file(dir, SECRETS_KEY, "not a 32-byte key"));
     }
-    Ok(key)
+    Ok(Some(key))
 }
 
 fn write_private_new(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -24,6 +24,8 @@ pub enum SealError {
         "a sealed secret does not open with this relay's secrets key (a different totp.key, or the row was altered)"
     )]
     Open,
+    #[error("a sealed secret cannot be read: the data directory has no totp.key")]
+    NoKey,
     #[error("the system random source failed")]
     Random,
 }

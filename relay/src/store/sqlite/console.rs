@@ -131,7 +131,12 @@ impl SqliteStore {
     fn unseal(&self, user: &str, stored: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
         Ok(match (stored, &self.secrets) {
             (Some(v), Some(key)) => Some(key.open(user, &v)?),
-            (v, _) => v,
+            // Sealed, and no key to open it: never hand out the sealed bytes as a secret.
+            (Some(v), None) if crate::store::sealed::SecretsKey::is_sealed(&v) => {
+                return Err(crate::store::sealed::SealError::NoKey.into());
+            }
+            (None, _) => None,
+            (Some(v), None) => Some(v),
         })
     }
 
