@@ -100,12 +100,18 @@ pub(super) fn narrow(
     check_asked(&given)?;
     if let Some(g) = given.iter().find(|g| !asked.iter().any(|a| g.within(a))) {
         // The same kind asked with other roots: the grant tried to widen one.
-        if asked.iter().any(|a| {
-            a.kind() == g.kind() && matches!(a, Capability::FilesRead { .. } | Capability::FilesWrite { .. })
-        }) {
+        let same: Vec<Capability> = asked
+            .iter()
+            .filter(|a| {
+                a.kind() == g.kind()
+                    && matches!(a, Capability::FilesRead { .. } | Capability::FilesWrite { .. })
+            })
+            .cloned()
+            .collect();
+        if !same.is_empty() {
             return Err(bad(format!(
                 "{g} is not inside what was asked ({}): a root may only be narrowed to a folder inside the one asked for",
-                list(asked)
+                list(&same)
             )));
         }
         return Err(bad(format!("{g} was not asked for (asked: {})", list(asked))));
