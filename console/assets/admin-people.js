@@ -72,6 +72,8 @@ section({
       }
       const save = button('Change', () => change(`users/${enc(u.name)}/role`, { role: select.value }), 'plain change-role');
       save.hidden = true;
+      // Another administrator changes yours: the relay refuses it from you.
+      select.disabled = u.name === me.user;
       select.addEventListener('change', () => { save.hidden = select.value === u.role; });
       roleCell.append(select, save);
       cell(tr, stateText(u), 'state');

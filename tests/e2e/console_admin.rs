@@ -272,3 +272,44 @@ fn the_cli_changes_roles_resets_passwords_enables_and_changes_support() -> anyho
     }
     Ok(())
 }
+
+#[test]
+fn an_organisations_admin_sees_only_their_organisation() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    relay.add_user("ann", "acme", "admin")?;
+    let _ours = relay.agent("erp-db01", "acme", "approver")?;
+    let _theirs = relay.agent("build-01", "vendor", "prompt")?;
+    let (url, _) = relay.console()?;
+    let b = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&b, &url, "ann", "pw-ann-123", "admin-pages-0-ann")?;
+    b.click("#tab-admin")?;
+    b.wait_css("#admin-orgs tr[data-org='acme']")?;
+    let orgs = b.text("#admin-orgs")?;
+    assert!(
+        !orgs.contains("operator") && !orgs.contains("Stop"),
+        "only their organisation, read-only: {orgs}"
+    );
+    let forms = b.rt.block_on(
+        b.client.execute("return document.querySelectorAll('#add-org, #add-support').length", vec![]),
+    )?;
+    assert_eq!(forms.as_u64(), Some(0), "organisations are the operator's");
+
+    b.click("#admin-tab-users")?;
+    b.wait_css("#admin-users tr[data-user='bob']")?;
+    let users = b.text("#admin-users")?;
+    assert!(!users.contains("alice") && !users.contains("admin\n"), "{users}");
+    let orgs = b.rt.block_on(
+        b.client
+            .execute("return [...document.getElementById('add-user-org').options].map(o => o.value)", vec![]),
+    )?;
+    assert_eq!(orgs, serde_json::json!(["acme"]));
+    b.resize(390, 844)?;
+    b.screenshot("admin-pages-9-org-admin-users-phone")?;
+    b.resize(1280, 900)?;
+
+    b.click("#admin-tab-agents")?;
+    b.wait_text("#admin-agents tr[data-agent='erp-db01']", "online")?;
+    assert!(!b.text("#admin-agents")?.contains("build-01"));
+    Ok(())
+}
