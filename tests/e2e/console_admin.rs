@@ -7,8 +7,8 @@
 
 use super::console::sign_in_and_enrol;
 use super::webhooks::{Receiver, signature_ok};
+use assist_tests::TestRelay;
 use assist_tests::browser::Browser;
-use assist_tests::{TestRelay, wait_until};
 
 /// The first admin, signed in with an authenticator, on the admin pages.
 fn admin(relay: &TestRelay, url: &str, shots: &str) -> anyhow::Result<Browser> {
@@ -158,13 +158,13 @@ fn a_webhook_added_in_the_page_gets_a_real_signed_delivery() -> anyhow::Result<(
 
     // The page lists the delivery with its outcome.
     b.click("#admin-tab-webhooks")?;
-    wait_until("the delivery to show as delivered", || {
+    let shown = assist_tests::wait_for_some("the delivery to show as delivered", || {
         // Each click redraws the section: an element found just before a redraw is stale,
         // and the next round finds the new one.
         let _ = b.click("#admin-webhooks button.refresh");
-        Ok(b.text("#admin-webhooks").is_ok_and(|t| t.contains("delivered")))
+        Ok(b.text("#admin-webhooks").ok().filter(|t| t.contains("delivered")))
     })?;
-    assert!(b.text("#admin-webhooks")?.contains("HTTP 200"));
+    assert!(shown.contains("HTTP 200"), "{shown}");
     b.screenshot("admin-pages-7-webhook-delivered")?;
     Ok(())
 }
