@@ -7,6 +7,10 @@ import { $, say, fail, whenSignedOut } from './common.js';
 import { signedIn, signedOut as pagesSignedOut } from './pages.js';
 import './approvals.js';
 import './review.js';
+import './admin.js';
+import './admin-people.js';
+import './admin-agents.js';
+import './admin-hooks.js';
 
 const screens = ['signin', 'code', 'enrol', 'recovery', 'home'];
 

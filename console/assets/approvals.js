@@ -1,6 +1,7 @@
 // The approver's page (approvers and admins): pending requests of their organisation,
 // most urgent first, kept live by server-sent events, answered with a subset of what was
-// asked, a shorter time and a note, or denied with a reason; the organisation's live
+// asked (file roots narrowed to folders inside them), a shorter time and a note, or
+// denied with a reason; the organisation's live
 // sessions (revoke one capability, end the session); and the history of decisions.
 import { call } from './api.js';
 import { $, say, fail, signOut, PRIORITY_WORDS, minutesText, timeText, grantLeft, finished } from './common.js';
@@ -62,6 +63,25 @@ function build(r) {
     box.name = 'cap';
     label.append(box, document.createTextNode(c));
     caps.append(label);
+    // A file capability's roots may be narrowed to directories inside them.
+    const files = /^(files\.(?:read|write)):(.*)$/.exec(c);
+    if (files) {
+      const root = document.createElement('label');
+      root.className = 'root';
+      root.textContent = 'Only inside';
+      const input = document.createElement('input');
+      input.className = 'narrow';
+      input.dataset.kind = files[1];
+      input.dataset.cap = c;
+      input.value = files[2];
+      input.autocomplete = 'off';
+      input.spellcheck = false;
+      const hint = document.createElement('span');
+      hint.className = 'small hint';
+      hint.textContent = 'You may narrow this to a folder inside it, for example a subfolder; never wider.';
+      root.append(input, hint);
+      caps.append(root);
+    }
   }
   const select = li.querySelector('.minutes');
   // An escalation that asks for no more time has none to shorten.
@@ -84,11 +104,13 @@ function build(r) {
 }
 
 async function approve(li, r) {
-  const ticked = [...li.querySelectorAll('input[name=cap]')].filter((b) => b.checked).map((b) => b.value);
+  const narrowed = new Map([...li.querySelectorAll('input.narrow')].map((i) => [i.dataset.cap, `${i.dataset.kind}:${i.value.trim()}`]));
+  const ticked = [...li.querySelectorAll('input[name=cap]')].filter((b) => b.checked).map((b) => narrowed.get(b.value) || b.value);
   if (ticked.length === 0) return say('Tick at least one thing they may do, or deny the request.');
   const body = { note: li.querySelector('.note').value };
   if (r.duration_ms > 0) body.minutes = Number(li.querySelector('.minutes').value);
-  if (ticked.length < r.capabilities.length) body.capabilities = ticked;
+  const changed = ticked.length < r.capabilities.length || ticked.some((c) => !r.capabilities.includes(c));
+  if (changed) body.capabilities = ticked;
   try {
     await call('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/approve`, body);
     say(`Approved ${r.engineer}'s request on ${r.agent}.`, true);

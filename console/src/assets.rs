@@ -30,6 +30,10 @@ const ASSETS: &[Asset] = &[
     asset!("/pages.js", "pages.js", "text/javascript; charset=utf-8"),
     asset!("/approvals.js", "approvals.js", "text/javascript; charset=utf-8"),
     asset!("/review.js", "review.js", "text/javascript; charset=utf-8"),
+    asset!("/admin.js", "admin.js", "text/javascript; charset=utf-8"),
+    asset!("/admin-people.js", "admin-people.js", "text/javascript; charset=utf-8"),
+    asset!("/admin-agents.js", "admin-agents.js", "text/javascript; charset=utf-8"),
+    asset!("/admin-hooks.js", "admin-hooks.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
     asset!(

@@ -6,6 +6,8 @@
 //! through [`ConsoleState`] and never decides policy itself: the relay's broker does.
 //! It does not listen or speak TLS: the relay serves [`app`] on its HTTPS listener.
 
+pub mod admin;
+pub mod admin_state;
 pub mod assets;
 pub mod auth;
 pub mod error;
@@ -16,6 +18,7 @@ pub mod review;
 pub mod sessions;
 pub mod state;
 
+pub use admin_state::{AdminAction, AdminList, AdminState, WebhookForm, WindowForm};
 pub use error::ApiError;
 pub use state::{
     Account, ApproveForm, AuthConfig, ConsoleState, Enrolment, EventView, GrantRevision, RecordingCheck,
@@ -73,6 +76,7 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/audit/sessions/{id}", get(review::session))
         .route("/api/v1/audit/sessions/{id}/bundle", get(review::bundle))
         .route("/api/v1/audit/sessions/{id}/asciicast", get(review::asciicast));
+    router = admin::routes(router);
     for path in assets::paths() {
         router = router.route(path, get(move || async move { assets::serve(path) }));
     }

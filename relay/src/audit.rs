@@ -185,6 +185,17 @@ actions! {
     UserDisabled = "user.disabled",
     /// A user was removed, with their sign-in state (sessions' history stays).
     UserRemoved = "user.removed",
+    /// A disabled user may sign in again.
+    UserEnabled = "user.enabled",
+    /// A user's role changed (detail: from, to); their console sessions and CLI tokens
+    /// ended with it, so the new role applies from their next sign-in.
+    UserRoleChanged = "user.role_changed",
+    /// An organisation's engineers may now ask for sessions on another's agents (target:
+    /// the customer; detail: the vendor).
+    OrgSupportAdded = "org.support_added",
+    /// An organisation no longer supports another (target: the customer; detail: the
+    /// vendor). Sessions already granted go on until they end.
+    OrgSupportRemoved = "org.support_removed",
 }
 
 impl fmt::Display for Action {

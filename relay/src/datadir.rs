@@ -6,6 +6,7 @@
 //! token.key               Ed25519 PKCS#8 PEM: signs engineer tokens (JWT)
 //! grant.key               Ed25519 PKCS#8 PEM: signs session grants
 //! assist.db               SQLite: organisations, users, agents, sessions
+//! totp.key                32 random bytes (hex): seals the TOTP secrets in assist.db
 //! ```
 //!
 //! The directory is mode 0700 and every file 0600, written atomically (temporary file,
@@ -15,6 +16,11 @@
 //! the CA, `grant.key` and `token.key` are never regenerated, because enrolled agents and
 //! clients that pinned the CA would be cut off: a missing file is an error that says so.
 //! Only the server certificate, which the CA can always re-issue, is recreated.
+//! `totp.key` is created by the relay's start if missing (directories made before it
+//! existed get it then; administration commands never create it), never replaced, and
+//! TOTP secrets stored in clear are sealed with it when the database is opened
+//! ([`crate::store::sealed`]). Lose it and every
+//! authenticator must be set up again: back it up with the database.
 //!
 //! It does not watch the files, and does not rotate or back up anything.
 
@@ -37,6 +43,9 @@ pub const SERVER_KEY: &str = "server.key";
 pub const TOKEN_KEY: &str = "token.key";
 pub const GRANT_KEY: &str = "grant.key";
 pub const DATABASE: &str = "assist.db";
+/// Seals TOTP secrets at rest; not in [`FILES`]: created lazily, so directories made
+/// before it existed stay complete.
+pub const SECRETS_KEY: &str = "totp.key";
 /// Where a first start builds everything before moving it in.
 const STAGING: &str = ".init";
 const FILES: [&str; 6] = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, TOKEN_KEY, GRANT_KEY];
@@ -131,6 +140,17 @@ impl DataDir {
         path: &Path,
         extra_server_names: &[String],
     ) -> Result<(DataDir, Option<FirstAdmin>)> {
+        let opened = Self::init_or_open_keys(path, extra_server_names).await?;
+        // Made by the relay, never by an administration command: one run as another OS
+        // user would leave a key the relay cannot read.
+        secrets_key(path, true)?;
+        Ok(opened)
+    }
+
+    async fn init_or_open_keys(
+        path: &Path,
+        extra_server_names: &[String],
+    ) -> Result<(DataDir, Option<FirstAdmin>)> {
         create_private_dir(path)?;
         let staging = path.join(STAGING);
         if staging.join(DATABASE).exists() {
@@ -218,8 +238,20 @@ impl DataDir {
     }
 
     /// Opens the database (each call opens its own connection pool).
+    /// TOTP secrets are sealed with `totp.key` when it exists (the relay makes it at
+    /// start); any stored in clear are sealed now. Without it (an administration command
+    /// before an upgraded relay first started) the store reads and writes no TOTP secret.
     pub async fn store(&self) -> Result<SqliteStore> {
-        Ok(SqliteStore::open(&self.path.join(DATABASE)).await?)
+        let store = SqliteStore::open(&self.path.join(DATABASE)).await?;
+        let Some(key) = secrets_key(&self.path, false)? else { return Ok(store) };
+        let key =
+            crate::store::sealed::SecretsKey::new(&key).map_err(|e| bad_file(&self.path, SECRETS_KEY, e))?;
+        let store = store.with_secrets_key(key);
+        let sealed = store.seal_clear_totp().await?;
+        if sealed > 0 {
+            tracing::info!("sealed {sealed} TOTP secrets that were stored in clear");
+        }
+        Ok(store)
     }
 
     async fn reset_first_admin(&self) -> Result<FirstAdmin> {
@@ -255,6 +287,39 @@ fn open_complete(path: &Path) -> Result<DataDir> {
 fn read(dir: &Path, name: &str) -> Result<String> {
     let path = dir.join(name);
     fs::read_to_string(&path).map_err(io_error(&path))
+}
+
+/// The key of `totp.key`; created (0600) if the file is missing and `create`. Two
+/// processes starting at once both end up with the one file linked into place first.
+fn secrets_key(dir: &Path, create: bool) -> Result<Option<Vec<u8>>> {
+    let path = dir.join(SECRETS_KEY);
+    if !path.exists() {
+        if !create {
+            return Ok(None);
+        }
+        let tmp = dir.join(format!(".{SECRETS_KEY}.tmp-{}", std::process::id()));
+        let key = assist_certs::random_bytes::<{ crate::store::sealed::KEY_LEN }>();
+        let written = write_private_new(&tmp, format!("{}\n", hex::encode(key)).as_bytes())
+            .and_then(|()| match fs::hard_link(&tmp, &path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            })
+            .and_then(|()| File::open(dir)?.sync_all());
+        let _ = fs::remove_file(&tmp);
+        written.map_err(io_error(&path))?;
+    }
+    let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+    let key = hex::decode(text.trim()).map_err(|e| bad_file(dir, SECRETS_KEY, e))?;
+    if key.len() != crate::store::sealed::KEY_LEN {
+        return Err(bad_file(dir, SECRETS_KEY, "not a 32-byte key"));
+    }
+    Ok(Some(key))
+}
+
+fn write_private_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = private_file_options().open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 fn bad_file(dir: &Path, name: &str, reason: impl fmt::Display) -> DataDirError {

@@ -16,12 +16,14 @@
 //! - [`webhook`]: outgoing webhooks driven by the audit log.
 
 pub mod admin;
+pub mod admin_accounts;
 pub mod admin_users;
 pub mod admin_windows;
 pub mod audit;
 pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
+pub mod console_admin;
 pub mod console_bundle;
 pub mod console_review;
 pub mod console_state;

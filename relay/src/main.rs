@@ -336,6 +336,19 @@ enum OrgCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Lets a vendor's engineers ask for sessions on an organisation's agents.
+    Support {
+        /// The supported organisation (the customer).
+        name: String,
+        #[arg(long = "by", value_name = "ORG")]
+        vendor: String,
+    },
+    /// Stops a vendor supporting an organisation (sessions already granted go on).
+    Unsupport {
+        name: String,
+        #[arg(long = "by", value_name = "ORG")]
+        vendor: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -362,10 +375,25 @@ enum UserCommand {
     Disable { name: String },
     /// Removes a user; ends their console sessions and revokes their CLI tokens at once.
     Remove { name: String },
+    /// Gives a user another role; ends their console sessions and CLI tokens.
+    Role {
+        name: String,
+        #[arg(value_parser = |s: &str| s.parse::<Role>())]
+        role: Role,
+    },
+    /// Gives a user a new random password, printed once; ends their sessions and tokens.
+    ResetPassword { name: String },
+    /// Lets a disabled user sign in again.
+    Enable { name: String },
 }
 
 #[derive(Subcommand)]
 enum TokenCommand {
+    /// Lists join tokens issued (by their hash prefix; never the tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Creates a single-use join token and prints it alone on stdout.
     Create {
         #[arg(long, value_name = "ORG")]
@@ -680,6 +708,52 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
         Command::User(UserCommand::Remove { name }) => {
             assist_relay::admin_users::user_remove(store, &name, &actor, now).await?;
             eprintln!("removed {name}: console sessions ended, CLI tokens revoked");
+        }
+        Command::Org(OrgCommand::Support { name, vendor }) => {
+            if assist_relay::admin_accounts::org_support(store, &name, &vendor, true, &actor, now).await? {
+                eprintln!("{vendor}'s engineers may now ask for sessions on {name}'s agents");
+            } else {
+                eprintln!("{vendor} already supports {name}");
+            }
+        }
+        Command::Org(OrgCommand::Unsupport { name, vendor }) => {
+            if assist_relay::admin_accounts::org_support(store, &name, &vendor, false, &actor, now).await? {
+                eprintln!("{vendor} no longer supports {name}");
+            } else {
+                eprintln!("{vendor} did not support {name}");
+            }
+        }
+        Command::User(UserCommand::Role { name, role }) => {
+            if assist_relay::admin_accounts::user_set_role(store, &name, role, &actor, now).await? {
+                eprintln!("{name} is now {role}: console sessions ended, CLI tokens revoked");
+            } else {
+                eprintln!("{name} already is {role}");
+            }
+        }
+        Command::User(UserCommand::ResetPassword { name }) => {
+            let password =
+                assist_relay::admin_accounts::user_reset_password(store, &name, &actor, now).await?;
+            println!("{password}");
+            eprintln!("new password for {name} (shown only now): console sessions ended, CLI tokens revoked");
+        }
+        Command::User(UserCommand::Enable { name }) => {
+            if assist_relay::admin_accounts::user_enable(store, &name, &actor, now).await? {
+                eprintln!("{name} may sign in again");
+            } else {
+                eprintln!("{name} was not disabled");
+            }
+        }
+        Command::Token(TokenCommand::List { json }) => {
+            let tokens = assist_relay::admin_accounts::token_list(store).await?;
+            print_rows(json, &tokens, &["TOKEN", "ORG", "CREATED", "EXPIRES", "USED"], |t| {
+                vec![
+                    t.id.clone(),
+                    t.org.to_string(),
+                    format_time(t.created_at),
+                    format_time(t.expires_at),
+                    t.used_at.map_or_else(|| "-".to_owned(), format_time),
+                ]
+            })?;
         }
         Command::Token(TokenCommand::Create { org, ttl }) => {
             let token = admin::token_create(store, &org, ttl, &actor, now).await?;

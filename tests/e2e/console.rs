@@ -39,7 +39,7 @@ fn the_console_is_served_over_https_with_a_certificate_from_the_relay_ca() -> an
 }
 
 /// Signs in as `user` and sets up an authenticator from the page; returns its secret.
-fn sign_in_and_enrol(
+pub(crate) fn sign_in_and_enrol(
     b: &Browser,
     url: &str,
     user: &str,

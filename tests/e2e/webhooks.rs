@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 /// A request as the receiver got it.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     path: String,
-    event: String,
+    pub(crate) event: String,
     delivery: String,
     timestamp: String,
     signature: String,
@@ -31,7 +31,7 @@ impl Received {
 }
 
 /// What a receiver does: `sha256=HEX` over `TIMESTAMP.BODY`, keyed with the secret.
-fn signature_ok(secret: &str, r: &Received) -> bool {
+pub(crate) fn signature_ok(secret: &str, r: &Received) -> bool {
     let Some(tag) = r.signature.strip_prefix("sha256=").and_then(|h| hex::decode(h).ok()) else {
         return false;
     };
@@ -44,14 +44,14 @@ fn signature_ok(secret: &str, r: &Received) -> bool {
 
 /// An HTTP receiver on 127.0.0.1:0. Answers with the statuses in `script` (then 200), or
 /// 401 when `secret` is given and the signature does not verify with it.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     rx: mpsc::Receiver<Received>,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl Receiver {
-    fn start(script: &[u16], secret: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) fn start(script: &[u16], secret: Option<&str>) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let (tx, rx) = mpsc::channel();
         let tx = Arc::new(Mutex::new(tx));
@@ -86,7 +86,7 @@ impl Receiver {
         Ok(Self { url, rx, _runtime: runtime })
     }
 
-    fn next(&self) -> anyhow::Result<Received> {
+    pub(crate) fn next(&self) -> anyhow::Result<Received> {
         self.rx.recv_timeout(WAIT).context("no webhook request arrived")
     }
 }

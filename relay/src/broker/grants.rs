@@ -99,6 +99,21 @@ pub(super) fn narrow(
     }
     check_asked(&given)?;
     if let Some(g) = given.iter().find(|g| !asked.iter().any(|a| g.within(a))) {
+        // The same kind asked with other roots: the grant tried to widen one.
+        let same: Vec<Capability> = asked
+            .iter()
+            .filter(|a| {
+                a.kind() == g.kind()
+                    && matches!(a, Capability::FilesRead { .. } | Capability::FilesWrite { .. })
+            })
+            .cloned()
+            .collect();
+        if !same.is_empty() {
+            return Err(bad(format!(
+                "{g} is not inside what was asked ({}): a root may only be narrowed to a folder inside the one asked for",
+                list(&same)
+            )));
+        }
         return Err(bad(format!("{g} was not asked for (asked: {})", list(asked))));
     }
     Ok(given)
@@ -605,8 +620,13 @@ mod tests {
         assert_eq!(narrow(&asked, None).unwrap(), asked);
         assert_eq!(narrow(&asked, Some(caps(&["shell"]))).unwrap(), caps(&["shell"]));
         assert!(narrow(&asked, Some(caps(&["files.read:/var/log/erp"]))).is_ok());
-        assert!(narrow(&asked, Some(caps(&["files.read:/var"]))).is_err());
-        assert!(narrow(&asked, Some(caps(&["files.write:/var/log"]))).is_err());
+        for wider in ["files.read:/var", "files.read:/var/logs", "files.read:/var/log,/etc"] {
+            let refused = narrow(&asked, Some(caps(&[wider]))).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::BadRequest);
+            assert!(refused.message.contains("is not inside what was asked"), "{}", refused.message);
+        }
+        let refused = narrow(&asked, Some(caps(&["files.write:/var/log"]))).unwrap_err();
+        assert!(refused.message.contains("was not asked for"), "{}", refused.message);
         assert!(narrow(&asked, Some(vec![])).is_err());
         assert_eq!(grant_secs(3600, None).unwrap(), 3600);
         assert_eq!(grant_secs(3600, Some(600)).unwrap(), 600);

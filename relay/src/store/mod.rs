@@ -15,7 +15,9 @@
 //! The rows it keeps for other features (webhooks: [`webhooks`]) are defined here, and
 //! those features use them from here.
 
+pub mod accounts;
 pub mod credentials;
+pub mod sealed;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -41,6 +43,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Sealed(#[from] sealed::SealError),
 }
 
 /// Why a join token was refused. Deliberately coarse towards the presenter: unknown and
@@ -133,7 +137,7 @@ pub struct UnreadableEvent {
 /// session's `requested_at`). A method that changes nothing (an error, or an idempotent
 /// repeat where documented) appends nothing.
 #[async_trait::async_trait]
-pub trait Store: credentials::Credentials + Send + Sync + 'static {
+pub trait Store: credentials::Credentials + accounts::Accounts + Send + Sync + 'static {
     /// Adds an organisation. Every org in `supported_by` must exist.
     async fn add_org(
         &self,

@@ -127,25 +127,48 @@ impl SqliteStore {
         Ok(true)
     }
 
+    /// A stored secret as given (opened if sealed).
+    fn unseal(&self, user: &str, stored: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
+        Ok(match (stored, &self.secrets) {
+            (Some(v), Some(key)) => Some(key.open(user, &v)?),
+            // Sealed, and no key to open it: never hand out the sealed bytes as a secret.
+            (Some(v), None) if crate::store::sealed::SecretsKey::is_sealed(&v) => {
+                return Err(crate::store::sealed::SealError::NoKey.into());
+            }
+            (None, _) => None,
+            (Some(v), None) => Some(v),
+        })
+    }
+
+    /// A secret as stored (sealed when this store has a key).
+    fn seal(&self, user: &str, secret: &[u8]) -> Result<Vec<u8>> {
+        Ok(match &self.secrets {
+            Some(key) => key.seal(user, secret)?,
+            None => secret.to_vec(),
+        })
+    }
+
     pub async fn totp(&self, user: &str) -> Result<TotpRow> {
         let row = sqlx::query("SELECT secret, pending, last_step FROM user_totp WHERE user = ?")
             .bind(user)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map_or_else(TotpRow::default, |r| TotpRow {
-            secret: r.get(0),
-            pending: r.get(1),
+        let Some(r) = row else { return Ok(TotpRow::default()) };
+        Ok(TotpRow {
+            secret: self.unseal(user, r.get(0))?,
+            pending: self.unseal(user, r.get(1))?,
             last_step: r.get(2),
-        }))
+        })
     }
 
     /// Keeps `pending` as the authenticator being set up (replacing an earlier one).
     pub async fn totp_set_pending(&self, user: &str, pending: &[u8]) -> Result<()> {
+        let stored = self.seal(user, pending)?;
         sqlx::query(
             "INSERT INTO user_totp (user, pending) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET pending = excluded.pending",
         )
         .bind(user)
-        .bind(pending)
+        .bind(stored)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -163,6 +186,16 @@ impl SqliteStore {
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.write().await?;
+        // Sealed values differ at each write (a fresh nonce): compare what they hold.
+        let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT pending FROM user_totp WHERE user = ?")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        let Some(stored) = stored else { return Ok(false) };
+        if self.unseal(user, Some(stored.clone()))?.as_deref() != Some(pending) {
+            return Ok(false);
+        }
         let done = sqlx::query(
             "UPDATE user_totp SET secret = pending, pending = NULL, last_step = ?, confirmed_at = ? \
              WHERE user = ? AND pending = ?",
@@ -170,7 +203,7 @@ impl SqliteStore {
         .bind(step)
         .bind(now)
         .bind(user)
-        .bind(pending)
+        .bind(stored)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -195,6 +228,31 @@ impl SqliteStore {
         append(&mut tx, &event, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Seals every TOTP secret stored in clear (written before sealing, or by a store
+    /// without a key); returns how many values it sealed. Does nothing without a key.
+    pub async fn seal_clear_totp(&self) -> Result<u64> {
+        let Some(key) = &self.secrets else { return Ok(0) };
+        let mut tx = self.write().await?;
+        let rows = sqlx::query("SELECT user, secret, pending FROM user_totp").fetch_all(&mut *tx).await?;
+        let mut sealed = 0;
+        for r in &rows {
+            let user: String = r.get(0);
+            for (i, sql) in [
+                (1, "UPDATE user_totp SET secret = ? WHERE user = ?"),
+                (2, "UPDATE user_totp SET pending = ? WHERE user = ?"),
+            ] {
+                let value: Option<Vec<u8>> = r.get(i);
+                let Some(value) = value.filter(|v| !crate::store::sealed::SecretsKey::is_sealed(v)) else {
+                    continue;
+                };
+                sqlx::query(sql).bind(key.seal(&user, &value)?).bind(&user).execute(&mut *tx).await?;
+                sealed += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(sealed)
     }
 
     /// Accepts time step `step` for the user's authenticator if it is later than the last

@@ -110,7 +110,7 @@ impl Credentials for SqliteStore {
 }
 
 /// Ends a user's console sessions and revokes their CLI tokens.
-async fn end_access(tx: &mut sqlx::SqliteConnection, user: &str, now: i64) -> Result<()> {
+pub(super) async fn end_access(tx: &mut sqlx::SqliteConnection, user: &str, now: i64) -> Result<()> {
     sqlx::query("DELETE FROM console_sessions WHERE user = ?").bind(user).execute(&mut *tx).await?;
     sqlx::query("UPDATE cli_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL")
         .bind(now)

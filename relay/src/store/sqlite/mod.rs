@@ -12,6 +12,7 @@
 //!
 //! It does not check names or decide who may do what; see [`super`].
 
+mod accounts;
 mod audit;
 pub mod console;
 mod credentials;
@@ -41,6 +42,9 @@ const MAX_CONNECTIONS: u32 = 4;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Seals the TOTP secrets it writes (`None`: stored as given, for stores opened
+    /// without a data directory, as tests do).
+    secrets: Option<std::sync::Arc<crate::store::sealed::SecretsKey>>,
 }
 
 impl SqliteStore {
@@ -58,7 +62,20 @@ impl SqliteStore {
             .pragma("cache_size", "-256");
         let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, secrets: None })
+    }
+
+    /// This store, sealing the TOTP secrets it writes with `key` and opening those it
+    /// reads ([`crate::store::sealed`]).
+    pub fn with_secrets_key(mut self, key: crate::store::sealed::SecretsKey) -> Self {
+        self.secrets = Some(std::sync::Arc::new(key));
+        self
+    }
+
+    /// The connection pool, for tests that look at rows directly.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Closes every connection; SQLite then checkpoints the WAL back into the main file.
