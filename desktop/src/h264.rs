@@ -1,0 +1,154 @@
+//! H.264 with OpenH264 (built from its bundled source; with nasm present the build uses
+//! its SIMD assembly): BGRA → I420 with the `yuv` crate's SIMD paths, then one encoder
+//! thread with low-latency settings, a keyframe on request, on a size change and at a
+//! fixed interval.
+//!
+//! Frames are Annex B byte streams; keyframes are IDR frames carrying SPS and PPS, so a
+//! viewer (WebCodecs, ffmpeg) can start at any of them. Colours are BT.601 limited range,
+//! and the stream says so (VUI), because that is what decoders assume when told nothing.
+//!
+//! It does not pace frames or decide when a keyframe is due beyond its interval.
+
+use std::time::Duration;
+
+use assist_proto::desktop::Frame;
+use openh264::OpenH264API;
+use openh264::encoder::{
+    BitRate, Complexity, EncoderConfig, FrameRate, FrameType, RateControlMode, SpsPpsStrategy, UsageType,
+    VuiConfig,
+};
+use openh264::formats::YUVSlices;
+use yuv::{BufferStoreMut, YuvConversionMode, YuvPlanarImageMut, YuvRange, YuvStandardMatrix};
+
+use crate::error::DesktopError;
+use crate::source::{Encoder, Picture};
+
+/// Encoder settings.
+#[derive(Clone, Copy, Debug)]
+pub struct H264Settings {
+    /// Target bit rate in bits per second. Default 4 Mbit/s: enough for a crisp 1080p
+    /// desktop; quiet screens (typing) use a small fraction of it.
+    pub bitrate: u32,
+    /// Highest frame rate the rate control plans for. Default 30.
+    pub max_fps: f32,
+    /// A keyframe at least this often, so a recording can seek and a viewer that lost data
+    /// recovers. Default 10 s.
+    pub keyframe_interval: Duration,
+}
+
+impl Default for H264Settings {
+    fn default() -> Self {
+        H264Settings { bitrate: 4_000_000, max_fps: 30.0, keyframe_interval: Duration::from_secs(10) }
+    }
+}
+
+/// An OpenH264 encoder for screen pictures.
+pub struct H264Encoder {
+    encoder: openh264::encoder::Encoder,
+    settings: H264Settings,
+    size: (usize, usize),
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+    last_keyframe_us: Option<u64>,
+}
+
+impl H264Encoder {
+    pub fn new(settings: H264Settings) -> Result<Self, DesktopError> {
+        let config = EncoderConfig::new()
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Bufferbased)
+            .bitrate(BitRate::from_bps(settings.bitrate))
+            .max_frame_rate(FrameRate::from_hz(settings.max_fps))
+            // Never drop a picture to save bits: the caller already sends only what changed.
+            .skip_frames(false)
+            .complexity(Complexity::Low)
+            .num_threads(1)
+            .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+            .vui(VuiConfig::bt601());
+        let encoder = openh264::encoder::Encoder::with_api_config(OpenH264API::from_source(), config)
+            .map_err(|e| DesktopError::Encoder(e.to_string()))?;
+        Ok(H264Encoder {
+            encoder,
+            settings,
+            size: (0, 0),
+            y: Vec::new(),
+            u: Vec::new(),
+            v: Vec::new(),
+            last_keyframe_us: None,
+        })
+    }
+
+    /// Converts the picture into the I420 planes (cut to even width and height: 4:2:0
+    /// needs pairs of pixels).
+    fn convert(&mut self, picture: &Picture<'_>) -> Result<(), DesktopError> {
+        let (w, h) = (picture.width as usize & !1, picture.height as usize & !1);
+        if (w, h) != self.size {
+            self.size = (w, h);
+            self.y = vec![0; w * h];
+            self.u = vec![0; w / 2 * h / 2];
+            self.v = vec![0; w / 2 * h / 2];
+        }
+        let mut planes = YuvPlanarImageMut {
+            y_plane: BufferStoreMut::Borrowed(&mut self.y),
+            y_stride: w as u32,
+            u_plane: BufferStoreMut::Borrowed(&mut self.u),
+            u_stride: (w / 2) as u32,
+            v_plane: BufferStoreMut::Borrowed(&mut self.v),
+            v_stride: (w / 2) as u32,
+            width: w as u32,
+            height: h as u32,
+        };
+        yuv::bgra_to_yuv420(
+            &mut planes,
+            picture.bgra,
+            picture.stride as u32,
+            YuvRange::Limited,
+            YuvStandardMatrix::Bt601,
+            YuvConversionMode::Balanced,
+        )
+        .map_err(|e| DesktopError::Convert(e.to_string()))
+    }
+}
+
+impl Encoder for H264Encoder {
+    fn encode(
+        &mut self,
+        picture: &Picture<'_>,
+        timestamp_us: u64,
+        keyframe: bool,
+    ) -> Result<Option<Frame>, DesktopError> {
+        if picture.width < 16 || picture.height < 16 {
+            return Err(DesktopError::Unsupported("screen smaller than 16x16"));
+        }
+        let resized = (picture.width as usize & !1, picture.height as usize & !1) != self.size;
+        self.convert(picture)?;
+        let due = self.last_keyframe_us.is_none_or(|last| {
+            timestamp_us.saturating_sub(last) >= self.settings.keyframe_interval.as_micros() as u64
+        });
+        // The first picture and a size change start with an IDR by themselves; forcing one
+        // before the encoder exists would be lost.
+        if (keyframe || due) && !resized && self.last_keyframe_us.is_some() {
+            self.encoder.force_intra_frame();
+        }
+        let (w, h) = self.size;
+        let yuv = YUVSlices::new((&self.y, &self.u, &self.v), (w, h), (w, w / 2, w / 2));
+        let stream = self
+            .encoder
+            .encode_at(&yuv, openh264::Timestamp::from_millis(timestamp_us / 1000))
+            .map_err(|e| DesktopError::Encoder(e.to_string()))?;
+        let is_key = match stream.frame_type() {
+            FrameType::Skip | FrameType::Invalid => return Ok(None),
+            FrameType::IDR => true,
+            _ => false,
+        };
+        let data = stream.to_vec();
+        if data.is_empty() {
+            return Ok(None);
+        }
+        if is_key {
+            self.last_keyframe_us = Some(timestamp_us);
+        }
+        Ok(Some(Frame { timestamp_us, keyframe: is_key, data }))
+    }
+}

@@ -1,0 +1,71 @@
+//! Capture: what is drawn is grabbed at its place and colour, and an idle screen reports
+//! nothing.
+
+use anyhow::Result;
+use assist_desktop::{GrabMethod, InputSink, ScreenSource, X11Screen, XTestInput};
+use assist_proto::desktop::InputEvent;
+use std::time::Duration;
+
+use crate::harness::{Client, SCREEN, xvfb};
+
+#[test]
+fn a_drawn_rectangle_is_grabbed_at_its_place_and_colour_by_both_methods() -> Result<()> {
+    let x = xvfb();
+    let mut client = Client::connect(&x.display)?;
+    client.rectangle(100, 80, 120, 60, 0xd0_20_30)?;
+    for method in [GrabMethod::SharedMemory, GrabMethod::GetImage] {
+        let mut screen = X11Screen::open_with(Some(&x.display), method)?;
+        assert_eq!(screen.size(), SCREEN);
+        let picture = screen.grab()?;
+        assert_eq!((picture.width, picture.height), SCREEN);
+        // Inside, on each edge, and just outside (the root window is black).
+        for (px, py) in [(160, 110), (100, 80), (219, 139)] {
+            assert_eq!(picture.rgb(px, py), (0xd0, 0x20, 0x30), "{method:?} at ({px}, {py})");
+        }
+        for (px, py) in [(99, 80), (220, 139), (160, 79), (160, 140)] {
+            assert_eq!(picture.rgb(px, py), (0, 0, 0), "{method:?} at ({px}, {py})");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_idle_screen_reports_no_change_and_a_drawing_does() -> Result<()> {
+    let x = xvfb();
+    let mut screen = X11Screen::open(Some(&x.display))?;
+    // Opening reports everything once (the first picture, cursor and position).
+    assert!(screen.wait_changes(Duration::ZERO)?.any());
+    screen.pending_after_sync()?;
+    screen.grab()?;
+    // Nothing was drawn since the grab: after a round trip, no change is waiting.
+    assert!(!screen.pending_after_sync()?.any(), "an idle screen reported a change");
+    assert!(!screen.wait_changes(Duration::ZERO)?.any());
+
+    let mut client = Client::connect(&x.display)?;
+    client.rectangle(10, 10, 20, 20, 0x00_ff_00)?;
+    let changes = screen.wait_changes(crate::harness::WAIT)?;
+    assert!(changes.damaged, "{changes:?}");
+    assert_eq!(screen.grab()?.rgb(15, 15), (0, 0xff, 0));
+    Ok(())
+}
+
+#[test]
+fn the_cursor_comes_with_its_image_and_position() -> Result<()> {
+    let x = xvfb();
+    let mut screen = X11Screen::open(Some(&x.display))?;
+    screen.wait_changes(Duration::ZERO)?;
+    screen.pending_after_sync()?;
+    let shape = screen.cursor_shape()?.expect("Xvfb has a default cursor");
+    assert!(shape.width > 0 && shape.hot_x < shape.width && shape.hot_y < shape.height);
+    assert_eq!(shape.rgba.len(), shape.width as usize * shape.height as usize * 4);
+
+    // A pointer move (by a device: here XTest's) is noticed as an event, and the position
+    // follows.
+    let mut mouse = XTestInput::open(Some(&x.display))?;
+    mouse.inject(&InputEvent::MouseMove { x: 321, y: 123 })?;
+    let changes = screen.wait_changes(crate::harness::WAIT)?;
+    assert!(changes.cursor_moved, "{changes:?}");
+    let p = screen.cursor_position()?;
+    assert_eq!((p.x, p.y), (321, 123));
+    Ok(())
+}
