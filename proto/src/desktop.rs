@@ -345,14 +345,26 @@ impl MouseButton {
 pub enum InputEvent {
     /// A key by its physical position, as the browser's `KeyboardEvent.code` (`KeyA`,
     /// `Enter`, `ShiftLeft`): ASCII letters and digits only.
-    Key { code: String, down: bool },
+    Key {
+        code: String,
+        down: bool,
+    },
     /// Text to type as it is (characters the layout lacks are typed all the same).
     Text(String),
     /// Move the pointer to an absolute position.
-    MouseMove { x: u16, y: u16 },
-    MouseButton { button: MouseButton, down: bool },
+    MouseMove {
+        x: u16,
+        y: u16,
+    },
+    MouseButton {
+        button: MouseButton,
+        down: bool,
+    },
     /// Wheel steps: positive `dy` scrolls down, positive `dx` right.
-    Wheel { dx: i16, dy: i16 },
+    Wheel {
+        dx: i16,
+        dy: i16,
+    },
 }
 
 /// Messages from the agent's screen to the viewer.
@@ -402,7 +414,8 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 fn text(kind: Kind, payload: &[u8]) -> Result<String, DesktopError> {
-    String::from_utf8(payload.to_vec()).map_err(|_| DesktopError::Malformed { kind, reason: "text is not UTF-8" })
+    String::from_utf8(payload.to_vec())
+        .map_err(|_| DesktopError::Malformed { kind, reason: "text is not UTF-8" })
 }
 
 fn valid_key_code(code: &str) -> bool {
@@ -488,7 +501,8 @@ impl AgentToViewer {
         Ok(match kind {
             Kind::StreamInfo => {
                 exact(kind, payload, 5)?;
-                let codec = Codec::from_u8(payload[0]).ok_or(DesktopError::Malformed { kind, reason: "unknown codec" })?;
+                let codec = Codec::from_u8(payload[0])
+                    .ok_or(DesktopError::Malformed { kind, reason: "unknown codec" })?;
                 let (width, height) = (be16(&payload[1..]), be16(&payload[3..]));
                 if width == 0 || height == 0 {
                     return Err(DesktopError::Malformed { kind, reason: "empty picture" });
@@ -508,7 +522,11 @@ impl AgentToViewer {
             }
             Kind::CursorShape => {
                 if payload.len() < CURSOR_SHAPE_PREFIX {
-                    return Err(DesktopError::BadLength { kind, len: payload.len(), expected: CURSOR_SHAPE_PREFIX });
+                    return Err(DesktopError::BadLength {
+                        kind,
+                        len: payload.len(),
+                        expected: CURSOR_SHAPE_PREFIX,
+                    });
                 }
                 let shape = CursorShape {
                     width: be16(&payload[0..]),
@@ -543,7 +561,11 @@ fn cursor_shape_valid(c: &CursorShape) -> Result<(), DesktopError> {
     }
     let expected = c.width as usize * c.height as usize * 4;
     if c.rgba.len() != expected {
-        return Err(DesktopError::BadLength { kind, len: CURSOR_SHAPE_PREFIX + c.rgba.len(), expected: CURSOR_SHAPE_PREFIX + expected });
+        return Err(DesktopError::BadLength {
+            kind,
+            len: CURSOR_SHAPE_PREFIX + c.rgba.len(),
+            expected: CURSOR_SHAPE_PREFIX + expected,
+        });
     }
     Ok(())
 }
@@ -584,7 +606,10 @@ impl ViewerToAgent {
         match self {
             ViewerToAgent::Input(InputEvent::Key { code, down }) => {
                 if !valid_key_code(code) {
-                    return Err(DesktopError::Malformed { kind, reason: "key code must be ASCII letters and digits" });
+                    return Err(DesktopError::Malformed {
+                        kind,
+                        reason: "key code must be ASCII letters and digits",
+                    });
                 }
                 Header::write(kind, if *down { FLAG_SET } else { 0 }, len, out);
                 out.extend_from_slice(code.as_bytes());
@@ -637,7 +662,10 @@ impl ViewerToAgent {
             Kind::Key => {
                 let code = text(kind, payload)?;
                 if !valid_key_code(&code) {
-                    return Err(DesktopError::Malformed { kind, reason: "key code must be ASCII letters and digits" });
+                    return Err(DesktopError::Malformed {
+                        kind,
+                        reason: "key code must be ASCII letters and digits",
+                    });
                 }
                 ViewerToAgent::Input(InputEvent::Key { code, down })
             }
@@ -653,7 +681,8 @@ impl ViewerToAgent {
             }
             Kind::MouseButton => {
                 exact(kind, payload, 1)?;
-                let button = MouseButton::from_u8(payload[0]).ok_or(DesktopError::Malformed { kind, reason: "unknown mouse button" })?;
+                let button = MouseButton::from_u8(payload[0])
+                    .ok_or(DesktopError::Malformed { kind, reason: "unknown mouse button" })?;
                 ViewerToAgent::Input(InputEvent::MouseButton { button, down })
             }
             Kind::Wheel => {

@@ -34,8 +34,16 @@ fn agent_samples(g: &mut Gen) -> Vec<AgentToViewer> {
     let (w, h) = (1 + g.below(32) as u16, 1 + g.below(32) as u16);
     let frame_len = g.below(5000) as usize;
     vec![
-        AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: 1 + g.below(4096) as u16, height: 1 + g.below(2160) as u16 }),
-        AgentToViewer::Frame(Frame { timestamp_us: g.next(), keyframe: g.below(2) == 0, data: g.bytes(frame_len) }),
+        AgentToViewer::StreamInfo(StreamInfo {
+            codec: Codec::H264,
+            width: 1 + g.below(4096) as u16,
+            height: 1 + g.below(2160) as u16,
+        }),
+        AgentToViewer::Frame(Frame {
+            timestamp_us: g.next(),
+            keyframe: g.below(2) == 0,
+            data: g.bytes(frame_len),
+        }),
         AgentToViewer::CursorShape(CursorShape {
             width: w,
             height: h,
@@ -50,16 +58,23 @@ fn agent_samples(g: &mut Gen) -> Vec<AgentToViewer> {
 
 fn viewer_samples(g: &mut Gen) -> Vec<ViewerToAgent> {
     let codes = ["KeyA", "Digit1", "Enter", "ShiftLeft", "F12", "ArrowUp"];
-    let buttons = [MouseButton::Left, MouseButton::Middle, MouseButton::Right, MouseButton::Back, MouseButton::Forward];
+    let buttons =
+        [MouseButton::Left, MouseButton::Middle, MouseButton::Right, MouseButton::Back, MouseButton::Forward];
     let mut text = g.text(200);
     if text.is_empty() {
         text.push('x');
     }
     vec![
-        ViewerToAgent::Input(InputEvent::Key { code: codes[g.below(6) as usize].into(), down: g.below(2) == 0 }),
+        ViewerToAgent::Input(InputEvent::Key {
+            code: codes[g.below(6) as usize].into(),
+            down: g.below(2) == 0,
+        }),
         ViewerToAgent::Input(InputEvent::Text(text)),
         ViewerToAgent::Input(InputEvent::MouseMove { x: g.next() as u16, y: g.next() as u16 }),
-        ViewerToAgent::Input(InputEvent::MouseButton { button: buttons[g.below(5) as usize], down: g.below(2) == 0 }),
+        ViewerToAgent::Input(InputEvent::MouseButton {
+            button: buttons[g.below(5) as usize],
+            down: g.below(2) == 0,
+        }),
         ViewerToAgent::Input(InputEvent::Wheel { dx: g.below(65) as i16 - 32, dy: g.below(65) as i16 - 32 }),
         ViewerToAgent::Clipboard(g.text(300)),
         ViewerToAgent::KeyframeRequest,
@@ -148,7 +163,10 @@ fn oversized_headers_are_refused_before_the_payload_arrives() {
         header[4..].copy_from_slice(&((kind.max_payload() + 1) as u32).to_be_bytes());
         let mut s = Splitter::new();
         s.push(&header);
-        assert_eq!(s.next_raw().unwrap_err(), DesktopError::TooLarge { kind, len: kind.max_payload() + 1, max: kind.max_payload() });
+        assert_eq!(
+            s.next_raw().unwrap_err(),
+            DesktopError::TooLarge { kind, len: kind.max_payload() + 1, max: kind.max_payload() }
+        );
     }
     // The biggest length a header can state is refused too, with nothing buffered for it.
     let mut s = Splitter::new();
@@ -160,7 +178,8 @@ fn oversized_headers_are_refused_before_the_payload_arrives() {
 fn oversized_messages_are_not_encoded() {
     let clip = AgentToViewer::Clipboard("x".repeat(MAX_CLIPBOARD + 1));
     assert!(matches!(clip.encode(), Err(DesktopError::TooLarge { kind: Kind::Clipboard, .. })));
-    let frame = AgentToViewer::Frame(Frame { timestamp_us: 0, keyframe: false, data: vec![0; MAX_FRAME_DATA + 1] });
+    let frame =
+        AgentToViewer::Frame(Frame { timestamp_us: 0, keyframe: false, data: vec![0; MAX_FRAME_DATA + 1] });
     assert!(matches!(frame.encode(), Err(DesktopError::TooLarge { kind: Kind::Frame, .. })));
     let text = ViewerToAgent::Input(InputEvent::Text("é".repeat(MAX_TEXT_INPUT)));
     assert!(matches!(text.encode(), Err(DesktopError::TooLarge { kind: Kind::Text, .. })));
@@ -179,19 +198,37 @@ fn malformed_headers_and_payloads_are_refused_with_typed_errors() {
     // Unknown kind, reserved bytes, flags not allowed.
     check(&[99, 0, 0, 0, 0, 0, 0, 0], |e| matches!(e, DesktopError::UnknownKind(99)));
     check(&[33, 0, 1, 0, 0, 0, 0, 0], |e| *e == DesktopError::Reserved);
-    check(&[33, 1, 0, 0, 0, 0, 0, 0], |e| matches!(e, DesktopError::BadFlags { kind: Kind::KeyframeRequest, flags: 1 }));
+    check(&[33, 1, 0, 0, 0, 0, 0, 0], |e| {
+        matches!(e, DesktopError::BadFlags { kind: Kind::KeyframeRequest, flags: 1 })
+    });
     check(&[2, 2, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], |e| matches!(e, DesktopError::BadFlags { .. }));
     // Fixed-size payloads of the wrong size.
-    check(&[18, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3], |e| matches!(e, DesktopError::BadLength { kind: Kind::MouseMove, .. }));
-    check(&[2, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4], |e| matches!(e, DesktopError::BadLength { kind: Kind::Frame, .. }));
+    check(&[18, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3], |e| {
+        matches!(e, DesktopError::BadLength { kind: Kind::MouseMove, .. })
+    });
+    check(&[2, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4], |e| {
+        matches!(e, DesktopError::BadLength { kind: Kind::Frame, .. })
+    });
     // Bad values.
-    check(&[1, 0, 0, 0, 0, 0, 0, 5, 9, 0, 1, 0, 1], |e| matches!(e, DesktopError::Malformed { reason: "unknown codec", .. }));
-    check(&[1, 0, 0, 0, 0, 0, 0, 5, 1, 0, 0, 0, 1], |e| matches!(e, DesktopError::Malformed { reason: "empty picture", .. }));
-    check(&[19, 1, 0, 0, 0, 0, 0, 1, 7], |e| matches!(e, DesktopError::Malformed { reason: "unknown mouse button", .. }));
-    check(&[16, 1, 0, 0, 0, 0, 0, 3, b'K', b'-', b'A'], |e| matches!(e, DesktopError::Malformed { kind: Kind::Key, .. }));
-    check(&[17, 0, 0, 0, 0, 0, 0, 2, 0xc3, 0x28], |e| matches!(e, DesktopError::Malformed { reason: "text is not UTF-8", .. }));
+    check(&[1, 0, 0, 0, 0, 0, 0, 5, 9, 0, 1, 0, 1], |e| {
+        matches!(e, DesktopError::Malformed { reason: "unknown codec", .. })
+    });
+    check(&[1, 0, 0, 0, 0, 0, 0, 5, 1, 0, 0, 0, 1], |e| {
+        matches!(e, DesktopError::Malformed { reason: "empty picture", .. })
+    });
+    check(&[19, 1, 0, 0, 0, 0, 0, 1, 7], |e| {
+        matches!(e, DesktopError::Malformed { reason: "unknown mouse button", .. })
+    });
+    check(&[16, 1, 0, 0, 0, 0, 0, 3, b'K', b'-', b'A'], |e| {
+        matches!(e, DesktopError::Malformed { kind: Kind::Key, .. })
+    });
+    check(&[17, 0, 0, 0, 0, 0, 0, 2, 0xc3, 0x28], |e| {
+        matches!(e, DesktopError::Malformed { reason: "text is not UTF-8", .. })
+    });
     check(&[17, 0, 0, 0, 0, 0, 0, 0], |e| matches!(e, DesktopError::Malformed { reason: "empty text", .. }));
-    check(&[20, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 33], |e| matches!(e, DesktopError::Malformed { reason: "too many wheel steps", .. }));
+    check(&[20, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 33], |e| {
+        matches!(e, DesktopError::Malformed { reason: "too many wheel steps", .. })
+    });
     // A cursor whose pixels do not match its size, or whose hotspot is outside it.
     let mut cursor = vec![3, 0, 0, 0, 0, 0, 0, 11, 0, 1, 0, 1, 0, 0, 0, 0, 1, 2, 3];
     check(&cursor, |e| matches!(e, DesktopError::BadLength { kind: Kind::CursorShape, .. }));
@@ -203,10 +240,16 @@ fn malformed_headers_and_payloads_are_refused_with_typed_errors() {
 
 #[test]
 fn messages_going_the_wrong_way_are_refused() {
-    let frame = AgentToViewer::Frame(Frame { timestamp_us: 1, keyframe: true, data: vec![1] }).encode().unwrap();
+    let frame =
+        AgentToViewer::Frame(Frame { timestamp_us: 1, keyframe: true, data: vec![1] }).encode().unwrap();
     assert_eq!(decode_from_viewer(&frame).unwrap_err(), DesktopError::WrongDirection { kind: Kind::Frame });
-    let click = ViewerToAgent::Input(InputEvent::MouseButton { button: MouseButton::Left, down: true }).encode().unwrap();
-    assert_eq!(decode_from_agent(&click).unwrap_err(), DesktopError::WrongDirection { kind: Kind::MouseButton });
+    let click = ViewerToAgent::Input(InputEvent::MouseButton { button: MouseButton::Left, down: true })
+        .encode()
+        .unwrap();
+    assert_eq!(
+        decode_from_agent(&click).unwrap_err(),
+        DesktopError::WrongDirection { kind: Kind::MouseButton }
+    );
     assert!(Kind::Key.is_input() && !Kind::KeyframeRequest.is_input() && !Kind::Clipboard.is_input());
 }
 
