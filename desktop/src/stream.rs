@@ -228,10 +228,10 @@ fn capture_loop(
                 height: height & !1,
             }));
         }
-        if changes.cursor_shape || first {
-            if let Some(shape) = screen.cursor_shape()? {
-                batch.push(AgentToViewer::CursorShape(shape));
-            }
+        if (changes.cursor_shape || first)
+            && let Some(shape) = screen.cursor_shape()?
+        {
+            batch.push(AgentToViewer::CursorShape(shape));
         }
         if changes.cursor_moved || first {
             batch.push(AgentToViewer::CursorPosition(screen.cursor_position()?));
