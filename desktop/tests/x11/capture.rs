@@ -69,3 +69,26 @@ fn the_cursor_comes_with_its_image_and_position() -> Result<()> {
     assert_eq!((p.x, p.y), (321, 123));
     Ok(())
 }
+
+#[test]
+fn a_screen_size_change_is_noticed_and_grabbed_at_the_new_size() -> Result<()> {
+    let x = xvfb();
+    let mut screen = X11Screen::open(Some(&x.display))?;
+    screen.wait_changes(Duration::ZERO)?;
+    let client = Client::connect(&x.display)?;
+    client.resize_screen((400, 300))?;
+    let outcome = (|| -> Result<()> {
+        let changes = screen.wait_changes(crate::harness::WAIT)?;
+        assert!(changes.resized, "{changes:?}");
+        assert_eq!(screen.size(), (400, 300));
+        let picture = screen.grab()?;
+        assert_eq!((picture.width, picture.height), (400, 300));
+        Ok(())
+    })();
+    client.resize_screen(SCREEN)?;
+    outcome?;
+    let changes = screen.wait_changes(crate::harness::WAIT)?;
+    assert!(changes.resized, "{changes:?}");
+    assert_eq!(screen.size(), SCREEN);
+    Ok(())
+}

@@ -108,6 +108,50 @@ fn an_idle_desktop_sends_nothing_and_a_keyframe_request_is_answered() -> Result<
 }
 
 #[test]
+fn a_consumer_that_does_not_take_frames_gets_the_latest_not_a_queue() -> Result<()> {
+    let x = xvfb();
+    let mut client = Client::connect(&x.display)?;
+    let desktop = open(&x.display)?;
+    let (_, key) = next_frame(&desktop)?;
+    let before = desktop.frames_encoded();
+    // Five drawings while nobody takes anything: at most one batch waits.
+    let colours = [0xff_00_00, 0x00_ff_00, 0x00_00_ff, 0xff_ff_00, 0x00_ff_ff];
+    for (i, rgb) in colours.iter().enumerate() {
+        client.rectangle(20 + 100 * i as i16, 300, 80, 80, *rgb)?;
+    }
+    assert!(desktop.frames_encoded() <= before + 1, "{} frames queued", desktop.frames_encoded() - before);
+    // The next frame, or the one after it, already shows the last drawing.
+    let mut frames = vec![key];
+    let last = (0x00, 0xff, 0xff);
+    for _ in 0..2 {
+        frames.push(next_frame(&desktop)?.1);
+        let pictures = decode(&frames)?;
+        if near(pixel(pictures.last().expect("decoded"), 460, 340), last) {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("two frames after the drawings, the last one was still not shown")
+}
+
+#[test]
+fn a_size_change_sends_the_new_size_and_a_keyframe_at_it() -> Result<()> {
+    let x = xvfb();
+    let client = Client::connect(&x.display)?;
+    let desktop = open(&x.display)?;
+    next_frame(&desktop)?;
+    client.resize_screen((320, 240))?;
+    let outcome = (|| -> Result<()> {
+        let (batch, frame) = next_frame(&desktop)?;
+        let info = StreamInfo { codec: Codec::H264, width: 320, height: 240 };
+        assert!(batch.contains(&AgentToViewer::StreamInfo(info)), "{batch:?}");
+        assert!(frame.keyframe, "the first frame at a new size is a keyframe");
+        Ok(())
+    })();
+    client.resize_screen(SCREEN)?;
+    outcome
+}
+
+#[test]
 fn the_simd_build_of_openh264_is_linked() -> Result<()> {
     // OpenH264's assembly routines (built by nasm) are referenced from its C code only when
     // the build found nasm; without it the same names are absent and plain C runs ~3×

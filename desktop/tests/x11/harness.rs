@@ -124,6 +124,40 @@ impl Client {
         Ok(s)
     }
 
+    /// Changes the screen's size with RANDR. Xvfb's screen cannot grow past its start size
+    /// and shrinks only with its one CRTC off, so that is what this does (as xrandr would);
+    /// back at [`SCREEN`] the CRTC shows its full-size mode again.
+    pub fn resize_screen(&self, (w, h): (u16, u16)) -> Result<()> {
+        use x11rb::protocol::randr::{ConnectionExt as _, Rotation};
+        let conn = &self.conn;
+        conn.randr_query_version(1, 2)?.reply()?;
+        let resources = conn.randr_get_screen_resources(self.root)?.reply()?;
+        let crtc = resources.crtcs[0];
+        let stamp = resources.config_timestamp;
+        conn.randr_set_crtc_config(crtc, x11rb::CURRENT_TIME, stamp, 0, 0, 0, Rotation::ROTATE0, &[])?
+            .reply()?;
+        conn.randr_set_screen_size(self.root, w, h, w as u32 / 4, h as u32 / 4)?.check()?;
+        if (w, h) == SCREEN {
+            let mode = resources
+                .modes
+                .iter()
+                .find(|m| (m.width, m.height) == SCREEN)
+                .context("no full-size mode")?;
+            conn.randr_set_crtc_config(
+                crtc,
+                x11rb::CURRENT_TIME,
+                stamp,
+                0,
+                0,
+                mode.id,
+                Rotation::ROTATE0,
+                &resources.outputs,
+            )?
+            .reply()?;
+        }
+        Ok(())
+    }
+
     /// Keycodes the server holds down now.
     pub fn keys_down(&self) -> Result<Vec<u8>> {
         let map = self.conn.query_keymap()?.reply()?.keys;
