@@ -152,3 +152,43 @@ impl Encoder for H264Encoder {
         Ok(Some(Frame { timestamp_us, keyframe: is_key, data }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picture(bgra: &[u8], width: u16, height: u16) -> Picture<'_> {
+        Picture { width, height, stride: width as usize * 4, bgra }
+    }
+
+    #[test]
+    fn keyframes_come_first_on_request_and_at_the_interval() {
+        let settings = H264Settings { keyframe_interval: Duration::from_secs(10), ..H264Settings::default() };
+        let mut enc = H264Encoder::new(settings).unwrap();
+        let (w, h) = (64u16, 48u16);
+        let mut bgra = vec![0u8; w as usize * h as usize * 4];
+        let mut encode = |enc: &mut H264Encoder, bgra: &mut Vec<u8>, t_ms: u64, key: bool| {
+            // A different picture each time, so the encoder has something to send.
+            bgra.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u64 + t_ms) as u8);
+            enc.encode(&picture(bgra, w, h), t_ms * 1000, key).unwrap().expect("a frame")
+        };
+        let first = encode(&mut enc, &mut bgra, 0, false);
+        assert!(first.keyframe && first.data.starts_with(&[0, 0, 0, 1]), "Annex B, IDR first");
+        assert!(!encode(&mut enc, &mut bgra, 33, false).keyframe);
+        assert!(encode(&mut enc, &mut bgra, 66, true).keyframe, "on request");
+        assert!(!encode(&mut enc, &mut bgra, 5_000, false).keyframe);
+        assert!(encode(&mut enc, &mut bgra, 10_066, false).keyframe, "10 s after the last keyframe");
+        assert!(!encode(&mut enc, &mut bgra, 10_100, false).keyframe);
+    }
+
+    #[test]
+    fn odd_sizes_are_cut_to_even_and_a_new_size_starts_with_a_keyframe() {
+        let mut enc = H264Encoder::new(H264Settings::default()).unwrap();
+        let bgra = vec![128u8; 65 * 49 * 4];
+        assert!(enc.encode(&picture(&bgra, 65, 49), 0, false).unwrap().unwrap().keyframe);
+        assert_eq!(enc.size, (64, 48));
+        let bgra2 = vec![7u8; 32 * 32 * 4];
+        assert!(enc.encode(&picture(&bgra2, 32, 32), 33_000, false).unwrap().unwrap().keyframe);
+        assert!(enc.encode(&picture(&bgra, 8, 8), 66_000, false).is_err(), "too small for H.264");
+    }
+}

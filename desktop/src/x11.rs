@@ -130,7 +130,7 @@ impl X11Screen {
         self.width as usize * self.height as usize * 4
     }
 
-    /// Takes note of one event; returns whether it was one of ours.
+    /// Takes note of one event (others, like errors of unchecked requests, are dropped).
     fn note(&mut self, event: Event) {
         match event {
             Event::DamageNotify(_) => self.changes.damaged = true,
