@@ -191,6 +191,7 @@ fn capture_loop(
     let mut last_frame: Option<Instant> = None;
     let mut first = true;
     let mut pending = Changes::default();
+    let mut last_position = None;
     loop {
         // Latest frame wins: wait until the previous batch was taken.
         {
@@ -233,8 +234,14 @@ fn capture_loop(
         {
             batch.push(AgentToViewer::CursorShape(shape));
         }
-        if changes.cursor_moved || first {
-            batch.push(AgentToViewer::CursorPosition(screen.cursor_position()?));
+        // Raw motion tells of device moves; a pointer warped by a program is caught with the
+        // next picture. Only a position that changed is sent.
+        if changes.cursor_moved || changes.damaged || first {
+            let position = screen.cursor_position()?;
+            if last_position != Some(position) {
+                last_position = Some(position);
+                batch.push(AgentToViewer::CursorPosition(position));
+            }
         }
         let mut encoded = false;
         if changes.damaged || changes.resized || keyframe {

@@ -1,12 +1,12 @@
 //! Input through XTest arrives at a window as the right keysyms and coordinates, and
 //! `release_all` leaves nothing held.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use assist_desktop::{Desktop, DesktopConfig};
-use assist_proto::desktop::{InputEvent, MouseButton};
+use assist_proto::desktop::{AgentToViewer, CursorPosition, InputEvent, MouseButton};
 use x11rb::protocol::Event;
 
-use crate::harness::{Client, xvfb};
+use crate::harness::{Client, WAIT, xvfb};
 
 fn open(display: &str) -> Result<Desktop> {
     Ok(Desktop::open(DesktopConfig { display: Some(display.into()), ..Default::default() })?)
@@ -75,6 +75,14 @@ fn a_click_lands_at_the_right_coordinates_and_the_wheel_scrolls() -> Result<()> 
         _ => unreachable!(),
     }
     client.wait_for("the release", |e| matches!(e, Event::ButtonRelease(r) if r.detail == 1))?;
+    // The viewer is told where the pointer went.
+    let moved = AgentToViewer::CursorPosition(CursorPosition { x: 250, y: 175 });
+    loop {
+        let batch = desktop.next(WAIT)?.context("no batch with the pointer's position")?;
+        if batch.contains(&moved) {
+            break;
+        }
+    }
 
     desktop.inject(&InputEvent::MouseButton { button: MouseButton::Right, down: true })?;
     client.wait_for("a right press", |e| matches!(e, Event::ButtonPress(p) if p.detail == 3))?;
