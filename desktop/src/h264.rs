@@ -167,7 +167,7 @@ mod tests {
         let mut enc = H264Encoder::new(settings).unwrap();
         let (w, h) = (64u16, 48u16);
         let mut bgra = vec![0u8; w as usize * h as usize * 4];
-        let mut encode = |enc: &mut H264Encoder, bgra: &mut Vec<u8>, t_ms: u64, key: bool| {
+        let encode = |enc: &mut H264Encoder, bgra: &mut Vec<u8>, t_ms: u64, key: bool| {
             // A different picture each time, so the encoder has something to send.
             bgra.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u64 + t_ms) as u8);
             enc.encode(&picture(bgra, w, h), t_ms * 1000, key).unwrap().expect("a frame")
