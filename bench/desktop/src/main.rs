@@ -168,6 +168,21 @@ fn main() -> Result<()> {
     grab.push(Series::new("GetImage", plain));
     grab.note("wall time of the request and its reply (the X server does the copying)");
     figures.push(grab.finish());
+
+    let idle_secs = if cli.quick { 1 } else { 5 };
+    let idle_ms = measure::idle(&x.display, idle_secs)?;
+    let mut idle = Figure::new(
+        "desktop_idle_cpu_ms_per_s",
+        "CPU of a desktop stream while nothing changes",
+        "ms/s",
+        Better::Lower,
+        "assist-desktop",
+    );
+    idle.push(Series::new("assist-desktop", vec![idle_ms]));
+    idle.note(format!(
+        "whole process CPU over {idle_secs} s after the first frame; no frame may be encoded meanwhile"
+    ));
+    figures.push(idle.finish());
     drop(x);
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use assist_desktop::{Encoder, GrabMethod, H264Encoder, H264Settings, ScreenSource, X11Screen};
+use assist_desktop::{
+    Desktop, DesktopConfig, Encoder, GrabMethod, H264Encoder, H264Settings, ScreenSource, X11Screen,
+};
 use rustix::time::{ClockId, clock_gettime};
 
 use crate::content::{Content, Painter};
@@ -148,4 +150,21 @@ pub fn capture(display: &str, grabs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         }
     }
     Ok((a, b))
+}
+
+/// CPU milliseconds per second of a `Desktop` watching a screen where nothing happens
+/// (after its first frame was taken), over `secs` seconds.
+pub fn idle(display: &str, secs: u64) -> Result<f64> {
+    let desktop = Desktop::open(DesktopConfig { display: Some(display.into()), ..Default::default() })?;
+    while desktop.next(Duration::from_millis(500))?.is_some() {}
+    let process_cpu = || {
+        let t = clock_gettime(ClockId::ProcessCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let t0 = process_cpu();
+    let frames = desktop.frames_encoded();
+    // Nothing to wait for: idle is the point.
+    std::thread::sleep(Duration::from_secs(secs));
+    ensure!(desktop.frames_encoded() == frames, "the idle desktop encoded frames");
+    Ok((process_cpu() - t0).as_secs_f64() * 1e3 / secs as f64)
 }

@@ -27,6 +27,7 @@ fn quick_run_measures_every_figure_and_writes_json() {
         "desktop_mbit_s_scrolling",
         "desktop_mbit_s_full",
         "desktop_grab_ms",
+        "desktop_idle_cpu_ms_per_s",
     ] {
         let figure = figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no figure {id}"));
         for series in figure["series"].as_array().unwrap() {
