@@ -26,7 +26,8 @@ use crate::source::{Encoder, Picture};
 /// Encoder settings.
 #[derive(Clone, Copy, Debug)]
 pub struct H264Settings {
-    /// Target bit rate in bits per second. Default 4 Mbit/s: enough for a crisp 1080p
+    /// Target bit rate in bits per second (the rate control aims at it; fast changes go
+    /// over it rather than skip pictures). Default 4 Mbit/s: enough for a crisp 1080p
     /// desktop; quiet screens (typing) use a small fraction of it.
     pub bitrate: u32,
     /// Highest frame rate the rate control plans for. Default 30.
@@ -57,10 +58,17 @@ impl H264Encoder {
     pub fn new(settings: H264Settings) -> Result<Self, DesktopError> {
         let config = EncoderConfig::new()
             .usage_type(UsageType::CameraVideoRealTime)
-            .rate_control_mode(RateControlMode::Bufferbased)
+            .rate_control_mode(RateControlMode::Bitrate)
+            // A scene change would start an IDR frame: large, and useless on a desktop
+            // whose viewers ask for keyframes when they need them.
+            .scene_change_detect(false)
             .bitrate(BitRate::from_bps(settings.bitrate))
             .max_frame_rate(FrameRate::from_hz(settings.max_fps))
-            // Never drop a picture to save bits: the caller already sends only what changed.
+            // Never skip a picture to keep to the bit rate: under a fast change (scrolling
+            // text at 1080p) OpenH264 then skips nearly all of them (measured: 143 of 150)
+            // instead of raising the quantiser. Without skipping the rate control raises
+            // the quantiser and overshoots instead (OpenH264 warns so once at start); a
+            // slow link is handled by latest-frame-wins, which sends fewer frames.
             .skip_frames(false)
             .complexity(Complexity::Low)
             .num_threads(1)

@@ -6,6 +6,8 @@
 //!   asked for), at most `max_fps` times a second.
 //! - Latest frame wins: the next picture is grabbed and encoded only once the previous
 //!   batch was taken, so a slow consumer gets fewer, newer frames, never a growing queue.
+//!   A picture the encoder skips is grabbed again a period later, so the screen's last
+//!   state always reaches the viewer.
 //! - Input goes through its own X connection, opened on first use, so a view-only session
 //!   never opens one. Held keys and buttons are released by [`Desktop::release_all`] and
 //!   when the `Desktop` is dropped.
@@ -247,10 +249,21 @@ fn capture_loop(
         if changes.damaged || changes.resized || keyframe {
             let timestamp_us = start.elapsed().as_micros() as u64;
             let picture = screen.grab()?;
-            if let Some(frame) = encoder.encode(&picture, timestamp_us, keyframe || changes.resized)? {
-                batch.push(AgentToViewer::Frame(frame));
-                encoded = true;
+            match encoder.encode(&picture, timestamp_us, keyframe || changes.resized)? {
+                Some(frame) => {
+                    batch.push(AgentToViewer::Frame(frame));
+                    encoded = true;
+                }
+                // The encoder skipped this picture: try again next period, so the screen's
+                // last state is always sent in the end.
+                None => {
+                    pending.damaged = true;
+                    if keyframe || changes.resized {
+                        shared.lock().keyframe = true;
+                    }
+                }
             }
+            last_frame = Some(Instant::now());
         }
         first = false;
         if batch.is_empty() {

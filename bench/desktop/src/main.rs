@@ -147,7 +147,13 @@ fn main() -> Result<()> {
             "x264 ultrafast zerolatency",
             vec![measure::EncodeRun::mbit_s(run.x264_bytes, run.frames)],
         ));
-        rate.note(format!("openh264 sent {} keyframes in {} frames", run.keyframes, run.frames));
+        rate.note(format!(
+            "openh264 sent {} keyframes and skipped {} of {} pictures (target {} Mbit/s)",
+            run.keyframes,
+            run.skipped,
+            run.frames,
+            assist_desktop::H264Settings::default().bitrate / 1_000_000
+        ));
         if content == Content::Typing {
             let verdict = if ours <= 0.5 { "PASS" } else { "MISS" };
             rate.note(format!("typing target <= 0.5 Mbit/s: {verdict}"));

@@ -48,6 +48,8 @@ pub struct EncodeRun {
     pub openh264_ms: Vec<f64>,
     pub openh264_bytes: u64,
     pub keyframes: usize,
+    /// Pictures OpenH264 skipped to keep to its bit rate.
+    pub skipped: usize,
     /// x264's CPU per frame, milliseconds (start-up subtracted), over the whole run.
     pub x264_ms: f64,
     pub x264_bytes: u64,
@@ -108,7 +110,7 @@ pub fn encode(display: &str, content: Content, frames: usize, dir: &std::path::P
     let (startup_cpu, _) = run_x264(width, height, dir, &mut |send| send(&first))?;
 
     let mut openh264_ms = Vec::with_capacity(frames);
-    let (mut openh264_bytes, mut keyframes) = (0u64, 0usize);
+    let (mut openh264_bytes, mut keyframes, mut skipped) = (0u64, 0usize, 0usize);
     let mut failure = None;
     let (x264_cpu, x264_bytes) = run_x264(width, height, dir, &mut |send| {
         for i in 0..frames {
@@ -121,7 +123,7 @@ pub fn encode(display: &str, content: Content, frames: usize, dir: &std::path::P
                     openh264_bytes += f.data.len() as u64;
                     keyframes += usize::from(f.keyframe);
                 }
-                Ok(None) => {}
+                Ok(None) => skipped += 1,
                 Err(e) => failure = Some(e),
             }
             openh264_ms.push((thread_cpu() - t0).as_secs_f64() * 1e3);
@@ -133,7 +135,7 @@ pub fn encode(display: &str, content: Content, frames: usize, dir: &std::path::P
         return Err(e.into());
     }
     let x264_ms = ((x264_cpu - startup_cpu).max(0.0) / frames as f64) * 1e3;
-    Ok(EncodeRun { openh264_ms, openh264_bytes, keyframes, x264_ms, x264_bytes, frames })
+    Ok(EncodeRun { openh264_ms, openh264_bytes, keyframes, skipped, x264_ms, x264_bytes, frames })
 }
 
 /// Wall milliseconds per whole-screen grab, SHM and GetImage taken in turn.
