@@ -9,6 +9,9 @@ pub enum DesktopError {
     /// No X display could be reached (none given, or it refused us).
     #[error("cannot open X display {display:?}: {source}")]
     Connect { display: String, source: ConnectError },
+    /// A display name no X server can have.
+    #[error("{0:?} is not a valid X display")]
+    BadDisplay(String),
     /// The display lacks an extension this crate needs.
     #[error("the X server lacks the {0} extension")]
     MissingExtension(&'static str),

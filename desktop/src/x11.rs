@@ -35,6 +35,16 @@ pub enum GrabMethod {
 
 /// Opens an X display by name (`:0`), or `$DISPLAY` when `None`.
 pub(crate) fn connect(display: Option<&str>) -> Result<(RustConnection, usize), DesktopError> {
+    // x11rb 0.14 adds 6000 to the display number as a u16 port, which overflows (a panic in
+    // debug builds) from :59536 on: refuse those names before it parses them.
+    let named = display.map(str::to_owned).or_else(|| std::env::var("DISPLAY").ok());
+    if let Some(name) = named
+        && let Some((_, rest)) = name.rsplit_once(':')
+        && let Ok(n) = rest.split('.').next().unwrap_or("").parse::<u32>()
+        && n > u32::from(u16::MAX) - 6000
+    {
+        return Err(DesktopError::BadDisplay(name));
+    }
     x11rb::connect(display).map_err(|source| DesktopError::Connect {
         display: display.map(str::to_owned).unwrap_or_else(|| std::env::var("DISPLAY").unwrap_or_default()),
         source,

@@ -92,3 +92,17 @@ fn a_screen_size_change_is_noticed_and_grabbed_at_the_new_size() -> Result<()> {
     assert_eq!(screen.size(), SCREEN);
     Ok(())
 }
+
+#[test]
+fn a_display_that_is_not_there_is_refused_with_its_name() {
+    use assist_desktop::{Desktop, DesktopConfig, DesktopError};
+    let open =
+        |name: &str| Desktop::open(DesktopConfig { display: Some(name.into()), ..Default::default() }).err();
+    // A display number no server uses here (Xvfb's -displayfd picks low ones).
+    let err = open(":4999").expect("no X server on :4999");
+    assert!(matches!(err, DesktopError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains(":4999"), "{err}");
+    // One no server can have (x11rb would overflow its port number).
+    let err = open(":64999").expect("refused");
+    assert!(matches!(err, DesktopError::BadDisplay(ref d) if d == ":64999"), "{err:?}");
+}
