@@ -49,11 +49,12 @@ const WORDS: [&str; 16] = [
 /// Line `n` of the page: deterministic words, as wide as the screen allows.
 fn line(n: usize, cols: usize) -> Vec<u8> {
     let mut s = format!("{:>5}  ", n + 1);
-    let mut i = n * 7;
+    // A 64-bit LCG seeded by the line number: varied words, the same every run.
+    let mut i = n as u64 ^ 0x9e37_79b9_7f4a_7c15;
     while s.len() < cols {
-        s.push_str(WORDS[i % WORDS.len()]);
+        i = i.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        s.push_str(WORDS[(i >> 33) as usize % WORDS.len()]);
         s.push(' ');
-        i = i.wrapping_mul(31).wrapping_add(17);
     }
     s.truncate(cols);
     s.into_bytes()

@@ -47,6 +47,9 @@ struct Cli {
     /// Where to write the JSON (default: $CARGO_TARGET_DIR/bench/desktop-TIME.json).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Leave both encoders' H.264 streams of each content in this directory.
+    #[arg(long)]
+    keep_streams: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -109,7 +112,7 @@ fn main() -> Result<()> {
 
     let mut figures = Vec::new();
     for content in Content::ALL {
-        let run = measure::encode(&x.display, content, settings.frames, &dir)
+        let run = measure::encode(&x.display, content, settings.frames, &dir, cli.keep_streams.as_deref())
             .with_context(|| format!("encoding {}", content.name()))?;
         let name = content.name();
         let mut cpu = Figure::new(

@@ -98,7 +98,15 @@ fn run_x264(
     Ok((children_cpu()? - before, std::fs::metadata(&out)?.len()))
 }
 
-pub fn encode(display: &str, content: Content, frames: usize, dir: &std::path::Path) -> Result<EncodeRun> {
+/// `keep`: a directory to leave both streams in (`openh264-CONTENT.h264`,
+/// `x264-CONTENT.h264`), to look at them.
+pub fn encode(
+    display: &str,
+    content: Content,
+    frames: usize,
+    dir: &std::path::Path,
+    keep: Option<&std::path::Path>,
+) -> Result<EncodeRun> {
     let mut screen = X11Screen::open(Some(display))?;
     let (width, height) = screen.size();
     let mut painter = Painter::new(display, content)?;
@@ -110,6 +118,7 @@ pub fn encode(display: &str, content: Content, frames: usize, dir: &std::path::P
     let (startup_cpu, _) = run_x264(width, height, dir, &mut |send| send(&first))?;
 
     let mut openh264_ms = Vec::with_capacity(frames);
+    let mut stream = Vec::new();
     let (mut openh264_bytes, mut keyframes, mut skipped) = (0u64, 0usize, 0usize);
     let mut failure = None;
     let (x264_cpu, x264_bytes) = run_x264(width, height, dir, &mut |send| {
@@ -121,6 +130,9 @@ pub fn encode(display: &str, content: Content, frames: usize, dir: &std::path::P
             match encoder.encode(&picture, ts, false) {
                 Ok(Some(f)) => {
                     openh264_bytes += f.data.len() as u64;
+                    if keep.is_some() {
+                        stream.extend_from_slice(&f.data);
+                    }
                     keyframes += usize::from(f.keyframe);
                 }
                 Ok(None) => skipped += 1,
@@ -133,6 +145,11 @@ pub fn encode(display: &str, content: Content, frames: usize, dir: &std::path::P
     })?;
     if let Some(e) = failure {
         return Err(e.into());
+    }
+    if let Some(keep) = keep {
+        std::fs::create_dir_all(keep)?;
+        std::fs::write(keep.join(format!("openh264-{}.h264", content.name())), &stream)?;
+        std::fs::copy(dir.join("x264.h264"), keep.join(format!("x264-{}.h264", content.name())))?;
     }
     let x264_ms = ((x264_cpu - startup_cpu).max(0.0) / frames as f64) * 1e3;
     Ok(EncodeRun { openh264_ms, openh264_bytes, keyframes, skipped, x264_ms, x264_bytes, frames })
