@@ -103,7 +103,8 @@ impl X11Screen {
         conn.damage_query_version(1, 1)?.reply()?;
         conn.xfixes_query_version(5, 0)?.reply()?;
         conn.randr_query_version(1, 2)?.reply()?;
-        conn.xinput_xi_query_version(2, 0)?.reply()?;
+        // 2.2: raw motion is then delivered even while another client grabs the pointer.
+        conn.xinput_xi_query_version(2, 2)?.reply()?;
 
         let damage = conn.generate_id()?;
         conn.damage_create(damage, root, damage::ReportLevel::NON_EMPTY)?.check()?;

@@ -42,10 +42,23 @@ fn an_idle_screen_reports_no_change_and_a_drawing_does() -> Result<()> {
     assert!(!screen.wait_changes(Duration::ZERO)?.any());
 
     let mut client = Client::connect(&x.display)?;
-    client.rectangle(10, 10, 20, 20, 0x00_ff_00)?;
+    let window = client.rectangle(10, 10, 20, 20, 0x00_ff_00)?;
     let changes = screen.wait_changes(crate::harness::WAIT)?;
     assert!(changes.damaged, "{changes:?}");
+    screen.pending_after_sync()?;
     assert_eq!(screen.grab()?.rgb(15, 15), (0, 0xff, 0));
+
+    // Drawing inside an existing window (not only mapping one) is damage too.
+    use x11rb::protocol::xproto::{ConnectionExt as _, CreateGCAux, Rectangle};
+    use x11rb::wrapper::ConnectionExt as _;
+    let gc = x11rb::connection::Connection::generate_id(&client.conn)?;
+    client.conn.create_gc(gc, window, &CreateGCAux::new().foreground(0xff_00_ff))?;
+    client.conn.poly_fill_rectangle(window, gc, &[Rectangle { x: 2, y: 2, width: 4, height: 4 }])?;
+    client.conn.sync()?;
+    let changes = screen.wait_changes(crate::harness::WAIT)?;
+    assert!(changes.damaged, "{changes:?}");
+    let picture = screen.grab()?;
+    assert_eq!((picture.rgb(13, 13), picture.rgb(20, 20)), ((0xff, 0, 0xff), (0, 0xff, 0)));
     Ok(())
 }
 
