@@ -80,6 +80,33 @@ fn the_cursor_comes_with_its_image_and_position() -> Result<()> {
     assert!(changes.cursor_moved, "{changes:?}");
     let p = screen.cursor_position()?;
     assert_eq!((p.x, p.y), (321, 123));
+
+    // Another cursor image (a watch from the cursor font on the root window, which the
+    // pointer is over) is noticed, and the new image is sent.
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt as _};
+    use x11rb::wrapper::ConnectionExt as _;
+    let client = Client::connect(&x.display)?;
+    let (font, cursor) = (client.conn.generate_id()?, client.conn.generate_id()?);
+    client.conn.open_font(font, b"cursor")?.check()?;
+    const XC_WATCH: u16 = 150;
+    client
+        .conn
+        .create_glyph_cursor(cursor, font, font, XC_WATCH, XC_WATCH + 1, 0, 0, 0, 0xffff, 0xffff, 0xffff)?
+        .check()?;
+    client
+        .conn
+        .change_window_attributes(client.root, &ChangeWindowAttributesAux::new().cursor(cursor))?
+        .check()?;
+    client.conn.sync()?;
+    let changes = screen.wait_changes(crate::harness::WAIT)?;
+    let watch = screen.cursor_shape()?.expect("a cursor");
+    client
+        .conn
+        .change_window_attributes(client.root, &ChangeWindowAttributesAux::new().cursor(x11rb::NONE))?;
+    client.conn.sync()?;
+    assert!(changes.cursor_shape, "{changes:?}");
+    assert_ne!(watch, shape, "the image changed");
     Ok(())
 }
 
