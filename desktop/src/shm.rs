@@ -60,12 +60,12 @@ impl ShmSegment {
         Ok(segment)
     }
 
-    /// Grabs a `width`×`height` Z-pixmap of `drawable` at (`x`, `y`) into the segment and
-    /// returns its bytes (rows of `width * bytes_per_pixel`, no padding at 32 bpp).
+    /// Has the server write a `width`×`height` Z-pixmap of `drawable` at (`x`, `y`) into the
+    /// segment; returns its size in bytes (rows of `width * 4`, no padding at 32 bpp).
     ///
     /// Takes `&mut self`: the server writes into the memory only while this call waits for
-    /// its reply, so no slice handed out earlier can be alive while it does.
-    pub(crate) fn grab(
+    /// its reply, so no slice from [`ShmSegment::bytes`] can be alive while it does.
+    pub(crate) fn fill(
         &mut self,
         conn: &RustConnection,
         drawable: Drawable,
@@ -73,7 +73,7 @@ impl ShmSegment {
         y: i16,
         width: u16,
         height: u16,
-    ) -> Result<&[u8], DesktopError> {
+    ) -> Result<usize, DesktopError> {
         let need = width as usize * height as usize * 4;
         if need > self.len {
             return Err(DesktopError::Unsupported("picture larger than the shared segment"));
@@ -81,11 +81,16 @@ impl ShmSegment {
         let reply = conn
             .shm_get_image(drawable, x, y, width, height, !0, ImageFormat::Z_PIXMAP.into(), self.seg, 0)?
             .reply()?;
-        let size = (reply.size as usize).min(need);
-        // SAFETY: `ptr` maps `len >= need >= size` bytes, valid until Drop. The reply above
-        // means the server has finished writing the picture, and it writes again only in
-        // answer to the next grab, which needs `&mut self` and so outlives no slice from this.
-        Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>(), size) })
+        Ok((reply.size as usize).min(need))
+    }
+
+    /// The first `len` bytes of the segment, as the last [`ShmSegment::fill`] left them.
+    pub(crate) fn bytes(&self, len: usize) -> &[u8] {
+        let len = len.min(self.len);
+        // SAFETY: `ptr` maps `self.len >= len` bytes, valid until Drop. The server writes
+        // into it only during `fill`, which needs `&mut self` and so cannot run while this
+        // shared borrow lives; nobody else holds the memfd.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>(), len) }
     }
 
     /// Detaches the segment from the server (best effort: the server also forgets it when

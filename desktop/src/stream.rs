@@ -194,6 +194,7 @@ fn capture_loop(
     let mut first = true;
     let mut pending = Changes::default();
     let mut last_position = None;
+    let mut announced = None;
     loop {
         // Latest frame wins: wait until the previous batch was taken.
         {
@@ -223,13 +224,9 @@ fn capture_loop(
         }
         let changes = std::mem::take(&mut pending);
         let mut batch = Vec::new();
-        if changes.resized || first {
-            let (width, height) = screen.size();
-            batch.push(AgentToViewer::StreamInfo(StreamInfo {
-                codec: Codec::H264,
-                width: width & !1,
-                height: height & !1,
-            }));
+        let mut keyframe = keyframe;
+        if announce(&mut announced, screen.size(), &mut batch) {
+            keyframe = true;
         }
         if (changes.cursor_shape || first)
             && let Some(shape) = screen.cursor_shape()?
@@ -249,7 +246,12 @@ fn capture_loop(
         if changes.damaged || changes.resized || keyframe {
             let timestamp_us = start.elapsed().as_micros() as u64;
             let picture = screen.grab()?;
-            match encoder.encode(&picture, timestamp_us, keyframe || changes.resized)? {
+            // The screen can change size between the check above and the grab: the viewer
+            // hears of it before the first frame at the new size.
+            if announce(&mut announced, (picture.width, picture.height), &mut batch) {
+                keyframe = true;
+            }
+            match encoder.encode(&picture, timestamp_us, keyframe)? {
                 Some(frame) => {
                     batch.push(AgentToViewer::Frame(frame));
                     encoded = true;
@@ -258,7 +260,7 @@ fn capture_loop(
                 // last state is always sent in the end.
                 None => {
                     pending.damaged = true;
-                    if keyframe || changes.resized {
+                    if keyframe {
                         shared.lock().keyframe = true;
                     }
                 }
@@ -277,6 +279,23 @@ fn capture_loop(
         state.batch = Some(batch);
         shared.changed.notify_all();
     }
+}
+
+/// Adds a `StreamInfo` to the batch if the picture size differs from the one last
+/// announced (always the first time); returns whether it did (the next frame must then be
+/// a keyframe). Sizes are cut to even, as the encoder cuts them.
+fn announce(
+    announced: &mut Option<(u16, u16)>,
+    (width, height): (u16, u16),
+    batch: &mut Vec<AgentToViewer>,
+) -> bool {
+    let size = (width & !1, height & !1);
+    if *announced == Some(size) {
+        return false;
+    }
+    *announced = Some(size);
+    batch.push(AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: size.0, height: size.1 }));
+    true
 }
 
 fn merge(into: &mut Changes, more: Changes) {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use assist_proto::desktop::{CursorPosition, CursorShape, MAX_CURSOR_SIDE};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use x11rb::connection::{Connection, RequestConnection};
+use x11rb::errors::ReplyError;
+use x11rb::protocol::ErrorKind;
 use x11rb::protocol::Event;
 use x11rb::protocol::damage::{self, ConnectionExt as _};
 use x11rb::protocol::randr::{self, ConnectionExt as _};
@@ -173,6 +175,23 @@ impl X11Screen {
         Ok(())
     }
 
+    /// Has the server write the whole screen into the segment (or `pixels`); returns the
+    /// picture's size in bytes.
+    fn fetch(&mut self) -> Result<usize, DesktopError> {
+        let (width, height) = (self.width, self.height);
+        match &mut self.shm {
+            Some(seg) => seg.fill(&self.conn, self.root, 0, 0, width, height),
+            None => {
+                let reply = self
+                    .conn
+                    .get_image(ImageFormat::Z_PIXMAP, self.root, 0, 0, width, height, !0)?
+                    .reply()?;
+                self.pixels = reply.data;
+                Ok(self.pixels.len())
+            }
+        }
+    }
+
     /// Whether a change is waiting, after a round trip: every request sent before this call
     /// (by any client) has been handled by the server by then, and its events are in. Lets
     /// a caller tell "nothing changed" without waiting for a timeout.
@@ -221,21 +240,25 @@ impl ScreenSource for X11Screen {
         // Re-arm DAMAGE before grabbing: whatever is drawn from here on is reported again.
         self.conn.damage_subtract(self.damage, x11rb::NONE, x11rb::NONE)?;
         self.changes.damaged = false;
-        let (width, height) = (self.width, self.height);
-        let bgra: &[u8] = match &mut self.shm {
-            Some(seg) => seg.grab(&self.conn, self.root, 0, 0, width, height)?,
-            None => {
-                let reply = self
-                    .conn
-                    .get_image(ImageFormat::Z_PIXMAP, self.root, 0, 0, width, height, !0)?
-                    .reply()?;
-                self.pixels = reply.data;
-                &self.pixels
+        // The screen may have shrunk before its RANDR event reached us: the server then
+        // refuses the old size (BadMatch). Re-read the size once and grab again; the
+        // resize is still reported by the next `wait_changes`.
+        let len = match self.fetch() {
+            Err(DesktopError::Reply(ReplyError::X11Error(e))) if e.error_kind == ErrorKind::Match => {
+                self.refresh_size()?;
+                self.changes.resized = true;
+                self.fetch()?
             }
+            other => other?,
         };
-        if bgra.len() < width as usize * height as usize * 4 {
+        let (width, height) = (self.width, self.height);
+        if len < width as usize * height as usize * 4 {
             return Err(DesktopError::Unsupported("the server returned a short picture"));
         }
+        let bgra = match &self.shm {
+            Some(seg) => seg.bytes(len),
+            None => &self.pixels[..len],
+        };
         Ok(Picture { width, height, stride: width as usize * 4, bgra })
     }
 
