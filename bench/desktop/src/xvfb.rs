@@ -3,7 +3,7 @@
 //! when its stdin closes).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{Context, Result};
 
@@ -11,6 +11,7 @@ pub struct Xvfb {
     pub display: String,
     child: Child,
     stdin: Option<ChildStdin>,
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl Xvfb {
@@ -27,9 +28,11 @@ impl Xvfb {
             .context("start Xvfb (install the Debian package xvfb)")?;
         let stdin = child.stdin.take();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        // Kept open while the server runs: it must never write into a closed pipe.
+        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        stdout.read_line(&mut line)?;
         let n: u32 = line.trim().parse().with_context(|| format!("Xvfb did not start (printed {line:?})"))?;
-        Ok(Xvfb { display: format!(":{n}"), child, stdin })
+        Ok(Xvfb { display: format!(":{n}"), child, stdin, _stdout: stdout })
     }
 }
 

@@ -2,7 +2,7 @@
 //! it receives.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ pub struct Xvfb {
     _child: Child,
     // Closing this (when the test binary exits) makes the wrapper shell stop Xvfb.
     _stdin: ChildStdin,
+    _stdout: BufReader<ChildStdout>,
 }
 
 static XVFB: OnceLock<Mutex<Xvfb>> = OnceLock::new();
@@ -46,9 +47,11 @@ fn start() -> Result<Xvfb> {
         .context("start Xvfb (install the Debian package xvfb)")?;
     let stdin = child.stdin.take().expect("piped");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    // Kept open while the server runs: it must never write into a closed pipe.
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    stdout.read_line(&mut line)?;
     let n: u32 = line.trim().parse().with_context(|| format!("Xvfb did not start (printed {line:?})"))?;
-    Ok(Xvfb { display: format!(":{n}"), _child: child, _stdin: stdin })
+    Ok(Xvfb { display: format!(":{n}"), _child: child, _stdin: stdin, _stdout: stdout })
 }
 
 /// The shared Xvfb, held for the whole of one test.
