@@ -112,8 +112,21 @@ fn release_all_lets_go_of_held_keys_and_buttons() -> Result<()> {
     client.wait_for("the button press", |e| matches!(e, Event::ButtonPress(_)))?;
     assert_eq!(client.keys_down()?.len(), 2, "Shift and A are held");
 
+    // A character the layout lacks borrows a spare keycode until control ends.
+    let euro = 0x0100_20ac;
+    let mapped = |client: &Client| -> Result<bool> {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::ConnectionExt as _;
+        let setup = client.conn.setup();
+        let (min, max) = (setup.min_keycode, setup.max_keycode);
+        Ok(client.conn.get_keyboard_mapping(min, max - min + 1)?.reply()?.keysyms.contains(&euro))
+    };
+    desktop.inject(&InputEvent::Text("€".into()))?;
+    assert!(mapped(&client)?);
+
     desktop.release_all()?;
     assert!(client.keys_down()?.is_empty(), "keys still held: {:?}", client.keys_down()?);
+    assert!(!mapped(&client)?, "the spare keycode was given back");
     client.wait_for("the button release", |e| matches!(e, Event::ButtonRelease(_)))?;
     // Nothing remains to release: dropping the desktop releases nothing twice.
     drop(desktop);
