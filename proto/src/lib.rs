@@ -5,6 +5,8 @@
 //! - [`ids`]: newtypes for the identifiers that cross the wire;
 //! - [`caps`]: capabilities, ticket priorities and consent modes;
 //! - [`consent`]: who consented to a grant (an approver, the agent's prompt, a window);
+//! - [`desktop`]: remote-desktop messages (picture, cursor, input, clipboard) in a binary
+//!   framing whose fixed header a relay can limit and index without decoding;
 //! - [`frame`]: length-prefixed framing with a hard size limit, as a sans-IO codec;
 //! - [`msg`]: the direction-named message enums of every stream;
 //! - [`files`]: file channels, diagnostics and log collection: requests, sizes, digests;
@@ -19,6 +21,7 @@
 
 pub mod caps;
 pub mod consent;
+pub mod desktop;
 pub mod files;
 pub mod forward;
 pub mod frame;
