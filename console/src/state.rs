@@ -189,7 +189,9 @@ pub struct SessionDetail {
 
 /// What the console needs from the relay.
 #[async_trait::async_trait]
-pub trait ConsoleState: Send + Sync + 'static {
+pub trait ConsoleState:
+    crate::auditlog::AuditState + crate::requests::LiveChanges + Send + Sync + 'static
+{
     /// Agents connected now.
     fn online_agents(&self) -> usize;
     /// Sessions not yet over (requested, approved or active).

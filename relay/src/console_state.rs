@@ -54,8 +54,8 @@ const ISSUER: &str = "assist";
 
 /// The relay as the console sees it.
 pub struct RelayConsole {
-    relay: Arc<Relay>,
-    db: SqliteStore,
+    pub(crate) relay: Arc<Relay>,
+    pub(crate) db: SqliteStore,
     auth: ConsoleAuthConfig,
     /// Added to the system clock; moved only by tests of timeouts.
     skew_ms: AtomicI64,
@@ -75,12 +75,12 @@ impl RelayConsole {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     warn!(error = %e, "console: internal error");
     ApiError::Internal
 }
 
-fn from_refusal(r: Refusal) -> ApiError {
+pub(crate) fn from_refusal(r: Refusal) -> ApiError {
     match r.code {
         ErrorCode::Unauthenticated if r.message.starts_with("too many attempts") => {
             ApiError::Throttled(r.message)
@@ -158,7 +158,7 @@ fn view(s: SessionInfo, note: Option<String>) -> SessionView {
     }
 }
 
-fn principal(a: &Account) -> Result<Principal, ApiError> {
+pub(crate) fn principal(a: &Account) -> Result<Principal, ApiError> {
     Ok(Principal {
         user: UserName::new(&a.user),
         org: OrgName::new(&a.org),
