@@ -7,6 +7,7 @@ import { $, say, fail, whenSignedOut } from './common.js';
 import { signedIn, signedOut as pagesSignedOut } from './pages.js';
 import './approvals.js';
 import './review.js';
+import './auditlog.js';
 
 const screens = ['signin', 'code', 'enrol', 'recovery', 'home'];
 

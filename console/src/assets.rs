@@ -30,6 +30,7 @@ const ASSETS: &[Asset] = &[
     asset!("/pages.js", "pages.js", "text/javascript; charset=utf-8"),
     asset!("/approvals.js", "approvals.js", "text/javascript; charset=utf-8"),
     asset!("/review.js", "review.js", "text/javascript; charset=utf-8"),
+    asset!("/auditlog.js", "auditlog.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
     asset!(

@@ -84,12 +84,21 @@ impl RelayConsole {
 }
 
 /// What a channel was for, from its recorded description (`request` is the channel
-/// request as the engineer sent it).
+/// request as the engineer sent it, a serialised `ChannelKind`).
 fn channel_what(described: &Value) -> Option<String> {
     let request = described.get("request")?;
-    ["path", "target", "script", "command"]
-        .iter()
-        .find_map(|k| request.get(k).and_then(Value::as_str).map(str::to_owned))
+    let words = |v: &Value| {
+        let list: Vec<&str> = v.as_array()?.iter().filter_map(Value::as_str).collect();
+        (!list.is_empty()).then(|| list.join(" "))
+    };
+    let file = request.get("request").and_then(|r| {
+        let op = r.get("op").and_then(Value::as_str).unwrap_or("");
+        Some(format!("{op} {}", r.get("path")?.as_str()?))
+    });
+    file.or_else(|| request.get("target").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| request.get("name").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| request.get("paths").and_then(words))
+        .or_else(|| request.get("command").and_then(words))
 }
 
 /// The channels of a recording, in order, with the bytes recorded each way.
