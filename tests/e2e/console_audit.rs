@@ -125,6 +125,8 @@ fn an_auditor_reviews_a_real_transfer_the_audit_log_and_the_replays_end_and_othe
 
     // The shell's replay: the end marker is on the bar, and seeking to it shows the end.
     b.goto(&format!("{url}/#session/{shell_id}"))?;
+    // The title changes with the rest of the page (the previous session's player goes).
+    b.wait_text("#sp-title", "INC-7001")?;
     b.wait_text("#sp-recording", "valid")?;
     wait_markers(&b, 2)?;
     js(
@@ -135,8 +137,16 @@ fn an_auditor_reviews_a_real_transfer_the_audit_log_and_the_replays_end_and_othe
     let tip = js(&b, &format!("return document.querySelector('{last} .ap-tooltip').textContent"))?;
     assert!(tip.contains("ended"), "{tip}");
     b.click(last)?;
-    let shown = || js(&b, "return document.querySelector('#sp-player .ap-term-text').textContent");
-    wait_until("the replay to show the end", || Ok(shown()?.contains("audit-shell-output")))?;
+    let shown = || {
+        js(
+            &b,
+            "return document.querySelector('#sp-player .ap-term-text').textContent + ' @ ' + document.querySelector('#sp-player .ap-time-elapsed').textContent + ' markers ' + [...document.querySelectorAll('#sp-player .ap-marker-container')].map((m) => m.style.left + ' ' + m.textContent).join(' | ')",
+        )
+    };
+    if wait_until("the replay to show the end", || Ok(shown()?.contains("audit-shell-output"))).is_err() {
+        b.screenshot("audit-replay-end-failed")?;
+        anyhow::bail!("seeking to the end marker never showed the output: {:?}", shown()?);
+    }
     let past = js(
         &b,
         &format!(
@@ -148,8 +158,9 @@ fn an_auditor_reviews_a_real_transfer_the_audit_log_and_the_replays_end_and_othe
 
     // The audit log: real events, the chain valid, filtered by action.
     b.click("#tab-auditlog")?;
-    let chain = b.wait_text("#al-chain", "chain valid")?;
-    assert!(chain.contains("events verified"), "{chain}");
+    b.wait_css("#al-chain.valid")?;
+    let chain = b.text("#al-chain")?;
+    assert!(chain.to_lowercase().contains("chain valid") && chain.contains("events verified"), "{chain}");
     let log = b.wait_text("#al-list tbody", &cp_id)?;
     for action in ["session.requested", "session.approved", "file.transferred", "session.ended"] {
         assert!(log.contains(action), "{action} missing: {log}");
@@ -183,7 +194,7 @@ fn an_auditor_reviews_a_real_transfer_the_audit_log_and_the_replays_end_and_othe
     b.goto(&format!("{url}/#session/{cp_id}"))?;
     b.wait_text("#sp-title", "No such session")?;
     b.click("#tab-auditlog")?;
-    b.wait_text("#al-chain", "chain valid")?;
+    b.wait_css("#al-chain.valid")?;
     b.wait_text("#al-page-of", "Page 1")?;
     let log = b.text("#auditlog")?;
     for secret in [shell_id.as_str(), cp_id.as_str(), "erp-db01", "INC-700", "acme"] {
