@@ -8,7 +8,7 @@
 //!   event, and the end of the stream, once the session is no longer valid (signed out
 //!   elsewhere, expired, or the user disabled: checked every [`CHECK`]), so an open page
 //!   stops working at once. An open stream counts as activity for the idle timeout (an
-//!   approver's open page does not sign out), noted every [`TOUCH`].
+//!   approver's open page does not sign out), noted every [`TOUCH_MS`].
 //! - `POST /api/v1/requests/{id}/approve {capabilities?, minutes?, note?}` and
 //!   `POST /api/v1/requests/{id}/deny {reason}`: passed to the broker as they are; it
 //!   decides whether this user may answer, exactly as for `assist approve`/`deny`.
@@ -36,8 +36,8 @@ pub const CHECK: Duration = Duration::from_secs(2);
 /// every change the broker makes is announced through [`LiveChanges`]).
 pub const REREAD: Duration = Duration::from_secs(10);
 /// How often an open stream counts as activity for the idle timeout (the session row is
-/// written at most this often).
-pub const TOUCH: Duration = Duration::from_secs(60);
+/// written at most this often, by the relay's clock), in milliseconds.
+pub const TOUCH_MS: i64 = 60_000;
 
 type St = State<Arc<dyn ConsoleState>>;
 
@@ -63,7 +63,6 @@ struct Stream {
     /// sent and the other list may have changed too).
     dirty: bool,
     read_at: Instant,
-    touched_at: Instant,
     done: bool,
 }
 
@@ -87,16 +86,16 @@ impl Stream {
                     self.dirty = true;
                 }
             }
-            let touch = self.touched_at.elapsed() >= TOUCH;
-            let c = match current(&self.state, &self.headers, touch).await {
+            let c = match current(&self.state, &self.headers, false).await {
                 Ok(c) if c.session.stage == crate::state::Stage::Full => c,
                 _ => {
                     self.done = true;
                     return Event::default().event("signed-out").data("{}");
                 }
             };
-            if touch {
-                self.touched_at = Instant::now();
+            if self.state.now_ms() - c.session.last_seen >= TOUCH_MS {
+                // Ignored on failure: the next check tries again, and signs out if need be.
+                let _ = self.state.touch_session(&c.cookie).await;
             }
             if !self.dirty {
                 continue;
@@ -138,7 +137,6 @@ pub async fn events(
         live: None,
         dirty: true,
         read_at: now,
-        touched_at: now,
         done: false,
     };
     let stream = futures_util::stream::unfold(stream, |mut s| async move {

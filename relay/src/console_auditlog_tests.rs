@@ -187,3 +187,34 @@ fn channels_are_read_from_the_recordings_events() {
     assert_eq!((list[1].kind.as_str(), list[1].what.as_deref()), ("files", Some("read /srv/report.csv")));
     assert_eq!((list[1].opened_at, list[1].closed_at, list[1].bytes_out), (13, Some(15), 100));
 }
+
+#[tokio::test]
+async fn an_open_event_stream_keeps_its_sign_in_alive() {
+    let w = world(Default::default()).await;
+    let cookie = w.signed_in("carol").await;
+    let res = w.send(World::get("/api/v1/requests/events", Some(&cookie))).await;
+    let mut body = res.into_body();
+    assert!(next_event(&mut body).await.contains("event: requests"));
+    assert!(next_event(&mut body).await.contains("event: live"));
+    // Read on by itself from now on, as a page's EventSource does.
+    let reader =
+        tokio::spawn(
+            async move { while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {} },
+        );
+    let last_seen = async || w.state.session(&cookie).await.unwrap().unwrap().last_seen;
+    for _ in 0..3 {
+        // 29 minutes without a request but the stream's: the stream notes activity.
+        let before = last_seen().await;
+        w.state.advance_clock(29 * 60 * 1000);
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while last_seen().await == before {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the open stream counted as activity");
+    }
+    let (status, me, _) = split(w.send(World::get("/api/v1/me", Some(&cookie))).await).await;
+    assert_eq!(status, StatusCode::OK, "87 minutes with an open page and no other request: {me}");
+    reader.abort();
+}
