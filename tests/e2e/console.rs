@@ -463,8 +463,7 @@ fn an_auditor_opens_a_finished_session_sees_it_valid_and_verifies_its_bundle_off
         assert!(timeline.contains(action), "{action} missing from the timeline: {timeline}");
     }
     // The replay, in the page: the recording's approval marker on the progress bar, and
-    // playing it shows the session's output. (The player draws no marker at the very end
-    // of a recording, so the end marker is not on the bar.)
+    // playing it shows the session's output. (Seeking to the end marker: console_audit.)
     b.wait_css("#sp-player .ap-player")?;
     wait_markers(&b, 1)?;
     let marker = b.rt.block_on(b.client.execute(

@@ -155,6 +155,15 @@ fn an_auditor_reviews_a_real_transfer_the_audit_log_and_the_replays_end_and_othe
     )?;
     assert_eq!(past, "true", "the player stands at the end marker");
     b.screenshot("audit-3-replay-at-end")?;
+    // Using the controls never scrolls the terminal inside the player's box (WebDriver's
+    // click, like a keyboard's focus, scrolls the clicked control into view): the first
+    // row stays where it is painted. (From the top of the page, so the click scrolls.)
+    js(&b, "window.scrollTo(0, 0); return ''")?;
+    b.click("#sp-player .ap-playback-button")?;
+    let first_row = "const p = document.querySelector('#sp-player .ap-player'); \
+        const l = document.querySelector('#sp-player .ap-line').getBoundingClientRect(); \
+        return String(p.scrollTop === 0 && l.top >= p.getBoundingClientRect().top)";
+    assert_eq!(js(&b, first_row)?, "true", "the terminal's first row is inside the player");
 
     // The audit log: real events, the chain valid, filtered by action.
     b.click("#tab-auditlog")?;
