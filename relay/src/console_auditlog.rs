@@ -66,20 +66,20 @@ fn matches(q: &AuditQuery, r: &AuditRecord, s: Option<&SessionInfo>, detail: &Va
 }
 
 impl RelayConsole {
-    /// The stored recording's events, once the user may see the session.
-    async fn recorded_events(&self, user: &Account, id: &str) -> Result<Vec<Event>, ApiError> {
+    /// The stored recording's events, once the user may see the session (a 404 otherwise,
+    /// as for a missing session); `None` when nothing was recorded.
+    async fn recorded_events(&self, user: &Account, id: &str) -> Result<Option<Vec<Event>>, ApiError> {
         let who = principal(user)?;
         let info = self.relay.session_for(&who, &SessionId::new(id)).await.map_err(from_refusal)?;
-        let not_recorded = || ApiError::NotFound(format!("no recording is stored for session {}", info.id));
-        let store = self.relay.recordings.as_ref().ok_or_else(not_recorded)?;
+        let Some(store) = self.relay.recordings.as_ref() else { return Ok(None) };
         let bytes = match store.read(&info.id).await {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_recorded()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(internal(e)),
         };
         let (_, events) = crate::recording::export::read_events(&bytes)
             .map_err(|e| ApiError::Conflict(format!("the recording cannot be read: {e}")))?;
-        Ok(events)
+        Ok(Some(events))
     }
 }
 
@@ -240,13 +240,7 @@ impl AuditState for RelayConsole {
     }
 
     async fn session_channels(&self, user: &Account, id: &str) -> Result<Vec<ChannelView>, ApiError> {
-        match self.recorded_events(user, id).await {
-            Ok(events) => Ok(channels(&events)),
-            // A session with nothing recorded has no channels to show; one the user may not
-            // see stays a 404 (checked first, with the same message as a missing session).
-            Err(ApiError::NotFound(m)) if m.starts_with("no recording") => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        Ok(self.recorded_events(user, id).await?.map(|events| channels(&events)).unwrap_or_default())
     }
 
     async fn raw_channel(
@@ -256,7 +250,10 @@ impl AuditState for RelayConsole {
         channel: u32,
         direction: &str,
     ) -> Result<Vec<u8>, ApiError> {
-        let events = self.recorded_events(user, id).await?;
+        let events = self
+            .recorded_events(user, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no recording is stored for session {id}")))?;
         if !events.iter().any(|e| e.kind == EventKind::ChannelOpen && e.channel == channel) {
             return Err(ApiError::NotFound(format!("the recording of {id} has no channel {channel}")));
         }
