@@ -90,7 +90,7 @@ async function checkChain() {
     strong.textContent = c.result === 'valid' ? 'chain valid' : 'chain broken';
     const words = document.createElement('span');
     words.textContent = c.result === 'valid'
-      ? `${CHAIN_WORDS.valid} ${c.verified} events verified. ${c.detail}`
+      ? `${CHAIN_WORDS.valid} ${c.verified} events verified; the newest one's hash is SHA256:${c.head_hash}.`
       : `${CHAIN_WORDS.broken} Valid up to event #${c.verified}; ${c.detail}`;
     v.replaceChildren(strong, words);
   } catch (e) {
