@@ -1,7 +1,7 @@
 //! `assist-bench`: assist side by side with direct QUIC and OpenSSH on loopback, in one
 //! run, interleaved round by round (A B A B …), printed as a table and written as JSON.
 //!
-//! `all` runs every figure; `bulk`, `cp`, `echo`, `setup` and `idle` run one. `--quick` is a
+//! `all` runs every figure; `bulk`, `cp`, `echo`, `setup`, `idle` and `console` run one. `--quick` is a
 //! smoke run of seconds (small sizes, few rounds, N = 100), used by the crate's test.
 //! The hidden subcommands are the helper processes the figures start (direct-quinn
 //! server and client, bare quinn server, idle-agent enrollment and load).
@@ -10,6 +10,7 @@
 //! are printed as PASS/MISS and never make the run fail.
 
 mod bulk;
+mod console;
 mod cp;
 mod echo;
 mod idle;
@@ -85,7 +86,7 @@ pub struct Opts {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every figure: bulk, cp, echo, setup, idle.
+    /// Every figure: bulk, cp, echo, setup, idle, console.
     All(Opts),
     /// Bulk throughput and relay CPU per GiB.
     Bulk(Opts),
@@ -97,6 +98,9 @@ enum Cmd {
     Setup(Opts),
     /// Relay memory per idle agent.
     Idle(Opts),
+    /// The web console: a request's way to an approver's open page, and API latency with
+    /// 50 signed-in users.
+    Console(Opts),
     #[command(hide = true)]
     QuicServer {
         #[arg(long)]
@@ -167,6 +171,7 @@ fn main() -> Result<()> {
         Cmd::Echo(o) => run::bench(run::Which::only("echo"), o),
         Cmd::Setup(o) => run::bench(run::Which::only("setup"), o),
         Cmd::Idle(o) => run::bench(run::Which::only("idle"), o),
+        Cmd::Console(o) => run::bench(run::Which::only("console"), o),
         Cmd::QuicServer { data_dir, file } => tokio()?.block_on(quic::serve_file(&data_dir, file)),
         Cmd::QuicClient { addr, ca_fingerprint, echo: None, .. } => {
             let n = tokio()?.block_on(quic::fetch(addr, ca_fingerprint))?;

@@ -50,7 +50,7 @@ pub struct Which(Vec<&'static str>);
 
 impl Which {
     pub fn all() -> Self {
-        Self(vec!["bulk", "cp", "echo", "setup", "idle"])
+        Self(vec!["bulk", "cp", "echo", "setup", "idle", "console"])
     }
 
     pub fn only(name: &'static str) -> Self {
@@ -204,6 +204,9 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     let ctx = Ctx { settings, bins, dir, world: None, ssh };
     if which.has("idle") {
         record("idle", crate::idle::run(&ctx));
+    }
+    if which.has("console") {
+        record("console", crate::console::run(&ctx));
     }
 
     let mut notes = vec![

@@ -68,6 +68,8 @@ pub struct Relay {
     pub data: PathBuf,
     pub addr: String,
     pub fingerprint: String,
+    /// The console's `IP:PORT`, from its start-up line.
+    pub console: Option<String>,
 }
 
 impl Relay {
@@ -88,9 +90,13 @@ impl Relay {
         let words: Vec<&str> = ready.text.split_whitespace().collect();
         let addr = words.get(3).ok_or_else(|| anyhow!("bad ready line"))?.to_string();
         let fingerprint = words.get(5).ok_or_else(|| anyhow!("bad ready line"))?.to_string();
+        let console = out.seen.iter().find_map(|l| {
+            let rest = l.text.strip_prefix("assist-relay console on https://")?;
+            rest.split_whitespace().next().map(str::to_owned)
+        });
         // Keep reading stdout so the relay never blocks on a full pipe.
         out.forward(None);
-        Ok(Self { proc, data: data.to_owned(), addr, fingerprint })
+        Ok(Self { proc, data: data.to_owned(), addr, fingerprint, console })
     }
 
     /// Runs an administration command on the data directory, with `stdin` as input.

@@ -32,6 +32,9 @@ fn quick_run_measures_every_figure_and_writes_json() {
         "echo_p99_us",
         "setup_ms",
         "idle_bytes_per_agent_n100",
+        "console_request_p50_ms",
+        "console_requests_list_p50_ms",
+        "console_sessions_list_p99_ms",
     ] {
         let figure = figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no figure {id}"));
         let subject = figure["series"].as_array().unwrap().iter().find(|s| s["variant"] == figure["subject"]);

@@ -11,6 +11,7 @@ import './admin.js';
 import './admin-people.js';
 import './admin-agents.js';
 import './admin-hooks.js';
+import './auditlog.js';
 
 const screens = ['signin', 'code', 'enrol', 'recovery', 'home'];
 

@@ -1,6 +1,7 @@
 // The auditor's pages (everyone may open them; the relay scopes what each sees): the
 // sessions list with filters and paging, and one session with its verified recording, a
-// replay in the page, its grant revisions, file transfers and audit timeline.
+// replay in the page, its channels (each direction's raw bytes to download), grant
+// revisions, file transfers and audit timeline.
 import { call, ApiError } from './api.js';
 import { $, say, fail, timeText, cell, facts } from './common.js';
 import { register } from './pages.js';
@@ -30,6 +31,7 @@ async function loadSessions(page = reviewPage) {
       cell(tr, `${s.engineer} (${s.engineer_org})`);
       cell(tr, s.agent);
       cell(tr, s.ticket);
+      cell(tr, String(s.priority).toUpperCase());
       cell(tr, s.state, s.state);
       cell(tr, s.ended_at ? `${timeText(s.ended_at)} · ${s.end_reason || ''}` : '');
       tr.addEventListener('click', () => { location.hash = `#session/${encodeURIComponent(s.id)}`; });
@@ -96,6 +98,42 @@ async function showReplay(s, recording) {
   } catch (e) { fail(e); }
 }
 
+function rawLink(id, c, direction, bytes) {
+  const a = document.createElement('a');
+  a.href = `/api/v1/audit/sessions/${encodeURIComponent(id)}/channels/${c.channel}/${direction}`;
+  a.download = `${id}-channel-${c.channel}-${direction}.bin`;
+  a.className = `raw-${direction}`;
+  a.textContent = direction === 'out' ? `from the agent (${bytes} B)` : `to the agent (${bytes} B)`;
+  return a;
+}
+
+async function showChannels(id) {
+  const body = $('sp-channels').querySelector('tbody');
+  let list;
+  try {
+    list = await call('GET', `/api/v1/audit/sessions/${encodeURIComponent(id)}/channels`);
+  } catch (e) { return fail(e); }
+  if (document.body.dataset.session !== id) return;
+  body.replaceChildren(...list.map((c) => {
+    const tr = document.createElement('tr');
+    tr.dataset.channel = c.channel;
+    cell(tr, c.channel);
+    cell(tr, c.kind);
+    cell(tr, c.what);
+    cell(tr, timeText(c.opened_at));
+    cell(tr, c.closed_at ? timeText(c.closed_at) : 'still open');
+    cell(tr, c.bytes_out);
+    cell(tr, c.bytes_in);
+    const td = cell(tr, '');
+    if (c.bytes_out) td.append(rawLink(id, c, 'out', c.bytes_out));
+    if (c.bytes_out && c.bytes_in) td.append(document.createTextNode(' · '));
+    if (c.bytes_in) td.append(rawLink(id, c, 'in', c.bytes_in));
+    return tr;
+  }));
+  $('sp-channels').hidden = list.length === 0;
+  $('sp-no-channels').hidden = list.length > 0;
+}
+
 async function loadSession(id) {
   let d;
   try {
@@ -105,7 +143,7 @@ async function loadSession(id) {
       $('sp-title').textContent = 'No such session';
       say('There is no session with that name that you may see.');
       for (const part of ['sp-recording', 'sp-facts']) $(part).replaceChildren();
-      for (const t of ['sp-grants', 'sp-transfers']) $(t).querySelector('tbody').replaceChildren();
+      for (const t of ['sp-grants', 'sp-transfers', 'sp-channels']) $(t).querySelector('tbody').replaceChildren();
       $('sp-events').replaceChildren();
       $('sp-body').hidden = true;
       return;
@@ -115,7 +153,11 @@ async function loadSession(id) {
   const s = d.session;
   document.body.dataset.session = s.id;
   $('sp-title').textContent = `${s.engineer} on ${s.agent} · ${s.ticket}`;
-  $('sp-bundle').href = `/api/v1/audit/sessions/${encodeURIComponent(s.id)}/bundle`;
+  const base = `/api/v1/audit/sessions/${encodeURIComponent(s.id)}`;
+  $('sp-bundle').href = `${base}/bundle`;
+  $('sp-cast').href = `${base}/asciicast`;
+  $('sp-cast').download = `${s.id}.cast`;
+  showChannels(s.id);
   $('sp-body').hidden = false;
   const v = $('sp-recording');
   v.className = `verdict ${d.recording.result}`;

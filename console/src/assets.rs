@@ -34,6 +34,7 @@ const ASSETS: &[Asset] = &[
     asset!("/admin-people.js", "admin-people.js", "text/javascript; charset=utf-8"),
     asset!("/admin-agents.js", "admin-agents.js", "text/javascript; charset=utf-8"),
     asset!("/admin-hooks.js", "admin-hooks.js", "text/javascript; charset=utf-8"),
+    asset!("/auditlog.js", "auditlog.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
     asset!(

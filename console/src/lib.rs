@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admin_state;
 pub mod assets;
+pub mod auditlog;
 pub mod auth;
 pub mod error;
 pub mod guard;
@@ -75,7 +76,11 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/audit/sessions", get(review::sessions))
         .route("/api/v1/audit/sessions/{id}", get(review::session))
         .route("/api/v1/audit/sessions/{id}/bundle", get(review::bundle))
-        .route("/api/v1/audit/sessions/{id}/asciicast", get(review::asciicast));
+        .route("/api/v1/audit/sessions/{id}/asciicast", get(review::asciicast))
+        .route("/api/v1/audit/sessions/{id}/channels", get(auditlog::channels))
+        .route("/api/v1/audit/sessions/{id}/channels/{channel}/{direction}", get(auditlog::raw))
+        .route("/api/v1/audit/log", get(auditlog::log))
+        .route("/api/v1/audit/log/verify", get(auditlog::verify));
     router = admin::routes(router);
     for path in assets::paths() {
         router = router.route(path, get(move || async move { assets::serve(path) }));

@@ -1,6 +1,6 @@
 //! The auditor's pages: sessions with filters and paging, and one session.
 //!
-//! - `GET /api/v1/audit/sessions?agent&engineer&ticket&state&since&until&page`: the
+//! - `GET /api/v1/audit/sessions?org&agent&engineer&ticket&priority&state&end_reason&since&until&page`: the
 //!   sessions the user may see (the relay scopes them as `assist sessions`: their
 //!   organisation's, or for a vendor the sessions of its engineers), newest first,
 //!   filtered here ([`Filter`]) and cut into pages of [`PAGE`].
@@ -31,15 +31,20 @@ pub const PAGE: usize = 25;
 type St = State<Arc<dyn ConsoleState>>;
 
 /// What the sessions list is narrowed to; every field is optional. Text fields match
-/// exactly (agent, engineer, state) or as a case-insensitive substring (ticket); times
-/// are Unix milliseconds on the session's request time, `since` inclusive, `until` not.
+/// exactly (agent, engineer, priority, state; `org` either the agent's or the engineer's
+/// organisation) or as a case-insensitive substring (ticket, end reason); times are Unix
+/// milliseconds on the session's request time, `since` inclusive, `until` not.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
+    pub org: Option<String>,
     pub agent: Option<String>,
     pub engineer: Option<String>,
     pub ticket: Option<String>,
     pub state: Option<String>,
+    /// `P0` to `P3`, any case.
+    pub priority: Option<String>,
+    pub end_reason: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
     /// From 1.
@@ -52,10 +57,15 @@ impl Filter {
     }
 
     pub fn matches(&self, s: &SessionView) -> bool {
-        Self::set(&self.agent).is_none_or(|a| s.agent == a)
+        let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        Self::set(&self.org).is_none_or(|o| s.agent_org == o || s.engineer_org == o)
+            && Self::set(&self.agent).is_none_or(|a| s.agent == a)
             && Self::set(&self.engineer).is_none_or(|e| s.engineer == e)
             && Self::set(&self.state).is_none_or(|st| s.state == st)
-            && Self::set(&self.ticket).is_none_or(|t| s.ticket.to_lowercase().contains(&t.to_lowercase()))
+            && Self::set(&self.priority).is_none_or(|p| s.priority.eq_ignore_ascii_case(p))
+            && Self::set(&self.ticket).is_none_or(|t| contains(&s.ticket, t))
+            && Self::set(&self.end_reason)
+                .is_none_or(|r| s.end_reason.as_deref().is_some_and(|e| contains(e, r)))
             && self.since.is_none_or(|t| s.requested_at >= t)
             && self.until.is_none_or(|t| s.requested_at < t)
     }

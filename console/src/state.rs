@@ -189,7 +189,14 @@ pub struct SessionDetail {
 
 /// What the console needs from the relay.
 #[async_trait::async_trait]
-pub trait ConsoleState: crate::admin_state::AdminState + Send + Sync + 'static {
+pub trait ConsoleState:
+    crate::admin_state::AdminState
+    + crate::auditlog::AuditState
+    + crate::requests::LiveChanges
+    + Send
+    + Sync
+    + 'static
+{
     /// Agents connected now.
     fn online_agents(&self) -> usize;
     /// Sessions not yet over (requested, approved or active).

@@ -158,7 +158,7 @@ fn view(s: SessionInfo, note: Option<String>) -> SessionView {
     }
 }
 
-fn principal(a: &Account) -> Result<Principal, ApiError> {
+pub(crate) fn principal(a: &Account) -> Result<Principal, ApiError> {
     Ok(Principal {
         user: UserName::new(&a.user),
         org: OrgName::new(&a.org),

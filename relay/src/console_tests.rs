@@ -625,3 +625,6 @@ async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 }
+
+#[path = "console_auditlog_tests.rs"]
+mod auditlog;

@@ -24,6 +24,7 @@ pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
 pub mod console_admin;
+pub mod console_auditlog;
 pub mod console_bundle;
 pub mod console_review;
 pub mod console_state;

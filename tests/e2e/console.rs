@@ -373,7 +373,7 @@ fn an_approver_revokes_the_shell_and_ends_a_session_from_the_live_sessions() -> 
 }
 
 /// Waits until the player shows at least `n` markers.
-fn wait_markers(b: &Browser, n: u64) -> anyhow::Result<()> {
+pub(crate) fn wait_markers(b: &Browser, n: u64) -> anyhow::Result<()> {
     let count = || -> anyhow::Result<u64> {
         let v =
             b.rt.block_on(b.client.execute(
@@ -386,7 +386,7 @@ fn wait_markers(b: &Browser, n: u64) -> anyhow::Result<()> {
 }
 
 /// Signs in a user whose role needs no second factor.
-fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
+pub(crate) fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
     b.goto(url)?;
     b.fill("#user", user)?;
     b.fill("#password", &format!("pw-{user}-123"))?;
@@ -396,7 +396,7 @@ fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
 }
 
 /// `fetch` from the page (its origin, its cookie): the status and the body's bytes.
-fn fetch_from_page(b: &Browser, path: &str) -> anyhow::Result<(u64, Vec<u8>)> {
+pub(crate) fn fetch_from_page(b: &Browser, path: &str) -> anyhow::Result<(u64, Vec<u8>)> {
     let script = "const [path, done] = arguments;
         fetch(path, { credentials: 'same-origin' })
           .then(async (r) => done([r.status, Array.from(new Uint8Array(await r.arrayBuffer()))]))
@@ -463,8 +463,7 @@ fn an_auditor_opens_a_finished_session_sees_it_valid_and_verifies_its_bundle_off
         assert!(timeline.contains(action), "{action} missing from the timeline: {timeline}");
     }
     // The replay, in the page: the recording's approval marker on the progress bar, and
-    // playing it shows the session's output. (The player draws no marker at the very end
-    // of a recording, so the end marker is not on the bar.)
+    // playing it shows the session's output. (Seeking to the end marker: console_audit.)
     b.wait_css("#sp-player .ap-player")?;
     wait_markers(&b, 1)?;
     let marker = b.rt.block_on(b.client.execute(

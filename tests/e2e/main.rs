@@ -6,6 +6,7 @@ mod bypass;
 mod consent;
 mod console;
 mod console_admin;
+mod console_audit;
 mod files;
 mod forward;
 mod grants;

@@ -201,6 +201,7 @@ impl Relay {
         core.current = Some(grant.clone());
         core.revision = grant.revision;
         self.arm_expiry(&core.info.id, grant.revision, expires_at);
+        self.changed();
         Ok((grant, signed))
     }
 
@@ -227,6 +228,7 @@ impl Relay {
             .detail(json!({ "grant_revision": revision, "expired_at": grant.expires_at }));
         let _ = self.audit(event).await;
         drop(core);
+        self.changed();
         if s.detached.load(Ordering::Relaxed) {
             self.arm_lapse(id, grant.expires_at);
         }
@@ -325,6 +327,7 @@ impl Relay {
         self.audit(event).await?;
         core.info.escalation = Some(esc.clone());
         core.escalator = Some(link.tx.clone());
+        self.changed();
         let info = core.info();
         let consent = core.consent;
         drop(core);
@@ -378,6 +381,7 @@ impl Relay {
         }
         let esc = core.info.escalation.take().expect("checked");
         let tx = core.escalator.take();
+        self.changed();
         let event = session_event(RELAY_ACTOR, Action::EscalationExpired, &core.info)
             .detail(json!({ "add": esc.add, "waited_ms": now_ms() - esc.requested_at }));
         let _ = self.audit(event).await;
@@ -425,6 +429,7 @@ impl Relay {
             core.info.escalation = None;
             let tx = core.escalator.take();
             drop(core);
+            self.changed();
             if let Some(tx) = tx {
                 let msg = RelayToEngineer::EscalationAnswered {
                     session: id.clone(),

@@ -21,6 +21,7 @@
 mod admit;
 mod agents;
 mod audit;
+mod changes;
 mod files;
 mod forward;
 mod grants;
@@ -243,6 +244,7 @@ pub struct Relay {
     next_conn: AtomicU64,
     throttle: throttle::LoginThrottle,
     refusals: refusals::RefusalLog,
+    changes: changes::Changes,
 }
 
 #[cfg(not(test))]
@@ -286,6 +288,7 @@ impl Relay {
             people: people::People::default(),
             sessions: Mutex::default(),
             next_conn: AtomicU64::new(1),
+            changes: changes::Changes::default(),
         }
     }
 
@@ -515,6 +518,7 @@ impl Relay {
                 return Err(e.into());
             }
             s.span.in_scope(|| info!("session active"));
+            self.changed();
         }
         let agent = core.info.agent.clone();
         // Numbered now, before the agent can open this channel's stderr stream, so a shell's

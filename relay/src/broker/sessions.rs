@@ -129,6 +129,7 @@ impl Relay {
             timers: Mutex::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
+        self.changed();
 
         let window = match consent {
             ConsentMode::Window => {
@@ -207,6 +208,7 @@ impl Relay {
             s.ended.send_replace(true);
             s.disarm();
             s.stop_channels(|_| false);
+            self.changed();
         }
     }
 

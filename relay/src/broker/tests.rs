@@ -632,3 +632,31 @@ async fn a_change_the_store_refuses_leaves_the_state_as_it_was() {
     assert_eq!(w.stored(&id).await.state, SessionState::Active);
     assert!(w.relay.session_of_agent(&AGENT.into(), &id).await.is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_change_to_requests_and_live_sessions_is_announced() {
+    fn announced(changes: &mut tokio::sync::watch::Receiver<u64>, what: &str) {
+        assert!(changes.has_changed().unwrap(), "{what} was not announced");
+        changes.borrow_and_update();
+    }
+    let mut w = World::new(ConsentMode::Approver).await;
+    let mut changes = w.relay.watch_changes();
+    let (id, ..) = w.request(&["shell"], 600).await;
+    announced(&mut changes, "a request");
+    w.relay.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap();
+    announced(&mut changes, "an approval");
+    let _shell = w.admit(&id, shell()).await.unwrap();
+    announced(&mut changes, "the session's start");
+    let (id2, link, _rx) = w.approved(&["shell"], 3600).await;
+    changes.borrow_and_update();
+    w.relay.escalate(&engineer(), &link, &id2, vec![], Some(600), "longer".into()).await.unwrap();
+    announced(&mut changes, "an escalation");
+    w.relay.end_by(&approver(), &id2, Some("done".into())).await.unwrap();
+    announced(&mut changes, "an end");
+    let (id3, ..) = w.request(&["shell"], 600).await;
+    changes.borrow_and_update();
+    advance(CONSENT_TIMEOUT).await;
+    settle().await;
+    assert!(w.relay.list_requests(&approver()).await.iter().all(|s| s.id != id3));
+    announced(&mut changes, "an expiry");
+}

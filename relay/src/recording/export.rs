@@ -84,7 +84,13 @@ impl Utf8Stream {
     }
 }
 
-/// asciicast v2: a header line, then `[seconds, "o"|"r"|"m", text]` lines.
+/// How long after a last marker an asciicast goes on (an empty output event), so that
+/// players, which draw markers only before a recording's end, draw the end marker too.
+pub const AFTER_LAST_MARKER: f64 = 0.5;
+
+/// asciicast v2: a header line, then `[seconds, "o"|"r"|"m", text]` lines. When the last
+/// line is a marker (a session's end), an empty output line follows it
+/// [`AFTER_LAST_MARKER`] later.
 pub fn asciicast(header: &Header, events: &[Event]) -> String {
     let terminal = terminal_channels(events);
     let (mut width, mut height) = (80, 24);
@@ -105,6 +111,7 @@ pub fn asciicast(header: &Header, events: &[Event]) -> String {
     let mut out = head.to_string();
     out.push('\n');
     let mut streams: std::collections::BTreeMap<u32, Utf8Stream> = Default::default();
+    let mut last_marker = None;
     for e in events {
         let t = e.offset_us as f64 / 1e6;
         let line = match e.kind {
@@ -119,7 +126,12 @@ pub fn asciicast(header: &Header, events: &[Event]) -> String {
             EventKind::Marker => serde_json::json!([t, "m", String::from_utf8_lossy(&e.data)]),
             _ => continue,
         };
+        last_marker = (e.kind == EventKind::Marker).then_some(t);
         out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    if let Some(t) = last_marker {
+        out.push_str(&serde_json::json!([t + AFTER_LAST_MARKER, "o", ""]).to_string());
         out.push('\n');
     }
     out

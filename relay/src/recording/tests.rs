@@ -55,6 +55,8 @@ async fn record(seal: bool) -> (Vec<u8>, Vec<u8>) {
     rec.data(1, Direction::In, Bytes::from_static(b"ls\r")).await.unwrap();
     rec.data(1, Direction::Out, Bytes::from("ls\r\nfile-é.txt\r\n$ ".as_bytes())).await.unwrap();
     if seal {
+        // As the broker marks a session's end before sealing.
+        rec.marker("ended: shell exited with status 0").await.unwrap();
         let body = rec.seal("shell exited with status 0".into(), Vec::new()).await.unwrap();
         assert_eq!(body.channels.len(), 2);
     } else {
@@ -91,6 +93,11 @@ async fn sealed_recording_verifies_and_exports() {
     assert!(rest.iter().any(|e| e[1] == "r" && e[2] == "100x30"));
     assert!(rest.iter().any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("file-é.txt")));
     assert!(!rest.iter().any(|e| e[1] == "o" && e[2] == "ls\r"), "input is not output");
+    // Players draw a marker only before the end: an empty output follows the end marker.
+    let (end, after) = (&rest[rest.len() - 2], &rest[rest.len() - 1]);
+    assert!(end[1] == "m" && end[2].as_str().unwrap().starts_with("ended"), "{end}");
+    assert_eq!((after[1].as_str(), after[2].as_str()), (Some("o"), Some("")));
+    assert!(after[0].as_f64().unwrap() > end[0].as_f64().unwrap());
 }
 
 #[tokio::test]
