@@ -52,6 +52,9 @@ fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("__Host-assist=; Max-Age=0; Secure; HttpOnly; SameSite=Strict; Path=/")
 }
 
+/// How often a session's activity is written back (see [`current`]).
+pub const TOUCH_EVERY_MS: i64 = 60_000;
+
 /// A request's valid session.
 pub struct Current {
     pub cookie: String,
@@ -60,7 +63,8 @@ pub struct Current {
 }
 
 /// The session the request's cookie names, if it is still valid; notes the activity
-/// when `touch`. Expired, idle and disabled users' sessions are ended here.
+/// when `touch` (at most once a minute). Expired, idle and disabled users' sessions are
+/// ended here.
 pub async fn current(
     state: &Arc<dyn ConsoleState>,
     headers: &HeaderMap,
@@ -89,7 +93,9 @@ pub async fn current(
         state.end_session(&cookie, "disabled").await?;
         return Err(ApiError::Unauthenticated("this account can no longer sign in".into()));
     };
-    if touch {
+    // Activity is written at most once a minute: the idle timeout is counted to the
+    // minute, and a busy page does not write its session row on every request.
+    if touch && now - session.last_seen >= TOUCH_EVERY_MS {
         state.touch_session(&cookie).await?;
     }
     Ok(Current { cookie, session, account })
