@@ -42,6 +42,13 @@ const ASSETS: &[Asset] = &[
         "vendor/asciinema-player/asciinema-player.css",
         "text/css; charset=utf-8"
     ),
+    asset!("/vendor/@xterm/xterm/xterm.mjs", "vendor/@xterm/xterm/xterm.mjs", "text/javascript; charset=utf-8"),
+    asset!("/vendor/@xterm/xterm/xterm.css", "vendor/@xterm/xterm/xterm.css", "text/css; charset=utf-8"),
+    asset!(
+        "/vendor/@xterm/addon-fit/addon-fit.mjs",
+        "vendor/@xterm/addon-fit/addon-fit.mjs",
+        "text/javascript; charset=utf-8"
+    ),
 ];
 
 /// The paths of every embedded file, for the router.
