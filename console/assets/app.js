@@ -7,6 +7,9 @@ import { $, say, fail, whenSignedOut } from './common.js';
 import { signedIn, signedOut as pagesSignedOut } from './pages.js';
 import './approvals.js';
 import './review.js';
+import './engineer.js';
+import './shell.js';
+import './watch.js';
 
 const screens = ['signin', 'code', 'enrol', 'recovery', 'home'];
 

@@ -30,6 +30,10 @@ const ASSETS: &[Asset] = &[
     asset!("/pages.js", "pages.js", "text/javascript; charset=utf-8"),
     asset!("/approvals.js", "approvals.js", "text/javascript; charset=utf-8"),
     asset!("/review.js", "review.js", "text/javascript; charset=utf-8"),
+    asset!("/engineer.js", "engineer.js", "text/javascript; charset=utf-8"),
+    asset!("/shell.js", "shell.js", "text/javascript; charset=utf-8"),
+    asset!("/watch.js", "watch.js", "text/javascript; charset=utf-8"),
+    asset!("/terminal.js", "terminal.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
     asset!(

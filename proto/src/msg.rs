@@ -276,6 +276,14 @@ pub enum RelayToEngineer {
         code: Option<i32>,
         signal: Option<String>,
     },
+    /// Someone (an approver of the agent's organisation, or an admin) started or stopped
+    /// watching the session live, read-only.
+    Watching {
+        session: SessionId,
+        watcher: UserName,
+        org: OrgName,
+        watching: bool,
+    },
     /// The session is over. `exit_code` is the remote command's, when it exited.
     SessionEnded {
         reason: EndReason,

@@ -205,7 +205,10 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .serve_connection(io, service);
+        .serve_connection(io, service)
+        // The console's WebSockets (the browser's shell, watching): once upgraded, the
+        // connection is the socket's, which keeps itself alive with pings.
+        .with_upgrades();
     tokio::pin!(conn);
     loop {
         let last = start + Duration::from_millis(moved.load(Ordering::Relaxed));

@@ -39,7 +39,7 @@ fn the_console_is_served_over_https_with_a_certificate_from_the_relay_ca() -> an
 }
 
 /// Signs in as `user` and sets up an authenticator from the page; returns its secret.
-fn sign_in_and_enrol(
+pub(crate) fn sign_in_and_enrol(
     b: &Browser,
     url: &str,
     user: &str,
@@ -386,7 +386,7 @@ fn wait_markers(b: &Browser, n: u64) -> anyhow::Result<()> {
 }
 
 /// Signs in a user whose role needs no second factor.
-fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
+pub(crate) fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
     b.goto(url)?;
     b.fill("#user", user)?;
     b.fill("#password", &format!("pw-{user}-123"))?;
@@ -396,7 +396,7 @@ fn sign_in(b: &Browser, url: &str, user: &str) -> anyhow::Result<()> {
 }
 
 /// `fetch` from the page (its origin, its cookie): the status and the body's bytes.
-fn fetch_from_page(b: &Browser, path: &str) -> anyhow::Result<(u64, Vec<u8>)> {
+pub(crate) fn fetch_from_page(b: &Browser, path: &str) -> anyhow::Result<(u64, Vec<u8>)> {
     let script = "const [path, done] = arguments;
         fetch(path, { credentials: 'same-origin' })
           .then(async (r) => done([r.status, Array.from(new Uint8Array(await r.arrayBuffer()))]))

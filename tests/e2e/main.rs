@@ -5,6 +5,7 @@ mod bad_input;
 mod bypass;
 mod consent;
 mod console;
+mod console_shell;
 mod files;
 mod forward;
 mod grants;

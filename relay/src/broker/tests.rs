@@ -85,6 +85,12 @@ impl AgentPeer for FakeAgent {
     fn finish_delivered(&self) -> PeerFuture<'_, ()> {
         Box::pin(async {})
     }
+    fn open_channel(
+        &self,
+        _open: assist_proto::msg::AgentChannelOpen,
+    ) -> PeerFuture<'_, Result<super::peer::AgentChannel, super::peer::OpenFailed>> {
+        Box::pin(async { Err(super::peer::OpenFailed::NoStream) })
+    }
 }
 
 /// An engineer's (or approver's) connection: its peer side does nothing.

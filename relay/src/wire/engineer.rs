@@ -12,7 +12,7 @@ use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
 use crate::broker::policy::Principal;
 use crate::broker::{
-    Admission, Answerer, Approval, EngineerLink, ForwardClosed as Closed, NewSession, Opener, Refusal, Relay,
+    Admission, Answerer, Approval, Client, EngineerLink, ForwardClosed as Closed, NewSession, Opener, Refusal, Relay,
 };
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
 
 /// How long a peer may take to send the header of a stream it opened.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn handle(
     relay: Arc<Relay>,
@@ -326,7 +326,7 @@ async fn splice_admitted(
             return;
         }
     }
-    if admitted.record_open(stream, ready.as_ref()).await.is_err() {
+    if admitted.record_open(stream, ready.as_ref(), Client::Cli).await.is_err() {
         let _ = esend.reset(codes::SESSION_ENDED);
         let _ = asend.reset(codes::SESSION_ENDED);
         return;
@@ -340,8 +340,14 @@ async fn splice_admitted(
     let stop = &admitted.handle.stop;
     session.open_outputs.send_modify(|n| *n += 1);
     let up = splice(erecv, asend, stop.clone(), tee(Direction::In), None);
+    let shell = matches!(admitted.kind, assist_proto::msg::ChannelKind::Shell { .. });
     let down = async {
-        let r = splice(arecv, esend, stop.clone(), tee(Direction::Out), end_gate).await;
+        // A shell's output is shown to the session's watchers too.
+        let r = if shell {
+            splice(arecv, session.mirror(esend), stop.clone(), tee(Direction::Out), end_gate).await
+        } else {
+            splice(arecv, esend, stop.clone(), tee(Direction::Out), end_gate).await
+        };
         session.open_outputs.send_modify(|n| *n -= 1);
         r
     };

@@ -4,6 +4,8 @@
 //! - [`agent`]: an agent's connection (enrollment, `Hello`, control messages, the streams
 //!   it opens);
 //! - [`engineer`]: a person's connection (control stream, commands, channels);
+//! - [`browser`]: the console's WebSockets as peers: an engineer's shell in the browser,
+//!   and a watcher's read-only view;
 //! - [`peer`]: QUIC's side of the broker's seam (`broker::peer`);
 //! - [`splice`]: moving an admitted channel's bytes, with the tee into the recording.
 //!
@@ -12,6 +14,7 @@
 
 mod accept;
 mod agent;
+pub(crate) mod browser;
 mod engineer;
 mod peer;
 pub mod splice;

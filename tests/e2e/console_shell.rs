@@ -1,0 +1,180 @@
+//! The engineer's shell in the browser and watching live, end to end: a real headless
+//! Chromium for the engineer and another for the approver, a real relay, agent and PTY.
+//! Screenshots go to `<target>/artefacts/console/` (`shell-*`).
+
+use super::console::{fetch_from_page, sign_in, sign_in_and_enrol};
+use assist_tests::browser::Browser;
+use assist_tests::files_support::events;
+use assist_tests::{TestRelay, wait_for_some, wait_until};
+use fantoccini::Locator;
+
+/// Types `text` into the terminal in `term_css` (its hidden textarea takes the keys), then
+/// Enter.
+fn type_line(b: &Browser, term_css: &str, text: &str) -> anyhow::Result<()> {
+    // The textarea is kept out of sight, so WebDriver never calls it displayed: wait for
+    // it to exist.
+    let css = format!("{term_css} .xterm-helper-textarea");
+    let area = wait_for_some(&format!("{css} to exist"), || {
+        Ok(b.rt.block_on(b.client.find(Locator::Css(&css))).ok())
+    })?;
+    let keys = format!("{text}{}", char::from(fantoccini::key::Key::Enter));
+    b.rt.block_on(area.send_keys(&keys))?;
+    Ok(())
+}
+
+/// The terminal's text as rendered in the page.
+fn screen(b: &Browser, term_css: &str) -> anyhow::Result<String> {
+    let script = format!(
+        "const rows = document.querySelector({:?}); return rows ? [...rows.children].map((r) => r.textContent).join('\\n') : '';",
+        format!("{term_css} .xterm-rows")
+    );
+    Ok(b.rt.block_on(b.client.execute(&script, vec![]))?.as_str().unwrap_or_default().to_owned())
+}
+
+fn wait_screen(b: &Browser, term_css: &str, needle: &str) -> anyhow::Result<String> {
+    wait_for_some(&format!("{needle:?} in {term_css}"), || {
+        let s = screen(b, term_css)?;
+        Ok(s.contains(needle).then_some(s))
+    })
+}
+
+/// The terminal's size as the page shows it: (cols, rows).
+fn page_size(b: &Browser) -> anyhow::Result<(u16, u16)> {
+    let text = b.text("#sh-size")?;
+    let (c, r) = text.split_once('×').ok_or_else(|| anyhow::anyhow!("no size in {text:?}"))?;
+    Ok((c.trim().parse()?, r.trim().parse()?))
+}
+
+#[test]
+fn an_engineer_opens_a_shell_in_the_browser_and_an_approver_watches_and_revokes_it() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (url, _) = relay.console()?;
+    let ca = relay.data_dir().join("ca.pem");
+
+    // The engineer asks from their page.
+    let eng = Browser::open(&ca)?;
+    sign_in(&eng, &url, "alice")?;
+    eng.wait_css("#mine")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
+    eng.fill("#sf-ticket", "INC-4242")?;
+    eng.fill("#sf-reason", "queue stuck since the upgrade")?;
+    eng.screenshot("shell-1-engineer-form")?;
+    eng.click("#sf-submit")?;
+    let waiting = eng.wait_text("#sh-status", "Waiting for an approver of acme")?;
+    assert!(waiting.contains("acme"), "{waiting}");
+    eng.wait_text("#sh-left", "left to answer")?;
+    eng.screenshot("shell-2-engineer-waiting")?;
+
+    // The approver approves in another browser.
+    let apr = Browser::open(&ca)?;
+    sign_in_and_enrol(&apr, &url, "bob", "pw-bob-123", "shell-approver")?;
+    let card = apr.wait_text("#requests .request", "INC-4242")?;
+    assert!(card.contains("alice") && card.contains("queue stuck"), "{card}");
+    apr.click("#requests .request button.approve")?;
+    apr.wait_text("#message", "Approved")?;
+    eng.wait_text("#sh-status", "Connected")?;
+    let id = eng.text("#sh-session")?.trim().to_owned();
+    assert!(id.starts_with("s-"), "{id}");
+
+    // Typing reaches the remote shell and its output the page.
+    type_line(&eng, "#sh-term", "echo browser-$((6*7))")?;
+    wait_screen(&eng, "#sh-term", "browser-42")?;
+    eng.screenshot("shell-3-engineer-terminal")?;
+
+    // The window shrinks: the terminal follows, and so does the remote PTY.
+    let before = page_size(&eng)?;
+    eng.resize(900, 700)?;
+    let (cols, rows) = wait_for_some("the terminal to follow the window", || {
+        let now = page_size(&eng)?;
+        Ok((now != before).then_some(now))
+    })?;
+    // The resize goes on its own path: ask until the shell reports the new size.
+    wait_until("stty size to follow", || {
+        type_line(&eng, "#sh-term", "stty size")?;
+        Ok(screen(&eng, "#sh-term")?.contains(&format!("{rows} {cols}")))
+    })?;
+    eng.screenshot("shell-4-engineer-resized")?;
+
+    // The approver watches from the live session: the current screen first, read-only.
+    let live = format!("#live-sessions li[data-id='{id}']");
+    apr.wait_text(&live, "INC-4242")?;
+    apr.click(&format!("{live} a.watch"))?;
+    apr.wait_text("#w-status", "read-only")?;
+    wait_screen(&apr, "#w-term", "browser-42")?;
+    eng.wait_text("#sh-notes", "bob (acme) is watching")?;
+    // What the engineer does next shows up at the watcher's.
+    type_line(&eng, "#sh-term", "echo after-$((7*6))")?;
+    wait_screen(&eng, "#sh-term", "after-42")?;
+    wait_screen(&apr, "#w-term", "after-42")?;
+    apr.screenshot("shell-5-approver-watching")?;
+
+    // A watcher's typing goes nowhere: the page sends none, and the relay refuses what a
+    // socket of the watch sends anyway.
+    type_line(&apr, "#w-term", "echo watcher-$((2*21))")?;
+    let refused = apr.rt.block_on(apr.client.execute_async(
+        "const [path, done] = arguments;
+         const ws = new WebSocket(`wss://${location.host}${path}`);
+         ws.onopen = () => ws.send(new TextEncoder().encode('echo sneaky-$((40+2))\\r'));
+         ws.onmessage = (ev) => { if (typeof ev.data === 'string' && ev.data.includes('refused')) { ws.close(); done(ev.data); } };
+         ws.onerror = () => done('error');",
+        vec![serde_json::json!(format!("/api/v1/sessions/{id}/watch"))],
+    ))?;
+    assert!(refused.as_str().unwrap_or_default().contains("read-only"), "{refused}");
+    type_line(&eng, "#sh-term", "echo mark-$((1+1))")?;
+    let seen = wait_screen(&eng, "#sh-term", "mark-2")?;
+    assert!(!seen.contains("watcher-42") && !seen.contains("sneaky-42"), "a watcher's input reached the shell: {seen}");
+
+    // The approver revokes the shell from the watching page: the engineer's terminal
+    // closes with the reason.
+    apr.click("#w-granted button.revoke[data-cap='shell']")?;
+    let closed = eng.wait_text("#sh-status", "The terminal was closed")?;
+    assert!(closed.contains("revoked shell by bob"), "{closed}");
+    eng.screenshot("shell-6-engineer-revoked")?;
+    apr.wait_text("#w-status", "ended")?;
+    apr.screenshot("shell-7-approver-ended")?;
+
+    // Watching was audited, joining and leaving; the revocation is bob's.
+    assert!(!events(&relay, &id, "session.watch_started")?.is_empty());
+    wait_until("the watch to be left", || Ok(!events(&relay, &id, "session.watch_stopped")?.is_empty()))?;
+    assert!(events(&relay, &id, "grant.revoked")?.iter().any(|e| e["actor"] == "bob"));
+
+    // The recording holds the engineer's output and says the client was a browser.
+    wait_until("the session to end", || Ok(!events(&relay, &id, "recording.sealed")?.is_empty()))?;
+    let (status, cast) = fetch_from_page(&apr, &format!("/api/v1/audit/sessions/{id}/asciicast"))?;
+    let cast = String::from_utf8_lossy(&cast);
+    assert_eq!(status, 200, "{cast}");
+    assert!(cast.contains("browser-42") && cast.contains("after-42"), "{cast}");
+    let raw = std::fs::read(relay.data_dir().join("recordings").join(format!("{id}.arec")))?;
+    let needle = br#""client":"browser""#;
+    assert!(raw.windows(needle.len()).any(|w| w == needle), "the recording names the client");
+    Ok(())
+}
+
+#[test]
+fn closing_the_tab_ends_the_session_as_an_engineer_disconnect() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let bob = relay.login("bob")?;
+    let (url, _) = relay.console()?;
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
+    eng.fill("#sf-ticket", "INC-77")?;
+    eng.fill("#sf-reason", "check the disk")?;
+    eng.click("#sf-submit")?;
+    eng.wait_text("#sh-status", "Waiting for")?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    eng.wait_text("#sh-status", "Connected")?;
+    type_line(&eng, "#sh-term", "echo up-$((40+2))")?;
+    wait_screen(&eng, "#sh-term", "up-42")?;
+    // The engineer's page shows the live session with its grant.
+    drop(eng);
+    wait_until("the session to end", || Ok(!events(&relay, &id, "session.ended")?.is_empty()))?;
+    let ended = events(&relay, &id, "session.ended")?;
+    assert_eq!(ended[0]["detail"]["reason"], "engineer disconnected", "{ended:?}");
+    Ok(())
+}
