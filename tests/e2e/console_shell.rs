@@ -60,6 +60,7 @@ fn an_engineer_opens_a_shell_in_the_browser_and_an_approver_watches_and_revokes_
     wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
     eng.fill("#sf-ticket", "INC-4242")?;
     eng.fill("#sf-reason", "queue stuck since the upgrade")?;
+    eng.fill("#sf-caps", "shell files.read:/var/log")?;
     eng.screenshot("shell-1-engineer-form")?;
     eng.click("#sf-submit")?;
     let waiting = eng.wait_text("#sh-status", "Waiting for an approver of acme")?;
@@ -127,11 +128,17 @@ fn an_engineer_opens_a_shell_in_the_browser_and_an_approver_watches_and_revokes_
     assert!(!seen.contains("watcher-42") && !seen.contains("sneaky-42"), "a watcher's input reached the shell: {seen}");
 
     // The approver revokes the shell from the watching page: the engineer's terminal
-    // closes with the reason.
+    // closes with the reason, and the session goes on with what else it holds.
     apr.click("#w-granted button.revoke[data-cap='shell']")?;
     let closed = eng.wait_text("#sh-status", "The terminal was closed")?;
-    assert!(closed.contains("revoked shell by bob"), "{closed}");
+    assert!(closed.contains("shell revoked by bob"), "{closed}");
     eng.screenshot("shell-6-engineer-revoked")?;
+    wait_until("the watching page to show the narrower grant", || {
+        Ok(!apr.text("#w-granted")?.lines().any(|l| l.trim() == "shell"))
+    })?;
+    // Then ends it from the same page.
+    apr.fill("#w-end-reason", "done for today")?;
+    apr.click("#w-end-form button[type=submit]")?;
     apr.wait_text("#w-status", "ended")?;
     apr.screenshot("shell-7-approver-ended")?;
 
