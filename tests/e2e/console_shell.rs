@@ -185,3 +185,52 @@ fn closing_the_tab_ends_the_session_as_an_engineer_disconnect() -> anyhow::Resul
     assert_eq!(ended[0]["detail"]["reason"], "engineer disconnected", "{ended:?}");
     Ok(())
 }
+
+#[test]
+fn assist_watch_in_a_pty_shows_a_running_session_and_ends_when_it_ends() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use assist_tests::WAIT;
+    use expectrl::Expect;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+
+    let mut cmd = alice.command();
+    cmd.args(["shell", "erp-db01", "--ticket", "INC-88", "--reason", "slow reports"]);
+    cmd.env("TERM", "xterm-256color");
+    let mut eng = expectrl::Session::spawn(cmd)?;
+    eng.set_expect_timeout(Some(WAIT));
+    eng.expect("waiting for an approver of acme").context("waiting")?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    eng.expect("approved by bob").context("approved")?;
+    eng.send_line("echo before-$((6*7))")?;
+    eng.expect("before-42").context("before-42")?;
+
+    // Bob watches in a terminal of his own: the screen so far first.
+    let mut cmd = bob.command();
+    cmd.args(["watch", &id]);
+    let mut watcher = expectrl::Session::spawn(cmd)?;
+    watcher.set_expect_timeout(Some(WAIT));
+    watcher.expect("before-42").context("the current screen at the watcher's")?;
+    eng.expect("bob (acme) is watching").context("the engineer is told")?;
+    // What bob types goes nowhere; what alice does shows at once.
+    watcher.send_line("echo from-bob-$((1+1))")?;
+    eng.send_line("echo during-$((5*5))")?;
+    eng.expect("during-25").context("during-25")?;
+    let seen = watcher.expect("during-25").context("the live output at the watcher's")?;
+    assert!(!String::from_utf8_lossy(seen.before()).contains("from-bob-2"), "bob's typing reached the shell");
+
+    // The session ends: so does the watch.
+    eng.send_line("exit")?;
+    eng.expect("ended").context("the engineer's session ends")?;
+    watcher.expect(format!("session {id} ended").as_str()).context("the watch ends with the session")?;
+    let status = watcher.get_process_mut().wait()?;
+    assert!(matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)), "{status:?}");
+    wait_until("the watch to be left", || Ok(!events(&relay, &id, "session.watch_stopped")?.is_empty()))?;
+    let started = events(&relay, &id, "session.watch_started")?;
+    assert_eq!(started[0]["actor"], "bob", "{started:?}");
+    Ok(())
+}
