@@ -156,6 +156,33 @@ fn an_engineer_opens_a_shell_in_the_browser_and_an_approver_watches_and_revokes_
     let raw = std::fs::read(relay.data_dir().join("recordings").join(format!("{id}.arec")))?;
     let needle = br#""client":"browser""#;
     assert!(raw.windows(needle.len()).any(|w| w == needle), "the recording names the client");
+
+    // The engineer's own page says where each of their sessions stands: this one ended,
+    // and why; another, denied with the approver's reason.
+    eng.click("#tab-mine")?;
+    let mine = eng.wait_text("#mine-list", "done for today")?;
+    assert!(mine.contains("INC-4242") && mine.contains("Ended: ended by bob"), "{mine}");
+    eng.fill("#sf-ticket", "INC-4243")?;
+    eng.fill("#sf-reason", "one more look")?;
+    eng.fill("#sf-caps", "shell")?;
+    eng.click("#sf-submit")?;
+    eng.wait_text("#sh-status", "Waiting for")?;
+    apr.click("#tab-approvals")?;
+    apr.wait_text("#requests .request", "INC-4243")?;
+    apr.click("#requests .request button.deny")?;
+    apr.fill("#requests .request input.deny-reason", "not during month-end")?;
+    apr.click("#requests .request button.deny-confirm")?;
+    let said = eng.wait_text("#sh-status", "not during month-end")?;
+    assert!(said.contains("denied by bob"), "{said}");
+    eng.click("#tab-mine")?;
+    let mine = eng.wait_text("#mine-list", "Denied by bob: not during month-end")?;
+    assert!(mine.contains("INC-4243"), "{mine}");
+    eng.resize(1280, 900)?;
+    eng.rt.block_on(eng.client.execute("document.getElementById('mine-list').scrollIntoView()", vec![]))?;
+    eng.screenshot("shell-8-engineer-my-sessions")?;
+    eng.resize(390, 844)?;
+    eng.rt.block_on(eng.client.execute("document.getElementById('mine-list').scrollIntoView()", vec![]))?;
+    eng.screenshot("shell-9-engineer-my-sessions-phone")?;
     Ok(())
 }
 
