@@ -46,7 +46,11 @@ const ASSETS: &[Asset] = &[
         "vendor/asciinema-player/asciinema-player.css",
         "text/css; charset=utf-8"
     ),
-    asset!("/vendor/@xterm/xterm/xterm.mjs", "vendor/@xterm/xterm/xterm.mjs", "text/javascript; charset=utf-8"),
+    asset!(
+        "/vendor/@xterm/xterm/xterm.mjs",
+        "vendor/@xterm/xterm/xterm.mjs",
+        "text/javascript; charset=utf-8"
+    ),
     asset!("/vendor/@xterm/xterm/xterm.css", "vendor/@xterm/xterm/xterm.css", "text/css; charset=utf-8"),
     asset!(
         "/vendor/@xterm/addon-fit/addon-fit.mjs",

@@ -20,8 +20,9 @@ pub mod state;
 
 pub use error::ApiError;
 pub use state::{
-    Account, AgentView, ApproveForm, AuthConfig, ConsoleState, Enrolment, EventView, GrantRevision, RecordingCheck,
-    RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp, Down, WatchLink, Stage, TransferView, WebSession,
+    Account, AgentView, ApproveForm, AuthConfig, ConsoleState, Down, Enrolment, EventView, GrantRevision,
+    RecordingCheck, RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp, Stage,
+    TransferView, WatchLink, WebSession,
 };
 
 use axum::extract::State;

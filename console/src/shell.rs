@@ -19,9 +19,9 @@
 
 use crate::auth::{current, signed_in};
 use crate::error::ApiError;
+use crate::guard::Source;
 use crate::guard::check_upgrade_origin;
 use crate::state::{ConsoleState, Down, ShellRequest, ShellUp};
-use crate::guard::Source;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -70,7 +70,9 @@ pub async fn watch(
     check_upgrade_origin(&headers)?;
     let c = signed_in(&state, &headers).await?;
     let link = state.watch(&c.account, &id).await?;
-    Ok(ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| pump(socket, None, link.down, state, headers)))
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| pump(socket, None, link.down, state, headers)))
 }
 
 fn event(v: serde_json::Value) -> Message {
@@ -88,7 +90,9 @@ async fn pump(
 ) {
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.tick().await;
-    let refused = || event(json!({ "type": "refused", "message": "watching is read-only: what you type goes nowhere" }));
+    let refused = || {
+        event(json!({ "type": "refused", "message": "watching is read-only: what you type goes nowhere" }))
+    };
     loop {
         tokio::select! {
             msg = socket.recv() => {

@@ -29,8 +29,8 @@ use crate::datadir::DataDir;
 use crate::store::credentials::Credentials as _;
 use crate::store::{SqliteStore, Store};
 use assist_console::{
-    Account, AgentView, ApiError, ApproveForm, ShellLink, WatchLink, Enrolment, RecordingCheck, RequestView, SessionDetail, SessionView,
-    Stage, WebSession,
+    Account, AgentView, ApiError, ApproveForm, Enrolment, RecordingCheck, RequestView, SessionDetail,
+    SessionView, ShellLink, Stage, WatchLink, WebSession,
 };
 use assist_proto::caps::{Capability, Role};
 use assist_proto::ids::{OrgName, SessionId, UserName};
@@ -512,7 +512,9 @@ impl assist_console::ConsoleState for RelayConsole {
 
     async fn watch(&self, user: &Account, id: &str) -> Result<WatchLink, ApiError> {
         let who = principal(user)?;
-        crate::wire::browser::open_watch(self.relay.clone(), who, SessionId::new(id)).await.map_err(from_refusal)
+        crate::wire::browser::open_watch(self.relay.clone(), who, SessionId::new(id))
+            .await
+            .map_err(from_refusal)
     }
 
     async fn sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError> {

@@ -125,7 +125,10 @@ fn an_engineer_opens_a_shell_in_the_browser_and_an_approver_watches_and_revokes_
     assert!(refused.as_str().unwrap_or_default().contains("read-only"), "{refused}");
     type_line(&eng, "#sh-term", "echo mark-$((1+1))")?;
     let seen = wait_screen(&eng, "#sh-term", "mark-2")?;
-    assert!(!seen.contains("watcher-42") && !seen.contains("sneaky-42"), "a watcher's input reached the shell: {seen}");
+    assert!(
+        !seen.contains("watcher-42") && !seen.contains("sneaky-42"),
+        "a watcher's input reached the shell: {seen}"
+    );
 
     // The approver revokes the shell from the watching page: the engineer's terminal
     // closes with the reason, and the session goes on with what else it holds.

@@ -4,9 +4,9 @@
 //! sent: the watch has no input, and the relay stops that direction anyway. The engineer
 //! is told who is watching.
 
-use super::{EngineerError, connect};
 use super::config::ConfigDir;
 use super::shell::{Local, copy_out};
+use super::{EngineerError, connect};
 use assist_net::{read_msg, write_msg};
 use assist_proto::ids::SessionId;
 use assist_proto::msg::{ChannelKind, ChannelOpen, ChannelReply};
@@ -14,7 +14,8 @@ use assist_proto::msg::{ChannelKind, ChannelOpen, ChannelReply};
 /// Watches until the session ends; returns a sentence for the end.
 pub async fn run(cfg: &ConfigDir, session: SessionId) -> Result<String, EngineerError> {
     let mut a = connect(cfg).await?;
-    let (mut send, mut recv) = a.rc.conn.open_bi().await.map_err(|e| EngineerError::Refused(e.to_string()))?;
+    let (mut send, mut recv) =
+        a.rc.conn.open_bi().await.map_err(|e| EngineerError::Refused(e.to_string()))?;
     let open = ChannelOpen { session: session.clone(), channel: ChannelKind::Watch };
     write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
     match read_msg::<ChannelReply, _>(&mut recv).await {

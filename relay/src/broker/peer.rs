@@ -72,7 +72,10 @@ pub struct StreamGone;
 pub trait ChunkSource: Send {
     /// Takes what has arrived, at least one chunk and at most `bufs.len()`, into `bufs`;
     /// `Ok(None)` once the sender finished.
-    fn read_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<Option<usize>, StreamGone>>;
+    fn read_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> PeerFuture<'a, Result<Option<usize>, StreamGone>>;
     /// Nothing more is read: the sender is told to stop.
     fn stop(&mut self);
 }
@@ -88,7 +91,10 @@ pub trait ChunkSink: Send {
 }
 
 impl<T: ChunkSource + ?Sized> ChunkSource for Box<T> {
-    fn read_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
+    fn read_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
         (**self).read_chunks(bufs)
     }
     fn stop(&mut self) {

@@ -661,9 +661,14 @@ async fn only_the_agents_approvers_and_admins_watch_and_the_engineer_is_told_of_
     let (pending, _plink, _prx, _) = w.request(&["shell"], 600).await;
     let (id, _link, mut rx) = w.approved(&["shell"], 600).await;
     // Not the engineer, not another organisation's approver: as if there were no session.
-    for who in [engineer(), principal("carol", "other", Role::Approver), principal("aud", "acme", Role::Auditor)] {
+    for who in
+        [engineer(), principal("carol", "other", Role::Approver), principal("aud", "acme", Role::Auditor)]
+    {
         let refused = w.relay.watch(&who, &id).await.err().expect("refused");
-        assert_eq!((refused.code, refused.message.clone()), (ErrorCode::NotFound, format!("no live session {id}")));
+        assert_eq!(
+            (refused.code, refused.message.clone()),
+            (ErrorCode::NotFound, format!("no live session {id}"))
+        );
     }
     assert_eq!(w.relay.watch(&approver(), &pending).await.err().map(|r| r.code), Some(ErrorCode::Conflict));
     assert!(w.actions(&id).await.iter().filter(|a| *a == "access.refused").count() >= 1);

@@ -41,10 +41,7 @@ struct Tail {
 /// Where in `chunk` the output after the last full-screen clear starts, if it has one.
 fn after_clear(chunk: &[u8]) -> Option<usize> {
     let clears: [&[u8]; 3] = [b"\x1b[2J", b"\x1b[3J", b"\x1bc"];
-    clears
-        .iter()
-        .filter_map(|pat| chunk.windows(pat.len()).rposition(|w| w == *pat))
-        .max()
+    clears.iter().filter_map(|pat| chunk.windows(pat.len()).rposition(|w| w == *pat)).max()
 }
 
 impl Default for Screen {
@@ -154,11 +151,17 @@ impl Drop for Watching {
 impl Relay {
     /// Starts `who` watching live session `id` (see the module docs). One who may not
     /// watch it is told what they would be told if it did not exist, and it is audited.
-    pub(crate) async fn watch(self: &Arc<Self>, who: &Principal, id: &SessionId) -> Result<Watching, Refusal> {
+    pub(crate) async fn watch(
+        self: &Arc<Self>,
+        who: &Principal,
+        id: &SessionId,
+    ) -> Result<Watching, Refusal> {
         let not_found = || Refusal::new(ErrorCode::NotFound, format!("no live session {id}"));
         let Some(s) = self.session(id) else {
             let why = "no such session";
-            return Err(self.refuse_access(who, "session.watch", id, None, why, (not_found(), not_found())).await);
+            return Err(self
+                .refuse_access(who, "session.watch", id, None, why, (not_found(), not_found()))
+                .await);
         };
         let info = s.core.lock().await.info();
         if !who.may_watch(&info) {

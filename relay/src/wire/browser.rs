@@ -29,7 +29,9 @@ use crate::recording::format::Direction;
 use assist_console::{Down, ShellLink, ShellRequest, ShellUp, WatchLink};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId};
-use assist_proto::msg::{AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, PtyRequest, RelayToEngineer};
+use assist_proto::msg::{
+    AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, PtyRequest, RelayToEngineer,
+};
 use assist_proto::session::EndReason;
 use bytes::Bytes;
 use serde_json::json;
@@ -73,11 +75,8 @@ fn event(v: serde_json::Value) -> Down {
 /// The request as the broker takes it, or what is wrong with it in words.
 fn new_session(r: ShellRequest) -> Result<(NewSession, (u16, u16)), String> {
     let priority = Priority::from_str(&r.priority).map_err(|e| e.to_string())?;
-    let capabilities = r
-        .capabilities
-        .iter()
-        .map(|c| Capability::from_str(c.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let capabilities =
+        r.capabilities.iter().map(|c| Capability::from_str(c.trim())).collect::<Result<Vec<_>, _>>()?;
     if !capabilities.contains(&Capability::Shell) {
         return Err("a shell in the browser needs the capability shell".into());
     }
@@ -287,7 +286,8 @@ impl ShellChannel {
             let _ = down.send(event(json!({ "type": "open" }))).await;
             let channel = admitted.channel;
             info!(channel, "browser shell open");
-            let tee = |direction| admitted.recorder.clone().map(|recorder| Tee { recorder, channel, direction });
+            let tee =
+                |direction| admitted.recorder.clone().map(|recorder| Tee { recorder, channel, direction });
             let session = &admitted.session;
             let stop = &admitted.handle.stop;
             session.open_outputs.send_modify(|n| *n += 1);
@@ -301,7 +301,9 @@ impl ShellChannel {
             let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down_splice);
             let ends = (format!("{up_end:?}"), format!("{down_end:?}"));
             admitted
-                .record_close(json!({ "in": up_bytes, "out": down_bytes, "in_end": &ends.0, "out_end": &ends.1 }))
+                .record_close(
+                    json!({ "in": up_bytes, "out": down_bytes, "in_end": &ends.0, "out_end": &ends.1 }),
+                )
                 .await;
             info!(up_bytes, ?up_end, down_bytes, ?down_end, "browser shell closed");
             let _ = down.send(closed("the shell closed".into())).await;
@@ -315,7 +317,10 @@ impl ShellChannel {
 struct PageInput(mpsc::Receiver<Bytes>);
 
 impl ChunkSource for PageInput {
-    fn read_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
+    fn read_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
         Box::pin(async move {
             let Some(first) = self.0.recv().await else { return Ok(None) };
             let Some(slot) = bufs.first_mut() else { return Ok(Some(0)) };

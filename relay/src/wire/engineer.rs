@@ -12,8 +12,8 @@ use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
 use crate::broker::policy::Principal;
 use crate::broker::{
-    Admission, Answerer, Approval, Client, EngineerLink, ForwardClosed as Closed, NewSession, Opener, Refusal, Relay,
-    Watching,
+    Admission, Answerer, Approval, Client, EngineerLink, ForwardClosed as Closed, NewSession, Opener,
+    Refusal, Relay, Watching,
 };
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};

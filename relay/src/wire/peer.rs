@@ -109,13 +109,14 @@ impl AgentPeer for QuicAgent {
             let (mut send, mut recv) = self.conn.open_bi().await.map_err(|_| OpenFailed::NoStream)?;
             let stream = u64::from(send.id());
             write_msg(&mut send, &open).await.map_err(|_| OpenFailed::Gone)?;
-            let reply: ChannelReply = match tokio::time::timeout(super::engineer::HEADER_TIMEOUT, read_msg(&mut recv)).await {
-                Ok(Ok(Some(r))) => r,
-                _ => {
-                    let _ = send.reset(codes::PROTOCOL);
-                    return Err(OpenFailed::NoAnswer);
-                }
-            };
+            let reply: ChannelReply =
+                match tokio::time::timeout(super::engineer::HEADER_TIMEOUT, read_msg(&mut recv)).await {
+                    Ok(Ok(Some(r))) => r,
+                    _ => {
+                        let _ = send.reset(codes::PROTOCOL);
+                        return Err(OpenFailed::NoAnswer);
+                    }
+                };
             Ok(AgentChannel { stream, reply, send: Box::new(send), recv: Box::new(recv) })
         })
     }

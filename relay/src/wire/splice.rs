@@ -171,7 +171,10 @@ async fn hold(gate: Option<&mut watch::Receiver<bool>>, ended: &mut watch::Recei
 }
 
 impl ChunkSource for RecvStream {
-    fn read_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
+    fn read_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
         Box::pin(async move { RecvStream::read_chunks(self, bufs).await.map_err(|_| StreamGone) })
     }
     fn stop(&mut self) {
