@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::guard::Source;
 use crate::guard::check_upgrade_origin;
 use crate::state::{ConsoleState, Down, ShellRequest, ShellUp};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -51,10 +52,12 @@ pub async fn shell(
     State(state): St,
     Source(source): Source,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Origin and sign-in first, whatever else the request lacks.
     check_upgrade_origin(&headers)?;
     let c = signed_in(&state, &headers).await?;
+    let ws = ws.map_err(not_a_socket)?;
     let link = state.open_shell(&c.account, source).await?;
     Ok(ws
         .max_message_size(MAX_MESSAGE)
@@ -65,14 +68,19 @@ pub async fn watch(
     State(state): St,
     headers: HeaderMap,
     Path(id): Path<String>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     check_upgrade_origin(&headers)?;
     let c = signed_in(&state, &headers).await?;
+    let ws = ws.map_err(not_a_socket)?;
     let link = state.watch(&c.account, &id).await?;
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| pump(socket, None, link.down, state, headers)))
+}
+
+fn not_a_socket(_: WebSocketUpgradeRejection) -> ApiError {
+    ApiError::BadRequest("this address takes a WebSocket from the console's own page".into())
 }
 
 fn event(v: serde_json::Value) -> Message {
