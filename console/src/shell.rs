@@ -89,6 +89,10 @@ fn event(v: serde_json::Value) -> Message {
 
 /// Carries messages between the socket and the relay until either side is done. `up` is
 /// `None` for a watcher: whatever it sends is answered with a refusal and dropped.
+///
+/// The two directions never wait for each other: while the relay takes no more input (a
+/// shell not reading), the socket is not read (backpressure to the page), but output keeps
+/// flowing to it, so a paste into a busy program cannot stall its output.
 async fn pump(
     mut socket: WebSocket,
     up: Option<mpsc::Sender<ShellUp>>,
@@ -101,9 +105,17 @@ async fn pump(
     let refused = || {
         event(json!({ "type": "refused", "message": "watching is read-only: what you type goes nowhere" }))
     };
+    // A message the relay had no room for yet.
+    let mut held: Option<ShellUp> = None;
     loop {
         tokio::select! {
-            msg = socket.recv() => {
+            permit = async { up.as_ref().expect("held only with a way up").reserve().await }, if held.is_some() => {
+                match permit {
+                    Ok(permit) => permit.send(held.take().expect("held")),
+                    Err(_) => break,
+                }
+            }
+            msg = socket.recv(), if held.is_none() => {
                 let msg = match msg {
                     Some(Ok(m)) => m,
                     _ => break,
@@ -117,24 +129,26 @@ async fn pump(
                     }
                     continue;
                 };
-                let sent = match msg {
-                    Message::Binary(b) => up.send(ShellUp::Input(b)).await,
+                let next = match msg {
+                    Message::Binary(b) => ShellUp::Input(b),
                     Message::Text(t) => match serde_json::from_str::<UpText>(t.as_str()) {
-                        Ok(UpText::Request(r)) => up.send(ShellUp::Request(r)).await,
-                        Ok(UpText::Resize { cols, rows }) => up.send(ShellUp::Resize { cols, rows }).await,
+                        Ok(UpText::Request(r)) => ShellUp::Request(r),
+                        Ok(UpText::Resize { cols, rows }) => ShellUp::Resize { cols, rows },
                         Err(e) => {
                             let bad = json!({ "type": "error", "message": format!("the page sent something the relay does not understand: {e}") });
                             if socket.send(event(bad)).await.is_err() {
                                 break;
                             }
-                            Ok(())
+                            continue;
                         }
                     },
                     Message::Close(_) => break,
-                    _ => Ok(()),
+                    _ => continue,
                 };
-                if sent.is_err() {
-                    break;
+                match up.try_send(next) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(next)) => held = Some(next),
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }
             }
             d = down.recv() => {
