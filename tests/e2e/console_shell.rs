@@ -264,3 +264,88 @@ fn assist_watch_in_a_pty_shows_a_running_session_and_ends_when_it_ends() -> anyh
     assert_eq!(started[0]["actor"], "bob", "{started:?}");
     Ok(())
 }
+
+/// p50 and p99 of `v` (sorted here), in milliseconds.
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// A measurement, not a test (run it with `--ignored`): keystroke echo through the relay
+/// from the browser (keydown in the page to the echoed character rendered by xterm.js)
+/// and from `assist shell` in a PTY (a byte written to the terminal to its echo read
+/// back), in the same run, against `stty raw -echo; exec cat` on the agent.
+#[test]
+#[ignore = "a measurement; prints figures"]
+fn measure_keystroke_echo_browser_and_cli() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use expectrl::Expect;
+    const N: usize = 200;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let alice = relay.login("alice")?;
+    let bob = relay.login("bob")?;
+    let (url, _) = relay.console()?;
+
+    // The browser.
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
+    eng.fill("#sf-ticket", "BENCH-1")?;
+    eng.fill("#sf-reason", "echo")?;
+    eng.click("#sf-submit")?;
+    eng.wait_text("#sh-status", "Waiting for")?;
+    bob.ok(&["approve", &bob.pending_request()?])?;
+    eng.wait_text("#sh-status", "Connected")?;
+    type_line(&eng, "#sh-term", "stty raw -echo; printf RE; printf 'ADY\\n'; exec cat")?;
+    wait_screen(&eng, "#sh-term", "READY")?;
+    eng.rt.block_on(eng.client.execute(
+        "window.__echo = { down: [], seen: [] };
+         const area = document.querySelector('#sh-term .xterm-helper-textarea');
+         area.addEventListener('keydown', () => window.__echo.down.push(performance.now()), true);
+         const rows = document.querySelector('#sh-term .xterm-rows');
+         let count = (rows.textContent.match(/x/g) || []).length;
+         new MutationObserver(() => {
+           const n = (rows.textContent.match(/x/g) || []).length;
+           while (count < n) { count++; window.__echo.seen.push(performance.now()); }
+         }).observe(rows, { subtree: true, childList: true, characterData: true });",
+        vec![],
+    ))?;
+    let css = "#sh-term .xterm-helper-textarea";
+    let area = eng.rt.block_on(eng.client.find(Locator::Css(css)))?;
+    for i in 1..=N {
+        eng.rt.block_on(area.send_keys("x"))?;
+        wait_until("the echo", || {
+            let n = eng.rt.block_on(eng.client.execute("return window.__echo.seen.length", vec![]))?;
+            Ok(n.as_u64().unwrap_or(0) as usize >= i)
+        })?;
+    }
+    let v = eng.rt.block_on(eng.client.execute("return window.__echo", vec![]))?;
+    let nums = |k: &str| -> Vec<f64> { v[k].as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect() };
+    let browser: Vec<f64> = nums("seen").iter().zip(nums("down")).map(|(s, d)| s - d).collect();
+
+    // The CLI, in the same run.
+    let mut cmd = alice.command();
+    cmd.args(["shell", "erp-db01", "--ticket", "BENCH-2", "--reason", "echo", "-t", "--"]);
+    cmd.args(["sh", "-c", "stty raw -echo; printf RE; printf 'ADY\\n'; exec cat"]);
+    let mut p = expectrl::Session::spawn(cmd)?;
+    p.set_expect_timeout(Some(assist_tests::WAIT));
+    p.expect("waiting for").context("waiting")?;
+    bob.ok(&["approve", &bob.pending_request()?])?;
+    p.expect("READY").context("READY")?;
+    let mut cli = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = std::time::Instant::now();
+        p.send("x")?;
+        p.expect("x").context("echo")?;
+        cli.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (b50, b99) = percentiles(browser);
+    let (c50, c99) = percentiles(cli);
+    println!(
+        "keystroke echo over {N} keys: browser p50 {b50:.2} ms p99 {b99:.2} ms; assist shell p50 {c50:.2} ms p99 {c99:.2} ms"
+    );
+    Ok(())
+}
