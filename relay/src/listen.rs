@@ -184,7 +184,9 @@ async fn serve_connection(
 ) {
     let start = Instant::now();
     let moved = Arc::new(AtomicU64::new(0));
-    let watched = Watched { inner: stream, start, moved: moved.clone() };
+    // The slot travels with the stream: a connection upgraded to a WebSocket (the
+    // console's shell, a watcher) keeps counting against the caps until it closes.
+    let watched = Watched { inner: stream, start, moved: moved.clone(), _slot: slot };
     match tls {
         None => serve_http(watched, app, limits, start, moved).await,
         Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(watched)).await {
@@ -193,7 +195,6 @@ async fn serve_connection(
             Err(_) => debug!("TLS handshake timed out"),
         },
     }
-    drop(slot);
 }
 
 async fn serve_http<S>(stream: S, app: axum::Router, limits: Limits, start: Instant, moved: Arc<AtomicU64>)
@@ -234,6 +235,8 @@ struct Watched {
     inner: TcpStream,
     start: Instant,
     moved: Arc<AtomicU64>,
+    /// Held as long as the connection lives, whoever ends up owning it.
+    _slot: Slot,
 }
 
 impl Watched {
