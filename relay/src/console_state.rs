@@ -512,7 +512,7 @@ impl assist_console::ConsoleState for RelayConsole {
 
     async fn watch(&self, user: &Account, id: &str) -> Result<WatchLink, ApiError> {
         let who = principal(user)?;
-        crate::wire::browser::open_watch(self.relay.clone(), who, SessionId::new(id))
+        crate::wire::watcher::open_watch(self.relay.clone(), who, SessionId::new(id))
             .await
             .map_err(from_refusal)
     }

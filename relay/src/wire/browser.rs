@@ -16,17 +16,14 @@
 //! - the page going away (tab closed, network lost) ends the link's sessions as an
 //!   engineer disconnect; the broker taking the person's access away closes it.
 //!
-//! A watcher ([`open_watch`]) gets the session's current screen and its output from then
-//! on (`broker::watching`), and nothing goes the other way.
-//!
 //! It decides nothing: every check is the broker's.
 
 use super::splice::{Tee, splice};
 use crate::broker::peer::{ChunkSink, ChunkSource, Close, Peer, PeerFuture, StreamGone};
 use crate::broker::policy::Principal;
-use crate::broker::{Client, EngineerLink, NewSession, Opener, Relay, Watching};
+use crate::broker::{Client, EngineerLink, NewSession, Opener, Relay};
 use crate::recording::format::Direction;
-use assist_console::{Down, ShellLink, ShellRequest, ShellUp, WatchLink};
+use assist_console::{Down, ShellLink, ShellRequest, ShellUp};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId};
 use assist_proto::msg::{
@@ -41,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, info};
 
 /// Messages queued towards the page (events and output) before the splice waits.
-const DOWN_QUEUE: usize = 64;
+pub(super) const DOWN_QUEUE: usize = 64;
 /// Keystroke messages queued from the page towards the agent.
 const UP_QUEUE: usize = 64;
 
@@ -68,7 +65,7 @@ pub(crate) fn open_shell(relay: Arc<Relay>, who: Principal, source: std::net::Ip
     ShellLink { up: up_tx, down: down_rx }
 }
 
-fn event(v: serde_json::Value) -> Down {
+pub(super) fn event(v: serde_json::Value) -> Down {
     Down::Event(v)
 }
 
@@ -358,64 +355,4 @@ impl ChunkSink for PageOutput {
     }
     fn finish(&mut self) {}
     fn reset(&mut self) {}
-}
-
-/// A watcher's view of live session `id`: the current screen, then the output as it
-/// happens, then the end. There is no way up: the console drops what a watcher sends.
-pub(crate) async fn open_watch(
-    relay: Arc<Relay>,
-    who: Principal,
-    id: SessionId,
-) -> Result<WatchLink, crate::broker::Refusal> {
-    let watching = relay.watch(&who, &id).await?;
-    let (down_tx, down_rx) = mpsc::channel(DOWN_QUEUE);
-    let span = tracing::info_span!("watcher", user = %who.user, session = %id);
-    tokio::spawn(watch_run(relay, who, watching, down_tx).instrument(span));
-    Ok(WatchLink { down: down_rx })
-}
-
-async fn watch_run(relay: Arc<Relay>, who: Principal, mut w: Watching, down: mpsc::Sender<Down>) {
-    let info = &w.info;
-    let ev = json!({
-        "type": "watching", "session": info.id, "engineer": info.engineer, "engineer_org": info.engineer_org,
-        "agent": info.agent, "ticket": info.ticket,
-        "granted": info.granted.iter().flatten().map(ToString::to_string).collect::<Vec<_>>(),
-        "expires_at": info.grant_expires_at,
-    });
-    if down.send(event(ev)).await.is_err() {
-        return;
-    }
-    for chunk in std::mem::take(&mut w.screen) {
-        if down.send(Down::Output(chunk)).await.is_err() {
-            return;
-        }
-    }
-    loop {
-        tokio::select! {
-            chunk = w.live.recv() => match chunk {
-                Ok(chunk) => {
-                    if down.send(Down::Output(chunk)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let message = format!("this view fell behind and skipped {n} pieces of output");
-                    let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            _ = async { let _ = w.ended.wait_for(|e| *e).await; } => break,
-            // The page went away.
-            _ = down.closed() => return,
-        }
-    }
-    // The session ended: what is left of its output first, then why.
-    while let Ok(chunk) = w.live.try_recv() {
-        let _ = down.send(Down::Output(chunk)).await;
-    }
-    let reason = match relay.session_for(&who, &w.info.id).await {
-        Ok(s) => s.end_reason.unwrap_or_else(|| "the session ended".into()),
-        Err(_) => "the session ended".into(),
-    };
-    let _ = down.send(event(json!({ "type": "ended", "message": reason }))).await;
 }
