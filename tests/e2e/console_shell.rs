@@ -208,7 +208,8 @@ fn closing_the_tab_ends_the_session_as_an_engineer_disconnect() -> anyhow::Resul
     eng.wait_text("#sh-status", "Connected")?;
     type_line(&eng, "#sh-term", "echo up-$((40+2))")?;
     wait_screen(&eng, "#sh-term", "up-42")?;
-    // The engineer's page shows the live session with its grant.
+    eng.resize(390, 844)?;
+    eng.screenshot("shell-10-engineer-terminal-phone")?;
     drop(eng);
     wait_until("the session to end", || Ok(!events(&relay, &id, "session.ended")?.is_empty()))?;
     let ended = events(&relay, &id, "session.ended")?;

@@ -356,3 +356,34 @@ impl ChunkSink for PageOutput {
     fn finish(&mut self) {}
     fn reset(&mut self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(priority: &str, caps: &[&str]) -> ShellRequest {
+        ShellRequest {
+            agent: " db01 ".into(),
+            ticket: "T-1".into(),
+            priority: priority.into(),
+            reason: "disk".into(),
+            capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+            minutes: 30,
+            cols: 0,
+            rows: 40,
+        }
+    }
+
+    #[test]
+    fn the_page_asks_as_assist_shell_does() {
+        let (ok, size) = new_session(req("p1", &["shell", "files.read:/var/log"])).unwrap();
+        assert_eq!(ok.agent.as_str(), "db01");
+        assert_eq!(ok.duration_secs, Some(1800));
+        assert_eq!(ok.capabilities, vec![Capability::Shell, "files.read:/var/log".parse().unwrap()]);
+        assert_eq!(size, (1, 40), "a zero size is made 1");
+        let refused = |r| new_session(r).err().unwrap_or_default();
+        assert!(refused(req("p1", &["files.read:/var/log"])).contains("shell"));
+        assert!(new_session(req("p9", &["shell"])).is_err());
+        assert!(refused(req("p2", &["shell", "files.read"])).contains("roots"));
+    }
+}
