@@ -350,3 +350,35 @@ fn measure_keystroke_echo_browser_and_cli() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn signing_out_closes_an_open_shell_and_ends_its_session() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let bob = relay.login("bob")?;
+    let (url, _) = relay.console()?;
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
+    eng.fill("#sf-ticket", "INC-91")?;
+    eng.fill("#sf-reason", "rotate logs")?;
+    eng.click("#sf-submit")?;
+    eng.wait_text("#sh-status", "Waiting for")?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    eng.wait_text("#sh-status", "Connected")?;
+    // The console session ends behind the page's back (as from another tab): the open
+    // socket notices and closes, and the page says why.
+    eng.rt.block_on(eng.client.execute_async(
+        "const [done] = arguments;
+         fetch('/api/v1/logout', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })
+           .then(() => done(true), () => done(false));",
+        vec![],
+    ))?;
+    eng.wait_text("#sh-status", "console session has ended")?;
+    wait_until("the session to end", || Ok(!events(&relay, &id, "session.ended")?.is_empty()))?;
+    let ended = events(&relay, &id, "session.ended")?;
+    assert_eq!(ended[0]["detail"]["reason"], "engineer disconnected", "{ended:?}");
+    Ok(())
+}
