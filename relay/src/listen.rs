@@ -163,6 +163,9 @@ pub async fn serve(
         let addr = source_key(peer.ip());
         match take_slot(&counts, &limits, addr) {
             Ok(slot) => {
+                // Small writes go at once: a keystroke's echo on the browser shell's
+                // WebSocket must not wait for the previous segment's acknowledgement.
+                let _ = stream.set_nodelay(true);
                 // Handlers see the client's address as axum's `ConnectInfo`.
                 let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
                 tokio::spawn(serve_connection(stream, app, limits, slot, tls.clone()));
