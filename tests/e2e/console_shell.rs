@@ -297,11 +297,13 @@ fn measure_keystroke_echo_browser_and_cli() -> anyhow::Result<()> {
     // Every binary message the page's socket receives is timed too, to split the figure
     // into the round trip to the agent and the terminal's rendering.
     eng.rt.block_on(eng.client.execute(
-        "window.__recv = [];
+        "window.__recv = []; window.__sent = [];
          const Plain = window.WebSocket;
          window.WebSocket = function (...args) {
            const ws = new Plain(...args);
            ws.addEventListener('message', (e) => { if (typeof e.data !== 'string') window.__recv.push(performance.now()); });
+           const send = ws.send.bind(ws);
+           ws.send = (d) => { if (typeof d !== 'string') window.__sent.push(performance.now()); send(d); };
            return ws;
          };",
         vec![],
@@ -343,6 +345,10 @@ fn measure_keystroke_echo_browser_and_cli() -> anyhow::Result<()> {
     let recv: Vec<f64> = recv.as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
     let recv = &recv[recv.len().saturating_sub(N)..];
     let wire: Vec<f64> = recv.iter().zip(nums("down")).map(|(r, d)| r - d).collect();
+    let sent = eng.rt.block_on(eng.client.execute("return window.__sent", vec![]))?;
+    let sent: Vec<f64> = sent.as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
+    let sent = &sent[sent.len().saturating_sub(N)..];
+    let relay_trip: Vec<f64> = recv.iter().zip(sent).map(|(r, s)| r - s).collect();
 
     // The CLI, in the same run.
     let mut cmd = alice.command();
@@ -362,10 +368,12 @@ fn measure_keystroke_echo_browser_and_cli() -> anyhow::Result<()> {
     }
     let (b50, b99) = percentiles(browser);
     let (w50, w99) = percentiles(wire);
+    let (r50, r99) = percentiles(relay_trip);
     let (c50, c99) = percentiles(cli);
     println!(
         "keystroke echo over {N} keys: browser p50 {b50:.2} ms p99 {b99:.2} ms \
-         (keydown to the echo's message: p50 {w50:.2} ms p99 {w99:.2} ms); \
+         (keydown to the echo's message: p50 {w50:.2} ms p99 {w99:.2} ms; \
+         the page's send to the echo's message: p50 {r50:.2} ms p99 {r99:.2} ms); \
          assist shell p50 {c50:.2} ms p99 {c99:.2} ms"
     );
     Ok(())
