@@ -12,6 +12,9 @@ import './admin-people.js';
 import './admin-agents.js';
 import './admin-hooks.js';
 import './auditlog.js';
+import './engineer.js';
+import './shell.js';
+import './watch.js';
 
 const screens = ['signin', 'code', 'enrol', 'recovery', 'home'];
 

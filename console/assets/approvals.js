@@ -161,6 +161,7 @@ function buildLive(s, key) {
   li.querySelector('.reason').textContent = s.reason;
   li.querySelector('.state').textContent = s.state === 'active' ? 'connected' : 'approved, not connected yet';
   li.querySelector('.until').textContent = s.grant_expires_at ? timeText(s.grant_expires_at) : '';
+  li.querySelector('.watch').href = `#watch/${encodeURIComponent(s.id)}`;
   const ul = li.querySelector('.granted');
   for (const c of s.granted) {
     const row = document.createElement('li');

@@ -35,6 +35,10 @@ const ASSETS: &[Asset] = &[
     asset!("/admin-agents.js", "admin-agents.js", "text/javascript; charset=utf-8"),
     asset!("/admin-hooks.js", "admin-hooks.js", "text/javascript; charset=utf-8"),
     asset!("/auditlog.js", "auditlog.js", "text/javascript; charset=utf-8"),
+    asset!("/engineer.js", "engineer.js", "text/javascript; charset=utf-8"),
+    asset!("/shell.js", "shell.js", "text/javascript; charset=utf-8"),
+    asset!("/watch.js", "watch.js", "text/javascript; charset=utf-8"),
+    asset!("/terminal.js", "terminal.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
     asset!(
@@ -46,6 +50,17 @@ const ASSETS: &[Asset] = &[
         "/vendor/asciinema-player/asciinema-player.css",
         "vendor/asciinema-player/asciinema-player.css",
         "text/css; charset=utf-8"
+    ),
+    asset!(
+        "/vendor/@xterm/xterm/xterm.mjs",
+        "vendor/@xterm/xterm/xterm.mjs",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!("/vendor/@xterm/xterm/xterm.css", "vendor/@xterm/xterm/xterm.css", "text/css; charset=utf-8"),
+    asset!(
+        "/vendor/@xterm/addon-fit/addon-fit.mjs",
+        "vendor/@xterm/addon-fit/addon-fit.mjs",
+        "text/javascript; charset=utf-8"
     ),
 ];
 

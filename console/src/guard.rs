@@ -5,6 +5,7 @@
 //!   to, `Sec-Fetch-Site` `same-origin` when the browser sends it, and a JSON body
 //!   (`Content-Type: application/json`), which a cross-site HTML form cannot send. With
 //!   the `SameSite=Strict` cookie this refuses cross-site request forgery twice over.
+//! - [`check_upgrade_origin`]: the same for a WebSocket upgrade, which is a GET.
 //! - [`Source`]: the client's address, from the listener's `ConnectInfo` (the
 //!   unspecified address when a test sends none).
 //!
@@ -52,6 +53,26 @@ fn check(req: &Request) -> Result<(), ApiError> {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     if !json {
         return Err(ApiError::BadRequest("the console accepts JSON bodies only".into()));
+    }
+    Ok(())
+}
+
+/// For a WebSocket upgrade (a GET, so [`same_origin`] lets it through): the same
+/// `Origin` and `Sec-Fetch-Site` rules, without the JSON body.
+pub fn check_upgrade_origin(h: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::Forbidden(
+            "this connection did not come from the console's own page, so it was refused; reload the page and try again"
+                .into(),
+        )
+    };
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
+    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
+    if origin != format!("https://{host}") {
+        return Err(refused());
+    }
+    if h.get("sec-fetch-site").is_some_and(|site| site.as_bytes() != b"same-origin") {
+        return Err(refused());
     }
     Ok(())
 }

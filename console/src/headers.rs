@@ -4,6 +4,8 @@
 //!   connections; no inline script or style, no plugins, no framing, no `<base>`, forms
 //!   post only to the console. `'wasm-unsafe-eval'` lets the vendored terminal player
 //!   compile its WebAssembly terminal emulator; it allows no JavaScript `eval`.
+//!   `style-src 'unsafe-inline'` lets the vendored xterm.js terminal write its own
+//!   `<style>` elements (cell sizes, colours); scripts stay strictly the console's own.
 //! - `Strict-Transport-Security` (one year): the console is served over HTTPS only.
 //! - `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
 //!   `X-Frame-Options: DENY` for browsers that predate `frame-ancestors`,
@@ -19,7 +21,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// The console's Content-Security-Policy.
-pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; \
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self'; \
 connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
 frame-ancestors 'none'";
 

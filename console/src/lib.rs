@@ -14,16 +14,19 @@ pub mod auth;
 pub mod error;
 pub mod guard;
 pub mod headers;
+pub mod mine;
 pub mod requests;
 pub mod review;
 pub mod sessions;
+pub mod shell;
 pub mod state;
 
 pub use admin_state::{AdminAction, AdminList, AdminState, WebhookForm, WindowForm};
 pub use error::ApiError;
 pub use state::{
-    Account, ApproveForm, AuthConfig, ConsoleState, Enrolment, EventView, GrantRevision, RecordingCheck,
-    RequestView, SessionDetail, SessionView, Stage, TransferView, WebSession,
+    Account, AgentView, ApproveForm, AuthConfig, ConsoleState, Down, Enrolment, EventView, GrantRevision,
+    RecordingCheck, RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp, Stage,
+    TransferView, WatchLink, WebSession,
 };
 
 use axum::extract::State;
@@ -73,6 +76,10 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/sessions/history", get(sessions::history))
         .route("/api/v1/sessions/{id}/revoke", post(sessions::revoke))
         .route("/api/v1/sessions/{id}/end", post(sessions::end))
+        .route("/api/v1/mine", get(mine::sessions))
+        .route("/api/v1/agents", get(mine::agents))
+        .route("/api/v1/shell", get(shell::shell))
+        .route("/api/v1/sessions/{id}/watch", get(shell::watch))
         .route("/api/v1/audit/sessions", get(review::sessions))
         .route("/api/v1/audit/sessions/{id}", get(review::session))
         .route("/api/v1/audit/sessions/{id}/bundle", get(review::bundle))

@@ -122,10 +122,25 @@ pub struct SessionView {
     /// The approver's note on an approval, or their reason for a denial.
     pub note: Option<String>,
     pub requested_at: i64,
+    /// When an unanswered request is denied (Unix milliseconds).
+    pub consent_deadline: i64,
     pub decided_at: Option<i64>,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+    /// For a request still waiting: whom it waits for ("an approver of acme", "the
+    /// customer at db-1 (prompt on the agent)"); shown on the engineer's own page.
+    pub waiting_for: Option<String>,
+}
+
+/// An agent the user may reach, for the engineer's shell form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentView {
+    pub name: String,
+    pub org: String,
+    pub online: bool,
+    /// `prompt`, `approver` or `window`, as the agent last announced.
+    pub consent: Option<String>,
 }
 
 /// One audit event of a session, for its timeline.
@@ -185,6 +200,58 @@ pub struct SessionDetail {
     pub grants: Vec<GrantRevision>,
     pub transfers: Vec<TransferView>,
     pub recording: RecordingCheck,
+}
+
+/// A shell asked for in the browser: the same fields as `assist shell`, and the
+/// terminal's size for its PTY.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellRequest {
+    pub agent: String,
+    pub ticket: String,
+    /// `p0` … `p3`.
+    pub priority: String,
+    pub reason: String,
+    /// Selectors as `assist shell --capability` takes them; must include `shell`.
+    pub capabilities: Vec<String>,
+    pub minutes: u64,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// From the engineer's page to the relay, over the shell's WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShellUp {
+    /// The request (once, first).
+    Request(ShellRequest),
+    /// The terminal's new size.
+    Resize { cols: u16, rows: u16 },
+    /// Keystrokes and pasted text, for the shell's input.
+    Input(bytes::Bytes),
+}
+
+/// From the relay to a page, over a shell's or a watcher's WebSocket.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Down {
+    /// What happened, for the page to show (`{"type": "requested" | "approved" | "open" |
+    /// "denied" | "grant" | "closed" | "ended" | "watching" | "error", ...}`).
+    Event(serde_json::Value),
+    /// Terminal output.
+    Output(bytes::Bytes),
+}
+
+/// A browser's shell, as the relay hands it to the console: the console passes what the
+/// page sends to `up` and what comes out of `down` to the page. Dropping `up` is the
+/// engineer leaving (closing the tab); `down` ending means the relay is done.
+pub struct ShellLink {
+    pub up: tokio::sync::mpsc::Sender<ShellUp>,
+    pub down: tokio::sync::mpsc::Receiver<Down>,
+}
+
+/// A watcher's view of a live session: output only. There is no way up: a watcher's
+/// keystrokes have nowhere to go. Dropping it is leaving.
+pub struct WatchLink {
+    pub down: tokio::sync::mpsc::Receiver<Down>,
 }
 
 /// What the console needs from the relay.
@@ -261,6 +328,19 @@ pub trait ConsoleState:
     ) -> Result<String, ApiError>;
     /// Ends a live session with a reason; returns the broker's message.
     async fn end(&self, user: &Account, id: &str, reason: &str) -> Result<String, ApiError>;
+
+    /// The user's own sessions and requests (an engineer's), newest first, with the
+    /// decision's note and, for a request still waiting, whom it waits for.
+    async fn my_sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError>;
+    /// Agents the user may reach (as `assist agents`), online ones first.
+    async fn agents(&self, user: &Account) -> Result<Vec<AgentView>, ApiError>;
+
+    /// Opens a shell link for the user (an engineer): the relay takes the request from it,
+    /// asks for consent, and once approved opens the shell, exactly as for `assist shell`.
+    async fn open_shell(&self, user: &Account, source: IpAddr) -> Result<ShellLink, ApiError>;
+    /// Starts watching live session `id` read-only (approvers of the agent's organisation
+    /// and admins); [`ApiError::NotFound`] for a session the user may not watch.
+    async fn watch(&self, user: &Account, id: &str) -> Result<WatchLink, ApiError>;
 
     /// Every session the user may see (scoped as `assist sessions`), newest first.
     async fn sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError>;

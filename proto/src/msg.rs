@@ -276,6 +276,14 @@ pub enum RelayToEngineer {
         code: Option<i32>,
         signal: Option<String>,
     },
+    /// Someone (an approver of the agent's organisation, or an admin) started or stopped
+    /// watching the session live, read-only.
+    Watching {
+        session: SessionId,
+        watcher: UserName,
+        org: OrgName,
+        watching: bool,
+    },
     /// The session is over. `exit_code` is the remote command's, when it exited.
     SessionEnded {
         reason: EndReason,
@@ -452,15 +460,20 @@ pub enum ChannelKind {
     /// One forwarded TCP connection to `target` (`HOST:PORT`, [`crate::forward::Target`]),
     /// which the agent connects to; the stream then carries the connection's bytes.
     Forward { target: String },
+    /// Engineer → relay only: watch the session's terminal output live, read-only (an
+    /// approver of the agent's organisation or an admin: `assist watch`). The relay serves
+    /// it itself; nothing is opened on the agent, and the watcher's direction is stopped.
+    Watch,
 }
 
 impl ChannelKind {
     /// The capability a grant must hold for this channel: for files, the exact paths.
     pub fn required_capability(&self) -> Capability {
         match self {
-            ChannelKind::Shell { .. } | ChannelKind::Stderr | ChannelKind::StderrOf { .. } => {
-                Capability::Shell
-            }
+            ChannelKind::Shell { .. }
+            | ChannelKind::Stderr
+            | ChannelKind::StderrOf { .. }
+            | ChannelKind::Watch => Capability::Shell,
             ChannelKind::Files { request } => request.required_capability(),
             ChannelKind::Exec { name } => Capability::Exec { scripts: vec![name.clone()] },
             ChannelKind::Logs { paths, .. } => Capability::FilesRead {
@@ -491,7 +504,7 @@ impl ChannelKind {
     }
 
     /// The kind's name in recordings and logs: `shell`, `stderr`, `files`, `exec`, `logs`,
-    /// `forward`.
+    /// `forward`, `watch`.
     pub fn name(&self) -> &'static str {
         match self {
             ChannelKind::Shell { .. } => "shell",
@@ -500,6 +513,7 @@ impl ChannelKind {
             ChannelKind::Exec { .. } => "exec",
             ChannelKind::Logs { .. } => "logs",
             ChannelKind::Forward { .. } => "forward",
+            ChannelKind::Watch => "watch",
         }
     }
 }

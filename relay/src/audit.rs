@@ -130,6 +130,11 @@ actions! {
     /// A session's grant ran out; its channels were closed.
     GrantExpired = "grant.expired",
     ChannelRefused = "channel.refused",
+    /// An approver or admin started watching a live session read-only (detail: the
+    /// watcher's organisation); the engineer is told.
+    WatchStarted = "session.watch_started",
+    /// A watcher stopped watching (left the page, or the session ended).
+    WatchStopped = "session.watch_stopped",
     /// A diagnostic script run in a session that goes on (`assist exec --session`) exited
     /// (detail: script, exit code or signal).
     ScriptExited = "exec.exited",

@@ -29,8 +29,8 @@ use crate::datadir::DataDir;
 use crate::store::credentials::Credentials as _;
 use crate::store::{SqliteStore, Store};
 use assist_console::{
-    Account, ApiError, ApproveForm, Enrolment, RecordingCheck, RequestView, SessionDetail, SessionView,
-    Stage, WebSession,
+    Account, AgentView, ApiError, ApproveForm, Enrolment, RecordingCheck, RequestView, SessionDetail,
+    SessionView, ShellLink, Stage, WatchLink, WebSession,
 };
 use assist_proto::caps::{Capability, Role};
 use assist_proto::ids::{OrgName, SessionId, UserName};
@@ -131,6 +131,9 @@ fn new_recovery_code() -> String {
     format!("{}-{}", &h[..5], &h[5..])
 }
 
+/// The engineer's own sessions shown on their page, at most.
+const MINE: usize = 100;
+
 /// Decided requests shown in the history, at most.
 const HISTORY: usize = 200;
 
@@ -151,10 +154,12 @@ fn view(s: SessionInfo, note: Option<String>) -> SessionView {
         approver: s.approver,
         note,
         requested_at: s.requested_at,
+        consent_deadline: s.consent_deadline,
         decided_at: s.decided_at,
         started_at: s.started_at,
         ended_at: s.ended_at,
         end_reason: s.end_reason,
+        waiting_for: None,
     }
 }
 
@@ -462,6 +467,54 @@ impl assist_console::ConsoleState for RelayConsole {
         let msg = EngineerToRelay::End { session: session.clone(), reason: Some(reason.to_owned()) };
         msg.check_text().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         self.relay.end_by(&who, &session, Some(reason.to_owned())).await.map_err(from_refusal)
+    }
+
+    async fn my_sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError> {
+        let who = principal(user)?;
+        let all = self.relay.list_sessions(&who).await.map_err(from_refusal)?;
+        let mut out = Vec::new();
+        for s in all.into_iter().filter(|s| s.engineer == who.user).take(MINE) {
+            let decided = s.decided_at.is_some() || s.state == SessionState::Denied;
+            let note = if decided { self.decision_note(&s.id).await? } else { None };
+            let waiting_for = self.relay.waiting_for(&s.id).await;
+            out.push(SessionView { waiting_for, ..view(s, note) });
+        }
+        Ok(out)
+    }
+
+    async fn agents(&self, user: &Account) -> Result<Vec<AgentView>, ApiError> {
+        let who = principal(user)?;
+        let mut agents: Vec<AgentView> = self
+            .relay
+            .list_agents(&who)
+            .await
+            .map_err(from_refusal)?
+            .into_iter()
+            .filter(|a| !a.revoked)
+            .map(|a| AgentView {
+                name: a.name.to_string(),
+                org: a.org.to_string(),
+                online: a.online,
+                consent: a.consent.map(|c| c.to_string()),
+            })
+            .collect();
+        agents.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.name.cmp(&b.name)));
+        Ok(agents)
+    }
+
+    async fn open_shell(&self, user: &Account, source: IpAddr) -> Result<ShellLink, ApiError> {
+        let who = principal(user)?;
+        if who.role != Role::Engineer {
+            return Err(ApiError::Forbidden(format!("only engineers open shells; you are {}", who.role)));
+        }
+        Ok(crate::wire::browser::open_shell(self.relay.clone(), who, source))
+    }
+
+    async fn watch(&self, user: &Account, id: &str) -> Result<WatchLink, ApiError> {
+        let who = principal(user)?;
+        crate::wire::watcher::open_watch(self.relay.clone(), who, SessionId::new(id))
+            .await
+            .map_err(from_refusal)
     }
 
     async fn sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError> {

@@ -123,7 +123,9 @@ async fn every_answer_carries_the_security_headers() {
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}");
-        assert!(!csp.contains("unsafe-inline"), "{path}");
+        // No inline script, ever; inline styles only for the terminal's own <style> elements.
+        let script = csp.split(';').find(|d| d.trim().starts_with("script-src")).unwrap();
+        assert!(!script.contains("unsafe-inline") && !script.contains("'unsafe-eval'"), "{path}");
         assert!(h["strict-transport-security"].to_str().unwrap().starts_with("max-age="), "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
@@ -628,3 +630,54 @@ async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others
 
 #[path = "console_auditlog_tests.rs"]
 mod auditlog;
+
+/// A WebSocket upgrade as a page sends it, from `origin`.
+fn upgrade(path: &str, cookie: Option<&str>, origin: &str) -> Request<Body> {
+    let mut b = Request::get(path)
+        .header(header::HOST, HOST)
+        .header(header::ORIGIN, origin)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, format!("__Host-assist={c}"));
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn the_shell_and_watch_sockets_check_origin_and_sign_in_before_anything() {
+    let w = world(Default::default()).await;
+    let alice = w.signed_in("alice").await;
+    for path in ["/api/v1/shell", "/api/v1/sessions/s-000000000000/watch"] {
+        let res = w.send(upgrade(path, None, ORIGIN)).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let res = w.send(upgrade(path, Some(&alice), "https://evil.test")).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+        let mut cross = upgrade(path, Some(&alice), ORIGIN);
+        cross.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert_eq!(w.send(cross).await.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    // Only engineers open shells, and nobody watches what they may not see.
+    let bob = w.state.account("bob").await.unwrap().unwrap();
+    let refused = w.state.open_shell(&bob, "127.0.0.1".parse().unwrap()).await.err();
+    assert!(matches!(refused, Some(ApiError::Forbidden(_))), "{refused:?}");
+    let alice_account = w.state.account("alice").await.unwrap().unwrap();
+    let refused = w.state.watch(&alice_account, "s-000000000000").await.err();
+    assert!(matches!(refused, Some(ApiError::NotFound(_))), "{refused:?}");
+    assert!(w.actions().await.iter().any(|a| a == "access.refused"));
+}
+
+#[tokio::test]
+async fn the_engineers_page_routes_need_a_session() {
+    let w = world(Default::default()).await;
+    for path in ["/api/v1/mine", "/api/v1/agents"] {
+        assert_eq!(w.send(World::get(path, None)).await.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let alice = w.signed_in("alice").await;
+    let (status, mine, _) = split(w.send(World::get("/api/v1/mine", Some(&alice))).await).await;
+    assert_eq!((status, mine), (StatusCode::OK, json!([])));
+    let (status, agents, _) = split(w.send(World::get("/api/v1/agents", Some(&alice))).await).await;
+    assert_eq!((status, agents), (StatusCode::OK, json!([])));
+}

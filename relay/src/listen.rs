@@ -163,6 +163,9 @@ pub async fn serve(
         let addr = source_key(peer.ip());
         match take_slot(&counts, &limits, addr) {
             Ok(slot) => {
+                // Small writes go at once: a keystroke's echo on the browser shell's
+                // WebSocket must not wait for the previous segment's acknowledgement.
+                let _ = stream.set_nodelay(true);
                 // Handlers see the client's address as axum's `ConnectInfo`.
                 let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
                 tokio::spawn(serve_connection(stream, app, limits, slot, tls.clone()));
@@ -184,7 +187,9 @@ async fn serve_connection(
 ) {
     let start = Instant::now();
     let moved = Arc::new(AtomicU64::new(0));
-    let watched = Watched { inner: stream, start, moved: moved.clone() };
+    // The slot travels with the stream: a connection upgraded to a WebSocket (the
+    // console's shell, a watcher) keeps counting against the caps until it closes.
+    let watched = Watched { inner: stream, start, moved: moved.clone(), _slot: slot };
     match tls {
         None => serve_http(watched, app, limits, start, moved).await,
         Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(watched)).await {
@@ -193,7 +198,6 @@ async fn serve_connection(
             Err(_) => debug!("TLS handshake timed out"),
         },
     }
-    drop(slot);
 }
 
 async fn serve_http<S>(stream: S, app: axum::Router, limits: Limits, start: Instant, moved: Arc<AtomicU64>)
@@ -205,7 +209,10 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .serve_connection(io, service);
+        .serve_connection(io, service)
+        // The console's WebSockets (the browser's shell, watching): once upgraded, the
+        // connection is the socket's, which keeps itself alive with pings.
+        .with_upgrades();
     tokio::pin!(conn);
     loop {
         let last = start + Duration::from_millis(moved.load(Ordering::Relaxed));
@@ -231,6 +238,8 @@ struct Watched {
     inner: TcpStream,
     start: Instant,
     moved: Arc<AtomicU64>,
+    /// Held as long as the connection lives, whoever ends up owning it.
+    _slot: Slot,
 }
 
 impl Watched {

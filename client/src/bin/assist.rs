@@ -192,6 +192,9 @@ enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// Watch a live session's terminal read-only, from its current screen, until it ends
+    /// (approvers of the agent's organisation, admins). The engineer is told.
+    Watch { session: SessionId },
     /// End a live session.
     End {
         session: SessionId,
@@ -335,6 +338,10 @@ async fn main_inner(cli: Cli) -> Result<i32> {
         }
         Cmd::Deny { session, reason } => {
             eprintln!("{}", text::line(&engineer::deny(&cfg, session, reason).await?))
+        }
+        Cmd::Watch { session } => {
+            let end = engineer::watch::run(&cfg, session).await?;
+            eprintln!("\r\nassist: {}", text::line(&end));
         }
         Cmd::End { session, reason } => {
             eprintln!("{}", text::line(&engineer::end(&cfg, session, reason).await?))

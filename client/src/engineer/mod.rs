@@ -18,6 +18,7 @@ pub mod render;
 pub mod session;
 pub mod shell;
 pub mod transfer;
+pub mod watch;
 
 use crate::clock::now_ms;
 use crate::conn::{ConnError, Control, RelayConn};

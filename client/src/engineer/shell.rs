@@ -176,6 +176,10 @@ async fn session(
                         break EndReason::Failed { message };
                     }
                 }
+                Some(Ok(RelayToEngineer::Watching { watcher, org, watching, .. })) => {
+                    let what = if watching { "is watching" } else { "stopped watching" };
+                    say(&format!("\r\nassist: {} ({}) {what}\r", text::line(watcher.as_str()), text::line(org.as_str())));
+                }
                 Some(Ok(_)) => {}
                 Some(Err(message)) => break EndReason::Failed { message },
                 None => break EndReason::Failed { message: "relay connection lost".into() },

@@ -49,6 +49,24 @@ pub(crate) struct Admission {
     pub(super) who: Principal,
 }
 
+/// The client an engineer opened a channel from, as the recording names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client {
+    /// `assist`, over QUIC.
+    Cli,
+    /// The console's shell in a browser, over a WebSocket.
+    Browser,
+}
+
+impl Client {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Client::Cli => "assist",
+            Client::Browser => "browser",
+        }
+    }
+}
+
 /// Why a channel was not admitted. The message is what the caller is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ChannelRefused {
@@ -223,11 +241,16 @@ impl Admission {
         self.wants_ready().then(|| self.session.file_stream(stream, self.channel, Account::of(&self.kind)))
     }
 
-    /// Writes the channel's opening into the recording. An error means the recorder failed:
-    /// nothing may be spliced.
-    pub(crate) async fn record_open(&self, stream: u64, ready: Option<&FileReady>) -> Result<(), ()> {
+    /// Writes the channel's opening into the recording, with the client the engineer used.
+    /// An error means the recorder failed: nothing may be spliced.
+    pub(crate) async fn record_open(
+        &self,
+        stream: u64,
+        ready: Option<&FileReady>,
+        client: Client,
+    ) -> Result<(), ()> {
         let Some(rec) = &self.recorder else { return Ok(()) };
-        let mut described = serde_json::json!({ "kind": self.kind.name(), "stream": stream, "request": &self.kind, "ready": ready });
+        let mut described = serde_json::json!({ "kind": self.kind.name(), "stream": stream, "request": &self.kind, "ready": ready, "client": client.name() });
         if let Some(note) = super::forward::recording_note(&self.kind) {
             described["note"] = note.into();
         }

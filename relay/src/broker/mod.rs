@@ -34,11 +34,13 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 mod timers;
-pub(crate) use admit::{Admission, AgentStreamStarted, StreamRefused};
+mod watching;
+pub(crate) use admit::{Admission, AgentStreamStarted, Client, StreamRefused};
 pub(crate) use agents::{AgentRefused, Hello};
 pub(crate) use forward::Closed as ForwardClosed;
 pub(crate) use grants::Approval;
 pub(crate) use sessions::{Answerer, NewSession};
+pub(crate) use watching::Watching;
 pub mod peer;
 pub mod throttle;
 pub mod windows;
@@ -173,6 +175,8 @@ struct SessionCore {
     exit: Option<EndReason>,
     /// Who asked for the pending escalation, to be told the answer.
     escalator: Option<mpsc::Sender<RelayToEngineer>>,
+    /// Whom the request waits for, as the engineer was told.
+    waiting_for: Option<String>,
 }
 
 impl SessionCore {
@@ -217,6 +221,8 @@ pub(crate) struct LiveSession {
     /// Its timers (consent, escalation, expiry, lapse, drain, recorder watch), aborted
     /// when it ends ([`timers`]).
     timers: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Its shell output, for watchers ([`watching`]).
+    screen: Arc<watching::Screen>,
 }
 
 impl LiveSession {
@@ -541,6 +547,13 @@ impl Relay {
         }
         let active = s.core.lock().await.state() == SessionState::Active;
         active.then_some(s)
+    }
+
+    /// Whom session `id` waits for, while it is a request nobody answered yet.
+    pub(crate) async fn waiting_for(&self, id: &SessionId) -> Option<String> {
+        let s = self.session(id)?;
+        let core = s.core.lock().await;
+        (core.state() == SessionState::Requested).then(|| core.waiting_for.clone()).flatten()
     }
 
     /// Forwards a terminal resize from the engineer to the agent.

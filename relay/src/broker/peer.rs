@@ -6,15 +6,19 @@
 //!   [`Close`] reason (replaced by a newer connection, revoked).
 //! - An engineer's connection is an [`EngineerLink`] (its control messages go through a
 //!   queue that the transport drains) with a [`Peer`] handle to close it.
-//! - Channels are not opened through the seam: the transport that admitted a channel
-//!   (`broker::admit`) opens its streams itself and gets its own connection back from a
-//!   peer with [`Peer::as_any`]. A transport that must reach a peer of another kind (a
-//!   browser's shell on a QUIC agent) adds a byte-stream `open_channel` here.
+//! - A channel's bytes move between a [`ChunkSource`] and a [`ChunkSink`] (a QUIC stream's
+//!   halves, or a browser's WebSocket), so that the splice (`crate::wire::splice`) is the
+//!   same whatever the engineer's side is. [`AgentPeer::open_channel`] opens a channel on
+//!   an agent for a transport that has no connection of the agent's kind (a browser's
+//!   shell on a QUIC agent); the QUIC engineer's path opens its streams on the agent's
+//!   connection itself (it gets it back from a peer with [`Peer::as_any`]), because a
+//!   file channel needs more than a reply before splicing.
 //!
 //! QUIC implements it in `crate::wire`; tests implement it with queues
 //! (`broker::tests`). Nothing here does I/O.
 
-use assist_proto::msg::{RelayToAgent, RelayToEngineer};
+use assist_proto::msg::{AgentChannelOpen, ChannelReply, RelayToAgent, RelayToEngineer};
+use bytes::Bytes;
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +63,79 @@ pub trait Peer: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// A channel's stream failed (reset, or its connection went).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the stream is gone")]
+pub struct StreamGone;
+
+/// One direction of a channel, as a splice reads it.
+pub trait ChunkSource: Send {
+    /// Takes what has arrived, at least one chunk and at most `bufs.len()`, into `bufs`;
+    /// `Ok(None)` once the sender finished.
+    fn read_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> PeerFuture<'a, Result<Option<usize>, StreamGone>>;
+    /// Nothing more is read: the sender is told to stop.
+    fn stop(&mut self);
+}
+
+/// One direction of a channel, as a splice writes it.
+pub trait ChunkSink: Send {
+    /// Writes every chunk, waiting for the receiver's room (backpressure).
+    fn write_all_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<(), StreamGone>>;
+    /// Ends the direction after what was written.
+    fn finish(&mut self);
+    /// Ends the direction at once, discarding what was not delivered.
+    fn reset(&mut self);
+}
+
+impl<T: ChunkSource + ?Sized> ChunkSource for Box<T> {
+    fn read_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
+        (**self).read_chunks(bufs)
+    }
+    fn stop(&mut self) {
+        (**self).stop();
+    }
+}
+
+impl<T: ChunkSink + ?Sized> ChunkSink for Box<T> {
+    fn write_all_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<(), StreamGone>> {
+        (**self).write_all_chunks(bufs)
+    }
+    fn finish(&mut self) {
+        (**self).finish();
+    }
+    fn reset(&mut self) {
+        (**self).reset();
+    }
+}
+
+/// A channel opened on an agent: the agent's answer and the stream's two halves.
+pub struct AgentChannel {
+    /// The stream's id on the agent's connection (what the agent names it by).
+    pub stream: u64,
+    pub reply: ChannelReply,
+    /// Towards the agent.
+    pub send: Box<dyn ChunkSink>,
+    /// From the agent.
+    pub recv: Box<dyn ChunkSource>,
+}
+
+/// Why a channel could not be opened on an agent. The message is what the engineer sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenFailed {
+    #[error("cannot open a stream to the agent")]
+    NoStream,
+    #[error("the agent went away")]
+    Gone,
+    #[error("the agent did not answer the channel request")]
+    NoAnswer,
+}
+
 /// A connected agent.
 pub trait AgentPeer: Peer {
     /// Sends `msg` on its control channel, after the messages sent before it. Returns
@@ -67,6 +144,9 @@ pub trait AgentPeer: Peer {
     /// Finishes the control channel after what was sent and waits until the agent has
     /// received all of it (or went away). Callers bound the wait.
     fn finish_delivered(&self) -> PeerFuture<'_, ()>;
+    /// Opens a channel stream, sends `open` (the request with the signed grant) and waits
+    /// (bounded) for the agent's answer.
+    fn open_channel(&self, open: AgentChannelOpen) -> PeerFuture<'_, Result<AgentChannel, OpenFailed>>;
 }
 
 /// An engineer's (or approver's, auditor's, admin's) connection, as far as sessions care.

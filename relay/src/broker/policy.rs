@@ -53,6 +53,12 @@ impl Principal {
         self.is_operator() || self.may_answer_for(&s.agent_org) || self.user == s.engineer
     }
 
+    /// May this user watch the live session read-only? Approvers and admins of the agent's
+    /// organisation, and the operator's admins; never the engineer as a watcher.
+    pub fn may_watch(&self, s: &SessionInfo) -> bool {
+        self.is_operator() || self.may_answer_for(&s.agent_org)
+    }
+
     /// May this user see the session in listings?
     pub fn may_see_session(&self, s: &SessionInfo) -> bool {
         self.is_operator()

@@ -115,6 +115,7 @@ impl Relay {
                 consent,
                 exit: None,
                 escalator: None,
+                waiting_for: None,
             }),
             engineer: link,
             detached: Default::default(),
@@ -127,6 +128,7 @@ impl Relay {
             file_streams: Mutex::default(),
             execs: Mutex::default(),
             timers: Mutex::default(),
+            screen: Arc::default(),
         });
         self.sessions.lock().expect("sessions lock").insert(id.clone(), live);
         self.changed();
@@ -152,6 +154,9 @@ impl Relay {
                 }
             },
         };
+        if let Some(s) = self.session(&id) {
+            s.core.lock().await.waiting_for = Some(waiting_for.clone());
+        }
         // Told before any answer can reach the same stream.
         let _ = reply_tx.send(RelayToEngineer::SessionRequested { session: info, waiting_for }).await;
         if let Some(window) = window {

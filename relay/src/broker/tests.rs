@@ -85,6 +85,12 @@ impl AgentPeer for FakeAgent {
     fn finish_delivered(&self) -> PeerFuture<'_, ()> {
         Box::pin(async {})
     }
+    fn open_channel(
+        &self,
+        _open: assist_proto::msg::AgentChannelOpen,
+    ) -> PeerFuture<'_, Result<super::peer::AgentChannel, super::peer::OpenFailed>> {
+        Box::pin(async { Err(super::peer::OpenFailed::NoStream) })
+    }
 }
 
 /// An engineer's (or approver's) connection: its peer side does nothing.
@@ -659,4 +665,79 @@ async fn every_change_to_requests_and_live_sessions_is_announced() {
     settle().await;
     assert!(w.relay.list_requests(&approver()).await.iter().all(|s| s.id != id3));
     announced(&mut changes, "an expiry");
+}
+
+/// A chunk sink that keeps what it is sent (the engineer's side of a shell's output).
+#[derive(Default)]
+struct Collect(Vec<bytes::Bytes>);
+
+impl super::peer::ChunkSink for Collect {
+    fn write_all_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [bytes::Bytes],
+    ) -> PeerFuture<'a, Result<(), super::peer::StreamGone>> {
+        self.0.extend(bufs.iter().cloned());
+        Box::pin(async { Ok(()) })
+    }
+    fn finish(&mut self) {}
+    fn reset(&mut self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_agents_approvers_and_admins_watch_and_the_engineer_is_told_of_each() {
+    let mut w = World::new(ConsentMode::Approver).await;
+    let (pending, _plink, _prx, _) = w.request(&["shell"], 600).await;
+    let (id, _link, mut rx) = w.approved(&["shell"], 600).await;
+    // Not the engineer, not another organisation's approver: as if there were no session.
+    for who in
+        [engineer(), principal("carol", "other", Role::Approver), principal("aud", "acme", Role::Auditor)]
+    {
+        let refused = w.relay.watch(&who, &id).await.err().expect("refused");
+        assert_eq!(
+            (refused.code, refused.message.clone()),
+            (ErrorCode::NotFound, format!("no live session {id}"))
+        );
+    }
+    assert_eq!(w.relay.watch(&approver(), &pending).await.err().map(|r| r.code), Some(ErrorCode::Conflict));
+    assert!(w.actions(&id).await.iter().filter(|a| *a == "access.refused").count() >= 1);
+
+    let watching = w.relay.watch(&approver(), &id).await.unwrap();
+    match rx.recv().await.unwrap() {
+        RelayToEngineer::Watching { watcher, org, watching, .. } => {
+            assert_eq!((watcher.as_str(), org.as_str(), watching), ("bob", "acme", true))
+        }
+        other => panic!("expected Watching, got {other:?}"),
+    }
+    let admin = principal("root", crate::broker::policy::OPERATOR_ORG, Role::Admin);
+    let by_admin = w.relay.watch(&admin, &id).await.unwrap();
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::Watching { watching: true, .. }));
+    drop(watching);
+    drop(by_admin);
+    for _ in 0..2 {
+        match rx.recv().await.unwrap() {
+            RelayToEngineer::Watching { watching, .. } => assert!(!watching),
+            other => panic!("expected Watching, got {other:?}"),
+        }
+    }
+    let actions = w.actions(&id).await;
+    assert_eq!(actions.iter().filter(|a| *a == "session.watch_started").count(), 2, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| *a == "session.watch_stopped").count(), 2, "{actions:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watcher_starts_from_the_current_screen_and_gets_what_follows_until_the_end() {
+    let mut w = World::new(ConsentMode::Approver).await;
+    let (id, _link, _rx) = w.approved(&["shell"], 600).await;
+    let s = w.relay.session(&id).unwrap();
+    let mut sink = s.mirror(Collect::default());
+    let mut first = [bytes::Bytes::from_static(b"old\x1b[2Jscreen "), bytes::Bytes::from_static(b"now")];
+    super::peer::ChunkSink::write_all_chunks(&mut sink, &mut first).await.unwrap();
+    let mut watching = w.relay.watch(&approver(), &id).await.unwrap();
+    let screen: Vec<u8> = watching.screen.iter().flat_map(|b| b.to_vec()).collect();
+    assert_eq!(screen, b"\x1b[2Jscreen now");
+    let mut next = [bytes::Bytes::from_static(b" later")];
+    super::peer::ChunkSink::write_all_chunks(&mut sink, &mut next).await.unwrap();
+    assert_eq!(watching.live.recv().await.unwrap(), bytes::Bytes::from_static(b" later"));
+    w.relay.end_by(&approver(), &id, Some("done".into())).await.unwrap();
+    watching.ended.wait_for(|e| *e).await.unwrap();
 }

@@ -12,12 +12,13 @@ use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
 use crate::broker::policy::Principal;
 use crate::broker::{
-    Admission, Answerer, Approval, EngineerLink, ForwardClosed as Closed, NewSession, Opener, Refusal, Relay,
+    Admission, Answerer, Approval, Client, EngineerLink, ForwardClosed as Closed, NewSession, Opener,
+    Refusal, Relay, Watching,
 };
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
-    AgentChannelOpen, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
+    AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
 };
 use assist_proto::session::EndReason;
 use quinn::{Connection, RecvStream, SendStream};
@@ -28,7 +29,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
 
 /// How long a peer may take to send the header of a stream it opened.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn handle(
     relay: Arc<Relay>,
@@ -253,6 +254,14 @@ async fn open_channel(
         Ok(Err(e)) => return refuse(&mut esend, format!("bad channel header: {e}")).await,
         Err(_) => return refuse(&mut esend, "no channel header".into()).await,
     };
+    if open.channel == ChannelKind::Watch {
+        // Not a channel to the agent: the relay serves the session's screen itself.
+        let watching = match relay.watch(&who, &open.session).await {
+            Ok(w) => w,
+            Err(r) => return refuse(&mut esend, r.message).await,
+        };
+        return watch(watching, esend, erecv).await;
+    }
     let admitted = match relay.admit_channel(&who, &open).await {
         Ok(a) => a,
         Err(refused) => return refuse(&mut esend, refused.to_string()).await,
@@ -326,7 +335,7 @@ async fn splice_admitted(
             return;
         }
     }
-    if admitted.record_open(stream, ready.as_ref()).await.is_err() {
+    if admitted.record_open(stream, ready.as_ref(), Client::Cli).await.is_err() {
         let _ = esend.reset(codes::SESSION_ENDED);
         let _ = asend.reset(codes::SESSION_ENDED);
         return;
@@ -340,8 +349,14 @@ async fn splice_admitted(
     let stop = &admitted.handle.stop;
     session.open_outputs.send_modify(|n| *n += 1);
     let up = splice(erecv, asend, stop.clone(), tee(Direction::In), None);
+    let shell = matches!(admitted.kind, assist_proto::msg::ChannelKind::Shell { .. });
     let down = async {
-        let r = splice(arecv, esend, stop.clone(), tee(Direction::Out), end_gate).await;
+        // A shell's output is shown to the session's watchers too.
+        let r = if shell {
+            splice(arecv, session.mirror(esend), stop.clone(), tee(Direction::Out), end_gate).await
+        } else {
+            splice(arecv, esend, stop.clone(), tee(Direction::Out), end_gate).await
+        };
         session.open_outputs.send_modify(|n| *n -= 1);
         r
     };
@@ -356,4 +371,38 @@ async fn splice_admitted(
     let closed = Closed { stream, peer, bytes_in: up_bytes, bytes_out: down_bytes, duration, ends };
     admitted.audit_closed(relay, closed).await;
     info!(up_bytes, ?up_end, down_bytes, ?down_end, "channel closed");
+}
+
+/// `assist watch`: the session's screen so far, then its output as it happens, until the
+/// session ends (the stream finishes) or the watcher leaves. The watcher's direction is
+/// stopped at once: nothing it sends is read.
+async fn watch(mut w: Watching, mut esend: SendStream, mut erecv: RecvStream) {
+    let _ = erecv.stop(codes::REFUSED);
+    if write_msg(&mut esend, &ChannelReply::Accepted).await.is_err() {
+        return;
+    }
+    for chunk in std::mem::take(&mut w.screen) {
+        if esend.write_chunk(chunk).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            chunk = w.live.recv() => match chunk {
+                Ok(chunk) => {
+                    if esend.write_chunk(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = async { let _ = w.ended.wait_for(|e| *e).await; } => break,
+            _ = esend.stopped() => return,
+        }
+    }
+    while let Ok(chunk) = w.live.try_recv() {
+        let _ = esend.write_chunk(chunk).await;
+    }
+    let _ = esend.finish();
 }

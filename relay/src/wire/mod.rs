@@ -4,6 +4,8 @@
 //! - [`agent`]: an agent's connection (enrollment, `Hello`, control messages, the streams
 //!   it opens);
 //! - [`engineer`]: a person's connection (control stream, commands, channels);
+//! - [`browser`]: the console's shell WebSocket as an engineer peer;
+//! - [`watcher`]: a watcher's read-only view in the console;
 //! - [`peer`]: QUIC's side of the broker's seam (`broker::peer`);
 //! - [`splice`]: moving an admitted channel's bytes, with the tee into the recording.
 //!
@@ -12,8 +14,10 @@
 
 mod accept;
 mod agent;
+pub(crate) mod browser;
 mod engineer;
 mod peer;
 pub mod splice;
+pub(crate) mod watcher;
 
 pub use accept::serve;

@@ -12,9 +12,9 @@
 //! is kept and written before the next message. It does not read from the agent; the
 //! agent's connection task does.
 
-use crate::broker::peer::{AgentPeer, Close, Peer, PeerFuture, PeerGone};
-use assist_net::codes;
-use assist_proto::msg::RelayToAgent;
+use crate::broker::peer::{AgentChannel, AgentPeer, Close, OpenFailed, Peer, PeerFuture, PeerGone};
+use assist_net::{codes, read_msg, write_msg};
+use assist_proto::msg::{AgentChannelOpen, ChannelReply, RelayToAgent};
 use quinn::{Connection, SendStream};
 use tokio::sync::Mutex;
 
@@ -103,6 +103,22 @@ impl AgentPeer for QuicAgent {
     }
     fn finish_delivered(&self) -> PeerFuture<'_, ()> {
         Box::pin(self.finish_and_wait())
+    }
+    fn open_channel(&self, open: AgentChannelOpen) -> PeerFuture<'_, Result<AgentChannel, OpenFailed>> {
+        Box::pin(async move {
+            let (mut send, mut recv) = self.conn.open_bi().await.map_err(|_| OpenFailed::NoStream)?;
+            let stream = u64::from(send.id());
+            write_msg(&mut send, &open).await.map_err(|_| OpenFailed::Gone)?;
+            let reply: ChannelReply =
+                match tokio::time::timeout(super::engineer::HEADER_TIMEOUT, read_msg(&mut recv)).await {
+                    Ok(Ok(Some(r))) => r,
+                    _ => {
+                        let _ = send.reset(codes::PROTOCOL);
+                        return Err(OpenFailed::NoAnswer);
+                    }
+                };
+            Ok(AgentChannel { stream, reply, send: Box::new(send), recv: Box::new(recv) })
+        })
     }
 }
 

@@ -1,4 +1,6 @@
-//! Splicing one QUIC stream into another.
+//! Splicing one direction of a channel into another: QUIC stream to QUIC stream for the
+//! CLI, or between a QUIC stream and a browser's WebSocket (`wire::browser`), through the
+//! seam's [`ChunkSource`] and [`ChunkSink`] (implemented here for quinn's streams).
 //!
 //! Chunks move by ownership (`read_chunks` hands over `Bytes`, `write_all_chunks` takes them), so
 //! nothing is copied through an intermediate buffer, and `write_all_chunks` waits for the
@@ -19,6 +21,7 @@
 //! engineer only after the agent's account of it (report and countersignature) reached the
 //! relay, so a client that exits on it cannot end the session before it is audited.
 
+use crate::broker::peer::{ChunkSink, ChunkSource, PeerFuture, StreamGone};
 use crate::recording::Recorder;
 use crate::recording::format::Direction;
 use assist_net::codes;
@@ -76,17 +79,17 @@ async fn stopped(ended: &mut watch::Receiver<bool>, tee: Option<&Tee>) -> Splice
 /// Copies `from` into `to` until one side ends or `ended` turns true. Returns the bytes
 /// moved and how it ended. With `end_gate`, the sender's end waits for the gate (see the
 /// module docs).
-pub async fn splice(
-    mut from: RecvStream,
-    mut to: SendStream,
+pub async fn splice<R: ChunkSource, W: ChunkSink>(
+    mut from: R,
+    mut to: W,
     mut ended: watch::Receiver<bool>,
     tee: Option<Tee>,
     mut end_gate: Option<watch::Receiver<bool>>,
 ) -> (u64, SpliceEnd) {
     let mut moved = 0u64;
-    let end_both = |to: &mut SendStream, from: &mut RecvStream| {
-        let _ = to.reset(codes::SESSION_ENDED);
-        let _ = from.stop(codes::SESSION_ENDED);
+    let end_both = |to: &mut W, from: &mut R| {
+        to.reset();
+        from.stop();
     };
     if *ended.borrow() {
         end_both(&mut to, &mut from);
@@ -109,12 +112,12 @@ pub async fn splice(
                         end_both(&mut to, &mut from);
                         return (moved, SpliceEnd::SessionEnded);
                     }
-                    let _ = to.finish();
+                    to.finish();
                     return (moved, SpliceEnd::Finished);
                 }
                 Err(_) => {
                     hold(end_gate.as_mut(), &mut ended).await;
-                    let _ = to.reset(codes::SESSION_ENDED);
+                    to.reset();
                     return (moved, SpliceEnd::SourceFailed);
                 }
             }
@@ -146,7 +149,7 @@ pub async fn splice(
             w = to.write_all_chunks(batch) => w,
         };
         if write.is_err() {
-            let _ = from.stop(codes::SESSION_ENDED);
+            from.stop();
             return (moved, SpliceEnd::SinkFailed);
         }
         moved += len;
@@ -165,4 +168,28 @@ async fn hold(gate: Option<&mut watch::Receiver<bool>>, ended: &mut watch::Recei
     })
     .await;
     !*ended.borrow()
+}
+
+impl ChunkSource for RecvStream {
+    fn read_chunks<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> PeerFuture<'a, Result<Option<usize>, StreamGone>> {
+        Box::pin(async move { RecvStream::read_chunks(self, bufs).await.map_err(|_| StreamGone) })
+    }
+    fn stop(&mut self) {
+        let _ = RecvStream::stop(self, codes::SESSION_ENDED);
+    }
+}
+
+impl ChunkSink for SendStream {
+    fn write_all_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<(), StreamGone>> {
+        Box::pin(async move { SendStream::write_all_chunks(self, bufs).await.map_err(|_| StreamGone) })
+    }
+    fn finish(&mut self) {
+        let _ = SendStream::finish(self);
+    }
+    fn reset(&mut self) {
+        let _ = SendStream::reset(self, codes::SESSION_ENDED);
+    }
 }

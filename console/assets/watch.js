@@ -1,0 +1,141 @@
+// Watching a live session (approvers of the agent's organisation, admins): the terminal
+// as the engineer sees it, from the current screen on, read-only; what is granted and the
+// time left; and, from the same page, revoking a capability or ending the session. What
+// a watcher types goes nowhere: the relay gives a watch no way in.
+import { call } from './api.js';
+import { $, say, fail, grantLeft, timeText } from './common.js';
+import { register } from './pages.js';
+import { makeTerminal, socket } from './terminal.js';
+
+let ws = null;
+let view = null;
+let id = null;
+let session = null;
+let poll = null;
+
+function status(text, cls = '') {
+  const p = $('w-status');
+  p.textContent = text;
+  p.className = `status ${cls}`;
+}
+
+function renderGrant() {
+  if (!session) return;
+  $('w-granted').replaceChildren(...session.granted.map((c) => {
+    const li = document.createElement('li');
+    const code = document.createElement('code');
+    code.textContent = c;
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'revoke secondary';
+    b.dataset.cap = c;
+    b.textContent = 'Revoke';
+    b.addEventListener('click', () => revoke(c));
+    li.append(code, b);
+    return li;
+  }));
+  $('w-until').textContent = session.expires_at ? timeText(session.expires_at) : '';
+  tick();
+}
+
+function tick() {
+  $('w-left').textContent = session && session.expires_at && !$('w-term').classList.contains('closed')
+    ? grantLeft(session.expires_at) : '';
+}
+setInterval(tick, 1000);
+
+async function refresh() {
+  try {
+    const live = await call('GET', '/api/v1/sessions/live');
+    const s = live.find((x) => x.id === id);
+    if (s && session) {
+      session.granted = s.granted;
+      session.expires_at = s.grant_expires_at;
+      renderGrant();
+    }
+  } catch (e) { fail(e); }
+}
+
+async function revoke(cap) {
+  try {
+    await call('POST', `/api/v1/sessions/${encodeURIComponent(id)}/revoke`, { capabilities: [cap] });
+    say(`Revoked ${cap}.`, true);
+    refresh();
+  } catch (e) { fail(e); }
+}
+
+$('w-end-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const reason = $('w-end-reason').value.trim();
+  if (!reason) return say('Say why you end it: the engineer sees your reason.');
+  try {
+    await call('POST', `/api/v1/sessions/${encodeURIComponent(id)}/end`, { reason });
+    say('Ended the session.', true);
+  } catch (e) { fail(e); }
+});
+
+function close() {
+  if (ws) { ws.close(); ws = null; }
+  if (poll) { clearInterval(poll); poll = null; }
+}
+
+function open(sessionId) {
+  close();
+  id = sessionId;
+  session = null;
+  $('w-title').textContent = `Watching ${id}`;
+  $('w-term').classList.remove('closed');
+  $('w-granted').replaceChildren();
+  $('w-facts').replaceChildren();
+  if (view) view.dispose();
+  view = makeTerminal($('w-term'), { readOnly: true });
+  status('Connecting…');
+  ws = socket(`/api/v1/sessions/${encodeURIComponent(id)}/watch`);
+  const mine = ws;
+  ws.onmessage = (ev) => {
+    if (mine !== ws) return;
+    if (typeof ev.data !== 'string') { view.term.write(new Uint8Array(ev.data)); return; }
+    const m = JSON.parse(ev.data);
+    if (m.type === 'watching') {
+      session = m;
+      $('w-title').textContent = `${m.engineer} (${m.engineer_org}) on ${m.agent}`;
+      const dl = $('w-facts');
+      for (const [k, v] of [['Ticket', m.ticket], ['Session', m.session]]) {
+        const dt = document.createElement('dt');
+        dt.textContent = k;
+        const dd = document.createElement('dd');
+        dd.textContent = v;
+        dl.append(dt, dd);
+      }
+      renderGrant();
+      status('Live, read-only: you see what the engineer sees. What you type goes nowhere.', 'ok');
+    } else if (m.type === 'ended') {
+      status(`The session ended: ${m.message}`, 'done');
+      $('w-term').classList.add('closed');
+      $('w-granted').replaceChildren();
+      tick();
+    } else if (m.type === 'refused') {
+      status(m.message, 'bad');
+    } else if (m.message) {
+      say(m.message);
+    }
+  };
+  ws.onclose = () => {
+    if (mine === ws && !$('w-status').classList.contains('done')) {
+      status('This session cannot be watched now (it ended, or it is not yours to watch).', 'done');
+    }
+  };
+  poll = setInterval(refresh, 2000);
+}
+
+register({
+  name: 'watch', el: 'watch-page', prefix: '#watch/', under: 'approvals', order: 11,
+  allowed: (me) => me.role === 'approver' || me.role === 'admin',
+  enter: (me, arg) => { if (arg && arg !== id) open(arg); else if (!ws && arg) open(arg); },
+  stop: close,
+});
+
+// Leaving the page is leaving the watch (audited, and the engineer is told).
+window.addEventListener('hashchange', () => {
+  if (!location.hash.startsWith('#watch/')) { close(); id = null; }
+});
