@@ -1,7 +1,7 @@
 //! Security headers on every response of the console, whatever route produced it.
 //!
 //! - `Content-Security-Policy`: only the console's own scripts, styles, images and
-//!   connections; no inline script or style, no plugins, no framing, no `<base>`, forms
+//!   connections; no inline script, no plugins, no framing, no `<base>`, forms
 //!   post only to the console. `'wasm-unsafe-eval'` lets the vendored terminal player
 //!   compile its WebAssembly terminal emulator; it allows no JavaScript `eval`.
 //!   `style-src 'unsafe-inline'` lets the vendored xterm.js terminal write its own
