@@ -17,5 +17,6 @@ mod recording_full;
 mod refusals;
 mod shutdown;
 mod spoofing;
+mod ssh;
 mod throttle;
 mod webhooks;

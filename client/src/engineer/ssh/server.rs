@@ -65,10 +65,12 @@ impl Server {
         };
         let is_pty = pty.is_some();
         let kind = ChannelKind::Shell { pty, command };
+        // Taken before the command starts: its first stderr may come before its stdout.
+        let stderr = self.shared.link.stderr();
         match self.shared.channels.channel(kind).await {
             Ok((send, recv)) => {
                 let _ = session.channel_success(id);
-                tokio::spawn(shell(self.shared.clone(), channel, send, recv, is_pty));
+                tokio::spawn(shell(self.shared.clone(), channel, send, recv, stderr, is_pty));
             }
             Err(e) => {
                 say(&format!("shell refused: {e}"));
@@ -206,10 +208,10 @@ async fn shell(
     channel: Channel<Msg>,
     mut send: SendStream,
     mut recv: RecvStream,
+    mut stderr: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     pty: bool,
 ) {
     let (mut from_ssh, to_ssh) = channel.split();
-    let mut stderr = shared.link.stderr();
     let link = shared.link.clone();
     let up = tokio::spawn(async move {
         while let Some(msg) = from_ssh.wait().await {

@@ -5,15 +5,16 @@
 //! - A file opened for reading is downloaded whole when it is opened (one `Read` channel:
 //!   both SHA-256 digests compared, `file.transferred` audited) into a private spool file
 //!   here, and the client's reads are served from it; the spool is removed at `close`.
-//! - A file opened for writing (created or truncated, as `put` and `scp` open it) is
-//!   spooled here as the client writes, and uploaded whole at `close` (one `Write`
+//! - A file opened for writing is spooled here as the client writes (what it writes
+//!   becomes the whole file: `put` truncates, `scp` writes in place and then sets the
+//!   size), and uploaded whole at `close` (one `Write`
 //!   channel: the agent replaces the file only once both digests agree). A failed upload
 //!   fails the `close`, which the client reports.
 //! - Paths are absolute and normalised here (the working directory is `/`); whatever the
 //!   relay or the agent refuses comes back as an SFTP error with its reason: "no such
 //!   file" as `NO_SUCH_FILE`, a refusal as `PERMISSION_DENIED`.
 //!
-//! Not offered (`OP_UNSUPPORTED`): changing a file in place or appending, remove, rename,
+//! Not offered (`OP_UNSUPPORTED`): appending, remove, rename,
 //! mkdir, rmdir, links, setting attributes by path. The file channel has no such
 //! operation, and each would need its own capability.
 
@@ -67,12 +68,17 @@ fn ok(id: u32) -> Status {
 }
 
 fn unsupported(what: &str) -> StatusReply {
-    StatusCode::OpUnsupported.with_message(format!("{what} is not available through assist"))
+    let message = format!("{what} is not available through assist");
+    say(&format!("sftp: {message}"));
+    StatusCode::OpUnsupported.with_message(message)
 }
 
 /// An assist refusal or failure as the SFTP status a client understands.
 fn status(e: &EngineerError) -> StatusReply {
     let message = e.to_string();
+    // OpenSSH's clients show the status code, not always its text: the reason goes to
+    // stderr too, which ssh shows.
+    say(&format!("sftp: {message}"));
     let lower = message.to_lowercase();
     let code = if lower.contains("no such file") {
         StatusCode::NoSuchFile
@@ -233,13 +239,9 @@ impl russh_sftp::server::Handler for Sftp {
             if pflags.contains(OpenFlags::APPEND) {
                 return Err(unsupported("appending to a file"));
             }
-            let force = if pflags.contains(OpenFlags::EXCLUDE) {
-                false
-            } else if pflags.contains(OpenFlags::TRUNCATE) {
-                true
-            } else {
-                return Err(unsupported("changing a file in place (only whole files are written)"));
-            };
+            // Whatever the client writes becomes the whole file: `put` truncates, scp
+            // writes in place and then sets the size it wrote.
+            let force = !pflags.contains(OpenFlags::EXCLUDE);
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -290,9 +292,12 @@ impl russh_sftp::server::Handler for Sftp {
         attrs: FileAttributes,
     ) -> Result<Status, Self::Error> {
         match self.open.get_mut(&handle) {
-            Some(Open::Write { mode, .. }) => {
+            Some(Open::Write { file, mode, .. }) => {
                 if let Some(p) = attrs.permissions {
                     *mode = p & 0o777;
+                }
+                if let Some(size) = attrs.size {
+                    file.set_len(size).map_err(io_status)?;
                 }
                 Ok(ok(id))
             }
