@@ -40,11 +40,7 @@ fn tool(cli: &Cli, program: &str, config: &Path, env: &[(&str, &str)]) -> Comman
 }
 
 fn new_session<'a>(caps: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("ASSIST_TICKET", "INC-17"),
-        ("ASSIST_REASON", "patch the ERP"),
-        ("ASSIST_CAPABILITIES", caps),
-    ]
+    vec![("ASSIST_TICKET", "INC-17"), ("ASSIST_REASON", "patch the ERP"), ("ASSIST_CAPABILITIES", caps)]
 }
 
 fn text(out: &Output) -> String {
@@ -69,7 +65,15 @@ fn cast(relay: &TestRelay, id: &str) -> anyhow::Result<String> {
             .success();
         Ok(ok)
     })?;
-    relay.admin(&["recording", "export", id, "--format", "asciicast", "--output", out.to_str().unwrap_or("")])?;
+    relay.admin(&[
+        "recording",
+        "export",
+        id,
+        "--format",
+        "asciicast",
+        "--output",
+        out.to_str().unwrap_or(""),
+    ])?;
     Ok(std::fs::read_to_string(out)?)
 }
 
@@ -145,7 +149,8 @@ fn scp_sftp_and_rsync_move_files_inside_the_granted_root_and_nowhere_else() -> a
     let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
     let config = ssh_config(&alice)?;
     let disk = tempfile::tempdir()?;
-    let (root, outside, local) = (disk.path().join("root"), disk.path().join("outside"), disk.path().join("local"));
+    let (root, outside, local) =
+        (disk.path().join("root"), disk.path().join("outside"), disk.path().join("local"));
     for d in [&root, &outside, &local] {
         std::fs::create_dir(d)?;
     }
@@ -193,18 +198,18 @@ fn scp_sftp_and_rsync_move_files_inside_the_granted_root_and_nowhere_else() -> a
     let put = noise(64 * 1024, 3);
     std::fs::write(local.join("put.bin"), &put)?;
     let batch = disk.path().join("batch");
-    let script = format!(
-        "put {l}/put.bin {r}/put.bin\nget {r}/down.bin {l}/got.bin\nls {r}\n",
-        l = local.display()
-    );
+    let script =
+        format!("put {l}/put.bin {r}/put.bin\nget {r}/down.bin {l}/got.bin\nls {r}\n", l = local.display());
     std::fs::write(&batch, script)?;
-    let out = tool(&alice, "sftp", &config, &in_session).arg("-b").arg(&batch).arg("erp-db01.assist").output()?;
+    let out =
+        tool(&alice, "sftp", &config, &in_session).arg("-b").arg(&batch).arg("erp-db01.assist").output()?;
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("up.bin"), "{}", text(&out));
     assert_eq!(std::fs::read(root.join("put.bin"))?, put);
     assert_eq!(std::fs::read(local.join("got.bin"))?, down);
     std::fs::write(&batch, format!("get {o}/secret.txt {}/s.txt\n", local.display()))?;
-    let out = tool(&alice, "sftp", &config, &in_session).arg("-b").arg(&batch).arg("erp-db01.assist").output()?;
+    let out =
+        tool(&alice, "sftp", &config, &in_session).arg("-b").arg(&batch).arg("erp-db01.assist").output()?;
     assert!(!out.status.success(), "{}", text(&out));
     assert!(!local.join("s.txt").exists());
 
@@ -215,8 +220,8 @@ fn scp_sftp_and_rsync_move_files_inside_the_granted_root_and_nowhere_else() -> a
             .iter()
             .find(|e| e["detail"]["path"].as_str().is_some_and(|p| p.ends_with(name)))
             .with_context(|| format!("no file.transferred for {name}: {moved:?}"))?;
-        assert_eq!(e["detail"]["agent_sha256"], sha256(data), "{e}");
-        assert_eq!(e["detail"]["engineer_sha256"], sha256(data), "{e}");
+        assert_eq!(e["detail"]["sha256_agent"], sha256(data), "{e}");
+        assert_eq!(e["detail"]["sha256_engineer"], sha256(data), "{e}");
     }
     drop(held);
 
@@ -226,10 +231,7 @@ fn scp_sftp_and_rsync_move_files_inside_the_granted_root_and_nowhere_else() -> a
     std::fs::write(tree.join("a.txt"), "alpha\n")?;
     std::fs::write(tree.join("sub/b.bin"), noise(50_000, 4))?;
     let caps = "shell";
-    let ssh = format!(
-        "ssh -F {} -o BatchMode=yes",
-        config.to_str().unwrap_or_default()
-    );
+    let ssh = format!("ssh -F {} -o BatchMode=yes", config.to_str().unwrap_or_default());
     let mut cmd = tool(&alice, "rsync", &config, &new_session(caps));
     cmd.args(["-a", "-e", &ssh]).arg(&tree).arg(format!("erp-db01.assist:{r}/"));
     let mut rsync = Proc::spawn(cmd)?;

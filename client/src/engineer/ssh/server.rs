@@ -151,7 +151,7 @@ impl russh::server::Handler for Server {
         match (name, self.pending.remove(&channel)) {
             ("sftp", Some(ch)) => {
                 session.channel_success(channel)?;
-                sftp::serve(self.shared.channels.clone(), ch.into_stream());
+                sftp::serve(self.shared.channels.clone(), ch);
             }
             _ => {
                 say(&format!("subsystem {name:?} is not offered through assist"));

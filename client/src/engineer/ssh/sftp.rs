@@ -25,8 +25,8 @@ use crate::engineer::transfer::{self, Destination, Options};
 use assist_net::read_msg;
 use assist_proto::files::{Batch, EntryKind, FileEntry, FileReady, FileRequest};
 use assist_proto::msg::ChannelKind;
-use russh::ChannelStream;
 use russh::server::Msg;
+use russh::{Channel, ChannelMsg};
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
 };
@@ -34,9 +34,11 @@ use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Serves SFTP on an SSH channel until the client closes it.
-pub(super) fn serve(channels: Channels, stream: ChannelStream<Msg>) {
+/// Serves SFTP on an SSH channel until the client closes it, then ends the channel with
+/// exit status 0 as sshd's sftp-server does (scp and sftp take a missing one as failure).
+pub(super) fn serve(channels: Channels, channel: Channel<Msg>) {
     let spool = match tempfile::Builder::new().prefix("assist-sftp-").tempdir() {
         Ok(dir) => dir,
         Err(e) => {
@@ -45,7 +47,50 @@ pub(super) fn serve(channels: Channels, stream: ChannelStream<Msg>) {
         }
     };
     let handler = Sftp { channels, spool, open: HashMap::new(), next: 0, version: None };
-    tokio::spawn(russh_sftp::server::run(stream, handler));
+    let (ours, theirs) = tokio::io::duplex(PIPE);
+    tokio::spawn(russh_sftp::server::run(theirs, handler));
+    tokio::spawn(pump(channel, ours));
+}
+
+/// Bytes in flight between the SSH channel and the SFTP server.
+const PIPE: usize = 512 * 1024;
+
+/// SSH channel ⇄ the SFTP server's end of a pipe; the exit status when either side ends.
+async fn pump(channel: Channel<Msg>, pipe: tokio::io::DuplexStream) {
+    let (mut from_ssh, to_ssh) = channel.split();
+    let (mut rd, mut wr) = tokio::io::split(pipe);
+    let up = async {
+        while let Some(msg) = from_ssh.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if wr.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::Eof | ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to_ssh.data_bytes(bytes::Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    // The server answers everything asked before the client's EOF, then ends.
+    tokio::join!(up, down);
+    let _ = to_ssh.exit_status(0).await;
+    let _ = to_ssh.eof().await;
+    let _ = to_ssh.close().await;
 }
 
 enum Open {
