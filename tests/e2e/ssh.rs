@@ -39,7 +39,7 @@ fn tool(cli: &Cli, program: &str, config: &Path, env: &[(&str, &str)]) -> Comman
     cmd
 }
 
-fn new_session<'a>(caps: &'a str) -> Vec<(&'a str, &'a str)> {
+fn new_session(caps: &str) -> Vec<(&str, &str)> {
     vec![("ASSIST_TICKET", "INC-17"), ("ASSIST_REASON", "patch the ERP"), ("ASSIST_CAPABILITIES", caps)]
 }
 

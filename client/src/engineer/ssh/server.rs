@@ -216,11 +216,7 @@ async fn shell(
     let up = tokio::spawn(async move {
         while let Some(msg) = from_ssh.wait().await {
             match msg {
-                ChannelMsg::Data { data } => {
-                    if send.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                ChannelMsg::Data { data } if send.write_all(&data).await.is_err() => break,
                 ChannelMsg::Eof => {
                     let _ = send.finish();
                 }

@@ -62,11 +62,7 @@ async fn pump(channel: Channel<Msg>, pipe: tokio::io::DuplexStream) {
     let up = async {
         while let Some(msg) = from_ssh.wait().await {
             match msg {
-                ChannelMsg::Data { data } => {
-                    if wr.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                ChannelMsg::Data { data } if wr.write_all(&data).await.is_err() => break,
                 ChannelMsg::Eof | ChannelMsg::Close => break,
                 _ => {}
             }
