@@ -3,7 +3,8 @@
 //! session recorded in clear; `scp` and `sftp` move files each way inside a granted root
 //! and are refused outside it, every transfer audited with both digests; `rsync -e ssh`
 //! syncs a directory; `ssh -L` reaches a TCP echo service, is refused a target outside the
-//! grant, and its open connection closes when the grant is revoked.
+//! grant, and its open connection closes when the grant is revoked; `psql` reaches a
+//! PostgreSQL server of the test's own through `assist forward` and through `ssh -L`.
 
 use anyhow::Context;
 use assist_tests::files_support::{agent_with, events, hold_session, noise, sha256};
@@ -321,5 +322,105 @@ fn ssh_l_reaches_a_granted_service_is_refused_others_and_closes_on_revocation() 
     assert_eq!(ssh.wait()?.code(), Some(255), "{:?}", ssh.stderr.seen);
     let forwarded = events(&relay, &id, "forward.opened")?;
     assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    Ok(())
+}
+
+/// A PostgreSQL server of the test's own: `initdb` into a temporary directory and
+/// `pg_ctl start` as the `postgres` user, on 127.0.0.1 and a private socket directory;
+/// stopped when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> anyhow::Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").is_file())
+            .context("no PostgreSQL server (Debian postgresql) installed")?;
+        let dir = tempfile::tempdir()?;
+        run("chown", Command::new("chown").arg("postgres:postgres").arg(dir.path()))?;
+        let port = free_port()?;
+        let pg = Self { dir, bin, port };
+        let data = pg.data();
+        pg.as_postgres("initdb", &["-D", &data, "-A", "trust", "-U", "assist", "--no-sync"])?;
+        let options =
+            format!("-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir.path().display());
+        let log = pg.dir.path().join("server.log");
+        pg.as_postgres(
+            "pg_ctl",
+            &["-D", &data, "-l", log.to_str().unwrap_or(""), "-w", "-o", &options, "start"],
+        )?;
+        Ok(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn as_postgres(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let path = self.bin.join(program);
+        run(program, Command::new("runuser").args(["-u", "postgres", "--"]).arg(path).args(args))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.as_postgres("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+    }
+}
+
+fn run(what: &str, cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| what.to_owned())?;
+    anyhow::ensure!(out.status.success(), "{what} failed: {}", text(&out));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `psql` against 127.0.0.1:PORT: the query's one value.
+fn psql(port: u16, query: &str) -> anyhow::Result<String> {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "assist", "-d", "postgres", "-Atc", query])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "psql: {}", text(&out));
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn psql_reaches_postgresql_through_assist_forward_and_ssh_l() -> anyhow::Result<()> {
+    let pg = Postgres::start()?;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = agent_with(&relay, "erp-db01", "acme", &[])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+    let target = format!("127.0.0.1:{}", pg.port);
+
+    // assist forward.
+    let spec = format!("0:{target}");
+    let mut fwd =
+        alice.spawn(&["forward", "erp-db01", "-L", &spec, "--ticket", "INC-17", "--reason", "the db"])?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    let line = fwd.stderr.wait_for("forwarding 127.0.0.1:")?;
+    let port: u16 =
+        line.trim_start_matches("forwarding 127.0.0.1:").split(' ').next().unwrap_or("").parse()?;
+    assert_eq!(psql(port, "select 'pg-' || 6*7")?, "pg-42");
+    drop(fwd);
+
+    // ssh -L through assist ssh-proxy.
+    let config = ssh_config(&alice)?;
+    let local = free_port()?;
+    let cap = format!("forward:{target}");
+    let mut cmd = tool(&alice, "ssh", &config, &new_session(&cap));
+    cmd.args(["-N", "-L", &format!("127.0.0.1:{local}:{target}"), "erp-db01.assist"]);
+    let mut ssh = Proc::spawn(cmd)?;
+    ssh.stderr.wait_for("waiting for an approver of acme")?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    wait_until("ssh's listener", || Ok(TcpStream::connect(("127.0.0.1", local)).is_ok()))?;
+    assert_eq!(psql(local, "select current_user || '@' || current_database()")?, "assist@postgres");
+    // The listener's probe and psql's connection, each a forward of its own.
+    wait_until("forward.opened events", || Ok(events(&relay, &id, "forward.opened")?.len() == 2))?;
     Ok(())
 }
