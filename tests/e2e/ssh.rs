@@ -422,5 +422,16 @@ fn psql_reaches_postgresql_through_assist_forward_and_ssh_l() -> anyhow::Result<
     assert_eq!(psql(local, "select current_user || '@' || current_database()")?, "assist@postgres");
     // The listener's probe and psql's connection, each a forward of its own.
     wait_until("forward.opened events", || Ok(events(&relay, &id, "forward.opened")?.len() == 2))?;
+
+    // ssh stopped: it stops its proxy in turn, and the session the proxy asked for ends
+    // saying so.
+    run("kill", Command::new("kill").args(["-TERM", &ssh.child.id().to_string()]))?;
+    ssh.wait()?;
+    let mut row = serde_json::Value::Null;
+    wait_until("the session's end", || {
+        row = session_row(&bob, &id)?;
+        Ok(row["end_reason"] == "ssh connection closed")
+    })
+    .with_context(|| format!("{row}"))?;
     Ok(())
 }

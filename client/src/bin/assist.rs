@@ -532,7 +532,8 @@ fn main() {
     // Blocking work (terminal output, stdin) has threads of its own.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     // `assist forward` ends on a signal by itself, cleanly (it is how it is stopped).
-    let forward = matches!(cli.cmd, Cmd::Forward { .. });
+    // So does `assist ssh-proxy`, which ssh stops with SIGHUP once it is done.
+    let forward = matches!(cli.cmd, Cmd::Forward { .. } | Cmd::SshProxy { .. });
     let run =
         async { if forward { main_inner(cli).await } else { until_interrupted(main_inner(cli)).await } };
     let code = match rt.block_on(run) {

@@ -22,6 +22,8 @@ pub(super) struct Link {
     resize: mpsc::Sender<(u16, u16)>,
     ended: watch::Receiver<Option<EndReason>>,
     stderr: StderrSlot,
+    /// Stderr streams accepted and not yet finished.
+    stderr_open: watch::Receiver<usize>,
 }
 
 impl Link {
@@ -32,6 +34,12 @@ impl Link {
     /// The session's end, once known.
     pub fn ended(&self) -> watch::Receiver<Option<EndReason>> {
         self.ended.clone()
+    }
+
+    /// How many stderr streams are still delivering: a command's last stderr may come
+    /// after the session's end, which travels on another stream.
+    pub fn stderr_open(&self) -> watch::Receiver<usize> {
+        self.stderr_open.clone()
     }
 
     /// The agent's stderr from now on (for the command this channel runs).
@@ -101,26 +109,29 @@ pub(super) fn spawn(mut live: Live) -> (Link, Running) {
         live.events = events;
         live
     });
-    let stderr_task = tokio::spawn(accept_stderr(conn, stderr.clone()));
-    (Link { resize: resize_tx, ended, stderr }, Running { stop, task, stderr_task })
+    let (open_tx, stderr_open) = watch::channel(0usize);
+    let stderr_task = tokio::spawn(accept_stderr(conn, stderr.clone(), Arc::new(open_tx)));
+    (Link { resize: resize_tx, ended, stderr, stderr_open }, Running { stop, task, stderr_task })
 }
 
-async fn accept_stderr(conn: quinn::Connection, slot: StderrSlot) {
+async fn accept_stderr(conn: quinn::Connection, slot: StderrSlot, open: Arc<watch::Sender<usize>>) {
     while let Ok(mut uni) = conn.accept_uni().await {
         let slot = slot.clone();
+        let open = open.clone();
+        open.send_modify(|n| *n += 1);
         tokio::spawn(async move {
-            if !matches!(
+            if matches!(
                 read_msg::<ChannelOpen, _>(&mut uni).await,
                 Ok(Some(ChannelOpen { channel: ChannelKind::Stderr, .. }))
             ) {
-                return;
-            }
-            let to = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            while let Ok(Some(chunk)) = uni.read_chunk(64 * 1024, true).await {
-                if let Some(to) = &to {
-                    let _ = to.send(chunk.bytes).await;
+                let to = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                while let Ok(Some(chunk)) = uni.read_chunk(64 * 1024, true).await {
+                    if let Some(to) = &to {
+                        let _ = to.send(chunk.bytes).await;
+                    }
                 }
             }
+            open.send_modify(|n| *n = n.saturating_sub(1));
         });
     }
 }

@@ -11,8 +11,10 @@
 //! - SSH's encryption ends in this process: what the channels carry goes to the relay as
 //!   `assist shell`, `cp` and `forward` send it, and is recorded the same way
 //!   ([`server`], [`sftp`]).
-//! - The proxy leaves when ssh closes the connection (a session it requested then ends
-//!   as "ssh connection closed"), or when the session ends (ssh is told by the connection
+//! - The proxy leaves when ssh closes the connection or stops it (SIGHUP, as ssh does
+//!   once it is done; SIGINT, SIGTERM): a session it requested then ends as "ssh
+//!   connection closed". Stopped while waiting for consent, it withdraws the request. It
+//!   also leaves when the session ends (ssh is told by the connection
 //!   closing, after a command's exit status has gone out).
 
 pub mod config;
@@ -58,7 +60,18 @@ const GRACE: Duration = Duration::from_secs(3);
 pub async fn run(cfg: &ConfigDir, req: ProxyRequest) -> Result<i32, EngineerError> {
     let agent = hostkey::agent_of(&req.host).map_err(refused)?;
     let key = HostKeys::new(cfg).for_agent(&agent).map_err(refused)?;
-    let live = session::open(cfg, &agent, req.choice, req.capabilities).await?;
+    // ssh stops its ProxyCommand with SIGHUP once it has closed the connection, and
+    // Ctrl-C at ssh reaches this process too: both are the client leaving, not a failure.
+    let stop = super::forward::stop_signal();
+    tokio::pin!(stop);
+    let live = tokio::select! {
+        live = session::open(cfg, &agent, req.choice, req.capabilities) => live?,
+        number = &mut stop => {
+            crate::conn::interrupt_all().await;
+            say("interrupted");
+            return Ok(128 + number);
+        }
+    };
     let own = live.approved.is_some();
     let channels = live.channels();
     let (link, running) = link::spawn(live);
@@ -84,7 +97,18 @@ pub async fn run(cfg: &ConfigDir, req: ProxyRequest) -> Result<i32, EngineerErro
         Ok(running_ssh) => {
             tokio::pin!(running_ssh);
             tokio::select! {
-                done = &mut running_ssh => done.is_ok(),
+                // ssh closing its end of the pipe without a disconnect message is how
+                // it usually leaves: the connection is over either way.
+                done = &mut running_ssh => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "ssh connection ended");
+                    }
+                    true
+                }
+                number = &mut stop => {
+                    tracing::debug!(number, "stopped by a signal");
+                    true
+                }
                 _ = ended.wait_for(|e| e.is_some()) => {
                     let _ = tokio::time::timeout(GRACE, &mut running_ssh).await;
                     true
@@ -99,6 +123,7 @@ pub async fn run(cfg: &ConfigDir, req: ProxyRequest) -> Result<i32, EngineerErro
             say(&format!("session ended: {reason}"));
         }
     }
+    tracing::debug!(?end, own, ok, "leaving");
     match running.stop().await {
         Some(live) if own && end.is_none() => live.finish(Work::Ssh, ok).await,
         Some(live) => live.close().await,

@@ -267,6 +267,22 @@ async fn shell(
             break;
         }
     }
+    // The rest of the command's stderr, which may arrive after its end was told.
+    let mut open = shared.link.stderr_open();
+    let rest = async {
+        loop {
+            tokio::select! {
+                b = stderr.recv() => match b {
+                    Some(b) => {
+                        let _ = to_ssh.extended_data_bytes(1, b).await;
+                    }
+                    None => return,
+                },
+                _ = async { open.wait_for(|n| *n == 0).await.is_ok() } => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), rest).await;
     while let Ok(b) = stderr.try_recv() {
         let _ = to_ssh.extended_data_bytes(1, b).await;
     }
