@@ -31,6 +31,9 @@ fn quick_run_measures_every_figure_and_writes_json() {
         "echo_p50_us",
         "echo_p99_us",
         "setup_ms",
+        "tunnel_bulk_mib_s",
+        "forward_setup_ms",
+        "forward_concurrent_ms",
         "idle_bytes_per_agent_n100",
     ] {
         let figure = figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no figure {id}"));
