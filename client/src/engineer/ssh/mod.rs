@@ -56,6 +56,36 @@ fn refused(e: impl std::fmt::Display) -> EngineerError {
 /// status is on its way) before the proxy closes it.
 const GRACE: Duration = Duration::from_secs(3);
 
+/// Standard input as ssh gives it (a pipe) read without a thread: the pipe made
+/// non-blocking on the runtime. Anything else (a terminal, a socket) is read as tokio
+/// reads stdin, on a blocking thread.
+fn stdin() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// Standard output, the same way as [`stdin`].
+fn stdout() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdout()),
+    }
+}
+
 /// Serves SSH on stdin/stdout for the session; returns the exit code.
 pub async fn run(cfg: &ConfigDir, req: ProxyRequest) -> Result<i32, EngineerError> {
     let agent = hostkey::agent_of(&req.host).map_err(refused)?;
@@ -86,7 +116,7 @@ pub async fn run(cfg: &ConfigDir, req: ProxyRequest) -> Result<i32, EngineerErro
         window_size: 8 * 1024 * 1024,
         ..Default::default()
     };
-    let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+    let stdio = tokio::io::join(stdin(), stdout());
     let served = russh::server::run_stream(Arc::new(config), stdio, server::Server::new(shared)).await;
     let mut ended = link.ended();
     let ok = match served {
