@@ -142,7 +142,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     Ok(vec![bulk.finish(), relay_cpu.finish(), path.finish(), whole.finish()])
 }
 
-fn quic_fetch(
+pub(crate) fn quic_fetch(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     ca: &str,

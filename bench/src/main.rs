@@ -1,8 +1,9 @@
 //! `assist-bench`: assist side by side with direct QUIC and OpenSSH on loopback, in one
 //! run, interleaved round by round (A B A B …), printed as a table and written as JSON.
 //!
-//! `all` runs every figure; `bulk`, `cp`, `echo`, `setup`, `idle` and `console` run one. `--quick` is a
-//! smoke run of seconds (small sizes, few rounds, N = 100), used by the crate's test.
+//! `all` runs every figure; `bulk`, `cp`, `echo`, `setup`, `tunnel`, `idle` and `console`
+//! run one. `--quick` is a smoke run of seconds (small sizes, few rounds, N = 100), used by
+//! the crate's test.
 //! The hidden subcommands are the helper processes the figures start (direct-quinn
 //! server and client, bare quinn server, idle-agent enrollment and load).
 //!
@@ -21,6 +22,7 @@ mod report;
 mod run;
 mod setup;
 mod ssh;
+mod tunnel;
 mod world;
 
 use anyhow::Result;
@@ -86,7 +88,7 @@ pub struct Opts {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every figure: bulk, cp, echo, setup, idle, console.
+    /// Every figure: bulk, cp, echo, setup, tunnel, idle, console.
     All(Opts),
     /// Bulk throughput and relay CPU per GiB.
     Bulk(Opts),
@@ -96,6 +98,9 @@ enum Cmd {
     Echo(Opts),
     /// Session setup time.
     Setup(Opts),
+    /// OpenSSH through assist ssh-proxy and assist forward: bulk, a forwarded
+    /// connection's setup, 100 concurrent forwarded connections.
+    Tunnel(Opts),
     /// Relay memory per idle agent.
     Idle(Opts),
     /// The web console: a request's way to an approver's open page, and API latency with
@@ -170,6 +175,7 @@ fn main() -> Result<()> {
         Cmd::Cp(o) => run::bench(run::Which::only("cp"), o),
         Cmd::Echo(o) => run::bench(run::Which::only("echo"), o),
         Cmd::Setup(o) => run::bench(run::Which::only("setup"), o),
+        Cmd::Tunnel(o) => run::bench(run::Which::only("tunnel"), o),
         Cmd::Idle(o) => run::bench(run::Which::only("idle"), o),
         Cmd::Console(o) => run::bench(run::Which::only("console"), o),
         Cmd::QuicServer { data_dir, file } => tokio()?.block_on(quic::serve_file(&data_dir, file)),

@@ -25,7 +25,8 @@ pub const START: Duration = Duration::from_secs(60);
 pub const AGENT: &str = "bench-agent";
 pub const TICKET: &str = "BENCH-1";
 pub const REASON: &str = "benchmark";
-const PROMPT: &[u8] = b"Allow? [y/N] ";
+// The start of either question (one capability: `[y/N]`; several: `[y = all, …]`).
+const PROMPT: &[u8] = b"Allow? [";
 
 /// Where the product's binaries are (next to `assist-bench` unless told otherwise).
 #[derive(Clone, Debug)]

@@ -73,6 +73,8 @@ pub enum Work {
     /// `assist forward`: forwarded TCP connections (`ok`: stopped by the engineer; not
     /// ok: the grant stopped covering them).
     Forward,
+    /// `assist ssh-proxy`: an OpenSSH client's connection (`ok`: the client closed it).
+    Ssh,
 }
 
 /// Why a session ended.
@@ -160,6 +162,8 @@ impl fmt::Display for EndReason {
                 (Work::Logs, false) => "log bundle failed",
                 (Work::Forward, true) => "forwarding finished",
                 (Work::Forward, false) => "forwarding stopped",
+                (Work::Ssh, true) => "ssh connection closed",
+                (Work::Ssh, false) => "ssh connection failed",
             }),
             EndReason::EngineerDisconnected => f.write_str("engineer disconnected"),
             EndReason::EngineerInterrupted => f.write_str("engineer interrupted the client"),

@@ -20,5 +20,6 @@ mod recording_full;
 mod refusals;
 mod shutdown;
 mod spoofing;
+mod ssh;
 mod throttle;
 mod webhooks;

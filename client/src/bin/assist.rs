@@ -144,6 +144,40 @@ enum Cmd {
         #[command(flatten)]
         session: SessionArgs,
     },
+    /// An OpenSSH ProxyCommand: serves SSH on stdin/stdout for HOST (AGENT.assist), so
+    /// that ssh, scp, sftp and rsync -e ssh reach the agent through a session, recorded
+    /// like assist shell. See assist ssh-config.
+    SshProxy {
+        /// The SSH host name, %h: AGENT.assist or AGENT.
+        host: String,
+        /// Work in this live session of yours instead of requesting one.
+        #[arg(long, env = "ASSIST_SESSION", value_name = "S")]
+        session: Option<SessionId>,
+        /// The ticket this work is for (for a new session).
+        #[arg(long, env = "ASSIST_TICKET")]
+        ticket: Option<String>,
+        #[arg(long, env = "ASSIST_PRIORITY", default_value = "P2")]
+        priority: Priority,
+        /// Why you need access (for a new session).
+        #[arg(long, env = "ASSIST_REASON")]
+        reason: Option<String>,
+        /// How long the new session's grant should last, e.g. 2h.
+        #[arg(long = "for", env = "ASSIST_FOR", value_parser = humantime::parse_duration, value_name = "DUR")]
+        duration: Option<Duration>,
+        /// What a new session asks for (repeatable; in the environment separated by
+        /// spaces), e.g. shell files.read:/srv forward:db:5432.
+        #[arg(
+            long = "capability",
+            env = "ASSIST_CAPABILITIES",
+            value_delimiter = ' ',
+            default_value = "shell",
+            value_name = "CAP"
+        )]
+        capabilities: Vec<Capability>,
+    },
+    /// Print the ~/.ssh/config block that sends ssh, scp, sftp and rsync to AGENT.assist
+    /// through assist ssh-proxy, with the agents' host keys pinned.
+    SshConfig,
     /// Pending requests you may answer (approvers), most urgent first.
     Requests {
         #[arg(long)]
@@ -292,6 +326,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 async fn main_inner(cli: Cli) -> Result<i32> {
+    let explicit_dir = cli.config_dir.clone();
     let cfg = ConfigDir::locate(cli.config_dir)?;
     match cli.cmd {
         Cmd::Login { relay, user, password_stdin, ca_fingerprint } => {
@@ -347,7 +382,7 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             eprintln!("{}", text::line(&engineer::end(&cfg, session, reason).await?))
         }
         Cmd::Cp { recursive, resume, force, limit_rate, src, dst, session } => {
-            let opts = Options { force, resume, limit: limit_rate };
+            let opts = Options { force, resume, limit: limit_rate, quiet: false };
             let req = CopyRequest { src, dst, recursive, opts, session: session.choice()? };
             return Ok(engineer::cp::run(&cfg, req).await?);
         }
@@ -379,6 +414,41 @@ async fn main_inner(cli: Cli) -> Result<i32> {
                 out.display(),
                 assist_proto::files::fmt_size(bytes),
                 assist_proto::files::fmt_size(archive)
+            );
+        }
+        Cmd::SshProxy { host, session, ticket, priority, reason, duration, capabilities } => {
+            let choice = match (session, ticket, reason) {
+                (Some(s), _, _) => SessionChoice::Existing(s),
+                (None, Some(ticket), Some(reason)) => SessionChoice::New {
+                    ticket,
+                    priority,
+                    reason,
+                    duration_secs: duration.map(|d| d.as_secs().max(1)),
+                },
+                _ => bail!(
+                    "set ASSIST_TICKET and ASSIST_REASON for a new session, or ASSIST_SESSION to use a live one"
+                ),
+            };
+            let req = engineer::ssh::ProxyRequest { host, choice, capabilities };
+            return Ok(engineer::ssh::run(&cfg, req).await?);
+        }
+        Cmd::SshConfig => {
+            let keys = engineer::ssh::hostkey::HostKeys::new(&cfg);
+            // Agents already known get their keys now; others on first use.
+            let mut pinned = Vec::new();
+            match engineer::agents(&cfg).await {
+                Ok(agents) => {
+                    for a in agents {
+                        let key = keys.for_agent(&a.name)?;
+                        pinned.push((a.name, key));
+                    }
+                }
+                Err(e) => eprintln!("assist: not listing agents ({e}); their keys are made on first use"),
+            }
+            let exe = std::env::current_exe().context("locating this program")?;
+            print!(
+                "{}",
+                engineer::ssh::config::block(&exe, explicit_dir.as_deref(), &keys.known_hosts(), &pinned)
             );
         }
         Cmd::Shell { agent, ticket, priority, reason, tty, no_tty, duration, also, command } => {
@@ -458,7 +528,10 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if matches!(cli.cmd, Cmd::Agents { .. } | Cmd::Requests { .. } | Cmd::Sessions { .. } | Cmd::Ls { .. }) {
+    if matches!(
+        cli.cmd,
+        Cmd::Agents { .. } | Cmd::Requests { .. } | Cmd::Sessions { .. } | Cmd::Ls { .. } | Cmd::SshConfig
+    ) {
         stop_quietly_on_closed_stdout();
     }
     // One thread runs every task: a keystroke or an output chunk moves between tasks
@@ -466,7 +539,8 @@ fn main() {
     // Blocking work (terminal output, stdin) has threads of its own.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     // `assist forward` ends on a signal by itself, cleanly (it is how it is stopped).
-    let forward = matches!(cli.cmd, Cmd::Forward { .. });
+    // So does `assist ssh-proxy`, which ssh stops with SIGHUP once it is done.
+    let forward = matches!(cli.cmd, Cmd::Forward { .. } | Cmd::SshProxy { .. });
     let run =
         async { if forward { main_inner(cli).await } else { until_interrupted(main_inner(cli)).await } };
     let code = match rt.block_on(run) {

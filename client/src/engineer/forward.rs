@@ -106,7 +106,7 @@ impl Running {
 }
 
 /// The signal that stops the command, as its number.
-async fn stop_signal() -> i32 {
+pub(crate) async fn stop_signal() -> i32 {
     use tokio::signal::unix::{SignalKind, signal};
     let caught =
         (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));

@@ -42,7 +42,7 @@ pub async fn run(
             out.file_name().and_then(|n| n.to_str()).unwrap_or("logs.tar.gz")
         ));
         let mut file = std::fs::File::create(&partial)?;
-        let mut progress = Progress::new("logs (before compression)", ready.size, 0, None);
+        let mut progress = Progress::new("logs (before compression)", ready.size, 0, None, false);
         let mut written = 0u64;
         loop {
             match recv.read_chunk(1 << 20, true).await {

@@ -5,7 +5,8 @@
 //! keeps the connection for the session's life ([`shell`]); `cp`, `ls`, `exec` and `logs`
 //! work in a session of their own or a live one ([`session`], [`cp`], [`transfer`],
 //! [`exec`], [`logs`]), and so does `forward` ([`forward`]: local ports to targets the
-//! agent reaches).
+//! agent reaches), and `ssh-proxy`/`ssh-config` ([`ssh`]: OpenSSH's tools over the same
+//! channels).
 
 pub mod config;
 pub mod cp;
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod render;
 pub mod session;
 pub mod shell;
+pub mod ssh;
 pub mod transfer;
 pub mod watch;
 

@@ -15,8 +15,9 @@ pub struct Progress {
 
 impl Progress {
     /// `name` shown before the bar; `total` bytes expected, `done` already there (resume).
-    pub fn new(name: &str, total: u64, done: u64, limit: Option<u64>) -> Self {
-        let bar = if crate::term::stderr_is_tty() {
+    /// `quiet`: no bar even on a terminal.
+    pub fn new(name: &str, total: u64, done: u64, limit: Option<u64>, quiet: bool) -> Self {
+        let bar = if !quiet && crate::term::stderr_is_tty() {
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(

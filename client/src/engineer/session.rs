@@ -91,6 +91,48 @@ impl Live {
     }
 }
 
+/// What can open channels of a session: a [`Live`] session, or a [`Channels`] handle
+/// that tasks of their own share (`assist ssh-proxy`'s SFTP and forwards).
+pub trait OpenChannel {
+    /// Opens a channel and reads the reply; a refusal becomes an error with its reason.
+    fn channel(
+        &self,
+        kind: ChannelKind,
+    ) -> impl std::future::Future<Output = Result<(SendStream, RecvStream), EngineerError>> + Send;
+}
+
+impl OpenChannel for Live {
+    fn channel(
+        &self,
+        kind: ChannelKind,
+    ) -> impl std::future::Future<Output = Result<(SendStream, RecvStream), EngineerError>> + Send {
+        channel_on(&self.conn, &self.session, kind)
+    }
+}
+
+/// A session's channels on a connection, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Channels {
+    pub conn: Connection,
+    pub session: SessionId,
+}
+
+impl OpenChannel for Channels {
+    fn channel(
+        &self,
+        kind: ChannelKind,
+    ) -> impl std::future::Future<Output = Result<(SendStream, RecvStream), EngineerError>> + Send {
+        channel_on(&self.conn, &self.session, kind)
+    }
+}
+
+impl Live {
+    /// A handle that opens channels of this session on this connection.
+    pub fn channels(&self) -> Channels {
+        Channels { conn: self.conn.clone(), session: self.session.clone() }
+    }
+}
+
 /// Opens a channel of `session` on `conn` and reads the reply; a refusal becomes an error
 /// with its reason. For commands whose channels outlive a borrow of [`Live`] (each
 /// forwarded connection is a task of its own).

@@ -16,7 +16,7 @@
 
 use super::EngineerError;
 use super::progress::Progress;
-use super::session::Live;
+use super::session::OpenChannel;
 use crate::disk::{self, Short};
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::files::{Batch, FileDigest, FileReady, FileRequest, fmt_size};
@@ -36,6 +36,8 @@ pub struct Options {
     pub resume: bool,
     /// Bytes per second, if limited.
     pub limit: Option<u64>,
+    /// No progress bar even on a terminal (`assist ssh-proxy`: the terminal is ssh's).
+    pub quiet: bool,
 }
 
 /// A completed transfer.
@@ -64,7 +66,12 @@ async fn ready(recv: &mut quinn::RecvStream) -> Result<FileReady, EngineerError>
 }
 
 /// Copies the remote `path` to the local file `target` (its exact name).
-pub async fn download(live: &Live, path: &str, target: &Path, opts: Options) -> Result<Done, EngineerError> {
+pub async fn download(
+    live: &impl OpenChannel,
+    path: &str,
+    target: &Path,
+    opts: Options,
+) -> Result<Done, EngineerError> {
     if target.exists() && !opts.force {
         return Err(refused(format!("{} exists; use --force to replace it", target.display())));
     }
@@ -94,7 +101,7 @@ pub async fn download(live: &Live, path: &str, target: &Path, opts: Options) -> 
     if ready.offset != offset {
         return Err(refused("the agent answered for another resume point"));
     }
-    let mut progress = Progress::new(path, ready.size, offset, opts.limit);
+    let mut progress = Progress::new(path, ready.size, offset, opts.limit, opts.quiet);
     // The disk thread writes and hashes; this task only moves bytes off the stream.
     let (tx, writer) = disk::spawn_writer(file, hash, false);
     let mut left = ready.data_len();
@@ -158,7 +165,7 @@ pub struct Destination {
 
 /// Copies the local file `source` to the agent.
 pub async fn upload(
-    live: &Live,
+    live: &impl OpenChannel,
     source: &Path,
     dest: Destination,
     opts: Options,
@@ -184,7 +191,8 @@ pub async fn upload(
     if ready.offset > size {
         return Err(refused("the agent's partial file is longer than ours"));
     }
-    let mut progress = Progress::new(&source.display().to_string(), size, ready.offset, opts.limit);
+    let mut progress =
+        Progress::new(&source.display().to_string(), size, ready.offset, opts.limit, opts.quiet);
     let chunk = if opts.limit.is_some() { 16 * 1024 } else { CHUNK };
     // The disk thread reads and hashes a few chunks ahead; the file is read once.
     let (mut chunks, reader) = disk::spawn_reader(file, ready.offset, size, chunk);
