@@ -70,7 +70,8 @@ fn approvers_grant_less_than_asked_and_escalation_adds_without_reconnecting() ->
     // More than asked, or for longer, is refused and changes nothing.
     let wider = bob.run(&["approve", &id, "--only", "files.read:/var"])?;
     assert!(!wider.status.success());
-    assert!(String::from_utf8_lossy(&wider.stderr).contains("was not asked for"));
+    let said = String::from_utf8_lossy(&wider.stderr);
+    assert!(said.contains("files.read:/var is not inside what was asked"), "{said}");
     let longer = bob.run(&["approve", &id, "--for", "2h"])?;
     assert!(String::from_utf8_lossy(&longer.stderr).contains("more than the 30m asked for"));
     bob.ok(&["approve", &id, "--only", "shell", "--for", "10m", "--note", "logs later"])?;
