@@ -4,7 +4,7 @@
 // denied with a reason; the organisation's live
 // sessions (revoke one capability, end the session); and the history of decisions.
 import { call } from './api.js';
-import { $, say, fail, signOut, PRIORITY_WORDS, minutesText, timeText, grantLeft, finished } from './common.js';
+import { $, say, fail, signOut, PRIORITY_WORDS, minutesText, timeText, grantLeft, finished, revokeRow } from './common.js';
 import { register } from './pages.js';
 
 function leftText(deadline) {
@@ -163,19 +163,7 @@ function buildLive(s, key) {
   li.querySelector('.until').textContent = s.grant_expires_at ? timeText(s.grant_expires_at) : '';
   li.querySelector('.watch').href = `#watch/${encodeURIComponent(s.id)}`;
   const ul = li.querySelector('.granted');
-  for (const c of s.granted) {
-    const row = document.createElement('li');
-    const code = document.createElement('code');
-    code.textContent = c;
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.className = 'revoke secondary';
-    b.dataset.cap = c;
-    b.textContent = 'Revoke';
-    b.addEventListener('click', () => revoke(li, s, c));
-    row.append(code, b);
-    ul.append(row);
-  }
+  for (const c of s.granted) ul.append(revokeRow('li', c, (cap) => revoke(li, s, cap)));
   li.querySelector('.end').addEventListener('click', () => {
     li.querySelector('.end-box').hidden = false;
     li.querySelector('.end-reason').focus();

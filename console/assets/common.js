@@ -68,6 +68,21 @@ export function facts(dl, pairs) {
   }
 }
 
+/// One granted capability with its "Revoke" button (the approver's card and the watch page).
+export function revokeRow(tag, cap, onRevoke) {
+  const row = document.createElement(tag);
+  const code = document.createElement('code');
+  code.textContent = cap;
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'revoke secondary';
+  b.dataset.cap = cap;
+  b.textContent = 'Revoke';
+  b.addEventListener('click', () => onRevoke(cap));
+  row.append(code, b);
+  return row;
+}
+
 // An answered card stays, greyed and inert, until its live list drops it.
 export function finished(li) {
   li.classList.add('done');

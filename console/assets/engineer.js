@@ -4,7 +4,7 @@
 // the browser (shell.js opens it). It decides nothing: the relay checks every request as
 // it checks `assist shell`.
 import { call } from './api.js';
-import { $, say, fail, PRIORITY_WORDS, timeText, grantLeft, minutesText } from './common.js';
+import { $, say, fail, PRIORITY_WORDS, timeText, grantLeft, minutesText, facts } from './common.js';
 import { register } from './pages.js';
 import { askShell } from './shell.js';
 
@@ -58,7 +58,7 @@ function render(list) {
     st.className = 'standing';
     st.textContent = standing(s);
     const dl = document.createElement('dl');
-    const facts = [
+    facts(dl, [
       ['Ticket', s.ticket],
       ['Reason', s.reason],
       ['Asked for', s.capabilities.join(', ')],
@@ -66,15 +66,7 @@ function render(list) {
       ['Until', s.grant_expires_at && (s.state === 'approved' || s.state === 'active') ? timeText(s.grant_expires_at) : null],
       ['Requested', timeText(s.requested_at)],
       ['Ended', s.ended_at ? timeText(s.ended_at) : null],
-    ];
-    for (const [k, v] of facts) {
-      if (v == null || v === '') continue;
-      const dt = document.createElement('dt');
-      dt.textContent = k;
-      const dd = document.createElement('dd');
-      dd.textContent = v;
-      dl.append(dt, dd);
-    }
+    ]);
     li.append(head, st, dl);
     return li;
   }));

@@ -3,7 +3,7 @@
 // time left; and, from the same page, revoking a capability or ending the session. What
 // a watcher types goes nowhere: the relay gives a watch no way in.
 import { call } from './api.js';
-import { $, say, fail, grantLeft, timeText } from './common.js';
+import { $, say, fail, grantLeft, timeText, revokeRow } from './common.js';
 import { register } from './pages.js';
 import { makeTerminal, socket } from './terminal.js';
 
@@ -21,19 +21,7 @@ function status(text, cls = '') {
 
 function renderGrant() {
   if (!session) return;
-  $('w-granted').replaceChildren(...session.granted.map((c) => {
-    const li = document.createElement('li');
-    const code = document.createElement('code');
-    code.textContent = c;
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.className = 'revoke secondary';
-    b.dataset.cap = c;
-    b.textContent = 'Revoke';
-    b.addEventListener('click', () => revoke(c));
-    li.append(code, b);
-    return li;
-  }));
+  $('w-granted').replaceChildren(...session.granted.map((c) => revokeRow('li', c, revoke)));
   $('w-until').textContent = session.expires_at ? timeText(session.expires_at) : '';
   tick();
 }

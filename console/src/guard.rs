@@ -32,20 +32,7 @@ pub async fn same_origin(req: Request, next: Next) -> Response {
 
 fn check(req: &Request) -> Result<(), ApiError> {
     let h = req.headers();
-    let refused = || {
-        ApiError::Forbidden(
-            "this request did not come from the console's own page, so it was refused; reload the page and try again"
-                .into(),
-        )
-    };
-    let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
-    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
-    if origin != format!("https://{host}") {
-        return Err(refused());
-    }
-    if h.get("sec-fetch-site").is_some_and(|site| site.as_bytes() != b"same-origin") {
-        return Err(refused());
-    }
+    same_origin_headers(h, "request")?;
     let json = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -57,14 +44,14 @@ fn check(req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// For a WebSocket upgrade (a GET, so [`same_origin`] lets it through): the same
-/// `Origin` and `Sec-Fetch-Site` rules, without the JSON body.
-pub fn check_upgrade_origin(h: &axum::http::HeaderMap) -> Result<(), ApiError> {
+/// `Origin` must be the console's own (`https://` and the `Host` asked for), and
+/// `Sec-Fetch-Site`, where the browser sends it, `same-origin`. `what` names the refused
+/// thing for people ("request", "connection").
+fn same_origin_headers(h: &axum::http::HeaderMap, what: &str) -> Result<(), ApiError> {
     let refused = || {
-        ApiError::Forbidden(
-            "this connection did not come from the console's own page, so it was refused; reload the page and try again"
-                .into(),
-        )
+        ApiError::Forbidden(format!(
+            "this {what} did not come from the console's own page, so it was refused; reload the page and try again"
+        ))
     };
     let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
     let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
@@ -75,6 +62,12 @@ pub fn check_upgrade_origin(h: &axum::http::HeaderMap) -> Result<(), ApiError> {
         return Err(refused());
     }
     Ok(())
+}
+
+/// For a WebSocket upgrade (a GET, so [`same_origin`] lets it through): the same
+/// `Origin` and `Sec-Fetch-Site` rules, without the JSON body.
+pub fn check_upgrade_origin(h: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    same_origin_headers(h, "connection")
 }
 
 /// The client's IP address.
