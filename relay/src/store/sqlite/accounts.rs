@@ -15,20 +15,7 @@ use sqlx::Row;
 #[async_trait::async_trait]
 impl Accounts for SqliteStore {
     async fn set_role(&self, user: &str, role: Role, audit: &AuditEvent, now: i64) -> Result<bool> {
-        let mut tx = self.write().await?;
-        let n = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
-            .bind(role.as_str())
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        end_access(&mut tx, user, now).await?;
-        append(&mut tx, audit, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.change_user("UPDATE users SET role = ? WHERE name = ?", role.as_str(), user, audit, now).await
     }
 
     async fn reset_password(
@@ -38,20 +25,8 @@ impl Accounts for SqliteStore {
         audit: &AuditEvent,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.write().await?;
-        let n = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
-            .bind(password_hash)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        end_access(&mut tx, user, now).await?;
-        append(&mut tx, audit, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.change_user("UPDATE users SET password_hash = ? WHERE name = ?", password_hash, user, audit, now)
+            .await
     }
 
     async fn enable_user(&self, user: &str, audit: &AuditEvent, now: i64) -> Result<bool> {
@@ -126,5 +101,29 @@ impl Accounts for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+impl SqliteStore {
+    /// Sets one column of a user's row (`sql` binds the value, then the name) and, in the
+    /// same transaction, ends their console sessions and CLI tokens and appends `audit`.
+    /// False, changing nothing, if there is no such user.
+    async fn change_user(
+        &self,
+        sql: &'static str,
+        value: &str,
+        user: &str,
+        audit: &AuditEvent,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(sql).bind(value).bind(user).execute(&mut *tx).await?.rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        end_access(&mut tx, user, now).await?;
+        append(&mut tx, audit, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
