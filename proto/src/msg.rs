@@ -464,6 +464,10 @@ pub enum ChannelKind {
     /// approver of the agent's organisation or an admin: `assist watch`). The relay serves
     /// it itself; nothing is opened on the agent, and the watcher's direction is stopped.
     Watch,
+    /// Agent ⇄ engineer: the customer's screen as [`crate::desktop`] messages (frames,
+    /// cursor, stream info) one way, input and keyframe requests the other. `control` asks
+    /// for input (`desktop.control`); without it the channel only views (`desktop.view`).
+    Desktop { control: bool },
 }
 
 impl ChannelKind {
@@ -484,6 +488,8 @@ impl ChannelKind {
                     .collect(),
             },
             ChannelKind::Forward { target } => Capability::Forward { target: target.clone() },
+            ChannelKind::Desktop { control: false } => Capability::DesktopView,
+            ChannelKind::Desktop { control: true } => Capability::DesktopControl,
         }
     }
 
@@ -504,7 +510,7 @@ impl ChannelKind {
     }
 
     /// The kind's name in recordings and logs: `shell`, `stderr`, `files`, `exec`, `logs`,
-    /// `forward`, `watch`.
+    /// `forward`, `watch`, `desktop`.
     pub fn name(&self) -> &'static str {
         match self {
             ChannelKind::Shell { .. } => "shell",
@@ -514,6 +520,7 @@ impl ChannelKind {
             ChannelKind::Logs { .. } => "logs",
             ChannelKind::Forward { .. } => "forward",
             ChannelKind::Watch => "watch",
+            ChannelKind::Desktop { .. } => "desktop",
         }
     }
 }
@@ -703,6 +710,18 @@ mod tests {
         assert!(fwd("db:0").validate().is_err());
         assert!(fwd("db").validate().is_err());
         assert_eq!(fwd("db:1").name(), "forward");
+    }
+
+    #[test]
+    fn a_desktop_channel_needs_view_or_control_and_says_which() {
+        let view = ChannelKind::Desktop { control: false };
+        let control = ChannelKind::Desktop { control: true };
+        assert_eq!(view.required_capability(), Capability::DesktopView);
+        assert_eq!(control.required_capability(), Capability::DesktopControl);
+        assert_eq!(view.name(), "desktop");
+        let json = serde_json::to_string(&control).unwrap();
+        assert_eq!(json, r#"{"kind":"desktop","control":true}"#);
+        assert_eq!(serde_json::from_str::<ChannelKind>(&json).unwrap(), control);
     }
 
     #[test]
