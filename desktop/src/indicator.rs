@@ -6,9 +6,10 @@
 //! black text; [`Indicator::set_text`] changes what it says (for example from viewing to
 //! controlling); dropping it removes it. A thread on the same connection redraws it when
 //! uncovered and raises it again whenever another window is mapped or restacked, so it
-//! stays on top of ordinary windows. The text goes through [`assist_proto::text::inert`]
-//! (control and bidi characters escaped visibly, length bounded) and is drawn with a core
-//! X font in Latin-1 (other characters as `?`); it is also the window's `_NET_WM_NAME`, so
+//! stays on top of ordinary windows. Each line of the text (at most [`MAX_LINES`]) goes
+//! through [`assist_proto::text::inert`] (control and bidi characters escaped visibly,
+//! length bounded), and is drawn in the largest core X font that fits the screen, in
+//! Latin-1 (other characters as `?`); the text is also the window's `_NET_WM_NAME`, so
 //! screen readers and tests can read it.
 //!
 //! The bar is part of what the engineer's capture sees: X11 offers no cheap way to leave
@@ -31,7 +32,9 @@ use x11rb::wrapper::ConnectionExt as _;
 
 use crate::DesktopError;
 
-/// The most characters shown (after escaping).
+/// The most lines shown.
+pub const MAX_LINES: usize = 3;
+/// The most characters shown per line (after escaping).
 pub const MAX_CHARS: usize = 160;
 /// Space around the text, in pixels.
 const PAD: u16 = 8;
@@ -47,7 +50,7 @@ const BORDER: (u16, u16, u16) = (0x3000, 0x3000, 0x3000);
 pub fn notice(engineer: &str, org: &str, controlling: bool) -> String {
     let doing = if controlling { "controlling" } else { "viewing" };
     format!(
-        "{engineer} ({org}) is {doing} your screen. To stop it, press k in the assist agent's window, or revoke the session in the assist console."
+        "{engineer} ({org}) is {doing} your screen.\nTo stop it: press k in the assist agent's window, or revoke it in the assist console."
     )
 }
 
@@ -75,8 +78,8 @@ struct Atoms {
 
 /// What is drawn, shared with the thread that redraws.
 struct Drawn {
-    /// Latin-1 bytes of the shown text.
-    text: Vec<u8>,
+    /// Latin-1 bytes of each shown line.
+    lines: Vec<Vec<u8>>,
     gc: Gcontext,
     fonts: Vec<(Font, u16, i16, i16)>,
     /// The font in use: index into `fonts`.
@@ -87,8 +90,9 @@ struct Drawn {
 }
 
 impl Indicator {
-    /// Opens `display` (for example `:0`) and shows `text` at the top centre of its first
-    /// screen, on top. Returns once the bar is mapped.
+    /// Opens `display` (for example `:0`) and shows `text` (one line per `\n`, at most
+    /// [`MAX_LINES`]) at the top centre of its first screen, on top. Returns once the bar
+    /// is mapped.
     pub fn show(display: &str, text: &str) -> Result<Indicator, DesktopError> {
         if display.is_empty() || display.contains('\0') {
             return Err(DesktopError::BadDisplay(display.to_owned()));
@@ -146,7 +150,7 @@ impl Indicator {
             &x11rb::protocol::xproto::ChangeWindowAttributesAux::new().event_mask(EventMask::SUBSTRUCTURE_NOTIFY),
         )?;
         let state = Drawn {
-            text: Vec::new(),
+            lines: Vec::new(),
             gc,
             fonts,
             font: 0,
@@ -181,19 +185,25 @@ impl Indicator {
     }
 
     fn apply(&self, text: &str) -> Result<(), DesktopError> {
-        let shown = assist_proto::text::inert(text, MAX_CHARS);
+        let shown: Vec<String> =
+            text.lines().take(MAX_LINES).map(|l| assist_proto::text::inert(l, MAX_CHARS)).collect();
         let conn = &*self.conn;
         let mut d = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        d.text = shown.chars().map(|c| if (' '..='\u{ff}').contains(&c) { c as u8 } else { b'?' }).collect();
+        d.lines = shown
+            .iter()
+            .map(|l| l.chars().map(|c| if (' '..='\u{ff}').contains(&c) { c as u8 } else { b'?' }).collect())
+            .collect();
+        let longest = d.lines.iter().map(Vec::len).max().unwrap_or(0) as u32;
         // The largest font the text fits the screen in.
         let fits = |&(_, w, _, _): &(Font, u16, i16, i16)| {
-            (d.text.len() as u32 * w as u32 + 2 * PAD as u32 + 4) <= d.screen_width as u32
+            longest * w as u32 + 2 * PAD as u32 + 4 <= d.screen_width as u32
         };
         d.font = d.fonts.iter().position(fits).unwrap_or(d.fonts.len() - 1);
         let (font, char_width, ascent, descent) = d.fonts[d.font];
-        let text_width = (d.text.len() as u32 * char_width as u32).min(u16::MAX as u32 / 2) as u16;
+        let text_width = (longest * char_width as u32).min(u16::MAX as u32 / 2) as u16;
         d.width = (text_width + 2 * PAD).min(d.screen_width.saturating_sub(4)).max(1);
-        d.height = (ascent + descent).max(1) as u16 + 2 * PAD;
+        let line_height = (ascent + descent).max(1) as u16;
+        d.height = line_height * d.lines.len().max(1) as u16 + 2 * PAD;
         conn.change_gc(d.gc, &ChangeGCAux::new().font(font))?;
         let x = (d.screen_width.saturating_sub(d.width + 4) / 2) as i32;
         conn.configure_window(
@@ -205,8 +215,9 @@ impl Indicator {
                 .height(d.height as u32)
                 .stack_mode(StackMode::ABOVE),
         )?;
-        conn.change_property8(PropMode::REPLACE, self.window, self.atoms.net_wm_name, self.atoms.utf8_string, shown.as_bytes())?;
-        conn.change_property8(PropMode::REPLACE, self.window, AtomEnum::WM_NAME, AtomEnum::STRING, &d.text)?;
+        let name = shown.join("\n");
+        conn.change_property8(PropMode::REPLACE, self.window, self.atoms.net_wm_name, self.atoms.utf8_string, name.as_bytes())?;
+        conn.change_property8(PropMode::REPLACE, self.window, AtomEnum::WM_NAME, AtomEnum::STRING, &d.lines.join(&b'\n'))?;
         draw(conn, self.window, &d)?;
         Ok(())
     }
@@ -214,11 +225,14 @@ impl Indicator {
 
 /// Clears the bar and draws the text.
 fn draw(conn: &RustConnection, window: Window, d: &Drawn) -> Result<(), DesktopError> {
-    let (_, _, ascent, _) = d.fonts[d.font];
+    let (_, _, ascent, descent) = d.fonts[d.font];
     conn.clear_area(false, window, 0, 0, 0, 0)?;
-    // ImageText8 takes at most 255 bytes; MAX_CHARS keeps the text below that.
-    let text = &d.text[..d.text.len().min(255)];
-    conn.image_text8(window, d.gc, PAD as i16, PAD as i16 + ascent, text)?;
+    for (i, line) in d.lines.iter().enumerate() {
+        // ImageText8 takes at most 255 bytes; MAX_CHARS keeps a line below that.
+        let line = &line[..line.len().min(255)];
+        let y = PAD as i16 + ascent + i as i16 * (ascent + descent);
+        conn.image_text8(window, d.gc, PAD as i16, y, line)?;
+    }
     Ok(())
 }
 
