@@ -22,8 +22,8 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{
-    Atom, AtomEnum, ClientMessageEvent, ConnectionExt as _, CreateWindowAux,
-    EventMask, PropMode, SelectionNotifyEvent, SelectionRequestEvent, Timestamp, Window, WindowClass,
+    Atom, AtomEnum, ClientMessageEvent, ConnectionExt as _, CreateWindowAux, EventMask, PropMode,
+    SelectionNotifyEvent, SelectionRequestEvent, Timestamp, Window, WindowClass,
 };
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
@@ -107,15 +107,7 @@ impl X11Clipboard {
                 .spawn(move || serve(&owner, owner_window, atoms, &text))
                 .map_err(|e| DesktopError::Stopped(e.to_string()))?
         };
-        Ok(X11Clipboard {
-            owner,
-            owner_window,
-            reader,
-            reader_window,
-            atoms,
-            text,
-            thread: Some(thread),
-        })
+        Ok(X11Clipboard { owner, owner_window, reader, reader_window, atoms, text, thread: Some(thread) })
     }
 
     /// Puts `text` on the clipboard: we own the selection and give `text` to whoever asks
@@ -179,7 +171,8 @@ impl X11Clipboard {
             return Err(DesktopError::Clipboard("the owner's answer is not text"));
         }
         let text = if target == atoms.utf8 {
-            String::from_utf8(reply.value).map_err(|_| DesktopError::Clipboard("the owner's text is not UTF-8"))?
+            String::from_utf8(reply.value)
+                .map_err(|_| DesktopError::Clipboard("the owner's text is not UTF-8"))?
         } else {
             reply.value.iter().map(|&b| char::from(b)).collect()
         };

@@ -23,9 +23,8 @@ use std::thread::JoinHandle;
 use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{
-    Atom, AtomEnum, ChangeGCAux, ClientMessageEvent, ConfigureWindowAux, ConnectionExt as _,
-    CreateGCAux, CreateWindowAux, EventMask, Font, Gcontext, PropMode, StackMode, Window,
-    WindowClass,
+    Atom, AtomEnum, ChangeGCAux, ClientMessageEvent, ConfigureWindowAux, ConnectionExt as _, CreateGCAux,
+    CreateWindowAux, EventMask, Font, Gcontext, PropMode, StackMode, Window, WindowClass,
 };
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
@@ -141,13 +140,20 @@ impl Indicator {
             x11rb::COPY_FROM_PARENT,
             &aux,
         )?;
-        conn.change_property8(PropMode::REPLACE, window, AtomEnum::WM_CLASS, AtomEnum::STRING, b"assist-indicator\0assist\0")?;
+        conn.change_property8(
+            PropMode::REPLACE,
+            window,
+            AtomEnum::WM_CLASS,
+            AtomEnum::STRING,
+            b"assist-indicator\0assist\0",
+        )?;
         let gc = conn.generate_id()?;
         conn.create_gc(gc, window, &CreateGCAux::new().foreground(foreground).background(background))?;
         // Other windows' maps and restacks, to come back on top.
         conn.change_window_attributes(
             screen.root,
-            &x11rb::protocol::xproto::ChangeWindowAttributesAux::new().event_mask(EventMask::SUBSTRUCTURE_NOTIFY),
+            &x11rb::protocol::xproto::ChangeWindowAttributesAux::new()
+                .event_mask(EventMask::SUBSTRUCTURE_NOTIFY),
         )?;
         let state = Drawn {
             lines: Vec::new(),
@@ -216,8 +222,20 @@ impl Indicator {
                 .stack_mode(StackMode::ABOVE),
         )?;
         let name = shown.join("\n");
-        conn.change_property8(PropMode::REPLACE, self.window, self.atoms.net_wm_name, self.atoms.utf8_string, name.as_bytes())?;
-        conn.change_property8(PropMode::REPLACE, self.window, AtomEnum::WM_NAME, AtomEnum::STRING, &d.lines.join(&b'\n'))?;
+        conn.change_property8(
+            PropMode::REPLACE,
+            self.window,
+            self.atoms.net_wm_name,
+            self.atoms.utf8_string,
+            name.as_bytes(),
+        )?;
+        conn.change_property8(
+            PropMode::REPLACE,
+            self.window,
+            AtomEnum::WM_NAME,
+            AtomEnum::STRING,
+            &d.lines.join(&b'\n'),
+        )?;
         draw(conn, self.window, &d)?;
         Ok(())
     }

@@ -10,7 +10,9 @@
 //! bytes are what the agent writes (messages cut at arbitrary places).
 
 use assist_proto::caps::{Capability, Priority};
-use assist_proto::desktop::{AgentToViewer, Codec, CursorPosition, Frame, InputEvent, StreamInfo, ViewerToAgent};
+use assist_proto::desktop::{
+    AgentToViewer, Codec, CursorPosition, Frame, InputEvent, StreamInfo, ViewerToAgent,
+};
 use assist_proto::msg::SessionInfo;
 use assist_proto::session::SessionState;
 use assist_relay::recording::format::Direction;
@@ -97,7 +99,8 @@ struct Recorded {
 /// channel 3 a desktop that changes size, channel 4 a desktop with no keyframe.
 fn record(relay: &TestRelay, id: &str) -> anyhow::Result<Recorded> {
     let pictures = h264_pictures(WIDTH, HEIGHT, FRAMES)?;
-    let mut stream = msg(AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: WIDTH, height: HEIGHT }));
+    let mut stream =
+        msg(AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: WIDTH, height: HEIGHT }));
     let mut keyframes = Vec::new();
     for (i, (data, key)) in pictures.iter().enumerate() {
         let timestamp_us = i as u64 * FRAME_US;
@@ -110,7 +113,11 @@ fn record(relay: &TestRelay, id: &str) -> anyhow::Result<Recorded> {
     let info = |w, h| msg(AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: w, height: h }));
     let frame = |i: usize| {
         let (data, key) = &pictures[i];
-        msg(AgentToViewer::Frame(Frame { timestamp_us: i as u64 * FRAME_US, keyframe: *key, data: data.clone() }))
+        msg(AgentToViewer::Frame(Frame {
+            timestamp_us: i as u64 * FRAME_US,
+            keyframe: *key,
+            data: data.clone(),
+        }))
     };
     let resized = [info(WIDTH, HEIGHT), frame(0), frame(1), info(640, 480), frame(2)].concat();
     let no_keyframe = [info(WIDTH, HEIGHT), frame(1), frame(2)].concat();
@@ -123,7 +130,8 @@ fn record(relay: &TestRelay, id: &str) -> anyhow::Result<Recorded> {
     runtime.block_on(async {
         let rec = Recorder::start(store.create(&id.into()).await?, session(id), None, key).await?;
         rec.marker("approved by bob").await?;
-        let desktop = serde_json::json!({"kind": "desktop", "stream": 4, "request": {"desktop": {"control": true}}});
+        let desktop =
+            serde_json::json!({"kind": "desktop", "stream": 4, "request": {"desktop": {"control": true}}});
         rec.channel_open(1, desktop.clone()).await?;
         rec.channel_open(2, serde_json::json!({"kind": "shell", "stream": 8})).await?;
         rec.channel_open(3, desktop.clone()).await?;
@@ -144,7 +152,11 @@ fn record(relay: &TestRelay, id: &str) -> anyhow::Result<Recorded> {
 }
 
 fn relay_cmd(relay: &TestRelay, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(assist_tests::bin("assist-relay")).arg("--data-dir").arg(relay.data_dir()).args(args).output()?)
+    Ok(Command::new(assist_tests::bin("assist-relay"))
+        .arg("--data-dir")
+        .arg(relay.data_dir())
+        .args(args)
+        .output()?)
 }
 
 fn ffprobe(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
@@ -171,9 +183,12 @@ fn a_recorded_desktop_verifies_is_indexed_and_exports_as_mp4() -> anyhow::Result
 
     // The seal lists each keyframe where its message starts, with its time, and the size.
     let file = relay.data_dir().join("recordings").join(format!("{id}.arec"));
-    let key = assist_proto::grant::public_key(&assist_relay::datadir::DataDir::open(&relay.data_dir())?.grant_key()?);
+    let key = assist_proto::grant::public_key(
+        &assist_relay::datadir::DataDir::open(&relay.data_dir())?.grant_key()?,
+    );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let Verdict::Valid { seal, .. } = runtime.block_on(assist_relay::recording::verify_file(&file, &key))? else {
+    let Verdict::Valid { seal, .. } = runtime.block_on(assist_relay::recording::verify_file(&file, &key))?
+    else {
         anyhow::bail!("not valid");
     };
     let channels: Vec<u32> = seal.desktop.iter().map(|d| d.channel).collect();
@@ -200,7 +215,8 @@ fn a_recorded_desktop_verifies_is_indexed_and_exports_as_mp4() -> anyhow::Result
     let dir = tempfile::tempdir()?;
     let mp4 = dir.path().join("desktop.mp4");
     let mp4_arg = mp4.to_str().unwrap();
-    let out = relay_cmd(&relay, &["recording", "export", id, "--format", "mp4", "--channel", "1", "-o", mp4_arg])?;
+    let out =
+        relay_cmd(&relay, &["recording", "export", id, "--format", "mp4", "--channel", "1", "-o", mp4_arg])?;
     assert!(out.status.success(), "{out:?}");
     let probe = ffprobe(&mp4)?;
     assert_eq!(probe["codec_name"], "h264", "{probe}");
@@ -215,7 +231,8 @@ fn a_recorded_desktop_verifies_is_indexed_and_exports_as_mp4() -> anyhow::Result
     let find = |tag: &[u8]| written.windows(4).position(|w| w == tag).unwrap();
     assert!(find(b"moov") < find(b"mdat"));
     // It decodes without a single error.
-    let decoded = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&mp4).args(["-f", "null", "-"]).output()?;
+    let decoded =
+        Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&mp4).args(["-f", "null", "-"]).output()?;
     assert!(decoded.status.success() && decoded.stderr.is_empty(), "{decoded:?}");
 
     // The export is audited with the SHA-256 of what was written.

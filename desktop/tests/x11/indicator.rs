@@ -4,20 +4,18 @@
 use anyhow::Result;
 use assist_desktop::Indicator;
 use assist_desktop::indicator::notice;
-use x11rb::wrapper::ConnectionExt as _;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{
     AtomEnum, ChangeWindowAttributesAux, ConnectionExt as _, EventMask, ImageFormat, MapState, Window,
 };
+use x11rb::wrapper::ConnectionExt as _;
 
 use crate::harness::{Client, SCREEN, xvfb};
 
 fn name(client: &Client, window: Window) -> Result<String> {
     let atom = |n: &[u8]| -> Result<u32> { Ok(client.conn.intern_atom(false, n)?.reply()?.atom) };
-    let reply = client
-        .conn
-        .get_property(false, window, atom(b"_NET_WM_NAME")?, AtomEnum::ANY, 0, 1024)?
-        .reply()?;
+    let reply =
+        client.conn.get_property(false, window, atom(b"_NET_WM_NAME")?, AtomEnum::ANY, 0, 1024)?.reply()?;
     Ok(String::from_utf8(reply.value)?)
 }
 

@@ -4,12 +4,12 @@
 //! and export the public keys an auditor needs to verify offline.
 
 use super::export;
-use crate::audit::{Action, AuditEvent};
-use aws_lc_rs::digest::{SHA256, digest};
 use super::format::Direction;
 use super::store::{self, RecordingStore};
 use super::verify::{self, Verdict};
+use crate::audit::{Action, AuditEvent};
 use assist_proto::ids::SessionId;
+use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;

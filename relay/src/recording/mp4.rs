@@ -144,7 +144,11 @@ fn collect(events: &[Event], channel: u32) -> Result<Video, Mp4Error> {
         }
     }
     if splitter.buffered() > 0 {
-        return Err(Mp4Error::Corrupt { channel, offset, reason: "the channel ends inside a message".into() });
+        return Err(Mp4Error::Corrupt {
+            channel,
+            offset,
+            reason: "the channel ends inside a message".into(),
+        });
     }
     if video.samples.is_empty() {
         return Err(Mp4Error::NoKeyframe(channel));
@@ -323,7 +327,9 @@ fn write(video: &Video, channel: u32) -> Result<Vec<u8>, Mp4Error> {
                                     sample_description_index: 1,
                                 }],
                             },
-                            stsz: mp4_atom::Stsz { samples: mp4_atom::StszSamples::Different { sizes: sizes.clone() } },
+                            stsz: mp4_atom::Stsz {
+                                samples: mp4_atom::StszSamples::Different { sizes: sizes.clone() },
+                            },
                             stco,
                             co64,
                             ..Default::default()

@@ -309,9 +309,8 @@ async fn desktop_recording(edit: impl Fn(&mut serde_json::Value)) -> (Vec<u8>, V
     let rec =
         Recorder::start(store.create(&"s-rec".into()).await.unwrap(), info(), None, k.clone()).await.unwrap();
     rec.channel_open(1, serde_json::json!({"kind": "desktop", "stream": 4})).await.unwrap();
-    let mut stream = AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: 64, height: 48 })
-        .encode()
-        .unwrap();
+    let mut stream =
+        AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: 64, height: 48 }).encode().unwrap();
     for i in 0..30u64 {
         let frame = Frame { timestamp_us: i * 100_000, keyframe: i % 10 == 0, data: vec![0, 0, 1, 9, 16] };
         stream.extend(AgentToViewer::Frame(frame).encode().unwrap());
