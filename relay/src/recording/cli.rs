@@ -8,7 +8,7 @@ use super::format::Direction;
 use super::store::{self, RecordingStore};
 use super::verify::{self, Verdict};
 use crate::audit::{Action, AuditEvent};
-use assist_proto::ids::SessionId;
+use assist_proto::ids::{OrgName, SessionId};
 use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -151,11 +151,15 @@ pub async fn export(
             serde_json::json!({"format": "mp4", "channel": channel}),
         ),
     };
-    detail["bytes"] = bytes.len().into();
-    detail["sha256"] = hex::encode(digest(&SHA256, &bytes).as_ref()).into();
-    let event = AuditEvent::new("", Action::RecordingExported)
-        .org(&header.session.agent_org)
-        .session(session)
-        .detail(detail);
+    detail["via"] = "assist-relay recording export".into();
+    let event = export_event(&header.session.agent_org, session, detail, &bytes);
     Ok(Exported { bytes, event })
+}
+
+/// `recording.exported` for `session` (organisation: the agent's, `org`), its `detail`
+/// completed with the size and SHA-256 of `bytes`. The actor is left for the caller.
+pub fn export_event(org: &OrgName, session: &SessionId, mut detail: serde_json::Value, bytes: &[u8]) -> AuditEvent {
+    detail["bytes"] = bytes.len().into();
+    detail["sha256"] = hex::encode(digest(&SHA256, bytes).as_ref()).into();
+    AuditEvent::new("", Action::RecordingExported).org(org).session(session).detail(detail)
 }
