@@ -264,7 +264,8 @@ impl AuditState for RelayConsole {
         let direction = crate::recording::cli::parse_direction(direction)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let bytes = crate::recording::export::raw(&events, channel, direction);
-        let detail = serde_json::json!({"format": "raw", "channel": channel, "direction": direction.as_str()});
+        let detail =
+            serde_json::json!({"format": "raw", "channel": channel, "direction": direction.as_str()});
         self.audit_export(user, &info, detail, &bytes).await?;
         Ok(bytes)
     }

@@ -119,7 +119,12 @@ fn record(relay: &TestRelay, id: &str) -> anyhow::Result<Recorded> {
             data: data.clone(),
         }))
     };
-    let resized = [info(WIDTH, HEIGHT), frame(0), frame(1), info(640, 480), frame(2)].concat();
+    // The screen grows after two frames: the agent announces it, then sends a keyframe.
+    let mut resized = [info(WIDTH, HEIGHT), frame(0), frame(1), info(640, 480)].concat();
+    for (i, (data, key)) in h264_pictures(640, 480, 3)?.into_iter().enumerate() {
+        let timestamp_us = (2 + i as u64) * FRAME_US;
+        resized.extend(msg(AgentToViewer::Frame(Frame { timestamp_us, keyframe: key, data })));
+    }
     let no_keyframe = [info(WIDTH, HEIGHT), frame(1), frame(2)].concat();
     let input = ViewerToAgent::Input(InputEvent::MouseMove { x: 10, y: 20 }).encode()?;
 
@@ -253,20 +258,40 @@ fn a_recorded_desktop_verifies_is_indexed_and_exports_as_mp4() -> anyhow::Result
     assert_eq!(detail["bytes"], written.len());
     assert_eq!(exported[0]["org"], "acme");
 
+    // A desktop whose size changed exports part by part, each of one size.
+    for (part, frames, (width, height)) in [("1", 2, (WIDTH, HEIGHT)), ("2", 3, (640, 480))] {
+        let path = dir.path().join(format!("part{part}.mp4"));
+        let args = ["--channel", "3", "--part", part, "-o", path.to_str().unwrap()];
+        let out = relay_cmd(&relay, &[&["recording", "export", id, "--format", "mp4"][..], &args].concat())?;
+        assert!(out.status.success(), "{out:?}");
+        let probe = ffprobe(&path)?;
+        assert_eq!(probe["nb_read_frames"], frames.to_string(), "part {part}: {probe}");
+        assert_eq!(
+            (probe["width"].as_u64(), probe["height"].as_u64()),
+            (Some(width.into()), Some(height.into()))
+        );
+    }
+
     // Clear refusals, and nothing written or audited for them.
     for (channel, says) in [
         ("2", "is a shell channel, not a desktop"),
-        ("3", "changes picture size at 0.1 s of the video (320x240 to 640x480)"),
+        (
+            "3",
+            "changes picture size at 0.1 s of the video (320x240 to 640x480); an MP4 holds one size: export each of its 2 parts with --part 1 to --part 2",
+        ),
         ("4", "has no keyframe"),
         ("9", "channel 9 is not in this recording"),
+        ("3 --part 3", "channel 3 has 2 part(s) of one picture size each; there is no part 3"),
     ] {
-        let out = relay_cmd(&relay, &["recording", "export", id, "--format", "mp4", "--channel", channel])?;
+        let mut args = vec!["recording", "export", id, "--format", "mp4", "--channel"];
+        args.extend(channel.split(' '));
+        let out = relay_cmd(&relay, &args)?;
         assert!(!out.status.success(), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "channel {channel}: {stderr}");
         assert!(out.stdout.is_empty());
     }
     let audit = relay.admin(&["audit", "export", "--format", "jsonl", "--session", id])?;
-    assert_eq!(audit.matches("recording.exported").count(), 1, "{audit}");
+    assert_eq!(audit.matches("recording.exported").count(), 3, "the export and the two parts: {audit}");
     Ok(())
 }

@@ -48,6 +48,10 @@ pub enum RecordingCommand {
         /// For `raw`: `out` (agent → engineer) or `in` (engineer → agent).
         #[arg(long, default_value = "out")]
         direction: String,
+        /// For `mp4` of a desktop whose picture size changed: which part (from 1), each
+        /// of one size.
+        #[arg(long, value_name = "N")]
+        part: Option<u32>,
         /// Write here instead of standard output.
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
@@ -122,14 +126,14 @@ pub async fn recording_command(
                 assist_relay::recording::Verdict::Tampered { .. } => VERIFY_TAMPERED,
             }))
         }
-        RecordingCommand::Export { session, format, channel, direction, output, recordings } => {
+        RecordingCommand::Export { session, format, channel, direction, part, output, recordings } => {
             let store = cli::open_store(recordings.as_deref(), data_dir)?;
             let kind = match format {
                 RecordingFormat::Asciicast => cli::ExportKind::Asciicast,
                 RecordingFormat::Raw => {
                     cli::ExportKind::Raw { channel, dir: cli::parse_direction(&direction)? }
                 }
-                RecordingFormat::Mp4 => cli::ExportKind::Mp4 { channel },
+                RecordingFormat::Mp4 => cli::ExportKind::Mp4 { channel, part },
             };
             let cli::Exported { bytes, mut event } = cli::export(store.as_ref(), &session, kind).await?;
             // Audited before anything is written: an export nobody can see never leaves.

@@ -116,8 +116,9 @@ pub enum ExportKind {
     Asciicast,
     /// The exact bytes of one channel direction.
     Raw { channel: u32, dir: Direction },
-    /// A desktop channel's video as MP4 (its H.264 copied).
-    Mp4 { channel: u32 },
+    /// A desktop channel's video as MP4 (its H.264 copied); `part` for a channel whose
+    /// picture size changes (see [`super::mp4`]).
+    Mp4 { channel: u32, part: Option<u32> },
 }
 
 /// An export, and the audit event that records it.
@@ -146,9 +147,9 @@ pub async fn export(
             export::raw(&events, channel, dir),
             serde_json::json!({"format": "raw", "channel": channel, "direction": dir.as_str()}),
         ),
-        ExportKind::Mp4 { channel } => (
-            super::mp4::desktop_mp4(&events, channel)?,
-            serde_json::json!({"format": "mp4", "channel": channel}),
+        ExportKind::Mp4 { channel, part } => (
+            super::mp4::desktop_mp4(&events, channel, part)?,
+            serde_json::json!({"format": "mp4", "channel": channel, "part": part}),
         ),
     };
     detail["via"] = "assist-relay recording export".into();
@@ -158,7 +159,12 @@ pub async fn export(
 
 /// `recording.exported` for `session` (organisation: the agent's, `org`), its `detail`
 /// completed with the size and SHA-256 of `bytes`. The actor is left for the caller.
-pub fn export_event(org: &OrgName, session: &SessionId, mut detail: serde_json::Value, bytes: &[u8]) -> AuditEvent {
+pub fn export_event(
+    org: &OrgName,
+    session: &SessionId,
+    mut detail: serde_json::Value,
+    bytes: &[u8],
+) -> AuditEvent {
     detail["bytes"] = bytes.len().into();
     detail["sha256"] = hex::encode(digest(&SHA256, bytes).as_ref()).into();
     AuditEvent::new("", Action::RecordingExported).org(org).session(session).detail(detail)

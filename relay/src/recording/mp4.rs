@@ -7,9 +7,11 @@
 //! sync samples) is written before the `mdat`, so a player can start before it has the
 //! whole file. Frames before the first keyframe cannot be decoded and are left out.
 //!
-//! An MP4 track has one picture size: a second stream info with another size is refused
-//! with the time it happens, rather than exported as a file players show wrongly. Cursor
-//! and clipboard messages are not video and are not exported.
+//! An MP4 track has one picture size. A channel whose size changes is cut into parts, one
+//! per size (a stream info with another size starts the next; the agent's next frame is a
+//! keyframe); exporting it whole is refused, saying when the size changed and how many
+//! parts there are, and each part exports on its own. Cursor and clipboard messages are not
+//! video and are not exported.
 //!
 //! It does not judge the recording (see [`super::verify`]) nor audit the export (the
 //! command does).
@@ -35,9 +37,11 @@ pub enum Mp4Error {
     #[error("channel {0} sends frames before saying the picture size (corrupt recording)")]
     NoStreamInfo(u32),
     #[error(
-        "channel {channel} changes picture size at {at} of the video ({from} to {to}); an MP4 holds one size, so this recording cannot be exported as one file"
+        "channel {channel} changes picture size at {at} of the video ({from} to {to}); an MP4 holds one size: export each of its {parts} parts with --part 1 to --part {parts}"
     )]
-    SizeChanged { channel: u32, at: String, from: String, to: String },
+    SizeChanged { channel: u32, at: String, from: String, to: String, parts: u32 },
+    #[error("channel {channel} has {parts} part(s) of one picture size each; there is no part {part}")]
+    NoPart { channel: u32, part: u32, parts: u32 },
     #[error("channel {channel} is corrupt at byte {offset} of the agent's stream: {reason}")]
     Corrupt { channel: u32, offset: u64, reason: String },
     #[error("channel {channel}: {reason}")]
@@ -63,10 +67,11 @@ struct Video {
 }
 
 /// The MP4 of desktop channel `channel` (its agent → engineer bytes), from the recording's
-/// events.
-pub fn desktop_mp4(events: &[Event], channel: u32) -> Result<Vec<u8>, Mp4Error> {
+/// events: the whole channel, or, for a channel whose picture size changes, `part` N (from
+/// 1: the frames between the Nth size and the next).
+pub fn desktop_mp4(events: &[Event], channel: u32, part: Option<u32>) -> Result<Vec<u8>, Mp4Error> {
     check_kind(events, channel)?;
-    let video = collect(events, channel)?;
+    let video = collect(events, channel, part)?;
     write(&video, channel)
 }
 
@@ -85,10 +90,23 @@ fn check_kind(events: &[Event], channel: u32) -> Result<(), Mp4Error> {
     Ok(())
 }
 
-fn collect(events: &[Event], channel: u32) -> Result<Video, Mp4Error> {
+/// The picture sizes of a channel seen so far: each change starts a new part.
+#[derive(Default)]
+struct Parts {
+    size: Option<(u16, u16)>,
+    /// Parts begun (1 after the first stream info).
+    count: u32,
+    /// The first change: from, to, and when (frame time since the channel's first frame).
+    first_change: Option<(String, String, u64)>,
+    first_ts: Option<u64>,
+    last_ts: u64,
+}
+
+fn collect(events: &[Event], channel: u32, part: Option<u32>) -> Result<Video, Mp4Error> {
+    let wanted = part.unwrap_or(1);
     let mut splitter = Splitter::new();
     let mut offset = 0u64;
-    let mut size: Option<(u16, u16)> = None;
+    let mut parts = Parts::default();
     let mut video = Video { width: 0, height: 0, sps: vec![], pps: vec![], samples: vec![], mdat: vec![] };
     let data = events
         .iter()
@@ -101,29 +119,16 @@ fn collect(events: &[Event], channel: u32) -> Result<Video, Mp4Error> {
                 break;
             };
             let len = (assist_proto::desktop::HEADER_LEN + header.len) as u64;
-            match header.kind {
-                Kind::StreamInfo | Kind::Frame => {
-                    match AgentToViewer::decode(&header, &payload).map_err(|e| corrupt(e.to_string()))? {
-                        AgentToViewer::StreamInfo(info) => match size {
-                            None => size = Some((info.width, info.height)),
-                            Some(was) if was == (info.width, info.height) => {}
-                            Some((w, h)) => {
-                                let first = video.samples.first().map_or(0, |s| s.timestamp_us);
-                                let last = video.samples.last().map_or(first, |s| s.timestamp_us);
-                                return Err(Mp4Error::SizeChanged {
-                                    channel,
-                                    at: format!("{:.1} s", (last - first) as f64 / 1e6),
-                                    from: format!("{w}x{h}"),
-                                    to: format!("{}x{}", info.width, info.height),
-                                });
-                            }
-                        },
-                        AgentToViewer::Frame(frame) => {
-                            let Some((w, h)) = size else { return Err(Mp4Error::NoStreamInfo(channel)) };
+            if matches!(header.kind, Kind::StreamInfo | Kind::Frame) {
+                match AgentToViewer::decode(&header, &payload).map_err(|e| corrupt(e.to_string()))? {
+                    AgentToViewer::StreamInfo(info) => parts.info(info.width, info.height),
+                    AgentToViewer::Frame(frame) => {
+                        let Some((w, h)) = parts.size else { return Err(Mp4Error::NoStreamInfo(channel)) };
+                        let first = *parts.first_ts.get_or_insert(frame.timestamp_us);
+                        parts.last_ts = frame.timestamp_us.saturating_sub(first);
+                        let wanted_here = parts.count == wanted;
+                        if wanted_here && (frame.keyframe || !video.samples.is_empty()) {
                             (video.width, video.height) = (w, h);
-                            if video.samples.is_empty() && !frame.keyframe {
-                                continue;
-                            }
                             if let Some(last) = video.samples.last()
                                 && frame.timestamp_us <= last.timestamp_us
                             {
@@ -135,10 +140,9 @@ fn collect(events: &[Event], channel: u32) -> Result<Video, Mp4Error> {
                             add_sample(&mut video, &frame.data, frame.timestamp_us, frame.keyframe)
                                 .map_err(|reason| Mp4Error::BadVideo { channel, reason })?;
                         }
-                        _ => {}
                     }
+                    _ => {}
                 }
-                _ => {}
             }
             offset += len;
         }
@@ -150,10 +154,31 @@ fn collect(events: &[Event], channel: u32) -> Result<Video, Mp4Error> {
             reason: "the channel ends inside a message".into(),
         });
     }
+    if let (None, Some((from, to, at_us))) = (part, parts.first_change) {
+        let at = format!("{:.1} s", at_us as f64 / 1e6);
+        return Err(Mp4Error::SizeChanged { channel, at, from, to, parts: parts.count });
+    }
+    if wanted == 0 || wanted > parts.count.max(1) {
+        return Err(Mp4Error::NoPart { channel, part: wanted, parts: parts.count.max(1) });
+    }
     if video.samples.is_empty() {
         return Err(Mp4Error::NoKeyframe(channel));
     }
     Ok(video)
+}
+
+impl Parts {
+    fn info(&mut self, width: u16, height: u16) {
+        match self.size {
+            Some(was) if was == (width, height) => return,
+            Some((w, h)) if self.first_change.is_none() => {
+                self.first_change = Some((format!("{w}x{h}"), format!("{width}x{height}"), self.last_ts));
+            }
+            _ => {}
+        }
+        self.size = Some((width, height));
+        self.count += 1;
+    }
 }
 
 /// The NAL units of an Annex B byte stream (without their start codes).
