@@ -147,6 +147,7 @@ impl X11Clipboard {
     /// Asks the owner for the selection as `target`; `None` if it refuses that target.
     fn convert(&self, target: Atom) -> Result<Option<String>, DesktopError> {
         let (conn, window, atoms) = (&self.reader, self.reader_window, self.atoms);
+        drain(conn)?;
         conn.delete_property(window, atoms.slot)?;
         conn.convert_selection(window, atoms.clipboard, target, atoms.slot, CURRENT_TIME)?;
         conn.flush()?;
@@ -183,6 +184,7 @@ impl X11Clipboard {
     /// property change on our reader's window.
     fn server_time(&self) -> Result<Timestamp, DesktopError> {
         let (conn, window, slot) = (&self.reader, self.reader_window, self.atoms.slot);
+        drain(conn)?;
         conn.change_property8(PropMode::APPEND, window, slot, AtomEnum::STRING, &[])?;
         conn.flush()?;
         let notify = wait(conn, "the X server sent no timestamp", |e| match e {
@@ -191,6 +193,14 @@ impl X11Clipboard {
         })?;
         Ok(notify)
     }
+}
+
+/// Drops the reader's queued events, so that an answer or a timestamp is never taken from
+/// an earlier request (a late answer after a timeout, an older property change).
+fn drain(conn: &RustConnection) -> Result<(), DesktopError> {
+    conn.sync()?;
+    while conn.poll_for_event()?.is_some() {}
+    Ok(())
 }
 
 /// Waits at most [`ANSWER_WAIT`] for the event `want` picks on `conn` (others dropped).

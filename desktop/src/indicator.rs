@@ -24,7 +24,7 @@ use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{
     Atom, AtomEnum, ChangeGCAux, ClientMessageEvent, ConfigureWindowAux, ConnectionExt as _, CreateGCAux,
-    CreateWindowAux, EventMask, Font, Gcontext, PropMode, StackMode, Window, WindowClass,
+    CreateWindowAux, EventMask, Font, Gcontext, PropMode, Rectangle, StackMode, Window, WindowClass,
 };
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
@@ -80,6 +80,9 @@ struct Drawn {
     /// Latin-1 bytes of each shown line.
     lines: Vec<Vec<u8>>,
     gc: Gcontext,
+    /// Fills with the bar's background.
+    fill: Gcontext,
+    depth: u8,
     fonts: Vec<(Font, u16, i16, i16)>,
     /// The font in use: index into `fonts`.
     font: usize,
@@ -149,6 +152,8 @@ impl Indicator {
         )?;
         let gc = conn.generate_id()?;
         conn.create_gc(gc, window, &CreateGCAux::new().foreground(foreground).background(background))?;
+        let fill = conn.generate_id()?;
+        conn.create_gc(fill, window, &CreateGCAux::new().foreground(background))?;
         // Other windows' maps and restacks, to come back on top.
         conn.change_window_attributes(
             screen.root,
@@ -158,6 +163,8 @@ impl Indicator {
         let state = Drawn {
             lines: Vec::new(),
             gc,
+            fill,
+            depth: screen.root_depth,
             fonts,
             font: 0,
             screen_width: screen.width_in_pixels,
@@ -169,6 +176,9 @@ impl Indicator {
         let mut me = Indicator { conn: conn.clone(), window, atoms, state: state.clone(), thread: None };
         me.apply(text)?;
         conn.map_window(window)?;
+        // Drawn now, in request order after the map, so the bar says its text as soon as
+        // `show` returns (the thread redraws on later exposures).
+        draw(&conn, window, &state.lock().unwrap_or_else(|p| p.into_inner()))?;
         conn.sync()?;
         let thread = std::thread::Builder::new()
             .name("assist-indicator".into())
@@ -241,16 +251,22 @@ impl Indicator {
     }
 }
 
-/// Clears the bar and draws the text.
+/// Draws the bar off screen, then copies it onto the window in one request, so that no
+/// client ever sees it half drawn.
 fn draw(conn: &RustConnection, window: Window, d: &Drawn) -> Result<(), DesktopError> {
     let (_, _, ascent, descent) = d.fonts[d.font];
-    conn.clear_area(false, window, 0, 0, 0, 0)?;
+    let pixmap = conn.generate_id()?;
+    conn.create_pixmap(d.depth, pixmap, window, d.width, d.height)?;
+    let all = Rectangle { x: 0, y: 0, width: d.width, height: d.height };
+    conn.poly_fill_rectangle(pixmap, d.fill, &[all])?;
     for (i, line) in d.lines.iter().enumerate() {
         // ImageText8 takes at most 255 bytes; MAX_CHARS keeps a line below that.
         let line = &line[..line.len().min(255)];
         let y = PAD as i16 + ascent + i as i16 * (ascent + descent);
-        conn.image_text8(window, d.gc, PAD as i16, y, line)?;
+        conn.image_text8(pixmap, d.gc, PAD as i16, y, line)?;
     }
+    conn.copy_area(pixmap, window, d.gc, 0, 0, 0, 0, d.width, d.height)?;
+    conn.free_pixmap(pixmap)?;
     Ok(())
 }
 
