@@ -105,6 +105,16 @@ pub struct DesktopIndex {
     pub error: Option<String>,
 }
 
+impl DesktopIndex {
+    /// Where replay starts to show the picture at `rec_us` (recording time): the last
+    /// indexed keyframe recorded at or before it, or the first keyframe if `rec_us` is
+    /// earlier than all of them; `None` when the channel has no indexed keyframe.
+    pub fn seek(&self, rec_us: u64) -> Option<&Keyframe> {
+        let after = self.keyframes.partition_point(|k| k.at.rec_us <= rec_us);
+        self.keyframes.get(after.saturating_sub(1))
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -355,6 +365,22 @@ mod tests {
             // The event of each keyframe's first byte.
             assert_eq!(index.keyframes[1].at.rec_us, expected[1].0 / piece as u64);
         }
+    }
+
+    #[test]
+    fn seeks_to_the_keyframe_at_or_before_a_time() {
+        let mut ix = Indexer::new(1);
+        for i in 0..50u64 {
+            ix.push(&frame(i * 100_000, i % 10 == 0, 3), 5_000 + i * 100_000, 0);
+        }
+        let index = ix.finish();
+        let at = |rec_us| index.seek(rec_us).map(|k| k.timestamp_us);
+        assert_eq!(at(0), Some(0), "before the first: the first");
+        assert_eq!(at(5_000), Some(0));
+        assert_eq!(at(1_004_999), Some(0));
+        assert_eq!(at(1_005_000), Some(1_000_000));
+        assert_eq!(at(u64::MAX), Some(4_000_000));
+        assert_eq!(Indexer::new(2).finish().seek(0), None);
     }
 
     #[test]
