@@ -401,6 +401,25 @@ mod tests {
         assert_eq!(serde_json::from_str::<DesktopIndex>(&json).unwrap(), index);
     }
 
+    /// The largest index a session can have fits the seal's one chunk with room to spare.
+    #[test]
+    fn the_largest_index_fits_a_seal() {
+        let big = u64::MAX / 2;
+        let place = Place { offset: big, rec_us: big, chunk_at: big };
+        let index = DesktopIndex {
+            channel: u32::MAX,
+            bytes: big,
+            keyframes: vec![Keyframe { at: place, timestamp_us: big }; MAX_KEYFRAMES],
+            gap_us: big,
+            stream_info: vec![SizeChange { at: place, width: u16::MAX, height: u16::MAX }; MAX_SIZE_CHANGES],
+            stream_info_left_out: big,
+            error: Some("x".repeat(200)),
+        };
+        let all = vec![index; MAX_CHANNELS];
+        let len = serde_json::to_vec(&all).unwrap().len();
+        assert!(len < crate::recording::format::MAX_PAYLOAD * 3 / 4, "{len} bytes");
+    }
+
     #[test]
     fn a_bad_message_stops_indexing_with_the_reason() {
         let mut stream = frame(0, true, 10);
