@@ -47,6 +47,10 @@ mod store;
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/tests.rs"]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "../sql/tests_features.rs"]
+mod tests_features;
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/webhooks.rs"]
 mod webhooks;
