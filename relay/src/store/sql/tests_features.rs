@@ -61,7 +61,7 @@ async fn windows_are_added_listed_and_removed() {
         store.add_window(&ghost, &ev(Action::WindowAdded)).await,
         Err(StoreError::NotFound { .. })
     ));
-    assert_eq!(store.list_windows(Some(&"acme".into())).await.unwrap(), [window.clone()]);
+    assert_eq!(store.list_windows(Some(&"acme".into())).await.unwrap(), std::slice::from_ref(&window));
     assert_eq!(store.list_windows(Some(&"vendor".into())).await.unwrap(), []);
     store.remove_window("w1", 20, &ev(Action::WindowRemoved)).await.unwrap();
     assert_eq!(store.list_windows(None).await.unwrap(), []);
@@ -87,7 +87,7 @@ async fn webhook_deliveries_are_queued_once_attempted_and_cancelled() {
     };
     let stored = store.add_webhook(&hook, &ev(Action::WebhookAdded)).await.unwrap();
     assert_eq!(stored.after_seq, 4, "after its own webhook.added event");
-    assert_eq!(store.list_webhooks().await.unwrap(), [stored.clone()]);
+    assert_eq!(store.list_webhooks().await.unwrap(), std::slice::from_ref(&stored));
 
     let requested = store.append_audit(&ev(Action::SessionRequested), 11).await.unwrap();
     let scan = store.webhook_scan(10).await.unwrap();
@@ -102,9 +102,13 @@ async fn webhook_deliveries_are_queued_once_attempted_and_cancelled() {
         body: "{}".into(),
         created_at: 12,
     };
-    assert!(store.enqueue_webhook_deliveries(0, scan.page_end, &[delivery.clone()]).await.unwrap());
+    assert!(
+        store.enqueue_webhook_deliveries(0, scan.page_end, std::slice::from_ref(&delivery)).await.unwrap()
+    );
     // The cursor moved: a second relay working from the same scan queues nothing.
-    assert!(!store.enqueue_webhook_deliveries(0, scan.page_end, &[delivery.clone()]).await.unwrap());
+    assert!(
+        !store.enqueue_webhook_deliveries(0, scan.page_end, std::slice::from_ref(&delivery)).await.unwrap()
+    );
     // A repeat of (hook, event) from a later cursor is skipped, not an error.
     let again = NewDelivery { id: "d2".into(), ..delivery };
     assert!(store.enqueue_webhook_deliveries(scan.page_end, scan.page_end, &[again]).await.unwrap());
