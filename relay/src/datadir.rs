@@ -22,6 +22,12 @@
 //! ([`crate::store::sealed`]). Lose it and every
 //! authenticator must be set up again: back it up with the database.
 //!
+//! With `--database URL` ([`DataDir::with_database`]) the state and audit log live in that
+//! database instead (PostgreSQL): the keys stay here, `assist.db` is still made at the
+//! first start (it marks the start completed) but holds nothing the relay then uses, and
+//! the first administrator is made in the new database at its first start
+//! ([`DataDir::first_start_database`]).
+//!
 //! It does not watch the files, and does not rotate or back up anything.
 
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR};

@@ -333,3 +333,29 @@ pub trait Store:
     /// Deliveries, newest event first, optionally of one webhook, at most `limit`.
     async fn list_webhook_deliveries(&self, webhook: Option<&str>, limit: u32) -> Result<Vec<DeliveryRow>>;
 }
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_url_picks_the_backend_and_a_foreign_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = open(None, dir.path(), None).await.unwrap();
+        default.close().await;
+        assert!(dir.path().join(DEFAULT_FILE).is_file());
+        let other = dir.path().join("other.db");
+        let url = format!("sqlite://{}", other.display());
+        open(Some(&url), dir.path(), None).await.unwrap().close().await;
+        assert!(other.is_file());
+        for bad in ["mysql://db/assist", "sqlite://", "assist.db"] {
+            assert!(
+                matches!(open(Some(bad), dir.path(), None).await, Err(StoreError::Url(u)) if u == bad),
+                "{bad}"
+            );
+        }
+        let pg = assist_testpg::database();
+        let store = open(Some(pg.url()), dir.path(), None).await.unwrap();
+        assert_eq!(store.list_orgs().await.unwrap(), []);
+    }
+}
