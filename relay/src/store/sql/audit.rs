@@ -335,7 +335,12 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(verify(&a).await, Ok(200));
+        // What `assist-relay audit verify` runs, through the other handle.
+        let verified = crate::audit_cmd::verify(&b).await.unwrap().map(|v| v.count);
+        assert_eq!(verified, Ok(200));
         let records = all(&b).await;
+        let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "gapless and in order");
         assert_eq!(verify_chain(&records).map(|v| v.count), Ok(200));
         for i in 0..2 {
             for t in 0..4 {
