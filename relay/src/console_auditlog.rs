@@ -155,7 +155,7 @@ impl AuditState for RelayConsole {
     ) -> Result<Vec<AuditEventView>, ApiError> {
         let who = principal(user)?;
         may_read_log(&who)?;
-        let store: &dyn Store = &self.db;
+        let store: &dyn Store = self.db.as_ref();
         let mut sessions: HashMap<String, Option<SessionInfo>> = HashMap::new();
         let mut kept: VecDeque<AuditEventView> = VecDeque::new();
         let mut page = AuditFilter {
@@ -216,7 +216,7 @@ impl AuditState for RelayConsole {
 
     async fn audit_chain(&self, user: &Account) -> Result<ChainCheck, ApiError> {
         may_read_log(&principal(user)?)?;
-        Ok(match crate::audit_cmd::verify(&self.db).await.map_err(internal)? {
+        Ok(match crate::audit_cmd::verify(self.db.as_ref()).await.map_err(internal)? {
             Ok(chain) => ChainCheck {
                 result: "valid".into(),
                 verified: chain.count,

@@ -26,8 +26,7 @@ use crate::broker::policy::Principal;
 use crate::broker::{Answerer, Approval, Refusal, Relay};
 #[cfg(doc)]
 use crate::datadir::DataDir;
-use crate::store::credentials::Credentials as _;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use assist_console::{
     Account, AgentView, ApiError, ApproveForm, Enrolment, RecordingCheck, RequestView, SessionDetail,
     SessionView, ShellLink, Stage, WatchLink, WebSession,
@@ -55,7 +54,7 @@ const ISSUER: &str = "assist";
 /// The relay as the console sees it.
 pub struct RelayConsole {
     pub(crate) relay: Arc<Relay>,
-    pub(crate) db: SqliteStore,
+    pub(crate) db: Arc<dyn Store>,
     auth: ConsoleAuthConfig,
     /// Added to the system clock; moved only by tests of timeouts.
     skew_ms: AtomicI64,
@@ -64,7 +63,7 @@ pub struct RelayConsole {
 impl RelayConsole {
     /// The console state for `relay`, on `db` (its own connections to the data
     /// directory's database: see [`DataDir::store`]).
-    pub fn new(relay: Arc<Relay>, db: SqliteStore, auth: ConsoleAuthConfig) -> Arc<Self> {
+    pub fn new(relay: Arc<Relay>, db: Arc<dyn Store>, auth: ConsoleAuthConfig) -> Arc<Self> {
         Arc::new(Self { relay, db, auth, skew_ms: AtomicI64::new(0) })
     }
 
@@ -173,7 +172,7 @@ pub(crate) fn principal(a: &Account) -> Result<Principal, ApiError> {
 
 impl RelayConsole {
     fn relay_store(&self) -> &dyn Store {
-        &self.db
+        self.db.as_ref()
     }
 
     fn secs(&self) -> u64 {

@@ -14,6 +14,7 @@ mod forward;
 mod grants;
 mod http_limits;
 mod lifecycle;
+mod postgres;
 mod pty;
 mod readme;
 mod recording;
