@@ -21,5 +21,6 @@ mod refusals;
 mod shutdown;
 mod spoofing;
 mod ssh;
+mod ssh_mux;
 mod throttle;
 mod webhooks;

@@ -289,7 +289,7 @@ async fn splice_admitted(
     };
     let stream = u64::from(asend.id());
     // Before the agent can run it, so that its exit always finds where to go.
-    admitted.agent_stream(relay, stream, opener);
+    admitted.agent_stream(relay, stream, opener, Some(u64::from(esend.id())));
     if write_msg(&mut asend, &AgentChannelOpen { open, grant: admitted.grant.clone() }).await.is_err() {
         return refuse(&mut esend, format!("agent {agent} went away")).await;
     }
