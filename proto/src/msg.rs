@@ -146,6 +146,12 @@ pub enum EngineerToRelay {
     /// Pending requests the caller may answer.
     ListRequests,
     ListSessions,
+    /// Tell this connection of live session `session`'s grant changes and end, as the
+    /// command that requested it is told: a command working in it with `--session`
+    /// (`assist forward`, `assist ssh-proxy`). Only the session's engineer.
+    Follow {
+        session: SessionId,
+    },
     RequestSession {
         agent: AgentName,
         ticket: String,

@@ -61,6 +61,17 @@ impl Live {
             .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))
     }
 
+    /// For a session this command did not request (`--session`): asks the relay to tell
+    /// this connection of the session's grant changes and end, as it tells the requesting
+    /// command. The answer comes as an event (`Done`, or `Error` with why not).
+    pub async fn follow(&mut self) -> Result<(), EngineerError> {
+        if self.own {
+            return Ok(());
+        }
+        let msg = EngineerToRelay::Follow { session: self.session.clone() };
+        self.send(&msg).await
+    }
+
     /// Ends the command's connection; a session it requested ends saying what the command
     /// did (`work`, done if `ok`). A session given with `--session` goes on.
     pub async fn finish(mut self, work: Work, ok: bool) {

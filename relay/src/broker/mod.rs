@@ -23,6 +23,7 @@ mod agents;
 mod audit;
 mod changes;
 mod files;
+mod followers;
 mod forward;
 mod grants;
 mod login;
@@ -218,6 +219,9 @@ pub(crate) struct LiveSession {
     execs: Mutex<HashMap<u64, Opener>>,
     /// Shell channels opened with `report_exit`, by the agent's stream id ([`reporting`]).
     reporting: Mutex<HashMap<u64, reporting::Reporting>>,
+    /// Other connections of its engineer told of its grant changes and end
+    /// ([`followers`]), by connection id.
+    followers: Mutex<HashMap<u64, mpsc::WeakSender<RelayToEngineer>>>,
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,

@@ -216,6 +216,9 @@ async fn command(
         EngineerToRelay::Detach { session } => {
             relay.detach(who, link.conn_id, &session).await.map(|message| RelayToEngineer::Done { message })
         }
+        EngineerToRelay::Follow { session } => {
+            relay.follow(who, link, &session).await.map(|message| RelayToEngineer::Done { message })
+        }
         EngineerToRelay::Resize { session, cols, rows } => {
             relay.resize(link.conn_id, &session, cols, rows).await;
             return None;

@@ -103,6 +103,8 @@ pub async fn run(cfg: &ConfigDir, req: ProxyRequest) -> Result<i32, EngineerErro
         }
     };
     let own = live.approved.is_some();
+    let mut live = live;
+    live.follow().await?;
     let channels = live.channels();
     let (link, running) = link::spawn(live);
     let shared = Arc::new(server::Shared { channels, link: link.clone() });
