@@ -379,6 +379,10 @@ pub enum AgentToRelay {
     FileTransferred {
         report: FileReport,
     },
+    /// A rename, remove or mkdir was done: the agent's account, for the audit log.
+    FileChanged {
+        change: crate::files::FileChange,
+    },
     Ping,
 }
 

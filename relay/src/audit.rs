@@ -154,6 +154,9 @@ actions! {
     /// A file transfer ended (detail: path, direction, size, SHA-256 from the agent and the
     /// engineer, whether they matched, the recording channel).
     FileTransferred = "file.transferred",
+    /// The agent renamed, removed or created something inside a granted write root (detail:
+    /// op, path, to, channel, stream).
+    FileChanged = "file.changed",
     /// A forwarded TCP connection opened: the agent connected to its target (detail:
     /// target, recording channel, stream, the engineer connection's address).
     ForwardOpened = "forward.opened",

@@ -18,6 +18,7 @@ mod readme;
 mod recording;
 mod recording_full;
 mod refusals;
+mod sftp;
 mod shutdown;
 mod spoofing;
 mod ssh;

@@ -14,9 +14,11 @@
 //!   relay or the agent refuses comes back as an SFTP error with its reason: "no such
 //!   file" as `NO_SUCH_FILE`, a refusal as `PERMISSION_DENIED`.
 //!
-//! Not offered (`OP_UNSUPPORTED`): appending, remove, rename,
-//! mkdir, rmdir, links, setting attributes by path. The file channel has no such
-//! operation, and each would need its own capability.
+//! - `remove`, `rmdir`, `mkdir` and `rename` are file channels of their own
+//!   (`FileRequest::Remove`, `Mkdir`, `Rename`: `files.write` on every path they touch,
+//!   audited as `file.changed`); a rename never replaces its destination (SFTP v3).
+//!
+//! Not offered (`OP_UNSUPPORTED`): appending, links, setting attributes by path.
 
 use super::say;
 use crate::engineer::EngineerError;
@@ -214,6 +216,24 @@ impl Sftp {
         Ok(entries)
     }
 
+    /// A rename, remove or mkdir on the agent: done once the agent finishes the channel
+    /// (after its `file.changed` report); a refusal comes back with its reason.
+    async fn change(&self, id: u32, request: FileRequest) -> Result<Status, StatusReply> {
+        let what = request.path().to_owned();
+        let (mut send, mut recv) =
+            self.channels.channel(ChannelKind::Files { request }).await.map_err(|e| status(&e))?;
+        let broke = || StatusCode::Failure.with_message(format!("{what}: the change broke off"));
+        match read_msg::<FileReady, _>(&mut recv).await {
+            Ok(Some(_)) => {}
+            _ => return Err(broke()),
+        }
+        let _ = send.finish();
+        match recv.read_to_end(1024).await {
+            Ok(_) => Ok(ok(id)),
+            Err(_) => Err(broke()),
+        }
+    }
+
     async fn stat_path(&self, id: u32, path: String) -> Result<Attrs, StatusReply> {
         let path = normalise(&path);
         let entries = self.list(&path, false).await?;
@@ -370,6 +390,23 @@ impl russh_sftp::server::Handler for Sftp {
             Some(Open::Dir { .. }) => Ok(ok(id)),
             None => Err(StatusCode::Failure.with_message("no such handle")),
         }
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
+        self.change(id, FileRequest::Remove { path: normalise(&filename), dir: false }).await
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
+        self.change(id, FileRequest::Remove { path: normalise(&path), dir: true }).await
+    }
+
+    async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
+        let mode = attrs.permissions.map_or(0o755, |p| p & 0o777);
+        self.change(id, FileRequest::Mkdir { path: normalise(&path), mode }).await
+    }
+
+    async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Result<Status, Self::Error> {
+        self.change(id, FileRequest::Rename { path: normalise(&oldpath), to: normalise(&newpath) }).await
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
