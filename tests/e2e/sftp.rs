@@ -4,7 +4,7 @@
 //! what it points to.
 
 use super::ssh::{ssh_config, text, tool};
-use assist_tests::files_support::{agent_with, events, hold_session};
+use assist_tests::files_support::{agent_with, events, hold_session, noise, sha256};
 use assist_tests::{Cli, TestRelay};
 use std::path::Path;
 use std::process::Output;
@@ -68,6 +68,24 @@ fn sftp_makes_renames_and_removes_inside_the_granted_root_and_nowhere_else() -> 
     assert!(!root.join("new").exists());
     assert!(std::fs::symlink_metadata(root.join("link")).is_err());
     assert_eq!(std::fs::read_to_string(outside.join("secret.txt"))?, "not yours\n");
+
+    // Reads are streamed: a whole file, and a resumed one (`reget` starts further on: the
+    // bytes before are read through, so both digests still cover the whole file).
+    let big = noise(300 * 1024 + 11, 5);
+    std::fs::write(root.join("big.bin"), &big)?;
+    std::fs::write(local.join("part.bin"), &big[..1000])?;
+    let script = format!("get {r}/big.bin {l}/big.bin\nreget {r}/big.bin {l}/part.bin\n");
+    let out = sftp(&alice, &config, &held.id, &script)?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(local.join("big.bin"))?, big);
+    assert_eq!(std::fs::read(local.join("part.bin"))?, big);
+    let moved = events(&relay, &held.id, "file.transferred")?;
+    let reads: Vec<_> = moved.iter().filter(|e| e["detail"]["direction"] == "download").collect();
+    assert_eq!(reads.len(), 2, "{moved:?}");
+    for e in reads {
+        assert_eq!(e["detail"]["sha256_agent"], sha256(&big), "{e}");
+        assert_eq!(e["detail"]["sha256_engineer"], sha256(&big), "{e}");
+    }
 
     // Each change audited with the real paths.
     let changes = events(&relay, &held.id, "file.changed")?;

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod hostkey;
 mod link;
+mod reading;
 mod server;
 mod sftp;
 
