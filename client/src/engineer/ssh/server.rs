@@ -8,8 +8,10 @@
 //!   assist shell channel (with the PTY, or `/bin/sh` on pipes without one), `exec CMD`
 //!   runs `/bin/sh -c CMD` on the agent, as `assist shell AGENT -- /bin/sh -c CMD` would;
 //!   `window-change` becomes a resize, stdin/stdout pass through, the agent's stderr
-//!   becomes the channel's extended data, and the session's end (the command's exit)
-//!   becomes `exit-status` ([`shell`]).
+//!   becomes the channel's extended data, and the command's exit becomes `exit-status`
+//!   ([`shell`]). Each is opened with `report_exit`, so its exit and stderr come to this
+//!   channel alone and the session goes on: one SSH connection runs many commands, in a
+//!   row or at once (VS Code Remote-SSH, `ControlMaster`).
 //! - The `sftp` subsystem is served over file channels ([`super::sftp`]).
 //! - `direct-tcpip` (`ssh -L`, `-W`) opens a forward channel to `HOST:PORT`.
 //! - Whatever the relay or the agent refuses is refused as SSH refuses: a channel open
