@@ -168,7 +168,7 @@ pub fn resolve_entry(path: &str, roots: &Roots) -> Result<PathBuf, PathError> {
     }
     let real = dir.join(name);
     roots.check(path, &real)?;
-    if roots.0.iter().any(|r| *r == real) {
+    if roots.0.contains(&real) {
         return Err(PathError::IsARoot(path.to_owned()));
     }
     Ok(real)
