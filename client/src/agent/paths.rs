@@ -382,4 +382,19 @@ mod tests {
         assert!(matches!(err, PathError::OutsideRoots(_)), "{err}");
         assert!(!w.base.join("secret/new").exists());
     }
+
+    #[test]
+    fn entries_to_change_are_links_themselves_inside_a_root_and_never_a_root() {
+        let w = world();
+        let entry = |rel: &str| resolve_entry(&s(w.base.join(rel)), &w.roots);
+        // A link is acted on itself: its own path, not where it points.
+        assert_eq!(entry("logs/out-link").unwrap(), w.base.join("logs/out-link"));
+        assert_eq!(entry("logs/new-dir").unwrap(), w.base.join("logs/new-dir"));
+        // Through a linked parent that leads out, or beside the root: refused.
+        for out in ["logs/out-dir/key", "logs2/x.log", "secret/key"] {
+            assert!(matches!(entry(out), Err(PathError::OutsideRoots(_))), "{out}");
+        }
+        assert!(matches!(entry("logs"), Err(PathError::IsARoot(_))));
+        assert!(matches!(entry("logs/missing/x"), Err(PathError::NotFound(_))));
+    }
 }
