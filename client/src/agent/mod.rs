@@ -12,6 +12,7 @@
 //! - [`forward`]: forwarded TCP connections to the targets a grant names;
 //! - [`process`]: PTY and piped processes.
 
+pub mod changes;
 pub mod channel;
 pub mod consent;
 pub mod enroll;
