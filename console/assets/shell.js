@@ -6,12 +6,14 @@
 import { $, say, grantLeft } from './common.js';
 import { register } from './pages.js';
 import { makeTerminal, socket } from './terminal.js';
+import { showFiles, hideFiles } from './files.js';
 
 let pending = null;
 let ws = null;
 let view = null;
 let deadline = null;
 let expires = null;
+let session = null;
 const encoder = new TextEncoder();
 
 /// Asks for a shell with the request `req` (from the engineer's form).
@@ -51,6 +53,7 @@ function stop(text, cls = 'bad') {
   $('sh-leave').textContent = 'Back to my sessions';
   $('sh-term').classList.add('closed');
   if (view) view.term.options.disableStdin = true;
+  hideFiles();
 }
 
 function start() {
@@ -63,6 +66,8 @@ function start() {
   $('sh-term').classList.remove('closed');
   $('sh-leave').textContent = 'Disconnect';
   $('sh-notes').replaceChildren();
+  hideFiles();
+  session = null;
   if (view) view.dispose();
   view = makeTerminal($('sh-term'));
   showSize();
@@ -106,6 +111,7 @@ function handle(ev) {
   switch (ev.type) {
     case 'requested':
       $('sh-session').textContent = ev.session;
+      session = ev.session;
       deadline = ev.deadline;
       status(`Waiting for ${ev.waiting_for}.`);
       break;
@@ -113,6 +119,7 @@ function handle(ev) {
       deadline = null;
       expires = ev.expires_at;
       status(`Approved${ev.by ? ` by ${ev.by}` : ''}: ${ev.granted.join(', ')}. Opening the shell…`, 'ok');
+      showFiles(ev.session, ev.granted);
       break;
     case 'open':
       status('Connected. Everything you type is recorded.', 'ok');
@@ -121,6 +128,7 @@ function handle(ev) {
     case 'grant':
       expires = ev.in_force ? ev.expires_at : null;
       note(ev.change);
+      if (session && ev.in_force) showFiles(session, ev.granted);
       if (ev.shell_lost) stop(`The terminal was closed: ${ev.change}`);
       break;
     case 'left':

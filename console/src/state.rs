@@ -259,6 +259,7 @@ pub struct WatchLink {
 pub trait ConsoleState:
     crate::admin_state::AdminState
     + crate::auditlog::AuditState
+    + crate::files::FilesState
     + crate::requests::LiveChanges
     + Send
     + Sync

@@ -7,6 +7,7 @@ mod consent;
 mod console;
 mod console_admin;
 mod console_audit;
+mod console_files;
 mod console_shell;
 mod files;
 mod forward;

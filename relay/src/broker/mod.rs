@@ -35,7 +35,7 @@ mod sessions;
 mod tests;
 mod timers;
 mod watching;
-pub(crate) use admit::{Admission, AgentStreamStarted, Client, StreamRefused};
+pub(crate) use admit::{Admission, AgentStreamStarted, ChannelRefused, Client, StreamRefused};
 pub(crate) use agents::{AgentRefused, Hello};
 pub(crate) use forward::Closed as ForwardClosed;
 pub(crate) use grants::Approval;
