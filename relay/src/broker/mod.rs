@@ -28,6 +28,7 @@ mod grants;
 mod login;
 mod people;
 pub mod policy;
+mod reattach;
 mod recording;
 mod refusals;
 mod sessions;
@@ -215,6 +216,9 @@ pub(crate) struct LiveSession {
     /// Exec channels opened by a command that does not own the session (`assist exec
     /// --session`), by the agent's stream id: their exit is told to that command only.
     execs: Mutex<HashMap<u64, Opener>>,
+    /// Shell channels (by the agent's stream id) that ended because the browser's page
+    /// went away: their exit does not end the session, which waits to be picked up.
+    left_shells: Mutex<std::collections::HashSet<u64>>,
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,

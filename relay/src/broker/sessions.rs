@@ -127,6 +127,7 @@ impl Relay {
             open: Mutex::default(),
             file_streams: Mutex::default(),
             execs: Mutex::default(),
+            left_shells: Mutex::default(),
             timers: Mutex::default(),
             screen: Arc::default(),
         });
