@@ -19,6 +19,7 @@ mod readme;
 mod recording;
 mod recording_full;
 mod refusals;
+mod show_sessions;
 mod shutdown;
 mod spoofing;
 mod ssh;
