@@ -221,6 +221,39 @@ fn closing_the_tab_ends_the_session_as_an_engineer_disconnect() -> anyhow::Resul
 }
 
 #[test]
+fn a_grant_expiring_closes_the_pages_terminal_with_the_reason() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let bob = relay.login("bob")?;
+    let (url, _) = relay.console()?;
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
+    eng.fill("#sf-ticket", "INC-12")?;
+    eng.fill("#sf-reason", "a quick look")?;
+    eng.click("#sf-submit")?;
+    eng.wait_text("#sh-status", "Waiting for")?;
+    let id = bob.pending_request()?;
+    // The approver grants less time than asked: a few seconds.
+    bob.ok(&["approve", &id, "--for", "4s"])?;
+    eng.wait_text("#sh-status", "Connected")?;
+    type_line(&eng, "#sh-term", "echo before-$((3*3))")?;
+    wait_screen(&eng, "#sh-term", "before-9")?;
+    let closed = eng.wait_text("#sh-status", "The terminal was closed")?;
+    assert!(closed.contains("the grant expired"), "{closed}");
+    eng.wait_text("#sh-notes", &format!("session {id} stays open"))?;
+    eng.screenshot("shell-12-engineer-grant-expired")?;
+    // Typing goes nowhere now: the terminal takes no input.
+    let disabled = eng.rt.block_on(
+        eng.client.execute("return document.querySelector('#sh-term').classList.contains('closed')", vec![]),
+    )?;
+    assert_eq!(disabled, serde_json::json!(true));
+    assert!(!events(&relay, &id, "grant.expired")?.is_empty());
+    Ok(())
+}
+
+#[test]
 fn a_page_that_went_away_picks_its_session_up_again_without_a_second_consent() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
     relay.standard_world()?;
