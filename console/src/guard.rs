@@ -97,3 +97,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
         Ok(Source(ip))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_upload_route_takes_a_raw_body() {
+        assert!(is_upload("/api/v1/sessions/s-1a2b/files/upload"));
+        for other in [
+            "/api/v1/sessions//files/upload",
+            "/api/v1/sessions/a/b/files/upload",
+            "/api/v1/sessions/s-1/files/upload/x",
+            "/api/v1/login",
+            "/api/v1/sessions/s-1/end",
+        ] {
+            assert!(!is_upload(other), "{other}");
+        }
+    }
+}
