@@ -103,7 +103,7 @@ enum Esc {
     /// In a string (`ESC ]`, `ESC P`, `ESC _`, `ESC ^`), until BEL or `ESC \`.
     Str,
     /// ESC inside a string: `\` ends it.
-    StrEsc,
+    StrEnd,
     /// `ESC (` and friends: one more byte.
     Charset,
 }
@@ -146,10 +146,10 @@ impl ShownChannel {
                 (Esc::Csi, 0x40..=0x7e) => Esc::None,
                 (Esc::Csi, _) => Esc::Csi,
                 (Esc::Str, 0x07) => Esc::None,
-                (Esc::Str, 0x1b) => Esc::StrEsc,
+                (Esc::Str, 0x1b) => Esc::StrEnd,
                 (Esc::Str, _) => Esc::Str,
-                (Esc::StrEsc, b'\\') => Esc::None,
-                (Esc::StrEsc, _) => Esc::Str,
+                (Esc::StrEnd, b'\\') => Esc::None,
+                (Esc::StrEnd, _) => Esc::Str,
             };
         }
     }
