@@ -10,6 +10,7 @@
 //! It does not build anything: `bench/run` builds the release binaries first. Targets
 //! are printed as PASS/MISS and never make the run fail.
 
+mod browser;
 mod bulk;
 mod console;
 mod cp;

@@ -201,6 +201,9 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     if which.has("tunnel") {
         record("tunnel", crate::tunnel::run(&ctx));
     }
+    if which.has("watch") {
+        record("watch", crate::watch::run(&ctx));
+    }
     let approvals = ctx.world.as_ref().map(|w| w.approvals.load(std::sync::atomic::Ordering::Relaxed));
     // The idle figure restarts relays of its own: stop the shared one first.
     let Ctx { settings, bins, dir, world, ssh } = ctx;
@@ -208,9 +211,6 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     let ctx = Ctx { settings, bins, dir, world: None, ssh };
     if which.has("idle") {
         record("idle", crate::idle::run(&ctx));
-    }
-    if which.has("watch") {
-        record("watch", crate::watch::run(&ctx));
     }
     if which.has("console") {
         record("console", crate::console::run(&ctx));
