@@ -13,6 +13,10 @@
 //! `assist unrecorded` is the same through a second relay started with `serve
 //! --no-recording`: what recording adds to a keystroke.
 //!
+//! `browser` is the engineer's browser (`crate::browser`): the same remote command through
+//! the console's shell page in a real headless Chromium, from keydown to the echo rendered,
+//! timed in the page.
+//!
 //! A floor is measured beside them: `direct quinn`, one byte echoed by the bare QUIC server
 //! on one stream (`assist-bench quic-client --echo`), timed inside the client. It has no
 //! PTY, no `cat` and no relay: one QUIC round trip, where a keystroke through the relay
@@ -98,7 +102,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy().into()).collect()
     };
     let (assist_argv, unrecorded_argv) = (argv(world), argv(&unrecorded));
-    let names = ["assist", "ssh", "ssh -J", "direct quinn", "assist unrecorded"];
+    let names = ["assist", "ssh", "ssh -J", "direct quinn", "assist unrecorded", "browser"];
+    // Why the browser's series is skipped (no Chromium here), once it failed.
+    let mut browser_skipped: Option<String> = None;
     let mut p50: Vec<Vec<f64>> = vec![vec![]; names.len()];
     let mut p99: Vec<Vec<f64>> = vec![vec![]; names.len()];
     // The server wants a file to serve; the echo never reads it.
@@ -110,6 +116,15 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
                 (0, _) => session(&assist_argv, Some(&world.config), keystrokes, gap)?,
                 (3, _) => quic_echo(ctx, addr, &world.relay.fingerprint, keystrokes, gap)?,
                 (4, _) => session(&unrecorded_argv, Some(&unrecorded.config), keystrokes, gap)?,
+                (5, _) if browser_skipped.is_some() => continue,
+                (5, _) => match crate::browser::echo(world, REMOTE, keystrokes, gap) {
+                    Ok(samples) => samples,
+                    Err(e) => {
+                        eprintln!("assist-bench: browser echo skipped: {e:#}");
+                        browser_skipped = Some(format!("{e:#}"));
+                        continue;
+                    }
+                },
                 (_, Ok(ssh)) => session(&ssh.argv(i == 2, &["-tt"], &[REMOTE]), None, keystrokes, gap)
                     .with_context(|| format!("echo through {name}"))?,
                 (_, Err(_)) => continue,
@@ -131,7 +146,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         }
         for (i, name) in names.iter().enumerate() {
             f.push(match (i, &ctx.ssh) {
-                (0 | 3 | 4, _) | (_, Ok(_)) => Series::new(name, values[i].clone()),
+                (5, _) if let Some(why) = &browser_skipped => Series::skipped(name, why),
+                (0 | 3 | 4 | 5, _) | (_, Ok(_)) => Series::new(name, values[i].clone()),
                 (_, Err(why)) => Series::skipped(name, why),
             });
         }
@@ -139,7 +155,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
             "per round: {keystrokes} keystrokes, {}ms apart, into a local PTY; remote: {REMOTE}; \
              assist unrecorded: through a relay with `serve --no-recording`; \
              direct quinn: the same count of one-byte echoes on one stream to the bare QUIC server, \
-             without PTYs or relay (one QUIC round trip; assist makes two)",
+             without PTYs or relay (one QUIC round trip; assist makes two); \
+             browser: the console's shell in headless Chromium, keydown on xterm.js to the echo \
+             rendered, timed in the page",
             gap.as_millis()
         ));
         figures.push(f.finish());

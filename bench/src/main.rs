@@ -10,6 +10,7 @@
 //! It does not build anything: `bench/run` builds the release binaries first. Targets
 //! are printed as PASS/MISS and never make the run fail.
 
+mod browser;
 mod bulk;
 mod console;
 mod cp;
@@ -23,6 +24,7 @@ mod run;
 mod setup;
 mod ssh;
 mod tunnel;
+mod watch;
 mod world;
 
 use anyhow::Result;
@@ -106,6 +108,8 @@ enum Cmd {
     /// The web console: a request's way to an approver's open page, and API latency with
     /// 50 signed-in users.
     Console(Opts),
+    /// What watchers add to the relay's CPU per session.
+    Watch(Opts),
     #[command(hide = true)]
     QuicServer {
         #[arg(long)]
@@ -178,6 +182,7 @@ fn main() -> Result<()> {
         Cmd::Tunnel(o) => run::bench(run::Which::only("tunnel"), o),
         Cmd::Idle(o) => run::bench(run::Which::only("idle"), o),
         Cmd::Console(o) => run::bench(run::Which::only("console"), o),
+        Cmd::Watch(o) => run::bench(run::Which::only("watch"), o),
         Cmd::QuicServer { data_dir, file } => tokio()?.block_on(quic::serve_file(&data_dir, file)),
         Cmd::QuicClient { addr, ca_fingerprint, echo: None, .. } => {
             let n = tokio()?.block_on(quic::fetch(addr, ca_fingerprint))?;

@@ -50,7 +50,7 @@ pub struct Which(Vec<&'static str>);
 
 impl Which {
     pub fn all() -> Self {
-        Self(vec!["bulk", "cp", "echo", "setup", "tunnel", "idle", "console"])
+        Self(vec!["bulk", "cp", "echo", "setup", "tunnel", "idle", "console", "watch"])
     }
 
     pub fn only(name: &'static str) -> Self {
@@ -156,8 +156,9 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     let dir = tmp.path().to_owned();
     eprintln!("assist-bench: binaries from {}, working in {}", bins.0.display(), dir.display());
 
-    let needs_world = ["bulk", "cp", "echo", "setup", "tunnel"].iter().any(|w| which.has(w));
-    let needs_ssh = needs_world && !opts.no_ssh;
+    let needs_ssh_world = ["bulk", "cp", "echo", "setup", "tunnel"].iter().any(|w| which.has(w));
+    let needs_world = needs_ssh_world || which.has("watch");
+    let needs_ssh = needs_ssh_world && !opts.no_ssh;
     let ssh = if !needs_ssh {
         Err(if opts.no_ssh { "--no-ssh".to_owned() } else { "not needed".to_owned() })
     } else {
@@ -199,6 +200,9 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     }
     if which.has("tunnel") {
         record("tunnel", crate::tunnel::run(&ctx));
+    }
+    if which.has("watch") {
+        record("watch", crate::watch::run(&ctx));
     }
     let approvals = ctx.world.as_ref().map(|w| w.approvals.load(std::sync::atomic::Ordering::Relaxed));
     // The idle figure restarts relays of its own: stop the shared one first.

@@ -6,7 +6,7 @@
 import { call } from './api.js';
 import { $, say, fail, PRIORITY_WORDS, timeText, grantLeft, minutesText, facts } from './common.js';
 import { register } from './pages.js';
-import { askShell } from './shell.js';
+import { askShell, reattachShell } from './shell.js';
 
 const REFRESH_MS = 3000;
 let timer = null;
@@ -68,6 +68,15 @@ function render(list) {
       ['Ended', s.ended_at ? timeText(s.ended_at) : null],
     ]);
     li.append(head, st, dl);
+    if ((s.state === 'approved' || s.state === 'active') && s.granted.includes('shell')) {
+      // A session whose page went away (tab closed, network lost) waits to be picked up.
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'reattach';
+      b.textContent = 'Reconnect to its terminal';
+      b.addEventListener('click', () => reattachShell(s.id, s.agent));
+      li.append(b);
+    }
     return li;
   }));
   $('mine-none').hidden = list.length > 0;

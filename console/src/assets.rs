@@ -37,6 +37,7 @@ const ASSETS: &[Asset] = &[
     asset!("/auditlog.js", "auditlog.js", "text/javascript; charset=utf-8"),
     asset!("/engineer.js", "engineer.js", "text/javascript; charset=utf-8"),
     asset!("/shell.js", "shell.js", "text/javascript; charset=utf-8"),
+    asset!("/files.js", "files.js", "text/javascript; charset=utf-8"),
     asset!("/watch.js", "watch.js", "text/javascript; charset=utf-8"),
     asset!("/terminal.js", "terminal.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),

@@ -5,6 +5,8 @@
 //!   to, `Sec-Fetch-Site` `same-origin` when the browser sends it, and a JSON body
 //!   (`Content-Type: application/json`), which a cross-site HTML form cannot send. With
 //!   the `SameSite=Strict` cookie this refuses cross-site request forgery twice over.
+//!   The one exception to JSON is a file upload's raw body (`application/octet-stream`,
+//!   which a form cannot send either), on that route only.
 //! - [`check_upgrade_origin`]: the same for a WebSocket upgrade, which is a GET.
 //! - [`Source`]: the client's address, from the listener's `ConnectInfo` (the
 //!   unspecified address when a test sends none).
@@ -33,15 +35,25 @@ pub async fn same_origin(req: Request, next: Next) -> Response {
 fn check(req: &Request) -> Result<(), ApiError> {
     let h = req.headers();
     same_origin_headers(h, "request")?;
-    let json = h
+    let kind = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+        .map(|t| t.trim().to_ascii_lowercase());
+    let json = kind.as_deref() == Some("application/json");
+    // A file upload's body is the file; a cross-site form cannot send this type either.
+    let upload = kind.as_deref() == Some("application/octet-stream") && is_upload(req.uri().path());
+    if !json && !upload {
         return Err(ApiError::BadRequest("the console accepts JSON bodies only".into()));
     }
     Ok(())
+}
+
+/// `/api/v1/sessions/{id}/files/upload`, the one route whose body is not JSON.
+fn is_upload(path: &str) -> bool {
+    path.strip_prefix("/api/v1/sessions/")
+        .and_then(|rest| rest.strip_suffix("/files/upload"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// `Origin` must be the console's own (`https://` and the `Host` asked for), and
@@ -83,5 +95,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
         Ok(Source(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_upload_route_takes_a_raw_body() {
+        assert!(is_upload("/api/v1/sessions/s-1a2b/files/upload"));
+        for other in [
+            "/api/v1/sessions//files/upload",
+            "/api/v1/sessions/a/b/files/upload",
+            "/api/v1/sessions/s-1/files/upload/x",
+            "/api/v1/login",
+            "/api/v1/sessions/s-1/end",
+        ] {
+            assert!(!is_upload(other), "{other}");
+        }
     }
 }

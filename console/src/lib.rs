@@ -12,6 +12,7 @@ pub mod assets;
 pub mod auditlog;
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod guard;
 pub mod headers;
 pub mod mine;
@@ -80,6 +81,10 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/agents", get(mine::agents))
         .route("/api/v1/shell", get(shell::shell))
         .route("/api/v1/sessions/{id}/watch", get(shell::watch))
+        .route("/api/v1/sessions/{id}/files", get(files::list))
+        .route("/api/v1/sessions/{id}/files/download", get(files::download))
+        .route("/api/v1/sessions/{id}/files/upload", post(files::upload))
+        .route("/api/v1/sessions/{id}/files/transfers", get(files::transfers))
         .route("/api/v1/audit/sessions", get(review::sessions))
         .route("/api/v1/audit/sessions/{id}", get(review::session))
         .route("/api/v1/audit/sessions/{id}/bundle", get(review::bundle))

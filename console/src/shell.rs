@@ -5,8 +5,10 @@
 //!   cols, rows}`), then `{"type":"resize", cols, rows}` as the window changes, and its
 //!   keystrokes as binary messages. The relay answers with events as text (waiting for
 //!   whom, approved, denied, the grant changing, the shell closing and why, who watches)
-//!   and the terminal's output as binary messages. Closing the socket (the tab) is the
-//!   engineer leaving: the relay ends the session as an engineer disconnect.
+//!   and the terminal's output as binary messages. `{"type":"leave"}` ends the session
+//!   at once; the socket closing without it (the tab closed, the network lost) ends its
+//!   shell channel, and the session waits for a while for a new page to pick it up by
+//!   sending `{"type":"reattach", session, cols, rows}` instead of a request.
 //! - `GET /api/v1/sessions/{id}/watch` (upgrade): a read-only view of a live session for
 //!   approvers of its agent's organisation and admins: the current screen, then the
 //!   output as it happens. Anything the watcher sends is refused and goes nowhere.
@@ -45,7 +47,9 @@ type St = State<Arc<dyn ConsoleState>>;
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum UpText {
     Request(ShellRequest),
+    Reattach { session: String, cols: u16, rows: u16 },
     Resize { cols: u16, rows: u16 },
+    Leave {},
 }
 
 pub async fn shell(
@@ -134,6 +138,8 @@ async fn pump(
                     Message::Text(t) => match serde_json::from_str::<UpText>(t.as_str()) {
                         Ok(UpText::Request(r)) => ShellUp::Request(r),
                         Ok(UpText::Resize { cols, rows }) => ShellUp::Resize { cols, rows },
+                        Ok(UpText::Reattach { session, cols, rows }) => ShellUp::Reattach { session, cols, rows },
+                        Ok(UpText::Leave {}) => ShellUp::Leave,
                         Err(e) => {
                             let bad = json!({ "type": "error", "message": format!("the page sent something the relay does not understand: {e}") });
                             if socket.send(event(bad)).await.is_err() {
@@ -163,6 +169,10 @@ async fn pump(
             }
             _ = recheck.tick() => {
                 if current(&state, &headers, false).await.is_err() {
+                    // Signed out: the engineer is gone for good, not just their page.
+                    if let Some(up) = &up {
+                        let _ = up.try_send(ShellUp::Leave);
+                    }
                     let _ = socket.send(event(json!({ "type": "signed-out", "message": "your console session has ended; sign in again" }))).await;
                     break;
                 }

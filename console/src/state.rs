@@ -228,6 +228,12 @@ pub enum ShellUp {
     Resize { cols: u16, rows: u16 },
     /// Keystrokes and pasted text, for the shell's input.
     Input(bytes::Bytes),
+    /// Instead of a request: pick up the engineer's live session `session` whose page went
+    /// away (no second consent), with a terminal of this size.
+    Reattach { session: String, cols: u16, rows: u16 },
+    /// The engineer leaves on purpose (the page's "Disconnect", signing out): the session
+    /// ends now instead of waiting to be picked up.
+    Leave,
 }
 
 /// From the relay to a page, over a shell's or a watcher's WebSocket.
@@ -259,6 +265,7 @@ pub struct WatchLink {
 pub trait ConsoleState:
     crate::admin_state::AdminState
     + crate::auditlog::AuditState
+    + crate::files::FilesState
     + crate::requests::LiveChanges
     + Send
     + Sync

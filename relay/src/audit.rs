@@ -135,6 +135,9 @@ actions! {
     WatchStarted = "session.watch_started",
     /// A watcher stopped watching (left the page, or the session ended).
     WatchStopped = "session.watch_stopped",
+    /// The engineer's browser picked up their live session again after its page went
+    /// away (detail: `away_ms`); no new consent was asked.
+    SessionReattached = "session.reattached",
     /// A diagnostic script run in a session that goes on (`assist exec --session`) exited
     /// (detail: script, exit code or signal).
     ScriptExited = "exec.exited",

@@ -37,7 +37,7 @@ fn grant(e: &EventView) -> Option<GrantRevision> {
     })
 }
 
-fn transfer(e: &EventView) -> Option<TransferView> {
+pub(crate) fn transfer(e: &EventView) -> Option<TransferView> {
     (e.action == "file.transferred").then(|| TransferView {
         at: e.at,
         path: text(&e.detail, "path").unwrap_or_default(),

@@ -58,13 +58,15 @@ pub struct RelayConsole {
     auth: ConsoleAuthConfig,
     /// Added to the system clock; moved only by tests of timeouts.
     skew_ms: AtomicI64,
+    /// Browser sessions whose page went away, waiting for a new one.
+    parked: Arc<crate::wire::browser::Parked>,
 }
 
 impl RelayConsole {
     /// The console state for `relay`, on `db` (its own connections to the data
     /// directory's database: see [`DataDir::store`]).
     pub fn new(relay: Arc<Relay>, db: Arc<dyn Store>, auth: ConsoleAuthConfig) -> Arc<Self> {
-        Arc::new(Self { relay, db, auth, skew_ms: AtomicI64::new(0) })
+        Arc::new(Self { relay, db, auth, skew_ms: AtomicI64::new(0), parked: Default::default() })
     }
 
     /// Moves this console's clock forward (tests of idle and absolute timeouts).
@@ -506,7 +508,7 @@ impl assist_console::ConsoleState for RelayConsole {
         if who.role != Role::Engineer {
             return Err(ApiError::Forbidden(format!("only engineers open shells; you are {}", who.role)));
         }
-        Ok(crate::wire::browser::open_shell(self.relay.clone(), who, source))
+        Ok(crate::wire::browser::open_shell(self.relay.clone(), self.parked.clone(), who, source))
     }
 
     async fn watch(&self, user: &Account, id: &str) -> Result<WatchLink, ApiError> {

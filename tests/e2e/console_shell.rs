@@ -191,7 +191,8 @@ fn an_engineer_opens_a_shell_in_the_browser_and_an_approver_watches_and_revokes_
 
 #[test]
 fn closing_the_tab_ends_the_session_as_an_engineer_disconnect() -> anyhow::Result<()> {
-    let relay = TestRelay::start()?;
+    // A page that went away is waited for as long as consent is: short here.
+    let relay = TestRelay::start_with(&["--consent-timeout", "15s"])?;
     relay.standard_world()?;
     let _agent = relay.agent("erp-db01", "acme", "approver")?;
     let bob = relay.login("bob")?;
@@ -211,6 +212,89 @@ fn closing_the_tab_ends_the_session_as_an_engineer_disconnect() -> anyhow::Resul
     eng.resize(390, 844)?;
     eng.screenshot("shell-10-engineer-terminal-phone")?;
     drop(eng);
+    // Nobody picks it up: once the linger passed, it ends as an engineer disconnect.
+    wait_until("the session to end", || Ok(!events(&relay, &id, "session.ended")?.is_empty()))?;
+    let ended = events(&relay, &id, "session.ended")?;
+    assert_eq!(ended[0]["detail"]["reason"], "engineer disconnected", "{ended:?}");
+    assert!(events(&relay, &id, "session.reattached")?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_grant_expiring_closes_the_pages_terminal_with_the_reason() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let bob = relay.login("bob")?;
+    let (url, _) = relay.console()?;
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
+    eng.fill("#sf-ticket", "INC-12")?;
+    eng.fill("#sf-reason", "a quick look")?;
+    eng.click("#sf-submit")?;
+    eng.wait_text("#sh-status", "Waiting for")?;
+    let id = bob.pending_request()?;
+    // The approver grants less time than asked: a few seconds.
+    bob.ok(&["approve", &id, "--for", "4s"])?;
+    eng.wait_text("#sh-status", "Connected")?;
+    type_line(&eng, "#sh-term", "echo before-$((3*3))")?;
+    wait_screen(&eng, "#sh-term", "before-9")?;
+    let closed = eng.wait_text("#sh-status", "The terminal was closed")?;
+    assert!(closed.contains("the grant expired"), "{closed}");
+    eng.wait_text("#sh-notes", &format!("session {id} stays open"))?;
+    eng.screenshot("shell-12-engineer-grant-expired")?;
+    // Typing goes nowhere now: the terminal takes no input.
+    let disabled = eng.rt.block_on(
+        eng.client.execute("return document.querySelector('#sh-term').classList.contains('closed')", vec![]),
+    )?;
+    assert_eq!(disabled, serde_json::json!(true));
+    assert!(!events(&relay, &id, "grant.expired")?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_page_that_went_away_picks_its_session_up_again_without_a_second_consent() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let bob = relay.login("bob")?;
+    let (url, _) = relay.console()?;
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
+    eng.fill("#sf-ticket", "INC-31")?;
+    eng.fill("#sf-reason", "watch the nightly import")?;
+    eng.click("#sf-submit")?;
+    eng.wait_text("#sh-status", "Waiting for")?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    eng.wait_text("#sh-status", "Connected")?;
+    type_line(&eng, "#sh-term", "echo first-$((2*3))")?;
+    wait_screen(&eng, "#sh-term", "first-6")?;
+
+    // The page goes away as a reload or a lost network makes it go: the socket closes
+    // without the page saying it leaves. The shell channel ends; the session stays.
+    eng.goto(&url)?;
+    eng.wait_css("#home:not([hidden])")?;
+
+    // "My sessions" offers to reconnect; doing so asks nobody again.
+    eng.click("#tab-mine")?;
+    eng.click(&format!("#mine-list li[data-id='{id}'] button.reattach"))?;
+    eng.wait_text("#sh-notes", "Reconnected")?;
+    eng.wait_text("#sh-status", "Connected")?;
+    type_line(&eng, "#sh-term", "echo again-$((6*7))")?;
+    wait_screen(&eng, "#sh-term", "again-42")?;
+    eng.screenshot("shell-11-engineer-reconnected")?;
+    let back = events(&relay, &id, "session.reattached")?;
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0]["actor"], "alice");
+    assert_eq!(events(&relay, &id, "session.approved")?.len(), 1, "no second consent");
+
+    assert!(events(&relay, &id, "session.ended")?.is_empty());
+
+    // "Disconnect" leaves on purpose: the session ends at once.
+    eng.click("#sh-leave")?;
     wait_until("the session to end", || Ok(!events(&relay, &id, "session.ended")?.is_empty()))?;
     let ended = events(&relay, &id, "session.ended")?;
     assert_eq!(ended[0]["detail"]["reason"], "engineer disconnected", "{ended:?}");

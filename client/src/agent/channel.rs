@@ -10,6 +10,7 @@
 
 use super::process::{self, Spec};
 use super::shared::{AgentState, Digest, countersign, refuse};
+use super::show::ShownChannel;
 use crate::clock::now_ms;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::grant::{Grant, GrantError};
@@ -22,10 +23,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
 /// Copies `from` into `to`, hashing what passes. Returns whether it ended cleanly.
+/// With `shown`, the bytes are shown on the agent's terminal too (`--show-sessions`).
 async fn pump(
     from: &mut (impl AsyncRead + Unpin),
     to: &mut (impl AsyncWrite + Unpin),
     digest: &mut Digest,
+    mut shown: Option<&mut ShownChannel>,
 ) -> bool {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -33,6 +36,9 @@ async fn pump(
             Ok(0) => return true,
             Ok(n) => {
                 digest.update(&buf[..n]);
+                if let Some(shown) = shown.as_deref_mut() {
+                    shown.feed(&buf[..n]);
+                }
                 if to.write_all(&buf[..n]).await.is_err() {
                     return false;
                 }
@@ -182,9 +188,17 @@ pub(crate) async fn serve(
         drop(stdin);
         digest.finish()
     });
+    // A shell's terminal is shown at the machine when the agent runs with --show-sessions.
+    let mut shown = match (&state.show, &open.open.channel) {
+        (Some(show), ChannelKind::Shell { .. }) => Some(show.channel(&session, grant.engineer.as_str())),
+        _ => None,
+    };
     let output = tokio::spawn(async move {
         let mut digest = Digest::new(stream, "out");
-        let ok = pump(&mut stdout, &mut send, &mut digest).await;
+        let ok = pump(&mut stdout, &mut send, &mut digest, shown.as_mut()).await;
+        if let Some(shown) = &mut shown {
+            shown.end();
+        }
         if ok {
             let _ = send.finish();
         } else {
@@ -205,7 +219,7 @@ pub(crate) async fn serve(
             let mut uni = conn.open_uni().await.ok()?;
             write_msg(&mut uni, &header).await.ok()?;
             let mut digest = Digest::new(u64::from(uni.id()), "out");
-            if pump(&mut stderr, &mut uni, &mut digest).await {
+            if pump(&mut stderr, &mut uni, &mut digest, None).await {
                 let _ = uni.finish();
                 let _ = tokio::time::timeout(DRAIN, uni.stopped()).await;
             }

@@ -162,6 +162,7 @@ pub(crate) async fn run(
     mut events: mpsc::Receiver<PromptEvent>,
     answers: mpsc::Sender<AgentToRelay>,
     grants: Arc<Grants>,
+    shown: Option<Arc<super::show::Shown>>,
 ) {
     let mut lines = stdin_lines();
     let mut queue: VecDeque<SessionInfo> = VecDeque::new();
@@ -171,8 +172,17 @@ pub(crate) async fn run(
         if current.is_none()
             && let Some(next) = queue.pop_front()
         {
+            if let Some(shown) = &shown {
+                // Nothing of the sessions is printed between the question and its answer.
+                shown.set_asking(true);
+            }
             show(&next, crate::clock::now_ms());
             current = Some(next);
+        }
+        if current.is_none()
+            && let Some(shown) = &shown
+        {
+            shown.set_asking(false);
         }
         tokio::select! {
             ev = events.recv() => match ev {

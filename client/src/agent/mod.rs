@@ -25,4 +25,5 @@ pub mod paths;
 pub mod process;
 pub mod run;
 pub mod shared;
+pub mod show;
 pub mod state;

@@ -43,6 +43,9 @@ pub struct RunConfig {
     pub limits: TransferLimits,
     /// The diagnostic scripts engineers may run by name. Default: none.
     pub scripts: Arc<Scripts>,
+    /// Where sessions' terminals are shown as they happen (`--show-sessions`). Default:
+    /// nowhere.
+    pub show: Option<Arc<super::show::Shown>>,
 }
 
 impl Default for RunConfig {
@@ -54,6 +57,7 @@ impl Default for RunConfig {
             max_backoff: Duration::from_secs(60),
             limits: TransferLimits::default(),
             scripts: Arc::default(),
+            show: None,
         }
     }
 }
@@ -163,6 +167,7 @@ async fn session(
         signing_key: dir.signing_key().map_err(|e| Fatal(e.to_string()))?,
         limits: cfg.limits,
         scripts: cfg.scripts.clone(),
+        show: cfg.show.clone(),
     });
     let mut send = control.send;
     let mut recv = control.recv;
@@ -175,7 +180,9 @@ async fn session(
     });
     let (prompt_tx, prompt_rx) = mpsc::channel::<PromptEvent>(32);
     // The prompt runs in every mode while stdin is open: it also carries the kill key.
-    let prompt = cfg.prompt.then(|| tokio::spawn(consent::run(prompt_rx, tx.clone(), state.grants.clone())));
+    let prompt = cfg
+        .prompt
+        .then(|| tokio::spawn(consent::run(prompt_rx, tx.clone(), state.grants.clone(), cfg.show.clone())));
     // The relay opens every channel of every session here (a forward, one per connection).
     rc.conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(assist_net::endpoint::MAX_OPEN_CHANNELS));
     let channels = {

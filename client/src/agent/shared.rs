@@ -28,6 +28,8 @@ pub(crate) struct AgentState {
     pub signing_key: aws_lc_rs::signature::EcdsaKeyPair,
     pub limits: TransferLimits,
     pub scripts: Arc<Scripts>,
+    /// The agent's terminal, when it shows sessions (`run --show-sessions`).
+    pub show: Option<Arc<super::show::Shown>>,
 }
 
 /// A running SHA-256 and byte count of one direction of one stream.

@@ -65,6 +65,11 @@ enum Cmd {
         /// Most files in one recursive copy or log collection.
         #[arg(long, default_value_t = 10_000, value_name = "N")]
         max_files: u64,
+        /// Show each session's terminal here as it happens (what the engineer's shell shows,
+        /// so what they type), as plain labelled lines: escape sequences are dropped, so
+        /// nothing can draw over this terminal or its questions.
+        #[arg(long)]
+        show_sessions: bool,
     },
 }
 
@@ -81,7 +86,7 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 dir.path().display()
             );
         }
-        Cmd::Run { consent, scripts, max_transfer, max_files } => {
+        Cmd::Run { consent, scripts, max_transfer, max_files, show_sessions } => {
             // The kill key needs a terminal; the prompt mode needs one to be answered at all.
             let prompt =
                 consent == ConsentMode::Prompt || std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -94,6 +99,7 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 prompt,
                 limits: TransferLimits { max_bytes: max_transfer, max_files },
                 scripts: std::sync::Arc::new(scripts),
+                show: show_sessions.then(assist_client::agent::show::Shown::new),
                 ..RunConfig::default()
             };
             run::run(&dir, cfg).await?;

@@ -204,6 +204,9 @@ impl Relay {
         {
             return;
         }
+        if exec.is_none() && stream.is_some_and(|stream| self.shell_was_left(session, stream)) {
+            return;
+        }
         let (needed, reason) = match exec {
             Some(script) => (
                 Capability::Exec { scripts: vec![script.clone()] },

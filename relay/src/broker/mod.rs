@@ -29,6 +29,7 @@ mod grants;
 mod login;
 mod people;
 pub mod policy;
+mod reattach;
 mod recording;
 mod refusals;
 mod reporting;
@@ -37,7 +38,7 @@ mod sessions;
 mod tests;
 mod timers;
 mod watching;
-pub(crate) use admit::{Admission, AgentStreamStarted, Client, StreamRefused};
+pub(crate) use admit::{Admission, AgentStreamStarted, ChannelRefused, Client, StreamRefused};
 pub(crate) use agents::{AgentRefused, Hello};
 pub(crate) use forward::Closed as ForwardClosed;
 pub(crate) use grants::Approval;
@@ -222,6 +223,9 @@ pub(crate) struct LiveSession {
     /// Other connections of its engineer told of its grant changes and end
     /// ([`followers`]), by connection id.
     followers: Mutex<HashMap<u64, mpsc::WeakSender<RelayToEngineer>>>,
+    /// Shell channels (by the agent's stream id) that ended because the browser's page
+    /// went away: their exit does not end the session, which waits to be picked up.
+    left_shells: Mutex<std::collections::HashSet<u64>>,
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,

@@ -10,13 +10,14 @@
 //!   halves, or a browser's WebSocket), so that the splice (`crate::wire::splice`) is the
 //!   same whatever the engineer's side is. [`AgentPeer::open_channel`] opens a channel on
 //!   an agent for a transport that has no connection of the agent's kind (a browser's
-//!   shell on a QUIC agent); the QUIC engineer's path opens its streams on the agent's
-//!   connection itself (it gets it back from a peer with [`Peer::as_any`]), because a
-//!   file channel needs more than a reply before splicing.
+//!   shell or files on a QUIC agent); the QUIC engineer's path opens its streams on the
+//!   agent's connection itself (it gets it back from a peer with [`Peer::as_any`]), so
+//!   that it can pass the reply on before the agent's `FileReady` arrives.
 //!
 //! QUIC implements it in `crate::wire`; tests implement it with queues
 //! (`broker::tests`). Nothing here does I/O.
 
+use assist_proto::files::FileReady;
 use assist_proto::msg::{AgentChannelOpen, ChannelReply, RelayToAgent, RelayToEngineer};
 use bytes::Bytes;
 use std::any::Any;
@@ -119,6 +120,9 @@ pub struct AgentChannel {
     /// The stream's id on the agent's connection (what the agent names it by).
     pub stream: u64,
     pub reply: ChannelReply,
+    /// For an accepted file or log channel, the agent's description of the data (read
+    /// before anything else); `None` if it sent none (the admission refuses that).
+    pub ready: Option<FileReady>,
     /// Towards the agent.
     pub send: Box<dyn ChunkSink>,
     /// From the agent.
@@ -145,7 +149,8 @@ pub trait AgentPeer: Peer {
     /// received all of it (or went away). Callers bound the wait.
     fn finish_delivered(&self) -> PeerFuture<'_, ()>;
     /// Opens a channel stream, sends `open` (the request with the signed grant) and waits
-    /// (bounded) for the agent's answer.
+    /// (bounded) for the agent's answer and, for an accepted file or log channel, its
+    /// `FileReady`.
     fn open_channel(&self, open: AgentChannelOpen) -> PeerFuture<'_, Result<AgentChannel, OpenFailed>>;
 }
 

@@ -129,6 +129,7 @@ impl Relay {
             execs: Mutex::default(),
             reporting: Mutex::default(),
             followers: Mutex::default(),
+            left_shells: Mutex::default(),
             timers: Mutex::default(),
             screen: Arc::default(),
         });

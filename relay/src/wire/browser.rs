@@ -13,8 +13,13 @@
 //! - a revocation or expiry closes the channel through the same registration as any
 //!   channel; when the grant no longer covers the shell the page is told why and the
 //!   session is left (`Detach`), as `assist shell` does;
-//! - the page going away (tab closed, network lost) ends the link's sessions as an
-//!   engineer disconnect; the broker taking the person's access away closes it.
+//! - the page going away (tab closed, network lost) ends the session's shell channel as
+//!   an engineer disconnect; an approved session then waits ([`Parked`]) for the relay's
+//!   linger time (the consent timeout, as a detached session does) for a new page of the
+//!   same engineer to pick it up (`reattach`: no second consent, a new shell channel,
+//!   audited `session.reattached`); after that it ends as an engineer disconnect. The
+//!   page's own "Disconnect" (`leave`), signing out and the broker taking the person's
+//!   access away end it at once.
 //!
 //! It decides nothing: every check is the broker's.
 
@@ -25,13 +30,14 @@ use crate::broker::{Client, EngineerLink, NewSession, Opener, Relay};
 use crate::recording::format::Direction;
 use assist_console::{Down, ShellLink, ShellRequest, ShellUp};
 use assist_proto::caps::{Capability, Priority};
-use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::ids::{AgentName, SessionId, UserName};
 use assist_proto::msg::{
     AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, PtyRequest, RelayToEngineer,
 };
 use assist_proto::session::EndReason;
 use bytes::Bytes;
 use serde_json::json;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -57,11 +63,16 @@ impl Peer for BrowserPeer {
 }
 
 /// Starts a browser shell link for `who`; the task behind it ends when the page goes.
-pub(crate) fn open_shell(relay: Arc<Relay>, who: Principal, source: std::net::IpAddr) -> ShellLink {
+pub(crate) fn open_shell(
+    relay: Arc<Relay>,
+    parked: Arc<Parked>,
+    who: Principal,
+    source: std::net::IpAddr,
+) -> ShellLink {
     let (up_tx, up_rx) = mpsc::channel(UP_QUEUE);
     let (down_tx, down_rx) = mpsc::channel(DOWN_QUEUE);
     let span = tracing::info_span!("browser", user = %who.user, %source);
-    tokio::spawn(run(relay, who, up_rx, down_tx).instrument(span));
+    tokio::spawn(run(relay, parked, who, up_rx, down_tx).instrument(span));
     ShellLink { up: up_tx, down: down_rx }
 }
 
@@ -88,7 +99,55 @@ fn new_session(r: ShellRequest) -> Result<(NewSession, (u16, u16)), String> {
     Ok((req, (r.cols.max(1), r.rows.max(1))))
 }
 
-async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>, down: mpsc::Sender<Down>) {
+/// Browser sessions whose page went away (tab closed, network lost), each waiting, for
+/// the relay's linger time (the consent timeout), to be picked up by a new page of the
+/// same engineer.
+#[derive(Default)]
+pub(crate) struct Parked(std::sync::Mutex<HashMap<SessionId, ParkedLink>>);
+
+struct ParkedLink {
+    user: UserName,
+    hand: mpsc::Sender<Page>,
+}
+
+/// A page's socket, as the link task reads and writes it.
+struct Page {
+    up: mpsc::Receiver<ShellUp>,
+    down: mpsc::Sender<Down>,
+    size: (u16, u16),
+}
+
+impl Parked {
+    /// Hands `page` to the parked session `id` if it is `user`'s; gives it back if not.
+    fn pick_up(&self, id: &SessionId, user: &UserName, page: Page) -> Result<(), Page> {
+        let hand = {
+            let parked = self.0.lock().expect("parked lock");
+            match parked.get(id) {
+                Some(p) if &p.user == user => p.hand.clone(),
+                _ => return Err(page),
+            }
+        };
+        hand.try_send(page).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
+        })
+    }
+}
+
+/// What the page knows of its session, to tell a page that picks it up.
+#[derive(Default)]
+struct Known {
+    granted: Vec<String>,
+    expires_at: Option<i64>,
+    approver: Option<String>,
+}
+
+async fn run(
+    relay: Arc<Relay>,
+    parked: Arc<Parked>,
+    who: Principal,
+    up: mpsc::Receiver<ShellUp>,
+    down: mpsc::Sender<Down>,
+) {
     let conn_id = relay.conn_id();
     let (tx, mut rx) = mpsc::channel::<RelayToEngineer>(32);
     let peer = Arc::new(BrowserPeer { closing: watch::Sender::new(None) });
@@ -96,129 +155,197 @@ async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>,
     let link = EngineerLink { conn_id, tx: tx.clone(), peer: peer.clone() };
     relay.person_online(conn_id, who.user.clone(), peer.clone());
     let opener = Opener { conn_id, tx: tx.downgrade(), peer };
+    let mut page = Page { up, down, size: (80, 24) };
     let mut session: Option<SessionId> = None;
-    let mut size = (80, 24);
+    let mut known = Known::default();
     let mut requested = false;
+    let mut approved = false;
     // Keystrokes towards the open shell, while there is one.
     let mut input: Option<mpsc::Sender<Bytes>> = None;
     let mut shell: Option<tokio::task::JoinHandle<()>> = None;
+    let mut shell_stream: Arc<std::sync::OnceLock<u64>> = Arc::default();
     let mut left = false;
-    loop {
-        tokio::select! {
-            m = up.recv() => match m {
-                None => break,
-                Some(ShellUp::Request(r)) if !requested => match new_session(r) {
-                    Ok((req, pty)) => {
-                        size = pty;
-                        match relay.request_session(&who, link.clone(), req).await {
-                            Ok(()) => requested = true,
-                            Err(r) => {
-                                let _ = down.send(event(json!({ "type": "error", "message": r.message }))).await;
+    // The inner loop ends only when the page's socket went; everything else ends the link.
+    'link: loop {
+        let down = page.down.clone();
+        loop {
+            tokio::select! {
+                m = page.up.recv() => match m {
+                    None => break,
+                    Some(ShellUp::Leave) => break 'link,
+                    Some(ShellUp::Reattach { session: id, cols, rows }) if !requested => {
+                        page.size = (cols.max(1), rows.max(1));
+                        // This link had no session: it only carries the page over.
+                        relay.person_gone(conn_id);
+                        let id = SessionId::new(&id);
+                        if let Err(back) = parked.pick_up(&id, &who.user, page) {
+                            let message = format!("session {id} cannot be picked up: it is not live, not yours, or already open in another page");
+                            let _ = back.down.send(event(json!({ "type": "ended", "message": message }))).await;
+                        }
+                        return;
+                    }
+                    Some(ShellUp::Request(r)) if !requested => match new_session(r) {
+                        Ok((req, pty)) => {
+                            page.size = pty;
+                            match relay.request_session(&who, link.clone(), req).await {
+                                Ok(()) => requested = true,
+                                Err(r) => {
+                                    let _ = down.send(event(json!({ "type": "error", "message": r.message }))).await;
+                                }
                             }
                         }
-                    }
-                    Err(message) => {
+                        Err(message) => {
+                            let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
+                        }
+                    },
+                    Some(ShellUp::Request(_) | ShellUp::Reattach { .. }) => {
+                        let message = "this page already asked for a shell; open a new page for another";
                         let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
+                    }
+                    Some(ShellUp::Resize { cols, rows }) => {
+                        page.size = (cols.max(1), rows.max(1));
+                        if let Some(id) = &session {
+                            relay.resize(conn_id, id, page.size.0, page.size.1).await;
+                        }
+                    }
+                    Some(ShellUp::Input(bytes)) => {
+                        if let Some(tx) = &input {
+                            // Waits while the shell does not read: backpressure to the page.
+                            let _ = tx.send(bytes).await;
+                        }
                     }
                 },
-                Some(ShellUp::Request(_)) => {
-                    let message = "this page already asked for a shell; open a new page for another";
-                    let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
-                }
-                Some(ShellUp::Resize { cols, rows }) => {
-                    size = (cols.max(1), rows.max(1));
-                    if let Some(id) = &session {
-                        relay.resize(conn_id, id, size.0, size.1).await;
-                    }
-                }
-                Some(ShellUp::Input(bytes)) => {
-                    if let Some(tx) = &input {
-                        // Waits while the shell does not read: backpressure to the page.
-                        let _ = tx.send(bytes).await;
-                    }
-                }
-            },
-            m = rx.recv() => {
-                let Some(msg) = m else { break };
-                match msg {
-                    RelayToEngineer::SessionRequested { session: s, waiting_for } => {
-                        session = Some(s.id.clone());
-                        let ev = json!({ "type": "requested", "session": s.id, "waiting_for": waiting_for, "deadline": s.consent_deadline });
-                        let _ = down.send(event(ev)).await;
-                    }
-                    RelayToEngineer::SessionApproved { session: s } => {
-                        let ev = json!({
-                            "type": "approved", "session": s.id, "by": s.approver,
-                            "granted": s.granted.iter().flatten().map(ToString::to_string).collect::<Vec<_>>(),
-                            "expires_at": s.grant_expires_at,
-                        });
-                        let _ = down.send(event(ev)).await;
-                        let (in_tx, in_rx) = mpsc::channel(UP_QUEUE);
-                        input = Some(in_tx);
-                        let channel = ShellChannel {
-                            relay: relay.clone(),
-                            who: who.clone(),
-                            opener: opener.clone(),
-                            session: s.id.clone(),
-                            size,
-                        };
-                        shell = Some(tokio::spawn(channel.run(in_rx, down.clone()).in_current_span()));
-                    }
-                    RelayToEngineer::SessionDenied { by, reason } => {
-                        let by = by.map(|b| format!(" by {b}")).unwrap_or_default();
-                        let _ = down.send(event(json!({ "type": "denied", "message": format!("denied{by}: {reason}") }))).await;
-                        break;
-                    }
-                    RelayToEngineer::SessionExpired { .. } => {
-                        let message = "nobody answered the request in time";
-                        let _ = down.send(event(json!({ "type": "denied", "message": message }))).await;
-                        break;
-                    }
-                    RelayToEngineer::GrantChanged { grant, change, in_force, .. } => {
-                        let granted: Vec<String> = grant.capabilities.iter().map(ToString::to_string).collect();
-                        let shell_lost = !in_force || !grant.capabilities.iter().any(|c| Capability::Shell.within(c));
-                        let ev = json!({ "type": "grant", "change": change, "in_force": in_force, "granted": granted, "expires_at": grant.expires_at, "shell_lost": shell_lost });
-                        let _ = down.send(event(ev)).await;
-                        if shell_lost && let Some(id) = &session {
-                            // Only the shell is gone: the session stays for what else it
-                            // holds, as `assist shell` leaves it.
+                m = rx.recv() => {
+                    let Some(msg) = m else { break 'link };
+                    match msg {
+                        RelayToEngineer::SessionRequested { session: s, waiting_for } => {
+                            session = Some(s.id.clone());
+                            let ev = json!({ "type": "requested", "session": s.id, "waiting_for": waiting_for, "deadline": s.consent_deadline });
+                            let _ = down.send(event(ev)).await;
+                        }
+                        RelayToEngineer::SessionApproved { session: s } => {
+                            approved = true;
+                            known.granted = s.granted.iter().flatten().map(ToString::to_string).collect();
+                            known.expires_at = s.grant_expires_at;
+                            known.approver = s.approver.clone();
+                            let ev = json!({
+                                "type": "approved", "session": s.id, "by": s.approver,
+                                "granted": &known.granted, "expires_at": s.grant_expires_at,
+                            });
+                            let _ = down.send(event(ev)).await;
+                            let open = open_shell_channel(&relay, &who, &opener, s.id.clone(), page.size, &down);
+                            input = Some(open.input);
+                            shell = Some(open.task);
+                            shell_stream = open.stream;
+                        }
+                        RelayToEngineer::SessionDenied { by, reason } => {
+                            let by = by.map(|b| format!(" by {b}")).unwrap_or_default();
+                            let _ = down.send(event(json!({ "type": "denied", "message": format!("denied{by}: {reason}") }))).await;
+                            break 'link;
+                        }
+                        RelayToEngineer::SessionExpired { .. } => {
+                            let message = "nobody answered the request in time";
+                            let _ = down.send(event(json!({ "type": "denied", "message": message }))).await;
+                            break 'link;
+                        }
+                        RelayToEngineer::GrantChanged { grant, change, in_force, .. } => {
+                            let granted: Vec<String> = grant.capabilities.iter().map(ToString::to_string).collect();
+                            known.granted = granted.clone();
+                            known.expires_at = in_force.then_some(grant.expires_at);
+                            let shell_lost = !in_force || !grant.capabilities.iter().any(|c| Capability::Shell.within(c));
+                            let ev = json!({ "type": "grant", "change": change, "in_force": in_force, "granted": granted, "expires_at": grant.expires_at, "shell_lost": shell_lost });
+                            let _ = down.send(event(ev)).await;
+                            if shell_lost && let Some(id) = &session {
+                                // Only the shell is gone: the session stays for what else it
+                                // holds, as `assist shell` leaves it.
+                                input = None;
+                                if let Some(task) = shell.take() {
+                                    let _ = task.await;
+                                }
+                                let message = match relay.detach(&who, conn_id, id).await {
+                                    Ok(m) => m,
+                                    Err(r) => r.message,
+                                };
+                                let _ = down.send(event(json!({ "type": "left", "message": message }))).await;
+                                left = true;
+                                break 'link;
+                            }
+                        }
+                        RelayToEngineer::SessionEnded { reason } => {
                             input = None;
                             if let Some(task) = shell.take() {
-                                let _ = task.await;
+                                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
                             }
-                            let message = match relay.detach(&who, conn_id, id).await {
-                                Ok(m) => m,
-                                Err(r) => r.message,
-                            };
-                            let _ = down.send(event(json!({ "type": "left", "message": message }))).await;
-                            left = true;
-                            break;
+                            let _ = down.send(event(json!({ "type": "ended", "message": reason.to_string() }))).await;
+                            break 'link;
                         }
-                    }
-                    RelayToEngineer::SessionEnded { reason } => {
-                        input = None;
-                        if let Some(task) = shell.take() {
-                            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+                        RelayToEngineer::Watching { watcher, org, watching, .. } => {
+                            let message = if watching { format!("{watcher} ({org}) is watching") } else { format!("{watcher} ({org}) stopped watching") };
+                            let _ = down.send(event(json!({ "type": "watching", "message": message, "watching": watching }))).await;
                         }
-                        let _ = down.send(event(json!({ "type": "ended", "message": reason.to_string() }))).await;
-                        break;
+                        RelayToEngineer::Error { message, .. } => {
+                            let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
+                        }
+                        _ => {}
                     }
-                    RelayToEngineer::Watching { watcher, org, watching, .. } => {
-                        let message = if watching { format!("{watcher} ({org}) is watching") } else { format!("{watcher} ({org}) stopped watching") };
-                        let _ = down.send(event(json!({ "type": "watching", "message": message, "watching": watching }))).await;
-                    }
-                    RelayToEngineer::Error { message, .. } => {
-                        let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
-                    }
-                    _ => {}
+                }
+                why = async { closing.wait_for(Option::is_some).await.ok().and_then(|w| *w) } => {
+                    let why = why.map(Close::message).unwrap_or("closed");
+                    let _ = down.send(event(json!({ "type": "ended", "message": why }))).await;
+                    break 'link;
                 }
             }
-            why = async { closing.wait_for(Option::is_some).await.ok().and_then(|w| *w) } => {
-                let why = why.map(Close::message).unwrap_or("closed");
-                let _ = down.send(event(json!({ "type": "ended", "message": why }))).await;
+        }
+        // The page's socket went. Its shell channel ends with it (an engineer
+        // disconnect for the channels); an approved session waits to be picked up.
+        if let (Some(id), Some(stream)) = (&session, shell_stream.get()) {
+            relay.page_left_shell(id, *stream);
+        }
+        input = None;
+        if let Some(task) = shell.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+        }
+        let Some(id) = session.clone().filter(|_| approved) else { break };
+        let (hand, mut handed) = mpsc::channel(1);
+        parked.0.lock().expect("parked lock").insert(id.clone(), ParkedLink { user: who.user.clone(), hand });
+        info!(session = %id, "the page went; the session waits to be picked up");
+        let gone_at = tokio::time::Instant::now();
+        let until = gone_at + relay.linger();
+        let picked = loop {
+            tokio::select! {
+                p = handed.recv() => break p,
+                m = rx.recv() => match m {
+                    None | Some(RelayToEngineer::SessionEnded { .. }) => break None,
+                    Some(RelayToEngineer::GrantChanged { grant, in_force, .. }) => {
+                        known.granted = grant.capabilities.iter().map(ToString::to_string).collect();
+                        known.expires_at = in_force.then_some(grant.expires_at);
+                    }
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(until) => break None,
+                _ = closing.wait_for(Option::is_some) => break None,
+            }
+        };
+        parked.0.lock().expect("parked lock").remove(&id);
+        let Some(next) = picked else { break };
+        page = next;
+        let away = gone_at.elapsed();
+        match relay.reattached(&who, &id, away).await {
+            Ok(()) => {}
+            Err(r) => {
+                let _ = page.down.send(event(json!({ "type": "ended", "message": r.message }))).await;
                 break;
             }
         }
+        let ev = json!({
+            "type": "reattached", "session": id, "by": known.approver, "granted": &known.granted,
+            "expires_at": known.expires_at, "away_ms": away.as_millis() as u64,
+        });
+        let _ = page.down.send(event(ev)).await;
+        let open = open_shell_channel(&relay, &who, &opener, id.clone(), page.size, &page.down);
+        input = Some(open.input);
+        shell = Some(open.task);
+        shell_stream = open.stream;
     }
     drop(input);
     relay.person_gone(conn_id);
@@ -231,6 +358,38 @@ async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>,
     info!("browser shell link closed");
 }
 
+/// Starts the shell channel of an approved session: its keystrokes' way in, and its task.
+fn open_shell_channel(
+    relay: &Arc<Relay>,
+    who: &Principal,
+    opener: &Opener,
+    session: SessionId,
+    size: (u16, u16),
+    down: &mpsc::Sender<Down>,
+) -> OpenShell {
+    let (input, in_rx) = mpsc::channel(UP_QUEUE);
+    let stream = Arc::new(std::sync::OnceLock::new());
+    let channel = ShellChannel {
+        relay: relay.clone(),
+        who: who.clone(),
+        opener: opener.clone(),
+        session,
+        size,
+        stream: stream.clone(),
+    };
+    let task = tokio::spawn(channel.run(in_rx, down.clone()).in_current_span());
+    OpenShell { input, task, stream }
+}
+
+/// A browser's shell channel, from the link's side.
+struct OpenShell {
+    /// Keystrokes towards it.
+    input: mpsc::Sender<Bytes>,
+    task: tokio::task::JoinHandle<()>,
+    /// The agent's stream id, once open.
+    stream: Arc<std::sync::OnceLock<u64>>,
+}
+
 /// The shell channel of an approved browser session.
 struct ShellChannel {
     relay: Arc<Relay>,
@@ -238,6 +397,8 @@ struct ShellChannel {
     opener: Opener,
     session: SessionId,
     size: (u16, u16),
+    /// The agent's stream id of the channel, once open.
+    stream: Arc<std::sync::OnceLock<u64>>,
 }
 
 impl ShellChannel {
@@ -269,6 +430,7 @@ impl ShellChannel {
                 }
             };
             admitted.agent_stream(relay, ch.stream, &self.opener, None);
+            let _ = self.stream.set(ch.stream);
             if let ChannelReply::Refused { reason } = &ch.reply {
                 admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
                 let _ = down.send(closed(format!("the agent refused the shell: {reason}"))).await;
@@ -291,7 +453,8 @@ impl ShellChannel {
             session.open_outputs.send_modify(|n| *n += 1);
             let up = splice(PageInput(input), asend, stop.clone(), tee(Direction::In), None);
             let down_splice = async {
-                let sink = session.mirror(PageOutput(down.clone()));
+                let left = (relay.clone(), self.session.clone(), ch.stream);
+                let sink = session.mirror(PageOutput { down: down.clone(), left: Some(left) });
                 let r = splice(arecv, sink, stop.clone(), tee(Direction::Out), None).await;
                 session.open_outputs.send_modify(|n| *n -= 1);
                 r
@@ -341,15 +504,25 @@ impl ChunkSource for PageInput {
     }
 }
 
-/// The page's terminal, as a splice writes it: each chunk one binary message.
-struct PageOutput(mpsc::Sender<Down>);
+/// The page's terminal, as a splice writes it: each chunk one binary message. When the
+/// page is gone, the broker is told (session, agent stream) before the splice ends the
+/// channel, so that the shell's exit does not end the session.
+struct PageOutput {
+    down: mpsc::Sender<Down>,
+    left: Option<(Arc<Relay>, SessionId, u64)>,
+}
 
 impl ChunkSink for PageOutput {
     fn write_all_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<(), StreamGone>> {
         Box::pin(async move {
             for b in bufs.iter_mut() {
                 let chunk = std::mem::take(b);
-                self.0.send(Down::Output(chunk)).await.map_err(|_| StreamGone)?;
+                if self.down.send(Down::Output(chunk)).await.is_err() {
+                    if let Some((relay, session, stream)) = self.left.take() {
+                        relay.page_left_shell(&session, stream);
+                    }
+                    return Err(StreamGone);
+                }
             }
             Ok(())
         })

@@ -15,6 +15,7 @@
 mod accept;
 mod agent;
 pub(crate) mod browser;
+pub(crate) mod browser_files;
 mod engineer;
 mod peer;
 pub mod splice;

@@ -14,7 +14,7 @@
 
 use crate::broker::peer::{AgentChannel, AgentPeer, Close, OpenFailed, Peer, PeerFuture, PeerGone};
 use assist_net::{codes, read_msg, write_msg};
-use assist_proto::msg::{AgentChannelOpen, ChannelReply, RelayToAgent};
+use assist_proto::msg::{AgentChannelOpen, ChannelKind, ChannelReply, RelayToAgent};
 use quinn::{Connection, SendStream};
 use tokio::sync::Mutex;
 
@@ -117,7 +117,17 @@ impl AgentPeer for QuicAgent {
                         return Err(OpenFailed::NoAnswer);
                     }
                 };
-            Ok(AgentChannel { stream, reply, send: Box::new(send), recv: Box::new(recv) })
+            let described = matches!(open.open.channel, ChannelKind::Files { .. } | ChannelKind::Logs { .. });
+            let ready = match &reply {
+                ChannelReply::Accepted if described => {
+                    match tokio::time::timeout(super::engineer::HEADER_TIMEOUT, read_msg(&mut recv)).await {
+                        Ok(Ok(Some(r))) => Some(r),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            Ok(AgentChannel { stream, reply, ready, send: Box::new(send), recv: Box::new(recv) })
         })
     }
 }
