@@ -43,6 +43,9 @@ pub struct RunConfig {
     pub limits: TransferLimits,
     /// The diagnostic scripts engineers may run by name. Default: none.
     pub scripts: Arc<Scripts>,
+    /// Where desktops come from (the `assist-agent` binary's X11 screen). Default: none,
+    /// and desktop requests are refused.
+    pub desktop: Option<Arc<dyn super::desktop::DesktopHost>>,
 }
 
 impl Default for RunConfig {
@@ -54,6 +57,7 @@ impl Default for RunConfig {
             max_backoff: Duration::from_secs(60),
             limits: TransferLimits::default(),
             scripts: Arc::default(),
+            desktop: None,
         }
     }
 }
@@ -127,6 +131,7 @@ async fn session(
             consent: cfg.consent,
             version: env!("CARGO_PKG_VERSION").into(),
             scripts: Some(cfg.scripts.names()),
+            desktop: cfg.desktop.as_ref().and_then(|d| d.display()),
         })
         .await
     {
@@ -163,6 +168,7 @@ async fn session(
         signing_key: dir.signing_key().map_err(|e| Fatal(e.to_string()))?,
         limits: cfg.limits,
         scripts: cfg.scripts.clone(),
+        desktop: cfg.desktop.clone(),
     });
     let mut send = control.send;
     let mut recv = control.recv;

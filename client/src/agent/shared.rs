@@ -28,6 +28,8 @@ pub(crate) struct AgentState {
     pub signing_key: aws_lc_rs::signature::EcdsaKeyPair,
     pub limits: TransferLimits,
     pub scripts: Arc<Scripts>,
+    /// Where desktops come from, if this agent serves them.
+    pub desktop: Option<Arc<dyn super::desktop::DesktopHost>>,
 }
 
 /// A running SHA-256 and byte count of one direction of one stream.
