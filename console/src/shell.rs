@@ -7,6 +7,12 @@
 //!   whom, approved, denied, the grant changing, the shell closing and why, who watches)
 //!   and the terminal's output as binary messages. Closing the socket (the tab) is the
 //!   engineer leaving: the relay ends the session as an engineer disconnect.
+//! - `GET /api/v1/desktop` (upgrade): an engineer's desktop, on the same link: the page
+//!   sends `{"type":"desktop", agent, ticket, priority, reason, control, minutes}`, then
+//!   desktop messages (`proto::desktop`: input, keyframe requests) as binary messages; the
+//!   relay answers with the same events and one binary message per desktop message (stream
+//!   info, frames, cursor). The relay checks each message's header and drops input unless
+//!   control is granted.
 //! - `GET /api/v1/sessions/{id}/watch` (upgrade): a read-only view of a live session for
 //!   approvers of its agent's organisation and admins: the current screen, then the
 //!   output as it happens. Anything the watcher sends is refused and goes nowhere.
@@ -21,7 +27,7 @@ use crate::auth::{current, signed_in};
 use crate::error::ApiError;
 use crate::guard::Source;
 use crate::guard::check_upgrade_origin;
-use crate::state::{ConsoleState, Down, ShellRequest, ShellUp};
+use crate::state::{ConsoleState, DesktopRequest, Down, ShellRequest, ShellUp};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -45,6 +51,7 @@ type St = State<Arc<dyn ConsoleState>>;
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum UpText {
     Request(ShellRequest),
+    Desktop(DesktopRequest),
     Resize { cols: u16, rows: u16 },
 }
 
@@ -133,6 +140,7 @@ async fn pump(
                     Message::Binary(b) => ShellUp::Input(b),
                     Message::Text(t) => match serde_json::from_str::<UpText>(t.as_str()) {
                         Ok(UpText::Request(r)) => ShellUp::Request(r),
+                        Ok(UpText::Desktop(r)) => ShellUp::Desktop(r),
                         Ok(UpText::Resize { cols, rows }) => ShellUp::Resize { cols, rows },
                         Err(e) => {
                             let bad = json!({ "type": "error", "message": format!("the page sent something the relay does not understand: {e}") });

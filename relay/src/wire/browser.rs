@@ -18,6 +18,7 @@
 //!
 //! It decides nothing: every check is the broker's.
 
+use super::browser_desktop;
 use super::splice::{Tee, splice};
 use crate::broker::peer::{ChunkSink, ChunkSource, Close, Peer, PeerFuture, StreamGone};
 use crate::broker::policy::Principal;
@@ -56,7 +57,8 @@ impl Peer for BrowserPeer {
     }
 }
 
-/// Starts a browser shell link for `who`; the task behind it ends when the page goes.
+/// Starts a browser link for `who` (a shell, or a desktop: the page's first request
+/// says which); the task behind it ends when the page goes.
 pub(crate) fn open_shell(relay: Arc<Relay>, who: Principal, source: std::net::IpAddr) -> ShellLink {
     let (up_tx, up_rx) = mpsc::channel(UP_QUEUE);
     let (down_tx, down_rx) = mpsc::channel(DOWN_QUEUE);
@@ -99,6 +101,9 @@ async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>,
     let mut session: Option<SessionId> = None;
     let mut size = (80, 24);
     let mut requested = false;
+    // For a desktop link: whether the page asked for control, and whether the open
+    // channel has it.
+    let mut desktop: Option<DesktopAsked> = None;
     // Keystrokes towards the open shell, while there is one.
     let mut input: Option<mpsc::Sender<Bytes>> = None;
     let mut shell: Option<tokio::task::JoinHandle<()>> = None;
@@ -121,8 +126,22 @@ async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>,
                         let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
                     }
                 },
-                Some(ShellUp::Request(_)) => {
-                    let message = "this page already asked for a shell; open a new page for another";
+                Some(ShellUp::Desktop(r)) if !requested => match browser_desktop::new_session(r.clone()) {
+                    Ok(req) => match relay.request_session(&who, link.clone(), req).await {
+                        Ok(()) => {
+                            requested = true;
+                            desktop = Some(DesktopAsked { control: r.control, open_with_control: false });
+                        }
+                        Err(r) => {
+                            let _ = down.send(event(json!({ "type": "error", "message": r.message }))).await;
+                        }
+                    },
+                    Err(message) => {
+                        let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
+                    }
+                },
+                Some(ShellUp::Request(_) | ShellUp::Desktop(_)) => {
+                    let message = "this page already asked for a session; open a new page for another";
                     let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
                 }
                 Some(ShellUp::Resize { cols, rows }) => {
@@ -155,6 +174,19 @@ async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>,
                         let _ = down.send(event(ev)).await;
                         let (in_tx, in_rx) = mpsc::channel(UP_QUEUE);
                         input = Some(in_tx);
+                        if let Some(asked) = &mut desktop {
+                            let granted: Vec<Capability> = s.granted.iter().flatten().cloned().collect();
+                            asked.open_with_control = asked.control && browser_desktop::desktop_rights(&granted).1;
+                            let channel = browser_desktop::DesktopChannel {
+                                relay: relay.clone(),
+                                who: who.clone(),
+                                opener: opener.clone(),
+                                session: s.id.clone(),
+                                control: asked.open_with_control,
+                            };
+                            shell = Some(tokio::spawn(channel.run(in_rx, down.clone()).in_current_span()));
+                            continue;
+                        }
                         let channel = ShellChannel {
                             relay: relay.clone(),
                             who: who.clone(),
@@ -176,9 +208,39 @@ async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>,
                     }
                     RelayToEngineer::GrantChanged { grant, change, in_force, .. } => {
                         let granted: Vec<String> = grant.capabilities.iter().map(ToString::to_string).collect();
-                        let shell_lost = !in_force || !grant.capabilities.iter().any(|c| Capability::Shell.within(c));
-                        let ev = json!({ "type": "grant", "change": change, "in_force": in_force, "granted": granted, "expires_at": grant.expires_at, "shell_lost": shell_lost });
+                        let shell_lost = match &desktop {
+                            // For a desktop link: the view is what it holds on to.
+                            Some(_) => !in_force || !browser_desktop::desktop_rights(&grant.capabilities).0,
+                            None => !in_force || !grant.capabilities.iter().any(|c| Capability::Shell.within(c)),
+                        };
+                        let control = !shell_lost && browser_desktop::desktop_rights(&grant.capabilities).1;
+                        let ev = json!({ "type": "grant", "change": change, "in_force": in_force, "granted": granted, "expires_at": grant.expires_at, "shell_lost": shell_lost, "control": control });
                         let _ = down.send(event(ev)).await;
+                        if !shell_lost
+                            && let Some(asked) = &mut desktop
+                            && asked.open_with_control
+                            && !control
+                            && let Some(id) = &session
+                        {
+                            // Control revoked, the view kept: the control channel goes (the
+                            // relay resets it; the page's input ends here at once) and a
+                            // view channel takes its place.
+                            drop(input.take());
+                            if let Some(task) = shell.take() {
+                                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+                            }
+                            asked.open_with_control = false;
+                            let (in_tx, in_rx) = mpsc::channel(UP_QUEUE);
+                            input = Some(in_tx);
+                            let channel = browser_desktop::DesktopChannel {
+                                relay: relay.clone(),
+                                who: who.clone(),
+                                opener: opener.clone(),
+                                session: id.clone(),
+                                control: false,
+                            };
+                            shell = Some(tokio::spawn(channel.run(in_rx, down.clone()).in_current_span()));
+                        }
                         if shell_lost && let Some(id) = &session {
                             // Only the shell is gone: the session stays for what else it
                             // holds, as `assist shell` leaves it.
@@ -229,6 +291,12 @@ async fn run(relay: Arc<Relay>, who: Principal, mut up: mpsc::Receiver<ShellUp>,
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
     }
     info!("browser shell link closed");
+}
+
+/// What a desktop link's page asked for, and what its open channel has.
+struct DesktopAsked {
+    control: bool,
+    open_with_control: bool,
 }
 
 /// The shell channel of an approved browser session.
@@ -310,8 +378,8 @@ impl ShellChannel {
     }
 }
 
-/// The page's keystrokes, as a splice reads them.
-struct PageInput(mpsc::Receiver<Bytes>);
+/// The page's keystrokes (or desktop messages), as a splice reads them.
+pub(super) struct PageInput(pub(super) mpsc::Receiver<Bytes>);
 
 impl ChunkSource for PageInput {
     fn read_chunks<'a>(
@@ -340,8 +408,8 @@ impl ChunkSource for PageInput {
     }
 }
 
-/// The page's terminal, as a splice writes it: each chunk one binary message.
-struct PageOutput(mpsc::Sender<Down>);
+/// The page's terminal (or viewer), as a splice writes it: each chunk one binary message.
+pub(super) struct PageOutput(pub(super) mpsc::Sender<Down>);
 
 impl ChunkSink for PageOutput {
     fn write_all_chunks<'a>(&'a mut self, bufs: &'a mut [Bytes]) -> PeerFuture<'a, Result<(), StreamGone>> {
