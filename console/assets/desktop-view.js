@@ -135,6 +135,8 @@ export class DesktopView {
       c.height = height;
     }
     this.box.style.aspectRatio = `${width} / ${height}`;
+    // The picture fits the window: as wide as the page allows and no taller than it.
+    this.box.style.setProperty('--aspect', String(width / height));
     // A new size starts with a keyframe: configure again from it.
     this.configured = false;
     this.drawPointer();

@@ -8,6 +8,7 @@ mod console;
 mod console_admin;
 mod console_audit;
 mod console_shell;
+mod desktop;
 mod files;
 mod forward;
 mod grants;
