@@ -200,3 +200,28 @@ fn an_engineer_sees_and_controls_a_desktop_in_the_browser_until_control_is_revok
     })?;
     Ok(())
 }
+
+#[test]
+fn assist_desktop_opens_the_viewer_and_an_agent_without_a_display_is_refused_before_anyone_is_asked()
+-> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    // No --display, and the tests run without DISPLAY: this agent has no desktop.
+    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let (console, _) = relay.console()?;
+    let alice = relay.login("alice")?;
+    let args = ["--ticket", "INC-77", "--reason", "error dialog & 100% CPU", "--control", "--no-browser"];
+    let url = alice.ok(&[&["desktop", "erp-db01", "--console", &console][..], &args[..]].concat())?;
+    let url = url.trim();
+    assert!(url.starts_with(&format!("{}/#desktop/", console.trim_end_matches('/'))), "{url}");
+
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &console, "alice")?;
+    eng.goto(url)?;
+    let refused = eng.wait_text("#dk-status", "has no desktop to show")?;
+    assert!(refused.contains("erp-db01") && refused.contains("nobody was asked"), "{refused}");
+    eng.screenshot("desktop-3-no-display")?;
+    let bob = relay.login("bob")?;
+    assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]", "nobody was asked");
+    Ok(())
+}
