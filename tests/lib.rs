@@ -323,8 +323,12 @@ impl TestRelay {
         if !out.status.success() {
             bail!("enroll failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut agent =
-            TestAgent { dir, proc: None, name: name.to_owned(), extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut agent = TestAgent {
+            dir,
+            proc: None,
+            name: name.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         agent.start(consent)?;
         Ok(agent)
     }

@@ -24,9 +24,9 @@ pub mod state;
 pub use admin_state::{AdminAction, AdminList, AdminState, WebhookForm, WindowForm};
 pub use error::ApiError;
 pub use state::{
-    Account, AgentView, ApproveForm, AuthConfig, ConsoleState, DesktopRequest, Down, Enrolment, EventView, GrantRevision,
-    RecordingCheck, RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp, Stage,
-    TransferView, WatchLink, WebSession,
+    Account, AgentView, ApproveForm, AuthConfig, ConsoleState, DesktopRequest, Down, Enrolment, EventView,
+    GrantRevision, RecordingCheck, RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp,
+    Stage, TransferView, WatchLink, WebSession,
 };
 
 use axum::extract::State;

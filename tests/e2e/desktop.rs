@@ -27,7 +27,8 @@ static XVFB: OnceLock<Mutex<Xvfb>> = OnceLock::new();
 
 fn start_xvfb() -> anyhow::Result<Xvfb> {
     // Xvfb picks a free display and writes its number on fd 1 once it accepts clients.
-    let script = "Xvfb -displayfd 1 -screen 0 640x480x24 -nolisten tcp -noreset & x=$!; read _; kill $x; wait $x";
+    let script =
+        "Xvfb -displayfd 1 -screen 0 640x480x24 -nolisten tcp -noreset & x=$!; read _; kill $x; wait $x";
     let mut child = Command::new("sh")
         .args(["-c", script])
         .stdin(Stdio::piped())
@@ -156,7 +157,10 @@ fn an_engineer_sees_and_controls_a_desktop_in_the_browser_until_control_is_revok
     eng.rt.block_on(screen.clone().click())?;
     let click = client.stdout.wait_for("button 1 ")?;
     let at: Vec<i64> = click.split(' ').skip(2).map(|n| n.parse().unwrap_or(-1)).collect();
-    assert!((at[0] - expected[0]).abs() <= 2 && (at[1] - expected[1]).abs() <= 2, "{click}, expected {expected:?}");
+    assert!(
+        (at[0] - expected[0]).abs() <= 2 && (at[1] - expected[1]).abs() <= 2,
+        "{click}, expected {expected:?}"
+    );
     eng.rt.block_on(screen.send_keys("hi"))?;
     client.stdout.wait_for("key 68")?;
     client.stdout.wait_for("key 69")?;
@@ -179,9 +183,9 @@ fn an_engineer_sees_and_controls_a_desktop_in_the_browser_until_control_is_revok
     let before = client.stdout.seen.len();
     send_click_anyway(&eng, 100, 100)?;
     let refused = wait_for_some("the refused input in the audit log", || {
-        Ok(events(&relay, &id, "channel.refused")?.into_iter().find(|e| {
-            e["detail"]["reason"].as_str().is_some_and(|r| r.contains("view-only desktop"))
-        }))
+        Ok(events(&relay, &id, "channel.refused")?
+            .into_iter()
+            .find(|e| e["detail"]["reason"].as_str().is_some_and(|r| r.contains("view-only desktop"))))
     })?;
     assert_eq!(refused["actor"], "alice", "{refused}");
     eng.wait_text("#dk-notes", "desktop.control is not granted")?;
@@ -189,7 +193,8 @@ fn an_engineer_sees_and_controls_a_desktop_in_the_browser_until_control_is_revok
     client.write_line(&format!("right {}", hex(GREEN)))?;
     client.stdout.wait_for("drawn")?;
     wait_colour(&eng, (480, 240), GREEN)?;
-    let since: Vec<&String> = client.stdout.seen[before..].iter().filter(|l| !l.starts_with("drawn")).collect();
+    let since: Vec<&String> =
+        client.stdout.seen[before..].iter().filter(|l| !l.starts_with("drawn")).collect();
     assert!(since.is_empty(), "input reached the desktop after control was revoked: {since:?}");
 
     // The session's recording verifies, desktop channels and all.

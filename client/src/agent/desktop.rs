@@ -181,11 +181,9 @@ async fn viewer(
                         Err(_) => return false,
                     }
                 }
-                ViewerToAgent::Input(_) => {
-                    if !refused_once {
-                        refused_once = true;
-                        warn!(%session, "input on a view-only desktop channel dropped");
-                    }
+                ViewerToAgent::Input(_) if !refused_once => {
+                    refused_once = true;
+                    warn!(%session, "input on a view-only desktop channel dropped");
                 }
                 _ => {}
             }

@@ -483,7 +483,9 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             assist_proto::text::check_reason("reason", &reason)?;
             let console = match console {
                 Some(c) => c,
-                None => engineer::desktop::default_console(&cfg.load_login(assist_client::clock::now_ms())?.relay),
+                None => {
+                    engineer::desktop::default_console(&cfg.load_login(assist_client::clock::now_ms())?.relay)
+                }
             };
             let ask = engineer::desktop::DesktopAsk {
                 agent: agent.to_string(),

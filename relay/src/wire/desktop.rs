@@ -126,7 +126,11 @@ impl<S: ChunkSource> ChunkSource for Messages<S> {
                 }
                 if self.finished {
                     // A stream that ends inside a message was cut short.
-                    return if self.buf.is_empty() && self.header.is_none() { Ok(None) } else { Err(StreamGone) };
+                    return if self.buf.is_empty() && self.header.is_none() {
+                        Ok(None)
+                    } else {
+                        Err(StreamGone)
+                    };
                 }
                 match self.inner.read_chunks(&mut self.reads).await? {
                     None => self.finished = true,
@@ -195,10 +199,7 @@ mod tests {
     fn screen() -> Vec<Vec<u8>> {
         let info = StreamInfo { codec: Codec::H264, width: 640, height: 480 };
         let frame = Frame { timestamp_us: 7, keyframe: true, data: vec![0, 0, 0, 1, 0x67, 1, 2, 3] };
-        vec![
-            AgentToViewer::StreamInfo(info).encode().unwrap(),
-            AgentToViewer::Frame(frame).encode().unwrap(),
-        ]
+        vec![AgentToViewer::StreamInfo(info).encode().unwrap(), AgentToViewer::Frame(frame).encode().unwrap()]
     }
 
     fn input() -> Vec<Vec<u8>> {

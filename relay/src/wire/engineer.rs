@@ -8,10 +8,10 @@
 //!
 //! This module parses and forwards; the broker decides (`broker::admit` for channels).
 
-use super::peer::QuicEngineer;
 use super::desktop::{Flow, Messages};
-use crate::broker::peer::ChunkSource;
+use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
+use crate::broker::peer::ChunkSource;
 use crate::broker::policy::Principal;
 use crate::broker::{
     Admission, Answerer, Approval, Client, EngineerLink, ForwardClosed as Closed, NewSession, Opener,
