@@ -230,3 +230,91 @@ fn assist_desktop_opens_the_viewer_and_an_agent_without_a_display_is_refused_bef
     assert_eq!(bob.ok(&["requests", "--json"])?.trim(), "[]", "nobody was asked");
     Ok(())
 }
+
+/// Epoch milliseconds, as the page's `performance.timeOrigin + performance.now()` counts.
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+#[test]
+#[ignore = "a measurement; prints figures"]
+fn measure_desktop_glass_to_glass_and_frames_delivered() -> anyhow::Result<()> {
+    let x = xvfb();
+    let mut client = picture(&x.display)?;
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = relay.agent_with("erp-ws01", "acme", "approver", &["--display", &x.display])?;
+    let (url, _) = relay.console()?;
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, &url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-ws01")))?;
+    eng.fill("#sf-ticket", "BENCH-1")?;
+    eng.fill("#sf-reason", "measure the desktop")?;
+    eng.click("#sf-desktop")?;
+    let bob = relay.login("bob")?;
+    let id = bob.pending_request()?;
+    bob.ok(&["approve", &id])?;
+    wait_colour(&eng, (160, 240), RED)?;
+    // The page notes when the sampled pixel changes colour, by its own clock.
+    eng.rt.block_on(eng.client.execute(
+        "const c = document.querySelector('#dk-screen canvas.desktop-screen').getContext('2d');
+         window.seen = [];
+         let last = '';
+         const look = () => {
+           const d = c.getImageData(160, 240, 1, 1).data;
+           const now = `${d[0] >> 5},${d[1] >> 5},${d[2] >> 5}`;
+           if (now !== last) { last = now; window.seen.push([performance.timeOrigin + performance.now(), d[0], d[1], d[2]]); }
+           setTimeout(look, 1);
+         };
+         look();",
+        vec![],
+    ))?;
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let want = if i % 2 == 0 { GREEN } else { RED };
+        let sent = epoch_ms();
+        client.write_line(&format!("left {}", hex(want)))?;
+        client.stdout.wait_for("drawn")?;
+        let seen = wait_for_some("the page to see the change", || {
+            let v = eng.rt.block_on(eng.client.execute("return window.seen;", vec![]))?;
+            Ok(v.as_array().into_iter().flatten().rev().find_map(|e| {
+                let c = |i: usize| e[i].as_u64().unwrap_or(0) as u8;
+                let at = e[0].as_f64().unwrap_or(0.0);
+                (at > sent && near((c(1), c(2), c(3)), want)).then_some(at)
+            }))
+        })?;
+        latencies.push(seen - sent);
+    }
+    latencies.sort_by(f64::total_cmp);
+    // Frames delivered while the screen changes as fast as the client can repaint.
+    let frames = |b: &Browser| -> anyhow::Result<u64> {
+        let v = b.rt.block_on(
+            b.client
+                .execute("return Number(document.querySelector('#dk-screen').dataset.frames || 0);", vec![]),
+        )?;
+        Ok(v.as_u64().unwrap_or(0))
+    };
+    let (f0, t0) = (frames(&eng)?, Instant::now());
+    // Three seconds of a change as often as the client can draw one.
+    let mut changes = 0u64;
+    while t0.elapsed().as_secs() < 3 {
+        client.write_line(&format!("right {:02x}50d0", (changes * 7) % 256))?;
+        client.stdout.wait_for("drawn")?;
+        changes += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let fps = (frames(&eng)? - f0) as f64 / secs;
+    println!(
+        "desktop 640x480 on loopback (debug build): glass-to-glass (X client asked to draw → canvas shows it) p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms over {} changes; {:.1} frames/s decoded while the screen changed {:.1} times/s",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 9 / 10],
+        latencies[latencies.len() - 1],
+        latencies.len(),
+        fps,
+        changes as f64 / secs
+    );
+    Ok(())
+}
