@@ -135,3 +135,38 @@ impl DesktopChannel {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(control: bool, priority: &str) -> DesktopRequest {
+        DesktopRequest {
+            agent: " erp-ws01 ".into(),
+            ticket: "INC-1".into(),
+            priority: priority.into(),
+            reason: "error dialog".into(),
+            control,
+            minutes: 30,
+        }
+    }
+
+    #[test]
+    fn the_page_asks_for_the_view_and_control_only_if_it_wants_it() {
+        let view = new_session(req(false, "p2")).unwrap();
+        assert_eq!(view.agent.as_str(), "erp-ws01");
+        assert_eq!(view.capabilities, vec![Capability::DesktopView]);
+        assert_eq!(view.duration_secs, Some(1800));
+        let control = new_session(req(true, "p1")).unwrap();
+        assert_eq!(control.capabilities, vec![Capability::DesktopView, Capability::DesktopControl]);
+        assert!(new_session(req(true, "p9")).is_err());
+    }
+
+    #[test]
+    fn control_is_only_what_the_grant_says() {
+        assert_eq!(desktop_rights(&[Capability::DesktopView]), (true, false));
+        assert_eq!(desktop_rights(&[Capability::DesktopView, Capability::DesktopControl]), (true, true));
+        assert_eq!(desktop_rights(&[Capability::DesktopControl]), (true, true));
+        assert_eq!(desktop_rights(&[Capability::Shell]), (false, false));
+    }
+}
