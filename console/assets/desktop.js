@@ -16,6 +16,8 @@ let view = null;
 let deadline = null;
 let expires = null;
 let control = false;
+// Whether a desktop channel is (or was) open: before that there is no picture to show.
+let connected = false;
 const held = new Set();
 let buttons = new Set();
 
@@ -45,7 +47,7 @@ setInterval(tick, 1000);
 function showMode() {
   const box = $('dk-screen');
   box.dataset.control = control ? 'yes' : 'no';
-  $('dk-mode').textContent = !ws ? '' : control
+  $('dk-mode').textContent = !ws || !connected ? '' : control
     ? 'You may use the mouse and keyboard: click the picture, then type. What you do is recorded.'
     : 'View only: you see the screen; the mouse and keyboard stay with the customer.';
 }
@@ -71,6 +73,7 @@ function stop(text, cls = 'bad') {
   deadline = null;
   expires = null;
   control = false;
+  connected = false;
   tick();
   showMode();
   $('dk-leave').textContent = 'Back to my sessions';
@@ -95,6 +98,8 @@ function start() {
   $('dk-notes').replaceChildren();
   if (view) view.close();
   control = false;
+  connected = false;
+  $('dk-screen').hidden = true;
   view = new DesktopView($('dk-screen'), { onKeyframeNeeded: () => send(input.keyframeRequest()) });
   status('Sending the request…');
   ws = socket('/api/v1/desktop');
@@ -135,6 +140,8 @@ function handle(ev) {
       status(`Approved${ev.by ? ` by ${ev.by}` : ''}: ${grantedText(ev.granted)}. Opening the desktop…`, 'ok');
       break;
     case 'open':
+      connected = true;
+      $('dk-screen').hidden = false;
       control = Boolean(ev.control);
       status(`Connected: ${control ? 'view and control' : 'view only'}. Everything is recorded.`, 'ok');
       showMode();
