@@ -55,8 +55,14 @@ pub async fn enroll(
         // The administration command's own code: stored as a hash, single use.
         let ttl = Duration::from_secs(6 * 3600);
         tokens.push(
-            assist_relay::admin::token_create(&store, org, ttl, "admin-cli:bench", assist_relay::now_ms())
-                .await?,
+            assist_relay::admin::token_create(
+                store.as_ref(),
+                org,
+                ttl,
+                "admin-cli:bench",
+                assist_relay::now_ms(),
+            )
+            .await?,
         );
     }
     store.close().await;

@@ -33,6 +33,12 @@ pub enum DesktopError {
     /// A key code the viewer sent that names no key this crate knows.
     #[error("unknown key code {0:?}")]
     UnknownKey(String),
+    /// Clipboard text over the cap (`assist_proto::desktop::MAX_CLIPBOARD`).
+    #[error("clipboard text of {len} bytes is over the limit of {max} bytes")]
+    ClipboardTooLarge { len: usize, max: usize },
+    /// What the clipboard's owner gave is not UTF-8 text, or it did not answer in time.
+    #[error("the clipboard could not be read: {0}")]
+    Clipboard(&'static str),
     /// The capture thread stopped (the display went away); its error was logged.
     #[error("the desktop capture stopped: {0}")]
     Stopped(String),

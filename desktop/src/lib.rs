@@ -9,7 +9,9 @@
 //! - [`source`]: the `ScreenSource`, `Encoder` and `InputSink` traits other platforms
 //!   will implement;
 //! - [`stream`]: [`Desktop`], which ties them together on a capture thread, latest frame
-//!   wins.
+//!   wins;
+//! - [`indicator`]: the bar on the customer's screen saying who views or controls it;
+//! - [`clipboard`]: the `CLIPBOARD` selection as UTF-8 text, capped, owned and served.
 //!
 //! It does no networking and no policy: it never decides whether a session may see or
 //! control the screen (the relay and the agent do, before calling it), never sends a byte
@@ -20,8 +22,10 @@
 
 #![deny(unsafe_code)]
 
+pub mod clipboard;
 pub mod error;
 pub mod h264;
+pub mod indicator;
 pub mod input;
 pub mod keymap;
 mod shm;
@@ -29,8 +33,10 @@ pub mod source;
 pub mod stream;
 pub mod x11;
 
+pub use clipboard::X11Clipboard;
 pub use error::DesktopError;
 pub use h264::{H264Encoder, H264Settings};
+pub use indicator::Indicator;
 pub use input::XTestInput;
 pub use source::{Changes, Encoder, InputSink, Picture, ScreenSource};
 pub use stream::{Desktop, DesktopConfig};

@@ -158,6 +158,10 @@ actions! {
     /// connection's address, bytes each way, duration, how each direction ended).
     ForwardClosed = "forward.closed",
     RecordingSealed = "recording.sealed",
+    /// A recording was exported by `assist-relay recording export` (detail: format,
+    /// channel and direction where one was chosen, bytes and SHA-256 of what was written,
+    /// and where).
+    RecordingExported = "recording.exported",
     RecordingFailed = "recording.failed",
     OrgAdded = "org.added",
     /// A maintenance window was added (detail: schedule, capabilities, engineers).

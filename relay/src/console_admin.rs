@@ -24,7 +24,6 @@ use crate::broker::Relay;
 use crate::console_state::RelayConsole;
 use crate::datadir::OPERATOR_ORG;
 use crate::store::Store;
-use crate::store::credentials::Credentials as _;
 use crate::webhook;
 use assist_console::{Account, AdminAction, AdminList, AdminState, ApiError};
 use assist_proto::caps::{Capability, Role};
@@ -95,7 +94,7 @@ impl Scope {
 
 impl RelayConsole {
     fn admin_store(&self) -> &dyn Store {
-        &self.db
+        self.db.as_ref()
     }
 
     /// The user, if this admin may administer them.

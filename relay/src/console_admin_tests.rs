@@ -7,7 +7,7 @@ use crate::audit::AuditFilter;
 use crate::broker::{BrokerConfig, Relay};
 use crate::console_state::{ConsoleAuthConfig, RelayConsole};
 use crate::datadir::DataDir;
-use crate::store::{AgentRow, SqliteStore};
+use crate::store::AgentRow;
 use assist_console::ConsoleState;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -23,7 +23,7 @@ const ORIGIN: &str = "https://console.test:8443";
 struct World {
     _dir: tempfile::TempDir,
     state: Arc<RelayConsole>,
-    store: SqliteStore,
+    store: Arc<dyn crate::store::Store>,
 }
 
 async fn world() -> World {
@@ -31,8 +31,8 @@ async fn world() -> World {
     let (data, _) = DataDir::init_or_open(&dir.path().join("data"), &[]).await.unwrap();
     let store = data.store().await.unwrap();
     let now = crate::now_ms();
-    admin::org_add(&store, "vendor", &[], "test", now).await.unwrap();
-    admin::org_add(&store, "acme", &["vendor".into()], "test", now).await.unwrap();
+    admin::org_add(store.as_ref(), "vendor", &[], "test", now).await.unwrap();
+    admin::org_add(store.as_ref(), "acme", &["vendor".into()], "test", now).await.unwrap();
     for (name, org, role) in [
         ("root", OPERATOR_ORG, Role::Admin),
         ("ann", "acme", Role::Admin),
@@ -40,10 +40,12 @@ async fn world() -> World {
         ("alice", "vendor", Role::Engineer),
         ("vera", "vendor", Role::Admin),
     ] {
-        admin::user_add(&store, name, org, role, &format!("pw-{name}-123"), "test", now).await.unwrap();
+        admin::user_add(store.as_ref(), name, org, role, &format!("pw-{name}-123"), "test", now)
+            .await
+            .unwrap();
     }
     let relay = Arc::new(Relay::new(
-        Arc::new(store.clone()),
+        store.clone(),
         data.token_keys().unwrap(),
         data.grant_key().unwrap(),
         data.ca().unwrap(),
@@ -431,8 +433,12 @@ async fn totp_secrets_are_sealed_at_rest_and_clear_ones_sealed_at_open() {
     let w = world().await;
     let enrolment = w.state.begin_enrolment("bob").await.unwrap();
     let secret = totp_rs::Secret::try_from_base32(&enrolment.secret).unwrap();
+    // Another handle on the same file, to read the rows as stored.
+    let raw = crate::store::SqliteStore::open(&w._dir.path().join("data").join(crate::store::DEFAULT_FILE))
+        .await
+        .unwrap();
     let stored: Vec<u8> = sqlx::query_scalar("SELECT pending FROM user_totp WHERE user = 'bob'")
-        .fetch_one(w.store.pool())
+        .fetch_one(raw.pool())
         .await
         .unwrap();
     assert!(crate::store::sealed::SecretsKey::is_sealed(&stored));
@@ -443,13 +449,13 @@ async fn totp_secrets_are_sealed_at_rest_and_clear_ones_sealed_at_open() {
     // is next opened, and still reads back.
     sqlx::query("UPDATE user_totp SET secret = ?, pending = NULL WHERE user = 'bob'")
         .bind(secret.as_ref())
-        .execute(w.store.pool())
+        .execute(raw.pool())
         .await
         .unwrap();
     let data = DataDir::open(&w._dir.path().join("data")).unwrap();
     let reopened = data.store().await.unwrap();
     let stored: Vec<u8> = sqlx::query_scalar("SELECT secret FROM user_totp WHERE user = 'bob'")
-        .fetch_one(reopened.pool())
+        .fetch_one(raw.pool())
         .await
         .unwrap();
     assert!(crate::store::sealed::SecretsKey::is_sealed(&stored));

@@ -68,7 +68,11 @@ fn matches(q: &AuditQuery, r: &AuditRecord, s: Option<&SessionInfo>, detail: &Va
 impl RelayConsole {
     /// The stored recording's events, once the user may see the session (a 404 otherwise,
     /// as for a missing session); `None` when nothing was recorded.
-    async fn recorded_events(&self, user: &Account, id: &str) -> Result<Option<Vec<Event>>, ApiError> {
+    async fn recorded_events(
+        &self,
+        user: &Account,
+        id: &str,
+    ) -> Result<Option<(SessionInfo, Vec<Event>)>, ApiError> {
         let who = principal(user)?;
         let info = self.relay.session_for(&who, &SessionId::new(id)).await.map_err(from_refusal)?;
         let Some(store) = self.relay.recordings.as_ref() else { return Ok(None) };
@@ -79,7 +83,7 @@ impl RelayConsole {
         };
         let (_, events) = crate::recording::export::read_events(&bytes)
             .map_err(|e| ApiError::Conflict(format!("the recording cannot be read: {e}")))?;
-        Ok(Some(events))
+        Ok(Some((info, events)))
     }
 }
 
@@ -151,7 +155,7 @@ impl AuditState for RelayConsole {
     ) -> Result<Vec<AuditEventView>, ApiError> {
         let who = principal(user)?;
         may_read_log(&who)?;
-        let store: &dyn Store = &self.db;
+        let store: &dyn Store = self.db.as_ref();
         let mut sessions: HashMap<String, Option<SessionInfo>> = HashMap::new();
         let mut kept: VecDeque<AuditEventView> = VecDeque::new();
         let mut page = AuditFilter {
@@ -212,7 +216,7 @@ impl AuditState for RelayConsole {
 
     async fn audit_chain(&self, user: &Account) -> Result<ChainCheck, ApiError> {
         may_read_log(&principal(user)?)?;
-        Ok(match crate::audit_cmd::verify(&self.db).await.map_err(internal)? {
+        Ok(match crate::audit_cmd::verify(self.db.as_ref()).await.map_err(internal)? {
             Ok(chain) => ChainCheck {
                 result: "valid".into(),
                 verified: chain.count,
@@ -240,7 +244,7 @@ impl AuditState for RelayConsole {
     }
 
     async fn session_channels(&self, user: &Account, id: &str) -> Result<Vec<ChannelView>, ApiError> {
-        Ok(self.recorded_events(user, id).await?.map(|events| channels(&events)).unwrap_or_default())
+        Ok(self.recorded_events(user, id).await?.map(|(_, events)| channels(&events)).unwrap_or_default())
     }
 
     async fn raw_channel(
@@ -250,7 +254,7 @@ impl AuditState for RelayConsole {
         channel: u32,
         direction: &str,
     ) -> Result<Vec<u8>, ApiError> {
-        let events = self
+        let (info, events) = self
             .recorded_events(user, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no recording is stored for session {id}")))?;
@@ -259,7 +263,11 @@ impl AuditState for RelayConsole {
         }
         let direction = crate::recording::cli::parse_direction(direction)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok(crate::recording::export::raw(&events, channel, direction))
+        let bytes = crate::recording::export::raw(&events, channel, direction);
+        let detail =
+            serde_json::json!({"format": "raw", "channel": channel, "direction": direction.as_str()});
+        self.audit_export(user, &info, detail, &bytes).await?;
+        Ok(bytes)
     }
 }
 

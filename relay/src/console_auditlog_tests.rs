@@ -7,9 +7,13 @@ use super::*;
 async fn the_audit_log_is_for_auditors_and_admins_scoped_filtered_paged_and_verified() {
     let w = world(Default::default()).await;
     let now = crate::now_ms();
-    admin::org_add(&w.store, "other", &[], "test", now).await.unwrap();
-    admin::user_add(&w.store, "olga", "other", Role::Auditor, "pw-olga-123", "test", now).await.unwrap();
-    admin::user_add(&w.store, "vera", "vendor", Role::Auditor, "pw-vera-123", "test", now).await.unwrap();
+    admin::org_add(w.store.as_ref(), "other", &[], "test", now).await.unwrap();
+    admin::user_add(w.store.as_ref(), "olga", "other", Role::Auditor, "pw-olga-123", "test", now)
+        .await
+        .unwrap();
+    admin::user_add(w.store.as_ref(), "vera", "vendor", Role::Auditor, "pw-vera-123", "test", now)
+        .await
+        .unwrap();
     for i in 0..30 {
         let agent = if i % 2 == 0 { "erp-db01" } else { "erp-db02" };
         stored_session(&w, &format!("s-{i:012}"), agent, &format!("INC-{i}"), now - 100_000 + i).await;
@@ -107,8 +111,10 @@ async fn the_audit_log_is_for_auditors_and_admins_scoped_filtered_paged_and_veri
 async fn channels_and_raw_bytes_follow_the_session_pages_rule() {
     let w = world(Default::default()).await;
     let now = crate::now_ms();
-    admin::org_add(&w.store, "other", &[], "test", now).await.unwrap();
-    admin::user_add(&w.store, "olga", "other", Role::Auditor, "pw-olga-123", "test", now).await.unwrap();
+    admin::org_add(w.store.as_ref(), "other", &[], "test", now).await.unwrap();
+    admin::user_add(w.store.as_ref(), "olga", "other", Role::Auditor, "pw-olga-123", "test", now)
+        .await
+        .unwrap();
     stored_session(&w, "s-000000000001", "erp-db01", "INC-1", now - 10_000).await;
     let carol = w.signed_in("carol").await;
     let olga = w.signed_in("olga").await;

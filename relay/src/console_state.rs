@@ -26,8 +26,7 @@ use crate::broker::policy::Principal;
 use crate::broker::{Answerer, Approval, Refusal, Relay};
 #[cfg(doc)]
 use crate::datadir::DataDir;
-use crate::store::credentials::Credentials as _;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use assist_console::{
     Account, AgentView, ApiError, ApproveForm, Enrolment, RecordingCheck, RequestView, SessionDetail,
     SessionView, ShellLink, Stage, WatchLink, WebSession,
@@ -55,7 +54,7 @@ const ISSUER: &str = "assist";
 /// The relay as the console sees it.
 pub struct RelayConsole {
     pub(crate) relay: Arc<Relay>,
-    pub(crate) db: SqliteStore,
+    pub(crate) db: Arc<dyn Store>,
     auth: ConsoleAuthConfig,
     /// Added to the system clock; moved only by tests of timeouts.
     skew_ms: AtomicI64,
@@ -64,7 +63,7 @@ pub struct RelayConsole {
 impl RelayConsole {
     /// The console state for `relay`, on `db` (its own connections to the data
     /// directory's database: see [`DataDir::store`]).
-    pub fn new(relay: Arc<Relay>, db: SqliteStore, auth: ConsoleAuthConfig) -> Arc<Self> {
+    pub fn new(relay: Arc<Relay>, db: Arc<dyn Store>, auth: ConsoleAuthConfig) -> Arc<Self> {
         Arc::new(Self { relay, db, auth, skew_ms: AtomicI64::new(0) })
     }
 
@@ -173,7 +172,7 @@ pub(crate) fn principal(a: &Account) -> Result<Principal, ApiError> {
 
 impl RelayConsole {
     fn relay_store(&self) -> &dyn Store {
-        &self.db
+        self.db.as_ref()
     }
 
     fn secs(&self) -> u64 {
@@ -563,7 +562,9 @@ impl assist_console::ConsoleState for RelayConsole {
             audit_jsonl: &audit_jsonl,
             made_at: u64::try_from(self.now_ms() / 1000).unwrap_or(0),
         };
-        crate::console_bundle::tar(&evidence).map_err(internal)
+        let tar = crate::console_bundle::tar(&evidence).map_err(internal)?;
+        self.audit_export(user, &info, serde_json::json!({"format": "bundle"}), &tar).await?;
+        Ok(tar)
     }
 
     async fn asciicast(&self, user: &Account, id: &str) -> Result<String, ApiError> {
@@ -578,11 +579,31 @@ impl assist_console::ConsoleState for RelayConsole {
         };
         let (header, events) = crate::recording::export::read_events(&bytes)
             .map_err(|e| ApiError::Conflict(format!("the recording cannot be played: {e}")))?;
-        Ok(crate::recording::export::asciicast(&header, &events))
+        let cast = crate::recording::export::asciicast(&header, &events);
+        self.audit_export(user, &info, serde_json::json!({"format": "asciicast"}), cast.as_bytes()).await?;
+        Ok(cast)
     }
 }
 
 impl RelayConsole {
+    /// Audits what the console gives out of a session's recording (`recording.exported`,
+    /// as `recording export` does, with the SHA-256 of the bytes) before it is given: an
+    /// export that cannot be audited is not given.
+    pub(crate) async fn audit_export(
+        &self,
+        user: &Account,
+        info: &SessionInfo,
+        mut detail: serde_json::Value,
+        bytes: &[u8],
+    ) -> Result<(), ApiError> {
+        detail["via"] = "console".into();
+        let mut event = crate::recording::cli::export_event(&info.agent_org, &info.id, detail, bytes);
+        event.actor = user.user.clone();
+        let now = assist_console::ConsoleState::now_ms(self);
+        self.db.append_audit(&event, now).await.map_err(internal)?;
+        Ok(())
+    }
+
     /// The recording's verdict from the relay's own verifier, with its public key.
     async fn check_recording(&self, id: &SessionId) -> RecordingCheck {
         let Some(store) = &self.relay.recordings else {

@@ -6,7 +6,7 @@ use crate::admin;
 use crate::audit::AuditFilter;
 use crate::broker::BrokerConfig;
 use crate::datadir::DataDir;
-use crate::store::Store;
+
 use assist_console::ConsoleState;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -21,7 +21,7 @@ const ORIGIN: &str = "https://console.test:8443";
 struct World {
     _dir: tempfile::TempDir,
     state: Arc<RelayConsole>,
-    store: SqliteStore,
+    store: Arc<dyn crate::store::Store>,
 }
 
 async fn world(throttle: crate::broker::throttle::ThrottleConfig) -> World {
@@ -29,18 +29,20 @@ async fn world(throttle: crate::broker::throttle::ThrottleConfig) -> World {
     let (data, _) = DataDir::init_or_open(&dir.path().join("data"), &[]).await.unwrap();
     let store = data.store().await.unwrap();
     let now = crate::now_ms();
-    admin::org_add(&store, "vendor", &[], "test", now).await.unwrap();
-    admin::org_add(&store, "acme", &["vendor".into()], "test", now).await.unwrap();
+    admin::org_add(store.as_ref(), "vendor", &[], "test", now).await.unwrap();
+    admin::org_add(store.as_ref(), "acme", &["vendor".into()], "test", now).await.unwrap();
     for (name, org, role) in [
         ("alice", "vendor", Role::Engineer),
         ("bob", "acme", Role::Approver),
         ("carol", "acme", Role::Auditor),
     ] {
-        admin::user_add(&store, name, org, role, &format!("pw-{name}-123"), "test", now).await.unwrap();
+        admin::user_add(store.as_ref(), name, org, role, &format!("pw-{name}-123"), "test", now)
+            .await
+            .unwrap();
     }
     let cfg = BrokerConfig { login_throttle: throttle, ..BrokerConfig::default() };
     let relay = Arc::new(Relay::new(
-        Arc::new(store.clone()),
+        store.clone(),
         data.token_keys().unwrap(),
         data.grant_key().unwrap(),
         data.ca().unwrap(),
@@ -347,7 +349,7 @@ async fn a_disabled_users_session_is_refused_on_the_next_request() {
     let w = world(Default::default()).await;
     let cookie = w.signed_in("alice").await;
     assert_eq!(w.send(World::get("/api/v1/me", Some(&cookie))).await.status(), StatusCode::OK);
-    crate::admin_users::user_disable(&w.store, "alice", "admin:test", crate::now_ms()).await.unwrap();
+    crate::admin_users::user_disable(w.store.as_ref(), "alice", "admin:test", crate::now_ms()).await.unwrap();
     assert_eq!(w.send(World::get("/api/v1/me", Some(&cookie))).await.status(), StatusCode::UNAUTHORIZED);
     assert!(w.state.session(&cookie).await.unwrap().is_none(), "the row is ended");
     assert_eq!(w.password("alice", "pw-alice-123").await.0, StatusCode::UNAUTHORIZED);
@@ -400,7 +402,7 @@ async fn the_event_stream_sends_the_list_and_signs_out_a_disabled_user() {
     let mut body = res.into_body();
     let first = next_event(&mut body).await;
     assert!(first.contains("event: requests") && first.contains("data: []"), "{first}");
-    crate::admin_users::user_disable(&w.store, "carol", "admin:test", crate::now_ms()).await.unwrap();
+    crate::admin_users::user_disable(w.store.as_ref(), "carol", "admin:test", crate::now_ms()).await.unwrap();
     let next = next_event(&mut body).await;
     assert!(next.contains("event: signed-out"), "{next}");
 }
@@ -525,9 +527,13 @@ async fn stored_session(w: &World, id: &str, agent: &str, ticket: &str, requeste
 async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others_get_404() {
     let w = world(Default::default()).await;
     let now = crate::now_ms();
-    admin::org_add(&w.store, "other", &[], "test", now).await.unwrap();
-    admin::user_add(&w.store, "olga", "other", Role::Auditor, "pw-olga-123", "test", now).await.unwrap();
-    admin::user_add(&w.store, "vera", "vendor", Role::Auditor, "pw-vera-123", "test", now).await.unwrap();
+    admin::org_add(w.store.as_ref(), "other", &[], "test", now).await.unwrap();
+    admin::user_add(w.store.as_ref(), "olga", "other", Role::Auditor, "pw-olga-123", "test", now)
+        .await
+        .unwrap();
+    admin::user_add(w.store.as_ref(), "vera", "vendor", Role::Auditor, "pw-vera-123", "test", now)
+        .await
+        .unwrap();
     for i in 0..30 {
         let agent = if i % 2 == 0 { "erp-db01" } else { "erp-db02" };
         stored_session(&w, &format!("s-{i:012}"), agent, &format!("INC-{i}"), now - 100_000 + i).await;

@@ -22,6 +22,12 @@
 //! ([`crate::store::sealed`]). Lose it and every
 //! authenticator must be set up again: back it up with the database.
 //!
+//! With `--database URL` ([`DataDir::with_database`]) the state and audit log live in that
+//! database instead (PostgreSQL): the keys stay here, `assist.db` is still made at the
+//! first start (it marks the start completed) but holds nothing the relay then uses, and
+//! the first administrator is made in the new database at its first start
+//! ([`DataDir::first_start_database`]).
+//!
 //! It does not watch the files, and does not rotate or back up anything.
 
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
@@ -35,6 +41,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
@@ -118,6 +125,9 @@ pub struct DataDir {
     server_key_pem: String,
     token_keys: TokenKeys,
     grant_pkcs8: Vec<u8>,
+    /// Where the state is kept when not in this directory's `assist.db`
+    /// ([`crate::store::open`]'s URL).
+    database: Option<String>,
 }
 
 impl fmt::Debug for DataDir {
@@ -237,21 +247,53 @@ impl DataDir {
         Ed25519KeyPair::from_pkcs8(&self.grant_pkcs8).map_err(|e| bad_file(&self.path, GRANT_KEY, e))
     }
 
+    /// This directory, with its state kept at `database` (a `postgres://…` or
+    /// `sqlite://PATH` URL) instead of its own `assist.db`. The keys stay here either way.
+    pub fn with_database(mut self, database: Option<String>) -> Self {
+        self.database = database;
+        self
+    }
+
+    /// The database URL given to [`DataDir::with_database`], if any.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
     /// Opens the database (each call opens its own connection pool).
     /// TOTP secrets are sealed with `totp.key` when it exists (the relay makes it at
     /// start); any stored in clear are sealed now. Without it (an administration command
     /// before an upgraded relay first started) the store reads and writes no TOTP secret.
-    pub async fn store(&self) -> Result<SqliteStore> {
-        let store = SqliteStore::open(&self.path.join(DATABASE)).await?;
-        let Some(key) = secrets_key(&self.path, false)? else { return Ok(store) };
-        let key =
-            crate::store::sealed::SecretsKey::new(&key).map_err(|e| bad_file(&self.path, SECRETS_KEY, e))?;
-        let store = store.with_secrets_key(key);
-        let sealed = store.seal_clear_totp().await?;
-        if sealed > 0 {
-            tracing::info!("sealed {sealed} TOTP secrets that were stored in clear");
+    pub async fn store(&self) -> Result<Arc<dyn Store>> {
+        let key = match secrets_key(&self.path, false)? {
+            Some(key) => Some(
+                crate::store::sealed::SecretsKey::new(&key)
+                    .map_err(|e| bad_file(&self.path, SECRETS_KEY, e))?,
+            ),
+            None => None,
+        };
+        Ok(crate::store::open(self.database.as_deref(), &self.path, key).await?)
+    }
+
+    /// The first start of a database named by [`DataDir::with_database`]: when it holds
+    /// no operator organisation yet, creates it and the first administrator, and returns
+    /// their credentials. `None` for a database already set up (by this relay or another
+    /// one sharing it) or for the data directory's own file (set up with the directory).
+    pub async fn first_start_database(&self) -> Result<Option<FirstAdmin>> {
+        if self.database.is_none() {
+            return Ok(None);
         }
-        Ok(store)
+        let store = self.store().await?;
+        let created = match store.org(&OrgName::new(OPERATOR_ORG)).await? {
+            Some(_) => None,
+            None => match seed_operator(store.as_ref()).await {
+                Ok(password) => Some(FirstAdmin { user: UserName::new(FIRST_ADMIN), password }),
+                // Another relay on the same database got there first.
+                Err(DataDirError::Store(StoreError::Exists { .. })) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        store.close().await;
+        Ok(created)
     }
 
     async fn reset_first_admin(&self) -> Result<FirstAdmin> {
@@ -358,6 +400,7 @@ fn load(path: &Path) -> Result<DataDir> {
         server_key_pem,
         token_keys,
         grant_pkcs8,
+        database: None,
     })
 }
 
@@ -377,6 +420,17 @@ async fn generate(staging: &Path, extra_server_names: &[String]) -> Result<Strin
     // database's mode.
     private_file_options().open(&db).map_err(io_error(&db))?;
     let store = SqliteStore::open(&db).await?;
+    let password = seed_operator(&store).await?;
+    // Closing the last connection checkpoints the WAL into assist.db, so the one file
+    // moved last holds everything.
+    store.close().await;
+    sync_dir(staging)?;
+    Ok(password)
+}
+
+/// Creates the operator organisation and the first administrator; returns their
+/// password.
+async fn seed_operator(store: &dyn Store) -> Result<String> {
     let password = auth::new_password();
     let now = crate::now_ms();
     let operator = OrgName::new(OPERATOR_ORG);
@@ -397,10 +451,6 @@ async fn generate(staging: &Path, extra_server_names: &[String]) -> Result<Strin
         created_at: now,
     };
     store.add_user(&admin, &user_event).await?;
-    // Closing the last connection checkpoints the WAL into assist.db, so the one file
-    // moved last holds everything.
-    store.close().await;
-    sync_dir(staging)?;
     Ok(password)
 }
 

@@ -17,7 +17,7 @@ use assist_relay::audit::{AuditFilter, admin_actor};
 use assist_relay::audit_cmd;
 use assist_relay::datadir::DataDir;
 use assist_relay::fmt_time as format_time;
-use assist_relay::store::{SqliteStore, Store};
+use assist_relay::store::Store;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cli::table::{join_or_dash, print_rows};
 use std::io::{BufRead, IsTerminal, Write};
@@ -32,6 +32,12 @@ struct Cli {
     /// Data directory: CA, keys and database. Created by the first `serve`.
     #[arg(long, global = true, env = "ASSIST_DATA_DIR", default_value = "./assist-data", value_name = "DIR")]
     data_dir: PathBuf,
+    /// Where the state and the audit log are kept, if not in the data directory's
+    /// assist.db: postgres://USER@HOST/DB (several relays may share it; no TLS: use
+    /// loopback or a Unix socket, ?host=/run/postgresql) or sqlite://PATH. The keys stay
+    /// in the data directory either way.
+    #[arg(long, global = true, env = "ASSIST_DATABASE", value_name = "URL")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -380,15 +386,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
     let command = match cli.command {
         Command::Serve(args) => {
-            serve(data_dir, *args).await?;
+            serve(data_dir, cli.database, *args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Recording(cmd) => return cli::recording::recording_command(&data_dir, cmd).await,
         Command::Keys(cmd) => return cli::recording::keys_command(&data_dir, cmd),
         other => other,
     };
-    let store = DataDir::open(&data_dir)?.store().await?;
-    let result = admin_command(&store, command).await;
+    let store = DataDir::open(&data_dir)?.with_database(cli.database).store().await?;
+    let result = admin_command(store.as_ref(), command).await;
     store.close().await;
     result
 }
@@ -430,7 +436,7 @@ fn console_listen(args: &ServeArgs) -> anyhow::Result<Option<assist_relay::serve
     }))
 }
 
-async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(data_dir: PathBuf, database: Option<String>, args: ServeArgs) -> anyhow::Result<()> {
     if args.grant_default.is_zero() || args.grant_default > args.grant_max {
         bail!("--grant-default must be more than zero and at most --grant-max");
     }
@@ -441,6 +447,13 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         bail!("--login-delay must be more than zero and at most --login-lockout");
     }
     let (dir, first_admin) = DataDir::init_or_open(&data_dir, &args.server_names).await?;
+    let dir = dir.with_database(database);
+    // On another database, the directory's own assist.db holds nobody who matters: the
+    // first administrator is the one made in that database, on its first start.
+    let first_admin = match dir.database() {
+        None => first_admin,
+        Some(_) => dir.first_start_database().await?,
+    };
     if let Some(admin) = first_admin {
         let mut out = std::io::stdout().lock();
         let shown = writeln!(out, "created data directory {}", dir.path().display())
@@ -521,7 +534,7 @@ fn os_user() -> Option<String> {
     None
 }
 
-async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<ExitCode> {
+async fn admin_command(store: &dyn Store, command: Command) -> anyhow::Result<ExitCode> {
     let now = assist_relay::now_ms();
     let actor = actor();
     match command {
@@ -640,7 +653,7 @@ async fn admin_command(store: &SqliteStore, command: Command) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_command(store: &SqliteStore, command: AuditCommand, now: i64) -> anyhow::Result<ExitCode> {
+async fn audit_command(store: &dyn Store, command: AuditCommand, now: i64) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::List { filter, json } => {
             let events = store.list_audit(&filter.filter(now)?).await?;

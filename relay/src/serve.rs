@@ -97,7 +97,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     let ca_der = assist_certs::certs_from_pem(ca.cert_pem())?.remove(0);
     let endpoint = assist_net::server_endpoint(cfg.listen, chain, key, ca_der, &reset_secret(&ca))
         .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
-    let store: Arc<dyn Store> = Arc::new(dir.store().await?);
+    let store: Arc<dyn Store> = dir.store().await?;
     let closed = store.close_dangling_sessions("relay restarted", crate::now_ms()).await?;
     if closed > 0 {
         warn!(closed, "closed sessions left open by an earlier relay process");

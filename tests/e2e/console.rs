@@ -519,6 +519,22 @@ fn an_auditor_opens_a_finished_session_sees_it_valid_and_verifies_its_bundle_off
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(said.starts_with("valid"), "{said}");
+    // The download is on the record: who, and the SHA-256 of the very bytes given; so is
+    // the replay the page fetched.
+    let events = relay.admin(&["audit", "export", "--format", "jsonl", "--session", &id])?;
+    let exported = |format: &str| -> Vec<serde_json::Value> {
+        events
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["action"] == "recording.exported" && e["detail"]["format"] == format)
+            .collect()
+    };
+    let bundles = exported("bundle");
+    assert_eq!(bundles.len(), 1, "{events}");
+    assert_eq!(bundles[0]["actor"], "carol");
+    assert_eq!(bundles[0]["detail"]["via"], "console");
+    assert_eq!(bundles[0]["detail"]["sha256"], hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tar)));
+    assert!(!exported("asciicast").is_empty(), "{events}");
 
     // A user of another organisation gets nothing: no list, no page, no bundle.
     b.click("#logout")?;

@@ -325,53 +325,6 @@ fn ssh_l_reaches_a_granted_service_is_refused_others_and_closes_on_revocation() 
     Ok(())
 }
 
-/// A PostgreSQL server of the test's own: `initdb` into a temporary directory and
-/// `pg_ctl start` as the `postgres` user, on 127.0.0.1 and a private socket directory;
-/// stopped when dropped.
-struct Postgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start() -> anyhow::Result<Self> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .find(|b| b.join("initdb").is_file())
-            .context("no PostgreSQL server (Debian postgresql) installed")?;
-        let dir = tempfile::tempdir()?;
-        run("chown", Command::new("chown").arg("postgres:postgres").arg(dir.path()))?;
-        let port = free_port()?;
-        let pg = Self { dir, bin, port };
-        let data = pg.data();
-        pg.as_postgres("initdb", &["-D", &data, "-A", "trust", "-U", "assist", "--no-sync"])?;
-        let options =
-            format!("-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir.path().display());
-        let log = pg.dir.path().join("server.log");
-        pg.as_postgres(
-            "pg_ctl",
-            &["-D", &data, "-l", log.to_str().unwrap_or(""), "-w", "-o", &options, "start"],
-        )?;
-        Ok(pg)
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn as_postgres(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
-        let path = self.bin.join(program);
-        run(program, Command::new("runuser").args(["-u", "postgres", "--"]).arg(path).args(args))
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self.as_postgres("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
-    }
-}
-
 fn run(what: &str, cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| what.to_owned())?;
     anyhow::ensure!(out.status.success(), "{what} failed: {}", text(&out));
@@ -389,12 +342,13 @@ fn psql(port: u16, query: &str) -> anyhow::Result<String> {
 
 #[test]
 fn psql_reaches_postgresql_through_assist_forward_and_ssh_l() -> anyhow::Result<()> {
-    let pg = Postgres::start()?;
+    // The test binary's own server (assist-testpg), on 127.0.0.1.
+    let pg = assist_testpg::server();
     let relay = TestRelay::start()?;
     relay.standard_world()?;
     let _agent = agent_with(&relay, "erp-db01", "acme", &[])?;
     let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
-    let target = format!("127.0.0.1:{}", pg.port);
+    let target = format!("127.0.0.1:{}", pg.port());
 
     // assist forward.
     let spec = format!("0:{target}");

@@ -5,5 +5,7 @@
 mod harness;
 
 mod capture;
+mod clipboard;
 mod encode;
+mod indicator;
 mod input;

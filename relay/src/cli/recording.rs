@@ -6,6 +6,7 @@
 use anyhow::{Context, bail};
 use assist_proto::ids::SessionId;
 use assist_relay::datadir::DataDir;
+use assist_relay::store::Store;
 use clap::{Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,19 +36,24 @@ pub enum RecordingCommand {
         #[arg(long, value_name = "URL")]
         recordings: Option<String>,
     },
-    /// Writes a view of a recording.
+    /// Writes a view of a recording, and audits it (`recording.exported`, with the
+    /// SHA-256 of what was written).
     Export {
         session: SessionId,
         #[arg(long, value_enum)]
         format: RecordingFormat,
-        /// For `raw`: the channel number (1 is the first channel of the session).
+        /// For `raw` and `mp4`: the channel number (1 is the first channel of the session).
         #[arg(long, default_value_t = 1)]
         channel: u32,
         /// For `raw`: `out` (agent → engineer) or `in` (engineer → agent).
         #[arg(long, default_value = "out")]
         direction: String,
+        /// For `mp4` of a desktop whose picture size changed: which part (from 1), each
+        /// of one size.
+        #[arg(long, value_name = "N")]
+        part: Option<u32>,
         /// Write here instead of standard output.
-        #[arg(long, value_name = "PATH")]
+        #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
         /// Where recordings are: a directory, file:///DIR or s3://BUCKET/PREFIX (default:
         /// DIR/recordings). See `serve --recordings`.
@@ -76,6 +82,8 @@ pub enum RecordingFormat {
     Asciicast,
     /// The exact bytes of one channel direction.
     Raw,
+    /// A desktop channel's video, its H.264 copied into an MP4 file.
+    Mp4,
 }
 
 #[derive(Subcommand)]
@@ -118,14 +126,24 @@ pub async fn recording_command(
                 assist_relay::recording::Verdict::Tampered { .. } => VERIFY_TAMPERED,
             }))
         }
-        RecordingCommand::Export { session, format, channel, direction, output, recordings } => {
+        RecordingCommand::Export { session, format, channel, direction, part, output, recordings } => {
             let store = cli::open_store(recordings.as_deref(), data_dir)?;
-            let bytes = match format {
-                RecordingFormat::Asciicast => cli::asciicast(store.as_ref(), &session).await?.into_bytes(),
+            let kind = match format {
+                RecordingFormat::Asciicast => cli::ExportKind::Asciicast,
                 RecordingFormat::Raw => {
-                    cli::raw(store.as_ref(), &session, channel, cli::parse_direction(&direction)?).await?
+                    cli::ExportKind::Raw { channel, dir: cli::parse_direction(&direction)? }
                 }
+                RecordingFormat::Mp4 => cli::ExportKind::Mp4 { channel, part },
             };
+            let cli::Exported { bytes, mut event } = cli::export(store.as_ref(), &session, kind).await?;
+            // Audited before anything is written: an export nobody can see never leaves.
+            event.actor = crate::actor();
+            event.detail["output"] =
+                output.as_ref().map_or("standard output".to_owned(), |p| p.display().to_string()).into();
+            let db = DataDir::open(data_dir)?.store().await?;
+            let audited = db.append_audit(&event, assist_relay::now_ms()).await;
+            db.close().await;
+            audited.context("auditing the export")?;
             match output {
                 Some(path) => write_file_atomically(&path, &bytes)?,
                 None => std::io::stdout().lock().write_all(&bytes)?,

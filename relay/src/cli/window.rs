@@ -5,7 +5,7 @@ use super::table::{join_or_dash, print_rows};
 use assist_proto::caps::Capability;
 use assist_relay::admin_windows::{self, NewWindow};
 use assist_relay::fmt_time;
-use assist_relay::store::SqliteStore;
+use assist_relay::store::Store;
 use clap::Subcommand;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub enum WindowCommand {
     Remove { id: String },
 }
 
-pub async fn run(store: &SqliteStore, cmd: WindowCommand, actor: &str, now: i64) -> anyhow::Result<()> {
+pub async fn run(store: &dyn Store, cmd: WindowCommand, actor: &str, now: i64) -> anyhow::Result<()> {
     match cmd {
         WindowCommand::Add { org, agent, schedule, duration, capabilities, engineers, note } => {
             let w = NewWindow { org, agent, schedule, duration, capabilities, engineers, note };

@@ -1,12 +1,15 @@
 //! What the `recording` and `keys` commands do, as library functions: find a recording
-//! (in the store `--recordings` names), verify it, export it, and export the public keys an
-//! auditor needs to verify offline.
+//! (in the store `--recordings` names), verify it, export it (asciicast, raw bytes, a
+//! desktop channel as MP4; [`export`] with the audit event each export is recorded by),
+//! and export the public keys an auditor needs to verify offline.
 
 use super::export;
 use super::format::Direction;
 use super::store::{self, RecordingStore};
 use super::verify::{self, Verdict};
-use assist_proto::ids::SessionId;
+use crate::audit::{Action, AuditEvent};
+use assist_proto::ids::{OrgName, SessionId};
+use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ pub enum RecordingCmdError {
     Direction(String),
     #[error("recordings location: {0}")]
     Location(#[from] store::LocationError),
+    #[error("{0}")]
+    Mp4(#[from] super::mp4::Mp4Error),
 }
 
 impl PublicKeys {
@@ -91,25 +96,6 @@ pub fn parse_direction(s: &str) -> Result<Direction, RecordingCmdError> {
     }
 }
 
-/// asciicast v2 text of a session's terminal output.
-pub async fn asciicast(store: &dyn RecordingStore, session: &SessionId) -> Result<String, RecordingCmdError> {
-    let bytes = read(store, session).await?;
-    let (header, events) = export::read_events(&bytes)?;
-    Ok(export::asciicast(&header, &events))
-}
-
-/// The exact bytes of one channel direction.
-pub async fn raw(
-    store: &dyn RecordingStore,
-    session: &SessionId,
-    channel: u32,
-    dir: Direction,
-) -> Result<Vec<u8>, RecordingCmdError> {
-    let bytes = read(store, session).await?;
-    let (_, events) = export::read_events(&bytes)?;
-    Ok(export::raw(&events, channel, dir))
-}
-
 /// Replays the terminal output on stdout.
 pub async fn play(
     store: &dyn RecordingStore,
@@ -121,4 +107,65 @@ pub async fn play(
     let (_, events) = export::read_events(&bytes)?;
     export::play(&events, speed, max_idle, &mut std::io::stdout()).await?;
     Ok(())
+}
+
+/// What to export from a recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// asciicast v2 of the terminal output.
+    Asciicast,
+    /// The exact bytes of one channel direction.
+    Raw { channel: u32, dir: Direction },
+    /// A desktop channel's video as MP4 (its H.264 copied); `part` for a channel whose
+    /// picture size changes (see [`super::mp4`]).
+    Mp4 { channel: u32, part: Option<u32> },
+}
+
+/// An export, and the audit event that records it.
+#[derive(Debug)]
+pub struct Exported {
+    pub bytes: Vec<u8>,
+    /// `recording.exported` for this session (organisation: the agent's), with the format,
+    /// the channel, and the size and SHA-256 of `bytes`; the caller adds the actor's name
+    /// and where the bytes went, and appends it before writing them.
+    pub event: AuditEvent,
+}
+
+/// Exports a stored recording as `kind` says.
+pub async fn export(
+    store: &dyn RecordingStore,
+    session: &SessionId,
+    kind: ExportKind,
+) -> Result<Exported, RecordingCmdError> {
+    let recording = read(store, session).await?;
+    let (header, events) = export::read_events(&recording)?;
+    let (bytes, mut detail) = match kind {
+        ExportKind::Asciicast => {
+            (export::asciicast(&header, &events).into_bytes(), serde_json::json!({"format": "asciicast"}))
+        }
+        ExportKind::Raw { channel, dir } => (
+            export::raw(&events, channel, dir),
+            serde_json::json!({"format": "raw", "channel": channel, "direction": dir.as_str()}),
+        ),
+        ExportKind::Mp4 { channel, part } => (
+            super::mp4::desktop_mp4(&events, channel, part)?,
+            serde_json::json!({"format": "mp4", "channel": channel, "part": part}),
+        ),
+    };
+    detail["via"] = "assist-relay recording export".into();
+    let event = export_event(&header.session.agent_org, session, detail, &bytes);
+    Ok(Exported { bytes, event })
+}
+
+/// `recording.exported` for `session` (organisation: the agent's, `org`), its `detail`
+/// completed with the size and SHA-256 of `bytes`. The actor is left for the caller.
+pub fn export_event(
+    org: &OrgName,
+    session: &SessionId,
+    mut detail: serde_json::Value,
+    bytes: &[u8],
+) -> AuditEvent {
+    detail["bytes"] = bytes.len().into();
+    detail["sha256"] = hex::encode(digest(&SHA256, bytes).as_ref()).into();
+    AuditEvent::new("", Action::RecordingExported).org(org).session(session).detail(detail)
 }

@@ -9,7 +9,9 @@
 //!   what may be forwarded but not yet written is bounded), and
 //!   [`batch`], the events chunk it gathers;
 //! - [`verify`]: offline verification (valid, truncated or tampered);
-//! - [`export`]: asciicast v2, raw bytes, terminal replay.
+//! - [`export`]: asciicast v2, raw bytes, terminal replay; [`mp4`]: a desktop channel's
+//!   video as MP4, its H.264 copied;
+//! - [`desktop_index`]: the seek index of desktop channels, in the seal.
 //!
 //! Whether recording is mandatory, and what a failure does to the session, is the
 //! broker's decision, not this module's.
@@ -17,8 +19,10 @@
 pub mod batch;
 pub mod budget;
 pub mod cli;
+pub mod desktop_index;
 pub mod export;
 pub mod format;
+pub mod mp4;
 pub mod recorder;
 pub mod store;
 pub mod stream;

@@ -18,12 +18,14 @@
 //!   every splice waiting on it stops; the broker ends the session (fail closed).
 //! - [`Recorder::seal`] writes the seal: per channel and direction the byte count and
 //!   SHA-256 of the data, the final chain hash, the end reason, signed with the relay's
-//!   Ed25519 key.
+//!   Ed25519 key, and the seek index of each desktop channel ([`super::desktop_index`],
+//!   built from message headers as the bytes pass).
 //!
 //! It does not decide when to record or what a failure means for the session.
 
 use super::batch::{Batch, NewEvent};
 use super::budget::{self, Budget};
+use super::desktop_index::{DesktopIndex, Indexers};
 use super::format::{self, ChunkKind, Direction, EventKind};
 use super::store::RecordingSink;
 use crate::now_ms;
@@ -97,6 +99,10 @@ pub struct SealBody {
     /// the agent could not report (it vanished, or the session was cut).
     #[serde(default)]
     pub agent: Vec<AgentCountersignature>,
+    /// The seek index of each desktop channel ([`super::desktop_index`]). Absent in seals
+    /// of sessions without a desktop channel and of relays from before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub desktop: Vec<DesktopIndex>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -149,6 +155,7 @@ impl Recorder {
         };
         let body = serde_json::to_vec(&header).expect("header serialises");
         let (bytes, hash) = format::encode_chunk(ChunkKind::Header, &format::ZERO_HASH, &body);
+        let written = bytes.len() as u64;
         sink.append(vec![bytes.into()]).await.map_err(|e| RecordingFailed(e.to_string()))?;
         sink.sync().await.map_err(|e| RecordingFailed(e.to_string()))?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -163,6 +170,8 @@ impl Recorder {
             chunks: 1,
             batch: Batch::new(),
             counts: BTreeMap::new(),
+            written,
+            desktop: Indexers::default(),
             session: header.session.id.to_string(),
             failed: failed_tx,
         };
@@ -272,6 +281,10 @@ struct Task {
     batch: Batch,
     /// Data bytes per channel direction, for the seal.
     counts: BTreeMap<(u32, Direction), u64>,
+    /// Bytes of the chunks handed to the sink: where the batch's chunk will start.
+    written: u64,
+    /// The seek indexes of desktop channels, built as their bytes pass.
+    desktop: Indexers,
     session: String,
     failed: watch::Sender<Option<String>>,
     budget: Budget,
@@ -301,6 +314,7 @@ impl Task {
                         return;
                     }
                     Some(Cmd::Event(event, held)) => {
+                        self.index(&event);
                         if event.kind == EventKind::Data {
                             let bytes = self.counts.entry((event.channel, event.dir)).or_insert(0);
                             *bytes += event.data.iter().map(|p| p.len() as u64).sum::<u64>();
@@ -341,8 +355,22 @@ impl Task {
         }
     }
 
+    /// Feeds a desktop channel's opening and its agent's bytes to its seek index.
+    fn index(&mut self, event: &NewEvent) {
+        match event.kind {
+            EventKind::ChannelOpen => self.desktop.opened(event.channel, &event.data.concat()),
+            EventKind::Data if event.dir == Direction::Out && !self.desktop.is_empty() => {
+                for part in &event.data {
+                    self.desktop.data(event.channel, part, event.offset_us, self.written);
+                }
+            }
+            _ => {}
+        }
+    }
+
     async fn write_chunk(&mut self, kind: ChunkKind, payload: &[u8]) -> Result<(), RecordingFailed> {
         let (bytes, hash) = format::encode_chunk(kind, &self.prev, payload);
+        self.written += bytes.len() as u64;
         self.sink.append(vec![bytes.into()]).await.map_err(|e| RecordingFailed(e.to_string()))?;
         self.prev = hash;
         self.chunks += 1;
@@ -377,6 +405,7 @@ impl Task {
             return Ok(());
         }
         let (chunk, hash) = self.batch.frame(&self.prev);
+        self.written += chunk.iter().map(|p| p.len() as u64).sum::<u64>();
         self.sink.append(chunk).await.map_err(|e| RecordingFailed(e.to_string()))?;
         self.prev = hash;
         self.chunks += 1;
@@ -406,6 +435,7 @@ impl Task {
             end_reason,
             channels,
             agent,
+            desktop: std::mem::take(&mut self.desktop).finish(),
         };
         let json = serde_json::to_vec(&body).expect("seal serialises");
         let sig = self.key.sign(&json);

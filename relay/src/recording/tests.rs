@@ -298,3 +298,60 @@ async fn agent_countersignature_is_checked_against_the_recorded_bytes() {
     let more = countersigned(b"printed and more").await;
     assert!(matches!(more, Verdict::Tampered { .. }), "{more}");
 }
+
+/// A recorded desktop channel (stream info, frames, a keyframe every 10) and the seal
+/// chunk re-signed with `edit` applied to its body.
+async fn desktop_recording(edit: impl Fn(&mut serde_json::Value)) -> (Vec<u8>, Vec<u8>) {
+    use assist_proto::desktop::{AgentToViewer, Codec, Frame, StreamInfo};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDir::new(dir.path());
+    let k = key();
+    let rec =
+        Recorder::start(store.create(&"s-rec".into()).await.unwrap(), info(), None, k.clone()).await.unwrap();
+    rec.channel_open(1, serde_json::json!({"kind": "desktop", "stream": 4})).await.unwrap();
+    let mut stream =
+        AgentToViewer::StreamInfo(StreamInfo { codec: Codec::H264, width: 64, height: 48 }).encode().unwrap();
+    for i in 0..30u64 {
+        let frame = Frame { timestamp_us: i * 100_000, keyframe: i % 10 == 0, data: vec![0, 0, 1, 9, 16] };
+        stream.extend(AgentToViewer::Frame(frame).encode().unwrap());
+    }
+    for piece in stream.chunks(50) {
+        rec.data(1, Direction::Out, Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    let sealed = rec.seal("ended".into(), Vec::new()).await.unwrap();
+    assert_eq!(sealed.desktop[0].keyframes.len(), 3);
+    let bytes = store.read(&"s-rec".into()).await.unwrap();
+    // Re-sign the seal, as a relay would have that wrote `edit`'s body.
+    let (chunks, _) = super::format::read_chunks(&bytes);
+    let seal = chunks.last().unwrap();
+    let len = u32::from_be_bytes(seal.payload[..4].try_into().unwrap()) as usize;
+    let mut body: serde_json::Value = serde_json::from_slice(&seal.payload[4..4 + len]).unwrap();
+    edit(&mut body);
+    let json = serde_json::to_vec(&body).unwrap();
+    let payload = [&(json.len() as u32).to_be_bytes()[..], &json, k.sign(&json).as_ref()].concat();
+    let (chunk, _) = super::format::encode_chunk(super::format::ChunkKind::Seal, &seal.prev_hash, &payload);
+    let resealed = [&bytes[..seal.offset], &chunk].concat();
+    (resealed, k.public_key().as_ref().to_vec())
+}
+
+#[tokio::test]
+async fn the_desktop_index_is_checked_against_the_recorded_bytes() {
+    let (bytes, pk) = desktop_recording(|_| {}).await;
+    let verdict = verify(&bytes, &pk);
+    let Verdict::Valid { seal, .. } = &verdict else { panic!("{verdict}") };
+    let times: Vec<u64> = seal.desktop[0].keyframes.iter().map(|k| k.timestamp_us).collect();
+    assert_eq!(times, [0, 1_000_000, 2_000_000]);
+
+    // A seal whose index says otherwise than the bytes, even signed, is refused.
+    let (bytes, pk) = desktop_recording(|seal| seal["desktop"][0]["keyframes"][1][0] = 7.into()).await;
+    let verdict = verify(&bytes, &pk);
+    assert!(verdict.to_string().contains("desktop seek index does not match"), "{verdict}");
+
+    // A seal from before the index (none in it) still verifies.
+    let (bytes, pk) = desktop_recording(|seal| {
+        seal.as_object_mut().unwrap().remove("desktop");
+    })
+    .await;
+    let verdict = verify(&bytes, &pk);
+    assert!(matches!(verdict, Verdict::Valid { .. }), "{verdict}");
+}

@@ -1,5 +1,6 @@
 //! Offline verification of a recording: chunk hashes, the chain, the seal's signature, and
-//! that the sealed digests match the recorded bytes.
+//! that the sealed digests (and the desktop channels' seek index, where the seal has one)
+//! match the recorded bytes.
 //!
 //! The verdict is one of: valid (complete and signed), truncated (a prefix that verifies,
 //! with no seal: what a crash leaves), or tampered (with where). It needs only the
@@ -11,6 +12,7 @@
 //! (a bad hash, a broken chain) is reported before a problem in their content, wherever
 //! each is, so the verdict is the same however the recording is read.
 
+use super::desktop_index::Indexers;
 use super::format::{self, Chunk, ChunkKind, ChunkProblem, Direction, EventKind};
 use super::recorder::{AgentCountersignature, ChannelDigest, Header, SealBody};
 use super::store::{MemorySource, RecordingSource, RecordingStore};
@@ -142,6 +144,8 @@ struct Judge<'k> {
     digests: BTreeMap<(u32, Direction), (u64, Context)>,
     /// QUIC stream index (as the agent names it) → recorded channel.
     channel_of: BTreeMap<u64, u32>,
+    /// The desktop channels' seek indexes, rebuilt from the recorded bytes.
+    desktop: Indexers,
     /// The seal and its index.
     seal: Option<(usize, Chunk)>,
     /// Where the last good chunk ends.
@@ -173,6 +177,7 @@ impl<'k> Judge<'k> {
             chunks: 0,
             digests: BTreeMap::new(),
             channel_of: BTreeMap::new(),
+            desktop: Indexers::default(),
             seal: None,
             end: 0,
             problem_offset: 0,
@@ -211,7 +216,7 @@ impl<'k> Judge<'k> {
                 Err(e) => self.fail(i, chunk.offset, e.to_string()),
                 Ok(events) => {
                     for e in events {
-                        self.event(e);
+                        self.event(e, chunk.offset as u64);
                     }
                 }
             },
@@ -219,9 +224,12 @@ impl<'k> Judge<'k> {
         }
     }
 
-    fn event(&mut self, e: format::Event) {
+    fn event(&mut self, e: format::Event, chunk_at: u64) {
         match e.kind {
             EventKind::Data => {
+                if e.direction == Direction::Out {
+                    self.desktop.data(e.channel, &e.data, e.offset_us, chunk_at);
+                }
                 let d = self
                     .digests
                     .entry((e.channel, e.direction))
@@ -230,6 +238,7 @@ impl<'k> Judge<'k> {
                 d.1.update(&e.data);
             }
             EventKind::ChannelOpen => {
+                self.desktop.opened(e.channel, &e.data);
                 let stream = serde_json::from_slice::<serde_json::Value>(&e.data)
                     .ok()
                     .and_then(|v| v["stream"].as_u64());
@@ -290,6 +299,11 @@ impl<'k> Judge<'k> {
             });
         if !agrees {
             return tampered("recorded bytes do not match the sealed digests".into());
+        }
+        // Seals from relays before the index have none; a seal that has one must describe
+        // exactly the recorded bytes.
+        if !seal.desktop.is_empty() && seal.desktop != self.desktop.finish() {
+            return tampered("the desktop seek index does not match the recorded bytes".into());
         }
         Err(Box::new(Sealed {
             header,

@@ -1,10 +1,13 @@
-//! Persistent state behind one trait, so that a PostgreSQL backend can be added later
-//! without touching callers.
+//! Persistent state behind one trait, on SQLite or PostgreSQL.
 //!
-//! [`Store`] holds organisations, users, join tokens, agents, sessions and the audit log
-//! (every change is stored with its [`AuditEvent`], in one transaction). The embedded
-//! default is [`sqlite::SqliteStore`] (one file in the data directory, WAL mode, so the
-//! admin commands can write while the relay runs).
+//! [`Store`] holds organisations, users, join tokens, agents, sessions, the console's
+//! sign-in rows and the audit log (every change is stored with its [`AuditEvent`], in one
+//! transaction). [`open`] picks the backend from a URL: the embedded default is
+//! [`sqlite::SqliteStore`] (one file in the data directory, WAL mode, so the admin
+//! commands can write while the relay runs); [`postgres::PgStore`] lets several relays
+//! share one state and one audit chain. Both are one type, [`sqlstore::SqlStore`], over
+//! the same SQL text (`store/sql/`, compiled once per backend); callers see only
+//! `dyn Store`.
 //!
 //! The store checks integrity (unique names, existing organisations, single-use tokens);
 //! it does not decide who may do what: that is [`crate::broker`]'s and
@@ -16,9 +19,12 @@
 //! those features use them from here.
 
 pub mod accounts;
+pub mod console;
 pub mod credentials;
+pub mod postgres;
 pub mod sealed;
 pub mod sqlite;
+pub mod sqlstore;
 pub mod webhooks;
 
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
@@ -27,7 +33,52 @@ use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
 use webhooks::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The database file in a data directory, when no URL names another.
+pub const DEFAULT_FILE: &str = "assist.db";
+
+/// Opens the store `url` names, bringing its schema up to date: `postgres://…` (or
+/// `postgresql://…`), `sqlite://PATH`, or `None` for `data_dir`'s [`DEFAULT_FILE`].
+/// TOTP secrets are sealed with `secrets` when given, and any stored in clear are sealed
+/// now.
+pub async fn open(
+    url: Option<&str>,
+    data_dir: &Path,
+    secrets: Option<sealed::SecretsKey>,
+) -> Result<Arc<dyn Store>> {
+    match url {
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            with_key(PgStore::open(u).await?, secrets).await
+        }
+        Some(u) => match u.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => {
+                with_key(SqliteStore::open(Path::new(path)).await?, secrets).await
+            }
+            _ => Err(StoreError::Url(u.to_owned())),
+        },
+        None => with_key(SqliteStore::open(&data_dir.join(DEFAULT_FILE)).await?, secrets).await,
+    }
+}
+
+async fn with_key<DB: sqlx::Database>(
+    store: sqlstore::SqlStore<DB>,
+    secrets: Option<sealed::SecretsKey>,
+) -> Result<Arc<dyn Store>>
+where
+    sqlstore::SqlStore<DB>: Store,
+{
+    let Some(key) = secrets else { return Ok(Arc::new(store)) };
+    let store = store.with_secrets_key(key);
+    let sealed = console::ConsoleRows::seal_clear_totp(&store).await?;
+    if sealed > 0 {
+        tracing::info!("sealed {sealed} TOTP secrets that were stored in clear");
+    }
+    Ok(Arc::new(store))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +96,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Sealed(#[from] sealed::SealError),
+    #[error("database {0:?}: expected postgres://…, postgresql://… or sqlite://PATH")]
+    Url(String),
 }
 
 /// Why a join token was refused. Deliberately coarse towards the presenter: unknown and
@@ -137,7 +190,12 @@ pub struct UnreadableEvent {
 /// session's `requested_at`). A method that changes nothing (an error, or an idempotent
 /// repeat where documented) appends nothing.
 #[async_trait::async_trait]
-pub trait Store: credentials::Credentials + accounts::Accounts + Send + Sync + 'static {
+pub trait Store:
+    credentials::Credentials + accounts::Accounts + console::ConsoleRows + Send + Sync + 'static
+{
+    /// Closes the store's connections (SQLite then checkpoints its WAL into the file).
+    async fn close(&self);
+
     /// Adds an organisation. Every org in `supported_by` must exist.
     async fn add_org(
         &self,
@@ -238,7 +296,7 @@ pub trait Store: credentials::Credentials + accounts::Accounts + Send + Sync + '
         limit: u32,
     ) -> Result<Vec<Result<AuditRecord, UnreadableEvent>>>;
 
-    // ---- Outgoing webhooks (crate::webhook; SQL in sqlite/webhooks.rs) ----
+    // ---- Outgoing webhooks (crate::webhook; SQL in sql/webhooks.rs) ----
 
     /// Adds a webhook (the org must exist, the id be new) and returns it as stored: its
     /// `after_seq` is the sequence number of `audit` (its `webhook.added` event), so it
@@ -274,4 +332,30 @@ pub trait Store: credentials::Credentials + accounts::Accounts + Send + Sync + '
     ) -> Result<()>;
     /// Deliveries, newest event first, optionally of one webhook, at most `limit`.
     async fn list_webhook_deliveries(&self, webhook: Option<&str>, limit: u32) -> Result<Vec<DeliveryRow>>;
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_url_picks_the_backend_and_a_foreign_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = open(None, dir.path(), None).await.unwrap();
+        default.close().await;
+        assert!(dir.path().join(DEFAULT_FILE).is_file());
+        let other = dir.path().join("other.db");
+        let url = format!("sqlite://{}", other.display());
+        open(Some(&url), dir.path(), None).await.unwrap().close().await;
+        assert!(other.is_file());
+        for bad in ["mysql://db/assist", "sqlite://", "assist.db"] {
+            assert!(
+                matches!(open(Some(bad), dir.path(), None).await, Err(StoreError::Url(u)) if u == bad),
+                "{bad}"
+            );
+        }
+        let pg = assist_testpg::database();
+        let store = open(Some(pg.url()), dir.path(), None).await.unwrap();
+        assert_eq!(store.list_orgs().await.unwrap(), []);
+    }
 }

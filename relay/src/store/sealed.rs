@@ -6,7 +6,7 @@
 //! open. The key is 32 random bytes in the data directory (`totp.key`, 0600, beside the
 //! other keys; see `crate::datadir`): a copy of the database alone no longer yields
 //! anyone's second factor. Values written before sealing existed (no `aes1` prefix) are
-//! read as they are, and sealed once at start ([`super::SqliteStore::seal_clear_totp`]).
+//! read as they are, and sealed once at start ([`super::console::ConsoleRows::seal_clear_totp`]).
 //!
 //! It does not store or find the key; the data directory does.
 

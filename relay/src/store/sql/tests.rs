@@ -1,23 +1,27 @@
-//! Tests of the SQLite store's state (the audit log has its own, in `audit.rs`).
+//! The store's conformance tests, compiled and run once per backend (SQLite and a
+//! PostgreSQL server of the test binary's own); the audit log has its own, in `audit.rs`.
 
-use super::*;
+use super::Backend;
 use crate::audit::Action;
+use crate::audit::AuditEvent;
+use crate::store::*;
 use assist_proto::caps::{Capability, Priority};
+use assist_proto::caps::{ConsentMode, Role};
+use assist_proto::ids::{AgentName, OrgName};
+use assist_proto::msg::SessionInfo;
 use assist_proto::session::SessionState;
 
 fn ev(action: Action) -> AuditEvent {
     AuditEvent::new("test", action)
 }
 
-async fn open() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("assist.db")).await.unwrap();
-    (dir, store)
+async fn open() -> (super::TestGuard, Backend) {
+    super::test_store().await
 }
 
 /// A store with orgs `vendor` and `acme` (supported by `vendor`) and one join token
 /// `t1` for `acme` valid until 1000.
-async fn seeded() -> (tempfile::TempDir, SqliteStore) {
+async fn seeded() -> (super::TestGuard, Backend) {
     let (dir, store) = open().await;
     store.add_org(&"vendor".into(), &[], 1, &ev(Action::OrgAdded)).await.unwrap();
     store.add_org(&"acme".into(), &["vendor".into()], 2, &ev(Action::OrgAdded)).await.unwrap();
@@ -38,8 +42,8 @@ fn agent(name: &str, fingerprint: &str) -> AgentRow {
     }
 }
 
-async fn token_used_at(store: &SqliteStore, hash: &str) -> Option<i64> {
-    sqlx::query_scalar("SELECT used_at FROM join_tokens WHERE hash = ?")
+async fn token_used_at(store: &Backend, hash: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT used_at FROM join_tokens WHERE hash = $1")
         .bind(hash)
         .fetch_one(&store.pool)
         .await

@@ -1,14 +1,14 @@
 //! [`Credentials`] in SQLite: tables `cli_tokens`, `users_disabled` and the console's
 //! (migration `0010_console.sql`), each change with its audit event in one transaction.
 
-use super::SqliteStore;
 use super::audit::append;
+use super::{Backend, DbConn};
 use crate::audit::AuditEvent;
 use crate::store::Result;
 use crate::store::credentials::Credentials;
 
 #[async_trait::async_trait]
-impl Credentials for SqliteStore {
+impl Credentials for Backend {
     async fn record_token(
         &self,
         jti: &str,
@@ -18,14 +18,14 @@ impl Credentials for SqliteStore {
         now: i64,
     ) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO cli_tokens (jti, user, expires_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO cli_tokens (jti, \"user\", expires_at) VALUES ($1, $2, $3)")
             .bind(jti)
             .bind(user)
             .bind(expires_at)
             .execute(&mut *tx)
             .await?;
         // Expired ids are of no further use.
-        sqlx::query("DELETE FROM cli_tokens WHERE expires_at < ?").bind(now).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM cli_tokens WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
         append(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
@@ -33,8 +33,8 @@ impl Credentials for SqliteStore {
 
     async fn token_in_force(&self, jti: &str, user: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM cli_tokens WHERE jti = ? AND user = ? AND revoked_at IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM users_disabled WHERE users_disabled.user = cli_tokens.user)",
+            "SELECT count(*) FROM cli_tokens WHERE jti = $1 AND \"user\" = $2 AND revoked_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM users_disabled WHERE users_disabled.\"user\" = cli_tokens.\"user\")",
         )
         .bind(jti)
         .bind(user)
@@ -56,7 +56,7 @@ impl Credentials for SqliteStore {
     }
 
     async fn is_disabled(&self, user: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users_disabled WHERE user = ?")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users_disabled WHERE \"user\" = $1")
             .bind(user)
             .fetch_one(&self.pool)
             .await?;
@@ -65,7 +65,7 @@ impl Credentials for SqliteStore {
 
     async fn disable_user(&self, user: &str, audit: &AuditEvent, now: i64) -> Result<bool> {
         let mut tx = self.write().await?;
-        let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE name = ?")
+        let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE name = $1")
             .bind(user)
             .fetch_one(&mut *tx)
             .await?;
@@ -73,7 +73,7 @@ impl Credentials for SqliteStore {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO users_disabled (user, disabled_at) VALUES (?, ?) ON CONFLICT (user) DO NOTHING",
+            "INSERT INTO users_disabled (\"user\", disabled_at) VALUES ($1, $2) ON CONFLICT (\"user\") DO NOTHING",
         )
         .bind(user)
         .bind(now)
@@ -87,7 +87,7 @@ impl Credentials for SqliteStore {
 
     async fn remove_user(&self, user: &str, audit: &AuditEvent, now: i64) -> Result<bool> {
         let mut tx = self.write().await?;
-        let n = sqlx::query("DELETE FROM users WHERE name = ?")
+        let n = sqlx::query("DELETE FROM users WHERE name = $1")
             .bind(user)
             .execute(&mut *tx)
             .await?
@@ -97,9 +97,9 @@ impl Credentials for SqliteStore {
         }
         end_access(&mut tx, user, now).await?;
         for sql in [
-            "DELETE FROM user_totp WHERE user = ?",
-            "DELETE FROM recovery_codes WHERE user = ?",
-            "DELETE FROM users_disabled WHERE user = ?",
+            "DELETE FROM user_totp WHERE \"user\" = $1",
+            "DELETE FROM recovery_codes WHERE \"user\" = $1",
+            "DELETE FROM users_disabled WHERE \"user\" = $1",
         ] {
             sqlx::query(sql).bind(user).execute(&mut *tx).await?;
         }
@@ -110,9 +110,9 @@ impl Credentials for SqliteStore {
 }
 
 /// Ends a user's console sessions and revokes their CLI tokens.
-pub(super) async fn end_access(tx: &mut sqlx::SqliteConnection, user: &str, now: i64) -> Result<()> {
-    sqlx::query("DELETE FROM console_sessions WHERE user = ?").bind(user).execute(&mut *tx).await?;
-    sqlx::query("UPDATE cli_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL")
+pub(super) async fn end_access(tx: &mut DbConn, user: &str, now: i64) -> Result<()> {
+    sqlx::query("DELETE FROM console_sessions WHERE \"user\" = $1").bind(user).execute(&mut *tx).await?;
+    sqlx::query("UPDATE cli_tokens SET revoked_at = $1 WHERE \"user\" = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(user)
         .execute(&mut *tx)

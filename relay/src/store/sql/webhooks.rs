@@ -10,18 +10,19 @@
 //! It does not decide which events go where, build bodies or send anything: see
 //! [`crate::webhook`].
 
-use super::{SqliteStore, audit, insert_error, not_found, parse};
+use super::DbRow;
+use super::{Backend, audit};
 use crate::audit::AuditEvent;
+use crate::store::sqlstore::{insert_error, not_found, parse};
 use crate::store::webhooks::{
     AttemptRecord, DeliveryRow, DeliveryState, DueDelivery, NewDelivery, WebhookRow, WebhookScan,
 };
 use crate::store::{Result, StoreError};
 use assist_proto::ids::OrgName;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use tracing::warn;
 
-fn webhook_from_row(r: &SqliteRow) -> Result<WebhookRow> {
+fn webhook_from_row(r: &DbRow) -> Result<WebhookRow> {
     let events: Option<String> = r.try_get("events")?;
     let events = events
         .map(|text| {
@@ -47,7 +48,7 @@ macro_rules! select_webhooks {
     };
 }
 
-fn delivery_from_row(r: &SqliteRow) -> Result<DeliveryRow> {
+fn delivery_from_row(r: &DbRow) -> Result<DeliveryRow> {
     let attempts: i64 = r.try_get("attempts")?;
     let status: Option<i64> = r.try_get("last_status")?;
     Ok(DeliveryRow {
@@ -80,7 +81,7 @@ macro_rules! select_deliveries {
     };
 }
 
-impl SqliteStore {
+impl Backend {
     pub(super) async fn insert_webhook(&self, hook: &WebhookRow, event: &AuditEvent) -> Result<WebhookRow> {
         let events = hook
             .events
@@ -94,7 +95,7 @@ impl SqliteStore {
         let record = audit::append(&mut tx, event, hook.created_at).await?;
         sqlx::query(
             "INSERT INTO webhooks (id, org, url, events, format, secret, created_at, after_seq) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&hook.id)
         .bind(hook.org.as_str())
@@ -120,7 +121,7 @@ impl SqliteStore {
 
     pub(super) async fn delete_webhook(&self, id: &str, now: i64, event: &AuditEvent) -> Result<u64> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("UPDATE webhooks SET removed_at = ? WHERE id = ? AND removed_at IS NULL")
+        let done = sqlx::query("UPDATE webhooks SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -129,7 +130,7 @@ impl SqliteStore {
             return Err(not_found("webhook", id));
         }
         let cancelled = sqlx::query(
-            "UPDATE webhook_deliveries SET state = 'cancelled', updated_at = ? WHERE webhook = ? AND state = 'pending'",
+            "UPDATE webhook_deliveries SET state = 'cancelled', updated_at = $1 WHERE webhook = $2 AND state = 'pending'",
         )
         .bind(now)
         .bind(id)
@@ -179,7 +180,7 @@ impl SqliteStore {
         deliveries: &[NewDelivery],
     ) -> Result<bool> {
         let mut tx = self.write().await?;
-        let moved = sqlx::query("UPDATE webhook_cursor SET after_seq = ? WHERE id = 1 AND after_seq = ?")
+        let moved = sqlx::query("UPDATE webhook_cursor SET after_seq = $1 WHERE id = 1 AND after_seq = $2")
             .bind(to)
             .bind(from)
             .execute(&mut *tx)
@@ -189,10 +190,11 @@ impl SqliteStore {
         }
         for d in deliveries {
             sqlx::query(
-                "INSERT OR IGNORE INTO webhook_deliveries \
+                "INSERT INTO webhook_deliveries \
                  (id, webhook, event_seq, event, session, body, state, attempts, created_at, next_attempt_at, updated_at) \
-                 SELECT ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ? \
-                 WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ? AND removed_at IS NULL)",
+                 SELECT $1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9 \
+                 WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $10 AND removed_at IS NULL) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&d.id)
             .bind(&d.webhook)
@@ -213,11 +215,11 @@ impl SqliteStore {
 
     pub(super) async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>> {
         let rows = sqlx::query(select_deliveries!(
-            "WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.removed_at IS NULL \
-             ORDER BY d.event_seq, d.webhook LIMIT ?"
+            "WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND w.removed_at IS NULL \
+             ORDER BY d.event_seq, d.webhook LIMIT $2"
         ))
         .bind(now)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -235,7 +237,7 @@ impl SqliteStore {
 
     pub(super) async fn record_attempt(&self, a: &AttemptRecord, now: i64, event: &AuditEvent) -> Result<()> {
         let mut tx = self.write().await?;
-        let found = sqlx::query_scalar::<_, String>("SELECT state FROM webhook_deliveries WHERE id = ?")
+        let found = sqlx::query_scalar::<_, String>("SELECT state FROM webhook_deliveries WHERE id = $1")
             .bind(&a.delivery)
             .fetch_optional(&mut *tx)
             .await?;
@@ -244,8 +246,8 @@ impl SqliteStore {
         };
         if parse::<DeliveryState>(&state)? == DeliveryState::Pending {
             sqlx::query(
-                "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ?, updated_at = ?, \
-                 last_status = ?, last_error = ? WHERE id = ?",
+                "UPDATE webhook_deliveries SET state = $1, attempts = $2, next_attempt_at = $3, updated_at = $4, \
+                 last_status = $5, last_error = $6 WHERE id = $7",
             )
             .bind(a.state.as_str())
             .bind(i64::from(a.attempt))
@@ -264,10 +266,10 @@ impl SqliteStore {
 
     pub(super) async fn deliveries(&self, webhook: Option<&str>, limit: u32) -> Result<Vec<DeliveryRow>> {
         let rows = sqlx::query(select_deliveries!(
-            "WHERE (?1 IS NULL OR d.webhook = ?1) ORDER BY d.event_seq DESC, d.webhook LIMIT ?2"
+            "WHERE ($1 IS NULL OR d.webhook = $1) ORDER BY d.event_seq DESC, d.webhook LIMIT $2"
         ))
         .bind(webhook)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(delivery_from_row).collect()

@@ -1,16 +1,17 @@
 //! Sessions in SQLite: the rows, their mapping, and the writes (each with its audit
 //! event, in one transaction).
 
-use super::{SqliteStore, audit, insert_error, not_found, parse};
+use super::DbRow;
+use super::{Backend, audit};
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
+use crate::store::sqlstore::{insert_error, not_found, parse};
 use crate::store::{Result, StoreError};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
 use assist_proto::session::SessionState;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-fn session_from_row(r: &SqliteRow) -> Result<SessionInfo> {
+fn session_from_row(r: &DbRow) -> Result<SessionInfo> {
     let state: String = r.try_get("state")?;
     let capabilities: String = r.try_get("capabilities")?;
     Ok(SessionInfo {
@@ -64,7 +65,7 @@ macro_rules! select_sessions {
     };
 }
 
-impl SqliteStore {
+impl Backend {
     pub(super) async fn insert_session_audited(&self, s: &SessionInfo, event: &AuditEvent) -> Result<()> {
         let capabilities = serde_json::to_string(&s.capabilities)
             .map_err(|e| StoreError::Corrupt(format!("session capabilities: {e}")))?;
@@ -73,7 +74,7 @@ impl SqliteStore {
             "INSERT INTO sessions (id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, \
              capabilities, state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, \
              end_reason, duration_secs, granted, grant_expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(s.id.as_str())
         .bind(s.engineer.as_str())
@@ -111,8 +112,8 @@ impl SqliteStore {
     ) -> Result<()> {
         let mut tx = self.write().await?;
         let done = sqlx::query(
-            "UPDATE sessions SET state = ?, approver = ?, decided_at = ?, started_at = ?, ended_at = ?, \
-             end_reason = ?, granted = ?, grant_expires_at = ? WHERE id = ?",
+            "UPDATE sessions SET state = $1, approver = $2, decided_at = $3, started_at = $4, ended_at = $5, \
+             end_reason = $6, granted = $7, grant_expires_at = $8 WHERE id = $9",
         )
         .bind(s.state.as_str())
         .bind(&s.approver)
@@ -134,7 +135,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn get_session(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
-        let row = sqlx::query(select_sessions!("WHERE id = ?"))
+        let row = sqlx::query(select_sessions!("WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -143,8 +144,8 @@ impl SqliteStore {
 
     pub(super) async fn newest_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>> {
         // rowid breaks ties between requests made in the same millisecond.
-        let rows = sqlx::query(select_sessions!("ORDER BY requested_at DESC, rowid DESC LIMIT ?"))
-            .bind(limit)
+        let rows = sqlx::query(select_sessions!("ORDER BY requested_at DESC, rowid DESC LIMIT $1"))
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(session_from_row).collect()
@@ -163,8 +164,8 @@ impl SqliteStore {
         let closed = sqlx::query(
             "UPDATE sessions SET \
                state = CASE state WHEN 'requested' THEN 'expired' ELSE 'closed' END, \
-               ended_at = COALESCE(ended_at, ?), \
-               end_reason = COALESCE(end_reason, ?) \
+               ended_at = COALESCE(ended_at, $1), \
+               end_reason = COALESCE(end_reason, $2) \
              WHERE state IN ('requested', 'approved', 'active')",
         )
         .bind(now)
@@ -183,10 +184,10 @@ impl SqliteStore {
             audit::append(&mut tx, &event, now).await?;
         }
         let online: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, org FROM agents WHERE online = 1 ORDER BY org, name")
+            sqlx::query_as("SELECT name, org FROM agents WHERE online = TRUE ORDER BY org, name")
                 .fetch_all(&mut *tx)
                 .await?;
-        sqlx::query("UPDATE agents SET online = 0 WHERE online = 1").execute(&mut *tx).await?;
+        sqlx::query("UPDATE agents SET online = FALSE WHERE online = TRUE").execute(&mut *tx).await?;
         for (name, org) in online {
             let event = AuditEvent::new(RELAY_ACTOR, Action::AgentDisconnected)
                 .org(&OrgName::new(org))

@@ -2,20 +2,21 @@
 //! `users_disabled`, support relations on `org_support`, and the `join_tokens` list;
 //! each change with its audit event in one transaction.
 
+use super::Backend;
 use super::audit::append;
 use super::credentials::end_access;
-use super::{SqliteStore, not_found};
 use crate::audit::AuditEvent;
 use crate::store::Result;
 use crate::store::accounts::{Accounts, JoinTokenRow};
+use crate::store::sqlstore::not_found;
 use assist_proto::caps::Role;
 use assist_proto::ids::OrgName;
 use sqlx::Row;
 
 #[async_trait::async_trait]
-impl Accounts for SqliteStore {
+impl Accounts for Backend {
     async fn set_role(&self, user: &str, role: Role, audit: &AuditEvent, now: i64) -> Result<bool> {
-        self.change_user("UPDATE users SET role = ? WHERE name = ?", role.as_str(), user, audit, now).await
+        self.change_user("UPDATE users SET role = $1 WHERE name = $2", role.as_str(), user, audit, now).await
     }
 
     async fn reset_password(
@@ -25,13 +26,19 @@ impl Accounts for SqliteStore {
         audit: &AuditEvent,
         now: i64,
     ) -> Result<bool> {
-        self.change_user("UPDATE users SET password_hash = ? WHERE name = ?", password_hash, user, audit, now)
-            .await
+        self.change_user(
+            "UPDATE users SET password_hash = $1 WHERE name = $2",
+            password_hash,
+            user,
+            audit,
+            now,
+        )
+        .await
     }
 
     async fn enable_user(&self, user: &str, audit: &AuditEvent, now: i64) -> Result<bool> {
         let mut tx = self.write().await?;
-        let n = sqlx::query("DELETE FROM users_disabled WHERE user = ?")
+        let n = sqlx::query("DELETE FROM users_disabled WHERE \"user\" = $1")
             .bind(user)
             .execute(&mut *tx)
             .await?
@@ -54,7 +61,7 @@ impl Accounts for SqliteStore {
     ) -> Result<bool> {
         let mut tx = self.write().await?;
         for org in [customer, vendor] {
-            let found = sqlx::query("SELECT 1 FROM orgs WHERE name = ?")
+            let found = sqlx::query("SELECT 1 FROM orgs WHERE name = $1")
                 .bind(org.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -63,9 +70,9 @@ impl Accounts for SqliteStore {
             }
         }
         let sql = if on {
-            "INSERT OR IGNORE INTO org_support (customer, vendor) VALUES (?, ?)"
+            "INSERT INTO org_support (customer, vendor) VALUES ($1, $2) ON CONFLICT DO NOTHING"
         } else {
-            "DELETE FROM org_support WHERE customer = ? AND vendor = ?"
+            "DELETE FROM org_support WHERE customer = $1 AND vendor = $2"
         };
         let n = sqlx::query(sql)
             .bind(customer.as_str())
@@ -84,7 +91,7 @@ impl Accounts for SqliteStore {
     async fn list_join_tokens(&self, limit: u32) -> Result<Vec<JoinTokenRow>> {
         let rows = sqlx::query(
             "SELECT hash, org, created_at, expires_at, used_at FROM join_tokens \
-             ORDER BY created_at DESC, hash LIMIT ?",
+             ORDER BY created_at DESC, hash LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -104,7 +111,7 @@ impl Accounts for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Backend {
     /// Sets one column of a user's row (`sql` binds the value, then the name) and, in the
     /// same transaction, ends their console sessions and CLI tokens and appends `audit`.
     /// False, changing nothing, if there is no such user.

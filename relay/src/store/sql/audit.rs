@@ -10,11 +10,12 @@
 //!
 //! It does not verify the chain; that is [`crate::audit::ChainVerifier`]'s job.
 
-use super::SqliteStore;
+use super::Backend;
+use super::DbConn;
+use super::DbRow;
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord, GENESIS};
 use crate::store::{Result, StoreError, UnreadableEvent};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 macro_rules! select_audit {
     ($rest:literal) => {
@@ -26,7 +27,7 @@ macro_rules! select_audit {
 }
 
 /// Appends `event` at `now` after the newest event. Must run in a write transaction.
-pub(super) async fn append(conn: &mut SqliteConnection, event: &AuditEvent, now: i64) -> Result<AuditRecord> {
+pub(super) async fn append(conn: &mut DbConn, event: &AuditEvent, now: i64) -> Result<AuditRecord> {
     let last: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -41,7 +42,7 @@ pub(super) async fn append(conn: &mut SqliteConnection, event: &AuditEvent, now:
     let record = event.seal(seq, now, &prev_hash);
     sqlx::query(
         "INSERT INTO audit_events (seq, at, actor, org, action, target, session, detail, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(record.seq)
     .bind(record.at)
@@ -60,7 +61,7 @@ pub(super) async fn append(conn: &mut SqliteConnection, event: &AuditEvent, now:
 
 /// Reads one row. The sequence number is the row's key, so it is always readable; any
 /// other column that is not what it should be makes the row unreadable.
-fn record_from_row(r: &SqliteRow) -> Result<Result<AuditRecord, UnreadableEvent>> {
+fn record_from_row(r: &DbRow) -> Result<Result<AuditRecord, UnreadableEvent>> {
     let seq: i64 = r.try_get("seq")?;
     let read = || -> std::result::Result<AuditRecord, sqlx::Error> {
         Ok(AuditRecord {
@@ -79,7 +80,7 @@ fn record_from_row(r: &SqliteRow) -> Result<Result<AuditRecord, UnreadableEvent>
     Ok(read().map_err(|e| UnreadableEvent { seq, reason: e.to_string() }))
 }
 
-impl SqliteStore {
+impl Backend {
     pub(super) async fn append_alone(&self, event: &AuditEvent, now: i64) -> Result<AuditRecord> {
         let mut tx = self.write().await?;
         let record = append(&mut tx, event, now).await?;
@@ -89,10 +90,10 @@ impl SqliteStore {
 
     pub(super) async fn list_audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
         let sql = select_audit!(
-            "WHERE seq > ?1 \
-             AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3) \
-             AND (?4 IS NULL OR org = ?4) AND (?5 IS NULL OR session = ?5) AND (?6 IS NULL OR actor = ?6) \
-             ORDER BY seq LIMIT ?7"
+            "WHERE seq > $1 \
+             AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
+             AND ($4 IS NULL OR org = $4) AND ($5 IS NULL OR session = $5) AND ($6 IS NULL OR actor = $6) \
+             ORDER BY seq LIMIT $7"
         );
         let rows = sqlx::query(sql)
             .bind(f.after_seq.unwrap_or(0))
@@ -101,8 +102,8 @@ impl SqliteStore {
             .bind(f.org.as_ref().map(|o| o.as_str()))
             .bind(f.session.as_ref().map(|s| s.as_str()))
             .bind(f.actor.as_deref())
-            // SQLite: a negative limit means none.
-            .bind(f.limit.map_or(-1, i64::from))
+            // "No limit" in a form both dialects take (SQLite's -1 is an error in PostgreSQL).
+            .bind(f.limit.map_or(i64::MAX, i64::from))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -122,8 +123,8 @@ impl SqliteStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Result<AuditRecord, UnreadableEvent>>> {
-        let sql = select_audit!("WHERE seq > ? ORDER BY seq LIMIT ?");
-        let rows = sqlx::query(sql).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
+        let sql = select_audit!("WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows = sqlx::query(sql).bind(after_seq).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(record_from_row).collect()
     }
 }
@@ -136,20 +137,16 @@ mod tests {
     use assist_proto::ids::AgentName;
     use serde_json::json;
 
-    async fn open_at(path: &std::path::Path) -> SqliteStore {
-        SqliteStore::open(path).await.unwrap()
-    }
-
     fn ev(actor: &str, action: Action) -> AuditEvent {
         AuditEvent::new(actor, action)
     }
 
-    async fn all(store: &SqliteStore) -> Vec<AuditRecord> {
+    async fn all(store: &Backend) -> Vec<AuditRecord> {
         store.list_audit(&AuditFilter::default()).await.unwrap()
     }
 
     /// Reads the whole chain the way `audit verify` does, in small pages.
-    async fn verify(store: &SqliteStore) -> std::result::Result<u64, (i64, BreakReason)> {
+    async fn verify(store: &Backend) -> std::result::Result<u64, (i64, BreakReason)> {
         let mut v = ChainVerifier::new();
         let mut after = 0;
         loop {
@@ -167,8 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn state_changes_and_their_events_form_one_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_at(&dir.path().join("a.db")).await;
+        let (_guard, store) = super::super::test_store().await;
         store
             .add_org(&"acme".into(), &[], 10, &ev("admin-cli", Action::OrgAdded).target("acme"))
             .await
@@ -188,8 +184,7 @@ mod tests {
 
     #[tokio::test]
     async fn filters_select_and_pages_continue() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_at(&dir.path().join("a.db")).await;
+        let (_guard, store) = super::super::test_store().await;
         let acme = "acme".into();
         let s1 = "s-1".into();
         let events = [
@@ -224,20 +219,15 @@ mod tests {
 
     /// Rejects every insert of `action` into the audit log, as a full disk or a broken
     /// audit table would: the change the event describes must not commit either.
-    async fn refuse_audit_of(store: &SqliteStore, action: Action) {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events WHEN NEW.action = '{action}' \
-             BEGIN SELECT RAISE(ABORT, 'audit refused by test'); END"
-        )))
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    async fn refuse_audit_of(store: &Backend, action: Action) {
+        for sql in super::super::test_sql::refuse_audit(&action.to_string()) {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&store.pool).await.unwrap();
+        }
     }
 
     #[tokio::test]
     async fn a_change_whose_event_cannot_be_stored_is_rolled_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_at(&dir.path().join("a.db")).await;
+        let (_guard, store) = super::super::test_store().await;
         store.add_org(&"acme".into(), &[], 1, &ev("admin-cli", Action::OrgAdded)).await.unwrap();
         store
             .add_join_token("t1", &"acme".into(), 1000, 2, &ev("admin-cli", Action::TokenIssued))
@@ -264,7 +254,7 @@ mod tests {
             .unwrap();
         assert_eq!(used, None, "the token stays unused");
 
-        sqlx::query("DROP TRIGGER refuse_audit").execute(&store.pool).await.unwrap();
+        sqlx::query(super::super::test_sql::ALLOW_AUDIT).execute(&store.pool).await.unwrap();
         let row = store.enroll_agent("t1", &agent, 4, &enrolled).await.unwrap();
         let last = all(&store).await.pop().unwrap();
         assert_eq!((last.action.as_str(), last.org.as_deref()), ("agent.enrolled", Some("acme")));
@@ -278,8 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn audit_rows_cannot_be_updated_or_deleted_through_sql() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_at(&dir.path().join("a.db")).await;
+        let (_guard, store) = super::super::test_store().await;
         store.append_audit(&ev("alice", Action::LoginSucceeded), 1).await.unwrap();
         for sql in ["UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"] {
             let err = sqlx::query(sql).execute(&store.pool).await.unwrap_err();
@@ -289,15 +278,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_or_unreadable_row_breaks_the_chain_at_that_row() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_at(&dir.path().join("a.db")).await;
+        let (_guard, store) = super::super::test_store().await;
         for i in 0..5 {
             let e = ev("alice", Action::LoginSucceeded).detail(json!({ "n": i }));
             store.append_audit(&e, i).await.unwrap();
         }
         assert_eq!(verify(&store).await, Ok(5));
         // Whoever can write the file can drop the guard; the chain still tells.
-        sqlx::query("DROP TRIGGER audit_events_no_update").execute(&store.pool).await.unwrap();
+        sqlx::query(super::super::test_sql::DROP_UPDATE_GUARD).execute(&store.pool).await.unwrap();
         sqlx::query("UPDATE audit_events SET actor = 'alicf' WHERE seq = 3")
             .execute(&store.pool)
             .await
@@ -309,11 +297,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(verify(&store).await, Ok(5));
-        // Not UTF-8: a flipped high bit in a text column.
-        sqlx::query("UPDATE audit_events SET detail = CAST(X'7B22FF7D' AS TEXT) WHERE seq = 4")
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        // Not UTF-8: a flipped high bit in a text column (SQLite only: PostgreSQL checks
+        // the encoding of what it stores).
+        let Some(sql) = super::super::test_sql::NOT_UTF8_DETAIL else { return };
+        sqlx::query(sql).execute(&store.pool).await.unwrap();
         assert!(matches!(verify(&store).await, Err((4, BreakReason::Unreadable(_)))));
         assert!(matches!(
             store.list_audit(&AuditFilter::default()).await,
@@ -322,13 +309,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_stores_on_one_file_extend_one_chain() {
-        // Two pools stand for the relay and an admin command: separate connections, as
-        // separate processes would have, contending for SQLite's write lock.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let a = open_at(&path).await;
-        let b = open_at(&path).await;
+    async fn two_stores_on_one_database_extend_one_chain() {
+        // Two pools stand for two relays, or a relay and an admin command: separate
+        // connections, as separate processes would have, contending for SQLite's write
+        // lock or PostgreSQL's chain head row.
+        let (guard, a) = super::super::test_store().await;
+        let b = super::super::reopen(&guard).await;
         let tasks: Vec<_> = [a.clone(), b.clone()]
             .into_iter()
             .enumerate()
@@ -349,7 +335,12 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(verify(&a).await, Ok(200));
+        // What `assist-relay audit verify` runs, through the other handle.
+        let verified = crate::audit_cmd::verify(&b).await.unwrap().map(|v| v.count);
+        assert_eq!(verified, Ok(200));
         let records = all(&b).await;
+        let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "gapless and in order");
         assert_eq!(verify_chain(&records).map(|v| v.count), Ok(200));
         for i in 0..2 {
             for t in 0..4 {

@@ -1,17 +1,18 @@
 //! Maintenance windows in SQLite: add, list, remove (each change with its audit event).
 
-use super::{SqliteStore, audit, insert_error, not_found};
+use super::DbRow;
+use super::{Backend, audit};
 use crate::audit::AuditEvent;
+use crate::store::sqlstore::{insert_error, not_found};
 use crate::store::{Result, StoreError, WindowRow};
 use assist_proto::ids::{AgentName, OrgName, UserName};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("window {what}: {e}"))
 }
 
-fn window_from_row(r: &SqliteRow) -> Result<WindowRow> {
+fn window_from_row(r: &DbRow) -> Result<WindowRow> {
     let caps: String = r.try_get("capabilities")?;
     let engineers: String = r.try_get("engineers")?;
     Ok(WindowRow {
@@ -33,7 +34,7 @@ fn window_from_row(r: &SqliteRow) -> Result<WindowRow> {
     })
 }
 
-impl SqliteStore {
+impl Backend {
     pub(super) async fn add_window_audited(&self, w: &WindowRow, event: &AuditEvent) -> Result<()> {
         let caps = serde_json::to_string(&w.capabilities).map_err(|e| corrupt("capabilities", e))?;
         let engineers: Vec<&str> = w.engineers.iter().map(|e| e.as_str()).collect();
@@ -41,7 +42,7 @@ impl SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO windows (id, org, agent, schedule, duration_secs, capabilities, engineers, note, \
-             created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&w.id)
         .bind(w.org.as_str())
@@ -63,7 +64,7 @@ impl SqliteStore {
 
     pub(super) async fn windows(&self, org: Option<&OrgName>) -> Result<Vec<WindowRow>> {
         let rows = sqlx::query(
-            "SELECT * FROM windows WHERE removed_at IS NULL AND (? IS NULL OR org = ?) ORDER BY org, id",
+            "SELECT * FROM windows WHERE removed_at IS NULL AND ($1 IS NULL OR org = $2) ORDER BY org, id",
         )
         .bind(org.map(|o| o.as_str()))
         .bind(org.map(|o| o.as_str()))
@@ -74,7 +75,7 @@ impl SqliteStore {
 
     pub(super) async fn remove_window_audited(&self, id: &str, now: i64, event: &AuditEvent) -> Result<()> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("UPDATE windows SET removed_at = ? WHERE id = ? AND removed_at IS NULL")
+        let done = sqlx::query("UPDATE windows SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
