@@ -83,6 +83,7 @@ impl RogueEngineer {
 pub fn command(session: &str, argv: &[&str]) -> ChannelOpen {
     ChannelOpen {
         session: session.into(),
+        report_exit: false,
         channel: ChannelKind::Shell {
             pty: None,
             command: Some(argv.iter().map(|s| s.to_string()).collect()),

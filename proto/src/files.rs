@@ -52,6 +52,13 @@ pub enum FileRequest {
         /// The whole transfer this file belongs to (a recursive copy), for the limits.
         batch: Batch,
     },
+    /// Renames `path` to `to` (both inside `files.write` roots); refused if `to` exists.
+    /// A symbolic link is renamed itself, never followed.
+    Rename { path: String, to: String },
+    /// Removes a file or symbolic link (`dir` false) or an empty directory (`dir` true).
+    Remove { path: String, dir: bool },
+    /// Creates one directory (its parent must exist) with permission bits `mode`.
+    Mkdir { path: String, mode: u32 },
 }
 
 /// Size of a whole transfer: one file, or every file of a recursive copy.
@@ -66,23 +73,41 @@ impl FileRequest {
         match self {
             FileRequest::List { path, .. }
             | FileRequest::Read { path, .. }
-            | FileRequest::Write { path, .. } => path,
+            | FileRequest::Write { path, .. }
+            | FileRequest::Rename { path, .. }
+            | FileRequest::Remove { path, .. }
+            | FileRequest::Mkdir { path, .. } => path,
         }
+    }
+
+    /// Every path the request touches: a rename's two, else its one.
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            FileRequest::Rename { path, to } => vec![path, to],
+            other => vec![other.path()],
+        }
+    }
+
+    /// Whether the request changes the tree (rename, remove, mkdir) rather than moving a
+    /// file's bytes: the agent answers it with a [`FileChange`], not a [`FileReport`].
+    pub fn is_change(&self) -> bool {
+        matches!(self, FileRequest::Rename { .. } | FileRequest::Remove { .. } | FileRequest::Mkdir { .. })
     }
 
     /// The narrowest capability that allows this request: the exact path.
     pub fn required_capability(&self) -> Capability {
-        let roots = vec![self.path().trim_end_matches('/').to_owned()].into_iter().map(non_empty).collect();
+        let roots =
+            self.paths().into_iter().map(|p| p.trim_end_matches('/').to_owned()).map(non_empty).collect();
         match self {
             FileRequest::List { .. } | FileRequest::Read { .. } => Capability::FilesRead { roots },
-            FileRequest::Write { .. } => Capability::FilesWrite { roots },
+            _ => Capability::FilesWrite { roots },
         }
     }
 
     /// Checks the request's form: an absolute, normalised path (no `.`, `..`, empty
     /// components or backslashes), a plain file name.
     pub fn validate(&self) -> Result<(), BadPath> {
-        check_path(self.path())?;
+        self.paths().into_iter().try_for_each(check_path)?;
         if let FileRequest::Write { name: Some(name), .. } = self
             && !is_plain_name(name)
         {
@@ -204,6 +229,23 @@ pub struct FileReport {
     pub error: Option<String>,
 }
 
+/// The agent's account of a rename, remove or mkdir it did, for the relay's audit log
+/// (`file.changed`). Only changes that were made are reported: one that failed is refused
+/// with its reason before anything is spliced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    pub session: SessionId,
+    /// The agent's stream id of the channel.
+    pub stream: u64,
+    /// `rename`, `remove`, `rmdir` or `mkdir`.
+    pub op: String,
+    /// The real path on the agent's disk.
+    pub path: String,
+    /// A rename's real destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
 /// Largest transfer the relay or an agent allows: bytes of one transfer and files of one
 /// recursive transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,6 +364,22 @@ mod tests {
             assert!(write("/opt", Some(bad)).validate().is_err(), "{bad}");
         }
         assert!(write("/opt/x", Some("patch.sql")).validate().is_ok());
+        let rename = |a: &str, b: &str| FileRequest::Rename { path: a.into(), to: b.into() };
+        assert!(rename("/opt/a", "/opt/../etc/b").validate().is_err());
+        assert!(rename("/opt/a", "/opt/b").validate().is_ok());
+    }
+
+    #[test]
+    fn changes_need_write_on_every_path_they_touch() {
+        let rename = FileRequest::Rename { path: "/srv/drop/a".into(), to: "/srv/keep/a".into() };
+        let cap = rename.required_capability();
+        assert_eq!(cap.to_string(), "files.write:/srv/drop/a,/srv/keep/a");
+        assert!(!cap.within(&"files.write:/srv/drop".parse().unwrap()));
+        assert!(cap.within(&"files.write:/srv".parse().unwrap()));
+        let rm = FileRequest::Remove { path: "/srv/drop/a".into(), dir: false };
+        assert_eq!(rm.required_capability().to_string(), "files.write:/srv/drop/a");
+        let mk = FileRequest::Mkdir { path: "/srv/drop/d".into(), mode: 0o755 };
+        assert!(mk.is_change() && !write("/opt", None).is_change());
     }
 
     #[test]

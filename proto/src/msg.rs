@@ -146,6 +146,12 @@ pub enum EngineerToRelay {
     /// Pending requests the caller may answer.
     ListRequests,
     ListSessions,
+    /// Tell this connection of live session `session`'s grant changes and end, as the
+    /// command that requested it is told: a command working in it with `--session`
+    /// (`assist forward`, `assist ssh-proxy`). Only the session's engineer.
+    Follow {
+        session: SessionId,
+    },
     RequestSession {
         agent: AgentName,
         ticket: String,
@@ -276,6 +282,15 @@ pub enum RelayToEngineer {
         code: Option<i32>,
         signal: Option<String>,
     },
+    /// A shell channel this connection opened with `report_exit` exited (after its output
+    /// stream finished); `stream` is the channel's stream as this connection opened it. The
+    /// session goes on.
+    ChannelExited {
+        session: SessionId,
+        stream: u64,
+        code: Option<i32>,
+        signal: Option<String>,
+    },
     /// Someone (an approver of the agent's organisation, or an admin) started or stopped
     /// watching the session live, read-only.
     Watching {
@@ -369,6 +384,10 @@ pub enum AgentToRelay {
     FileTransferred {
         report: FileReport,
     },
+    /// A rename, remove or mkdir was done: the agent's account, for the audit log.
+    FileChanged {
+        change: crate::files::FileChange,
+    },
     Ping,
 }
 
@@ -453,7 +472,8 @@ pub enum ChannelKind {
     Stderr,
     /// Agent → relay: the standard error of the command on the channel whose stream is
     /// `stream` (as the relay opened it); the relay passes it on as [`ChannelKind::Stderr`]
-    /// to the connection that opened that channel.
+    /// to the connection that opened that channel, or, for a channel opened with
+    /// `report_exit`, as `StderrOf` the stream as that connection opened it.
     StderrOf { stream: u64 },
     /// A file listing, read or write ([`crate::files`]).
     Files { request: FileRequest },
@@ -535,6 +555,12 @@ impl ChannelKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelOpen {
     pub session: SessionId,
+    /// For a shell channel: its exit goes to the connection that opened it, as
+    /// [`RelayToEngineer::ChannelExited`] (and its stderr as [`ChannelKind::StderrOf`] this
+    /// stream), instead of ending the session. `assist ssh-proxy` asks it for every SSH
+    /// channel, so one SSH connection runs many commands (VS Code, `ControlMaster`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_exit: bool,
     pub channel: ChannelKind,
 }
 
@@ -687,28 +713,38 @@ mod tests {
         round_trip(RelayToAgent::ConsentRequest { session: Box::new(info()) });
         round_trip(ChannelOpen {
             session: "s".into(),
+            report_exit: false,
             channel: ChannelKind::Shell {
                 pty: Some(PtyRequest { cols: 80, rows: 24, term: "xterm".into() }),
                 command: None,
             },
         });
+        round_trip(ChannelOpen {
+            session: "s".into(),
+            report_exit: true,
+            channel: ChannelKind::Shell { pty: None, command: Some(vec!["true".into()]) },
+        });
         round_trip(ChannelReply::Refused { reason: "no grant".into() });
         round_trip(ChannelOpen {
             session: "s".into(),
+            report_exit: false,
             channel: ChannelKind::Files {
                 request: FileRequest::Read { path: "/var/log/erp/app.log".into(), offset: 7 },
             },
         });
         round_trip(ChannelOpen {
             session: "s".into(),
+            report_exit: false,
             channel: ChannelKind::Exec { name: "db-health".into() },
         });
         round_trip(ChannelOpen {
             session: "s".into(),
+            report_exit: false,
             channel: ChannelKind::Logs { paths: vec!["/var/log/erp".into()], since: Some(5) },
         });
         round_trip(ChannelOpen {
             session: "s".into(),
+            report_exit: false,
             channel: ChannelKind::Forward { target: "db:5432".into() },
         });
     }

@@ -138,6 +138,9 @@ actions! {
     /// A diagnostic script run in a session that goes on (`assist exec --session`) exited
     /// (detail: script, exit code or signal).
     ScriptExited = "exec.exited",
+    /// A command or shell whose exit goes to the connection that opened it (an SSH channel
+    /// of `assist ssh-proxy`) exited; the session goes on (detail: code or signal, stream).
+    CommandExited = "command.exited",
     /// Someone tried what they may not: answer, end, revoke in or escalate a session that
     /// is not theirs to touch, or one that does not exist (detail: what was attempted, why
     /// it was refused, `count`; rate-limited, see `broker::refusals`).
@@ -151,6 +154,9 @@ actions! {
     /// A file transfer ended (detail: path, direction, size, SHA-256 from the agent and the
     /// engineer, whether they matched, the recording channel).
     FileTransferred = "file.transferred",
+    /// The agent renamed, removed or created something inside a granted write root (detail:
+    /// op, path, to, channel, stream).
+    FileChanged = "file.changed",
     /// A forwarded TCP connection opened: the agent connected to its target (detail:
     /// target, recording channel, stream, the engineer connection's address).
     ForwardOpened = "forward.opened",

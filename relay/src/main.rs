@@ -389,7 +389,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(data_dir, cli.database, *args).await?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Recording(cmd) => return cli::recording::recording_command(&data_dir, cmd).await,
+        Command::Recording(cmd) => {
+            return cli::recording::recording_command(&data_dir, cli.database, cmd).await;
+        }
         Command::Keys(cmd) => return cli::recording::keys_command(&data_dir, cmd),
         other => other,
     };

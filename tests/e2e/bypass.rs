@@ -91,7 +91,8 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
     attempts += 1;
 
     // A stream kind only the agent may open.
-    let stderr = ChannelOpen { session: narrow.as_str().into(), channel: ChannelKind::Stderr };
+    let stderr =
+        ChannelOpen { session: narrow.as_str().into(), report_exit: false, channel: ChannelKind::Stderr };
     let (reply, ..) = rt.block_on(e.open(&stderr))?;
     refused(&reply);
     attempts += 1;

@@ -266,8 +266,7 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     assert!(events(&relay, &held.id, "forward.opened")?.is_empty());
 
     // The granted target works; revoking it in the session closes its open connection,
-    // and the command stops that listener (grant changes are not told to a command that
-    // did not request the session: the broken connection is its cue).
+    // and the command stops that listener (it follows the session: told of the change).
     let mut open = TcpStream::connect(("127.0.0.1", port3))?;
     open.set_read_timeout(Some(WAIT))?;
     open.write_all(b"ping")?;
@@ -280,15 +279,12 @@ fn a_target_outside_the_grant_is_refused_and_revocation_closes_what_is_open() ->
     let line = outside.stderr.wait_for("stopped forwarding")?;
     assert!(line.contains(&format!("127.0.0.1:{port3} -> {}", echo.target())), "{line}");
 
-    // The session's end: the next connection is refused, and the command leaves saying so.
+    // The session's end: told at once, the command leaves saying so and stops listening.
     bob.ok(&["end", &held.id, "--reason", "enough for today"])?;
-    let mut tcp = TcpStream::connect(("127.0.0.1", port2))?;
-    tcp.set_read_timeout(Some(WAIT))?;
-    let mut buf = Vec::new();
-    let _ = tcp.read_to_end(&mut buf);
-    assert_eq!(outside.wait()?.code(), Some(2), "{:?}", outside.stderr.seen);
+    assert_eq!(outside.wait()?.code(), Some(255), "{:?}", outside.stderr.seen);
     let line = outside.stderr.wait_for("ended")?;
     assert!(line.contains("enough for today"), "{line}");
+    assert!(TcpStream::connect(("127.0.0.1", port2)).is_err(), "still listening on {port2}");
 
     // Its own session, two targets: an open connection works, then revoking its target
     // closes it and stops that listener; the other goes on until it is revoked too, which
@@ -372,5 +368,53 @@ fn the_grant_running_out_closes_open_connections_and_the_command() -> anyhow::Re
     fwd.stderr.wait_for("forwarding stopped")?;
     wait_until("the session's end", || Ok(session_row(&bob, &id)?["end_reason"] == "forwarding stopped"))?;
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening on {port}");
+    Ok(())
+}
+
+#[test]
+fn forward_in_a_live_session_is_told_of_extensions_and_revocations_as_they_happen() -> anyhow::Result<()> {
+    let (echo, other) = (Echo::start()?, Echo::start()?);
+    let relay = TestRelay::start()?;
+    relay.standard_world()?;
+    let _agent = agent_with(&relay, "erp-db01", "acme", &[])?;
+    let (alice, bob) = (relay.login("alice")?, relay.login("bob")?);
+    let granted = [format!("forward:{}", echo.target()), format!("forward:{}", other.target())];
+    let held = hold_session(&alice, &bob, "erp-db01", &granted)?;
+    let (spec, spec2) = (format!("0:{}", echo.target()), format!("0:{}", other.target()));
+    let mut fwd = alice.spawn(&["forward", "erp-db01", "--session", &held.id, "-L", &spec, "-L", &spec2])?;
+    let port = local_port(&mut fwd)?;
+    let port2 = local_port(&mut fwd)?;
+    assert_eq!(echo_once(port2, b"before")?, b"before");
+
+    // An extension is said on stderr; the forwards go on.
+    let mut esc = alice.spawn(&["escalate", &held.id, "--extend", "10m", "--reason", "one more look"])?;
+    esc.stderr.wait_for("waiting for an approver of acme")?;
+    bob.ok(&["approve", &held.id])?;
+    assert_eq!(esc.wait()?.code(), Some(0));
+    fwd.stderr.wait_for("bob granted")?;
+
+    // A revocation, with no connection open to notice it: told at once, that listener
+    // stops and the other goes on.
+    bob.ok(&[
+        "revoke",
+        &held.id,
+        "--capability",
+        &format!("forward:{}", echo.target()),
+        "--reason",
+        "db done",
+    ])?;
+    fwd.stderr.wait_for("db done")?;
+    let line = fwd.stderr.wait_for("stopped forwarding")?;
+    assert!(line.contains(&format!("127.0.0.1:{port} -> {}", echo.target())), "{line}");
+    assert!(line.contains("no longer covers it"), "told, not found out by a connection: {line}");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening on {port}");
+    assert_eq!(echo_once(port2, b"after")?, b"after");
+
+    // Nothing left to forward: the command leaves saying why; the session stays.
+    bob.ok(&["revoke", &held.id, "--capability", "forward", "--reason", "all done"])?;
+    assert_eq!(fwd.wait()?.code(), Some(2), "{:?}", fwd.stderr.seen);
+    fwd.stderr.wait_for("forwarding stopped")?;
+    assert!(TcpStream::connect(("127.0.0.1", port2)).is_err(), "still listening on {port2}");
+    assert_eq!(session_row(&bob, &held.id)?["state"], "active");
     Ok(())
 }

@@ -199,7 +199,11 @@ pub(crate) async fn serve(
     });
     let errors = stderr.map(|mut stderr| {
         let conn = conn.clone();
-        let header = ChannelOpen { session: session.clone(), channel: ChannelKind::StderrOf { stream } };
+        let header = ChannelOpen {
+            session: session.clone(),
+            report_exit: false,
+            channel: ChannelKind::StderrOf { stream },
+        };
         tokio::spawn(async move {
             let mut uni = conn.open_uni().await.ok()?;
             write_msg(&mut uni, &header).await.ok()?;

@@ -70,6 +70,9 @@ pub(crate) async fn serve(
             let w = WriteReq { path, name, size, mode, force, resume, parents, batch };
             write(&ctx, w, send, recv).await
         }
+        r if r.is_change() => {
+            super::changes::serve(&state, &session, &ctx.grant, stream, r, send, recv).await
+        }
         _ => refuse(&mut send, "unsupported file request".into()).await,
     }
     state.grants.remove_running(&session, stream);

@@ -13,6 +13,7 @@
 //! - [`desktop`]: desktop channels, through the [`desktop::DesktopHost`] the binary provides;
 //! - [`process`]: PTY and piped processes.
 
+pub mod changes;
 pub mod channel;
 pub mod consent;
 pub mod desktop;

@@ -52,6 +52,10 @@ pub enum PathError {
     NoAncestor(String),
     #[error("{0}: a parent is not a directory")]
     ParentNotADirectory(String),
+    #[error("{0} is a granted root; it is not renamed or removed")]
+    IsARoot(String),
+    #[error("{0} exists already")]
+    Exists(String),
 }
 
 /// The grant's roots of one kind, resolved on this machine. Roots that do not exist are
@@ -149,6 +153,25 @@ fn check_opened(path: &str, file: &File, roots: &Roots) -> Result<(), PathError>
     }
     let _ = (path, file, roots);
     Ok(())
+}
+
+/// The real path of an entry to rename, remove or create: its parent directory resolved
+/// (links followed), its own last component not, so a link is acted on itself and never
+/// its target. The entry must lie inside the roots and not be a root itself.
+pub fn resolve_entry(path: &str, roots: &Roots) -> Result<PathBuf, PathError> {
+    let p = lexical(path)?;
+    let name = file_name(path, p)?;
+    let parent = p.parent().ok_or_else(|| PathError::NoFileName(path.to_owned()))?;
+    let dir = std::fs::canonicalize(parent).map_err(|e| io_err(&parent.display().to_string(), e))?;
+    if !dir.is_dir() {
+        return Err(PathError::ParentNotADirectory(path.to_owned()));
+    }
+    let real = dir.join(name);
+    roots.check(path, &real)?;
+    if roots.0.contains(&real) {
+        return Err(PathError::IsARoot(path.to_owned()));
+    }
+    Ok(real)
 }
 
 /// Where a write goes.
@@ -358,5 +381,20 @@ mod tests {
         let err = resolve_write(&s(w.base.join("logs/out-dir/new/c.txt")), None, true, &w.roots).unwrap_err();
         assert!(matches!(err, PathError::OutsideRoots(_)), "{err}");
         assert!(!w.base.join("secret/new").exists());
+    }
+
+    #[test]
+    fn entries_to_change_are_links_themselves_inside_a_root_and_never_a_root() {
+        let w = world();
+        let entry = |rel: &str| resolve_entry(&s(w.base.join(rel)), &w.roots);
+        // A link is acted on itself: its own path, not where it points.
+        assert_eq!(entry("logs/out-link").unwrap(), w.base.join("logs/out-link"));
+        assert_eq!(entry("logs/new-dir").unwrap(), w.base.join("logs/new-dir"));
+        // Through a linked parent that leads out, or beside the root: refused.
+        for out in ["logs/out-dir/key", "logs2/x.log", "secret/key"] {
+            assert!(matches!(entry(out), Err(PathError::OutsideRoots(_))), "{out}");
+        }
+        assert!(matches!(entry("logs"), Err(PathError::IsARoot(_))));
+        assert!(matches!(entry("logs/missing/x"), Err(PathError::NotFound(_))));
     }
 }

@@ -10,10 +10,10 @@
 //! - A grant change that no longer covers a target stops its listener and drops its
 //!   connections (the relay has reset their streams already); once none is left, or the
 //!   session ends, the command leaves saying why. In a session it did not request
-//!   (`--session`), where grant changes are not told to this connection, a refused or
-//!   broken forwarded connection is the cue to look at the session again (`ListSessions`)
-//!   and act the same way. SIGINT, SIGTERM and SIGHUP end it cleanly: a session it
-//!   requested ends as "forwarding finished".
+//!   (`--session`) it follows the session (`EngineerToRelay::Follow`) and so hears the
+//!   same; a refused or broken forwarded connection is also the cue to look at the
+//!   session again (`ListSessions`) and act the same way. SIGINT, SIGTERM and SIGHUP end
+//!   it cleanly: a session it requested ends as "forwarding finished".
 //!
 //! It neither reads nor changes the forwarded bytes.
 
@@ -156,6 +156,7 @@ pub async fn run(
     };
     let granted = live.approved.as_ref().and_then(|s| s.granted.clone());
     let own = live.approved.is_some();
+    live.follow().await?;
     let (recheck_tx, mut recheck_rx) = mpsc::channel::<()>(1);
     let mut asking = false;
     let mut running = Vec::new();

@@ -61,6 +61,17 @@ impl Live {
             .map_err(|e| EngineerError::Refused(format!("lost the connection to the relay: {e}")))
     }
 
+    /// For a session this command did not request (`--session`): asks the relay to tell
+    /// this connection of the session's grant changes and end, as it tells the requesting
+    /// command. The answer comes as an event (`Done`, or `Error` with why not).
+    pub async fn follow(&mut self) -> Result<(), EngineerError> {
+        if self.own {
+            return Ok(());
+        }
+        let msg = EngineerToRelay::Follow { session: self.session.clone() };
+        self.send(&msg).await
+    }
+
     /// Ends the command's connection; a session it requested ends saying what the command
     /// did (`work`, done if `ok`). A session given with `--session` goes on.
     pub async fn finish(mut self, work: Work, ok: bool) {
@@ -141,12 +152,31 @@ pub async fn channel_on(
     session: &SessionId,
     kind: ChannelKind,
 ) -> Result<(SendStream, RecvStream), EngineerError> {
+    open_on(conn, session, kind, false).await
+}
+
+impl Channels {
+    /// Opens a shell channel whose exit and stderr come to this connection, for the
+    /// stream id returned (`RelayToEngineer::ChannelExited`, `ChannelKind::StderrOf`),
+    /// instead of ending the session.
+    pub async fn reporting(&self, kind: ChannelKind) -> Result<(u64, SendStream, RecvStream), EngineerError> {
+        let (send, recv) = open_on(&self.conn, &self.session, kind, true).await?;
+        Ok((u64::from(send.id()), send, recv))
+    }
+}
+
+async fn open_on(
+    conn: &Connection,
+    session: &SessionId,
+    kind: ChannelKind,
+    report_exit: bool,
+) -> Result<(SendStream, RecvStream), EngineerError> {
     let what = kind.name();
     let (mut send, mut recv) = conn
         .open_bi()
         .await
         .map_err(|e| EngineerError::Refused(format!("cannot open a {what} channel: {e}")))?;
-    let open = ChannelOpen { session: session.clone(), channel: kind };
+    let open = ChannelOpen { session: session.clone(), report_exit, channel: kind };
     assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
     match read_msg::<ChannelReply, _>(&mut recv).await {
         Ok(Some(ChannelReply::Accepted)) => Ok((send, recv)),

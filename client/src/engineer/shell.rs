@@ -114,6 +114,7 @@ async fn session(
         .map_err(|e| EngineerError::Refused(format!("cannot open the shell channel: {e}")))?;
     let open = ChannelOpen {
         session: session.clone(),
+        report_exit: false,
         channel: ChannelKind::Shell { pty: pty_req, command: req.command.clone() },
     };
     assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;

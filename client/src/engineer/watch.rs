@@ -16,7 +16,7 @@ pub async fn run(cfg: &ConfigDir, session: SessionId) -> Result<String, Engineer
     let mut a = connect(cfg).await?;
     let (mut send, mut recv) =
         a.rc.conn.open_bi().await.map_err(|e| EngineerError::Refused(e.to_string()))?;
-    let open = ChannelOpen { session: session.clone(), channel: ChannelKind::Watch };
+    let open = ChannelOpen { session: session.clone(), report_exit: false, channel: ChannelKind::Watch };
     write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
     match read_msg::<ChannelReply, _>(&mut recv).await {
         Ok(Some(ChannelReply::Accepted)) => {}

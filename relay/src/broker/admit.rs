@@ -42,6 +42,8 @@ pub(crate) struct Admission {
     /// The channel's number in the session's recording.
     pub channel: u32,
     pub kind: ChannelKind,
+    /// Whether the opener asked for the channel's exit (`ChannelOpen::report_exit`).
+    pub report_exit: bool,
     /// Turns true when the channel must stop (revocation, expiry, the session's end).
     pub handle: ChannelHandle,
     /// Where its bytes are recorded; `None` only when recording is off.
@@ -167,6 +169,7 @@ impl Relay {
             grant,
             channel,
             kind: open.channel.clone(),
+            report_exit: open.report_exit,
             handle,
             recorder,
             who: who.clone(),
@@ -189,10 +192,15 @@ impl Relay {
         if session.recorder().is_none() && self.cfg.recording_mandatory {
             return Err(StreamRefused::Unrecorded);
         }
+        if let Some((to, opened_as)) = of.and_then(|stream| self.reporting_stderr(&session, stream)) {
+            let channel = ChannelKind::StderrOf { stream: opened_as };
+            let open = ChannelOpen { session: open.session, report_exit: false, channel };
+            return Ok(AgentStream { session, to, open });
+        }
         let to = of.and_then(|stream| self.stderr_to(&session, stream));
         let to = to.unwrap_or_else(|| session.engineer.peer.clone());
-        // Engineers know one kind of standard error stream.
-        let open = ChannelOpen { session: open.session, channel: ChannelKind::Stderr };
+        // Engineers that did not ask for `report_exit` know one kind of standard error stream.
+        let open = ChannelOpen { session: open.session, report_exit: false, channel: ChannelKind::Stderr };
         Ok(AgentStream { session, to, open })
     }
 }
@@ -229,9 +237,15 @@ impl Admission {
     /// Registers the agent's stream of this channel before the agent can run anything on
     /// it: an exec channel opened from another connection than the session's gets its
     /// stderr and exit (`Relay::exec_opened`).
-    pub(crate) fn agent_stream(&self, relay: &Relay, stream: u64, opener: &Opener) {
-        if let ChannelKind::Exec { .. } = &self.kind {
-            relay.exec_opened(&self.session, stream, opener.clone());
+    /// A shell channel opened with `report_exit` (as stream `opened_as` of the opener)
+    /// gets them too, from any connection ([`Relay::reporting_opened`]).
+    pub(crate) fn agent_stream(&self, relay: &Relay, stream: u64, opener: &Opener, opened_as: Option<u64>) {
+        match (&self.kind, opened_as) {
+            (ChannelKind::Exec { .. }, _) => relay.exec_opened(&self.session, stream, opener.clone()),
+            (ChannelKind::Shell { .. }, Some(opened_as)) if self.report_exit => {
+                relay.reporting_opened(&self.session, stream, opener.clone(), opened_as)
+            }
+            _ => {}
         }
     }
 

@@ -197,6 +197,11 @@ impl Relay {
         stream: Option<u64>,
     ) {
         let (code, signal) = exit;
+        if let (None, Some(stream)) = (&exec, stream)
+            && self.reporting_exited(agent, session, stream, code, signal.clone()).await
+        {
+            return;
+        }
         if let (Some(script), Some(stream)) = (&exec, stream)
             && self.script_exited(agent, session, stream, script, code, signal.clone()).await
         {

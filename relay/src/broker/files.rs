@@ -15,7 +15,7 @@
 
 use super::{LiveSession, Relay, now_ms};
 use crate::audit::{Action, AuditEvent, agent_actor, clip};
-use assist_proto::files::{FileReady, FileReport, FileRequest, OverLimit};
+use assist_proto::files::{FileChange, FileReady, FileReport, FileRequest, OverLimit};
 use assist_proto::ids::AgentName;
 use assist_proto::msg::ChannelKind;
 use serde_json::json;
@@ -97,12 +97,42 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Audits a rename, remove or mkdir the agent reports for a channel of one of its live
+    /// sessions (`file.changed`), then lets the channel's end through.
+    pub(crate) async fn file_changed(&self, agent: &AgentName, change: FileChange) {
+        let Some(s) = self.session(&change.session) else { return };
+        if &s.agent != agent {
+            return;
+        }
+        let channel =
+            s.file_streams.lock().expect("file streams lock").get(&change.stream).map(|f| f.channel);
+        let Some(channel) = channel else { return };
+        let org = s.core.lock().await.info.agent_org.clone();
+        let event = AuditEvent::new(agent_actor(agent), Action::FileChanged)
+            .org(&org)
+            .target(agent.as_str())
+            .session(&change.session)
+            .detail(json!({
+                "op": clip(&change.op, 16),
+                "path": clip(&change.path, 4096),
+                "to": change.to.as_deref().map(|t| clip(t, 4096)),
+                "channel": channel,
+                "stream": change.stream,
+                "at": now_ms(),
+            }));
+        let _ = self.audit(event).await;
+        s.accounted_for(Account::Report, [change.stream]);
+    }
+}
+
 /// The agent's last word on a stream, which opens its end gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Account {
     /// Its countersignature (listings and log bundles).
     Countersignature,
-    /// Its transfer report, which follows the countersignature (reads and writes).
+    /// Its transfer report, which follows the countersignature (reads and writes), or its
+    /// change report (rename, remove, mkdir).
     Report,
 }
 
@@ -113,6 +143,7 @@ impl Account {
             ChannelKind::Files { request: FileRequest::Read { .. } | FileRequest::Write { .. } } => {
                 Self::Report
             }
+            ChannelKind::Files { request } if request.is_change() => Self::Report,
             _ => Self::Countersignature,
         }
     }

@@ -243,7 +243,7 @@ impl Relay {
             change,
             in_force: false,
         };
-        let _ = s.engineer.tx.send(msg).await;
+        s.tell_engineers(msg).await;
     }
 
     /// The engineer of a live session asks for more capabilities or time.
@@ -486,7 +486,7 @@ impl Relay {
             change,
             in_force: true,
         };
-        let _ = s.engineer.tx.send(changed).await;
+        s.tell_engineers(changed).await;
         if let Some(tx) = tx {
             let msg = RelayToEngineer::EscalationAnswered {
                 session: id.clone(),
@@ -587,7 +587,7 @@ impl Relay {
             change: note,
             in_force,
         };
-        let _ = s.engineer.tx.send(msg).await;
+        s.tell_engineers(msg).await;
         Ok(format!("revoked {} from {id}; {closed} channel(s) closed", list(&removed)))
     }
 

@@ -23,6 +23,7 @@ mod agents;
 mod audit;
 mod changes;
 mod files;
+mod followers;
 mod forward;
 mod grants;
 mod login;
@@ -30,6 +31,7 @@ mod people;
 pub mod policy;
 mod recording;
 mod refusals;
+mod reporting;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -217,6 +219,11 @@ pub(crate) struct LiveSession {
     /// Exec channels opened by a command that does not own the session (`assist exec
     /// --session`), by the agent's stream id: their exit is told to that command only.
     execs: Mutex<HashMap<u64, Opener>>,
+    /// Shell channels opened with `report_exit`, by the agent's stream id ([`reporting`]).
+    reporting: Mutex<HashMap<u64, reporting::Reporting>>,
+    /// Other connections of its engineer told of its grant changes and end
+    /// ([`followers`]), by connection id.
+    followers: Mutex<HashMap<u64, mpsc::WeakSender<RelayToEngineer>>>,
     /// File and log channels by the agent's stream id, for transfer reports and for
     /// holding each one's end until the agent accounted for it.
     file_streams: Mutex<HashMap<u64, files::FileStream>>,

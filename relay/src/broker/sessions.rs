@@ -127,6 +127,8 @@ impl Relay {
             open: Mutex::default(),
             file_streams: Mutex::default(),
             execs: Mutex::default(),
+            reporting: Mutex::default(),
+            followers: Mutex::default(),
             timers: Mutex::default(),
             screen: Arc::default(),
         });
@@ -471,7 +473,7 @@ impl Relay {
         s.span.in_scope(|| info!(%reason, "session ended"));
         self.forget(id);
         self.seal_recording(&s, &info, &reason).instrument(s.span.clone()).await;
-        let _ = s.engineer.tx.send(RelayToEngineer::SessionEnded { reason: reason.clone() }).await;
+        s.tell_engineers(RelayToEngineer::SessionEnded { reason: reason.clone() }).await;
         if let Some(tx) = self.agent_tx(&agent) {
             let msg = if was == SessionState::Requested {
                 RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: reason.to_string() }

@@ -235,7 +235,9 @@ impl World {
     }
 
     async fn admit(&self, id: &SessionId, channel: ChannelKind) -> Result<Admission, ChannelRefused> {
-        self.relay.admit_channel(&engineer(), &ChannelOpen { session: id.clone(), channel }).await
+        self.relay
+            .admit_channel(&engineer(), &ChannelOpen { session: id.clone(), report_exit: false, channel })
+            .await
     }
 
     /// Makes the store refuse (or, with `None`, accept again) every audit event of

@@ -6,7 +6,6 @@
 use anyhow::{Context, bail};
 use assist_proto::ids::SessionId;
 use assist_relay::datadir::DataDir;
-use assist_relay::store::Store;
 use clap::{Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -102,6 +101,7 @@ const VERIFY_TAMPERED: u8 = 4;
 
 pub async fn recording_command(
     data_dir: &std::path::Path,
+    database: Option<String>,
     cmd: RecordingCommand,
 ) -> anyhow::Result<ExitCode> {
     use assist_relay::recording::cli;
@@ -140,7 +140,7 @@ pub async fn recording_command(
             event.actor = crate::actor();
             event.detail["output"] =
                 output.as_ref().map_or("standard output".to_owned(), |p| p.display().to_string()).into();
-            let db = DataDir::open(data_dir)?.store().await?;
+            let db = DataDir::open(data_dir)?.with_database(database).store().await?;
             let audited = db.append_audit(&event, assist_relay::now_ms()).await;
             db.close().await;
             audited.context("auditing the export")?;

@@ -190,6 +190,9 @@ async fn on_message(
         AgentToRelay::FileTransferred { report } => {
             relay.file_transferred(name, report).await;
         }
+        AgentToRelay::FileChanged { change } => {
+            relay.file_changed(name, change).await;
+        }
         AgentToRelay::Kill { session } => {
             info!(session = ?session, "kill key pressed on the agent");
             relay.kill_from_agent(name, session).await;

@@ -314,6 +314,7 @@ impl ShellChannel {
         let pty = PtyRequest { cols: self.size.0, rows: self.size.1, term: "xterm-256color".into() };
         let open = ChannelOpen {
             session: self.session.clone(),
+            report_exit: false,
             channel: ChannelKind::Shell { pty: Some(pty), command: None },
         };
         let admitted = match self.relay.admit_channel(&self.who, &open).await {
@@ -335,7 +336,7 @@ impl ShellChannel {
                     return;
                 }
             };
-            admitted.agent_stream(relay, ch.stream, &self.opener);
+            admitted.agent_stream(relay, ch.stream, &self.opener, None);
             if let ChannelReply::Refused { reason } = &ch.reply {
                 admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
                 let _ = down.send(closed(format!("the agent refused the shell: {reason}"))).await;

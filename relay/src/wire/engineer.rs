@@ -218,6 +218,9 @@ async fn command(
         EngineerToRelay::Detach { session } => {
             relay.detach(who, link.conn_id, &session).await.map(|message| RelayToEngineer::Done { message })
         }
+        EngineerToRelay::Follow { session } => {
+            relay.follow(who, link, &session).await.map(|message| RelayToEngineer::Done { message })
+        }
         EngineerToRelay::Resize { session, cols, rows } => {
             relay.resize(link.conn_id, &session, cols, rows).await;
             return None;
@@ -291,7 +294,7 @@ async fn splice_admitted(
     };
     let stream = u64::from(asend.id());
     // Before the agent can run it, so that its exit always finds where to go.
-    admitted.agent_stream(relay, stream, opener);
+    admitted.agent_stream(relay, stream, opener, Some(u64::from(esend.id())));
     if write_msg(&mut asend, &AgentChannelOpen { open, grant: admitted.grant.clone() }).await.is_err() {
         return refuse(&mut esend, format!("agent {agent} went away")).await;
     }
@@ -342,7 +345,10 @@ async fn splice_admitted(
         let _ = asend.reset(codes::SESSION_ENDED);
         return;
     }
-    admitted.audit_opened(relay, stream, peer).await;
+    // A forward's `forward.opened` is stored while its bytes already flow: awaited first,
+    // each connection's first byte waited for one database commit, and a hundred opened at
+    // once for a hundred commits in a row. `forward.closed` still follows it.
+    let audit_opened = admitted.audit_opened(relay, stream, peer);
     let opened = Instant::now();
     let channel = admitted.channel;
     info!(channel, "channel open");
@@ -371,7 +377,7 @@ async fn splice_admitted(
         session.open_outputs.send_modify(|n| *n -= 1);
         r
     };
-    let ((up_bytes, up_end), (down_bytes, down_end)) = tokio::join!(up, down);
+    let ((up_bytes, up_end), (down_bytes, down_end), ()) = tokio::join!(up, down, audit_opened);
     let ends = (format!("{up_end:?}"), format!("{down_end:?}"));
     admitted
         .record_close(

@@ -1,9 +1,12 @@
 //! The proxy's side of the relay connection that is not a channel: the control stream
-//! (resizes out; the session's end and grant changes in) and the agent's stderr streams.
+//! (resizes out; the session's end, grant changes and each command's exit in) and the
+//! agent's stderr streams.
 //!
 //! One task owns the session's control stream; SSH channels reach it through a cloneable
-//! [`Link`]: they ask for resizes, learn the session's end (whose reason carries a
-//! command's exit status), and take the agent's stderr for the command running now.
+//! [`Link`]: they ask for resizes, learn their command's exit (the relay tells it for
+//! each channel the proxy opened with `report_exit`, by the channel's stream id) and the
+//! session's end, and take their command's stderr (`StderrOf` their stream), so that
+//! commands running at once on one SSH connection stay apart.
 
 use super::say;
 use crate::engineer::session::Live;
@@ -11,19 +14,42 @@ use assist_net::read_msg;
 use assist_proto::msg::{ChannelKind, ChannelOpen, EngineerToRelay, RelayToEngineer};
 use assist_proto::session::EndReason;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-type StderrSlot = Arc<Mutex<Option<mpsc::Sender<Bytes>>>>;
+/// A command's exit: its code, or the signal that killed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<String>,
+}
+
+/// One channel's stderr: the sender the stderr stream's pump clones, and the receiver its
+/// SSH channel takes (whichever side comes first creates both).
+struct StderrEntry {
+    tx: mpsc::Sender<Bytes>,
+    rx: Option<mpsc::Receiver<Bytes>>,
+}
+
+type StderrSlots = Arc<Mutex<HashMap<u64, StderrEntry>>>;
+
+fn entry(slots: &StderrSlots, stream: u64) -> std::sync::MutexGuard<'_, HashMap<u64, StderrEntry>> {
+    let mut map = slots.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(stream).or_insert_with(|| {
+        let (tx, rx) = mpsc::channel(16);
+        StderrEntry { tx, rx: Some(rx) }
+    });
+    map
+}
 
 #[derive(Clone)]
 pub(super) struct Link {
     resize: mpsc::Sender<(u16, u16)>,
     ended: watch::Receiver<Option<EndReason>>,
-    stderr: StderrSlot,
-    /// Stderr streams accepted and not yet finished.
-    stderr_open: watch::Receiver<usize>,
+    exits: Arc<watch::Sender<HashMap<u64, Exit>>>,
+    stderr: StderrSlots,
 }
 
 impl Link {
@@ -36,17 +62,30 @@ impl Link {
         self.ended.clone()
     }
 
-    /// How many stderr streams are still delivering: a command's last stderr may come
-    /// after the session's end, which travels on another stream.
-    pub fn stderr_open(&self) -> watch::Receiver<usize> {
-        self.stderr_open.clone()
+    /// The exits told so far, by the channel's stream id.
+    pub fn exits(&self) -> watch::Receiver<HashMap<u64, Exit>> {
+        self.exits.subscribe()
     }
 
-    /// The agent's stderr from now on (for the command this channel runs).
-    pub fn stderr(&self) -> mpsc::Receiver<Bytes> {
-        let (tx, rx) = mpsc::channel(16);
-        *self.stderr.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-        rx
+    /// Channel `stream`'s exit has been passed on.
+    pub fn forget_exit(&self, stream: u64) {
+        self.exits.send_modify(|m| {
+            m.remove(&stream);
+        });
+    }
+
+    /// The stderr of the command on channel `stream` (taken once).
+    pub fn stderr_of(&self, stream: u64) -> mpsc::Receiver<Bytes> {
+        entry(&self.stderr, stream)
+            .get_mut(&stream)
+            .and_then(|e| e.rx.take())
+            .unwrap_or_else(|| mpsc::channel(1).1)
+    }
+
+    /// Channel `stream` is done: its stderr receiver closes once the stream delivering it
+    /// (if any) has finished.
+    pub fn stderr_done(&self, stream: u64) {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).remove(&stream);
     }
 }
 
@@ -69,7 +108,9 @@ pub(super) fn spawn(mut live: Live) -> (Link, Running) {
     let (resize_tx, mut resize_rx) = mpsc::channel::<(u16, u16)>(4);
     let (ended_tx, ended) = watch::channel(None);
     let (stop, mut stop_rx) = oneshot::channel::<()>();
-    let stderr: StderrSlot = Arc::default();
+    let stderr: StderrSlots = Arc::default();
+    let exits = Arc::new(watch::Sender::new(HashMap::new()));
+    let exits_tx = exits.clone();
     let mut events = live.events.take();
     // The connection is shared with the channels; only its uni streams are read here.
     let conn = live.conn.clone();
@@ -91,6 +132,11 @@ pub(super) fn spawn(mut live: Live) -> (Link, Running) {
                         let _ = ended_tx.send(Some(reason));
                         break;
                     }
+                    Some(Ok(RelayToEngineer::ChannelExited { stream, code, signal, .. })) => {
+                        exits_tx.send_modify(|m| {
+                            m.insert(stream, Exit { code, signal });
+                        });
+                    }
                     Some(Ok(RelayToEngineer::GrantChanged { change, .. })) => say(&change),
                     Some(Ok(RelayToEngineer::Error { message, .. })) => say(&message),
                     Some(Ok(_)) => {}
@@ -109,29 +155,25 @@ pub(super) fn spawn(mut live: Live) -> (Link, Running) {
         live.events = events;
         live
     });
-    let (open_tx, stderr_open) = watch::channel(0usize);
-    let stderr_task = tokio::spawn(accept_stderr(conn, stderr.clone(), Arc::new(open_tx)));
-    (Link { resize: resize_tx, ended, stderr, stderr_open }, Running { stop, task, stderr_task })
+    let stderr_task = tokio::spawn(accept_stderr(conn, stderr.clone()));
+    (Link { resize: resize_tx, ended, exits, stderr }, Running { stop, task, stderr_task })
 }
 
-async fn accept_stderr(conn: quinn::Connection, slot: StderrSlot, open: Arc<watch::Sender<usize>>) {
+async fn accept_stderr(conn: quinn::Connection, slots: StderrSlots) {
     while let Ok(mut uni) = conn.accept_uni().await {
-        let slot = slot.clone();
-        let open = open.clone();
-        open.send_modify(|n| *n += 1);
+        let slots = slots.clone();
         tokio::spawn(async move {
-            if matches!(
-                read_msg::<ChannelOpen, _>(&mut uni).await,
-                Ok(Some(ChannelOpen { channel: ChannelKind::Stderr, .. }))
-            ) {
-                let to = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                while let Ok(Some(chunk)) = uni.read_chunk(64 * 1024, true).await {
-                    if let Some(to) = &to {
-                        let _ = to.send(chunk.bytes).await;
-                    }
+            let Ok(Some(ChannelOpen { channel: ChannelKind::StderrOf { stream }, .. })) =
+                read_msg::<ChannelOpen, _>(&mut uni).await
+            else {
+                return;
+            };
+            let to = entry(&slots, stream).get(&stream).map(|e| e.tx.clone());
+            while let Ok(Some(chunk)) = uni.read_chunk(64 * 1024, true).await {
+                if let Some(to) = &to {
+                    let _ = to.send(chunk.bytes).await;
                 }
             }
-            open.send_modify(|n| *n = n.saturating_sub(1));
         });
     }
 }

@@ -6,20 +6,21 @@
 //!   pinned in a known_hosts file of the engineer's config directory, so ssh never asks.
 //! - The session is a new one requested like `assist shell` (ticket, priority, reason,
 //!   duration and capabilities from options or the environment, the wait for consent on
-//!   stderr, where ssh shows it), or a live one with `--session S`. Only then does the SSH
-//!   handshake start.
+//!   stderr, where ssh shows it), or a live one with `--session S`, which the proxy then
+//!   follows (told of its grant changes and end). Only then does the SSH handshake start.
 //! - SSH's encryption ends in this process: what the channels carry goes to the relay as
 //!   `assist shell`, `cp` and `forward` send it, and is recorded the same way
 //!   ([`server`], [`sftp`]).
 //! - The proxy leaves when ssh closes the connection or stops it (SIGHUP, as ssh does
 //!   once it is done; SIGINT, SIGTERM): a session it requested then ends as "ssh
-//!   connection closed". Stopped while waiting for consent, it withdraws the request. It
-//!   also leaves when the session ends (ssh is told by the connection
-//!   closing, after a command's exit status has gone out).
+//!   connection closed" (a command's exit does not end it: each goes to its own SSH
+//!   channel). Stopped while waiting for consent, it withdraws the request. It also leaves
+//!   when the session ends (ssh is told by the connection closing).
 
 pub mod config;
 pub mod hostkey;
 mod link;
+mod reading;
 mod server;
 mod sftp;
 
@@ -103,6 +104,8 @@ pub async fn run(cfg: &ConfigDir, req: ProxyRequest) -> Result<i32, EngineerErro
         }
     };
     let own = live.approved.is_some();
+    let mut live = live;
+    live.follow().await?;
     let channels = live.channels();
     let (link, running) = link::spawn(live);
     let shared = Arc::new(server::Shared { channels, link: link.clone() });

@@ -8,8 +8,10 @@
 //!   assist shell channel (with the PTY, or `/bin/sh` on pipes without one), `exec CMD`
 //!   runs `/bin/sh -c CMD` on the agent, as `assist shell AGENT -- /bin/sh -c CMD` would;
 //!   `window-change` becomes a resize, stdin/stdout pass through, the agent's stderr
-//!   becomes the channel's extended data, and the session's end (the command's exit)
-//!   becomes `exit-status` ([`shell`]).
+//!   becomes the channel's extended data, and the command's exit becomes `exit-status`
+//!   ([`shell`]). Each is opened with `report_exit`, so its exit and stderr come to this
+//!   channel alone and the session goes on: one SSH connection runs many commands, in a
+//!   row or at once (VS Code Remote-SSH, `ControlMaster`).
 //! - The `sftp` subsystem is served over file channels ([`super::sftp`]).
 //! - `direct-tcpip` (`ssh -L`, `-W`) opens a forward channel to `HOST:PORT`.
 //! - Whatever the relay or the agent refuses is refused as SSH refuses: a channel open
@@ -18,7 +20,7 @@
 //!
 //! It does not offer remote forwarding (`-R`), agent or X11 forwarding: each is refused.
 
-use super::link::Link;
+use super::link::{Exit, Link};
 use super::{say, sftp};
 use crate::engineer::session::{Channels, OpenChannel};
 use assist_net::codes;
@@ -65,12 +67,10 @@ impl Server {
         };
         let is_pty = pty.is_some();
         let kind = ChannelKind::Shell { pty, command };
-        // Taken before the command starts: its first stderr may come before its stdout.
-        let stderr = self.shared.link.stderr();
-        match self.shared.channels.channel(kind).await {
-            Ok((send, recv)) => {
+        match self.shared.channels.reporting(kind).await {
+            Ok((stream, send, recv)) => {
                 let _ = session.channel_success(id);
-                tokio::spawn(shell(self.shared.clone(), channel, send, recv, stderr, is_pty));
+                tokio::spawn(shell(self.shared.clone(), channel, stream, send, recv, is_pty));
             }
             Err(e) => {
                 say(&format!("shell refused: {e}"));
@@ -202,13 +202,14 @@ impl russh::server::Handler for Server {
     }
 }
 
-/// A shell or command: SSH channel ⇄ the assist shell channel, then its exit status.
+/// A shell or command: SSH channel ⇄ the assist shell channel on `stream`, then its
+/// exit status (told for this channel alone; the session goes on).
 async fn shell(
     shared: Arc<Shared>,
     channel: Channel<Msg>,
+    stream: u64,
     mut send: SendStream,
     mut recv: RecvStream,
-    mut stderr: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     pty: bool,
 ) {
     let (mut from_ssh, to_ssh) = channel.split();
@@ -231,16 +232,25 @@ async fn shell(
         }
         let _ = send.reset(codes::SESSION_ENDED);
     });
+    let mut stderr = shared.link.stderr_of(stream);
+    let mut exits = shared.link.exits();
+    let mut ended = shared.link.ended();
     let mut out_done = false;
     let mut err_open = true;
-    let mut ended = shared.link.ended();
-    let mut ended_ok = ended.borrow().is_some();
-    loop {
+    // The exit follows the output; the session's end (revocation, expiry, an end by a
+    // person) means none will come.
+    let exit = loop {
+        let exited = exits.borrow().get(&stream).cloned();
+        let session_over = ended.borrow().is_some();
+        if out_done && (exited.is_some() || session_over) {
+            break exited;
+        }
         tokio::select! {
             chunk = recv.read_chunk(64 * 1024, true), if !out_done => match chunk {
                 Ok(Some(c)) => {
                     if to_ssh.data_bytes(c.bytes).await.is_err() {
-                        break;
+                        // ssh closed the channel: nobody waits for the exit.
+                        break None;
                     }
                 }
                 _ => out_done = true,
@@ -251,46 +261,35 @@ async fn shell(
                 }
                 None => err_open = false,
             },
-            changed = ended.changed(), if !ended_ok => {
-                ended_ok = changed.is_err() || ended.borrow().is_some();
-            }
-        }
-        if out_done && ended_ok {
-            break;
-        }
-        if out_done && !ended_ok {
-            // The session's end carries the exit status; it follows the output at once
-            // when the command exits. Without it (a `--session` connection is not told),
-            // the channel closes without one.
-            let wait = tokio::time::timeout(Duration::from_secs(5), ended.wait_for(|e| e.is_some()));
-            let _ = wait.await;
-            break;
-        }
-    }
-    // The rest of the command's stderr, which may arrive after its end was told.
-    let mut open = shared.link.stderr_open();
-    let rest = async {
-        loop {
-            tokio::select! {
-                b = stderr.recv() => match b {
-                    Some(b) => {
-                        let _ = to_ssh.extended_data_bytes(1, b).await;
-                    }
-                    None => return,
-                },
-                _ = async { open.wait_for(|n| *n == 0).await.is_ok() } => return,
+            _ = exits.changed() => {}
+            changed = ended.changed() => {
+                if changed.is_err() {
+                    let exited = exits.borrow().get(&stream).cloned();
+                    break exited;
+                }
             }
         }
     };
+    // The rest of the command's stderr: its stream may finish after the exit was told.
+    shared.link.stderr_done(stream);
+    let rest = async {
+        while let Some(b) = stderr.recv().await {
+            let _ = to_ssh.extended_data_bytes(1, b).await;
+        }
+    };
     let _ = tokio::time::timeout(Duration::from_secs(3), rest).await;
-    while let Ok(b) = stderr.try_recv() {
-        let _ = to_ssh.extended_data_bytes(1, b).await;
-    }
     let end = ended.borrow().clone();
-    if let Some(reason) = end {
-        let code = u32::try_from(reason.exit_code()).unwrap_or(255);
-        let _ = to_ssh.exit_status(code).await;
-    }
+    let code = match (&exit, end) {
+        (Some(Exit { code: Some(c), .. }), _) => *c,
+        (Some(Exit { signal: Some(s), .. }), _) => {
+            let _ = to_ssh.extended_data_bytes(1, format!("assist: killed by {s}\r\n")).await;
+            255
+        }
+        (_, Some(reason)) => reason.exit_code(),
+        _ => 255,
+    };
+    shared.link.forget_exit(stream);
+    let _ = to_ssh.exit_status(u32::try_from(code).unwrap_or(255)).await;
     let _ = to_ssh.eof().await;
     let _ = to_ssh.close().await;
     up.abort();

@@ -2,22 +2,27 @@
 //! file channels, so the granted roots, the limits and the audit are those of `assist cp`.
 //!
 //! - `stat`, `lstat` and directory listings are `List` channels (`files.read`).
-//! - A file opened for reading is downloaded whole when it is opened (one `Read` channel:
-//!   both SHA-256 digests compared, `file.transferred` audited) into a private spool file
-//!   here, and the client's reads are served from it; the spool is removed at `close`.
+//! - A file opened for reading is one `Read` channel, streamed as the client reads it
+//!   ([`super::reading`]): both SHA-256 digests compared, `file.transferred` audited.
 //! - A file opened for writing is spooled here as the client writes (what it writes
 //!   becomes the whole file: `put` truncates, `scp` writes in place and then sets the
 //!   size), and uploaded whole at `close` (one `Write`
 //!   channel: the agent replaces the file only once both digests agree). A failed upload
-//!   fails the `close`, which the client reports.
+//!   fails the `close`, which the client reports. Writes are spooled because a `Write`
+//!   channel declares its size first (for the relay's limits and the agent's digest
+//!   handshake) and SFTP says a file's size only when it is closed; the spool also takes
+//!   writes at any offset, in any order, honestly.
 //! - Paths are absolute and normalised here (the working directory is `/`); whatever the
 //!   relay or the agent refuses comes back as an SFTP error with its reason: "no such
 //!   file" as `NO_SUCH_FILE`, a refusal as `PERMISSION_DENIED`.
 //!
-//! Not offered (`OP_UNSUPPORTED`): appending, remove, rename,
-//! mkdir, rmdir, links, setting attributes by path. The file channel has no such
-//! operation, and each would need its own capability.
+//! - `remove`, `rmdir`, `mkdir` and `rename` are file channels of their own
+//!   (`FileRequest::Remove`, `Mkdir`, `Rename`: `files.write` on every path they touch,
+//!   audited as `file.changed`); a rename never replaces its destination (SFTP v3).
+//!
+//! Not offered (`OP_UNSUPPORTED`): appending, links, setting attributes by path.
 
+use super::reading::Reading;
 use super::say;
 use crate::engineer::EngineerError;
 use crate::engineer::session::{Channels, OpenChannel};
@@ -90,7 +95,7 @@ async fn pump(channel: Channel<Msg>, pipe: tokio::io::DuplexStream) {
 }
 
 enum Open {
-    Read { file: std::fs::File, spool: PathBuf },
+    Read(Reading),
     Write { file: std::fs::File, spool: PathBuf, remote: String, mode: u32, force: bool },
     Dir { entries: Vec<File>, sent: bool },
 }
@@ -214,6 +219,24 @@ impl Sftp {
         Ok(entries)
     }
 
+    /// A rename, remove or mkdir on the agent: done once the agent finishes the channel
+    /// (after its `file.changed` report); a refusal comes back with its reason.
+    async fn change(&self, id: u32, request: FileRequest) -> Result<Status, StatusReply> {
+        let what = request.path().to_owned();
+        let (mut send, mut recv) =
+            self.channels.channel(ChannelKind::Files { request }).await.map_err(|e| status(&e))?;
+        let broke = || StatusCode::Failure.with_message(format!("{what}: the change broke off"));
+        match read_msg::<FileReady, _>(&mut recv).await {
+            Ok(Some(_)) => {}
+            _ => return Err(broke()),
+        }
+        let _ = send.finish();
+        match recv.read_to_end(1024).await {
+            Ok(_) => Ok(ok(id)),
+            Err(_) => Err(broke()),
+        }
+    }
+
     async fn stat_path(&self, id: u32, path: String) -> Result<Attrs, StatusReply> {
         let path = normalise(&path);
         let entries = self.list(&path, false).await?;
@@ -253,7 +276,14 @@ impl russh_sftp::server::Handler for Sftp {
 
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
         let (file, mode) = match self.open.get(&handle) {
-            Some(Open::Read { file, .. }) => (file, None),
+            Some(Open::Read(r)) => {
+                let attrs = FileAttributes {
+                    size: Some(r.size),
+                    permissions: Some(0o100000 | r.mode),
+                    ..FileAttributes::empty()
+                };
+                return Ok(Attrs { id, attrs });
+            }
             Some(Open::Write { file, mode, .. }) => (file, Some(*mode)),
             _ => return Err(StatusCode::Failure.with_message("not an open file")),
         };
@@ -275,8 +305,8 @@ impl russh_sftp::server::Handler for Sftp {
         attrs: FileAttributes,
     ) -> Result<Handle, Self::Error> {
         let remote = normalise(&filename);
-        let spool = self.spool_path();
         if pflags.contains(OpenFlags::WRITE) {
+            let spool = self.spool_path();
             if pflags.contains(OpenFlags::APPEND) {
                 return Err(unsupported("appending to a file"));
             }
@@ -293,23 +323,20 @@ impl russh_sftp::server::Handler for Sftp {
             let handle = self.handle(Open::Write { file, spool, remote, mode, force });
             return Ok(Handle { id, handle });
         }
-        transfer::download(&self.channels, &remote, &spool, opts(true)).await.map_err(|e| status(&e))?;
-        let file = std::fs::File::open(&spool).map_err(io_status)?;
-        let handle = self.handle(Open::Read { file, spool });
+        let reading = Reading::open(&self.channels, &remote).await.map_err(|e| status(&e))?;
+        let handle = self.handle(Open::Read(reading));
         Ok(Handle { id, handle })
     }
 
     async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Result<Data, Self::Error> {
-        let Some(Open::Read { file, .. }) = self.open.get(&handle) else {
+        let Some(Open::Read(reading)) = self.open.get_mut(&handle) else {
             return Err(StatusCode::Failure.with_message("not a file open for reading"));
         };
-        let mut data = vec![0u8; len.min(256 * 1024) as usize];
-        let n = file.read_at(&mut data, offset).map_err(io_status)?;
-        if n == 0 {
-            return Err(StatusCode::Eof.into());
+        let len = len.min(256 * 1024) as usize;
+        match reading.read(&self.channels, offset, len).await.map_err(|e| status(&e))? {
+            Some(data) => Ok(Data { id, data: data.to_vec() }),
+            None => Err(StatusCode::Eof.into()),
         }
-        data.truncate(n);
-        Ok(Data { id, data })
     }
 
     async fn write(
@@ -348,8 +375,8 @@ impl russh_sftp::server::Handler for Sftp {
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
         match self.open.remove(&handle) {
-            Some(Open::Read { spool, .. }) => {
-                let _ = std::fs::remove_file(spool);
+            Some(Open::Read(reading)) => {
+                reading.close().await.map_err(|e| status(&e))?;
                 Ok(ok(id))
             }
             Some(Open::Write { file, spool, remote, mode, force }) => {
@@ -370,6 +397,23 @@ impl russh_sftp::server::Handler for Sftp {
             Some(Open::Dir { .. }) => Ok(ok(id)),
             None => Err(StatusCode::Failure.with_message("no such handle")),
         }
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
+        self.change(id, FileRequest::Remove { path: normalise(&filename), dir: false }).await
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
+        self.change(id, FileRequest::Remove { path: normalise(&path), dir: true }).await
+    }
+
+    async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
+        let mode = attrs.permissions.map_or(0o755, |p| p & 0o777);
+        self.change(id, FileRequest::Mkdir { path: normalise(&path), mode }).await
+    }
+
+    async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Result<Status, Self::Error> {
+        self.change(id, FileRequest::Rename { path: normalise(&oldpath), to: normalise(&newpath) }).await
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
