@@ -68,7 +68,11 @@ impl DesktopChannel {
     pub(super) async fn run(self, input: mpsc::Receiver<Bytes>, down: mpsc::Sender<Down>) {
         let closed = |message: String| event(json!({ "type": "closed", "message": message }));
         let control = self.control;
-        let open = ChannelOpen { session: self.session.clone(), channel: ChannelKind::Desktop { control } };
+        let open = ChannelOpen {
+            session: self.session.clone(),
+            channel: ChannelKind::Desktop { control },
+            report_exit: false,
+        };
         let admitted = match self.relay.admit_channel(&self.who, &open).await {
             Ok(a) => a,
             Err(refused) => {
@@ -88,7 +92,7 @@ impl DesktopChannel {
                     return;
                 }
             };
-            admitted.agent_stream(relay, ch.stream, &self.opener);
+            admitted.agent_stream(relay, ch.stream, &self.opener, None);
             if let ChannelReply::Refused { reason } = &ch.reply {
                 admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
                 let _ = down.send(closed(format!("the agent refused the desktop: {reason}"))).await;
