@@ -22,7 +22,7 @@ pub fn agent_with(relay: &TestRelay, name: &str, org: &str, extra: &[&str]) -> R
     cmd.arg("--data-dir").arg(dir.path()).args(["run", "--consent", "approver"]).args(extra);
     let mut proc = Proc::spawn(cmd)?;
     proc.stderr.wait_for("assist-agent: connected to")?;
-    Ok(TestAgent { dir, proc: Some(proc), name: name.to_owned() })
+    Ok(TestAgent { dir, proc: Some(proc), name: name.to_owned(), extra: Vec::new() })
 }
 
 /// Runs `assist ARGS` as `engineer` while `approver` approves the request it makes.

@@ -298,6 +298,11 @@ impl TestRelay {
 
     /// Enrolls an agent in `org` and starts `assist-agent run --consent MODE`.
     pub fn agent(&self, name: &str, org: &str, consent: &str) -> Result<TestAgent> {
+        self.agent_with(name, org, consent, &[])
+    }
+
+    /// [`TestRelay::agent`] with more arguments for `assist-agent run` (`--display :N`).
+    pub fn agent_with(&self, name: &str, org: &str, consent: &str, extra: &[&str]) -> Result<TestAgent> {
         let dir = tempfile::tempdir()?;
         let token = self.join_token(org)?;
         let out = Command::new(bin("assist-agent"))
@@ -318,7 +323,12 @@ impl TestRelay {
         if !out.status.success() {
             bail!("enroll failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut agent = TestAgent { dir, proc: None, name: name.to_owned() };
+        let mut agent = TestAgent {
+            dir,
+            proc: None,
+            name: name.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         agent.start(consent)?;
         Ok(agent)
     }
@@ -350,13 +360,15 @@ pub struct TestAgent {
     pub dir: tempfile::TempDir,
     pub proc: Option<Proc>,
     pub name: String,
+    /// More arguments for `assist-agent run`.
+    pub extra: Vec<String>,
 }
 
 impl TestAgent {
     /// Starts `assist-agent run` and waits until it is connected.
     pub fn start(&mut self, consent: &str) -> Result<()> {
         let mut cmd = Command::new(bin("assist-agent"));
-        cmd.arg("--data-dir").arg(self.dir.path()).args(["run", "--consent", consent]);
+        cmd.arg("--data-dir").arg(self.dir.path()).args(["run", "--consent", consent]).args(&self.extra);
         let mut proc = Proc::spawn(cmd)?;
         proc.stderr.wait_for("assist-agent: connected to")?;
         self.proc = Some(proc);

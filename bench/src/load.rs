@@ -195,6 +195,7 @@ async fn hold_one(endpoint: &Endpoint, relay: SocketAddr, ca: Fingerprint, id: &
         consent: ConsentMode::Approver,
         version: env!("CARGO_PKG_VERSION").into(),
         scripts: None,
+        desktop: None,
     };
     assist_net::write_msg(&mut send, &hello).await?;
     match tokio::time::timeout(Duration::from_secs(30), assist_net::read_msg::<RelayToAgent, _>(&mut recv))

@@ -14,6 +14,7 @@ import './admin-hooks.js';
 import './auditlog.js';
 import './engineer.js';
 import './shell.js';
+import './desktop.js';
 import './watch.js';
 
 const screens = ['signin', 'code', 'enrol', 'recovery', 'home'];

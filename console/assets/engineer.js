@@ -7,6 +7,7 @@ import { call } from './api.js';
 import { $, say, fail, PRIORITY_WORDS, timeText, grantLeft, minutesText, facts } from './common.js';
 import { register } from './pages.js';
 import { askShell, reattachShell } from './shell.js';
+import { askDesktop } from './desktop.js';
 
 const REFRESH_MS = 3000;
 let timer = null;
@@ -137,6 +138,20 @@ $('shell-form').addEventListener('submit', (ev) => {
     priority: $('sf-priority').value,
     reason: $('sf-reason').value.trim(),
     capabilities: caps,
+    minutes: Number($('sf-minutes').value),
+  });
+});
+
+$('sf-desktop').addEventListener('click', () => {
+  say('');
+  const form = $('shell-form');
+  if (!form.reportValidity()) return;
+  askDesktop({
+    agent: $('sf-agent').value,
+    ticket: $('sf-ticket').value.trim(),
+    priority: $('sf-priority').value,
+    reason: $('sf-reason').value.trim(),
+    control: $('sf-control').checked,
     minutes: Number($('sf-minutes').value),
   });
 });

@@ -25,9 +25,9 @@ pub mod state;
 pub use admin_state::{AdminAction, AdminList, AdminState, WebhookForm, WindowForm};
 pub use error::ApiError;
 pub use state::{
-    Account, AgentView, ApproveForm, AuthConfig, ConsoleState, Down, Enrolment, EventView, GrantRevision,
-    RecordingCheck, RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp, Stage,
-    TransferView, WatchLink, WebSession,
+    Account, AgentView, ApproveForm, AuthConfig, ConsoleState, DesktopRequest, Down, Enrolment, EventView,
+    GrantRevision, RecordingCheck, RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp,
+    Stage, TransferView, WatchLink, WebSession,
 };
 
 use axum::extract::State;
@@ -80,6 +80,7 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/mine", get(mine::sessions))
         .route("/api/v1/agents", get(mine::agents))
         .route("/api/v1/shell", get(shell::shell))
+        .route("/api/v1/desktop", get(shell::shell))
         .route("/api/v1/sessions/{id}/watch", get(shell::watch))
         .route("/api/v1/sessions/{id}/files", get(files::list))
         .route("/api/v1/sessions/{id}/files/download", get(files::download))

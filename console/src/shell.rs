@@ -9,6 +9,12 @@
 //!   at once; the socket closing without it (the tab closed, the network lost) ends its
 //!   shell channel, and the session waits for a while for a new page to pick it up by
 //!   sending `{"type":"reattach", session, cols, rows}` instead of a request.
+//! - `GET /api/v1/desktop` (upgrade): an engineer's desktop, on the same link: the page
+//!   sends `{"type":"desktop", agent, ticket, priority, reason, control, minutes}`, then
+//!   desktop messages (`proto::desktop`: input, keyframe requests) as binary messages; the
+//!   relay answers with the same events and one binary message per desktop message (stream
+//!   info, frames, cursor). The relay checks each message's header and drops input unless
+//!   control is granted.
 //! - `GET /api/v1/sessions/{id}/watch` (upgrade): a read-only view of a live session for
 //!   approvers of its agent's organisation and admins: the current screen, then the
 //!   output as it happens. Anything the watcher sends is refused and goes nowhere.
@@ -23,7 +29,7 @@ use crate::auth::{current, signed_in};
 use crate::error::ApiError;
 use crate::guard::Source;
 use crate::guard::check_upgrade_origin;
-use crate::state::{ConsoleState, Down, ShellRequest, ShellUp};
+use crate::state::{ConsoleState, DesktopRequest, Down, ShellRequest, ShellUp};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -48,6 +54,7 @@ type St = State<Arc<dyn ConsoleState>>;
 enum UpText {
     Request(ShellRequest),
     Reattach { session: String, cols: u16, rows: u16 },
+    Desktop(DesktopRequest),
     Resize { cols: u16, rows: u16 },
     Leave {},
 }
@@ -137,6 +144,7 @@ async fn pump(
                     Message::Binary(b) => ShellUp::Input(b),
                     Message::Text(t) => match serde_json::from_str::<UpText>(t.as_str()) {
                         Ok(UpText::Request(r)) => ShellUp::Request(r),
+                        Ok(UpText::Desktop(r)) => ShellUp::Desktop(r),
                         Ok(UpText::Resize { cols, rows }) => ShellUp::Resize { cols, rows },
                         Ok(UpText::Reattach { session, cols, rows }) => ShellUp::Reattach { session, cols, rows },
                         Ok(UpText::Leave {}) => ShellUp::Leave,

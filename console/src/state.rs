@@ -219,14 +219,32 @@ pub struct ShellRequest {
     pub rows: u16,
 }
 
-/// From the engineer's page to the relay, over the shell's WebSocket.
+/// A desktop asked for in the browser: the fields of `assist desktop`. The page asks for
+/// `desktop.view`, and `desktop.control` too with `control`; an approver may grant the view
+/// alone.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesktopRequest {
+    pub agent: String,
+    pub ticket: String,
+    /// `p0` … `p3`.
+    pub priority: String,
+    pub reason: String,
+    pub control: bool,
+    pub minutes: u64,
+}
+
+/// From the engineer's page to the relay, over the shell's or the desktop's WebSocket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShellUp {
     /// The request (once, first).
     Request(ShellRequest),
+    /// A desktop's request (once, first), instead of a shell's.
+    Desktop(DesktopRequest),
     /// The terminal's new size.
     Resize { cols: u16, rows: u16 },
-    /// Keystrokes and pasted text, for the shell's input.
+    /// Keystrokes and pasted text, for the shell's input; for a desktop, one desktop
+    /// message (input, keyframe request) per WebSocket message.
     Input(bytes::Bytes),
     /// Instead of a request: pick up the engineer's live session `session` whose page went
     /// away (no second consent), with a terminal of this size.
@@ -242,7 +260,7 @@ pub enum Down {
     /// What happened, for the page to show (`{"type": "requested" | "approved" | "open" |
     /// "denied" | "grant" | "closed" | "ended" | "watching" | "error", ...}`).
     Event(serde_json::Value),
-    /// Terminal output.
+    /// Terminal output; for a desktop, one whole desktop message.
     Output(bytes::Bytes),
 }
 

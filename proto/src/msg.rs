@@ -342,6 +342,11 @@ pub enum AgentToRelay {
         /// anyone is asked. Absent from agents that do not say (the agent checks anyway).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scripts: Option<Vec<String>>,
+        /// The X display whose desktop the agent serves (`:0`), if it can serve one:
+        /// absent when it has no display, so the relay refuses a desktop request before
+        /// anyone is asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        desktop: Option<String>,
     },
     ConsentAnswer {
         session: SessionId,
@@ -693,11 +698,17 @@ mod tests {
             reason: EndReason::ShellExited { code: Some(3), signal: None },
         });
         round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into() });
-        round_trip(AgentToRelay::Hello { consent: ConsentMode::Prompt, version: "0".into(), scripts: None });
+        round_trip(AgentToRelay::Hello {
+            consent: ConsentMode::Prompt,
+            version: "0".into(),
+            scripts: None,
+            desktop: Some(":0".into()),
+        });
         round_trip(AgentToRelay::Hello {
             consent: ConsentMode::Prompt,
             version: "0".into(),
             scripts: Some(vec!["db-health".into()]),
+            desktop: None,
         });
         round_trip(RelayToAgent::ConsentRequest { session: Box::new(info()) });
         round_trip(ChannelOpen {

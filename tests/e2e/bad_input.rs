@@ -239,6 +239,7 @@ fn agent_certificate_from_another_ca_is_refused() -> anyhow::Result<()> {
             consent: assist_proto::caps::ConsentMode::Approver,
             version: "x".into(),
             scripts: None,
+            desktop: None,
         };
         if write_msg(&mut send, &hello).await.is_err() {
             return true;

@@ -9,6 +9,7 @@ mod console_admin;
 mod console_audit;
 mod console_files;
 mod console_shell;
+mod desktop;
 mod desktop_recording;
 mod files;
 mod forward;

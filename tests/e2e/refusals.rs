@@ -252,6 +252,7 @@ fn an_agent_answering_another_agents_request_is_told_not_found_and_audited() -> 
             consent: assist_proto::caps::ConsentMode::Prompt,
             version: "x".into(),
             scripts: None,
+            desktop: None,
         };
         write_msg(&mut send, &hello).await?;
         let welcome: Option<RelayToAgent> = read_msg(&mut recv).await?;

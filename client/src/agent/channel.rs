@@ -140,6 +140,9 @@ pub(crate) async fn serve(
         ChannelKind::Forward { target } => {
             return super::forward::serve(state, session, target, send, recv).await;
         }
+        kind @ ChannelKind::Desktop { .. } => {
+            return super::desktop::serve(state, session, kind, send, recv).await;
+        }
         _ => return refuse(&mut send, "unsupported channel".into()).await,
     };
     let env = vec![

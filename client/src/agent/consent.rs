@@ -344,8 +344,9 @@ mod tests {
 
     #[test]
     fn a_request_or_escalation_naming_an_unserved_capability_is_not_put_to_the_customer() {
-        let desk = request("T", "r", vec![Capability::Shell, Capability::DesktopView]);
-        assert_eq!(unserved(&desk).unwrap().to_string(), "desktop.view is not available on this agent yet");
+        let clip = request("T", "r", vec![Capability::Shell, Capability::Clipboard]);
+        assert_eq!(unserved(&clip).unwrap().to_string(), "clipboard is not available on this agent yet");
+        assert!(unserved(&request("T", "r", vec![Capability::DesktopView])).is_none());
         let mut more = request("T", "r", vec![Capability::Shell]);
         assert!(unserved(&more).is_none());
         more.escalation = Some(Escalation {

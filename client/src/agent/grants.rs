@@ -295,7 +295,7 @@ mod tests {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
         let grants = Arc::new(Grants::new("erp-db01".into(), public_key(&key), ConsentMode::Approver));
-        for (n, unserved) in ["desktop.view", "desktop.control", "clipboard"].into_iter().enumerate() {
+        for (n, unserved) in ["clipboard"].into_iter().enumerate() {
             let caps = vec![Capability::Shell, unserved.parse().unwrap()];
             let session = format!("s-{n}");
             let err = grants.receive(&SignedGrant::sign(&grant(&session, caps), &key)).unwrap_err();

@@ -10,11 +10,13 @@
 //! - [`files`] and [`paths`]: file channels, and where their paths really lead;
 //! - [`exec`]: the allowlist of diagnostic scripts; [`logs`]: log collection;
 //! - [`forward`]: forwarded TCP connections to the targets a grant names;
+//! - [`desktop`]: desktop channels, through the [`desktop::DesktopHost`] the binary provides;
 //! - [`process`]: PTY and piped processes.
 
 pub mod changes;
 pub mod channel;
 pub mod consent;
+pub mod desktop;
 pub mod enroll;
 pub mod exec;
 pub mod files;

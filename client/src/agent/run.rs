@@ -46,6 +46,9 @@ pub struct RunConfig {
     /// Where sessions' terminals are shown as they happen (`--show-sessions`). Default:
     /// nowhere.
     pub show: Option<Arc<super::show::Shown>>,
+    /// Where desktops come from (the `assist-agent` binary's X11 screen). Default: none,
+    /// and desktop requests are refused.
+    pub desktop: Option<Arc<dyn super::desktop::DesktopHost>>,
 }
 
 impl Default for RunConfig {
@@ -58,6 +61,7 @@ impl Default for RunConfig {
             limits: TransferLimits::default(),
             scripts: Arc::default(),
             show: None,
+            desktop: None,
         }
     }
 }
@@ -131,6 +135,7 @@ async fn session(
             consent: cfg.consent,
             version: env!("CARGO_PKG_VERSION").into(),
             scripts: Some(cfg.scripts.names()),
+            desktop: cfg.desktop.as_ref().and_then(|d| d.display()),
         })
         .await
     {
@@ -168,6 +173,7 @@ async fn session(
         limits: cfg.limits,
         scripts: cfg.scripts.clone(),
         show: cfg.show.clone(),
+        desktop: cfg.desktop.clone(),
     });
     let mut send = control.send;
     let mut recv = control.recv;

@@ -30,6 +30,8 @@ pub(crate) struct AgentState {
     pub scripts: Arc<Scripts>,
     /// The agent's terminal, when it shows sessions (`run --show-sessions`).
     pub show: Option<Arc<super::show::Shown>>,
+    /// Where desktops come from, if this agent serves them.
+    pub desktop: Option<Arc<dyn super::desktop::DesktopHost>>,
 }
 
 /// A running SHA-256 and byte count of one direction of one stream.

@@ -84,6 +84,33 @@ enum Cmd {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// See (and with --control, use) an agent's desktop in your browser: opens the
+    /// console's viewer with this request filled in; the page asks for it, shows whom it
+    /// waits for, then the screen. Sign in to the console in that browser first.
+    Desktop {
+        agent: AgentName,
+        /// The ticket this work is for, e.g. INC-1042.
+        #[arg(long)]
+        ticket: String,
+        /// Ticket priority, P0 (most urgent) to P3.
+        #[arg(long, default_value = "P2")]
+        priority: Priority,
+        /// Why you need to see the desktop; shown to whoever approves.
+        #[arg(long)]
+        reason: String,
+        /// Ask for the mouse and keyboard too (desktop.control), not only the picture.
+        #[arg(long)]
+        control: bool,
+        /// How long you need access, e.g. 30m or 2h.
+        #[arg(long = "for", value_parser = humantime::parse_duration, value_name = "DUR", default_value = "1h")]
+        duration: Duration,
+        /// The console's address (default: https://RELAY-HOST:8443).
+        #[arg(long, value_name = "URL")]
+        console: Option<String>,
+        /// Print the address only; do not open a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Copy files to or from an agent, scp-style: one side is AGENT:/absolute/path.
     Cp {
         /// Copy directories recursively.
@@ -450,6 +477,38 @@ async fn main_inner(cli: Cli) -> Result<i32> {
                 "{}",
                 engineer::ssh::config::block(&exe, explicit_dir.as_deref(), &keys.known_hosts(), &pinned)
             );
+        }
+        Cmd::Desktop { agent, ticket, priority, reason, control, duration, console, no_browser } => {
+            assist_proto::text::check_ticket(&ticket)?;
+            assist_proto::text::check_reason("reason", &reason)?;
+            let console = match console {
+                Some(c) => c,
+                None => {
+                    engineer::desktop::default_console(&cfg.load_login(assist_client::clock::now_ms())?.relay)
+                }
+            };
+            let ask = engineer::desktop::DesktopAsk {
+                agent: agent.to_string(),
+                ticket,
+                priority,
+                reason,
+                control,
+                minutes: duration.as_secs().div_ceil(60).max(1),
+            };
+            let url = engineer::desktop::viewer_url(&console, &ask);
+            println!("{url}");
+            if !no_browser {
+                // The desktop's own browser; a missing opener is not an error: the address
+                // is printed above.
+                let opened = std::process::Command::new("xdg-open")
+                    .arg(&url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+                if opened.is_err() {
+                    eprintln!("assist: cannot open a browser here; open the address above in yours");
+                }
+            }
         }
         Cmd::Shell { agent, ticket, priority, reason, tty, no_tty, duration, also, command } => {
             let req = ShellRequest {

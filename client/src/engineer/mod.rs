@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod cp;
+pub mod desktop;
 pub mod exec;
 pub mod forward;
 pub mod grant;

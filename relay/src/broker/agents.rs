@@ -35,6 +35,8 @@ pub(crate) struct Hello {
     pub consent: ConsentMode,
     pub version: String,
     pub scripts: Option<Vec<String>>,
+    /// The display whose desktop the agent serves, if any.
+    pub desktop: Option<String>,
 }
 
 impl Relay {
@@ -179,6 +181,7 @@ impl Relay {
             consent: hello.consent,
             peer,
             scripts: super::published_scripts(&row.name, hello.scripts),
+            desktop: hello.desktop.is_some(),
         })
     }
 

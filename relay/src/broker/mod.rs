@@ -148,6 +148,8 @@ pub(crate) struct LiveAgent {
     pub peer: Arc<dyn AgentPeer>,
     /// The agent's allowlist of diagnostic script names, if it published one.
     pub scripts: Option<Box<[String]>>,
+    /// Whether the agent said it can serve a desktop (it has a display).
+    pub desktop: bool,
 }
 
 /// The script names an agent published, if they are all plain names (else none: the
@@ -328,9 +330,19 @@ impl Relay {
     }
 
     /// Refuses, before anyone is asked, a request for a script the agent said it does not
-    /// have.
+    /// have, or for a desktop on an agent that said it has no display.
     fn check_scripts(&self, agent: &AgentName, caps: &[Capability]) -> Result<(), Refusal> {
         let agents = self.agents.lock().expect("agents lock");
+        let wants_desktop =
+            caps.iter().any(|c| matches!(c, Capability::DesktopView | Capability::DesktopControl));
+        if wants_desktop && agents.get(agent).is_some_and(|a| !a.desktop) {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "agent {agent} has no desktop to show (it runs without a display: see `assist-agent run --display`); nobody was asked"
+                ),
+            ));
+        }
         let Some(known) = agents.get(agent).and_then(|a| a.scripts.as_deref()) else {
             return Ok(());
         };

@@ -179,7 +179,14 @@ impl World {
         let relay = Arc::new(Relay::new(Arc::new(store), tokens, grant_key, ca, cfg));
         let (tx, agent) = mpsc::unbounded_channel();
         let peer = Arc::new(FakeAgent { tx, closed: Mutex::default() });
-        let live = LiveAgent { conn_id: relay.conn_id(), org: "acme".into(), consent, peer, scripts: None };
+        let live = LiveAgent {
+            conn_id: relay.conn_id(),
+            org: "acme".into(),
+            consent,
+            peer,
+            scripts: None,
+            desktop: true,
+        };
         relay.agent_online(AGENT.into(), live);
         World { relay, agent, _still: still, dir }
     }

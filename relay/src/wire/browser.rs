@@ -23,6 +23,7 @@
 //!
 //! It decides nothing: every check is the broker's.
 
+use super::browser_desktop;
 use super::splice::{Tee, splice};
 use crate::broker::peer::{ChunkSink, ChunkSource, Close, Peer, PeerFuture, StreamGone};
 use crate::broker::policy::Principal;
@@ -62,7 +63,8 @@ impl Peer for BrowserPeer {
     }
 }
 
-/// Starts a browser shell link for `who`; the task behind it ends when the page goes.
+/// Starts a browser link for `who` (a shell, or a desktop: the page's first request
+/// says which); the task behind it ends when the page goes.
 pub(crate) fn open_shell(
     relay: Arc<Relay>,
     parked: Arc<Parked>,
@@ -160,6 +162,9 @@ async fn run(
     let mut known = Known::default();
     let mut requested = false;
     let mut approved = false;
+    // For a desktop link: whether the page asked for control, and whether the open
+    // channel has it.
+    let mut desktop: Option<DesktopAsked> = None;
     // Keystrokes towards the open shell, while there is one.
     let mut input: Option<mpsc::Sender<Bytes>> = None;
     let mut shell: Option<tokio::task::JoinHandle<()>> = None;
@@ -198,8 +203,22 @@ async fn run(
                             let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
                         }
                     },
-                    Some(ShellUp::Request(_) | ShellUp::Reattach { .. }) => {
-                        let message = "this page already asked for a shell; open a new page for another";
+                    Some(ShellUp::Desktop(r)) if !requested => match browser_desktop::new_session(r.clone()) {
+                        Ok(req) => match relay.request_session(&who, link.clone(), req).await {
+                            Ok(()) => {
+                                requested = true;
+                                desktop = Some(DesktopAsked { control: r.control, open_with_control: false });
+                            }
+                            Err(r) => {
+                                let _ = down.send(event(json!({ "type": "error", "message": r.message }))).await;
+                            }
+                        },
+                        Err(message) => {
+                            let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
+                        }
+                    },
+                    Some(ShellUp::Request(_) | ShellUp::Reattach { .. } | ShellUp::Desktop(_)) => {
+                        let message = "this page already asked for a session; open a new page for another";
                         let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
                     }
                     Some(ShellUp::Resize { cols, rows }) => {
@@ -233,6 +252,21 @@ async fn run(
                                 "granted": &known.granted, "expires_at": s.grant_expires_at,
                             });
                             let _ = down.send(event(ev)).await;
+                            if let Some(asked) = &mut desktop {
+                                let granted: Vec<Capability> = s.granted.iter().flatten().cloned().collect();
+                                asked.open_with_control = asked.control && browser_desktop::desktop_rights(&granted).1;
+                                let (in_tx, in_rx) = mpsc::channel(UP_QUEUE);
+                                input = Some(in_tx);
+                                let channel = browser_desktop::DesktopChannel {
+                                    relay: relay.clone(),
+                                    who: who.clone(),
+                                    opener: opener.clone(),
+                                    session: s.id.clone(),
+                                    control: asked.open_with_control,
+                                };
+                                shell = Some(tokio::spawn(channel.run(in_rx, down.clone()).in_current_span()));
+                                continue;
+                            }
                             let open = open_shell_channel(&relay, &who, &opener, s.id.clone(), page.size, &down);
                             input = Some(open.input);
                             shell = Some(open.task);
@@ -252,9 +286,39 @@ async fn run(
                             let granted: Vec<String> = grant.capabilities.iter().map(ToString::to_string).collect();
                             known.granted = granted.clone();
                             known.expires_at = in_force.then_some(grant.expires_at);
-                            let shell_lost = !in_force || !grant.capabilities.iter().any(|c| Capability::Shell.within(c));
-                            let ev = json!({ "type": "grant", "change": change, "in_force": in_force, "granted": granted, "expires_at": grant.expires_at, "shell_lost": shell_lost });
+                            let shell_lost = match &desktop {
+                                // For a desktop link: the view is what it holds on to.
+                                Some(_) => !in_force || !browser_desktop::desktop_rights(&grant.capabilities).0,
+                                None => !in_force || !grant.capabilities.iter().any(|c| Capability::Shell.within(c)),
+                            };
+                            let control = !shell_lost && browser_desktop::desktop_rights(&grant.capabilities).1;
+                            let ev = json!({ "type": "grant", "change": change, "in_force": in_force, "granted": granted, "expires_at": grant.expires_at, "shell_lost": shell_lost, "control": control });
                             let _ = down.send(event(ev)).await;
+                            if !shell_lost
+                                && let Some(asked) = &mut desktop
+                                && asked.open_with_control
+                                && !control
+                                && let Some(id) = &session
+                            {
+                                // Control revoked, the view kept: the control channel goes (the
+                                // relay resets it; the page's input ends here at once) and a
+                                // view channel takes its place.
+                                drop(input.take());
+                                if let Some(task) = shell.take() {
+                                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+                                }
+                                asked.open_with_control = false;
+                                let (in_tx, in_rx) = mpsc::channel(UP_QUEUE);
+                                input = Some(in_tx);
+                                let channel = browser_desktop::DesktopChannel {
+                                    relay: relay.clone(),
+                                    who: who.clone(),
+                                    opener: opener.clone(),
+                                    session: id.clone(),
+                                    control: false,
+                                };
+                                shell = Some(tokio::spawn(channel.run(in_rx, down.clone()).in_current_span()));
+                            }
                             if shell_lost && let Some(id) = &session {
                                 // Only the shell is gone: the session stays for what else it
                                 // holds, as `assist shell` leaves it.
@@ -305,7 +369,8 @@ async fn run(
         if let Some(task) = shell.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
         }
-        let Some(id) = session.clone().filter(|_| approved) else { break };
+        // A desktop is not parked: its page going ends the session (an engineer disconnect).
+        let Some(id) = session.clone().filter(|_| approved && desktop.is_none()) else { break };
         let (hand, mut handed) = mpsc::channel(1);
         parked.0.lock().expect("parked lock").insert(id.clone(), ParkedLink { user: who.user.clone(), hand });
         info!(session = %id, "the page went; the session waits to be picked up");
@@ -379,6 +444,12 @@ fn open_shell_channel(
     };
     let task = tokio::spawn(channel.run(in_rx, down.clone()).in_current_span());
     OpenShell { input, task, stream }
+}
+
+/// What a desktop link's page asked for, and what its open channel has.
+struct DesktopAsked {
+    control: bool,
+    open_with_control: bool,
 }
 
 /// A browser's shell channel, from the link's side.
@@ -474,8 +545,8 @@ impl ShellChannel {
     }
 }
 
-/// The page's keystrokes, as a splice reads them.
-struct PageInput(mpsc::Receiver<Bytes>);
+/// The page's keystrokes (or desktop messages), as a splice reads them.
+pub(super) struct PageInput(pub(super) mpsc::Receiver<Bytes>);
 
 impl ChunkSource for PageInput {
     fn read_chunks<'a>(
@@ -504,12 +575,19 @@ impl ChunkSource for PageInput {
     }
 }
 
-/// The page's terminal, as a splice writes it: each chunk one binary message. When the
-/// page is gone, the broker is told (session, agent stream) before the splice ends the
-/// channel, so that the shell's exit does not end the session.
-struct PageOutput {
+/// The page's terminal (or viewer), as a splice writes it: each chunk one binary message.
+/// When a shell's page is gone, the broker is told (session, agent stream) before the
+/// splice ends the channel, so that the shell's exit does not end the session.
+pub(super) struct PageOutput {
     down: mpsc::Sender<Down>,
     left: Option<(Arc<Relay>, SessionId, u64)>,
+}
+
+impl PageOutput {
+    /// A sink whose page going away tells nobody (a desktop's viewer).
+    pub(super) fn plain(down: mpsc::Sender<Down>) -> Self {
+        Self { down, left: None }
+    }
 }
 
 impl ChunkSink for PageOutput {

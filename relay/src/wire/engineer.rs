@@ -8,8 +8,10 @@
 //!
 //! This module parses and forwards; the broker decides (`broker::admit` for channels).
 
+use super::desktop::{Flow, Messages};
 use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
+use crate::broker::peer::ChunkSource;
 use crate::broker::policy::Principal;
 use crate::broker::{
     Admission, Answerer, Approval, Client, EngineerLink, ForwardClosed as Closed, NewSession, Opener,
@@ -354,6 +356,15 @@ async fn splice_admitted(
     let session = &admitted.session;
     let stop = &admitted.handle.stop;
     session.open_outputs.send_modify(|n| *n += 1);
+    // A desktop channel's bytes pass as checked whole messages, input only with control
+    // (`super::desktop`); every other channel's pass as they come.
+    let (erecv, arecv): (Box<dyn ChunkSource>, Box<dyn ChunkSource>) = match admitted.kind {
+        assist_proto::msg::ChannelKind::Desktop { control } => (
+            Box::new(Messages::new(erecv, Flow::FromViewer { control })),
+            Box::new(Messages::new(arecv, Flow::FromAgent)),
+        ),
+        _ => (Box::new(erecv), Box::new(arecv)),
+    };
     let up = splice(erecv, asend, stop.clone(), tee(Direction::In), None);
     let shell = matches!(admitted.kind, assist_proto::msg::ChannelKind::Shell { .. });
     let down = async {

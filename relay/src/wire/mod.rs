@@ -4,7 +4,9 @@
 //! - [`agent`]: an agent's connection (enrollment, `Hello`, control messages, the streams
 //!   it opens);
 //! - [`engineer`]: a person's connection (control stream, commands, channels);
-//! - [`browser`]: the console's shell WebSocket as an engineer peer;
+//! - [`browser`]: the console's shell WebSocket as an engineer peer, and
+//!   [`browser_desktop`] its desktop channel; [`desktop`]: a desktop stream's message
+//!   headers checked, input dropped on a view-only channel;
 //! - [`watcher`]: a watcher's read-only view in the console;
 //! - [`peer`]: QUIC's side of the broker's seam (`broker::peer`);
 //! - [`splice`]: moving an admitted channel's bytes, with the tee into the recording.
@@ -15,7 +17,9 @@
 mod accept;
 mod agent;
 pub(crate) mod browser;
+mod browser_desktop;
 pub(crate) mod browser_files;
+mod desktop;
 mod engineer;
 mod peer;
 pub mod splice;

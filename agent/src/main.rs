@@ -1,7 +1,11 @@
-//! `assist-agent`: runs on the customer machine. Parses arguments and calls the library.
+//! `assist-agent`: runs on the customer machine. Parses arguments and calls the library
+//! (`assist_client::agent`), giving it the X11 desktop ([`x11`]) when a display is there.
+
+mod x11;
 
 use anyhow::Result;
 use assist_certs::Fingerprint;
+use assist_client::agent::desktop::DesktopHost;
 use assist_client::agent::exec::Scripts;
 use assist_client::agent::run::RunConfig;
 use assist_client::agent::state::AgentDir;
@@ -70,6 +74,12 @@ enum Cmd {
         /// nothing can draw over this terminal or its questions.
         #[arg(long)]
         show_sessions: bool,
+        /// The X display whose desktop approved engineers may view or control (`:0`).
+        /// Default: `$DISPLAY`. A service reaches a logged-in user's display with that
+        /// session's `XAUTHORITY` in its environment (see the README). Without a display
+        /// that opens, desktop requests are refused before anyone is asked.
+        #[arg(long, value_name = "DISPLAY")]
+        display: Option<String>,
     },
 }
 
@@ -86,7 +96,7 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 dir.path().display()
             );
         }
-        Cmd::Run { consent, scripts, max_transfer, max_files, show_sessions } => {
+        Cmd::Run { consent, scripts, max_transfer, max_files, show_sessions, display } => {
             // The kill key needs a terminal; the prompt mode needs one to be answered at all.
             let prompt =
                 consent == ConsentMode::Prompt || std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -100,12 +110,31 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 limits: TransferLimits { max_bytes: max_transfer, max_files },
                 scripts: std::sync::Arc::new(scripts),
                 show: show_sessions.then(assist_client::agent::show::Shown::new),
+                desktop: desktop(display),
                 ..RunConfig::default()
             };
             run::run(&dir, cfg).await?;
         }
     }
     Ok(())
+}
+
+/// The desktop this agent serves, if its display opens; why not is said once.
+fn desktop(display: Option<String>) -> Option<std::sync::Arc<dyn DesktopHost>> {
+    let asked = display.is_some();
+    match x11::X11Host::probe(display) {
+        Ok(host) => {
+            eprintln!("assist-agent: serving the desktop of display {}", host.display().unwrap_or_default());
+            Some(std::sync::Arc::new(host))
+        }
+        Err(why) => {
+            if asked {
+                eprintln!("assist-agent: no desktop: {why}");
+            }
+            tracing::info!(%why, "no desktop served");
+            None
+        }
+    }
 }
 
 fn main() {
