@@ -3,11 +3,13 @@
 //!
 //! The display is checked once at start (opened and closed again), so the agent's `Hello`
 //! says truthfully whether it can serve a desktop. Each channel then opens its own
-//! `Desktop`. It decides nothing: the agent library checks the grant before it opens a
-//! screen or injects input.
+//! `Desktop`, and shows the customer an [`Indicator`] on that display saying who is
+//! viewing or controlling it, removed when the channel closes. It decides nothing: the
+//! agent library checks the grant before it opens a screen or injects input.
 
-use assist_client::agent::desktop::{DesktopFailed, DesktopHost, DesktopScreen};
-use assist_desktop::{Desktop, DesktopConfig, GrabMethod, X11Screen};
+use assist_client::agent::desktop::{DesktopFailed, DesktopHost, DesktopScreen, Viewer};
+use assist_desktop::indicator::notice;
+use assist_desktop::{Desktop, DesktopConfig, GrabMethod, Indicator, X11Screen};
 use assist_proto::desktop::InputEvent;
 use std::time::Duration;
 
@@ -36,18 +38,25 @@ impl DesktopHost for X11Host {
         Some(self.display.clone())
     }
 
-    fn open(&self) -> Result<Box<dyn DesktopScreen>, DesktopFailed> {
+    fn open(&self, viewer: &Viewer) -> Result<Box<dyn DesktopScreen>, DesktopFailed> {
+        // The customer sees who is looking before the first picture is taken.
+        let bar = Indicator::show(&self.display, &notice(&viewer.engineer, viewer.control))
+            .map_err(|e| DesktopFailed(format!("cannot show the customer who is looking: {e}")))?;
         let config = DesktopConfig { display: Some(self.display.clone()), ..DesktopConfig::default() };
         let desktop = Desktop::open(config).map_err(|e| DesktopFailed(e.to_string()))?;
-        Ok(Box::new(X11Desktop(desktop)))
+        Ok(Box::new(X11Desktop { desktop, _bar: bar }))
     }
 }
 
-struct X11Desktop(Desktop);
+/// One channel's desktop, and the customer's notice that lasts as long as it.
+struct X11Desktop {
+    desktop: Desktop,
+    _bar: Indicator,
+}
 
 impl DesktopScreen for X11Desktop {
     fn next(&self, timeout: Duration) -> Result<Option<Vec<u8>>, DesktopFailed> {
-        let Some(batch) = self.0.next(timeout).map_err(|e| DesktopFailed(e.to_string()))? else {
+        let Some(batch) = self.desktop.next(timeout).map_err(|e| DesktopFailed(e.to_string()))? else {
             return Ok(None);
         };
         let mut out = Vec::with_capacity(batch.iter().map(|m| m.encoded_len()).sum());
@@ -58,14 +67,14 @@ impl DesktopScreen for X11Desktop {
     }
 
     fn request_keyframe(&self) {
-        self.0.request_keyframe();
+        self.desktop.request_keyframe();
     }
 
     fn inject(&self, event: &InputEvent) -> Result<(), DesktopFailed> {
-        self.0.inject(event).map_err(|e| DesktopFailed(e.to_string()))
+        self.desktop.inject(event).map_err(|e| DesktopFailed(e.to_string()))
     }
 
     fn release_all(&self) -> Result<(), DesktopFailed> {
-        self.0.release_all().map_err(|e| DesktopFailed(e.to_string()))
+        self.desktop.release_all().map_err(|e| DesktopFailed(e.to_string()))
     }
 }

@@ -45,11 +45,12 @@ const BACKGROUND: (u16, u16, u16) = (0xffff, 0xc100, 0x0700);
 const FOREGROUND: (u16, u16, u16) = (0, 0, 0);
 const BORDER: (u16, u16, u16) = (0x3000, 0x3000, 0x3000);
 
-/// What the bar says while `engineer` of `org` is viewing (or controlling) the screen.
-pub fn notice(engineer: &str, org: &str, controlling: bool) -> String {
+/// What the bar says while `who` (an engineer's name, with their organisation when known:
+/// `alice (vendor)`) is viewing (or controlling) the screen.
+pub fn notice(who: &str, controlling: bool) -> String {
     let doing = if controlling { "controlling" } else { "viewing" };
     format!(
-        "{engineer} ({org}) is {doing} your screen.\nTo stop it: press k in the assist agent's window, or revoke it in the assist console."
+        "{who} is {doing} your screen.\nTo stop it: press k in the assist agent's window, or revoke it in the assist console."
     )
 }
 

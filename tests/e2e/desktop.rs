@@ -51,6 +51,8 @@ fn xvfb() -> MutexGuard<'static, Xvfb> {
 
 const RED: (u8, u8, u8) = (0xd0, 0x30, 0x20);
 const BLUE: (u8, u8, u8) = (0x20, 0x50, 0xd0);
+/// The customer's notice bar (`assist_desktop::indicator`): amber.
+const NOTICE: (u8, u8, u8) = (0xff, 0xc1, 0x07);
 const GREEN: (u8, u8, u8) = (0x30, 0xc0, 0x40);
 
 fn hex((r, g, b): (u8, u8, u8)) -> String {
@@ -135,6 +137,9 @@ fn an_engineer_sees_and_controls_a_desktop_in_the_browser_until_control_is_revok
     // The picture arrives, decoded by WebCodecs: each half in its colour.
     wait_colour(&eng, (160, 240), RED)?;
     wait_colour(&eng, (480, 240), BLUE)?;
+    // The customer's screen says who is looking: the agent's notice bar at the top centre,
+    // captured like the rest of the screen, so the engineer sees it too.
+    wait_colour(&eng, (320, 5), NOTICE)?;
     eng.screenshot("desktop-1-view-and-control")?;
     // And follows a change.
     client.write_line(&format!("left {}", hex(GREEN)))?;

@@ -53,8 +53,19 @@ pub trait DesktopHost: Send + Sync + std::fmt::Debug {
     /// The display served (`:0`), said in the agent's `Hello`; `None` when there is none,
     /// so the relay refuses desktop requests before anyone is asked.
     fn display(&self) -> Option<String>;
-    /// Opens the screen for one channel.
-    fn open(&self) -> Result<Box<dyn DesktopScreen>, DesktopFailed>;
+    /// Opens the screen for one channel and shows the customer, on that screen, who is
+    /// viewing or controlling it for as long as it is open. Fails (and nothing is
+    /// captured) when that notice cannot be shown.
+    fn open(&self, viewer: &Viewer) -> Result<Box<dyn DesktopScreen>, DesktopFailed>;
+}
+
+/// Whom a desktop channel serves, as the customer's on-screen notice names them.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    /// The engineer the grant names.
+    pub engineer: String,
+    /// Whether they may control the screen, not only view it.
+    pub control: bool,
 }
 
 /// How long one wait for the next batch lasts before the loop looks at the channel again.
@@ -71,7 +82,11 @@ pub(crate) async fn serve(
     let Some(host) = state.desktop.clone() else {
         return refuse(&mut send, "this agent serves no desktop (it runs without a display)".into()).await;
     };
-    let screen = match tokio::task::spawn_blocking(move || host.open()).await {
+    let Some(grant) = state.grants.record(&session) else {
+        return refuse(&mut send, "no grant is in force for this session".into()).await;
+    };
+    let looking = Viewer { engineer: grant.engineer.to_string(), control: control_granted };
+    let screen = match tokio::task::spawn_blocking(move || host.open(&looking)).await {
         Ok(Ok(screen)) => Arc::<dyn DesktopScreen>::from(screen),
         Ok(Err(e)) => return refuse(&mut send, format!("cannot open the desktop: {e}")).await,
         Err(_) => return refuse(&mut send, "cannot open the desktop".into()).await,

@@ -37,7 +37,7 @@ fn the_indicator_says_who_stays_on_top_and_goes_when_dropped() -> Result<()> {
     client.conn.sync()?;
 
     // A name with a control sequence is shown escaped, never obeyed.
-    let viewing = notice("alice\x1b[8m", "vendor", false);
+    let viewing = notice("alice\x1b[8m (vendor)", false);
     let indicator = Indicator::show(&x.display, &viewing)?;
     let bar = indicator.window();
     let attrs = client.conn.get_window_attributes(bar)?.reply()?;
@@ -65,7 +65,7 @@ fn the_indicator_says_who_stays_on_top_and_goes_when_dropped() -> Result<()> {
     assert!(on_top(&client)?, "the bar is above the window {cover}");
 
     // From viewing to controlling.
-    indicator.set_text(&notice("alice", "vendor", true))?;
+    indicator.set_text(&notice("alice (vendor)", true))?;
     assert!(name(&client, bar)?.starts_with("alice (vendor) is controlling your screen."));
     let (after, _) = pixels(&client, bar)?;
     assert_ne!(before, after, "the new text is drawn");
