@@ -1,6 +1,6 @@
 // Watching a live session (approvers of the agent's organisation, admins): the terminal
-// as the engineer sees it, from the current screen on, read-only; what is granted and the
-// time left; and, from the same page, revoking a capability or ending the session. What
+// as the engineer sees it, from the current screen on, read-only; what is granted, the
+// time left and the files moved so far (with both ends' SHA-256 agreeing or not); and, from the same page, revoking a capability or ending the session. What
 // a watcher types goes nowhere: the relay gives a watch no way in.
 import { call } from './api.js';
 import { $, say, fail, grantLeft, timeText, revokeRow } from './common.js';
@@ -32,6 +32,18 @@ function tick() {
 }
 setInterval(tick, 1000);
 
+function renderTransfers(list) {
+  $('w-no-transfers').hidden = list.length > 0;
+  $('w-transfers').replaceChildren(...list.map((t) => {
+    const li = document.createElement('li');
+    const way = t.direction === 'upload' ? 'to the server' : 'from the server';
+    const check = t.matched ? 'both ends agree' : 'THE TWO ENDS DIFFER';
+    li.textContent = `${timeText(t.at)} · ${way} · ${t.path} · ${t.size} bytes · SHA-256 ${t.sha256_agent.slice(0, 16)}… ${check}`;
+    if (!t.matched) li.className = 'denied';
+    return li;
+  }));
+}
+
 async function refresh() {
   try {
     const live = await call('GET', '/api/v1/sessions/live');
@@ -41,6 +53,7 @@ async function refresh() {
       session.expires_at = s.grant_expires_at;
       renderGrant();
     }
+    if (id) renderTransfers(await call('GET', `/api/v1/sessions/${encodeURIComponent(id)}/files/transfers`));
   } catch (e) { fail(e); }
 }
 
@@ -75,6 +88,7 @@ function open(sessionId) {
   $('w-term').classList.remove('closed');
   $('w-granted').replaceChildren();
   $('w-facts').replaceChildren();
+  renderTransfers([]);
   if (view) view.dispose();
   view = makeTerminal($('w-term'), { readOnly: true });
   status('Connecting…');

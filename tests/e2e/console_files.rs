@@ -4,7 +4,7 @@
 //! body longer than declared and a request from elsewhere change nothing. Screenshots go
 //! to `<target>/artefacts/console/` (`files-*`).
 
-use super::console::sign_in;
+use super::console::{sign_in, sign_in_and_enrol};
 use assist_tests::browser::Browser;
 use assist_tests::files_support::{events, noise, sha256};
 use assist_tests::{TestRelay, wait_until};
@@ -90,6 +90,18 @@ fn an_engineer_downloads_and_uploads_files_in_the_browser_within_the_grant() -> 
     let up = of("upload").expect("the upload is audited");
     assert_eq!(up["detail"]["sha256_engineer"], sha256(&fix));
     assert_eq!(up["detail"]["match"], true);
+    // The approver watching the session sees both transfers as they happened.
+    let apr = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in_and_enrol(&apr, &url, "bob", "pw-bob-123", "files-approver")?;
+    let live = format!("#live-sessions li[data-id='{id}']");
+    apr.wait_text(&live, "erp-db01")?;
+    apr.click(&format!("{live} a.watch"))?;
+    apr.wait_text("#w-status", "read-only")?;
+    let moved = apr.wait_text("#w-transfers", "fix.sql")?;
+    assert!(moved.contains("app.log") && moved.contains("from the server"), "{moved}");
+    assert!(moved.contains("to the server") && moved.contains("both ends agree"), "{moved}");
+    assert!(moved.contains(&sha256(&fix)[..16]), "{moved}");
+    apr.screenshot("files-3-approver-watching-transfers")?;
     let raw = std::fs::read(relay.data_dir().join("recordings").join(format!("{id}.arec")))?;
     let files_by_browser = br#""kind":"files""#;
     assert!(raw.windows(files_by_browser.len()).any(|w| w == files_by_browser), "the channels are recorded");

@@ -23,8 +23,11 @@ use tokio::sync::broadcast;
 
 /// Most bytes of output a session keeps for a watcher who joins.
 pub(crate) const TAIL: usize = 256 * 1024;
-/// Chunks a watcher may fall behind before it skips ahead.
+/// Chunks a watcher may fall behind before it is drawn afresh ([`Watching::catch_up`]).
 const LAG: usize = 1024;
+/// What a watcher that fell behind is sent before the current screen: the cursor home and
+/// the screen cleared.
+const REDRAW: &[u8] = b"\x1b[H\x1b[2J";
 
 /// A session's terminal output, for watchers.
 pub(crate) struct Screen {
@@ -88,6 +91,13 @@ impl Screen {
         let tail = self.tail.lock().expect("screen lock");
         (tail.chunks.iter().cloned().collect(), self.live.subscribe())
     }
+
+    /// As [`Screen::join`], the screen drawn afresh (cursor home, cleared, then the screen):
+    /// for a watcher that fell behind, so what it skipped leaves nothing half-drawn.
+    fn redraw(&self) -> (Vec<Bytes>, broadcast::Receiver<Bytes>) {
+        let (tail, live) = self.join();
+        (std::iter::once(Bytes::from_static(REDRAW)).chain(tail).collect(), live)
+    }
 }
 
 /// A shell channel's output sink that also shows its output to the session's watchers.
@@ -128,7 +138,19 @@ pub(crate) struct Watching {
     pub live: broadcast::Receiver<Bytes>,
     /// Turns true when the session ends.
     pub ended: watch::Receiver<bool>,
+    source: Arc<Screen>,
     left: Option<Left>,
+}
+
+impl Watching {
+    /// For a watcher whose `live` lagged (it skipped output): the screen as it is now,
+    /// drawn afresh, and `live` from then on, so it again sees exactly what the engineer
+    /// sees rather than a screen with pieces missing.
+    pub(crate) fn catch_up(&mut self) -> Vec<Bytes> {
+        let (screen, live) = self.source.redraw();
+        self.live = live;
+        screen
+    }
 }
 
 struct Left {
@@ -173,11 +195,12 @@ impl Relay {
         if !matches!(info.state, SessionState::Approved | SessionState::Active) {
             return Err(Refusal::new(ErrorCode::Conflict, format!("session {id} is not live yet")));
         }
-        let (screen, live) = s.screen.join();
+        let source = s.screen.clone();
+        let (screen, live) = source.join();
         let ended = s.ended.subscribe();
         self.watch_event(&s, &info, who, true).await;
         let left = Left { relay: Arc::downgrade(self), session: s, who: who.clone() };
-        Ok(Watching { info, screen, live, ended, left: Some(left) })
+        Ok(Watching { info, screen, live, ended, source, left: Some(left) })
     }
 
     /// Audits a watcher joining or leaving and tells the engineer.
@@ -226,5 +249,25 @@ mod tests {
         assert_eq!(text(&tail), "before ");
         assert_eq!(live.try_recv().expect("the next chunk"), Bytes::from_static(b"after"));
         assert!(live.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_watcher_that_fell_behind_is_drawn_afresh_and_then_misses_nothing() {
+        let screen = Screen::default();
+        screen.push(&Bytes::from_static(b"old\x1b[2Jprompt$ "));
+        let (first, mut live) = screen.join();
+        assert_eq!(first, vec![Bytes::from_static(b"\x1b[2Jprompt$ ")]);
+        for i in 0..LAG + 10 {
+            screen.push(&Bytes::from(format!("line {i}\r\n")));
+        }
+        assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
+        let (again, mut live) = screen.redraw();
+        assert_eq!(again[0], Bytes::from_static(REDRAW));
+        let drawn: Vec<u8> = again[1..].iter().flat_map(|b| b.to_vec()).collect();
+        assert!(drawn.starts_with(b"\x1b[2Jprompt$ line 0\r\n"), "the screen since its last clear");
+        assert!(drawn.ends_with(format!("line {}\r\n", LAG + 9).as_bytes()));
+        assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "nothing twice");
+        screen.push(&Bytes::from_static(b"next"));
+        assert_eq!(live.try_recv().unwrap(), Bytes::from_static(b"next"));
     }
 }

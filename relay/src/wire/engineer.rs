@@ -411,7 +411,14 @@ async fn watch(mut w: Watching, mut esend: SendStream, mut erecv: RecvStream) {
                         return;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind: drawn afresh from the current screen, nothing half-shown.
+                    for chunk in w.catch_up() {
+                        if esend.write_chunk(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             _ = async { let _ = w.ended.wait_for(|e| *e).await; } => break,

@@ -50,9 +50,13 @@ async fn watch_run(relay: Arc<Relay>, who: Principal, mut w: Watching, down: mps
                         return;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let message = format!("this view fell behind and skipped {n} pieces of output");
-                    let _ = down.send(event(json!({ "type": "error", "message": message }))).await;
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind: drawn afresh from the current screen, nothing half-shown.
+                    for chunk in w.catch_up() {
+                        if down.send(Down::Output(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
