@@ -79,6 +79,8 @@ pub enum ServeError {
     Http { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     ConsoleTls(#[from] crate::console_tls::ConsoleTlsError),
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusStartError),
 }
 
 /// The key of the relay's QUIC stateless resets and connection ids. Derived from the CA
@@ -123,8 +125,17 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     if !cfg.recording {
         warn!("recording is OFF: sessions on this relay are not recorded and not auditable");
     }
-    let relay = Relay::new(store, dir.token_keys()?, dir.grant_key()?, ca, broker_cfg);
-    Ok((endpoint, Arc::new(relay)))
+    let relay = Arc::new(Relay::new(store, dir.token_keys()?, dir.grant_key()?, ca, broker_cfg));
+    // On PostgreSQL the relay may be one of several: it joins their bus (`crate::bus`),
+    // listening before it is ready. On SQLite it is alone and has none.
+    if let Some(url) =
+        dir.database().filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    {
+        // Named once the relays have names (`relay_name`): commands then go to the
+        // session's relay alone instead of to all.
+        crate::bus::PgBus::start(url, &relay, None, crate::bus::BusConfig::default()).await?;
+    }
+    Ok((endpoint, relay))
 }
 
 /// The binary's entry point: binds, prints the readiness line, serves until SIGINT,

@@ -6,7 +6,8 @@
 //! It carries no data and knows no reader: a watcher learns *that* something changed
 //! and asks the broker again, so a missed intermediate value loses nothing. Bumps happen
 //! after the change is visible in the broker's memory (or under the session's lock that
-//! readers take), so a reader woken by one sees the change.
+//! readers take), so a reader woken by one sees the change. In a cluster every bump is
+//! told to the other relays too, whose counters then move ([`Relay::changed_elsewhere`]).
 
 use super::Relay;
 use tokio::sync::watch;
@@ -28,6 +29,15 @@ impl Relay {
 
     /// Notes a change to pending requests or live sessions.
     pub(super) fn changed(&self) {
+        self.changes_bump();
+        // The other relays of a cluster re-read too ([`super::bus`]).
+        if let Some(bus) = self.bus() {
+            bus.changed();
+        }
+    }
+
+    /// Wakes this relay's watchers only.
+    pub(super) fn changes_bump(&self) {
         self.changes.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

@@ -324,7 +324,9 @@ impl Relay {
             "reason": esc.reason,
             "consent_deadline": esc.deadline,
         }));
-        self.audit(event).await?;
+        // Stored in the session's row, so other relays of a cluster list it too.
+        let asked = SessionInfo { escalation: Some(esc.clone()), ..core.info() };
+        self.store.update_session(&asked, now, &event).await?;
         core.info.escalation = Some(esc.clone());
         core.escalator = Some(link.tx.clone());
         self.changed();
@@ -382,9 +384,12 @@ impl Relay {
         let esc = core.info.escalation.take().expect("checked");
         let tx = core.escalator.take();
         self.changed();
+        let now = now_ms();
         let event = session_event(RELAY_ACTOR, Action::EscalationExpired, &core.info)
-            .detail(json!({ "add": esc.add, "waited_ms": now_ms() - esc.requested_at }));
-        let _ = self.audit(event).await;
+            .detail(json!({ "add": esc.add, "waited_ms": now - esc.requested_at }));
+        if let Err(e) = self.store.update_session(&core.info(), now, &event).await {
+            warn!(error = %e, "cannot store the expiry of an escalation");
+        }
         let agent = core.info.agent.clone();
         drop(core);
         if let Some(tx) = tx {
@@ -425,7 +430,8 @@ impl Relay {
             let reason = approval.note.unwrap_or_else(|| "no reason given".into());
             let event = session_event(&actor, Action::EscalationDenied, &core.info)
                 .detail(json!({ "approver": approver, "reason": reason, "add": esc.add }));
-            self.audit(event).await?;
+            let answered = SessionInfo { escalation: None, ..core.info() };
+            self.store.update_session(&answered, now, &event).await?;
             core.info.escalation = None;
             let tx = core.escalator.take();
             drop(core);
@@ -505,7 +511,24 @@ impl Relay {
 
     /// Takes capabilities away from a live session: its channels that need them are reset
     /// at once, and the agent gets the narrower grant (it kills what that no longer covers).
+    /// In a cluster, carried to the relay that holds the session ([`super::bus`]).
     pub(crate) async fn revoke(
+        self: &Arc<Self>,
+        who: &Principal,
+        id: &SessionId,
+        selectors: Vec<String>,
+        reason: Option<String>,
+    ) -> Result<String, Refusal> {
+        let (sel, r) = (selectors.clone(), reason.clone());
+        let command = move || bus::Command::Revoke { selectors: sel, reason: r };
+        if let Some(outcome) = self.elsewhere(who, id, command).await {
+            return outcome;
+        }
+        self.revoke_here(who, id, selectors, reason).await
+    }
+
+    /// [`Relay::revoke`] for a session this relay holds, or none.
+    pub(super) async fn revoke_here(
         self: &Arc<Self>,
         who: &Principal,
         id: &SessionId,

@@ -21,6 +21,7 @@
 mod admit;
 mod agents;
 mod audit;
+pub mod bus;
 mod changes;
 mod files;
 mod followers;
@@ -264,6 +265,8 @@ pub struct Relay {
     throttle: throttle::LoginThrottle,
     refusals: refusals::RefusalLog,
     changes: changes::Changes,
+    /// The other relays of a cluster, once joined ([`bus`]); none on one relay.
+    bus: std::sync::OnceLock<Arc<dyn bus::Bus>>,
 }
 
 #[cfg(not(test))]
@@ -308,6 +311,7 @@ impl Relay {
             sessions: Mutex::default(),
             next_conn: AtomicU64::new(1),
             changes: changes::Changes::default(),
+            bus: std::sync::OnceLock::new(),
         }
     }
 
@@ -461,6 +465,18 @@ impl Relay {
                 out.push(core.info());
             }
         }
+        // Other relays' requests, as their rows stand (none on one relay).
+        let now = now_ms();
+        for row in self.held_elsewhere().await {
+            let s = row.info;
+            let pending = match &s.escalation {
+                Some(e) => e.deadline > now,
+                None => s.state == SessionState::Requested && s.consent_deadline > now,
+            };
+            if pending && row.agent_consent != Some(ConsentMode::Prompt) && who.may_answer_for(&s.agent_org) {
+                out.push(s);
+            }
+        }
         out.sort_by_key(|s| (s.priority, s.escalation.as_ref().map_or(s.requested_at, |e| e.requested_at)));
         out
     }
@@ -481,6 +497,12 @@ impl Relay {
             let granted = matches!(core.state(), SessionState::Approved | SessionState::Active);
             if granted && who.may_end(&core.info) {
                 out.push(core.info());
+            }
+        }
+        for row in self.held_elsewhere().await {
+            let granted = matches!(row.info.state, SessionState::Approved | SessionState::Active);
+            if granted && who.may_end(&row.info) {
+                out.push(row.info);
             }
         }
         out.sort_by_key(|s| (s.grant_expires_at.unwrap_or(i64::MAX), s.requested_at));

@@ -221,8 +221,32 @@ impl Relay {
     }
 
     /// An approver, the prompt on the agent, or a maintenance window answers a request, or
-    /// the pending escalation of a live session.
+    /// the pending escalation of a live session. A person's answer for a session another
+    /// relay of the cluster holds is carried there ([`super::bus`]).
     pub(crate) async fn answer(
+        self: &Arc<Self>,
+        id: &SessionId,
+        by: Answerer<'_>,
+        approve: bool,
+        approval: Approval,
+    ) -> Result<String, Refusal> {
+        if let Answerer::User(p) = by {
+            let a = approval.clone();
+            let command = move || bus::Command::Answer {
+                approve,
+                capabilities: a.capabilities,
+                duration_secs: a.duration_secs,
+                note: a.note,
+            };
+            if let Some(outcome) = self.elsewhere(p, id, command).await {
+                return outcome;
+            }
+        }
+        self.answer_here(id, by, approve, approval).await
+    }
+
+    /// [`Relay::answer`] for a session this relay holds, or none.
+    pub(super) async fn answer_here(
         self: &Arc<Self>,
         id: &SessionId,
         by: Answerer<'_>,
@@ -403,8 +427,23 @@ impl Relay {
         }
     }
 
-    /// An approver, an admin or the engineer ends a session.
+    /// An approver, an admin or the engineer ends a session (carried to the relay that
+    /// holds it, in a cluster).
     pub(crate) async fn end_by(
+        &self,
+        who: &Principal,
+        id: &SessionId,
+        reason: Option<String>,
+    ) -> Result<String, Refusal> {
+        let r = reason.clone();
+        if let Some(outcome) = self.elsewhere(who, id, move || bus::Command::End { reason: r }).await {
+            return outcome;
+        }
+        self.end_by_here(who, id, reason).await
+    }
+
+    /// [`Relay::end_by`] for a session this relay holds, or none.
+    pub(super) async fn end_by_here(
         &self,
         who: &Principal,
         id: &SessionId,

@@ -174,6 +174,13 @@ pub struct WindowRow {
     pub removed_at: Option<i64>,
 }
 
+/// An open session's row and the consent mode its agent last announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenSession {
+    pub info: SessionInfo,
+    pub agent_consent: Option<ConsentMode>,
+}
+
 /// An audit row that cannot be read back as an [`AuditRecord`] (a column of the wrong type,
 /// text that is not UTF-8): for verification, a broken chain rather than an error.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +275,10 @@ pub trait Store:
     async fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>>;
     /// Newest first, at most `limit`.
     async fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>>;
+    /// Sessions not in a final state (requested, approved, active), oldest first, at most
+    /// `limit`, each with its agent's consent mode: what every relay of a cluster lists of
+    /// the sessions other relays hold.
+    async fn open_sessions(&self, limit: u32) -> Result<Vec<OpenSession>>;
     /// Closes every session not in a final state with `reason` (used at start-up after a
     /// crash, so nothing stays half-open) and marks every agent offline. Requested ones
     /// become expired. Returns how many sessions it closed. Audits, as actor `relay`, one

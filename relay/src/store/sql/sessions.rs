@@ -5,7 +5,7 @@ use super::DbRow;
 use super::{Backend, audit};
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
 use crate::store::sqlstore::{insert_error, not_found, parse};
-use crate::store::{Result, StoreError};
+use crate::store::{OpenSession, Result, StoreError};
 use assist_proto::ids::{AgentName, OrgName, SessionId, UserName};
 use assist_proto::msg::SessionInfo;
 use assist_proto::session::SessionState;
@@ -42,8 +42,23 @@ fn session_from_row(r: &DbRow) -> Result<SessionInfo> {
             })
             .transpose()?,
         grant_expires_at: r.try_get("grant_expires_at")?,
-        escalation: None,
+        escalation: r
+            .try_get::<Option<String>, _>("escalation")?
+            .map(|e| {
+                serde_json::from_str(&e)
+                    .map_err(|err| StoreError::Corrupt(format!("session escalation {e:?}: {err}")))
+            })
+            .transpose()?,
     })
+}
+
+/// The pending escalation as stored: only while the session is open.
+fn escalation_json(s: &SessionInfo) -> Result<Option<String>> {
+    s.escalation
+        .as_ref()
+        .filter(|_| !s.state.is_final())
+        .map(|e| serde_json::to_string(e).map_err(|err| StoreError::Corrupt(format!("escalation: {err}"))))
+        .transpose()
 }
 
 fn granted_json(s: &SessionInfo) -> Result<Option<String>> {
@@ -55,11 +70,15 @@ fn granted_json(s: &SessionInfo) -> Result<Option<String>> {
 
 macro_rules! select_sessions {
     ($rest:literal) => {
+        select_sessions!("", $rest)
+    };
+    ($more:literal, $rest:literal) => {
         concat!(
             "SELECT id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, capabilities, ",
             "state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, end_reason, ",
-            "duration_secs, granted, grant_expires_at ",
-            "FROM sessions ",
+            "duration_secs, granted, grant_expires_at, escalation",
+            $more,
+            " FROM sessions ",
             $rest
         )
     };
@@ -73,8 +92,9 @@ impl Backend {
         sqlx::query(
             "INSERT INTO sessions (id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, \
              capabilities, state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, \
-             end_reason, duration_secs, granted, grant_expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+             end_reason, duration_secs, granted, grant_expires_at, escalation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21)",
         )
         .bind(s.id.as_str())
         .bind(s.engineer.as_str())
@@ -96,6 +116,7 @@ impl Backend {
         .bind(s.duration_secs as i64)
         .bind(granted_json(s)?)
         .bind(s.grant_expires_at)
+        .bind(escalation_json(s)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| insert_error(e, "session", s.id.as_str(), &s.agent_org))?;
@@ -113,7 +134,7 @@ impl Backend {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE sessions SET state = $1, approver = $2, decided_at = $3, started_at = $4, ended_at = $5, \
-             end_reason = $6, granted = $7, grant_expires_at = $8 WHERE id = $9",
+             end_reason = $6, granted = $7, grant_expires_at = $8, escalation = $9 WHERE id = $10",
         )
         .bind(s.state.as_str())
         .bind(&s.approver)
@@ -123,6 +144,7 @@ impl Backend {
         .bind(&s.end_reason)
         .bind(granted_json(s)?)
         .bind(s.grant_expires_at)
+        .bind(escalation_json(s)?)
         .bind(s.id.as_str())
         .execute(&mut *tx)
         .await?;
@@ -149,6 +171,24 @@ impl Backend {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(session_from_row).collect()
+    }
+
+    pub(super) async fn open_session_rows(&self, limit: u32) -> Result<Vec<OpenSession>> {
+        // On the partial index of open sessions; the agent's consent mode as it announced it.
+        let rows = sqlx::query(select_sessions!(
+            ", (SELECT consent FROM agents WHERE agents.name = sessions.agent) AS agent_consent",
+            "WHERE state IN ('requested', 'approved', 'active') ORDER BY requested_at, rowid LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let info = session_from_row(r)?;
+            let consent: Option<String> = r.try_get("agent_consent")?;
+            out.push(OpenSession { info, agent_consent: consent.map(|c| parse(&c)).transpose()? });
+        }
+        Ok(out)
     }
 
     pub(super) async fn close_dangling(&self, reason: &str, now: i64) -> Result<u64> {

@@ -418,6 +418,9 @@ impl Store for Backend {
     async fn list_sessions(&self, limit: u32) -> Result<Vec<SessionInfo>> {
         self.newest_sessions(limit).await
     }
+    async fn open_sessions(&self, limit: u32) -> Result<Vec<crate::store::OpenSession>> {
+        self.open_session_rows(limit).await
+    }
 
     async fn close_dangling_sessions(&self, reason: &str, now: i64) -> Result<u64> {
         self.close_dangling(reason, now).await
