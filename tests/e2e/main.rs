@@ -16,6 +16,7 @@ mod forward;
 mod grants;
 mod http_limits;
 mod lifecycle;
+mod mesh;
 mod postgres;
 mod pty;
 mod readme;
