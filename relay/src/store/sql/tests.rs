@@ -264,6 +264,47 @@ async fn sessions_round_trip() {
 }
 
 #[tokio::test]
+async fn open_sessions_carry_their_pending_escalation_and_their_agents_consent() {
+    let (_dir, store) = seeded().await;
+    store.enroll_agent("t1", &agent("db01", "f1"), 20, &ev(Action::AgentEnrolled)).await.unwrap();
+    store
+        .agent_connected(&"db01".into(), ConsentMode::Approver, 30, &ev(Action::AgentConnected))
+        .await
+        .unwrap();
+    let mut live = session("s-live", SessionState::Active, 1);
+    live.granted = Some(vec![Capability::Shell]);
+    store.insert_session(&live, &ev(Action::SessionRequested)).await.unwrap();
+    let asked = session("s-asked", SessionState::Requested, 2);
+    store.insert_session(&asked, &ev(Action::SessionRequested)).await.unwrap();
+    store
+        .insert_session(&session("s-done", SessionState::Closed, 3), &ev(Action::SessionRequested))
+        .await
+        .unwrap();
+
+    live.escalation = Some(assist_proto::msg::Escalation {
+        add: vec![Capability::FilesRead { roots: vec!["/var/log".into()] }],
+        duration_secs: Some(600),
+        reason: "the log".into(),
+        requested_at: 40,
+        deadline: 340,
+    });
+    store.update_session(&live, 40, &ev(Action::EscalationRequested)).await.unwrap();
+    assert_eq!(store.session(&live.id).await.unwrap().as_ref(), Some(&live));
+    let open = store.open_sessions(10).await.unwrap();
+    let ids: Vec<&str> = open.iter().map(|o| o.info.id.as_str()).collect();
+    assert_eq!(ids, ["s-live", "s-asked"], "open ones only, oldest first");
+    assert_eq!(open[0].info, live);
+    assert_eq!(open[0].agent_consent, Some(ConsentMode::Approver));
+    assert_eq!(store.open_sessions(1).await.unwrap().len(), 1, "bounded");
+
+    // Ending keeps no escalation in the row.
+    live.state = SessionState::Closed;
+    store.update_session(&live, 50, &ev(Action::SessionEnded)).await.unwrap();
+    assert_eq!(store.session(&live.id).await.unwrap().unwrap().escalation, None);
+    assert_eq!(store.open_sessions(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn dangling_sessions_are_closed_and_agents_go_offline() {
     let (_dir, store) = seeded().await;
     store.enroll_agent("t1", &agent("db01", "f1"), 20, &ev(Action::AgentEnrolled)).await.unwrap();
