@@ -230,20 +230,29 @@ fn the_approver_page_on_relay_two_shows_a_request_made_on_relay_one_and_approves
     Ok(())
 }
 
+/// The `…_us=N` figure of a relay's log line.
+fn micros(line: &str) -> anyhow::Result<u64> {
+    let n = line.split("_us=").nth(1).and_then(|r| r.split_whitespace().next());
+    Ok(n.ok_or_else(|| anyhow::anyhow!("no figure in {line}"))?.parse()?)
+}
+
 /// Answer latency, approving from the session's relay and from another (printed, not
 /// asserted): `cargo test -p assist-tests --test e2e mesh::answer_latency -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement"]
 fn answer_latency_same_relay_and_across_relays() -> anyhow::Result<()> {
     let db = assist_testpg::database();
-    let r1 = first(&db)?;
+    let mut r1 = first(&db)?;
     r1.standard_world()?;
-    let r2 = copy_of(&r1, &db)?;
+    let mut r2 = copy_of(&r1, &db)?;
     let _agent = r1.agent("erp-db01", "acme", "approver")?;
     let alice = r1.login("alice")?;
     let here = r1.login("bob")?;
     let there = r2.login("bob")?;
     let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    // The relays' own account of each carried answer: relay 2 from sending the ask to
+    // reading the reply, relay 1 its broker's answer (store write included).
+    let mut carried = Vec::new();
     for round in 0..10 {
         for (i, bob) in [&here, &there].into_iter().enumerate() {
             let mut s = alice.spawn(&shell_args(&[], &["echo", "ok"]))?;
@@ -254,6 +263,13 @@ fn answer_latency_same_relay_and_across_relays() -> anyhow::Result<()> {
             let took = t.elapsed();
             s.stdout.wait_for("ok")?;
             s.wait()?;
+            if i == 1 {
+                let sent = micros(&r2.proc.stderr.wait_for("command carried to the session's relay")?)?;
+                let held = micros(&r1.proc.stderr.wait_for("answered a command from another relay")?)?;
+                if round > 0 {
+                    carried.push((sent, held));
+                }
+            }
             if round > 0 {
                 times[i].push(took);
             }
@@ -267,6 +283,14 @@ fn answer_latency_same_relay_and_across_relays() -> anyhow::Result<()> {
             t[0],
             t[t.len() - 1]
         );
+    }
+    let (total, held): (Vec<u64>, Vec<u64>) = carried.iter().copied().unzip();
+    let bus: Vec<u64> = carried.iter().map(|(t, h)| t - h).collect();
+    for (name, mut v) in
+        [("ask to reply, relay 2", total), ("answer on relay 1", held), ("the bus's share", bus)]
+    {
+        v.sort();
+        eprintln!("{name}: median {} µs, min {} µs, max {} µs", v[v.len() / 2], v[0], v[v.len() - 1]);
     }
     Ok(())
 }

@@ -186,7 +186,8 @@ impl Relay {
         let holder = None;
         let started = std::time::Instant::now();
         let answer = bus.ask(holder, &ask).await;
-        info!(session = %id, elapsed_ms = started.elapsed().as_millis() as u64, ok = answer.is_ok(), "command carried to the session's relay");
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        info!(session = %id, elapsed_us, ok = answer.is_ok(), "command carried to the session's relay");
         Some(match answer {
             Ok(a) => a.into(),
             // One who may not see the session learns nothing of it, as from one relay.

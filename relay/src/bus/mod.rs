@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 /// The notification channel of every relay on the database.
 pub const CHANNEL: &str = "assist_bus";
@@ -307,8 +307,10 @@ async fn take(shared: Arc<Shared>, relay: Arc<Relay>, from: String, id: u64, ses
         Ok(_) => return warn!("a command on the bus named two sessions; dropped"),
         Err(e) => return warn!(error = %e, "unreadable command on the bus"),
     };
-    debug!(%session, "command from another relay");
+    let started = std::time::Instant::now();
     let answer = relay.asked(ask).await;
+    let answered_us = started.elapsed().as_micros() as u64;
+    info!(%session, answered_us, "answered a command from another relay");
     let body = match serde_json::to_value(&answer) {
         Ok(v) => Body::Inline(v),
         Err(e) => return warn!(error = %e, "cannot encode an answer"),
