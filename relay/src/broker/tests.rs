@@ -24,6 +24,8 @@ use std::any::Any;
 use std::cell::Cell;
 use tokio::sync::mpsc::error::TryRecvError;
 
+mod bus;
+
 thread_local! {
     static BASE: Cell<Option<(i64, tokio::time::Instant)>> = const { Cell::new(None) };
 }

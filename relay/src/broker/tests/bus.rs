@@ -1,0 +1,144 @@
+//! The bus seam (`broker::bus`) between two relays on one store, joined by an in-process
+//! bus that hands each ask to the relay holding its session (the PostgreSQL transport is
+//! tested end to end in `tests/e2e/mesh.rs`): what a person on the other relay lists, is
+//! answered and is refused is what one relay would give.
+
+use super::*;
+use crate::broker::bus::{Answer, Ask, Bus, BusError};
+
+/// Relays joined in one process. `gone` makes every ask go unanswered, as when the holder
+/// stopped.
+#[derive(Default)]
+struct Loop {
+    relays: Mutex<Vec<std::sync::Weak<Relay>>>,
+    gone: std::sync::atomic::AtomicBool,
+}
+
+/// One relay's end of a [`Loop`].
+struct End {
+    hub: Arc<Loop>,
+    me: usize,
+}
+
+#[async_trait::async_trait]
+impl Bus for End {
+    async fn ask(&self, _holder: Option<&str>, ask: &Ask) -> Result<Answer, BusError> {
+        if self.hub.gone.load(Ordering::Relaxed) {
+            return Err(BusError::NoHolder(Duration::from_secs(3)));
+        }
+        let relays: Vec<Arc<Relay>> =
+            self.hub.relays.lock().unwrap().iter().filter_map(std::sync::Weak::upgrade).collect();
+        // Through the wire format, as the real bus carries it.
+        let ask: Ask = serde_json::from_value(serde_json::to_value(ask).unwrap()).unwrap();
+        match relays.into_iter().find(|r| r.holds(&ask.session)) {
+            Some(holder) => Ok(holder.asked(ask).await),
+            None => Err(BusError::NoHolder(Duration::from_secs(3))),
+        }
+    }
+
+    fn changed(&self) {
+        for (i, r) in self.hub.relays.lock().unwrap().iter().enumerate() {
+            if let (true, Some(r)) = (i != self.me, r.upgrade()) {
+                r.changed_elsewhere();
+            }
+        }
+    }
+}
+
+impl World {
+    /// A second relay on this world's store, both joined to one in-process bus.
+    fn second_relay(&self) -> (Arc<Relay>, Arc<Loop>) {
+        let (_, grant_key) = crate::auth::ed25519_from_pem(&crate::auth::ed25519_pkcs8_pem()).unwrap();
+        let tokens =
+            crate::auth::TokenKeys::from_pem(&crate::auth::TokenKeys::generate_pem(), "test".into()).unwrap();
+        let ca = Ca::generate("second relay").unwrap();
+        let other =
+            Arc::new(Relay::new(self.relay.store.clone(), tokens, grant_key, ca, BrokerConfig::default()));
+        let hub = Arc::new(Loop::default());
+        for (me, r) in [&self.relay, &other].into_iter().enumerate() {
+            hub.relays.lock().unwrap().push(Arc::downgrade(r));
+            r.join_bus(Arc::new(End { hub: hub.clone(), me }));
+        }
+        (other, hub)
+    }
+}
+
+fn outsider() -> Principal {
+    principal("eve", "other", Role::Approver)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_person_on_another_relay_lists_answers_revokes_and_ends_what_the_holder_holds() {
+    let mut w = World::new(ConsentMode::Approver).await;
+    let (b, _hub) = w.second_relay();
+    let changes = b.watch_changes();
+    let (id, _link, mut rx, _) = w.request(&["shell", "files.read:/var/log"], 600).await;
+    assert!(changes.has_changed().unwrap(), "the holder's change woke the other relay");
+    assert!(!b.holds(&id) && w.relay.holds(&id));
+
+    let listed = b.list_requests(&approver()).await;
+    assert_eq!(listed.iter().map(|s| &s.id).collect::<Vec<_>>(), [&id]);
+    assert_eq!(listed, w.relay.list_requests(&approver()).await, "listed as the holder lists it");
+    assert!(b.list_requests(&outsider()).await.is_empty());
+
+    // An outsider is refused as one relay refuses them, and the holder audits it.
+    let refused = b.answer(&id, Answerer::User(&outsider()), true, Approval::default()).await.unwrap_err();
+    assert_eq!(refused, Refusal::new(ErrorCode::NotFound, format!("no pending request {id}")));
+
+    let approval = Approval { note: Some("from the other relay".into()), ..Approval::default() };
+    let said = b.answer(&id, Answerer::User(&approver()), true, approval).await.unwrap();
+    assert!(said.starts_with(&format!("approved {id}: shell, files.read:/var/log until")), "{said}");
+    assert!(matches!(rx.recv().await.unwrap(), RelayToEngineer::SessionApproved { .. }));
+    assert!(matches!(w.agent.recv().await.unwrap(), RelayToAgent::Granted { .. }));
+    assert_eq!(w.stored(&id).await.approver.as_deref(), Some("bob"));
+    assert_eq!(b.list_live(&approver()).await.iter().map(|s| &s.id).collect::<Vec<_>>(), [&id]);
+
+    let link = w.connect().0;
+    w.relay.escalate(&engineer(), &link, &id, vec![], Some(600), "more time".into()).await.unwrap();
+    let pending = b.list_requests(&approver()).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].escalation.as_ref().map(|e| e.duration_secs), Some(Some(600)), "from the row");
+    let said = b.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap();
+    assert!(said.starts_with(&format!("approved the escalation of {id}")), "{said}");
+    assert!(b.list_requests(&approver()).await.is_empty());
+
+    let nothing = b.revoke(&approver(), &id, vec!["files.write".into()], None).await.unwrap_err();
+    assert_eq!(
+        nothing,
+        w.relay.revoke(&approver(), &id, vec!["files.write".into()], None).await.unwrap_err()
+    );
+    let said = b.revoke(&approver(), &id, vec!["shell".into()], None).await.unwrap();
+    assert_eq!(said, format!("revoked shell from {id}; 0 channel(s) closed"));
+    assert_eq!(w.stored(&id).await.granted, Some(caps(&["files.read:/var/log"])));
+
+    assert_eq!(b.end_by(&approver(), &id, Some("done".into())).await.unwrap(), format!("ended {id}"));
+    assert!(!w.relay.holds(&id));
+    assert_eq!(w.stored(&id).await.state, SessionState::Closed);
+    // Over: handled where it is asked, as one relay does.
+    let over = b.end_by(&approver(), &id, None).await.unwrap_err();
+    assert_eq!(over, Refusal::new(ErrorCode::NotFound, format!("no live session {id}")));
+    let actions = w.actions(&id).await;
+    for a in ["session.approved", "session.escalated", "grant.revoked", "session.ended"] {
+        assert_eq!(actions.iter().filter(|x| *x == a).count(), 1, "{a} once in {actions:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_its_holder_gone_a_command_says_so_and_an_outsider_learns_nothing() {
+    let w = World::new(ConsentMode::Approver).await;
+    let (b, hub) = w.second_relay();
+    let (id, _link, _rx, _) = w.request(&["shell"], 600).await;
+    hub.gone.store(true, Ordering::Relaxed);
+    let refused = b.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Conflict);
+    assert!(
+        refused.message.starts_with(&format!(
+            "session {id} is held by another relay of the cluster, which did not answer"
+        )),
+        "{}",
+        refused.message
+    );
+    let hidden = b.end_by(&outsider(), &id, None).await.unwrap_err();
+    assert_eq!(hidden, Refusal::new(ErrorCode::NotFound, format!("no live session {id}")));
+    assert_eq!(w.stored(&id).await.state, SessionState::Requested, "nothing changed");
+}
