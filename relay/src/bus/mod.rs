@@ -182,24 +182,23 @@ impl Shared {
     /// Sends one notification, its body moved into a row if the whole is too large.
     async fn send(&self, mut env: Envelope) -> Result<(), sqlx::Error> {
         let mut text = serde_json::to_string(&env).expect("bus messages serialise");
-        if text.len() >= MAX_PAYLOAD {
-            if let Some(body) = env.body_mut() {
-                let Body::Inline(value) = body else { unreachable!("bodies start inline") };
-                let now = crate::now_ms();
-                sqlx::query("DELETE FROM bus_messages WHERE created_at < $1")
-                    .bind(now - ROW_TTL_MS)
-                    .execute(&self.pool)
-                    .await?;
-                let (row,): (i64,) = sqlx::query_as(
-                    "INSERT INTO bus_messages (body, created_at) VALUES ($1, $2) RETURNING id",
-                )
-                .bind(value.to_string())
-                .bind(now)
-                .fetch_one(&self.pool)
+        if text.len() >= MAX_PAYLOAD
+            && let Some(body) = env.body_mut()
+        {
+            let Body::Inline(value) = body else { unreachable!("bodies start inline") };
+            let now = crate::now_ms();
+            sqlx::query("DELETE FROM bus_messages WHERE created_at < $1")
+                .bind(now - ROW_TTL_MS)
+                .execute(&self.pool)
                 .await?;
-                *body = Body::Row(row);
-                text = serde_json::to_string(&env).expect("bus messages serialise");
-            }
+            let (row,): (i64,) =
+                sqlx::query_as("INSERT INTO bus_messages (body, created_at) VALUES ($1, $2) RETURNING id")
+                    .bind(value.to_string())
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+            *body = Body::Row(row);
+            text = serde_json::to_string(&env).expect("bus messages serialise");
         }
         sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(text).execute(&self.pool).await?;
         Ok(())
