@@ -127,6 +127,17 @@ async fn a_person_on_another_relay_lists_answers_revokes_and_ends_what_the_holde
 async fn with_its_holder_gone_a_command_says_so_and_an_outsider_learns_nothing() {
     let w = World::new(ConsentMode::Approver).await;
     let (b, hub) = w.second_relay();
+    // A denial travels like an approval.
+    let (denied, _link, mut rx, _) = w.request(&["shell"], 600).await;
+    let no = Approval { note: Some("not today".into()), ..Approval::default() };
+    assert_eq!(
+        b.answer(&denied, Answerer::User(&approver()), false, no).await.unwrap(),
+        format!("denied {denied}")
+    );
+    assert!(
+        matches!(rx.recv().await.unwrap(), RelayToEngineer::SessionDenied { reason, .. } if reason == "not today")
+    );
+
     let (id, _link, _rx, _) = w.request(&["shell"], 600).await;
     hub.gone.store(true, Ordering::Relaxed);
     let refused = b.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap_err();
