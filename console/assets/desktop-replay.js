@@ -33,7 +33,11 @@ export class DesktopReplay {
     this.playing = false;
     this.grants = [];
     this.seeking = false;
+    // The relay's last word on the position, and when it came (for currentMs).
+    this.told = { ms: 0, at: performance.now(), speed: 1 };
     this.root = el('section', 'replay');
+    // For the page's own scripts (and the tests): the player behind the element.
+    this.root.player = this;
     this.root.dataset.channel = String(channel);
     this.title = el('h3', 'replay-title', `Desktop, channel ${channel}`);
     this.screen = el('div', 'desktop replay-screen');
@@ -121,6 +125,7 @@ export class DesktopReplay {
         break;
       case 'state':
         this.playing = ev.playing;
+        this.told.speed = ev.speed;
         this.play.textContent = ev.playing ? 'Pause' : 'Play';
         this.root.dataset.playing = ev.playing ? 'yes' : 'no';
         this.show(ev.ms);
@@ -146,9 +151,17 @@ export class DesktopReplay {
     }
   }
 
+  /// Where the replay is now: the relay's last position, moved on by the time since if
+  /// it is playing (the relay says where it is four times a second).
+  currentMs() {
+    if (!this.playing) return this.told.ms;
+    return Math.min(this.duration, this.told.ms + (performance.now() - this.told.at) * this.told.speed);
+  }
+
   /// Shows position `ms`: the bar (unless it is being dragged), the time, and the grant in
   /// force then.
   show(ms) {
+    this.told = { ms, at: performance.now(), speed: this.told.speed };
     this.position = ms;
     this.root.dataset.position = String(ms);
     if (!this.seeking) this.seek.value = String(ms);

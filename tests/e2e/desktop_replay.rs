@@ -27,11 +27,24 @@ fn pixel(b: &Browser, css: &str, x: u32, y: u32) -> anyhow::Result<Option<(u8, u
 }
 
 fn wait_colour(b: &Browser, css: &str, want: (u8, u8, u8)) -> anyhow::Result<()> {
-    let mut last = None;
-    wait_until(&format!("{css} to show {want:?} (last {last:?})"), || {
-        last = pixel(b, css, 160, 240)?;
-        Ok(last.is_some_and(|p| near(p, want)))
-    })
+    let waited = wait_until(&format!("{css} to show {want:?}"), || {
+        Ok(pixel(b, css, 160, 240)?.is_some_and(|p| near(p, want)))
+    });
+    if waited.is_err() {
+        let state = js(
+            b,
+            &format!(
+                "const p = document.querySelector('{PLAYER}'); const c = p.querySelector('canvas.desktop-screen');
+                 return [p.outerHTML.length, document.querySelectorAll('{PLAYER}').length, p.dataset, p.querySelector('.rp-status').textContent, c.width, p.querySelector('.replay-screen').dataset];"
+            ),
+        )?;
+        b.screenshot("desktop-replay-failed")?;
+        anyhow::bail!(
+            "{css} did not show {want:?}; last {:?}; the player: {state}",
+            pixel(b, css, 160, 240)?
+        );
+    }
+    Ok(())
 }
 
 fn js(b: &Browser, script: &str) -> anyhow::Result<serde_json::Value> {
@@ -83,6 +96,7 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
     bob.ok(&["approve", &id])?;
     eng.wait_text("#dk-status", "Connected: view only")?;
     super::desktop::wait_colour(&eng, (160, 240), RED)?;
+    eng.screenshot("desktop-replay-0-live")?;
     client.write_line(&format!("left {}", hex(GREEN)))?;
     client.stdout.wait_for("drawn")?;
     super::desktop::wait_colour(&eng, (160, 240), GREEN)?;
@@ -117,16 +131,17 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
                if (box.dataset.frames) {{
                  const d = c.getImageData(160, 240, 1, 1).data;
                  const now = `${{d[0] >> 5}},${{d[1] >> 5}},${{d[2] >> 5}}`;
-                 if (now !== last) {{ last = now; window.seen.push([Number(box.closest('.replay').dataset.position), d[0], d[1], d[2]]); }}
+                 if (now !== last) {{ last = now; window.seen.push([Math.round(box.closest('.replay').player.currentMs()), d[0], d[1], d[2]]); }}
                }}
                setTimeout(look, 1);
              }};
              look(); return 0;"
         ),
     )?;
-    // Played at 4×: red first, then green, then the end.
+    // Played at half speed (the test's session lasts about a second): red first, then
+    // green, then the end.
     b.rt.block_on(b.client.execute(
-        &format!("const s = document.querySelector('{PLAYER} .rp-speed'); s.value = '4'; s.dispatchEvent(new Event('change')); return 0;"),
+        &format!("const s = document.querySelector('{PLAYER} .rp-speed'); s.value = '0.5'; s.dispatchEvent(new Event('change')); return 0;"),
         vec![],
     ))?;
     b.click(&format!("{PLAYER} .rp-play"))?;
@@ -149,6 +164,9 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
     assert!(red_at < green_at, "{colours:?}");
 
     // Seeking (at the end, so paused) to where it was red shows red; past the change, green.
+    // A quarter into the red part as the page saw it: past the keyframe that drew it, and
+    // before the change (both were drawn a decoder's delay after they were due).
+    let red_at = red_at + (green_at - red_at) / 4;
     seek(&b, red_at)?;
     wait_colour(&b, SCREEN, RED)?;
     b.screenshot("desktop-replay-1-red")?;
