@@ -14,13 +14,14 @@ function el(tag, cls, text) {
   return e;
 }
 
-/// "m:ss" (or "h:mm:ss") of milliseconds.
-export function clock(ms) {
+/// "m:ss" (or "h:mm:ss") of milliseconds; with tenths ("0:04.2") when `tenths`.
+export function clock(ms, tenths = false) {
   const s = Math.max(0, Math.floor(ms / 1000));
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const ss = String(s % 60).padStart(2, '0');
-  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+  const t = tenths ? `.${Math.floor((Math.max(0, ms) % 1000) / 100)}` : '';
+  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}${t}` : `${m}:${ss}${t}`;
 }
 
 const SPEEDS = [0.5, 1, 2, 4];
@@ -165,7 +166,9 @@ export class DesktopReplay {
     this.position = ms;
     this.root.dataset.position = String(ms);
     if (!this.seeking) this.seek.value = String(ms);
-    this.time.textContent = `${clock(ms)} / ${clock(this.duration)}`;
+    // A short recording shows tenths of a second, or every moment of it would be 0:00.
+    const short = this.duration < 60000;
+    this.time.textContent = `${clock(ms, short)} / ${clock(this.duration, short)}`;
     const inForce = this.grants.filter((g) => g.at_ms <= ms).pop();
     this.granted.textContent = inForce
       ? `Granted at this moment: ${inForce.granted.length ? inForce.granted.join(', ') : 'nothing'}`

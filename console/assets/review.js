@@ -146,6 +146,8 @@ async function showChannels(id, recording) {
   }));
   $('sp-channels').hidden = list.length === 0;
   $('sp-no-channels').hidden = list.length > 0;
+  // The terminal player only where a terminal was recorded.
+  $('sp-player').hidden = !list.some((c) => c.kind === 'shell' || c.kind === 'stderr');
   showDesktops(id, list, recording);
 }
 

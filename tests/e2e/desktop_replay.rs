@@ -106,7 +106,8 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
         Ok(relay.admin(&["recording", "verify", &id]).is_ok_and(|out| out.starts_with("valid")))
     })?;
 
-    // The auditor's session page has a player for the desktop channel, with the markers.
+    // The auditor's session page has a player for the desktop channel, with the markers
+    // (and no terminal player: no terminal was recorded).
     let b = Browser::open(&ca)?;
     sign_in(&b, &url, "carol")?;
     b.goto(&format!("{url}/#session/{id}"))?;
@@ -116,7 +117,8 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
         assert!(markers.contains(m), "{m} in {markers}");
     }
     let time = b.text(&format!("{PLAYER} .rp-time"))?;
-    assert!(time.starts_with("0:00 / 0:"), "{time}");
+    assert!(time.starts_with("0:00.0 / 0:"), "{time}");
+    assert_eq!(js(&b, "return document.getElementById('sp-player').hidden;")?, true);
     b.wait_text(&format!("{PLAYER} .rp-granted"), "desktop.view")?;
 
     // The page notes each colour it draws, with the replay's position then.
