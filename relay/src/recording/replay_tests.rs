@@ -180,3 +180,84 @@ fn the_pacer_sends_at_recorded_times_over_the_speed_and_holds_while_paused() {
     p.set_speed(f64::NAN, t0);
     assert_eq!(p.speed(), 1.0);
 }
+
+/// A sealed recording of `channel()` on desktop channel 1 (cut in pieces of 7 bytes, as a
+/// splice might have read it) beside a shell on channel 2: its bytes and the seal's index.
+async fn recorded() -> (Vec<u8>, DesktopIndex) {
+    use crate::recording::format::Direction;
+    use crate::recording::store::{LocalDir, RecordingStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDir::new(dir.path());
+    let id = "s-replay".into();
+    let k = crate::recording::tests::key();
+    let rec = crate::recording::Recorder::start(
+        store.create(&id).await.unwrap(),
+        crate::recording::tests::info(),
+        None,
+        k,
+    )
+    .await
+    .unwrap();
+    rec.marker("approved by bob").await.unwrap();
+    let desktop = serde_json::json!({"kind": "desktop", "request": {"desktop": {"control": false}}});
+    rec.channel_open(1, desktop).await.unwrap();
+    rec.channel_open(2, serde_json::json!({"kind": "shell"})).await.unwrap();
+    let (bytes, _) = channel();
+    for piece in bytes.chunks(7) {
+        rec.data(1, Direction::Out, bytes::Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    rec.data(2, Direction::Out, bytes::Bytes::from_static(b"$ ")).await.unwrap();
+    rec.marker("ended: engineer left").await.unwrap();
+    let seal = rec.seal("engineer left".into(), Vec::new()).await.unwrap();
+    (store.read(&id).await.unwrap(), seal.desktop[0].clone())
+}
+
+fn source(bytes: &[u8]) -> Box<dyn crate::recording::store::RecordingSource> {
+    Box::new(crate::recording::store::MemorySource::new(bytes.to_vec()))
+}
+
+async fn read_all(bytes: &[u8], start: u64) -> Vec<Message> {
+    let mut reader = crate::recording::replay_source::ChannelReader::new(source(bytes), 1, start);
+    let mut out = Vec::new();
+    while let Some(m) = reader.next().await.unwrap() {
+        out.push(m);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_stored_recording_scans_to_the_seals_index_and_reads_back_from_a_keyframe() {
+    use crate::recording::replay_source::{NotReplayable, scan};
+    let (file, sealed) = recorded().await;
+    let scanned = scan(source(&file), 1).await.unwrap().unwrap();
+    assert_eq!(scanned.index, sealed, "the scan builds the index the recorder sealed");
+    let labels: Vec<&str> = scanned.markers.iter().map(|m| m.label.as_str()).collect();
+    assert_eq!(labels, ["approved by bob", "desktop opened (view only)", "ended: engineer left"]);
+    assert!(scanned.end_us >= scanned.markers[2].at_us);
+    assert!(matches!(scan(source(&file), 2).await.unwrap(), Err(NotReplayable::NotDesktop(2))));
+    assert!(matches!(scan(source(&file), 9).await.unwrap(), Err(NotReplayable::NoChannel(9))));
+
+    // From the start: every message, unchanged. From the third keyframe: the size and the
+    // pointer first, then the keyframe and what follows.
+    let (bytes, messages) = channel();
+    let all = read_all(&file, 0).await;
+    assert_eq!(all.iter().flat_map(|m| m.bytes.clone()).collect::<Vec<_>>(), bytes);
+    let third = sealed.keyframes[2].at.offset;
+    let from = read_all(&file, third).await;
+    assert_eq!(from[0].bytes, info(640));
+    assert_eq!(from[1].bytes, pointer(9));
+    assert_eq!(frame_times(&from)[0], 2_500_000);
+    assert_eq!(from.len(), 2 + messages.len() - 1 - 2 * 10);
+
+    // Never sealed (what a crash leaves): the scan builds the same index, and it all reads.
+    let (chunks, _) = crate::recording::format::read_chunks(&file);
+    let seal = chunks.iter().find(|c| c.kind == crate::recording::format::ChunkKind::Seal).unwrap();
+    let unsealed = &file[..seal.offset];
+    assert_eq!(scan(source(unsealed), 1).await.unwrap().unwrap().index, sealed);
+    assert_eq!(read_all(unsealed, 0).await, all);
+    // Cut inside a chunk: what verifies is read, and the rest is not there.
+    let (kept, _) = crate::recording::format::read_chunks(&file[..file.len() / 2]);
+    let partial = read_all(&file[..file.len() / 2], 0).await;
+    assert!(partial.len() < all.len() || kept.len() == chunks.len());
+    assert_eq!(partial[..], all[..partial.len()]);
+}
