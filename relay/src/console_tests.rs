@@ -676,6 +676,35 @@ async fn the_shell_and_watch_sockets_check_origin_and_sign_in_before_anything() 
 }
 
 #[tokio::test]
+async fn the_desktop_replay_socket_checks_origin_and_sign_in_and_scopes_like_the_session_page() {
+    let w = world(Default::default()).await;
+    let now = crate::now_ms();
+    admin::org_add(w.store.as_ref(), "other", &[], "test", now).await.unwrap();
+    admin::user_add(w.store.as_ref(), "olga", "other", Role::Auditor, "pw-olga-123", "test", now)
+        .await
+        .unwrap();
+    stored_session(&w, "s-000000000001", "erp-db01", "INC-1", now - 10_000).await;
+    let path = "/api/v1/audit/sessions/s-000000000001/channels/1/desktop";
+    let carol = w.signed_in("carol").await;
+    assert_eq!(w.send(upgrade(path, None, ORIGIN)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        w.send(upgrade(path, Some(&carol), "https://evil.test")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // Past the upgrade (which needs a real connection), the relay's side: another
+    // organisation's auditor is told what a missing session would tell them.
+    use assist_console::auditlog::AuditState;
+    let olga = w.state.account("olga").await.unwrap().unwrap();
+    let refused = w.state.desktop_replay(&olga, "s-000000000001", 1).await.err();
+    assert_eq!(refused, Some(ApiError::NotFound("no session s-000000000001".into())));
+    // Carol may see it; this relay records nothing, so there is nothing to replay.
+    let carol = w.state.account("carol").await.unwrap().unwrap();
+    let none = w.state.desktop_replay(&carol, "s-000000000001", 1).await.err();
+    assert!(matches!(&none, Some(ApiError::NotFound(m)) if m.contains("no recording is stored")), "{none:?}");
+    assert!(!w.actions().await.iter().any(|a| a == "recording.exported"), "nothing was replayed");
+}
+
+#[tokio::test]
 async fn the_engineers_page_routes_need_a_session() {
     let w = world(Default::default()).await;
     for path in ["/api/v1/mine", "/api/v1/agents"] {
