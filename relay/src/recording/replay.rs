@@ -60,7 +60,7 @@ impl Cutter {
     }
 
     /// The next whole message, if all of it has been pushed. After an error, `Ok(None)`.
-    pub fn next(&mut self) -> Result<Option<Message>, DesktopError> {
+    pub fn next_message(&mut self) -> Result<Option<Message>, DesktopError> {
         if self.broken || self.buf.len() < HEADER_LEN {
             return Ok(None);
         }

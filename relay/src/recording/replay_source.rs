@@ -176,7 +176,7 @@ impl ChannelReader {
             for e in ours {
                 self.cutter.push(&e.data, e.offset_us);
                 loop {
-                    match self.cutter.next() {
+                    match self.cutter.next_message() {
                         Ok(Some(m)) => self.ready.extend(self.from.take(m)),
                         Ok(None) => break,
                         // The index stopped there too: replay up to it.

@@ -35,7 +35,7 @@ fn cut(bytes: &[u8], piece: usize, time_of: impl Fn(usize) -> u64) -> Vec<Messag
     let mut out = Vec::new();
     for (n, part) in bytes.chunks(piece).enumerate() {
         cutter.push(part, time_of(n * piece));
-        while let Some(m) = cutter.next().unwrap() {
+        while let Some(m) = cutter.next_message().unwrap() {
             out.push(m);
         }
     }
@@ -78,10 +78,10 @@ fn a_bad_header_stops_the_cutter_with_the_error() {
     let mut cutter = Cutter::new();
     cutter.push(&frame(0, true), 0);
     cutter.push(&[99, 0, 0, 0, 0, 0, 0, 0], 1);
-    assert!(cutter.next().unwrap().is_some());
-    assert!(cutter.next().is_err());
+    assert!(cutter.next_message().unwrap().is_some());
+    assert!(cutter.next_message().is_err());
     cutter.push(&frame(1, true), 2);
-    assert_eq!(cutter.next().unwrap(), None);
+    assert_eq!(cutter.next_message().unwrap(), None);
 }
 
 /// What a replay aimed at `target_us` sends at once (at or before the target) and what it
@@ -104,7 +104,7 @@ fn replay_from(target_us: u64) -> (Vec<Message>, Vec<Message>) {
     let (mut now, mut later) = (Vec::new(), Vec::new());
     for (m, rec) in &messages {
         cutter.push(m, *rec);
-        while let Some(m) = cutter.next().unwrap() {
+        while let Some(m) = cutter.next_message().unwrap() {
             for m in from.take(m) {
                 match pacer.due(m.rec_us, start) {
                     Due::Now => now.push(m),
