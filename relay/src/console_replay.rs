@@ -13,7 +13,9 @@
 //!   whole), and takes the page's controls. A seek opens the recording again and starts
 //!   from the keyframe at or before the target ([`replay::start_offset`]): what lies
 //!   between that keyframe and the target goes at once, after a `seek` event that tells
-//!   the page to start its decoder afresh. The task ends when the page goes.
+//!   the page to start its decoder afresh. After each control, once what it made due has
+//!   gone, a `state` event says where the replay is, whether it plays and how fast. The
+//!   task ends when the page goes.
 //!
 //! Markers: the recording's own (approval, end), the channel opening and closing, and the
 //! grant revisions from the audit log after the first (each with what it granted; losing
@@ -100,7 +102,7 @@ pub(crate) async fn open(
     let first = json!({
         "type": "replay",
         "channel": channel,
-        "duration_ms": scanned.end_us / 1000,
+        "duration_ms": scanned.end_us.div_ceil(1000),
         "verdict": verdict.label(),
         "markers": markers.iter().map(|m| json!({ "at_ms": m.at_us / 1000, "label": m.label })).collect::<Vec<_>>(),
         "grants": grants,
@@ -178,6 +180,8 @@ async fn run(
     let mut reader = seek_to(&replay, &mut pacer, 0, Instant::now(), down).await?;
     let mut next = reader.next().await?;
     let mut ended = false;
+    // A control was taken: say the new state once what it made due has gone.
+    let mut announce = false;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -194,7 +198,11 @@ async fn run(
         if pacer.at_end(now.into_std()) && next.is_none() && !ended {
             pacer.pause(now.into_std());
             ended = true;
-            say(down, json!({ "type": "end", "ms": end_us / 1000 })).await?;
+            say(down, json!({ "type": "end", "ms": end_us.div_ceil(1000) })).await?;
+        }
+        if announce {
+            announce = false;
+            say(down, state(&pacer, Instant::now())).await?;
         }
         // What to wait for: the next message, or the end of the recording.
         let wake = match &next {
@@ -229,7 +237,7 @@ async fn run(
                         next = reader.next().await?;
                     }
                 }
-                say(down, state(&pacer, Instant::now())).await?;
+                announce = true;
             }
             _ = async { tokio::time::sleep_until(at.expect("checked")).await }, if at.is_some() => {}
             _ = tick.tick(), if pacer.playing() => {

@@ -25,6 +25,20 @@ struct World {
 }
 
 async fn world(throttle: crate::broker::throttle::ThrottleConfig) -> World {
+    world_with(|_| BrokerConfig { login_throttle: throttle, ..BrokerConfig::default() }).await
+}
+
+/// A world whose relay keeps its recordings in `recordings/` of its data directory.
+async fn world_recording() -> World {
+    world_with(|data| BrokerConfig {
+        recordings: Some(Arc::new(crate::recording::LocalDir::new(data.join("recordings")))),
+        ..BrokerConfig::default()
+    })
+    .await
+}
+
+/// A world whose broker is configured by `cfg`, given the data directory.
+async fn world_with(cfg: impl FnOnce(&std::path::Path) -> BrokerConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let (data, _) = DataDir::init_or_open(&dir.path().join("data"), &[]).await.unwrap();
     let store = data.store().await.unwrap();
@@ -40,7 +54,7 @@ async fn world(throttle: crate::broker::throttle::ThrottleConfig) -> World {
             .await
             .unwrap();
     }
-    let cfg = BrokerConfig { login_throttle: throttle, ..BrokerConfig::default() };
+    let cfg = cfg(&dir.path().join("data"));
     let relay = Arc::new(Relay::new(
         store.clone(),
         data.token_keys().unwrap(),
@@ -636,6 +650,9 @@ async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others
 
 #[path = "console_auditlog_tests.rs"]
 mod auditlog;
+
+#[path = "console_replay_tests.rs"]
+mod replay;
 
 /// A WebSocket upgrade as a page sends it, from `origin`.
 fn upgrade(path: &str, cookie: Option<&str>, origin: &str) -> Request<Body> {
