@@ -241,6 +241,11 @@ async function loadSession(id) {
   }));
 }
 
+// Leaving the session page stops its replays (the relay stops streaming them).
+window.addEventListener('hashchange', () => {
+  if (!location.hash.startsWith('#session/')) showDesktops('', [], { result: 'missing' });
+});
+
 register({
   name: 'sessions', el: 'review', tab: 'Sessions', hash: '#sessions', order: 50,
   allowed: () => true,

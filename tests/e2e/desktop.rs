@@ -52,7 +52,7 @@ pub(super) fn xvfb() -> MutexGuard<'static, Xvfb> {
 pub(super) const RED: (u8, u8, u8) = (0xd0, 0x30, 0x20);
 pub(super) const BLUE: (u8, u8, u8) = (0x20, 0x50, 0xd0);
 /// The customer's notice bar (`assist_desktop::indicator`): amber.
-const NOTICE: (u8, u8, u8) = (0xff, 0xc1, 0x07);
+pub(super) const NOTICE: (u8, u8, u8) = (0xff, 0xc1, 0x07);
 pub(super) const GREEN: (u8, u8, u8) = (0x30, 0xc0, 0x40);
 
 pub(super) fn hex((r, g, b): (u8, u8, u8)) -> String {

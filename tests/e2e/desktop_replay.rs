@@ -96,6 +96,9 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
     bob.ok(&["approve", &id])?;
     eng.wait_text("#dk-status", "Connected: view only")?;
     super::desktop::wait_colour(&eng, (160, 240), RED)?;
+    // The customer's notice is on the picture too (and the red part of the recording
+    // lasts long enough to be found again).
+    super::desktop::wait_colour(&eng, (320, 5), super::desktop::NOTICE)?;
     eng.screenshot("desktop-replay-0-live")?;
     client.write_line(&format!("left {}", hex(GREEN)))?;
     client.stdout.wait_for("drawn")?;
