@@ -83,7 +83,10 @@ pub(crate) async fn open(
     let filter = AuditFilter { session: Some(info.id.clone()), ..Default::default() };
     let records = console.db.list_audit(&filter).await.map_err(internal)?;
     let started = scanned.header.started_at;
-    let rec_ms = |wall: i64| u64::try_from(wall - started).unwrap_or(0);
+    // Audit times are wall clock, the recording's monotonic: a revision is placed within
+    // the recording, at its start or end if the two clocks put it outside.
+    let rec_us =
+        |wall: i64| u64::try_from(wall - started).unwrap_or(0).saturating_mul(1000).min(scanned.end_us);
     let revisions = crate::console_review::grant_revisions(records);
     let mut markers = scanned.markers.clone();
     for pair in revisions.windows(2) {
@@ -94,11 +97,11 @@ pub(crate) async fn open(
         } else {
             format!("grant revision {} by {}", now.revision, now.by)
         };
-        markers.push(Marker { at_us: rec_ms(now.at) * 1000, label });
+        markers.push(Marker { at_us: rec_us(now.at), label });
     }
     markers.sort_by_key(|m| m.at_us);
     let grants: Vec<_> =
-        revisions.iter().map(|g| json!({ "at_ms": rec_ms(g.at), "granted": g.granted })).collect();
+        revisions.iter().map(|g| json!({ "at_ms": rec_us(g.at) / 1000, "granted": g.granted })).collect();
     let first = json!({
         "type": "replay",
         "channel": channel,

@@ -74,6 +74,21 @@ async fn a_recorded_desktop_replays_paced_from_its_file_and_a_tampered_one_is_re
     let w = world_recording().await;
     stored_session(&w, ID, "erp-db01", "INC-1", crate::now_ms() - 10_000).await;
     let stream = record(&w).await;
+    // Grant revisions during the recording: control granted, then revoked.
+    for (revision, action, granted) in [
+        (
+            2,
+            crate::audit::Action::EscalationApproved,
+            json!([{"kind": "desktop_view"}, {"kind": "desktop_control"}]),
+        ),
+        (3, crate::audit::Action::GrantRevoked, json!([{"kind": "desktop_view"}])),
+    ] {
+        let event = crate::audit::AuditEvent::new("bob", action)
+            .org(&OrgName::new("acme"))
+            .session(&SessionId::new(ID))
+            .detail(json!({ "granted": granted, "grant_revision": revision }));
+        w.store.append_audit(&event, crate::now_ms()).await.unwrap();
+    }
     let carol = w.state.account("carol").await.unwrap().unwrap();
 
     // A shell channel, or none, is not a desktop to replay.
@@ -90,8 +105,26 @@ async fn a_recorded_desktop_replays_paced_from_its_file_and_a_tampered_one_is_re
     assert_eq!(first["verdict"], "valid");
     let labels: Vec<&str> =
         first["markers"].as_array().unwrap().iter().filter_map(|m| m["label"].as_str()).collect();
-    assert_eq!(labels, ["approved by bob", "desktop opened (view and control)", "ended: engineer left"]);
-    assert_eq!(first["grants"][0]["granted"], json!(["shell"]));
+    // The recording's markers, then the revisions stored after it ended (at its end).
+    assert_eq!(
+        labels,
+        [
+            "approved by bob",
+            "desktop opened (view and control)",
+            "ended: engineer left",
+            "grant revision 2 by bob",
+            "control revoked by bob"
+        ]
+    );
+    let grants: Vec<&Value> = first["grants"].as_array().unwrap().iter().map(|g| &g["granted"]).collect();
+    assert_eq!(
+        grants,
+        [&json!(["shell"]), &json!(["desktop.view", "desktop.control"]), &json!(["desktop.view"])]
+    );
+    let duration = first["duration_ms"].as_u64().unwrap();
+    for m in first["markers"].as_array().unwrap() {
+        assert!(m["at_ms"].as_u64().unwrap() <= duration, "a marker past the end: {m}");
+    }
     assert_eq!(until(&mut link, &mut bytes, "seek").await["ms"], 0);
 
     // Played at 4×: every recorded message, unchanged and in order, then the end.
@@ -104,7 +137,6 @@ async fn a_recorded_desktop_replays_paced_from_its_file_and_a_tampered_one_is_re
     // A seek to the end (paused there): what lies between the last indexed keyframe and
     // it comes at once, starting with the size.
     let mut again = Vec::new();
-    let duration = first["duration_ms"].as_u64().unwrap();
     link.up.send(ReplayControl::Seek { ms: duration }).await.unwrap();
     let sought = until(&mut link, &mut again, "seek").await["ms"].as_u64().unwrap();
     assert!(sought <= duration && sought + 1 >= duration, "{sought} of {duration}");
