@@ -5,7 +5,8 @@
 // agent takes (keys by KeyboardEvent.code, mouse in picture pixels, buttons, wheel).
 //
 // It sends nothing and decides nothing: the page that owns it says where messages go and
-// whether input may be sent at all.
+// whether input may be sent at all. The live page (desktop.js) and the session page's
+// replay (desktop-replay.js, which never sends input) both draw through it.
 
 const HEADER = 8;
 export const KIND = {
@@ -196,6 +197,15 @@ export class DesktopView {
     const y = Math.floor(((clientY - r.top) / r.height) * this.height);
     if (x < 0 || y < 0 || x >= this.width || y >= this.height) return null;
     return { x, y };
+  }
+
+  /// Forgets the picture being decoded (a replay's seek): what is queued in the decoder is
+  /// dropped and the next stream info and keyframe start afresh; the picture shown stays
+  /// until then.
+  restart() {
+    if (this.decoder && this.decoder.state !== 'closed') this.decoder.close();
+    this.decoder = null;
+    this.configured = false;
   }
 
   close() {

@@ -1,10 +1,12 @@
 // The auditor's pages (everyone may open them; the relay scopes what each sees): the
 // sessions list with filters and paging, and one session with its verified recording, a
-// replay in the page, its channels (each direction's raw bytes to download), grant
+// replay in the page (terminals with the vendored player, desktops with desktop-replay.js),
+// its channels (each direction's raw bytes to download), grant
 // revisions, file transfers and audit timeline.
 import { call, ApiError } from './api.js';
 import { $, say, fail, timeText, cell, facts } from './common.js';
 import { register } from './pages.js';
+import { DesktopReplay } from './desktop-replay.js';
 
 let reviewPage = 1;
 
@@ -79,6 +81,18 @@ function loadPlayer() {
 }
 
 let player = null;
+// One player per recorded desktop channel of the session shown.
+let desktops = [];
+
+function showDesktops(id, list, recording) {
+  for (const d of desktops) d.close();
+  desktops = [];
+  const playable = recording.result === 'valid' || recording.result === 'truncated';
+  if (!playable) return;
+  for (const c of list.filter((ch) => ch.kind === 'desktop' && ch.bytes_out > 0)) {
+    desktops.push(new DesktopReplay($('sp-desktops'), id, c.channel));
+  }
+}
 
 async function showReplay(s, recording) {
   if (player) { player.dispose(); player = null; }
@@ -107,7 +121,7 @@ function rawLink(id, c, direction, bytes) {
   return a;
 }
 
-async function showChannels(id) {
+async function showChannels(id, recording) {
   const body = $('sp-channels').querySelector('tbody');
   let list;
   try {
@@ -132,6 +146,9 @@ async function showChannels(id) {
   }));
   $('sp-channels').hidden = list.length === 0;
   $('sp-no-channels').hidden = list.length > 0;
+  // The terminal player only where a terminal was recorded.
+  $('sp-player').hidden = !list.some((c) => c.kind === 'shell' || c.kind === 'stderr');
+  showDesktops(id, list, recording);
 }
 
 async function loadSession(id) {
@@ -146,6 +163,7 @@ async function loadSession(id) {
       for (const t of ['sp-grants', 'sp-transfers', 'sp-channels']) $(t).querySelector('tbody').replaceChildren();
       $('sp-events').replaceChildren();
       $('sp-body').hidden = true;
+      showDesktops(id, [], { result: 'missing' });
       return;
     }
     return fail(e);
@@ -157,7 +175,7 @@ async function loadSession(id) {
   $('sp-bundle').href = `${base}/bundle`;
   $('sp-cast').href = `${base}/asciicast`;
   $('sp-cast').download = `${s.id}.cast`;
-  showChannels(s.id);
+  showChannels(s.id, d.recording);
   $('sp-body').hidden = false;
   const v = $('sp-recording');
   v.className = `verdict ${d.recording.result}`;
@@ -223,6 +241,11 @@ async function loadSession(id) {
   }));
 }
 
+// Leaving the session page stops its replays (the relay stops streaming them).
+window.addEventListener('hashchange', () => {
+  if (!location.hash.startsWith('#session/')) showDesktops('', [], { result: 'missing' });
+});
+
 register({
   name: 'sessions', el: 'review', tab: 'Sessions', hash: '#sessions', order: 50,
   allowed: () => true,
@@ -233,4 +256,5 @@ register({
   name: 'session', el: 'session-page', prefix: '#session/', under: 'sessions',
   allowed: () => true,
   enter: (_me, id) => loadSession(id),
+  stop: () => showDesktops('', [], { result: 'missing' }),
 });

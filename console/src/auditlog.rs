@@ -147,6 +147,14 @@ pub trait AuditState: Send + Sync + 'static {
         channel: u32,
         direction: &str,
     ) -> Result<Vec<u8>, ApiError>;
+    /// A replay of one recorded desktop channel, under the same rule (the relay checks the
+    /// recording, audits the replay and paces it: see [`crate::replay`]).
+    async fn desktop_replay(
+        &self,
+        user: &Account,
+        id: &str,
+        channel: u32,
+    ) -> Result<crate::state::ReplayLink, ApiError>;
 }
 
 /// Page `query.page` of `events` (the last page if it is past the end).

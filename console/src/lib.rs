@@ -16,6 +16,7 @@ pub mod files;
 pub mod guard;
 pub mod headers;
 pub mod mine;
+pub mod replay;
 pub mod requests;
 pub mod review;
 pub mod sessions;
@@ -26,8 +27,8 @@ pub use admin_state::{AdminAction, AdminList, AdminState, WebhookForm, WindowFor
 pub use error::ApiError;
 pub use state::{
     Account, AgentView, ApproveForm, AuthConfig, ConsoleState, DesktopRequest, Down, Enrolment, EventView,
-    GrantRevision, RecordingCheck, RequestView, SessionDetail, SessionView, ShellLink, ShellRequest, ShellUp,
-    Stage, TransferView, WatchLink, WebSession,
+    GrantRevision, RecordingCheck, ReplayControl, ReplayLink, RequestView, SessionDetail, SessionView,
+    ShellLink, ShellRequest, ShellUp, Stage, TransferView, WatchLink, WebSession,
 };
 
 use axum::extract::State;
@@ -91,6 +92,7 @@ pub fn app(state: Arc<dyn ConsoleState>) -> Router {
         .route("/api/v1/audit/sessions/{id}/bundle", get(review::bundle))
         .route("/api/v1/audit/sessions/{id}/asciicast", get(review::asciicast))
         .route("/api/v1/audit/sessions/{id}/channels", get(auditlog::channels))
+        .route("/api/v1/audit/sessions/{id}/channels/{channel}/desktop", get(replay::desktop))
         .route("/api/v1/audit/sessions/{id}/channels/{channel}/{direction}", get(auditlog::raw))
         .route("/api/v1/audit/log", get(auditlog::log))
         .route("/api/v1/audit/log/verify", get(auditlog::verify));

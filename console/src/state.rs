@@ -272,6 +272,31 @@ pub struct ShellLink {
     pub down: tokio::sync::mpsc::Receiver<Down>,
 }
 
+/// What a replay page asks of the relay, as it sends it
+/// (`{"type": "play" | "pause" | "seek" | "speed", ...}`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReplayControl {
+    Play {},
+    Pause {},
+    /// To this many milliseconds of recording time.
+    Seek {
+        ms: u64,
+    },
+    /// This many times real time.
+    Speed {
+        speed: f64,
+    },
+}
+
+/// A recorded desktop channel being replayed: the console passes the page's controls to
+/// `up` and what comes out of `down` (events as text, one whole desktop message per
+/// binary message) to the page. Dropping `up` ends the replay.
+pub struct ReplayLink {
+    pub up: tokio::sync::mpsc::Sender<ReplayControl>,
+    pub down: tokio::sync::mpsc::Receiver<Down>,
+}
+
 /// A watcher's view of a live session: output only. There is no way up: a watcher's
 /// keystrokes have nowhere to go. Dropping it is leaving.
 pub struct WatchLink {

@@ -269,6 +269,15 @@ impl AuditState for RelayConsole {
         self.audit_export(user, &info, detail, &bytes).await?;
         Ok(bytes)
     }
+
+    async fn desktop_replay(
+        &self,
+        user: &Account,
+        id: &str,
+        channel: u32,
+    ) -> Result<assist_console::ReplayLink, ApiError> {
+        crate::console_replay::open(self, user, id, channel).await
+    }
 }
 
 impl LiveChanges for RelayConsole {

@@ -53,7 +53,19 @@ pub(crate) fn transfer(e: &EventView) -> Option<TransferView> {
 /// The session page from the session, its audit records (oldest first) and the
 /// recording's verification.
 pub fn detail(session: SessionView, records: Vec<AuditRecord>, recording: RecordingCheck) -> SessionDetail {
-    let events: Vec<EventView> = records
+    let events = views(records);
+    let grants = events.iter().filter_map(grant).collect();
+    let transfers = events.iter().filter_map(transfer).collect();
+    SessionDetail { session, events, grants, transfers, recording }
+}
+
+/// The grant revisions among a session's audit records (oldest first).
+pub fn grant_revisions(records: Vec<AuditRecord>) -> Vec<GrantRevision> {
+    views(records).iter().filter_map(grant).collect()
+}
+
+fn views(records: Vec<AuditRecord>) -> Vec<EventView> {
+    records
         .into_iter()
         .map(|r| EventView {
             seq: r.seq,
@@ -62,8 +74,5 @@ pub fn detail(session: SessionView, records: Vec<AuditRecord>, recording: Record
             actor: r.actor,
             action: r.action,
         })
-        .collect();
-    let grants = events.iter().filter_map(grant).collect();
-    let transfers = events.iter().filter_map(transfer).collect();
-    SessionDetail { session, events, grants, transfers, recording }
+        .collect()
 }

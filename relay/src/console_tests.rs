@@ -25,6 +25,20 @@ struct World {
 }
 
 async fn world(throttle: crate::broker::throttle::ThrottleConfig) -> World {
+    world_with(|_| BrokerConfig { login_throttle: throttle, ..BrokerConfig::default() }).await
+}
+
+/// A world whose relay keeps its recordings in `recordings/` of its data directory.
+async fn world_recording() -> World {
+    world_with(|data| BrokerConfig {
+        recordings: Some(Arc::new(crate::recording::LocalDir::new(data.join("recordings")))),
+        ..BrokerConfig::default()
+    })
+    .await
+}
+
+/// A world whose broker is configured by `cfg`, given the data directory.
+async fn world_with(cfg: impl FnOnce(&std::path::Path) -> BrokerConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let (data, _) = DataDir::init_or_open(&dir.path().join("data"), &[]).await.unwrap();
     let store = data.store().await.unwrap();
@@ -40,7 +54,7 @@ async fn world(throttle: crate::broker::throttle::ThrottleConfig) -> World {
             .await
             .unwrap();
     }
-    let cfg = BrokerConfig { login_throttle: throttle, ..BrokerConfig::default() };
+    let cfg = cfg(&dir.path().join("data"));
     let relay = Arc::new(Relay::new(
         store.clone(),
         data.token_keys().unwrap(),
@@ -637,6 +651,9 @@ async fn auditors_see_their_organisations_sessions_filtered_and_paged_and_others
 #[path = "console_auditlog_tests.rs"]
 mod auditlog;
 
+#[path = "console_replay_tests.rs"]
+mod replay;
+
 /// A WebSocket upgrade as a page sends it, from `origin`.
 fn upgrade(path: &str, cookie: Option<&str>, origin: &str) -> Request<Body> {
     let mut b = Request::get(path)
@@ -673,6 +690,35 @@ async fn the_shell_and_watch_sockets_check_origin_and_sign_in_before_anything() 
     let refused = w.state.watch(&alice_account, "s-000000000000").await.err();
     assert!(matches!(refused, Some(ApiError::NotFound(_))), "{refused:?}");
     assert!(w.actions().await.iter().any(|a| a == "access.refused"));
+}
+
+#[tokio::test]
+async fn the_desktop_replay_socket_checks_origin_and_sign_in_and_scopes_like_the_session_page() {
+    let w = world(Default::default()).await;
+    let now = crate::now_ms();
+    admin::org_add(w.store.as_ref(), "other", &[], "test", now).await.unwrap();
+    admin::user_add(w.store.as_ref(), "olga", "other", Role::Auditor, "pw-olga-123", "test", now)
+        .await
+        .unwrap();
+    stored_session(&w, "s-000000000001", "erp-db01", "INC-1", now - 10_000).await;
+    let path = "/api/v1/audit/sessions/s-000000000001/channels/1/desktop";
+    let carol = w.signed_in("carol").await;
+    assert_eq!(w.send(upgrade(path, None, ORIGIN)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        w.send(upgrade(path, Some(&carol), "https://evil.test")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // Past the upgrade (which needs a real connection), the relay's side: another
+    // organisation's auditor is told what a missing session would tell them.
+    use assist_console::auditlog::AuditState;
+    let olga = w.state.account("olga").await.unwrap().unwrap();
+    let refused = w.state.desktop_replay(&olga, "s-000000000001", 1).await.err();
+    assert_eq!(refused, Some(ApiError::NotFound("no session s-000000000001".into())));
+    // Carol may see it; this relay records nothing, so there is nothing to replay.
+    let carol = w.state.account("carol").await.unwrap().unwrap();
+    let none = w.state.desktop_replay(&carol, "s-000000000001", 1).await.err();
+    assert!(matches!(&none, Some(ApiError::NotFound(m)) if m.contains("no recording is stored")), "{none:?}");
+    assert!(!w.actions().await.iter().any(|a| a == "recording.exported"), "nothing was replayed");
 }
 
 #[tokio::test]

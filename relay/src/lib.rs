@@ -28,6 +28,7 @@ pub mod console_admin;
 pub mod console_auditlog;
 pub mod console_bundle;
 pub mod console_files;
+pub mod console_replay;
 pub mod console_review;
 pub mod console_state;
 pub mod console_tls;

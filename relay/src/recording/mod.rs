@@ -24,6 +24,8 @@ pub mod export;
 pub mod format;
 pub mod mp4;
 pub mod recorder;
+pub mod replay;
+pub mod replay_source;
 pub mod store;
 pub mod stream;
 pub mod verify;

@@ -16,8 +16,14 @@ pub enum Next {
     End(Option<ChunkProblem>),
 }
 
+/// The source a [`ChunkStream`] reads: lent by its caller, or its own.
+enum Source<'a> {
+    Lent(&'a mut dyn RecordingSource),
+    Owned(Box<dyn RecordingSource>),
+}
+
 pub struct ChunkStream<'a> {
-    source: &'a mut dyn RecordingSource,
+    source: Source<'a>,
     buf: Vec<u8>,
     /// Bytes of `buf` already parsed.
     used: usize,
@@ -29,8 +35,19 @@ pub struct ChunkStream<'a> {
     done: bool,
 }
 
+impl ChunkStream<'static> {
+    /// A stream that owns its source (a reader kept between calls, as a replay's is).
+    pub fn owned(source: Box<dyn RecordingSource>) -> Self {
+        Self::from_source(Source::Owned(source))
+    }
+}
+
 impl<'a> ChunkStream<'a> {
     pub fn new(source: &'a mut dyn RecordingSource) -> Self {
+        Self::from_source(Source::Lent(source))
+    }
+
+    fn from_source(source: Source<'a>) -> Self {
         Self {
             source,
             buf: Vec::new(),
@@ -46,7 +63,11 @@ impl<'a> ChunkStream<'a> {
     /// Reads until `n` bytes are buffered past `used`, or the source ends.
     async fn fill(&mut self, n: usize) -> std::io::Result<()> {
         while self.buf.len() - self.used < n && !self.eof {
-            match self.source.next_piece().await? {
+            let piece = match &mut self.source {
+                Source::Lent(s) => s.next_piece().await?,
+                Source::Owned(s) => s.next_piece().await?,
+            };
+            match piece {
                 Some(piece) => {
                     if self.used > 0 {
                         self.buf.drain(..self.used);
