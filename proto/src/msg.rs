@@ -391,6 +391,22 @@ pub enum AgentToRelay {
     Ping,
 }
 
+/// What a relay of a cluster tells an agent in its `Welcome`: its own name, and the
+/// relays running now with the QUIC address agents use for each (itself included).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRelays {
+    pub relay: String,
+    pub relays: Vec<RelayAddress>,
+}
+
+/// One relay of a cluster, as agents reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayAddress {
+    pub name: String,
+    /// `HOST:PORT` (UDP).
+    pub address: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -406,6 +422,10 @@ pub enum RelayToAgent {
     Welcome {
         agent: AgentName,
         org: OrgName,
+        /// From a relay of a cluster: its name and the relays the agent should each keep a
+        /// connection to. Absent from a single relay (and from older relays).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<ClusterRelays>,
     },
     /// Asks the customer (consent mode `prompt`) to answer before the deadline.
     ConsentRequest {

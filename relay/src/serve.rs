@@ -50,6 +50,13 @@ pub struct ServeConfig {
     /// Repeated refusals of one kind within this window are audited as one counted
     /// event. Default 1 minute.
     pub refusal_window: Duration,
+    /// This relay's name in a cluster (`--relay-name`, with `--cluster-bundle`): it
+    /// registers in the database's relays registry ([`crate::cluster`]). `None`: a single
+    /// relay, no registry.
+    pub relay_name: Option<String>,
+    /// The QUIC address agents use to reach this relay (`--advertise`), told to agents of
+    /// the cluster. Default: the bound address, unless it is a wildcard.
+    pub advertise: Option<String>,
 }
 
 /// Where and how the web console listens.
@@ -171,6 +178,17 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             http_tasks.push(tokio::spawn(crate::listen::serve(listener, app, limits, Some(tls.acceptor))));
         }
     }
+    let membership = match &cfg.relay_name {
+        Some(_) => {
+            let advertise =
+                cfg.advertise.clone().or_else(|| (!addr.ip().is_unspecified()).then(|| addr.to_string()));
+            if advertise.is_none() {
+                warn!("no --advertise address: agents of the cluster are not told of this relay");
+            }
+            Some(crate::cluster::Membership::start(relay.store.clone(), relay.clone(), advertise).await?)
+        }
+        None => None,
+    };
     let ready = ready_line(addr, relay.ca.fingerprint());
     // Also in the log, for a relay whose stdout nobody reads.
     info!("{ready}");
@@ -182,6 +200,9 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     .await;
     for h in http_tasks {
         h.abort();
+    }
+    if let Some(m) = membership {
+        m.stop().await;
     }
     Ok(())
 }

@@ -264,6 +264,9 @@ pub struct Relay {
     throttle: throttle::LoginThrottle,
     refusals: refusals::RefusalLog,
     changes: changes::Changes,
+    /// In a cluster: this relay's name and the live relays, told to agents in `Welcome`
+    /// (kept fresh by [`crate::cluster`]).
+    cluster: Mutex<Option<assist_proto::msg::ClusterRelays>>,
 }
 
 #[cfg(not(test))]
@@ -308,7 +311,18 @@ impl Relay {
             sessions: Mutex::default(),
             next_conn: AtomicU64::new(1),
             changes: changes::Changes::default(),
+            cluster: Mutex::default(),
         }
+    }
+
+    /// Sets what agents are told of the cluster when they connect.
+    pub fn set_cluster(&self, cluster: Option<assist_proto::msg::ClusterRelays>) {
+        *self.cluster.lock().expect("cluster lock") = cluster;
+    }
+
+    /// What agents are told of the cluster when they connect (`None`: a single relay).
+    pub(crate) fn cluster(&self) -> Option<assist_proto::msg::ClusterRelays> {
+        self.cluster.lock().expect("cluster lock").clone()
     }
 
     pub(crate) fn conn_id(&self) -> u64 {
