@@ -455,6 +455,11 @@ pub enum RelayToAgent {
         message: String,
     },
     Pong,
+    /// From a relay of a cluster, when the relays running change: the agent keeps a
+    /// connection to each (agents before clusters existed never receive it).
+    Cluster {
+        cluster: ClusterRelays,
+    },
 }
 
 /// Bytes and SHA-256 of one direction of one stream, as one side saw them.

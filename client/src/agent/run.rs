@@ -23,7 +23,7 @@ use assist_net::{read_msg, write_msg};
 use assist_proto::caps::ConsentMode;
 use assist_proto::files::TransferLimits;
 use assist_proto::ids::{AgentName, SessionId};
-use assist_proto::msg::{AgentToRelay, RelayToAgent};
+use assist_proto::msg::{AgentToRelay, ClusterRelays, RelayToAgent};
 use assist_proto::text;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -239,13 +239,7 @@ async fn session(
                 cfg.consent
             );
             if let Some(c) = cluster {
-                let (more, changed) = ctx.roster.welcomed(address, &c.relay, &c.relays);
-                if changed && let Err(e) = dir.save_cluster_relays(&ctx.roster.learnt()) {
-                    warn!(error = %e, "cannot keep the list of relays");
-                }
-                for a in more {
-                    let _ = spawn.send(a);
-                }
+                learn(ctx, address, &c, spawn);
             }
         }
         Ok(other) => {
@@ -345,6 +339,7 @@ async fn session(
                     info!(%session, reason = %text::line(&reason.to_string()), "session ended by the relay");
                 }
             }
+            Ok(Some(RelayToAgent::Cluster { cluster })) => learn(ctx, address, &cluster, spawn),
             Ok(Some(RelayToAgent::Error { message, .. })) => {
                 warn!(message = %text::line(&message), "relay reported an error")
             }
@@ -368,6 +363,19 @@ async fn session(
     match rc.conn.close_reason().as_ref().and_then(refusal) {
         Some(reason) => Err(Fatal(reason)),
         None => Ok(()),
+    }
+}
+
+/// What a relay told of the cluster: a connection to each relay not reached yet, and the
+/// list kept for the next start.
+fn learn(ctx: &Ctx, address: &str, cluster: &ClusterRelays, spawn: &mpsc::UnboundedSender<String>) {
+    let (more, changed) = ctx.roster.welcomed(address, &cluster.relay, &cluster.relays);
+    if changed && let Err(e) = ctx.dir.save_cluster_relays(&ctx.roster.learnt()) {
+        warn!(error = %e, "cannot keep the list of relays");
+    }
+    for a in more {
+        info!(relay = %a, "connecting to another relay of the cluster");
+        let _ = spawn.send(a);
     }
 }
 

@@ -315,9 +315,24 @@ impl Relay {
         }
     }
 
-    /// Sets what agents are told of the cluster when they connect.
+    /// Sets what agents are told of the cluster when they connect; when the relays
+    /// changed, tells the agents connected now (in a task of its own).
     pub fn set_cluster(&self, cluster: Option<assist_proto::msg::ClusterRelays>) {
-        *self.cluster.lock().expect("cluster lock") = cluster;
+        let changed = {
+            let mut current = self.cluster.lock().expect("cluster lock");
+            let changed = current.is_some() && *current != cluster;
+            *current = cluster.clone();
+            changed
+        };
+        if let (true, Some(cluster)) = (changed, cluster) {
+            let peers: Vec<Arc<dyn AgentPeer>> =
+                self.agents.lock().expect("agents lock").values().map(|a| a.peer.clone()).collect();
+            tokio::spawn(async move {
+                for peer in peers {
+                    let _ = peer.send(RelayToAgent::Cluster { cluster: cluster.clone() }).await;
+                }
+            });
+        }
     }
 
     /// What agents are told of the cluster when they connect (`None`: a single relay).
