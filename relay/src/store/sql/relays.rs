@@ -92,7 +92,7 @@ impl Relays for Backend {
             .await?;
             if marked.rows_affected() == 1 {
                 let detail = serde_json::Value::String(name.clone());
-                let sessions = close_open_sessions(&mut *tx, &name, reason, detail, now).await?;
+                let sessions = close_open_sessions(&mut tx, &name, reason, detail, now).await?;
                 lost.push(LostRelay { name, sessions });
             }
         }

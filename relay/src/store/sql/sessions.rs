@@ -154,7 +154,7 @@ impl Backend {
 
     pub(super) async fn close_dangling(&self, reason: &str, now: i64) -> Result<u64> {
         let mut tx = self.write().await?;
-        let closed = close_open_sessions(&mut *tx, &self.relay, reason, serde_json::Value::Null, now).await?;
+        let closed = close_open_sessions(&mut tx, &self.relay, reason, serde_json::Value::Null, now).await?;
         if &*self.relay != crate::store::relays::DEFAULT_RELAY {
             // A relay of a cluster: its agents may be connected to the others.
             tx.commit().await?;
