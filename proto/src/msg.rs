@@ -347,6 +347,11 @@ pub enum AgentToRelay {
         /// anyone is asked.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         desktop: Option<String>,
+        /// Whether the agent keeps a connection to every relay of a cluster, and so
+        /// understands `RelayToAgent::Cluster` (agents before clusters existed do not say,
+        /// and are never sent it).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cluster: bool,
     },
     ConsentAnswer {
         session: SessionId,

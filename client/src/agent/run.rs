@@ -221,6 +221,7 @@ async fn session(
             version: env!("CARGO_PKG_VERSION").into(),
             scripts: Some(cfg.scripts.names()),
             desktop: cfg.desktop.as_ref().and_then(|d| d.display()),
+            cluster: true,
         })
         .await
     {

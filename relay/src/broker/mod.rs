@@ -150,6 +150,9 @@ pub(crate) struct LiveAgent {
     pub scripts: Option<Box<[String]>>,
     /// Whether the agent said it can serve a desktop (it has a display).
     pub desktop: bool,
+    /// Whether it keeps a connection to every relay of a cluster (and is told when they
+    /// change).
+    pub cluster: bool,
 }
 
 /// The script names an agent published, if they are all plain names (else none: the
@@ -325,8 +328,14 @@ impl Relay {
             changed
         };
         if let (true, Some(cluster)) = (changed, cluster) {
-            let peers: Vec<Arc<dyn AgentPeer>> =
-                self.agents.lock().expect("agents lock").values().map(|a| a.peer.clone()).collect();
+            let peers: Vec<Arc<dyn AgentPeer>> = self
+                .agents
+                .lock()
+                .expect("agents lock")
+                .values()
+                .filter(|a| a.cluster)
+                .map(|a| a.peer.clone())
+                .collect();
             tokio::spawn(async move {
                 for peer in peers {
                     let _ = peer.send(RelayToAgent::Cluster { cluster: cluster.clone() }).await;

@@ -86,8 +86,8 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
         return None;
     };
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await {
-        Ok(Ok(Some(AgentToRelay::Hello { consent, version, scripts, desktop }))) => {
-            Hello { consent, version, scripts, desktop }
+        Ok(Ok(Some(AgentToRelay::Hello { consent, version, scripts, desktop, cluster }))) => {
+            Hello { consent, version, scripts, desktop, cluster }
         }
         _ => {
             conn.close(codes::PROTOCOL, b"expected hello");
