@@ -68,17 +68,20 @@ impl Relays for Backend {
     }
 
     async fn end_lost_relays(&self, stale_before: i64, reason: &str, now: i64) -> Result<Vec<LostRelay>> {
+        const STALE: &str = "SELECT name FROM relays WHERE name <> $1 AND stopped_at IS NULL \
+             AND lost_at IS NULL AND heartbeat_at < $2 ORDER BY name";
+        // Usually none: looked for without the write lock, which every beat would
+        // otherwise take from the relays' writers.
+        let any: Option<(String,)> =
+            sqlx::query_as(STALE).bind(&*self.relay).bind(stale_before).fetch_optional(&self.pool).await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         // The write lock (SQLite) or the audit head's row lock (PostgreSQL) comes first, so
         // relays that notice together take turns, and the later ones find nothing to do.
         let mut tx = self.write().await?;
-        let stale: Vec<(String,)> = sqlx::query_as(
-            "SELECT name FROM relays WHERE name <> $1 AND stopped_at IS NULL AND lost_at IS NULL \
-             AND heartbeat_at < $2 ORDER BY name",
-        )
-        .bind(&*self.relay)
-        .bind(stale_before)
-        .fetch_all(&mut *tx)
-        .await?;
+        let stale: Vec<(String,)> =
+            sqlx::query_as(STALE).bind(&*self.relay).bind(stale_before).fetch_all(&mut *tx).await?;
         let mut lost = Vec::new();
         for (name,) in stale {
             let marked = sqlx::query(
