@@ -152,3 +152,47 @@ fn three_relays_share_an_agent_and_one_lost_relay_ends_only_its_own_sessions() -
     agent.kill();
     Ok(())
 }
+
+/// The agent's one prompt answers requests from either relay on the connection each came
+/// on, and its kill key ends the sessions of every relay.
+#[test]
+fn one_prompt_and_one_kill_key_serve_every_relay() -> anyhow::Result<()> {
+    let db = assist_testpg::database();
+    let keys = tempfile::tempdir()?;
+    let bundle = keys.path().join("cluster.json");
+    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
+    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    let r1 = start(tempfile::tempdir()?, "127.0.0.1:0", &bundle, "r1", &db)?;
+    let r2 = start(tempfile::tempdir()?, "127.0.0.1:0", &bundle, "r2", &db)?;
+    r1.standard_world()?;
+    let mut agent = r1.agent("erp-db01", "acme", "prompt")?;
+    wait_until("relay 2 to list the agent online", || online_on(&r2, "erp-db01"))?;
+
+    // Each CLI's configuration directory lives as long as its binding.
+    let alice2 = r2.login("alice")?;
+    let mut on_r2 = alice2.spawn(&refs(&echo_shell("r2")))?;
+    on_r2.stderr.wait_for("the customer at erp-db01")?;
+    agent.proc().stdout.wait_for("answer within")?;
+    agent.proc().write_line("y")?;
+    on_r2.stdout.wait_for("r2-ready")?;
+    let alice1 = r1.login("alice")?;
+    let mut on_r1 = alice1.spawn(&refs(&echo_shell("r1")))?;
+    on_r1.stderr.wait_for("the customer at erp-db01")?;
+    agent.proc().stdout.wait_for("answer within")?;
+    agent.proc().write_line("y")?;
+    on_r1.stdout.wait_for("r1-ready")?;
+    let relays =
+        psql(&db, "SELECT string_agg(relay, ',' ORDER BY relay) FROM sessions WHERE state = 'active'")?;
+    assert_eq!(relays, "r1,r2");
+
+    agent.proc().write_line("k")?;
+    for shell in [&mut on_r1, &mut on_r2] {
+        assert_ne!(shell.wait()?.code(), Some(0));
+        shell.stderr.wait_for("kill key pressed on the agent")?;
+    }
+    agent.proc().stdout.wait_for("kill key: ended 2 live session")?;
+    wait_until("both sessions to be closed", || {
+        Ok(psql(&db, "SELECT count(*) FROM sessions WHERE state = 'closed'")? == "2")
+    })?;
+    Ok(())
+}
