@@ -4,7 +4,8 @@
 //! approved there and uses it; relay 1 is killed with a live session of its own, which a
 //! live relay ends as "relay lost" once relay 1's heartbeat is stale (its recording
 //! verifies as truncated) while relay 2's session goes on; the audit chain stays intact;
-//! relay 1 started again gets the agent back.
+//! relay 1 started again gets the agent back; relay 3 stopped gracefully is marked stopped,
+//! not lost. A second test: one prompt and one kill key serve sessions of two relays.
 
 use assist_tests::{Proc, TestRelay, bin, wait_until};
 use std::path::Path;
@@ -149,6 +150,14 @@ fn three_relays_share_an_agent_and_one_lost_relay_ends_only_its_own_sessions() -
     assert_eq!(row, "true,true");
     on_r2.write_line("three")?;
     on_r2.stdout.wait_for("r2 got three")?;
+
+    // A relay stopped gracefully marks itself stopped: nobody declares it lost.
+    let mut r3 = relays.remove(1);
+    let term = Command::new("kill").args(["-TERM", &r3.proc.child.id().to_string()]).status()?;
+    assert!(term.success());
+    r3.proc.wait()?;
+    let r3_row = "SELECT (stopped_at IS NOT NULL)::text || ',' || (lost_at IS NULL)::text FROM relays WHERE name = 'r3'";
+    assert_eq!(psql(&db, r3_row)?, "true,true");
     agent.kill();
     Ok(())
 }
