@@ -125,7 +125,8 @@ impl RogueRelay {
             Some(AgentToRelay::Hello { .. }) => {}
             other => bail!("expected hello, got {other:?}"),
         }
-        write_msg(&mut send, &RelayToAgent::Welcome { agent: name.into(), org: org.into() }).await?;
+        write_msg(&mut send, &RelayToAgent::Welcome { agent: name.into(), org: org.into(), cluster: None })
+            .await?;
         Ok(RogueLink { conn, send, _recv: recv })
     }
 }

@@ -80,6 +80,14 @@ enum Cmd {
         /// that opens, desktop requests are refused before anyone is asked.
         #[arg(long, value_name = "DISPLAY")]
         display: Option<String>,
+        /// Another relay of the cluster to keep a connection to (HOST:PORT, repeatable),
+        /// besides those the relays tell of. A single relay needs none.
+        #[arg(long = "relay", value_name = "HOST:PORT")]
+        relays: Vec<String>,
+        /// The longest wait between two attempts to reach a relay (the waits double up to
+        /// it, with jitter, separately for each relay).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DUR")]
+        max_backoff: std::time::Duration,
     },
 }
 
@@ -96,7 +104,16 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 dir.path().display()
             );
         }
-        Cmd::Run { consent, scripts, max_transfer, max_files, show_sessions, display } => {
+        Cmd::Run {
+            consent,
+            scripts,
+            max_transfer,
+            max_files,
+            show_sessions,
+            display,
+            relays,
+            max_backoff,
+        } => {
             // The kill key needs a terminal; the prompt mode needs one to be answered at all.
             let prompt =
                 consent == ConsentMode::Prompt || std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -111,6 +128,8 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 scripts: std::sync::Arc::new(scripts),
                 show: show_sessions.then(assist_client::agent::show::Shown::new),
                 desktop: desktop(display),
+                relays,
+                max_backoff,
                 ..RunConfig::default()
             };
             run::run(&dir, cfg).await?;

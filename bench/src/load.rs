@@ -196,6 +196,7 @@ async fn hold_one(endpoint: &Endpoint, relay: SocketAddr, ca: Fingerprint, id: &
         version: env!("CARGO_PKG_VERSION").into(),
         scripts: None,
         desktop: None,
+        cluster: false,
     };
     assist_net::write_msg(&mut send, &hello).await?;
     match tokio::time::timeout(Duration::from_secs(30), assist_net::read_msg::<RelayToAgent, _>(&mut recv))

@@ -126,7 +126,11 @@ pub async fn bare(data: &Path) -> Result<()> {
             if !matches!(assist_net::read_msg::<serde_json::Value, _>(&mut recv).await, Ok(Some(_))) {
                 return;
             }
-            let welcome = RelayToAgent::Welcome { agent: AgentName::new("bare"), org: OrgName::new("bare") };
+            let welcome = RelayToAgent::Welcome {
+                agent: AgentName::new("bare"),
+                org: OrgName::new("bare"),
+                cluster: None,
+            };
             if assist_net::write_msg(&mut send, &welcome).await.is_err() {
                 return;
             }

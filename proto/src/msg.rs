@@ -347,6 +347,11 @@ pub enum AgentToRelay {
         /// anyone is asked.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         desktop: Option<String>,
+        /// Whether the agent keeps a connection to every relay of a cluster, and so
+        /// understands `RelayToAgent::Cluster` (agents before clusters existed do not say,
+        /// and are never sent it).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cluster: bool,
     },
     ConsentAnswer {
         session: SessionId,
@@ -391,6 +396,22 @@ pub enum AgentToRelay {
     Ping,
 }
 
+/// What a relay of a cluster tells an agent in its `Welcome`: its own name, and the
+/// relays running now with the QUIC address agents use for each (itself included).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRelays {
+    pub relay: String,
+    pub relays: Vec<RelayAddress>,
+}
+
+/// One relay of a cluster, as agents reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayAddress {
+    pub name: String,
+    /// `HOST:PORT` (UDP).
+    pub address: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -406,6 +427,10 @@ pub enum RelayToAgent {
     Welcome {
         agent: AgentName,
         org: OrgName,
+        /// From a relay of a cluster: its name and the relays the agent should each keep a
+        /// connection to. Absent from a single relay (and from older relays).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<ClusterRelays>,
     },
     /// Asks the customer (consent mode `prompt`) to answer before the deadline.
     ConsentRequest {
@@ -435,6 +460,11 @@ pub enum RelayToAgent {
         message: String,
     },
     Pong,
+    /// From a relay of a cluster, when the relays running change: the agent keeps a
+    /// connection to each (agents before clusters existed never receive it).
+    Cluster {
+        cluster: ClusterRelays,
+    },
 }
 
 /// Bytes and SHA-256 of one direction of one stream, as one side saw them.

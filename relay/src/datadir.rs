@@ -32,6 +32,7 @@
 
 use crate::audit::{Action, AuditEvent, RELAY_ACTOR};
 use crate::auth::{self, AuthError, TokenKeys};
+use crate::cluster::bundle::Bundle;
 use crate::store::{SqliteStore, Store, StoreError, UserRow};
 use assist_certs::{Ca, CertError, Fingerprint};
 use assist_proto::caps::Role;
@@ -88,6 +89,11 @@ pub enum DataDirError {
     NoDatabase { path: PathBuf },
     #[error("{}: {reason}", path.display())]
     BadFile { path: PathBuf, reason: String },
+    #[error(
+        "data directory {} holds keys other than the cluster bundle's ({}): it belongs to another relay or cluster. Start this relay with an empty --data-dir (it then takes the bundle's keys), or use the bundle that directory was made with; nothing was changed",
+        path.display(), differ.join(", ")
+    )]
+    NotThisCluster { path: PathBuf, differ: Vec<&'static str> },
     #[error(transparent)]
     Cert(#[from] CertError),
     #[error(transparent)]
@@ -128,6 +134,8 @@ pub struct DataDir {
     /// Where the state is kept when not in this directory's `assist.db`
     /// ([`crate::store::open`]'s URL).
     database: Option<String>,
+    /// The relay's name in a cluster (`--relay-name`); the store's sessions are its own.
+    relay_name: Option<String>,
 }
 
 impl fmt::Debug for DataDir {
@@ -150,16 +158,39 @@ impl DataDir {
         path: &Path,
         extra_server_names: &[String],
     ) -> Result<(DataDir, Option<FirstAdmin>)> {
-        let opened = Self::init_or_open_keys(path, extra_server_names).await?;
+        let opened = Self::init_or_open_keys(path, extra_server_names, None).await?;
         // Made by the relay, never by an administration command: one run as another OS
         // user would leave a key the relay cannot read.
         secrets_key(path, true)?;
         Ok(opened)
     }
 
+    /// [`DataDir::init_or_open`] for a relay of a cluster: a first start takes the
+    /// bundle's keys (the CA, token, grant and secrets keys) instead of making new ones and
+    /// issues this relay's own server certificate from the bundle's CA; a later start
+    /// checks that the directory's keys are the bundle's and refuses the directory,
+    /// changing nothing, if one differs.
+    pub async fn init_or_open_cluster(
+        path: &Path,
+        extra_server_names: &[String],
+        bundle: &Bundle,
+    ) -> Result<(DataDir, Option<FirstAdmin>)> {
+        if path.is_dir() {
+            check_bundle(path, bundle)?;
+        }
+        let opened = Self::init_or_open_keys(path, extra_server_names, Some(bundle)).await?;
+        check_bundle(path, bundle)?;
+        if !path.join(SECRETS_KEY).exists() {
+            write_atomic(path, SECRETS_KEY, format!("{}\n", bundle.secrets_key.trim()).as_bytes())?;
+        }
+        check_bundle(path, bundle)?;
+        Ok(opened)
+    }
+
     async fn init_or_open_keys(
         path: &Path,
         extra_server_names: &[String],
+        bundle: Option<&Bundle>,
     ) -> Result<(DataDir, Option<FirstAdmin>)> {
         create_private_dir(path)?;
         let staging = path.join(STAGING);
@@ -176,7 +207,7 @@ impl DataDir {
         }
         let missing = missing_files(path);
         if missing.len() == FILES.len() + 1 {
-            let password = generate(&staging, extra_server_names).await?;
+            let password = generate(&staging, extra_server_names, bundle).await?;
             install(&staging, path)?;
             let dir = load(path)?;
             tracing::info!(ca = %dir.ca_fingerprint, "created data directory {}", path.display());
@@ -254,6 +285,18 @@ impl DataDir {
         self
     }
 
+    /// This directory, its store writing for the relay named `name` of a cluster
+    /// ([`crate::store::relays`]).
+    pub fn with_relay_name(mut self, name: Option<String>) -> Self {
+        self.relay_name = name;
+        self
+    }
+
+    /// The relay's name given to [`DataDir::with_relay_name`], if any.
+    pub fn relay_name(&self) -> Option<&str> {
+        self.relay_name.as_deref()
+    }
+
     /// The database URL given to [`DataDir::with_database`], if any.
     pub fn database(&self) -> Option<&str> {
         self.database.as_deref()
@@ -271,7 +314,8 @@ impl DataDir {
             ),
             None => None,
         };
-        Ok(crate::store::open(self.database.as_deref(), &self.path, key).await?)
+        let relay = self.relay_name.as_deref().unwrap_or(crate::store::relays::DEFAULT_RELAY);
+        Ok(crate::store::open_for(self.database.as_deref(), &self.path, key, relay).await?)
     }
 
     /// The first start of a database named by [`DataDir::with_database`]: when it holds
@@ -307,6 +351,31 @@ impl DataDir {
         store.set_password(&user, &auth::hash_password(&password)?, crate::now_ms(), &event).await?;
         store.close().await;
         Ok(FirstAdmin { user, password })
+    }
+}
+
+/// The shared keys in `path` that are present and differ from the bundle's; an error
+/// naming them if any does.
+fn check_bundle(path: &Path, bundle: &Bundle) -> Result<()> {
+    let same = |name: &str, theirs: &str| match fs::read_to_string(path.join(name)) {
+        Ok(ours) => ours.trim() == theirs.trim(),
+        Err(_) => true,
+    };
+    let differ: Vec<&'static str> = [
+        (CA_CERT, &bundle.ca_cert),
+        (CA_KEY, &bundle.ca_key),
+        (TOKEN_KEY, &bundle.token_key),
+        (GRANT_KEY, &bundle.grant_key),
+        (SECRETS_KEY, &bundle.secrets_key),
+    ]
+    .into_iter()
+    .filter(|(name, theirs)| !same(name, theirs))
+    .map(|(name, _)| name)
+    .collect();
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err(DataDirError::NotThisCluster { path: path.to_owned(), differ })
     }
 }
 
@@ -401,19 +470,24 @@ fn load(path: &Path) -> Result<DataDir> {
         token_keys,
         grant_pkcs8,
         database: None,
+        relay_name: None,
     })
 }
 
 /// Builds a complete data directory in `staging` (database last) and returns the first
 /// administrator's password.
-async fn generate(staging: &Path, extra_server_names: &[String]) -> Result<String> {
+/// With a cluster `bundle`, its keys are used instead of new ones.
+async fn generate(staging: &Path, extra_server_names: &[String], bundle: Option<&Bundle>) -> Result<String> {
     create_private_dir(staging)?;
-    let ca = Ca::generate("assist relay")?;
+    let (ca, token_pem, grant_pem) = match bundle {
+        Some(b) => (Ca::from_pem(&b.ca_cert, &b.ca_key)?, b.token_key.clone(), b.grant_key.clone()),
+        None => (Ca::generate("assist relay")?, TokenKeys::generate_pem(), auth::ed25519_pkcs8_pem()),
+    };
     write_atomic(staging, CA_KEY, ca.key_pem().as_bytes())?;
     write_atomic(staging, CA_CERT, ca.cert_pem().as_bytes())?;
     write_server_cert(staging, &ca, extra_server_names)?;
-    write_atomic(staging, TOKEN_KEY, TokenKeys::generate_pem().as_bytes())?;
-    write_atomic(staging, GRANT_KEY, auth::ed25519_pkcs8_pem().as_bytes())?;
+    write_atomic(staging, TOKEN_KEY, token_pem.as_bytes())?;
+    write_atomic(staging, GRANT_KEY, grant_pem.as_bytes())?;
 
     let db = staging.join(DATABASE);
     // Created here so that it gets mode 0600; SQLite gives its -wal and -shm files the
@@ -657,5 +731,36 @@ mod tests {
         assert!(admin.is_some());
         assert_ne!(dir.ca_fingerprint(), reference.ca_fingerprint());
         assert!(!generating.join(STAGING).exists());
+    }
+
+    #[tokio::test]
+    async fn a_cluster_relay_takes_the_bundles_keys_and_refuses_a_directory_with_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = Bundle::generate().unwrap();
+        let (one, admin) = DataDir::init_or_open_cluster(&tmp.path().join("r1"), &[], &bundle).await.unwrap();
+        assert!(admin.is_some());
+        let (two, _) = DataDir::init_or_open_cluster(&tmp.path().join("r2"), &[], &bundle).await.unwrap();
+        assert_eq!(one.ca_fingerprint(), bundle.ca_fingerprint().unwrap());
+        assert_eq!(two.ca_fingerprint(), one.ca_fingerprint());
+        assert_eq!(one.token_keys().unwrap().issuer(), two.token_keys().unwrap().issuer());
+        assert_eq!(read(&tmp.path().join("r2"), SECRETS_KEY).unwrap().trim(), bundle.secrets_key);
+        assert_ne!(
+            one.server_key_pem().unwrap(),
+            two.server_key_pem().unwrap(),
+            "each relay's own server key"
+        );
+        // Started again with its bundle: fine.
+        DataDir::init_or_open_cluster(&tmp.path().join("r1"), &[], &bundle).await.unwrap();
+
+        let other = Bundle::generate().unwrap();
+        let before = read(&tmp.path().join("r1"), CA_KEY).unwrap();
+        let err = DataDir::init_or_open_cluster(&tmp.path().join("r1"), &[], &other).await.unwrap_err();
+        assert!(matches!(err, DataDirError::NotThisCluster { .. }), "{err}");
+        assert!(err.to_string().contains("ca.key"), "{err}");
+        assert_eq!(read(&tmp.path().join("r1"), CA_KEY).unwrap(), before, "nothing overwritten");
+
+        let (_, _) = DataDir::init_or_open(&tmp.path().join("alone"), &[]).await.unwrap();
+        let err = DataDir::init_or_open_cluster(&tmp.path().join("alone"), &[], &bundle).await.unwrap_err();
+        assert!(matches!(err, DataDirError::NotThisCluster { .. }), "{err}");
     }
 }

@@ -24,6 +24,7 @@ pub mod audit_cmd;
 pub mod auth;
 pub mod broker;
 pub mod bus;
+pub mod cluster;
 pub mod console_admin;
 pub mod console_auditlog;
 pub mod console_bundle;

@@ -73,6 +73,19 @@ enum Command {
     /// Outgoing webhooks: signed session events for ticketing systems and chat.
     #[command(subcommand)]
     Webhook(cli::webhook::WebhookCommand),
+    /// Several relays as one: the keys they share.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Writes a new cluster bundle (CA, token, grant and secrets keys) for
+    /// `serve --cluster-bundle` on every relay of a new cluster. Never overwrites a file.
+    Init {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -149,6 +162,18 @@ struct ServeArgs {
     /// S3-compatible store configured by the AWS_* environment variables).
     #[arg(long, alias = "recordings-dir", value_name = "URL")]
     recordings: Option<String>,
+    /// Serve as one relay of a cluster, with the keys of this bundle (made once by
+    /// `assist-relay cluster init`, copied to every relay). Needs --relay-name and a
+    /// PostgreSQL --database shared by the relays of the cluster.
+    #[arg(long, value_name = "FILE", requires = "relay_name")]
+    cluster_bundle: Option<PathBuf>,
+    /// This relay's name in the cluster (unique, stable across restarts).
+    #[arg(long, value_name = "NAME", requires = "cluster_bundle")]
+    relay_name: Option<String>,
+    /// The UDP address (HOST:PORT) agents use to reach this relay, told to the cluster's
+    /// agents. Default: the --listen address, unless it is a wildcard.
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster_bundle")]
+    advertise: Option<String>,
     /// Run without recording sessions. Only for measuring the recorder's cost (the
     /// benchmark suite) or a laboratory relay: sessions are then not auditable.
     #[arg(long)]
@@ -393,6 +418,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return cli::recording::recording_command(&data_dir, cli.database, cmd).await;
         }
         Command::Keys(cmd) => return cli::recording::keys_command(&data_dir, cmd),
+        Command::Cluster(ClusterCommand::Init { out }) => {
+            let bundle = assist_relay::cluster::bundle::Bundle::generate()?;
+            bundle.write_new(&out)?;
+            println!("wrote cluster bundle {} (ca {})", out.display(), bundle.ca_fingerprint()?);
+            println!(
+                "copy it to every relay of the cluster; it holds their keys: keep it as secret as they are"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         other => other,
     };
     let store = DataDir::open(&data_dir)?.with_database(cli.database).store().await?;
@@ -448,8 +482,29 @@ async fn serve(data_dir: PathBuf, database: Option<String>, args: ServeArgs) -> 
     if args.login_delay.is_zero() || args.login_delay > args.login_lockout {
         bail!("--login-delay must be more than zero and at most --login-lockout");
     }
-    let (dir, first_admin) = DataDir::init_or_open(&data_dir, &args.server_names).await?;
-    let dir = dir.with_database(database);
+    let (dir, first_admin) = match &args.cluster_bundle {
+        None => DataDir::init_or_open(&data_dir, &args.server_names).await?,
+        Some(file) => {
+            if !database
+                .as_deref()
+                .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
+            {
+                bail!(
+                    "--cluster-bundle needs --database postgres://…: several relays need one PostgreSQL database"
+                );
+            }
+            let name = args.relay_name.as_deref().unwrap_or_default();
+            if name.is_empty()
+                || name.len() > 64
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                bail!("--relay-name: 1 to 64 letters, digits, '-', '_' or '.'");
+            }
+            let bundle = assist_relay::cluster::bundle::Bundle::read(file)?;
+            DataDir::init_or_open_cluster(&data_dir, &args.server_names, &bundle).await?
+        }
+    };
+    let dir = dir.with_database(database).with_relay_name(args.relay_name.clone());
     // On another database, the directory's own assist.db holds nobody who matters: the
     // first administrator is the one made in that database, on its first start.
     let first_admin = match dir.database() {
@@ -502,6 +557,8 @@ async fn serve(data_dir: PathBuf, database: Option<String>, args: ServeArgs) -> 
             lockout: args.login_lockout,
         },
         refusal_window: args.refusal_window,
+        relay_name: args.relay_name.clone(),
+        advertise: args.advertise.clone(),
     })
     .await?;
     Ok(())
@@ -540,7 +597,9 @@ async fn admin_command(store: &dyn Store, command: Command) -> anyhow::Result<Ex
     let now = assist_relay::now_ms();
     let actor = actor();
     match command {
-        Command::Serve(_) | Command::Recording(_) | Command::Keys(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Recording(_) | Command::Keys(_) | Command::Cluster(_) => {
+            unreachable!("handled by run")
+        }
         Command::Audit(audit) => return audit_command(store, audit, now).await,
         Command::Window(cmd) => cli::window::run(store, cmd, &actor, now).await?,
         Command::Webhook(cmd) => cli::webhook::run(store, cmd, &actor, now).await?,

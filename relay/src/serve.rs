@@ -50,6 +50,13 @@ pub struct ServeConfig {
     /// Repeated refusals of one kind within this window are audited as one counted
     /// event. Default 1 minute.
     pub refusal_window: Duration,
+    /// This relay's name in a cluster (`--relay-name`, with `--cluster-bundle`): it
+    /// registers in the database's relays registry ([`crate::cluster`]). `None`: a single
+    /// relay, no registry.
+    pub relay_name: Option<String>,
+    /// The QUIC address agents use to reach this relay (`--advertise`), told to agents of
+    /// the cluster. Default: the bound address, unless it is a wildcard.
+    pub advertise: Option<String>,
 }
 
 /// Where and how the web console listens.
@@ -65,6 +72,11 @@ pub struct ConsoleListen {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(
+        "relay {name} is already running on this database (its heartbeat is {} s old): give each relay of a cluster its own --relay-name",
+        ago_ms / 1000
+    )]
+    NameInUse { name: String, ago_ms: i64 },
     #[error("data directory: {0}")]
     DataDir(#[from] crate::datadir::DataDirError),
     #[error("cannot listen on {addr}: {source}")]
@@ -100,6 +112,17 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     let endpoint = assist_net::server_endpoint(cfg.listen, chain, key, ca_der, &reset_secret(&ca))
         .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
     let store: Arc<dyn Store> = dir.store().await?;
+    if let Some(name) = &cfg.relay_name {
+        // A second process under a running relay's name would close that relay's sessions
+        // below as its own leftovers.
+        let now = crate::now_ms();
+        let stale = crate::cluster::LOST_AFTER.as_millis() as i64;
+        if let Some(r) =
+            store.list_relays().await?.into_iter().find(|r| &r.name == name && r.is_live(now, stale))
+        {
+            return Err(ServeError::NameInUse { name: name.clone(), ago_ms: now - r.heartbeat_at });
+        }
+    }
     let closed = store.close_dangling_sessions("relay restarted", crate::now_ms()).await?;
     if closed > 0 {
         warn!(closed, "closed sessions left open by an earlier relay process");
@@ -131,9 +154,10 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     if let Some(url) =
         dir.database().filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
     {
-        // Named once the relays have names (`relay_name`): commands then go to the
-        // session's relay alone instead of to all.
-        crate::bus::PgBus::start(url, &relay, None, crate::bus::BusConfig::default()).await?;
+        // Asks go to every relay and the session's holder takes them (session rows name
+        // their relay, but `SessionInfo` does not carry it yet: see `Relay::elsewhere`).
+        crate::bus::PgBus::start(url, &relay, cfg.relay_name.clone(), crate::bus::BusConfig::default())
+            .await?;
     }
     Ok((endpoint, relay))
 }
@@ -182,6 +206,17 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             http_tasks.push(tokio::spawn(crate::listen::serve(listener, app, limits, Some(tls.acceptor))));
         }
     }
+    let membership = match &cfg.relay_name {
+        Some(_) => {
+            let advertise =
+                cfg.advertise.clone().or_else(|| (!addr.ip().is_unspecified()).then(|| addr.to_string()));
+            if advertise.is_none() {
+                warn!("no --advertise address: agents of the cluster are not told of this relay");
+            }
+            Some(crate::cluster::Membership::start(relay.store.clone(), relay.clone(), advertise).await?)
+        }
+        None => None,
+    };
     let ready = ready_line(addr, relay.ca.fingerprint());
     // Also in the log, for a relay whose stdout nobody reads.
     info!("{ready}");
@@ -193,6 +228,9 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     .await;
     for h in http_tasks {
         h.abort();
+    }
+    if let Some(m) = membership {
+        m.stop().await;
     }
     Ok(())
 }

@@ -240,6 +240,7 @@ fn agent_certificate_from_another_ca_is_refused() -> anyhow::Result<()> {
             version: "x".into(),
             scripts: None,
             desktop: None,
+            cluster: false,
         };
         if write_msg(&mut send, &hello).await.is_err() {
             return true;

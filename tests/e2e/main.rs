@@ -3,6 +3,7 @@
 mod audit;
 mod bad_input;
 mod bypass;
+mod cluster;
 mod consent;
 mod console;
 mod console_admin;

@@ -253,6 +253,7 @@ fn an_agent_answering_another_agents_request_is_told_not_found_and_audited() -> 
             version: "x".into(),
             scripts: None,
             desktop: None,
+            cluster: false,
         };
         write_msg(&mut send, &hello).await?;
         let welcome: Option<RelayToAgent> = read_msg(&mut recv).await?;

@@ -262,11 +262,6 @@ impl Grants {
             }
         }
     }
-
-    /// Sessions with running processes.
-    pub fn running_sessions(&self) -> Vec<SessionId> {
-        self.running.lock().expect("lock").keys().cloned().collect()
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! - [`state`]: the enrollment on disk (key, certificate, relay CA, grant key);
 //! - [`enroll`]: join token + CSR → certificate;
-//! - [`run`]: the long-lived connection, with reconnects;
+//! - [`run`]: the long-lived connection (one per relay of a cluster: [`relays`]), with
+//!   reconnects ([`backoff`]);
 //! - [`consent`]: the prompt on the agent's terminal;
 //! - [`grants`]: the agent's own record of each grant, and its enforcement;
 //! - [`channel`]: serving an approved channel, after checking the grant again;
@@ -13,6 +14,7 @@
 //! - [`desktop`]: desktop channels, through the [`desktop::DesktopHost`] the binary provides;
 //! - [`process`]: PTY and piped processes.
 
+pub mod backoff;
 pub mod changes;
 pub mod channel;
 pub mod consent;
@@ -25,6 +27,7 @@ pub mod grants;
 pub mod logs;
 pub mod paths;
 pub mod process;
+pub mod relays;
 pub mod run;
 pub mod shared;
 pub mod show;

@@ -1,23 +1,31 @@
-//! `assist-agent run`: one outbound QUIC connection to the relay, authenticated by the
-//! agent's certificate, kept up with jittered exponential backoff.
+//! `assist-agent run`: an outbound QUIC connection to the relay (to each relay of a
+//! cluster: [`super::relays`]), authenticated by the agent's certificate, each kept up
+//! with jittered exponential backoff of its own ([`super::backoff`]).
+//!
+//! The prompt, the kill key and the agent's record of grants are one for every
+//! connection: an answer goes back on the connection its request came on, the kill key
+//! to every relay.
 //!
 //! On the connection: consent requests go to the prompt (or are left to approvers),
 //! grants are verified and kept as the agent's own record, and channel streams the relay
 //! opens are served by [`super::channel`], which checks them again.
 
+use super::backoff::Backoff;
 use super::channel;
 use super::consent::{self, PromptEvent};
 use super::exec::Scripts;
 use super::grants::Grants;
+use super::relays::{Links, Roster};
 use super::shared::AgentState;
 use super::state::{AgentDir, Enrollment, StateError};
 use crate::conn::{ConnError, RelayConn};
 use assist_net::{read_msg, write_msg};
 use assist_proto::caps::ConsentMode;
 use assist_proto::files::TransferLimits;
-use assist_proto::ids::AgentName;
-use assist_proto::msg::{AgentToRelay, RelayToAgent};
+use assist_proto::ids::{AgentName, SessionId};
+use assist_proto::msg::{AgentToRelay, ClusterRelays, RelayToAgent};
 use assist_proto::text;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -36,7 +44,11 @@ pub struct RunConfig {
     pub consent: ConsentMode,
     /// Whether to read answers (and the kill key) from stdin.
     pub prompt: bool,
-    /// First reconnect delay; doubles up to `max_backoff`, with ±50 % jitter.
+    /// More relays to keep a connection to (`--relay ADDR`, repeatable), besides those
+    /// the cluster tells of; none by default.
+    pub relays: Vec<String>,
+    /// First reconnect delay; doubles up to `max_backoff`, with ±50 % jitter
+    /// ([`super::backoff`]), per relay.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     /// Largest file transfer this agent serves. Default 2 GiB and 10,000 files.
@@ -56,6 +68,7 @@ impl Default for RunConfig {
         Self {
             consent: ConsentMode::Approver,
             prompt: false,
+            relays: Vec::new(),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             limits: TransferLimits::default(),
@@ -66,38 +79,108 @@ impl Default for RunConfig {
     }
 }
 
-fn jitter(d: Duration) -> Duration {
-    let f = 0.5 + (u16::from_le_bytes(assist_certs::random_bytes()) as f64 / u16::MAX as f64);
-    d.mul_f64(f)
-}
-
-/// Runs until the relay refuses the agent for good (revoked, unknown certificate).
+/// Runs until a relay refuses the agent for good (revoked, unknown certificate): one
+/// connection per relay ([`super::relays`]), each reconnecting with its own backoff.
 pub async fn run(dir: &AgentDir, cfg: RunConfig) -> Result<(), RunError> {
     let enrollment = dir.enrollment()?;
     let fp = enrollment.fingerprint()?;
-    let mut backoff = cfg.min_backoff;
+    let name = AgentName::new(enrollment.name.clone());
+    let grants = Arc::new(Grants::new(name, enrollment.grant_key_bytes()?, cfg.consent));
+    let links = Arc::new(Links::default());
+    // What the prompt sends goes to the connection of the session it answers, or to all.
+    let (answers_tx, mut answers_rx) = mpsc::channel::<AgentToRelay>(64);
+    let router = {
+        let links = links.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = answers_rx.recv().await {
+                links.route(msg).await;
+            }
+        })
+    };
+    let (prompt_tx, prompt_rx) = mpsc::channel::<PromptEvent>(32);
+    // The prompt runs in every mode while stdin is open: it also carries the kill key.
+    // Without it, sending to it fails and the connections log what it would have said.
+    let prompt = cfg
+        .prompt
+        .then(|| tokio::spawn(consent::run(prompt_rx, answers_tx.clone(), grants.clone(), cfg.show.clone())));
+    let (roster, first) = Roster::new(cfg.relays.clone(), dir.cluster_relays(), &enrollment.relay);
+    let ctx = Arc::new(Ctx { dir: dir.clone(), enrollment, fp, cfg, grants, links, prompt_tx, roster });
+    let (spawn_tx, mut spawn_rx) = mpsc::unbounded_channel::<String>();
+    let mut tasks = tokio::task::JoinSet::new();
+    for address in first {
+        tasks.spawn(connect_loop(ctx.clone(), address, spawn_tx.clone()));
+    }
+    let result = loop {
+        tokio::select! {
+            Some(address) = spawn_rx.recv() => {
+                tasks.spawn(connect_loop(ctx.clone(), address, spawn_tx.clone()));
+            }
+            done = tasks.join_next() => match done {
+                Some(Ok(Err(Fatal(reason)))) => break Err(RunError::Refused(reason)),
+                Some(_) => {}
+                // Every task ends only by a refusal or by standing down for another,
+                // which is spawned first: an empty set is not reached.
+                None => break Ok(()),
+            },
+        }
+    };
+    tasks.abort_all();
+    router.abort();
+    if let Some(p) = prompt {
+        p.abort();
+    }
+    result
+}
+
+/// What every connection of the agent shares.
+struct Ctx {
+    dir: AgentDir,
+    enrollment: Enrollment,
+    fp: assist_certs::Fingerprint,
+    cfg: RunConfig,
+    /// The agent's own record of every session's grant, whichever relay it came from.
+    grants: Arc<Grants>,
+    links: Arc<Links>,
+    prompt_tx: mpsc::Sender<PromptEvent>,
+    roster: Roster,
+}
+
+/// Keeps a connection to the relay at `address`, reconnecting with jittered exponential
+/// backoff of its own. Ends with a refusal, or (`Ok`) when it stood in for a relay that
+/// has an address of its own ([`Roster::lost`]).
+async fn connect_loop(
+    ctx: Arc<Ctx>,
+    address: String,
+    spawn: mpsc::UnboundedSender<String>,
+) -> Result<(), Fatal> {
+    let mut backoff = Backoff::new(ctx.cfg.min_backoff, ctx.cfg.max_backoff);
     loop {
         let attempt = async {
-            let addr = crate::conn::resolve(&enrollment.relay).await?;
-            RelayConn::open(addr, fp, Some(dir.identity().map_err(|e| ConnError::Lost(e.to_string()))?)).await
+            let addr = crate::conn::resolve(&address).await?;
+            let identity = ctx.dir.identity().map_err(|e| ConnError::Lost(e.to_string()))?;
+            RelayConn::open(addr, ctx.fp, Some(identity)).await
         };
         match attempt.await {
             Ok(rc) => {
                 let started = std::time::Instant::now();
-                match session(&rc, dir, &enrollment, &cfg).await {
-                    Ok(()) => info!("connection to the relay ended"),
-                    Err(Fatal(reason)) => return Err(RunError::Refused(reason)),
-                }
+                session(&rc, &ctx, &address, &spawn).await?;
+                info!(relay = %address, "connection to the relay ended");
                 if started.elapsed() > Duration::from_secs(30) {
-                    backoff = cfg.min_backoff;
+                    backoff.reset();
+                }
+                let (keep, instead) = ctx.roster.lost(&address);
+                for a in instead {
+                    let _ = spawn.send(a);
+                }
+                if !keep {
+                    return Ok(());
                 }
             }
-            Err(e) => warn!(error = %e, "cannot reach the relay"),
+            Err(e) => warn!(relay = %address, error = %e, "cannot reach the relay"),
         }
-        let wait = jitter(backoff);
-        info!(wait_ms = wait.as_millis() as u64, "reconnecting");
+        let wait = backoff.next_delay();
+        info!(relay = %address, wait_ms = wait.as_millis() as u64, "reconnecting");
         tokio::time::sleep(wait).await;
-        backoff = (backoff * 2).min(cfg.max_backoff);
     }
 }
 
@@ -113,12 +196,14 @@ fn refusal(e: &quinn::ConnectionError) -> Option<String> {
     }
 }
 
+/// Serves one connection until it ends: `Err` only for a refusal.
 async fn session(
     rc: &RelayConn,
-    dir: &AgentDir,
-    enrollment: &Enrollment,
-    cfg: &RunConfig,
+    ctx: &Ctx,
+    address: &str,
+    spawn: &mpsc::UnboundedSender<String>,
 ) -> Result<(), Fatal> {
+    let (dir, cfg) = (&ctx.dir, &ctx.cfg);
     let lost = |e: &ConnError| {
         // A refusal arrives as the connection closing; tell it apart from a network error.
         rc.conn.close_reason().as_ref().and_then(refusal).map(Fatal).unwrap_or_else(|| {
@@ -136,20 +221,27 @@ async fn session(
             version: env!("CARGO_PKG_VERSION").into(),
             scripts: Some(cfg.scripts.names()),
             desktop: cfg.desktop.as_ref().and_then(|d| d.display()),
+            cluster: true,
         })
         .await
     {
-        Ok(RelayToAgent::Welcome { agent, org }) => {
+        Ok(RelayToAgent::Welcome { agent, org, cluster }) => {
             // Said once, to the person (and the journal, which takes stderr); the log
             // line is for debugging.
             debug!(%agent, %org, consent = %cfg.consent, "connected to the relay");
+            let relay = match &cluster {
+                Some(c) => format!("{address} (relay {})", text::line(&c.relay)),
+                None => address.to_owned(),
+            };
             eprintln!(
-                "assist-agent: connected to {} as {} (org {}); consent: {}",
-                enrollment.relay,
+                "assist-agent: connected to {relay} as {} (org {}); consent: {}",
                 text::line(agent.as_str()),
                 text::line(org.as_str()),
                 cfg.consent
             );
+            if let Some(c) = cluster {
+                learn(ctx, address, &c, spawn);
+            }
         }
         Ok(other) => {
             warn!(?other, "unexpected answer to hello");
@@ -163,11 +255,9 @@ async fn session(
     }
 
     let (tx, mut rx) = mpsc::channel::<AgentToRelay>(64);
-    let name = AgentName::new(enrollment.name.clone());
-    let grant_key = enrollment.grant_key_bytes().map_err(|e| Fatal(e.to_string()))?;
     let state = Arc::new(AgentState {
-        name: name.clone(),
-        grants: Arc::new(Grants::new(name, grant_key, cfg.consent)),
+        name: AgentName::new(ctx.enrollment.name.clone()),
+        grants: ctx.grants.clone(),
         control: tx.clone(),
         signing_key: dir.signing_key().map_err(|e| Fatal(e.to_string()))?,
         limits: cfg.limits,
@@ -184,11 +274,11 @@ async fn session(
             }
         }
     });
-    let (prompt_tx, prompt_rx) = mpsc::channel::<PromptEvent>(32);
-    // The prompt runs in every mode while stdin is open: it also carries the kill key.
-    let prompt = cfg
-        .prompt
-        .then(|| tokio::spawn(consent::run(prompt_rx, tx.clone(), state.grants.clone(), cfg.show.clone())));
+    let prompt_tx = &ctx.prompt_tx;
+    let link = ctx.links.add(tx.clone());
+    // The sessions that came on this connection: they end with it.
+    let mut mine: HashSet<SessionId> = HashSet::new();
+    let mut asked: HashSet<SessionId> = HashSet::new();
     // The relay opens every channel of every session here (a forward, one per connection).
     rc.conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(assist_net::endpoint::MAX_OPEN_CHANNELS));
     let channels = {
@@ -215,15 +305,21 @@ async fn session(
                     };
                     let _ = tx.send(answer).await;
                 } else {
+                    ctx.links.own(&session.id, link);
+                    asked.insert(session.id.clone());
                     let _ = prompt_tx.send(PromptEvent::Ask(session)).await;
                 }
             }
             Ok(Some(RelayToAgent::ConsentWithdrawn { session, reason })) => {
+                asked.remove(&session);
                 let _ = prompt_tx.send(PromptEvent::Withdraw { session, reason }).await;
             }
             Ok(Some(RelayToAgent::Granted { grant })) => match state.grants.receive(&grant) {
                 Ok(g) => {
                     let (session, approver, revision) = (g.session.clone(), g.approver.clone(), g.revision);
+                    ctx.links.own(&session, link);
+                    asked.remove(&session);
+                    mine.insert(session.clone());
                     // The prompt, when there is one, says it to the person; the log says it
                     // only when nobody else does, so each event is printed once.
                     if prompt_tx.send(PromptEvent::Granted(Box::new(g))).await.is_err() {
@@ -237,11 +333,14 @@ async fn session(
             }
             Ok(Some(RelayToAgent::EndSession { session, reason })) => {
                 state.grants.end(&session);
+                ctx.links.disown(&session);
+                mine.remove(&session);
                 let ended = PromptEvent::Ended { session: session.clone(), reason: reason.to_string() };
                 if prompt_tx.send(ended).await.is_err() {
                     info!(%session, reason = %text::line(&reason.to_string()), "session ended by the relay");
                 }
             }
+            Ok(Some(RelayToAgent::Cluster { cluster })) => learn(ctx, address, &cluster, spawn),
             Ok(Some(RelayToAgent::Error { message, .. })) => {
                 warn!(message = %text::line(&message), "relay reported an error")
             }
@@ -249,19 +348,35 @@ async fn session(
             Ok(None) | Err(_) => break,
         }
     }
-    // Whatever ran for this connection's sessions stops with it.
-    for s in state.grants.running_sessions() {
+    // Whatever ran for this connection's sessions stops with it (the relay ends them
+    // too); the other relays' sessions go on.
+    ctx.links.remove(link);
+    for s in mine {
         state.grants.end(&s);
+    }
+    for session in asked {
+        let reason = "the connection to the relay was lost".to_owned();
+        let _ = prompt_tx.send(PromptEvent::Withdraw { session, reason }).await;
     }
     writer.abort();
     channels.abort();
-    if let Some(p) = prompt {
-        p.abort();
-    }
     let _ = tokio::time::timeout(Duration::from_secs(1), rc.conn.closed()).await;
     match rc.conn.close_reason().as_ref().and_then(refusal) {
         Some(reason) => Err(Fatal(reason)),
         None => Ok(()),
+    }
+}
+
+/// What a relay told of the cluster: a connection to each relay not reached yet, and the
+/// list kept for the next start.
+fn learn(ctx: &Ctx, address: &str, cluster: &ClusterRelays, spawn: &mpsc::UnboundedSender<String>) {
+    let (more, changed) = ctx.roster.welcomed(address, &cluster.relay, &cluster.relays);
+    if changed && let Err(e) = ctx.dir.save_cluster_relays(&ctx.roster.learnt()) {
+        warn!(error = %e, "cannot keep the list of relays");
+    }
+    for a in more {
+        info!(relay = %a, "connecting to another relay of the cluster");
+        let _ = spawn.send(a);
     }
 }
 

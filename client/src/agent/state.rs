@@ -1,5 +1,6 @@
 //! The agent's enrollment on disk: which relay, under which name, with which certificate,
-//! and the relay's grant key.
+//! and the relay's grant key; and, for a cluster of relays, the relays it last learnt of
+//! (`relays.json`), so that it reconnects to each after a restart.
 //!
 //! Location: `--data-dir`, else `$ASSIST_AGENT_DIR`, else the platform's data directory
 //! (`~/.local/share/assist-agent` on Linux). `agent.key` never leaves this directory.
@@ -7,8 +8,12 @@
 use crate::files::write_private;
 use assist_certs::Fingerprint;
 use assist_net::ClientIdentity;
+use assist_proto::msg::RelayAddress;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The cluster's relays as the agent last learnt them ([`AgentDir::cluster_relays`]).
+pub const RELAYS_FILE: &str = "relays.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -95,10 +100,37 @@ impl AgentDir {
         cert_pem: &str,
         ca_pem: &str,
     ) -> Result<(), StateError> {
+        // Another enrollment's cluster is not this one's.
+        let relays = self.file(RELAYS_FILE);
+        match std::fs::remove_file(&relays) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StateError::Io { path: relays, source: e });
+            }
+            _ => {}
+        }
         self.write("agent.key", key_pem)?;
         self.write("agent.pem", cert_pem)?;
         self.write("ca.pem", ca_pem)?;
         self.write("agent.json", &serde_json::to_string_pretty(enrollment).expect("serialises"))
+    }
+
+    /// The relays of the agent's cluster as last told by one of them (empty for a single
+    /// relay, or when the file is unreadable: the agent then starts from its enrollment's
+    /// relay and learns the list again).
+    pub fn cluster_relays(&self) -> Vec<RelayAddress> {
+        let path = self.file(RELAYS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable list of relays");
+                Vec::new()
+            }),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Keeps the cluster's relays for the next start (`relays.json`, beside the enrollment).
+    pub fn save_cluster_relays(&self, relays: &[RelayAddress]) -> Result<(), StateError> {
+        self.write(RELAYS_FILE, &serde_json::to_string_pretty(relays).expect("serialises"))
     }
 
     /// The agent's private key, for countersigning what it saw.

@@ -96,12 +96,14 @@ fn every_message_round_trips() {
         version: "0".into(),
         scripts: None,
         desktop: Some(":0".into()),
+        cluster: true,
     });
     round_trip(AgentToRelay::Hello {
         consent: ConsentMode::Prompt,
         version: "0".into(),
         scripts: Some(vec!["db-health".into()]),
         desktop: None,
+        cluster: false,
     });
     round_trip(RelayToAgent::ConsentRequest { session: Box::new(info()) });
     round_trip(ChannelOpen {

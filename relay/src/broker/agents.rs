@@ -37,6 +37,8 @@ pub(crate) struct Hello {
     pub scripts: Option<Vec<String>>,
     /// The display whose desktop the agent serves, if any.
     pub desktop: Option<String>,
+    /// Whether it understands `RelayToAgent::Cluster`.
+    pub cluster: bool,
 }
 
 impl Relay {
@@ -182,6 +184,7 @@ impl Relay {
             peer,
             scripts: super::published_scripts(&row.name, hello.scripts),
             desktop: hello.desktop.is_some(),
+            cluster: hello.cluster,
         })
     }
 

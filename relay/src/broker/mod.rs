@@ -151,6 +151,9 @@ pub(crate) struct LiveAgent {
     pub scripts: Option<Box<[String]>>,
     /// Whether the agent said it can serve a desktop (it has a display).
     pub desktop: bool,
+    /// Whether it keeps a connection to every relay of a cluster (and is told when they
+    /// change).
+    pub cluster: bool,
 }
 
 /// The script names an agent published, if they are all plain names (else none: the
@@ -267,6 +270,9 @@ pub struct Relay {
     changes: changes::Changes,
     /// The other relays of a cluster, once joined ([`bus`]); none on one relay.
     bus: std::sync::OnceLock<Arc<dyn bus::Bus>>,
+    /// In a cluster: this relay's name and the live relays, told to agents in `Welcome`
+    /// (kept fresh by [`crate::cluster`]).
+    cluster: Mutex<Option<assist_proto::msg::ClusterRelays>>,
 }
 
 #[cfg(not(test))]
@@ -312,7 +318,39 @@ impl Relay {
             next_conn: AtomicU64::new(1),
             changes: changes::Changes::default(),
             bus: std::sync::OnceLock::new(),
+            cluster: Mutex::default(),
         }
+    }
+
+    /// Sets what agents are told of the cluster when they connect; when the relays
+    /// changed, tells the agents connected now (in a task of its own).
+    pub fn set_cluster(&self, cluster: Option<assist_proto::msg::ClusterRelays>) {
+        let changed = {
+            let mut current = self.cluster.lock().expect("cluster lock");
+            let changed = current.is_some() && *current != cluster;
+            *current = cluster.clone();
+            changed
+        };
+        if let (true, Some(cluster)) = (changed, cluster) {
+            let peers: Vec<Arc<dyn AgentPeer>> = self
+                .agents
+                .lock()
+                .expect("agents lock")
+                .values()
+                .filter(|a| a.cluster)
+                .map(|a| a.peer.clone())
+                .collect();
+            tokio::spawn(async move {
+                for peer in peers {
+                    let _ = peer.send(RelayToAgent::Cluster { cluster: cluster.clone() }).await;
+                }
+            });
+        }
+    }
+
+    /// What agents are told of the cluster when they connect (`None`: a single relay).
+    pub(crate) fn cluster(&self) -> Option<assist_proto::msg::ClusterRelays> {
+        self.cluster.lock().expect("cluster lock").clone()
     }
 
     pub(crate) fn conn_id(&self) -> u64 {

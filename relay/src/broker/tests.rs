@@ -188,6 +188,7 @@ impl World {
             peer,
             scripts: None,
             desktop: true,
+            cluster: false,
         };
         relay.agent_online(AGENT.into(), live);
         World { relay, agent, _still: still, dir }

@@ -22,6 +22,7 @@ pub mod accounts;
 pub mod console;
 pub mod credentials;
 pub mod postgres;
+pub mod relays;
 pub mod sealed;
 pub mod sqlite;
 pub mod sqlstore;
@@ -50,17 +51,30 @@ pub async fn open(
     data_dir: &Path,
     secrets: Option<sealed::SecretsKey>,
 ) -> Result<Arc<dyn Store>> {
+    open_for(url, data_dir, secrets, relays::DEFAULT_RELAY).await
+}
+
+/// [`open`], writing for the relay named `relay` ([`relays`]: its sessions are its own).
+pub async fn open_for(
+    url: Option<&str>,
+    data_dir: &Path,
+    secrets: Option<sealed::SecretsKey>,
+    relay: &str,
+) -> Result<Arc<dyn Store>> {
     match url {
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            with_key(PgStore::open(u).await?, secrets).await
+            with_key(PgStore::open(u).await?.with_relay_name(relay), secrets).await
         }
         Some(u) => match u.strip_prefix("sqlite://") {
             Some(path) if !path.is_empty() => {
-                with_key(SqliteStore::open(Path::new(path)).await?, secrets).await
+                with_key(SqliteStore::open(Path::new(path)).await?.with_relay_name(relay), secrets).await
             }
             _ => Err(StoreError::Url(u.to_owned())),
         },
-        None => with_key(SqliteStore::open(&data_dir.join(DEFAULT_FILE)).await?, secrets).await,
+        None => {
+            with_key(SqliteStore::open(&data_dir.join(DEFAULT_FILE)).await?.with_relay_name(relay), secrets)
+                .await
+        }
     }
 }
 
@@ -198,7 +212,7 @@ pub struct UnreadableEvent {
 /// repeat where documented) appends nothing.
 #[async_trait::async_trait]
 pub trait Store:
-    credentials::Credentials + accounts::Accounts + console::ConsoleRows + Send + Sync + 'static
+    credentials::Credentials + accounts::Accounts + console::ConsoleRows + relays::Relays + Send + Sync + 'static
 {
     /// Closes the store's connections (SQLite then checkpoints its WAL into the file).
     async fn close(&self);
@@ -279,8 +293,10 @@ pub trait Store:
     /// `limit`, each with its agent's consent mode: what every relay of a cluster lists of
     /// the sessions other relays hold.
     async fn open_sessions(&self, limit: u32) -> Result<Vec<OpenSession>>;
-    /// Closes every session not in a final state with `reason` (used at start-up after a
-    /// crash, so nothing stays half-open) and marks every agent offline. Requested ones
+    /// Closes every session of this relay ([`relays::Relays::relay_name`]) not in a final
+    /// state with `reason` (used at start-up after a crash, so nothing stays half-open)
+    /// and, for the single-relay default, marks every agent offline (a named relay of a
+    /// cluster leaves them: they may be connected to the others). Requested ones
     /// become expired. Returns how many sessions it closed. Audits, as actor `relay`, one
     /// `session.expired` or `session.ended` per session and one `agent.disconnected` per
     /// agent it marks offline.

@@ -17,11 +17,14 @@ pub struct SqlStore<DB: sqlx::Database> {
     /// Seals the TOTP secrets it writes (`None`: stored as given, for stores opened
     /// without a data directory, as tests do).
     pub(super) secrets: Option<Arc<super::sealed::SecretsKey>>,
+    /// The relay this store writes for: new sessions are its own, and it closes only its
+    /// own at start ([`super::relays`]). [`super::relays::DEFAULT_RELAY`] unless named.
+    pub(super) relay: Arc<str>,
 }
 
 impl<DB: sqlx::Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone(), secrets: self.secrets.clone() }
+        Self { pool: self.pool.clone(), secrets: self.secrets.clone(), relay: self.relay.clone() }
     }
 }
 
@@ -30,6 +33,12 @@ impl<DB: sqlx::Database> SqlStore<DB> {
     /// reads ([`super::sealed`]).
     pub fn with_secrets_key(mut self, key: super::sealed::SecretsKey) -> Self {
         self.secrets = Some(Arc::new(key));
+        self
+    }
+
+    /// This store, writing for the relay named `name` (`--relay-name`).
+    pub fn with_relay_name(mut self, name: &str) -> Self {
+        self.relay = Arc::from(name);
         self
     }
 

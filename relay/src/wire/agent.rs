@@ -86,8 +86,8 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
         return None;
     };
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_msg::<AgentToRelay, _>(&mut recv)).await {
-        Ok(Ok(Some(AgentToRelay::Hello { consent, version, scripts, desktop }))) => {
-            Hello { consent, version, scripts, desktop }
+        Ok(Ok(Some(AgentToRelay::Hello { consent, version, scripts, desktop, cluster }))) => {
+            Hello { consent, version, scripts, desktop, cluster }
         }
         _ => {
             conn.close(codes::PROTOCOL, b"expected hello");
@@ -103,7 +103,7 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
     };
     let (name, conn_id) = (row.name, live.conn_id);
     // Whatever others send once it is online is written after the welcome.
-    let welcome = RelayToAgent::Welcome { agent: name.clone(), org: row.org };
+    let welcome = RelayToAgent::Welcome { agent: name.clone(), org: row.org, cluster: relay.cluster() };
     if peer.send_first(&welcome, || relay.agent_online(name.clone(), live)).await.is_err() {
         relay.agent_offline(&name, conn_id).await;
         return None;

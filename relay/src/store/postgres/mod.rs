@@ -38,6 +38,9 @@ mod console;
 #[path = "../sql/credentials.rs"]
 mod credentials;
 #[allow(clippy::duplicate_mod)]
+#[path = "../sql/relays.rs"]
+mod relays;
+#[allow(clippy::duplicate_mod)]
 #[path = "../sql/sessions.rs"]
 mod sessions;
 #[allow(clippy::duplicate_mod)]
@@ -51,6 +54,10 @@ mod tests;
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/tests_features.rs"]
 mod tests_features;
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "../sql/tests_relays.rs"]
+mod tests_relays;
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/webhooks.rs"]
 mod webhooks;
@@ -67,7 +74,7 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, secrets: None })
+        Ok(Self { pool, secrets: None, relay: std::sync::Arc::from(crate::store::relays::DEFAULT_RELAY) })
     }
 
     /// Closes every connection.

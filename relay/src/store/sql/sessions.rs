@@ -92,9 +92,9 @@ impl Backend {
         sqlx::query(
             "INSERT INTO sessions (id, engineer, engineer_org, agent, agent_org, ticket, priority, reason, \
              capabilities, state, approver, requested_at, consent_deadline, decided_at, started_at, ended_at, \
-             end_reason, duration_secs, granted, grant_expires_at, escalation) \
+             end_reason, duration_secs, granted, grant_expires_at, escalation, relay) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21)",
+             $21, $22)",
         )
         .bind(s.id.as_str())
         .bind(s.engineer.as_str())
@@ -117,6 +117,7 @@ impl Backend {
         .bind(granted_json(s)?)
         .bind(s.grant_expires_at)
         .bind(escalation_json(s)?)
+        .bind(&*self.relay)
         .execute(&mut *tx)
         .await
         .map_err(|e| insert_error(e, "session", s.id.as_str(), &s.agent_org))?;
@@ -193,35 +194,11 @@ impl Backend {
 
     pub(super) async fn close_dangling(&self, reason: &str, now: i64) -> Result<u64> {
         let mut tx = self.write().await?;
-        let open = sqlx::query(
-            "SELECT id, agent, agent_org, state FROM sessions \
-             WHERE state IN ('requested', 'approved', 'active') ORDER BY requested_at, rowid",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        // The literals are `SessionState::as_str` values; the tests read them back with
-        // `SessionState::parse`.
-        let closed = sqlx::query(
-            "UPDATE sessions SET \
-               state = CASE state WHEN 'requested' THEN 'expired' ELSE 'closed' END, \
-               ended_at = COALESCE(ended_at, $1), \
-               end_reason = COALESCE(end_reason, $2) \
-             WHERE state IN ('requested', 'approved', 'active')",
-        )
-        .bind(now)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        for r in &open {
-            let state: String = r.try_get("state")?;
-            let action = if state == "requested" { Action::SessionExpired } else { Action::SessionEnded };
-            let event = AuditEvent::new(RELAY_ACTOR, action)
-                .org(&OrgName::new(r.try_get::<String, _>("agent_org")?))
-                .target(r.try_get::<String, _>("agent")?)
-                .session(&SessionId::new(r.try_get::<String, _>("id")?))
-                .detail(serde_json::json!({ "reason": reason, "previous_state": state }));
-            audit::append(&mut tx, &event, now).await?;
+        let closed = close_open_sessions(&mut tx, &self.relay, reason, serde_json::Value::Null, now).await?;
+        if &*self.relay != crate::store::relays::DEFAULT_RELAY {
+            // A relay of a cluster: its agents may be connected to the others.
+            tx.commit().await?;
+            return Ok(closed);
         }
         let online: Vec<(String, String)> =
             sqlx::query_as("SELECT name, org FROM agents WHERE online = TRUE ORDER BY org, name")
@@ -238,4 +215,53 @@ impl Backend {
         tx.commit().await?;
         Ok(closed)
     }
+}
+
+/// Closes `relay`'s sessions not in a final state with `reason` (requested ones expire),
+/// each audited as actor `relay` in `tx`; `lost` (when not null) goes into each event's
+/// detail as `lost_relay`. Returns how many it closed.
+pub(super) async fn close_open_sessions(
+    tx: &mut super::DbConn,
+    relay: &str,
+    reason: &str,
+    lost: serde_json::Value,
+    now: i64,
+) -> Result<u64> {
+    let open = sqlx::query(
+        "SELECT id, agent, agent_org, state FROM sessions \
+         WHERE state IN ('requested', 'approved', 'active') AND relay = $1 ORDER BY requested_at, rowid",
+    )
+    .bind(relay)
+    .fetch_all(&mut *tx)
+    .await?;
+    // The literals are `SessionState::as_str` values; the tests read them back with
+    // `SessionState::parse`.
+    let closed = sqlx::query(
+        "UPDATE sessions SET \
+           state = CASE state WHEN 'requested' THEN 'expired' ELSE 'closed' END, \
+           ended_at = COALESCE(ended_at, $1), \
+           end_reason = COALESCE(end_reason, $2) \
+         WHERE state IN ('requested', 'approved', 'active') AND relay = $3",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(relay)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    for r in &open {
+        let state: String = r.try_get("state")?;
+        let action = if state == "requested" { Action::SessionExpired } else { Action::SessionEnded };
+        let mut detail = serde_json::json!({ "reason": reason, "previous_state": state });
+        if !lost.is_null() {
+            detail["lost_relay"] = lost.clone();
+        }
+        let event = AuditEvent::new(RELAY_ACTOR, action)
+            .org(&OrgName::new(r.try_get::<String, _>("agent_org")?))
+            .target(r.try_get::<String, _>("agent")?)
+            .session(&SessionId::new(r.try_get::<String, _>("id")?))
+            .detail(detail);
+        audit::append(&mut *tx, &event, now).await?;
+    }
+    Ok(closed)
 }

@@ -206,7 +206,7 @@ async fn agents_connect_disconnect_and_stay_revoked() {
     ));
 }
 
-fn session(id: &str, state: SessionState, requested_at: i64) -> SessionInfo {
+pub(super) fn session(id: &str, state: SessionState, requested_at: i64) -> SessionInfo {
     SessionInfo {
         id: id.into(),
         engineer: "alice".into(),

@@ -40,6 +40,9 @@ mod console;
 #[path = "../sql/credentials.rs"]
 mod credentials;
 #[allow(clippy::duplicate_mod)]
+#[path = "../sql/relays.rs"]
+mod relays;
+#[allow(clippy::duplicate_mod)]
 #[path = "../sql/sessions.rs"]
 mod sessions;
 #[allow(clippy::duplicate_mod)]
@@ -53,6 +56,10 @@ mod tests;
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/tests_features.rs"]
 mod tests_features;
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "../sql/tests_relays.rs"]
+mod tests_relays;
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/webhooks.rs"]
 mod webhooks;
@@ -80,7 +87,7 @@ impl SqliteStore {
             .pragma("cache_size", "-256");
         let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, secrets: None })
+        Ok(Self { pool, secrets: None, relay: std::sync::Arc::from(crate::store::relays::DEFAULT_RELAY) })
     }
 
     /// Closes every connection; SQLite then checkpoints the WAL back into the main file.

@@ -1,0 +1,120 @@
+//! The relays registry's conformance tests ([`crate::store::relays`]), run once per
+//! backend: several stores on one database stand for several relays.
+
+use super::tests::session;
+use crate::audit::{Action, AuditEvent, AuditFilter};
+use crate::store::relays::{LostRelay, RELAY_LOST, Relays};
+use crate::store::{Store, StoreError};
+use assist_proto::session::SessionState;
+
+fn ev(action: Action) -> AuditEvent {
+    AuditEvent::new("test", action)
+}
+
+#[tokio::test]
+async fn relays_register_beat_stop_and_come_back_clean() {
+    let (db, first) = super::test_store().await;
+    let r1 = first.with_relay_name("r1");
+    let r2 = super::reopen(&db).await.with_relay_name("r2");
+    assert_eq!((r1.relay_name(), r2.relay_name()), ("r1", "r2"));
+    r1.register_relay(Some("127.0.0.1:4001"), 10).await.unwrap();
+    r2.register_relay(None, 11).await.unwrap();
+    assert!(r1.relay_heartbeat(20).await.unwrap());
+    let rows = r2.list_relays().await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+    assert_eq!(
+        (rows[0].address.as_deref(), rows[0].started_at, rows[0].heartbeat_at),
+        (Some("127.0.0.1:4001"), 10, 20)
+    );
+    assert!(rows[0].is_live(25, 10) && !rows[0].is_live(31, 10));
+
+    r1.relay_stopped(30).await.unwrap();
+    assert!(!r1.relay_heartbeat(31).await.unwrap(), "a stopped relay is not revived by a heartbeat");
+    let stopped = &r2.list_relays().await.unwrap()[0];
+    assert_eq!(stopped.stopped_at, Some(30));
+    assert!(!stopped.is_live(30, 10));
+    // A stopped relay is never declared lost, however old its heartbeat.
+    assert_eq!(r2.end_lost_relays(1_000, RELAY_LOST, 1_000).await.unwrap(), []);
+
+    r1.register_relay(Some("127.0.0.1:4002"), 40).await.unwrap();
+    let again = &r2.list_relays().await.unwrap()[0];
+    assert_eq!(
+        (again.address.as_deref(), again.stopped_at, again.lost_at),
+        (Some("127.0.0.1:4002"), None, None)
+    );
+    assert!(r1.relay_heartbeat(41).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_lost_relays_sessions_end_once_however_many_notice() {
+    let (db, first) = super::test_store().await;
+    first.add_org(&"vendor".into(), &[], 1, &ev(Action::OrgAdded)).await.unwrap();
+    first.add_org(&"acme".into(), &["vendor".into()], 2, &ev(Action::OrgAdded)).await.unwrap();
+    let r1 = first.with_relay_name("r1");
+    let r2 = super::reopen(&db).await.with_relay_name("r2");
+    let r3 = super::reopen(&db).await.with_relay_name("r3");
+    for (r, at) in [(&r1, 10), (&r2, 10), (&r3, 10)] {
+        r.register_relay(None, at).await.unwrap();
+    }
+    r1.insert_session(&session("on-r1", SessionState::Active, 3), &ev(Action::SessionRequested))
+        .await
+        .unwrap();
+    r1.insert_session(&session("asked-r1", SessionState::Requested, 4), &ev(Action::SessionRequested))
+        .await
+        .unwrap();
+    r2.insert_session(&session("on-r2", SessionState::Active, 5), &ev(Action::SessionRequested))
+        .await
+        .unwrap();
+    // r2 and r3 keep beating; r1 went silent at 10.
+    for r in [&r2, &r3] {
+        assert!(r.relay_heartbeat(20_000).await.unwrap());
+    }
+    assert_eq!(r2.end_lost_relays(5, RELAY_LOST, 20_000).await.unwrap(), [], "not stale yet");
+
+    let (a, b) = tokio::join!(
+        r2.end_lost_relays(10_000, RELAY_LOST, 20_001),
+        r3.end_lost_relays(10_000, RELAY_LOST, 20_001)
+    );
+    let mut found: Vec<LostRelay> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    assert_eq!(found.len(), 1, "exactly one relay declares r1 lost: {found:?}");
+    assert_eq!(found.remove(0), LostRelay { name: "r1".into(), sessions: 2 });
+
+    let get = |id: &'static str| {
+        let r2 = r2.clone();
+        async move { r2.session(&id.into()).await.unwrap().unwrap() }
+    };
+    let ended = get("on-r1").await;
+    assert_eq!((ended.state, ended.end_reason.as_deref()), (SessionState::Closed, Some(RELAY_LOST)));
+    assert_eq!(get("asked-r1").await.state, SessionState::Expired);
+    assert_eq!(get("on-r2").await.state, SessionState::Active, "other relays' sessions are left alone");
+    let lost = &r3.list_relays().await.unwrap()[0];
+    assert_eq!(lost.lost_at, Some(20_001));
+    assert!(!r1.relay_heartbeat(20_002).await.unwrap(), "a lost relay learns it from its heartbeat");
+
+    let by_relay = AuditFilter { actor: Some("relay".into()), ..AuditFilter::default() };
+    let events: Vec<_> = r3
+        .list_audit(&by_relay)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            (e.action, e.session, detail["reason"].clone(), detail["lost_relay"].clone())
+        })
+        .collect();
+    let closed = |action: &str, id: &str| {
+        (action.to_owned(), Some(id.to_owned()), serde_json::json!(RELAY_LOST), serde_json::json!("r1"))
+    };
+    assert_eq!(events, [closed("session.ended", "on-r1"), closed("session.expired", "asked-r1")]);
+    assert!(crate::audit::verify_chain(&r3.list_audit(&AuditFilter::default()).await.unwrap()).is_ok());
+
+    // Back under the same name: clean, and its restart closes nothing more; r2's own
+    // restart closes only its own session.
+    r1.register_relay(None, 30_000).await.unwrap();
+    assert_eq!(r1.close_dangling_sessions("relay restarted", 30_001).await.unwrap(), 0);
+    assert_eq!(r2.close_dangling_sessions("relay restarted", 30_002).await.unwrap(), 1);
+    assert!(matches!(
+        r2.insert_session(&session("on-r2", SessionState::Active, 5), &ev(Action::SessionRequested)).await,
+        Err(StoreError::Exists { .. })
+    ));
+}
