@@ -17,7 +17,9 @@
 mod accept;
 mod agent;
 pub(crate) mod browser;
+mod browser_clipboard;
 mod browser_desktop;
+mod browser_open;
 pub(crate) mod browser_files;
 mod desktop;
 mod engineer;
