@@ -96,7 +96,7 @@ impl ClipboardChannel {
                 return;
             }
             Err(e) => {
-                let _ = down.send(said("refused", &format!("the clipboard is not shared: {e}"))).await;
+                let _ = down.send(said("refused", &e.to_string())).await;
                 return;
             }
         };
@@ -121,7 +121,7 @@ impl ClipboardChannel {
                 )
                 .await;
             info!(up_bytes, ?up_end, down_bytes, ?down_end, "browser clipboard closed");
-            let _ = down.send(said("closed", "the clipboard is no longer shared")).await;
+            let _ = down.send(said("closed", "the clipboard's channel closed")).await;
         }
         .instrument(span)
         .await;
