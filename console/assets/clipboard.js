@@ -12,6 +12,7 @@ import { KIND } from './desktop-view.js';
 /// The most bytes of text one clipboard message carries (proto's MAX_CLIPBOARD).
 export const MAX_CLIPBOARD = 64 * 1024;
 const HEADER = 8;
+const NOT_GRANTED = 'Not shared: the clipboard is not granted, so nothing is sent or received.';
 
 /// Whether a message from the relay is the clipboard's.
 export function isClipboard(bytes) {
@@ -37,6 +38,8 @@ export class ClipboardPanel {
   constructor(send) {
     this.send = send;
     this.shared = false;
+    // Whether the grant holds `clipboard`, as far as the page was told.
+    this.allowed = true;
     $('dk-clip-send').onclick = () => this.sendText();
     $('dk-clip-copy').onclick = () => this.copy();
   }
@@ -44,6 +47,7 @@ export class ClipboardPanel {
   /// A new request: shown only if it asks for the clipboard.
   reset(asked) {
     this.shared = false;
+    this.allowed = true;
     $('dk-clip').hidden = !asked;
     $('dk-clip-in').textContent = '';
     $('dk-clip-in').dataset.empty = 'yes';
@@ -67,11 +71,12 @@ export class ClipboardPanel {
 
   /// What was granted: without `clipboard` the panel says so.
   granted(list) {
-    if (list.includes('clipboard')) {
+    this.allowed = list.includes('clipboard');
+    if (this.allowed) {
       $('dk-clip').hidden = false;
     } else if (!$('dk-clip').hidden) {
       this.shared = false;
-      this.show('The clipboard is not granted: nothing is sent or received.');
+      this.show(NOT_GRANTED);
     }
   }
 
@@ -83,7 +88,7 @@ export class ClipboardPanel {
       this.show('Shared. What you send is put on the customer’s clipboard; what they copy appears below. Everything is recorded.');
     } else {
       this.shared = false;
-      this.show(`Not shared: ${ev.message}.`);
+      this.show(this.allowed ? `Not shared: ${ev.message}.` : NOT_GRANTED);
     }
     $('dk-clip').dataset.state = ev.state;
   }

@@ -15,8 +15,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 /// The Xvfb of this test binary: 640×480, its own display number.
-struct Xvfb {
-    display: String,
+pub(super) struct Xvfb {
+    pub(super) display: String,
     _child: Child,
     // Closing this (when the test binary exits) makes the wrapper shell stop Xvfb.
     _stdin: ChildStdin,
@@ -44,23 +44,23 @@ fn start_xvfb() -> anyhow::Result<Xvfb> {
 }
 
 /// The shared Xvfb, held for the whole of one test (one picture on one screen at a time).
-fn xvfb() -> MutexGuard<'static, Xvfb> {
+pub(super) fn xvfb() -> MutexGuard<'static, Xvfb> {
     let lock = XVFB.get_or_init(|| Mutex::new(start_xvfb().expect("Xvfb (install the Debian package xvfb)")));
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-const RED: (u8, u8, u8) = (0xd0, 0x30, 0x20);
+pub(super) const RED: (u8, u8, u8) = (0xd0, 0x30, 0x20);
 const BLUE: (u8, u8, u8) = (0x20, 0x50, 0xd0);
 /// The customer's notice bar (`assist_desktop::indicator`): amber.
 const NOTICE: (u8, u8, u8) = (0xff, 0xc1, 0x07);
-const GREEN: (u8, u8, u8) = (0x30, 0xc0, 0x40);
+pub(super) const GREEN: (u8, u8, u8) = (0x30, 0xc0, 0x40);
 
-fn hex((r, g, b): (u8, u8, u8)) -> String {
+pub(super) fn hex((r, g, b): (u8, u8, u8)) -> String {
     format!("{r:02x}{g:02x}{b:02x}")
 }
 
 /// The test X client on `display`: left half red, right half blue.
-fn picture(display: &str) -> anyhow::Result<Proc> {
+pub(super) fn picture(display: &str) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(bin("assist-test-xclient"));
     cmd.args([display, &hex(RED), &hex(BLUE)]);
     let mut p = Proc::spawn(cmd)?;
@@ -87,7 +87,7 @@ fn near(a: (u8, u8, u8), b: (u8, u8, u8)) -> bool {
     d(a.0, b.0) && d(a.1, b.1) && d(a.2, b.2)
 }
 
-fn wait_colour(b: &Browser, (x, y): (u32, u32), want: (u8, u8, u8)) -> anyhow::Result<()> {
+pub(super) fn wait_colour(b: &Browser, (x, y): (u32, u32), want: (u8, u8, u8)) -> anyhow::Result<()> {
     let mut last = None;
     wait_until(&format!("the canvas at {x},{y} to show {want:?} (last {last:?})"), || {
         last = pixel(b, x, y)?;

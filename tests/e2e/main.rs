@@ -10,6 +10,7 @@ mod console_audit;
 mod console_files;
 mod console_shell;
 mod desktop;
+mod desktop_clipboard;
 mod desktop_recording;
 mod files;
 mod forward;
