@@ -13,8 +13,8 @@ use crate::notice::{Notices, Sharing, Shown};
 use assist_client::agent::clipboard::SharedClipboard;
 use assist_client::agent::desktop::{DesktopFailed, DesktopHost, DesktopScreen, Viewer};
 use assist_desktop::{Desktop, DesktopConfig, GrabMethod, X11Clipboard, X11Screen};
-use std::sync::Arc;
 use assist_proto::desktop::InputEvent;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Desktops of one X display.
@@ -57,10 +57,9 @@ impl DesktopHost for X11Host {
 
     fn open_clipboard(&self, engineer: &str) -> Result<Box<dyn SharedClipboard>, DesktopFailed> {
         // The customer sees that the clipboard is shared before it is first read.
-        let shown = self
-            .notices
-            .show(Sharing::Clipboard { engineer: engineer.to_owned() })
-            .map_err(|e| DesktopFailed(format!("cannot show the customer that the clipboard is shared: {e}")))?;
+        let shown = self.notices.show(Sharing::Clipboard { engineer: engineer.to_owned() }).map_err(|e| {
+            DesktopFailed(format!("cannot show the customer that the clipboard is shared: {e}"))
+        })?;
         let clipboard = X11Clipboard::open(&self.display).map_err(|e| DesktopFailed(e.to_string()))?;
         Ok(Box::new(X11Shared { clipboard, _shown: shown }))
     }

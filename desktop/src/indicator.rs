@@ -53,7 +53,8 @@ pub fn notice(who: &str, controlling: bool) -> String {
 }
 
 /// The bar's last line: how the customer stops what it announces.
-pub const TO_STOP: &str = "To stop it: press k in the assist agent's window, or revoke it in the assist console.";
+pub const TO_STOP: &str =
+    "To stop it: press k in the assist agent's window, or revoke it in the assist console.";
 
 /// The bar on the screen; removed when dropped.
 pub struct Indicator {

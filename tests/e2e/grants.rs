@@ -388,7 +388,8 @@ fn the_relay_bounds_how_long_a_grant_may_be_asked_for() -> anyhow::Result<()> {
 }
 
 #[test]
-fn capabilities_the_agent_cannot_serve_are_refused_before_anything_is_stored_or_asked() -> anyhow::Result<()> {
+fn capabilities_the_agent_cannot_serve_are_refused_before_anything_is_stored_or_asked() -> anyhow::Result<()>
+{
     let relay = TestRelay::start()?;
     relay.standard_world()?;
     let _agent = relay.agent("erp-db01", "acme", "approver")?;

@@ -43,9 +43,22 @@ pub trait SharedClipboard: Send + Sync {
 }
 
 /// What the engineer last saw of the clipboard, or put there: not sent (back) to them.
-type Last = Arc<Mutex<Option<String>>>;
+type Last = Arc<Mutex<Seen>>;
 
-pub(crate) async fn serve(state: Arc<AgentState>, session: SessionId, mut send: SendStream, recv: RecvStream) {
+struct Seen {
+    text: Option<String>,
+    /// Texts the engineer has set so far. A look at the clipboard that overlapped a set may
+    /// have read the owner before it (the customer's older text): it is not sent, or the
+    /// engineer would get that, and then their own text, back.
+    sets: u64,
+}
+
+pub(crate) async fn serve(
+    state: Arc<AgentState>,
+    session: SessionId,
+    mut send: SendStream,
+    recv: RecvStream,
+) {
     let Some(host) = state.desktop.clone() else {
         return refuse(&mut send, "this agent serves no desktop (it runs without a display)".into()).await;
     };
@@ -63,7 +76,7 @@ pub(crate) async fn serve(state: Arc<AgentState>, session: SessionId, mut send: 
         let c = clipboard.clone();
         tokio::task::spawn_blocking(move || c.get()).await.ok().and_then(Result::ok).flatten()
     };
-    let last: Last = Arc::new(Mutex::new(now));
+    let last: Last = Arc::new(Mutex::new(Seen { text: now, sets: 0 }));
     let stream = u64::from(send.id());
     let (control, mut kill) = Control::for_task();
     if !state.grants.add_running(&session, stream, ChannelKind::Clipboard.required_capability(), control) {
@@ -110,6 +123,7 @@ async fn customer(
     let mut failing = None;
     loop {
         tick.tick().await;
+        let sets = last.lock().await.sets;
         let c = clipboard.clone();
         let text = match tokio::task::spawn_blocking(move || c.get()).await {
             Ok(Ok(Some(text))) => text,
@@ -129,11 +143,11 @@ async fn customer(
         failing = None;
         let message = {
             let mut last = last.lock().await;
-            if last.as_deref() == Some(text.as_str()) {
+            if last.sets != sets || last.text.as_deref() == Some(text.as_str()) {
                 continue;
             }
             let Ok(message) = AgentToViewer::Clipboard(text.clone()).encode() else { continue };
-            *last = Some(text);
+            last.text = Some(text);
             message
         };
         digest.update(&message);
@@ -174,10 +188,16 @@ async fn engineer(
                     return false;
                 }
             };
-            // Counted as seen first, so that the engineer's own text is not sent back.
-            *last.lock().await = Some(text.clone());
+            // Held while it is set, and counted as seen, so that the engineer's own text
+            // (or what it replaced) is not sent back.
+            let mut seen = last.lock().await;
             let c = clipboard.clone();
-            match tokio::task::spawn_blocking(move || c.set(&text)).await {
+            let shown = text.clone();
+            let set = tokio::task::spawn_blocking(move || c.set(&shown)).await;
+            seen.text = Some(text);
+            seen.sets += 1;
+            drop(seen);
+            match set {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => warn!(%session, error = %e, "the engineer's text was not put on the clipboard"),
                 Err(_) => return false,

@@ -482,7 +482,17 @@ async fn main_inner(cli: Cli) -> Result<i32> {
                 engineer::ssh::config::block(&exe, explicit_dir.as_deref(), &keys.known_hosts(), &pinned)
             );
         }
-        Cmd::Desktop { agent, ticket, priority, reason, control, clipboard, duration, console, no_browser } => {
+        Cmd::Desktop {
+            agent,
+            ticket,
+            priority,
+            reason,
+            control,
+            clipboard,
+            duration,
+            console,
+            no_browser,
+        } => {
             assist_proto::text::check_ticket(&ticket)?;
             assist_proto::text::check_reason("reason", &reason)?;
             let console = match console {

@@ -34,9 +34,7 @@ use crate::recording::format::Direction;
 use assist_console::{Down, ShellLink, ShellRequest, ShellUp};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId, UserName};
-use assist_proto::msg::{
-    ChannelKind, ChannelOpen, PtyRequest, RelayToEngineer,
-};
+use assist_proto::msg::{ChannelKind, ChannelOpen, PtyRequest, RelayToEngineer};
 use assist_proto::session::EndReason;
 use bytes::Bytes;
 use serde_json::json;
@@ -530,7 +528,8 @@ impl ShellChannel {
             channel: ChannelKind::Shell { pty: Some(pty), command: None },
         };
         let relay = &self.relay;
-        let Opened { admitted, ch } = match open_for_browser(relay, &self.who, open, Some(&self.opener)).await {
+        let Opened { admitted, ch } = match open_for_browser(relay, &self.who, open, Some(&self.opener)).await
+        {
             Ok(opened) => opened,
             Err(OpenFailed::AgentRefused(reason)) => {
                 let _ = down.send(closed(format!("the agent refused the shell: {reason}"))).await;

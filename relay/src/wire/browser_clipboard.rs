@@ -62,7 +62,8 @@ impl OpenClipboard {
         if let Some(first) = first {
             let _ = input.try_send(first);
         }
-        let channel = ClipboardChannel { relay: relay.clone(), who: who.clone(), opener: opener.clone(), session };
+        let channel =
+            ClipboardChannel { relay: relay.clone(), who: who.clone(), opener: opener.clone(), session };
         let task = tokio::spawn(channel.run(in_rx, down.clone()).in_current_span());
         OpenClipboard { input, task }
     }
@@ -86,9 +87,14 @@ fn said(state: &str, message: &str) -> Down {
 
 impl ClipboardChannel {
     async fn run(self, input: mpsc::Receiver<Bytes>, down: mpsc::Sender<Down>) {
-        let open = ChannelOpen { session: self.session.clone(), channel: ChannelKind::Clipboard, report_exit: false };
+        let open = ChannelOpen {
+            session: self.session.clone(),
+            channel: ChannelKind::Clipboard,
+            report_exit: false,
+        };
         let relay = &self.relay;
-        let Opened { admitted, ch } = match open_for_browser(relay, &self.who, open, Some(&self.opener)).await {
+        let Opened { admitted, ch } = match open_for_browser(relay, &self.who, open, Some(&self.opener)).await
+        {
             Ok(opened) => opened,
             Err(OpenFailed::AgentRefused(reason)) => {
                 let message = format!("the agent refused the clipboard: {reason}");

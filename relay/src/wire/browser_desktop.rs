@@ -82,17 +82,18 @@ impl DesktopChannel {
             report_exit: false,
         };
         let relay = &self.relay;
-        let Opened { admitted, ch } = match open_for_browser(relay, &self.who, open.clone(), Some(&self.opener)).await {
-            Ok(opened) => opened,
-            Err(OpenFailed::AgentRefused(reason)) => {
-                let _ = down.send(closed(format!("the agent refused the desktop: {reason}"))).await;
-                return;
-            }
-            Err(e) => {
-                let _ = down.send(closed(e.to_string())).await;
-                return;
-            }
-        };
+        let Opened { admitted, ch } =
+            match open_for_browser(relay, &self.who, open.clone(), Some(&self.opener)).await {
+                Ok(opened) => opened,
+                Err(OpenFailed::AgentRefused(reason)) => {
+                    let _ = down.send(closed(format!("the agent refused the desktop: {reason}"))).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = down.send(closed(e.to_string())).await;
+                    return;
+                }
+            };
         let span = admitted.session.span.clone();
         async move {
             let (asend, arecv) = (ch.send, ch.recv);

@@ -104,7 +104,7 @@ async fn open(
         e @ OpenFailed::AgentRefused(_) => FilesError::Agent(e.to_string()),
         e @ OpenFailed::Unrecorded => FilesError::Failed(e.to_string()),
     })?;
-    let ready = opened.ch.ready.clone().expect("checked when opened");
+    let ready = opened.ch.ready.expect("checked when opened");
     Ok(Opened { admitted: opened.admitted, ch: opened.ch, ready })
 }
 

@@ -23,7 +23,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 /// Why input on a view channel went nowhere, as audited (`channel.refused`) and shown.
-pub(crate) const VIEW_ONLY_INPUT: &str = "input on a view-only desktop dropped: desktop.control is not granted";
+pub(crate) const VIEW_ONLY_INPUT: &str =
+    "input on a view-only desktop dropped: desktop.control is not granted";
 
 /// Chunks read from the inner source at once.
 const READ_BATCH: usize = 32;

@@ -93,7 +93,8 @@ pub fn run(display: &str) -> Result<()> {
                 if e.property == NONE {
                     say("got none".into());
                 } else {
-                    let reply = conn.get_property(true, window, slot, AtomEnum::ANY, 0, u32::MAX / 4)?.reply()?;
+                    let reply =
+                        conn.get_property(true, window, slot, AtomEnum::ANY, 0, u32::MAX / 4)?.reply()?;
                     say(format!("got {:?}", String::from_utf8_lossy(&reply.value)));
                 }
             }
@@ -117,7 +118,13 @@ fn answer(
     let property = if e.property == NONE { e.target } else { e.property };
     let given = match text {
         Some(_) if e.target == targets => {
-            conn.change_property32(PropMode::REPLACE, e.requestor, property, AtomEnum::ATOM, &[targets, utf8])?;
+            conn.change_property32(
+                PropMode::REPLACE,
+                e.requestor,
+                property,
+                AtomEnum::ATOM,
+                &[targets, utf8],
+            )?;
             property
         }
         Some(text) if e.target == utf8 => {
