@@ -680,6 +680,28 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_desktop_page_has_only_a_few_messages_waiting_and_the_splice_waits_for_it() {
+        use futures_util::FutureExt;
+        let (tx, mut page) = mpsc::channel(DOWN_QUEUE);
+        let mut out = PageOutput::latest(tx.clone());
+        let frame = || [Bytes::from_static(b"frame")];
+        for _ in 0..DESKTOP_QUEUED {
+            out.write_all_chunks(&mut frame()).await.unwrap();
+        }
+        // A page that reads nothing holds the next message, and with it the agent.
+        let mut more = frame();
+        let mut next = out.write_all_chunks(&mut more);
+        assert!((&mut next).now_or_never().is_none(), "written past {DESKTOP_QUEUED} waiting");
+        assert!(page.recv().await.is_some());
+        next.await.unwrap();
+        assert_eq!(page.len(), DESKTOP_QUEUED);
+        // A shell's output fills the whole queue as before.
+        let mut shell = PageOutput { down: tx, left: None, few: None };
+        shell.write_all_chunks(&mut frame()).now_or_never().expect("room").unwrap();
+        assert_eq!(page.len(), DESKTOP_QUEUED + 1);
+    }
+
     #[test]
     fn the_page_asks_as_assist_shell_does() {
         let (ok, size) = new_session(req("p1", &["shell", "files.read:/var/log"])).unwrap();
