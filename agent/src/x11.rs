@@ -14,7 +14,7 @@ use assist_client::agent::clipboard::SharedClipboard;
 use assist_client::agent::desktop::{DesktopFailed, DesktopHost, DesktopScreen, Viewer};
 use assist_desktop::{Desktop, DesktopConfig, GrabMethod, X11Clipboard, X11Screen};
 use assist_proto::desktop::InputEvent;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Desktops of one X display.
@@ -61,7 +61,7 @@ impl DesktopHost for X11Host {
             DesktopFailed(format!("cannot show the customer that the clipboard is shared: {e}"))
         })?;
         let clipboard = X11Clipboard::open(&self.display).map_err(|e| DesktopFailed(e.to_string()))?;
-        Ok(Box::new(X11Shared { clipboard, _shown: shown }))
+        Ok(Box::new(X11Shared { clipboard: Mutex::new(clipboard), _shown: shown }))
     }
 }
 
@@ -73,17 +73,25 @@ struct X11Desktop {
 
 /// One channel's clipboard, and its part of the customer's notice, which lasts as long.
 struct X11Shared {
-    clipboard: X11Clipboard,
+    /// One call at a time: a read and a set both wait for events on the clipboard's reading
+    /// connection (an answer, a timestamp), and each drops what it was not waiting for.
+    clipboard: Mutex<X11Clipboard>,
     _shown: Shown,
+}
+
+impl X11Shared {
+    fn clipboard(&self) -> std::sync::MutexGuard<'_, X11Clipboard> {
+        self.clipboard.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl SharedClipboard for X11Shared {
     fn get(&self) -> Result<Option<String>, DesktopFailed> {
-        self.clipboard.get().map_err(|e| DesktopFailed(e.to_string()))
+        self.clipboard().get().map_err(|e| DesktopFailed(e.to_string()))
     }
 
     fn set(&self, text: &str) -> Result<(), DesktopFailed> {
-        self.clipboard.set(text).map_err(|e| DesktopFailed(e.to_string()))
+        self.clipboard().set(text).map_err(|e| DesktopFailed(e.to_string()))
     }
 }
 

@@ -125,9 +125,12 @@ fn the_clipboard_is_shared_both_ways_only_while_clipboard_is_granted() -> anyhow
     // Text sent again opens the clipboard's channel again: it is still granted.
     send_anyway(&eng, Some("second try"), 0)?;
     eng.wait_css("#dk-clip[data-state='open']")?;
-    wait_until("the second text on the clipboard", || {
-        Ok(paste(&mut app)? == format!("got {:?}", "second try"))
-    })?;
+    let mut last = String::new();
+    let second = wait_until("the second text on the clipboard", || {
+        last = paste(&mut app)?;
+        Ok(last == format!("got {:?}", "second try"))
+    });
+    second.map_err(|e| e.context(format!("the application last pasted {last}")))?;
 
     // Revoked: the clipboard's channel closes at once, the customer's notice no longer
     // mentions it, and the picture goes on.

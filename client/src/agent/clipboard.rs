@@ -38,7 +38,9 @@ pub const LOOK_EVERY: Duration = Duration::from_millis(250);
 pub trait SharedClipboard: Send + Sync {
     /// The clipboard's text now, `None` when it holds none (or no text).
     fn get(&self) -> Result<Option<String>, DesktopFailed>;
-    /// Puts `text` on the clipboard.
+    /// Puts `text` on the clipboard. Calls may come from two threads at once (a look for
+    /// the customer's copies, the engineer's text): an implementation that cannot take
+    /// them together serialises them.
     fn set(&self, text: &str) -> Result<(), DesktopFailed>;
 }
 
