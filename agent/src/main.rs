@@ -1,6 +1,7 @@
 //! `assist-agent`: runs on the customer machine. Parses arguments and calls the library
 //! (`assist_client::agent`), giving it the X11 desktop ([`x11`]) when a display is there.
 
+mod notice;
 mod x11;
 
 use anyhow::Result;

@@ -88,3 +88,40 @@ export function finished(li) {
   li.classList.add('done');
   for (const el of li.querySelectorAll('button, input, select')) el.disabled = true;
 }
+
+/// The events that end or annotate a session page's link the same way on every such page
+/// (the shell's and the desktop's): denied, closed, ended, signed out, an error, and the
+/// notes (left, watching). `status` is the page's status line; `what` names the channel
+/// ("shell", "desktop"); `stop(text, cls)` closes the page's view, `note(text)` adds a
+/// note, and `live()` says whether a request or a grant is still running (an error then
+/// is only noted). Returns false for an event that is not one of these.
+export function linkEvent(ev, { status, what, stop, note, live }) {
+  const bad = status.classList.contains('bad');
+  switch (ev.type) {
+    case 'denied':
+      stop(`Your request was ${ev.message}`);
+      return true;
+    case 'closed':
+      if (!bad) {
+        status.textContent = `The ${what} closed: ${ev.message}`;
+        status.className = 'status done';
+      }
+      return true;
+    case 'ended':
+      stop(`The session ended: ${ev.message}`, bad ? 'bad' : 'done');
+      return true;
+    case 'signed-out':
+      stop(ev.message);
+      return true;
+    case 'error':
+      if (live()) note(ev.message);
+      else stop(ev.message);
+      return true;
+    case 'left':
+    case 'watching':
+      note(ev.message);
+      return true;
+    default:
+      return false;
+  }
+}

@@ -3,12 +3,14 @@
 // waits for and the time left, then the screen once approved, with what is granted
 // (view only, or mouse and keyboard) and for how long. Input goes to the customer's desktop
 // only while the picture has the focus and control is granted; when control is revoked the
-// picture stays and input stops. Leaving the page or closing the tab is the engineer
-// leaving: the relay ends the session.
-import { $, say, grantLeft } from './common.js';
+// picture stays and input stops. With `clipboard` granted, the clipboard panel
+// (clipboard.js) shares the customer's clipboard on the same socket. Leaving the page or
+// closing the tab is the engineer leaving: the relay ends the session.
+import { $, say, grantLeft, linkEvent } from './common.js';
 import { register } from './pages.js';
 import { socket } from './terminal.js';
 import { DesktopView, input } from './desktop-view.js';
+import { ClipboardPanel, isClipboard } from './clipboard.js';
 
 let pending = null;
 let ws = null;
@@ -22,7 +24,7 @@ const held = new Set();
 let buttons = new Set();
 
 /// Asks for the desktop with the request `req` ({agent, ticket, priority, reason, control,
-/// minutes}).
+/// clipboard, minutes}).
 export function askDesktop(req) {
   pending = req;
   if (location.hash === '#desktop') start();
@@ -78,6 +80,7 @@ function stop(text, cls = 'bad') {
   showMode();
   $('dk-leave').textContent = 'Back to my sessions';
   $('dk-screen').classList.add('closed');
+  clip.ended();
 }
 
 function note(text) {
@@ -100,6 +103,7 @@ function start() {
   control = false;
   connected = false;
   $('dk-screen').hidden = true;
+  clip.reset(Boolean(req.clipboard));
   view = new DesktopView($('dk-screen'), { onKeyframeNeeded: () => send(input.keyframeRequest()) });
   status('Sending the request…');
   ws = socket('/api/v1/desktop');
@@ -111,7 +115,9 @@ function start() {
   ws.onmessage = (ev) => {
     if (mine !== ws) return;
     if (typeof ev.data !== 'string') {
-      view.feed(new Uint8Array(ev.data));
+      const bytes = new Uint8Array(ev.data);
+      if (isClipboard(bytes)) clip.received(bytes);
+      else view.feed(bytes);
       return;
     }
     handle(JSON.parse(ev.data));
@@ -138,6 +144,7 @@ function handle(ev) {
       deadline = null;
       expires = ev.expires_at;
       status(`Approved${ev.by ? ` by ${ev.by}` : ''}: ${grantedText(ev.granted)}. Opening the desktop…`, 'ok');
+      clip.granted(ev.granted);
       break;
     case 'open':
       connected = true;
@@ -150,6 +157,7 @@ function handle(ev) {
     case 'grant':
       expires = ev.in_force ? ev.expires_at : null;
       note(ev.change);
+      clip.granted(ev.granted);
       if (!ev.control && control) {
         // Control is gone: nothing more is sent, whatever the page still holds.
         held.clear();
@@ -160,30 +168,19 @@ function handle(ev) {
       if (ev.shell_lost) stop(`The desktop was closed: ${ev.change}`);
       break;
     case 'refused':
-    case 'left':
-    case 'watching':
       note(ev.message);
       break;
-    case 'denied':
-      stop(`Your request was ${ev.message}`);
-      break;
-    case 'closed':
-      if (!$('dk-status').classList.contains('bad')) status(`The desktop closed: ${ev.message}`, 'done');
-      break;
-    case 'ended':
-      stop(`The session ended: ${ev.message}`, $('dk-status').classList.contains('bad') ? 'bad' : 'done');
-      break;
-    case 'signed-out':
-      stop(ev.message);
-      break;
-    case 'error':
-      if (expires || deadline) note(ev.message);
-      else stop(ev.message);
+    case 'clipboard':
+      clip.event(ev);
+      if (ev.state === 'refused') note(`Clipboard not shared: ${ev.message}`);
       break;
     default:
+      linkEvent(ev, { status: $('dk-status'), what: 'desktop', stop, note, live: () => Boolean(expires || deadline) });
       break;
   }
 }
+
+const clip = new ClipboardPanel(send);
 
 const box = $('dk-screen');
 box.addEventListener('keydown', (ev) => {
@@ -245,6 +242,7 @@ function fromAddress(arg) {
     priority: q.get('priority') || 'p2',
     reason: q.get('reason') || '',
     control: q.get('control') === '1',
+    clipboard: q.get('clipboard') === '1',
     minutes: Number(q.get('minutes') || 60),
   };
 }

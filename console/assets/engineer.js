@@ -152,6 +152,7 @@ $('sf-desktop').addEventListener('click', () => {
     priority: $('sf-priority').value,
     reason: $('sf-reason').value.trim(),
     control: $('sf-control').checked,
+    clipboard: $('sf-clipboard').checked,
     minutes: Number($('sf-minutes').value),
   });
 });

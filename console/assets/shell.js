@@ -5,7 +5,7 @@
 // the page with "Disconnect" ends the session; closing the tab or losing the network only
 // closes the terminal: the session waits a few minutes, and "Reconnect" (here, or on “My
 // sessions”) picks it up again without asking for consent again.
-import { $, say, grantLeft } from './common.js';
+import { $, say, grantLeft, linkEvent } from './common.js';
 import { register } from './pages.js';
 import { makeTerminal, socket } from './terminal.js';
 import { showFiles, hideFiles } from './files.js';
@@ -169,29 +169,8 @@ function handle(ev) {
       if (session && ev.in_force) showFiles(session, ev.granted);
       if (ev.shell_lost) stop(`The terminal was closed: ${ev.change}`);
       break;
-    case 'left':
-      note(ev.message);
-      break;
-    case 'watching':
-      note(ev.message);
-      break;
-    case 'denied':
-      stop(`Your request was ${ev.message}`);
-      break;
-    case 'closed':
-      if (!$('sh-status').classList.contains('bad')) status(`The shell closed: ${ev.message}`, 'done');
-      break;
-    case 'ended':
-      stop(`The session ended: ${ev.message}`, $('sh-status').classList.contains('bad') ? 'bad' : 'done');
-      break;
-    case 'signed-out':
-      stop(ev.message);
-      break;
-    case 'error':
-      if (expires || deadline) note(ev.message);
-      else stop(ev.message);
-      break;
     default:
+      linkEvent(ev, { status: $('sh-status'), what: 'shell', stop, note, live: () => Boolean(expires || deadline) });
       break;
   }
 }

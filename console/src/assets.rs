@@ -42,6 +42,7 @@ const ASSETS: &[Asset] = &[
     asset!("/desktop.js", "desktop.js", "text/javascript; charset=utf-8"),
     asset!("/desktop-view.js", "desktop-view.js", "text/javascript; charset=utf-8"),
     asset!("/desktop-replay.js", "desktop-replay.js", "text/javascript; charset=utf-8"),
+    asset!("/clipboard.js", "clipboard.js", "text/javascript; charset=utf-8"),
     asset!("/terminal.js", "terminal.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),

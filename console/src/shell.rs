@@ -11,10 +11,12 @@
 //!   sending `{"type":"reattach", session, cols, rows}` instead of a request.
 //! - `GET /api/v1/desktop` (upgrade): an engineer's desktop, on the same link: the page
 //!   sends `{"type":"desktop", agent, ticket, priority, reason, control, minutes}`, then
-//!   desktop messages (`proto::desktop`: input, keyframe requests) as binary messages; the
-//!   relay answers with the same events and one binary message per desktop message (stream
-//!   info, frames, cursor). The relay checks each message's header and drops input unless
-//!   control is granted.
+//!   desktop messages (`proto::desktop`: input, keyframe requests, clipboard text) as
+//!   binary messages; the relay answers with the same events, `clipboard` events, and one
+//!   binary message per desktop message (stream info, frames, cursor, the customer's
+//!   clipboard text). The relay checks each message's header, drops input unless control
+//!   is granted, and carries clipboard text only on a clipboard channel (`clipboard`
+//!   granted).
 //! - `GET /api/v1/sessions/{id}/watch` (upgrade): a read-only view of a live session for
 //!   approvers of its agent's organisation and admins: the current screen, then the
 //!   output as it happens. Anything the watcher sends is refused and goes nowhere.
@@ -43,8 +45,11 @@ use tokio::sync::mpsc;
 
 /// How often an open socket checks that its console session is still valid.
 pub const RECHECK: Duration = Duration::from_secs(1);
-/// Largest message a page may send (a paste); terminal input is small.
-const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest message a page may send: a paste into a terminal, or a desktop's clipboard text
+/// (at most 64 KiB and its 8-byte header), with room to spare so that an oversized desktop
+/// message reaches the relay's check of its header (which closes only the clipboard's
+/// channel) rather than closing the whole socket.
+const MAX_MESSAGE: usize = 96 * 1024;
 
 type St = State<Arc<dyn ConsoleState>>;
 

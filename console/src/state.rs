@@ -231,6 +231,9 @@ pub struct DesktopRequest {
     pub priority: String,
     pub reason: String,
     pub control: bool,
+    /// The customer's clipboard too (`clipboard`, its own channel beside the desktop's).
+    #[serde(default)]
+    pub clipboard: bool,
     pub minutes: u64,
 }
 

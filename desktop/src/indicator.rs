@@ -49,10 +49,12 @@ const BORDER: (u16, u16, u16) = (0x3000, 0x3000, 0x3000);
 /// `alice (vendor)`) is viewing (or controlling) the screen.
 pub fn notice(who: &str, controlling: bool) -> String {
     let doing = if controlling { "controlling" } else { "viewing" };
-    format!(
-        "{who} is {doing} your screen.\nTo stop it: press k in the assist agent's window, or revoke it in the assist console."
-    )
+    format!("{who} is {doing} your screen.\n{TO_STOP}")
 }
+
+/// The bar's last line: how the customer stops what it announces.
+pub const TO_STOP: &str =
+    "To stop it: press k in the assist agent's window, or revoke it in the assist console.";
 
 /// The bar on the screen; removed when dropped.
 pub struct Indicator {

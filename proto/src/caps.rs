@@ -116,8 +116,8 @@ impl Capability {
             | Capability::FilesWrite { .. }
             | Capability::Forward { .. }
             | Capability::DesktopView
-            | Capability::DesktopControl => true,
-            Capability::Clipboard => false,
+            | Capability::DesktopControl
+            | Capability::Clipboard => true,
         }
     }
 
@@ -530,10 +530,12 @@ mod tests {
             "forward:127.0.0.1:5432",
             "desktop.view",
             "desktop.control",
+            "clipboard",
         ] {
             assert_eq!(cap(served).check_served("relay"), Ok(()), "{served}");
         }
-        let err = cap("clipboard").check_served("relay").unwrap_err();
+        // The refusal a capability added before its channel would get.
+        let err = NotServed { kind: "clipboard", place: "relay" };
         assert_eq!(err.to_string(), "clipboard is not available on this relay yet");
     }
 

@@ -523,6 +523,11 @@ pub enum ChannelKind {
     /// cursor, stream info) one way, input and keyframe requests the other. `control` asks
     /// for input (`desktop.control`); without it the channel only views (`desktop.view`).
     Desktop { control: bool },
+    /// Agent ⇄ engineer: the customer's `CLIPBOARD` as text, in [`crate::desktop`]'s
+    /// clipboard messages only (each at most [`crate::desktop::MAX_CLIPBOARD`] bytes): the
+    /// engineer's text set as the customer's clipboard, and the customer's text sent up each
+    /// time it changes after the channel opened (`clipboard`).
+    Clipboard,
 }
 
 impl ChannelKind {
@@ -545,6 +550,7 @@ impl ChannelKind {
             ChannelKind::Forward { target } => Capability::Forward { target: target.clone() },
             ChannelKind::Desktop { control: false } => Capability::DesktopView,
             ChannelKind::Desktop { control: true } => Capability::DesktopControl,
+            ChannelKind::Clipboard => Capability::Clipboard,
         }
     }
 
@@ -565,7 +571,7 @@ impl ChannelKind {
     }
 
     /// The kind's name in recordings and logs: `shell`, `stderr`, `files`, `exec`, `logs`,
-    /// `forward`, `watch`, `desktop`.
+    /// `forward`, `watch`, `desktop`, `clipboard`.
     pub fn name(&self) -> &'static str {
         match self {
             ChannelKind::Shell { .. } => "shell",
@@ -576,6 +582,7 @@ impl ChannelKind {
             ChannelKind::Forward { .. } => "forward",
             ChannelKind::Watch => "watch",
             ChannelKind::Desktop { .. } => "desktop",
+            ChannelKind::Clipboard => "clipboard",
         }
     }
 }

@@ -11,6 +11,7 @@ mod console_audit;
 mod console_files;
 mod console_shell;
 mod desktop;
+mod desktop_clipboard;
 mod desktop_recording;
 mod desktop_replay;
 mod files;

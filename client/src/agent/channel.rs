@@ -143,6 +143,9 @@ pub(crate) async fn serve(
         kind @ ChannelKind::Desktop { .. } => {
             return super::desktop::serve(state, session, kind, send, recv).await;
         }
+        ChannelKind::Clipboard => {
+            return super::clipboard::serve(state, session, send, recv).await;
+        }
         _ => return refuse(&mut send, "unsupported channel".into()).await,
     };
     let env = vec![

@@ -12,12 +12,14 @@
 //!   growing queue.
 //! - Input is injected only on a channel opened for control; on a view channel it is
 //!   dropped and logged (the relay drops it first; this is the second check). Keyframe
-//!   requests are honoured either way; clipboard text is dropped (no clipboard channel yet).
+//!   requests are honoured either way; clipboard text is dropped (the clipboard is a channel
+//!   of its own, [`super::clipboard`]).
 //! - A revision or expiry that no longer covers the channel, or the session's end, stops
 //!   it at once; held keys and buttons are released whenever the channel ends.
 //!
 //! It decodes no video and decides nothing the grant does not say.
 
+use super::clipboard::SharedClipboard;
 use super::process::Control;
 use super::shared::{AgentState, Digest, countersign, refuse};
 use assist_net::{codes, write_msg};
@@ -57,6 +59,10 @@ pub trait DesktopHost: Send + Sync + std::fmt::Debug {
     /// viewing or controlling it for as long as it is open. Fails (and nothing is
     /// captured) when that notice cannot be shown.
     fn open(&self, viewer: &Viewer) -> Result<Box<dyn DesktopScreen>, DesktopFailed>;
+    /// Shares the display's clipboard with `engineer` for one clipboard channel, and shows
+    /// the customer, on that screen, that it is shared for as long as it is. Fails (and
+    /// nothing is read or set) when that notice cannot be shown.
+    fn open_clipboard(&self, engineer: &str) -> Result<Box<dyn SharedClipboard>, DesktopFailed>;
 }
 
 /// Whom a desktop channel serves, as the customer's on-screen notice names them.

@@ -286,22 +286,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_grant_naming_an_unserved_capability_is_refused_whoever_signed_it() {
+    async fn a_grant_naming_the_clipboard_is_kept_now_a_channel_serves_it() {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
         let grants = Arc::new(Grants::new("erp-db01".into(), public_key(&key), ConsentMode::Approver));
-        for (n, unserved) in ["clipboard"].into_iter().enumerate() {
-            let caps = vec![Capability::Shell, unserved.parse().unwrap()];
-            let session = format!("s-{n}");
-            let err = grants.receive(&SignedGrant::sign(&grant(&session, caps), &key)).unwrap_err();
-            let kind = unserved.split(':').next().unwrap();
-            assert_eq!(err.to_string(), format!("{kind} is not available on this agent yet"));
-            assert!(matches!(err, GrantRefused::NotServed(_)), "{err:?}");
-            assert!(grants.record(&session.as_str().into()).is_none(), "{unserved} was kept");
-        }
-        // The same grant without it is kept: the refusal is for the capability alone.
-        let served = grant("s-served", vec![Capability::Shell, "files.read:/var/log".parse().unwrap()]);
-        assert!(grants.receive(&SignedGrant::sign(&served, &key)).is_ok());
+        let caps = vec![Capability::DesktopView, Capability::Clipboard];
+        assert!(grants.receive(&SignedGrant::sign(&grant("s-clip", caps), &key)).is_ok());
+        assert!(grants.record(&"s-clip".into()).is_some());
     }
 
     fn key() -> Ed25519KeyPair {

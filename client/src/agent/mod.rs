@@ -12,11 +12,13 @@
 //! - [`exec`]: the allowlist of diagnostic scripts; [`logs`]: log collection;
 //! - [`forward`]: forwarded TCP connections to the targets a grant names;
 //! - [`desktop`]: desktop channels, through the [`desktop::DesktopHost`] the binary provides;
+//!   [`clipboard`]: clipboard channels, through the same host;
 //! - [`process`]: PTY and piped processes.
 
 pub mod backoff;
 pub mod changes;
 pub mod channel;
+pub mod clipboard;
 pub mod consent;
 pub mod desktop;
 pub mod enroll;

@@ -101,6 +101,10 @@ enum Cmd {
         /// Ask for the mouse and keyboard too (desktop.control), not only the picture.
         #[arg(long)]
         control: bool,
+        /// Ask for the customer's clipboard too (clipboard): text you send is put on it,
+        /// and what they copy is shown to you.
+        #[arg(long)]
+        clipboard: bool,
         /// How long you need access, e.g. 30m or 2h.
         #[arg(long = "for", value_parser = humantime::parse_duration, value_name = "DUR", default_value = "1h")]
         duration: Duration,
@@ -478,7 +482,17 @@ async fn main_inner(cli: Cli) -> Result<i32> {
                 engineer::ssh::config::block(&exe, explicit_dir.as_deref(), &keys.known_hosts(), &pinned)
             );
         }
-        Cmd::Desktop { agent, ticket, priority, reason, control, duration, console, no_browser } => {
+        Cmd::Desktop {
+            agent,
+            ticket,
+            priority,
+            reason,
+            control,
+            clipboard,
+            duration,
+            console,
+            no_browser,
+        } => {
             assist_proto::text::check_ticket(&ticket)?;
             assist_proto::text::check_reason("reason", &reason)?;
             let console = match console {
@@ -493,6 +507,7 @@ async fn main_inner(cli: Cli) -> Result<i32> {
                 priority,
                 reason,
                 control,
+                clipboard,
                 minutes: duration.as_secs().div_ceil(60).max(1),
             };
             let url = engineer::desktop::viewer_url(&console, &ask);

@@ -1,5 +1,5 @@
 //! `assist desktop`: the address of the console's desktop viewer with the request filled
-//! in (agent, ticket, priority, reason, control, duration), which the engineer's browser
+//! in (agent, ticket, priority, reason, control, clipboard, duration), which the engineer's browser
 //! opens.
 //!
 //! The request itself is made by that page, on its own link to the relay (the console's
@@ -20,6 +20,8 @@ pub struct DesktopAsk {
     pub reason: String,
     /// Ask for the mouse and keyboard too (`desktop.control`), not only the picture.
     pub control: bool,
+    /// Ask for the customer's clipboard too (`clipboard`), shared both ways as text.
+    pub clipboard: bool,
     pub minutes: u64,
 }
 
@@ -55,6 +57,7 @@ pub fn viewer_url(console: &str, ask: &DesktopAsk) -> String {
         ("priority", ask.priority.to_string().to_lowercase()),
         ("reason", ask.reason.clone()),
         ("control", if ask.control { "1" } else { "0" }.to_owned()),
+        ("clipboard", if ask.clipboard { "1" } else { "0" }.to_owned()),
         ("minutes", ask.minutes.to_string()),
     ]
     .iter()
@@ -76,6 +79,7 @@ mod tests {
             priority: Priority::P1,
             reason: "dialog #7 = 100%".into(),
             control: true,
+            clipboard: true,
             minutes: 30,
         };
         let url = viewer_url("https://relay.example:8443/", &ask);
@@ -93,6 +97,7 @@ mod tests {
         assert_eq!(get("ticket"), "INC-1 & 2");
         assert_eq!(get("reason"), "dialog #7 = 100%");
         assert_eq!((get("priority"), get("control"), get("minutes")), ("p1", "1", "30"));
+        assert_eq!(get("clipboard"), "1");
     }
 
     fn decode(s: &str) -> String {

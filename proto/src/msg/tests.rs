@@ -167,6 +167,16 @@ fn a_desktop_channel_needs_view_or_control_and_says_which() {
 }
 
 #[test]
+fn the_clipboard_is_a_channel_of_its_own_needing_clipboard() {
+    let clip = ChannelKind::Clipboard;
+    assert_eq!(clip.required_capability(), Capability::Clipboard);
+    assert_eq!(clip.name(), "clipboard");
+    let json = serde_json::to_string(&clip).unwrap();
+    assert_eq!(json, r#"{"kind":"clipboard"}"#);
+    assert_eq!(serde_json::from_str::<ChannelKind>(&json).unwrap(), clip);
+}
+
+#[test]
 fn free_text_of_every_request_is_checked() {
     let session = SessionId::new("s-1");
     let bad = "x\x1b[8m";

@@ -372,11 +372,12 @@ impl Relay {
     }
 
     /// Refuses, before anyone is asked, a request for a script the agent said it does not
-    /// have, or for a desktop on an agent that said it has no display.
+    /// have, or for a desktop or its clipboard on an agent that said it has no display.
     fn check_scripts(&self, agent: &AgentName, caps: &[Capability]) -> Result<(), Refusal> {
         let agents = self.agents.lock().expect("agents lock");
-        let wants_desktop =
-            caps.iter().any(|c| matches!(c, Capability::DesktopView | Capability::DesktopControl));
+        let wants_desktop = caps.iter().any(|c| {
+            matches!(c, Capability::DesktopView | Capability::DesktopControl | Capability::Clipboard)
+        });
         if wants_desktop && agents.get(agent).is_some_and(|a| !a.desktop) {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,

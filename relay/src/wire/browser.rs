@@ -23,18 +23,18 @@
 //!
 //! It decides nothing: every check is the broker's.
 
+use super::browser_clipboard::{OpenClipboard, is_clipboard};
 use super::browser_desktop;
+use super::browser_open::{OpenFailed, Opened, open_for_browser};
 use super::splice::{Tee, splice};
 use crate::broker::peer::{ChunkSink, ChunkSource, Close, Peer, PeerFuture, StreamGone};
 use crate::broker::policy::Principal;
-use crate::broker::{Client, EngineerLink, NewSession, Opener, Relay};
+use crate::broker::{EngineerLink, NewSession, Opener, Relay};
 use crate::recording::format::Direction;
 use assist_console::{Down, ShellLink, ShellRequest, ShellUp};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId, UserName};
-use assist_proto::msg::{
-    AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, PtyRequest, RelayToEngineer,
-};
+use assist_proto::msg::{ChannelKind, ChannelOpen, PtyRequest, RelayToEngineer};
 use assist_proto::session::EndReason;
 use bytes::Bytes;
 use serde_json::json;
@@ -165,6 +165,8 @@ async fn run(
     // For a desktop link: whether the page asked for control, and whether the open
     // channel has it.
     let mut desktop: Option<DesktopAsked> = None;
+    // A desktop link's clipboard channel, while there is one.
+    let mut clip: Option<OpenClipboard> = None;
     // Keystrokes towards the open shell, while there is one.
     let mut input: Option<mpsc::Sender<Bytes>> = None;
     let mut shell: Option<tokio::task::JoinHandle<()>> = None;
@@ -207,7 +209,11 @@ async fn run(
                         Ok(req) => match relay.request_session(&who, link.clone(), req).await {
                             Ok(()) => {
                                 requested = true;
-                                desktop = Some(DesktopAsked { control: r.control, open_with_control: false });
+                                desktop = Some(DesktopAsked {
+                                    control: r.control,
+                                    clipboard: r.clipboard,
+                                    open_with_control: false,
+                                });
                             }
                             Err(r) => {
                                 let _ = down.send(event(json!({ "type": "error", "message": r.message }))).await;
@@ -225,6 +231,22 @@ async fn run(
                         page.size = (cols.max(1), rows.max(1));
                         if let Some(id) = &session {
                             relay.resize(conn_id, id, page.size.0, page.size.1).await;
+                        }
+                    }
+                    Some(ShellUp::Input(bytes)) if desktop.is_some() && is_clipboard(&bytes) => {
+                        // The clipboard's own channel, opened now if none is: without the
+                        // grant the attempt is refused (and audited) and the text goes nowhere.
+                        match (&clip, &session) {
+                            (Some(c), _) if c.is_open() => {
+                                let _ = c.input.send(bytes).await;
+                            }
+                            (_, Some(id)) if approved => {
+                                clip = Some(OpenClipboard::start(&relay, &who, &opener, id.clone(), &down, Some(bytes)));
+                            }
+                            _ => {
+                                let message = "the clipboard can be shared once the session is approved";
+                                let _ = down.send(event(json!({ "type": "clipboard", "state": "refused", "message": message }))).await;
+                            }
                         }
                     }
                     Some(ShellUp::Input(bytes)) => {
@@ -265,6 +287,9 @@ async fn run(
                                     control: asked.open_with_control,
                                 };
                                 shell = Some(tokio::spawn(channel.run(in_rx, down.clone()).in_current_span()));
+                                if asked.clipboard && granted.iter().any(|g| Capability::Clipboard.within(g)) {
+                                    clip = Some(OpenClipboard::start(&relay, &who, &opener, s.id.clone(), &down, None));
+                                }
                                 continue;
                             }
                             let open = open_shell_channel(&relay, &who, &opener, s.id.clone(), page.size, &down);
@@ -294,6 +319,17 @@ async fn run(
                             let control = !shell_lost && browser_desktop::desktop_rights(&grant.capabilities).1;
                             let ev = json!({ "type": "grant", "change": change, "in_force": in_force, "granted": granted, "expires_at": grant.expires_at, "shell_lost": shell_lost, "control": control });
                             let _ = down.send(event(ev)).await;
+                            if in_force
+                                && !shell_lost
+                                && let Some(asked) = &desktop
+                                && asked.clipboard
+                                && !clip.as_ref().is_some_and(OpenClipboard::is_open)
+                                && grant.capabilities.iter().any(|g| Capability::Clipboard.within(g))
+                                && let Some(id) = &session
+                            {
+                                // The clipboard granted later (an escalation): shared from now.
+                                clip = Some(OpenClipboard::start(&relay, &who, &opener, id.clone(), &down, None));
+                            }
                             if !shell_lost
                                 && let Some(asked) = &mut desktop
                                 && asked.open_with_control
@@ -369,6 +405,10 @@ async fn run(
         if let Some(task) = shell.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
         }
+        if let Some(c) = clip.take() {
+            drop(c.input);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c.task).await;
+        }
         // A desktop is not parked: its page going ends the session (an engineer disconnect).
         let Some(id) = session.clone().filter(|_| approved && desktop.is_none()) else { break };
         let (hand, mut handed) = mpsc::channel(1);
@@ -420,6 +460,10 @@ async fn run(
     if let Some(task) = shell {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
     }
+    if let Some(c) = clip {
+        drop(c.input);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c.task).await;
+    }
     info!("browser shell link closed");
 }
 
@@ -449,6 +493,8 @@ fn open_shell_channel(
 /// What a desktop link's page asked for, and what its open channel has.
 struct DesktopAsked {
     control: bool,
+    /// The clipboard too (its own channel, `browser_clipboard`).
+    clipboard: bool,
     open_with_control: bool,
 }
 
@@ -481,39 +527,23 @@ impl ShellChannel {
             report_exit: false,
             channel: ChannelKind::Shell { pty: Some(pty), command: None },
         };
-        let admitted = match self.relay.admit_channel(&self.who, &open).await {
-            Ok(a) => a,
-            Err(refused) => {
-                let _ = down.send(closed(refused.to_string())).await;
-                return;
-            }
-        };
-        let span = admitted.session.span.clone();
         let relay = &self.relay;
-        async move {
-            let agent = admitted.agent.clone();
-            let header = AgentChannelOpen { open, grant: admitted.grant.clone() };
-            let ch = match admitted.peer.open_channel(header).await {
-                Ok(ch) => ch,
-                Err(e) => {
-                    let _ = down.send(closed(format!("agent {agent}: {e}"))).await;
-                    return;
-                }
-            };
-            admitted.agent_stream(relay, ch.stream, &self.opener, None);
-            let _ = self.stream.set(ch.stream);
-            if let ChannelReply::Refused { reason } = &ch.reply {
-                admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
+        let Opened { admitted, ch } = match open_for_browser(relay, &self.who, open, Some(&self.opener)).await
+        {
+            Ok(opened) => opened,
+            Err(OpenFailed::AgentRefused(reason)) => {
                 let _ = down.send(closed(format!("the agent refused the shell: {reason}"))).await;
                 return;
             }
-            let (mut asend, mut arecv) = (ch.send, ch.recv);
-            if admitted.record_open(ch.stream, None, Client::Browser).await.is_err() {
-                asend.reset();
-                arecv.stop();
-                let _ = down.send(closed("the session could not be recorded".into())).await;
+            Err(e) => {
+                let _ = down.send(closed(e.to_string())).await;
                 return;
             }
+        };
+        let _ = self.stream.set(ch.stream);
+        let span = admitted.session.span.clone();
+        async move {
+            let (asend, arecv) = (ch.send, ch.recv);
             let _ = down.send(event(json!({ "type": "open" }))).await;
             let channel = admitted.channel;
             info!(channel, "browser shell open");
@@ -525,7 +555,7 @@ impl ShellChannel {
             let up = splice(PageInput(input), asend, stop.clone(), tee(Direction::In), None);
             let down_splice = async {
                 let left = (relay.clone(), self.session.clone(), ch.stream);
-                let sink = session.mirror(PageOutput { down: down.clone(), left: Some(left) });
+                let sink = session.mirror(PageOutput { down: down.clone(), left: Some(left), few: None });
                 let r = splice(arecv, sink, stop.clone(), tee(Direction::Out), None).await;
                 session.open_outputs.send_modify(|n| *n -= 1);
                 r
@@ -581,12 +611,24 @@ impl ChunkSource for PageInput {
 pub(super) struct PageOutput {
     down: mpsc::Sender<Down>,
     left: Option<(Arc<Relay>, SessionId, u64)>,
+    /// For a desktop's picture: at most this many messages waiting for the page.
+    few: Option<usize>,
 }
 
+/// Desktop messages a page may have waiting (of the link's [`DOWN_QUEUE`]) before the
+/// splice waits, and with it the agent: a slow page gets fewer, newer frames (the agent
+/// takes the next picture only once the last was written) rather than seconds of old ones.
+pub(super) const DESKTOP_QUEUED: usize = 4;
+
 impl PageOutput {
-    /// A sink whose page going away tells nobody (a desktop's viewer).
+    /// A sink whose page going away tells nobody (a clipboard's).
     pub(super) fn plain(down: mpsc::Sender<Down>) -> Self {
-        Self { down, left: None }
+        Self { down, left: None, few: None }
+    }
+
+    /// A desktop viewer's sink: [`DESKTOP_QUEUED`] messages at most wait for the page.
+    pub(super) fn latest(down: mpsc::Sender<Down>) -> Self {
+        Self { down, left: None, few: Some(DESKTOP_QUEUED) }
     }
 }
 
@@ -595,7 +637,19 @@ impl ChunkSink for PageOutput {
         Box::pin(async move {
             for b in bufs.iter_mut() {
                 let chunk = std::mem::take(b);
-                if self.down.send(Down::Output(chunk)).await.is_err() {
+                let sent = match self.few {
+                    // Room for all but `few - 1` of the queue means at most `few - 1`
+                    // messages wait; ours makes `few`. The rest of the room is given back.
+                    Some(few) => match self.down.reserve_many(DOWN_QUEUE + 1 - few).await {
+                        Ok(mut room) => {
+                            room.next().expect("one permit at least").send(Down::Output(chunk));
+                            Ok(())
+                        }
+                        Err(_) => Err(()),
+                    },
+                    None => self.down.send(Down::Output(chunk)).await.map_err(|_| ()),
+                };
+                if sent.is_err() {
                     if let Some((relay, session, stream)) = self.left.take() {
                         relay.page_left_shell(&session, stream);
                     }
@@ -624,6 +678,28 @@ mod tests {
             cols: 0,
             rows: 40,
         }
+    }
+
+    #[tokio::test]
+    async fn a_desktop_page_has_only_a_few_messages_waiting_and_the_splice_waits_for_it() {
+        use futures_util::FutureExt;
+        let (tx, mut page) = mpsc::channel(DOWN_QUEUE);
+        let mut out = PageOutput::latest(tx.clone());
+        let frame = || [Bytes::from_static(b"frame")];
+        for _ in 0..DESKTOP_QUEUED {
+            out.write_all_chunks(&mut frame()).await.unwrap();
+        }
+        // A page that reads nothing holds the next message, and with it the agent.
+        let mut more = frame();
+        let mut next = out.write_all_chunks(&mut more);
+        assert!((&mut next).now_or_never().is_none(), "written past {DESKTOP_QUEUED} waiting");
+        assert!(page.recv().await.is_some());
+        next.await.unwrap();
+        assert_eq!(page.len(), DESKTOP_QUEUED);
+        // A shell's output fills the whole queue as before.
+        let mut shell = PageOutput { down: tx, left: None, few: None };
+        shell.write_all_chunks(&mut frame()).now_or_never().expect("room").unwrap();
+        assert_eq!(page.len(), DESKTOP_QUEUED + 1);
     }
 
     #[test]

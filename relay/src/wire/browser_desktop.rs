@@ -9,6 +9,10 @@
 //! - Both directions go through [`Messages`]: headers checked, one whole message per
 //!   WebSocket message, and on a view channel the page's input dropped before the splice
 //!   (audited once per channel, as a refused channel attempt is).
+//! - Its messages wait for the page [`super::browser::DESKTOP_QUEUED`] at most
+//!   ([`PageOutput::latest`]): a slow page holds the splice, so the agent, which takes the
+//!   next picture only once the last was written, sends fewer and newer frames.
+//! - The clipboard is a channel of its own (`browser_clipboard`) on the same link.
 //! - Control revoked while the view stays: the relay's registry resets the control channel
 //!   (it needs `desktop.control`), and `wire::browser` opens a view channel in its place, so
 //!   input stops at once and the picture comes back with the next keyframe.
@@ -16,15 +20,16 @@
 //! It decides nothing: every check is the broker's.
 
 use super::browser::{PageInput, PageOutput, event};
-use super::desktop::{Flow, Messages};
+use super::browser_open::{OpenFailed, Opened, open_for_browser};
+use super::desktop::{Flow, Messages, VIEW_ONLY_INPUT};
 use super::splice::{Tee, splice};
 use crate::broker::policy::Principal;
-use crate::broker::{Client, NewSession, Opener, Relay};
+use crate::broker::{NewSession, Opener, Relay};
 use crate::recording::format::Direction;
 use assist_console::{DesktopRequest, Down};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::ids::{AgentName, SessionId};
-use assist_proto::msg::{AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply};
+use assist_proto::msg::{ChannelKind, ChannelOpen};
 use bytes::Bytes;
 use serde_json::json;
 use std::str::FromStr;
@@ -38,6 +43,9 @@ pub(super) fn new_session(r: DesktopRequest) -> Result<NewSession, String> {
     let mut capabilities = vec![Capability::DesktopView];
     if r.control {
         capabilities.push(Capability::DesktopControl);
+    }
+    if r.clipboard {
+        capabilities.push(Capability::Clipboard);
     }
     Ok(NewSession {
         agent: AgentName::new(r.agent.trim()),
@@ -73,38 +81,22 @@ impl DesktopChannel {
             channel: ChannelKind::Desktop { control },
             report_exit: false,
         };
-        let admitted = match self.relay.admit_channel(&self.who, &open).await {
-            Ok(a) => a,
-            Err(refused) => {
-                let _ = down.send(closed(refused.to_string())).await;
-                return;
-            }
-        };
-        let span = admitted.session.span.clone();
         let relay = &self.relay;
-        async move {
-            let agent = admitted.agent.clone();
-            let header = AgentChannelOpen { open: open.clone(), grant: admitted.grant.clone() };
-            let ch = match admitted.peer.open_channel(header).await {
-                Ok(ch) => ch,
+        let Opened { admitted, ch } =
+            match open_for_browser(relay, &self.who, open.clone(), Some(&self.opener)).await {
+                Ok(opened) => opened,
+                Err(OpenFailed::AgentRefused(reason)) => {
+                    let _ = down.send(closed(format!("the agent refused the desktop: {reason}"))).await;
+                    return;
+                }
                 Err(e) => {
-                    let _ = down.send(closed(format!("agent {agent}: {e}"))).await;
+                    let _ = down.send(closed(e.to_string())).await;
                     return;
                 }
             };
-            admitted.agent_stream(relay, ch.stream, &self.opener, None);
-            if let ChannelReply::Refused { reason } = &ch.reply {
-                admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
-                let _ = down.send(closed(format!("the agent refused the desktop: {reason}"))).await;
-                return;
-            }
-            let (mut asend, mut arecv) = (ch.send, ch.recv);
-            if admitted.record_open(ch.stream, None, Client::Browser).await.is_err() {
-                asend.reset();
-                arecv.stop();
-                let _ = down.send(closed("the session could not be recorded".into())).await;
-                return;
-            }
+        let span = admitted.session.span.clone();
+        async move {
+            let (asend, arecv) = (ch.send, ch.recv);
             let _ = down.send(event(json!({ "type": "open", "control": control }))).await;
             let channel = admitted.channel;
             info!(channel, control, "browser desktop open");
@@ -115,15 +107,14 @@ impl DesktopChannel {
             let refused = from_page.refusals();
             let audit = async {
                 if refused.await.is_ok() {
-                    let reason = "input on a view-only desktop dropped: desktop.control is not granted";
-                    relay.audit_refusal(&self.who, &self.session, &open.channel, reason).await;
-                    let _ = down.send(event(json!({ "type": "refused", "message": reason }))).await;
+                    admitted.refused(relay, VIEW_ONLY_INPUT).await;
+                    let _ = down.send(event(json!({ "type": "refused", "message": VIEW_ONLY_INPUT }))).await;
                 }
             };
             let up = splice(from_page, asend, stop.clone(), tee(Direction::In), None);
             let from_agent = Messages::new(arecv, Flow::FromAgent);
             let down_splice =
-                splice(from_agent, PageOutput::plain(down.clone()), stop.clone(), tee(Direction::Out), None);
+                splice(from_agent, PageOutput::latest(down.clone()), stop.clone(), tee(Direction::Out), None);
             // The refusal's audit ends with the page's side at the latest (its sender goes).
             let ((up_bytes, up_end), (down_bytes, down_end), ()) = tokio::join!(up, down_splice, audit);
             let ends = (format!("{up_end:?}"), format!("{down_end:?}"));
@@ -151,6 +142,7 @@ mod tests {
             priority: priority.into(),
             reason: "error dialog".into(),
             control,
+            clipboard: false,
             minutes: 30,
         }
     }
@@ -164,6 +156,8 @@ mod tests {
         let control = new_session(req(true, "p1")).unwrap();
         assert_eq!(control.capabilities, vec![Capability::DesktopView, Capability::DesktopControl]);
         assert!(new_session(req(true, "p9")).is_err());
+        let clip = new_session(DesktopRequest { clipboard: true, ..req(false, "p2") }).unwrap();
+        assert_eq!(clip.capabilities, vec![Capability::DesktopView, Capability::Clipboard]);
     }
 
     #[test]

@@ -21,15 +21,16 @@
 //! It decides nothing: admission and limits are the broker's, paths are checked by the
 //! relay's admission and again by the agent.
 
+use super::browser_open::{OpenFailed, open_for_browser};
 use super::splice::{SpliceEnd, Tee, splice};
 use crate::broker::peer::{AgentChannel, ChunkSink, ChunkSource, PeerFuture, StreamGone};
 use crate::broker::policy::Principal;
-use crate::broker::{Admission, ChannelRefused, Client, Refusal, Relay};
+use crate::broker::{Admission, ChannelRefused, Refusal, Relay};
 use crate::recording::format::Direction;
 use assist_proto::files::{Batch, FileDigest, FileEntry, FileReady, FileRequest};
 use assist_proto::frame::FrameDecoder;
 use assist_proto::ids::SessionId;
-use assist_proto::msg::{AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply};
+use assist_proto::msg::{ChannelKind, ChannelOpen};
 use aws_lc_rs::digest::{Context, SHA256};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
@@ -97,31 +98,14 @@ async fn open(
 ) -> Result<Opened, FilesError> {
     let open =
         ChannelOpen { session: session.clone(), channel: ChannelKind::Files { request }, report_exit: false };
-    let admitted = relay.admit_channel(who, &open).await.map_err(FilesError::Refused)?;
-    let agent = admitted.agent.clone();
-    let header = AgentChannelOpen { open, grant: admitted.grant.clone() };
-    let mut ch = admitted
-        .peer
-        .open_channel(header)
-        .instrument(admitted.session.span.clone())
-        .await
-        .map_err(|e| FilesError::Agent(format!("agent {agent}: {e}")))?;
-    if let ChannelReply::Refused { reason } = &ch.reply {
-        admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
-        return Err(FilesError::Agent(format!("the agent refused: {reason}")));
-    }
-    if let Err(refused) = admitted.check_ready(relay, ch.ready.as_ref()).await {
-        ch.send.reset();
-        ch.recv.stop();
-        return Err(FilesError::Refused(refused));
-    }
-    let ready = ch.ready.expect("checked");
-    if admitted.record_open(ch.stream, Some(&ready), Client::Browser).await.is_err() {
-        ch.send.reset();
-        ch.recv.stop();
-        return Err(FilesError::Failed("the session could not be recorded".into()));
-    }
-    Ok(Opened { admitted, ch, ready })
+    let opened = open_for_browser(relay, who, open, None).await.map_err(|e| match e {
+        OpenFailed::Refused(refused) => FilesError::Refused(refused),
+        OpenFailed::Unreachable(m) => FilesError::Agent(m),
+        e @ OpenFailed::AgentRefused(_) => FilesError::Agent(e.to_string()),
+        e @ OpenFailed::Unrecorded => FilesError::Failed(e.to_string()),
+    })?;
+    let ready = opened.ch.ready.expect("checked when opened");
+    Ok(Opened { admitted: opened.admitted, ch: opened.ch, ready })
 }
 
 impl Opened {

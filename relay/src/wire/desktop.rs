@@ -4,9 +4,10 @@
 //! [`Messages`] wraps one direction's [`ChunkSource`] for the splice:
 //!
 //! - each 8-byte header is checked as soon as it is in (`proto::desktop::Header::parse`:
-//!   known kind, flags, the kind's size limit), and its kind against the direction
-//!   (screen kinds from the agent, viewer kinds from the engineer); a bad header fails the
-//!   source, so the splice resets both sides before the payload is buffered;
+//!   known kind, flags, the kind's size limit), and its kind against the channel and the
+//!   direction (screen kinds from the agent, viewer kinds from the engineer, clipboard
+//!   text only, and only on a clipboard channel); a bad header fails the source, so the
+//!   splice resets both sides before the payload is buffered;
 //! - whole messages come out one chunk each (a browser gets one WebSocket message per
 //!   desktop message), so the recording holds each message once, as forwarded;
 //! - on a view-only channel, input messages from the viewer are dropped before the splice
@@ -17,20 +18,37 @@
 //! channel may carry input was settled when it was admitted.
 
 use crate::broker::peer::{ChunkSource, PeerFuture, StreamGone};
-use assist_proto::desktop::{HEADER_LEN, Header};
+use assist_proto::desktop::{HEADER_LEN, Header, Kind};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
+
+/// Why input on a view channel went nowhere, as audited (`channel.refused`) and shown.
+pub(crate) const VIEW_ONLY_INPUT: &str =
+    "input on a view-only desktop dropped: desktop.control is not granted";
 
 /// Chunks read from the inner source at once.
 const READ_BATCH: usize = 32;
 
-/// Which way a desktop stream flows.
+/// Which way a desktop stream flows, and on which channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flow {
-    /// Agent → viewer: stream info, frames, cursor.
+    /// Agent → viewer on a desktop channel: stream info, frames, cursor.
     FromAgent,
-    /// Viewer → agent: input (with control only), keyframe requests.
+    /// Viewer → agent on a desktop channel: input (with control only), keyframe requests.
     FromViewer { control: bool },
+    /// Either way on a clipboard channel: clipboard text, nothing else.
+    Clipboard,
+}
+
+impl Flow {
+    /// Whether a message of `kind` may travel this way at all.
+    fn allows(self, kind: Kind) -> bool {
+        match self {
+            Flow::FromAgent => kind.is_from_agent() && kind != Kind::Clipboard,
+            Flow::FromViewer { .. } => kind.is_from_viewer() && kind != Kind::Clipboard,
+            Flow::Clipboard => kind == Kind::Clipboard,
+        }
+    }
 }
 
 /// One direction of a desktop channel, as whole checked messages.
@@ -75,11 +93,7 @@ impl<S: ChunkSource> Messages<S> {
                     }
                     let bytes: &[u8; HEADER_LEN] = self.buf[..HEADER_LEN].try_into().expect("8 bytes");
                     let h = Header::parse(bytes).map_err(|_| StreamGone)?;
-                    let allowed = match self.flow {
-                        Flow::FromAgent => h.kind.is_from_agent(),
-                        Flow::FromViewer { .. } => h.kind.is_from_viewer(),
-                    };
-                    if !allowed {
+                    if !self.flow.allows(h.kind) {
                         return Err(StreamGone);
                     }
                     self.header = Some(h);
@@ -154,7 +168,7 @@ impl<S: ChunkSource> ChunkSource for Messages<S> {
 mod tests {
     use super::*;
     use assist_proto::desktop::{
-        AgentToViewer, Codec, Frame, InputEvent, MouseButton, StreamInfo, ViewerToAgent,
+        AgentToViewer, Codec, Frame, InputEvent, MAX_CLIPBOARD, MouseButton, StreamInfo, ViewerToAgent,
     };
     use std::collections::VecDeque;
 
@@ -246,5 +260,25 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(drain(&huge, 8, Flow::FromAgent).await.0.is_err());
         assert!(drain(&screen[..screen.len() - 1], 4, Flow::FromAgent).await.0.is_err());
+    }
+
+    #[tokio::test]
+    async fn clipboard_text_travels_on_a_clipboard_channel_only_and_within_its_cap() {
+        let from_page = ViewerToAgent::Clipboard("from the engineer".into()).encode().unwrap();
+        let from_agent = AgentToViewer::Clipboard("from the customer".into()).encode().unwrap();
+        for m in [&from_page, &from_agent] {
+            let (out, _) = drain(m, 3, Flow::Clipboard).await;
+            assert_eq!(out.unwrap(), vec![Bytes::copy_from_slice(m)]);
+            // Not on a desktop channel, whichever way.
+            assert!(drain(m, 3, Flow::FromAgent).await.0.is_err());
+            assert!(drain(m, 3, Flow::FromViewer { control: true }).await.0.is_err());
+        }
+        // Nothing but clipboard text on a clipboard channel.
+        assert!(drain(&screen().concat(), 8, Flow::Clipboard).await.0.is_err());
+        assert!(drain(&input()[0], 8, Flow::Clipboard).await.0.is_err());
+        // Over the cap: refused from the header alone, before the text is buffered.
+        let mut over = vec![Kind::Clipboard.to_u8(), 0, 0, 0];
+        over.extend_from_slice(&(MAX_CLIPBOARD as u32 + 1).to_be_bytes());
+        assert!(drain(&over, 8, Flow::Clipboard).await.0.is_err());
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! This module parses and forwards; the broker decides (`broker::admit` for channels).
 
-use super::desktop::{Flow, Messages};
+use super::desktop::{Flow, Messages, VIEW_ONLY_INPUT};
 use super::peer::QuicEngineer;
 use super::splice::{Tee, splice};
 use crate::broker::peer::ChunkSource;
@@ -356,17 +356,31 @@ async fn splice_admitted(
     let session = &admitted.session;
     let stop = &admitted.handle.stop;
     session.open_outputs.send_modify(|n| *n += 1);
-    // A desktop channel's bytes pass as checked whole messages, input only with control
-    // (`super::desktop`); every other channel's pass as they come.
+    // A desktop or clipboard channel's bytes pass as checked whole messages, input only
+    // with control (`super::desktop`); every other channel's pass as they come.
+    let mut view_refusals = None;
     let (erecv, arecv): (Box<dyn ChunkSource>, Box<dyn ChunkSource>) = match admitted.kind {
-        assist_proto::msg::ChannelKind::Desktop { control } => (
-            Box::new(Messages::new(erecv, Flow::FromViewer { control })),
-            Box::new(Messages::new(arecv, Flow::FromAgent)),
-        ),
+        ChannelKind::Desktop { control } => {
+            let mut from_engineer = Messages::new(erecv, Flow::FromViewer { control });
+            view_refusals = Some(from_engineer.refusals());
+            (Box::new(from_engineer), Box::new(Messages::new(arecv, Flow::FromAgent)))
+        }
+        ChannelKind::Clipboard => {
+            (Box::new(Messages::new(erecv, Flow::Clipboard)), Box::new(Messages::new(arecv, Flow::Clipboard)))
+        }
         _ => (Box::new(erecv), Box::new(arecv)),
     };
+    // The first input dropped on a view channel is audited, once per channel, as the
+    // browser's is; it ends with the engineer's side at the latest.
+    let audit_refusal = async {
+        if let Some(refused) = view_refusals
+            && refused.await.is_ok()
+        {
+            admitted.refused(relay, VIEW_ONLY_INPUT).await;
+        }
+    };
     let up = splice(erecv, asend, stop.clone(), tee(Direction::In), None);
-    let shell = matches!(admitted.kind, assist_proto::msg::ChannelKind::Shell { .. });
+    let shell = matches!(admitted.kind, ChannelKind::Shell { .. });
     let down = async {
         // A shell's output is shown to the session's watchers too.
         let r = if shell {
@@ -377,7 +391,8 @@ async fn splice_admitted(
         session.open_outputs.send_modify(|n| *n -= 1);
         r
     };
-    let ((up_bytes, up_end), (down_bytes, down_end), ()) = tokio::join!(up, down, audit_opened);
+    let ((up_bytes, up_end), (down_bytes, down_end), (), ()) =
+        tokio::join!(up, down, audit_opened, audit_refusal);
     let ends = (format!("{up_end:?}"), format!("{down_end:?}"));
     admitted
         .record_close(

@@ -17,8 +17,10 @@
 mod accept;
 mod agent;
 pub(crate) mod browser;
+mod browser_clipboard;
 mod browser_desktop;
 pub(crate) mod browser_files;
+mod browser_open;
 mod desktop;
 mod engineer;
 mod peer;

@@ -9,6 +9,11 @@
 //!
 //! Lines on stdin change the picture: `left RRGGBB` or `right RRGGBB` repaint that half,
 //! answered `drawn` once the server has done it. It ends at the end of stdin.
+//!
+//! `assist-test-xclient --clipboard DISPLAY` is another mode: an application using the
+//! clipboard ([`clipboard`]).
+
+mod clipboard;
 
 use std::io::{BufRead, Write};
 
@@ -46,6 +51,9 @@ fn say(line: String) {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 3 && args[1] == "--clipboard" {
+        return clipboard::run(&args[2]);
+    }
     anyhow::ensure!(args.len() == 4, "usage: assist-test-xclient DISPLAY LEFT RIGHT");
     let (conn, n) = x11rb::connect(Some(&args[1]))?;
     let screen = &conn.setup().roots[n];
