@@ -43,6 +43,8 @@ pub struct Options {
     pub warmup: f64,
     /// Where the product's binaries are (default: next to this one).
     pub bin_dir: Option<PathBuf>,
+    /// A directory for one CSV per content: each picture measured, in order.
+    pub trace: Option<PathBuf>,
 }
 
 /// Wall-clock milliseconds since the epoch, the clock `Date.now()` reads in the page.
@@ -80,6 +82,9 @@ struct AssistPhase {
     unreadable: usize,
     steps: Drawn,
     load: String,
+    /// Per picture measured: drawn at (epoch ms), glass-to-glass, arrived → drawn (ms, or
+    /// -1), whether its frame was a keyframe.
+    trace: Vec<(f64, f64, f64, bool)>,
 }
 
 /// One content through ffmpeg.
@@ -141,6 +146,7 @@ fn digest(
         unreadable: 0,
         steps,
         load,
+        trace: Vec::new(),
     };
     let mut last = None;
     for d in &noted.drawn {
@@ -166,6 +172,8 @@ fn digest(
             phase.in_page.push(d.at_ms - f.at_ms);
             phase.to_page.push(g2g - (d.at_ms - f.at_ms));
         }
+        let in_page = arrived.map_or(-1.0, |f| d.at_ms - f.at_ms);
+        phase.trace.push((d.at_ms, g2g, in_page, arrived.is_some_and(|f| f.key)));
     }
     phase
 }
@@ -217,6 +225,16 @@ pub fn run(display: &str, screen: (u16, u16), o: &Options, dir: &Path) -> Result
         eprintln!("assist-bench-desktop: live {} through assist", content.name());
         assist
             .push(assist_phase(&world, &viewer, display, Some(content), o).with_context(|| content.name())?);
+    }
+    if let Some(trace) = &o.trace {
+        std::fs::create_dir_all(trace)?;
+        for (content, phase) in Content::ALL.iter().zip(&assist) {
+            let mut csv = String::from("drawn_ms,g2g_ms,arrived_to_drawn_ms,keyframe\n");
+            for (at, g2g, in_page, key) in &phase.trace {
+                csv.push_str(&format!("{at:.0},{g2g:.0},{in_page:.0},{}\n", u8::from(*key)));
+            }
+            std::fs::write(trace.join(format!("live-{}.csv", content.name())), csv)?;
+        }
     }
     eprintln!("assist-bench-desktop: live, the clock alone through assist");
     let clock = assist_phase(&world, &viewer, display, None, o).context("the clock alone")?;

@@ -77,6 +77,10 @@ struct Cli {
     /// Directory of assist-relay, assist-agent and assist (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Write each live content's pictures (drawn, glass-to-glass, in the page, keyframe)
+    /// as CSV files into this directory.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 /// Waits up to a minute for `f` to hold, looking every 20 ms.
@@ -168,11 +172,16 @@ fn main() -> Result<()> {
         let median = report::median(&run.openh264_ms).unwrap_or(0.0);
         cpu.push(Series::new("openh264", run.openh264_ms.clone()));
         cpu.push(Series::new("x264 ultrafast zerolatency", vec![run.x264_ms]));
+        cpu.push(Series::new("openh264 screen-content", run.screen_ms.clone()));
         if content != Content::Full {
             let share = median * 30.0 / 1000.0;
             let verdict = if share <= 0.5 { "PASS" } else { "MISS" };
             cpu.note(format!("openh264 at 30 fps: {share:.2} of one core (target <= 0.5) {verdict}"));
         }
+        cpu.note(
+            "openh264 screen-content: the same frames through OpenH264's screen-content mode (scroll \
+             detection), which the agent does not run (H264Settings::screen_content)",
+        );
         cpu.note(format!(
             "openh264: median of {} frames, this thread's CPU clock around BGRA->I420 and encode; x264: ffmpeg's whole CPU \
              (its BGRA->I420 included) over the run, less a one-frame run's",
@@ -192,6 +201,10 @@ fn main() -> Result<()> {
         rate.push(Series::new(
             "x264 ultrafast zerolatency",
             vec![measure::EncodeRun::mbit_s(run.x264_bytes, run.frames)],
+        ));
+        rate.push(Series::new(
+            "openh264 screen-content",
+            vec![measure::EncodeRun::mbit_s(run.screen_bytes, run.frames)],
         ));
         rate.note(format!(
             "openh264 sent {} keyframes and skipped {} of {} pictures (target {} Mbit/s)",
@@ -214,6 +227,7 @@ fn main() -> Result<()> {
             secs: cli.live_secs.unwrap_or(if cli.quick { 1.5 } else { 10.0 }),
             warmup: if cli.quick { 0.5 } else { 2.0 },
             bin_dir: cli.bin_dir.clone(),
+            trace: cli.trace.clone(),
         };
         let (live, table) =
             live::run(&x.display, (width, height), &options, &dir).context("the live path")?;
@@ -222,33 +236,35 @@ fn main() -> Result<()> {
         summary = Some(table);
     }
 
-    let (shm, plain) = measure::capture(&x.display, settings.grabs)?;
-    let mut grab = Figure::new(
-        "desktop_grab_ms",
-        &format!("one whole-screen grab, {width}x{height}"),
-        "ms",
-        Better::Lower,
-        "MIT-SHM",
-    );
-    grab.push(Series::new("MIT-SHM", shm));
-    grab.push(Series::new("GetImage", plain));
-    grab.note("wall time of the request and its reply (the X server does the copying)");
-    figures.push(grab.finish());
+    if !cli.only_live {
+        let (shm, plain) = measure::capture(&x.display, settings.grabs)?;
+        let mut grab = Figure::new(
+            "desktop_grab_ms",
+            &format!("one whole-screen grab, {width}x{height}"),
+            "ms",
+            Better::Lower,
+            "MIT-SHM",
+        );
+        grab.push(Series::new("MIT-SHM", shm));
+        grab.push(Series::new("GetImage", plain));
+        grab.note("wall time of the request and its reply (the X server does the copying)");
+        figures.push(grab.finish());
 
-    let idle_secs = if cli.quick { 1 } else { 5 };
-    let idle_ms = measure::idle(&x.display, idle_secs)?;
-    let mut idle = Figure::new(
-        "desktop_idle_cpu_ms_per_s",
-        "CPU of a desktop stream while nothing changes",
-        "ms/s",
-        Better::Lower,
-        "assist-desktop",
-    );
-    idle.push(Series::new("assist-desktop", vec![idle_ms]));
-    idle.note(format!(
-        "whole process CPU over {idle_secs} s after the first frame; no frame may be encoded meanwhile"
-    ));
-    figures.push(idle.finish());
+        let idle_secs = if cli.quick { 1 } else { 5 };
+        let idle_ms = measure::idle(&x.display, idle_secs)?;
+        let mut idle = Figure::new(
+            "desktop_idle_cpu_ms_per_s",
+            "CPU of a desktop stream while nothing changes",
+            "ms/s",
+            Better::Lower,
+            "assist-desktop",
+        );
+        idle.push(Series::new("assist-desktop", vec![idle_ms]));
+        idle.note(format!(
+            "whole process CPU over {idle_secs} s after the first frame; no frame may be encoded meanwhile"
+        ));
+        figures.push(idle.finish());
+    }
     drop(x);
     let _ = std::fs::remove_dir_all(&dir);
 
