@@ -132,6 +132,17 @@ impl World {
 
     /// The same, with `serve_args` added to the relay's command line.
     pub fn start_with(bins: &Bins, dir: &Path, serve_args: &[&str]) -> Result<Self> {
+        Self::start_agent_with(bins, dir, serve_args, &[])
+    }
+
+    /// The same, with `agent_args` added to the agent's `run` (the desktop bench's
+    /// `--display`).
+    pub fn start_agent_with(
+        bins: &Bins,
+        dir: &Path,
+        serve_args: &[&str],
+        agent_args: &[&str],
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let relay = Relay::start(bins, &dir.join("relay"), &dir.join("relay.log"), serve_args)?;
         relay.admin(bins, &["org", "add", "vendor"], "")?;
@@ -158,7 +169,7 @@ impl World {
                 AGENT,
             ]),
         )?;
-        let (agent, approvals) = start_agent(bins, &agent_dir, &dir.join("agent.log"))?;
+        let (agent, approvals) = start_agent(bins, &agent_dir, &dir.join("agent.log"), agent_args)?;
         let config = dir.join("engineer");
         let mut login = bins.command("assist");
         login.env("ASSIST_CONFIG_DIR", &config).args([
@@ -191,9 +202,9 @@ impl World {
 }
 
 /// Starts `assist-agent run --consent prompt` and the thread that approves every prompt.
-fn start_agent(bins: &Bins, dir: &Path, log: &Path) -> Result<(Proc, Arc<AtomicU64>)> {
+fn start_agent(bins: &Bins, dir: &Path, log: &Path, args: &[&str]) -> Result<(Proc, Arc<AtomicU64>)> {
     let mut cmd = bins.command("assist-agent");
-    cmd.arg("--data-dir").arg(dir).args(["run", "--consent", "prompt"]);
+    cmd.arg("--data-dir").arg(dir).args(["run", "--consent", "prompt"]).args(args);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut proc = Proc::spawn("assist-agent", &mut cmd)?;
     let mut stdin = proc.child.stdin.take().ok_or_else(|| anyhow!("agent stdin"))?;

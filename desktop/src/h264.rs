@@ -35,11 +35,20 @@ pub struct H264Settings {
     /// A keyframe at least this often, so a recording can seek and a viewer that lost data
     /// recovers. Default 10 s.
     pub keyframe_interval: Duration,
+    /// OpenH264's screen-content mode (scroll detection, about half the bit rate of
+    /// scrolling text for about twice the CPU, as `bench/run desktop` measures) instead of
+    /// its real-time camera mode. Default false.
+    pub screen_content: bool,
 }
 
 impl Default for H264Settings {
     fn default() -> Self {
-        H264Settings { bitrate: 4_000_000, max_fps: 30.0, keyframe_interval: Duration::from_secs(10) }
+        H264Settings {
+            bitrate: 4_000_000,
+            max_fps: 30.0,
+            keyframe_interval: Duration::from_secs(10),
+            screen_content: false,
+        }
     }
 }
 
@@ -57,7 +66,11 @@ pub struct H264Encoder {
 impl H264Encoder {
     pub fn new(settings: H264Settings) -> Result<Self, DesktopError> {
         let config = EncoderConfig::new()
-            .usage_type(UsageType::CameraVideoRealTime)
+            .usage_type(if settings.screen_content {
+                UsageType::ScreenContentRealTime
+            } else {
+                UsageType::CameraVideoRealTime
+            })
             .rate_control_mode(RateControlMode::Bitrate)
             // A scene change would start an IDR frame: large, and useless on a desktop
             // whose viewers ask for keyframes when they need them.

@@ -4,19 +4,34 @@
 //! - encode CPU per frame and bit rate at 30 fps, for typing, scrolling and a full-screen
 //!   change every frame: OpenH264 as the agent runs it (colour conversion included)
 //!   against ffmpeg's libx264 `ultrafast`/`zerolatency` on the very same captured frames;
-//! - capture time of one whole-screen grab: MIT-SHM against plain GetImage.
+//! - capture time of one whole-screen grab: MIT-SHM against plain GetImage;
+//! - the live path ([`live`]): the real relay and agent, and a real headless Chromium
+//!   viewing the desktop: frames delivered, agent CPU per frame, bit rate on the channel
+//!   and glass-to-glass latency, against `ffmpeg -f x11grab` + x264 on the same screen.
 //!
-//! Targets from issue 16 are printed as PASS/MISS, never asserted. Not measured here (they
-//! need the relay and the browser viewer): frames delivered, glass-to-glass latency.
-//! `bench/run desktop` builds it in release and runs it.
+//! Targets from issue 16 are printed as PASS/MISS, never asserted. `bench/run desktop`
+//! builds the release binaries and runs it.
 
 mod content;
+mod drawing;
+mod live;
 mod measure;
+mod stamp;
+mod viewer;
+mod x11grab;
 mod xvfb;
 
+// The main bench's harness, shared as source so that this binary never links the relay's
+// bench nor that one the media crates.
+#[allow(dead_code)]
+#[path = "../../src/procs.rs"]
+mod procs;
 #[allow(dead_code)]
 #[path = "../../src/report.rs"]
 mod report;
+#[allow(dead_code)]
+#[path = "../../src/world.rs"]
+mod world;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -50,6 +65,32 @@ struct Cli {
     /// Leave both encoders' H.264 streams of each content in this directory.
     #[arg(long)]
     keep_streams: Option<PathBuf>,
+    /// Skip the live path (relay, agent and Chromium).
+    #[arg(long)]
+    no_live: bool,
+    /// Only the live path (skip the encoder and capture figures).
+    #[arg(long, conflicts_with = "no_live")]
+    only_live: bool,
+    /// Seconds of each live window (default 10; quick 1.5).
+    #[arg(long)]
+    live_secs: Option<f64>,
+    /// Directory of assist-relay, assist-agent and assist (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Write each live content's pictures (drawn, glass-to-glass, in the page, keyframe)
+    /// as CSV files into this directory.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+/// Waits up to a minute for `f` to hold, looking every 20 ms.
+pub fn wait(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !f()? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -74,6 +115,9 @@ struct Report<'a> {
     settings: &'a Settings,
     figures: &'a [Figure],
     notes: &'a [String],
+    /// The live path's table, as printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_summary: Option<&'a str>,
 }
 
 fn sh(program: &str, args: &[&str]) -> String {
@@ -112,6 +156,9 @@ fn main() -> Result<()> {
 
     let mut figures = Vec::new();
     for content in Content::ALL {
+        if cli.only_live {
+            break;
+        }
         let run = measure::encode(&x.display, content, settings.frames, &dir, cli.keep_streams.as_deref())
             .with_context(|| format!("encoding {}", content.name()))?;
         let name = content.name();
@@ -125,11 +172,16 @@ fn main() -> Result<()> {
         let median = report::median(&run.openh264_ms).unwrap_or(0.0);
         cpu.push(Series::new("openh264", run.openh264_ms.clone()));
         cpu.push(Series::new("x264 ultrafast zerolatency", vec![run.x264_ms]));
+        cpu.push(Series::new("openh264 screen-content", run.screen_ms.clone()));
         if content != Content::Full {
             let share = median * 30.0 / 1000.0;
             let verdict = if share <= 0.5 { "PASS" } else { "MISS" };
             cpu.note(format!("openh264 at 30 fps: {share:.2} of one core (target <= 0.5) {verdict}"));
         }
+        cpu.note(
+            "openh264 screen-content: the same frames through OpenH264's screen-content mode (scroll \
+             detection), which the agent does not run (H264Settings::screen_content)",
+        );
         cpu.note(format!(
             "openh264: median of {} frames, this thread's CPU clock around BGRA->I420 and encode; x264: ffmpeg's whole CPU \
              (its BGRA->I420 included) over the run, less a one-frame run's",
@@ -150,6 +202,10 @@ fn main() -> Result<()> {
             "x264 ultrafast zerolatency",
             vec![measure::EncodeRun::mbit_s(run.x264_bytes, run.frames)],
         ));
+        rate.push(Series::new(
+            "openh264 screen-content",
+            vec![measure::EncodeRun::mbit_s(run.screen_bytes, run.frames)],
+        ));
         rate.note(format!(
             "openh264 sent {} keyframes and skipped {} of {} pictures (target {} Mbit/s)",
             run.keyframes,
@@ -165,40 +221,56 @@ fn main() -> Result<()> {
         eprint!("{}", report::table(&figures[figures.len() - 2..]));
     }
 
-    let (shm, plain) = measure::capture(&x.display, settings.grabs)?;
-    let mut grab = Figure::new(
-        "desktop_grab_ms",
-        &format!("one whole-screen grab, {width}x{height}"),
-        "ms",
-        Better::Lower,
-        "MIT-SHM",
-    );
-    grab.push(Series::new("MIT-SHM", shm));
-    grab.push(Series::new("GetImage", plain));
-    grab.note("wall time of the request and its reply (the X server does the copying)");
-    figures.push(grab.finish());
+    let mut summary = None;
+    if !cli.no_live {
+        let options = live::Options {
+            secs: cli.live_secs.unwrap_or(if cli.quick { 1.5 } else { 10.0 }),
+            warmup: if cli.quick { 0.5 } else { 2.0 },
+            bin_dir: cli.bin_dir.clone(),
+            trace: cli.trace.clone(),
+        };
+        let (live, table) =
+            live::run(&x.display, (width, height), &options, &dir).context("the live path")?;
+        eprint!("{}{table}", report::table(&live));
+        figures.extend(live);
+        summary = Some(table);
+    }
 
-    let idle_secs = if cli.quick { 1 } else { 5 };
-    let idle_ms = measure::idle(&x.display, idle_secs)?;
-    let mut idle = Figure::new(
-        "desktop_idle_cpu_ms_per_s",
-        "CPU of a desktop stream while nothing changes",
-        "ms/s",
-        Better::Lower,
-        "assist-desktop",
-    );
-    idle.push(Series::new("assist-desktop", vec![idle_ms]));
-    idle.note(format!(
-        "whole process CPU over {idle_secs} s after the first frame; no frame may be encoded meanwhile"
-    ));
-    figures.push(idle.finish());
+    if !cli.only_live {
+        let (shm, plain) = measure::capture(&x.display, settings.grabs)?;
+        let mut grab = Figure::new(
+            "desktop_grab_ms",
+            &format!("one whole-screen grab, {width}x{height}"),
+            "ms",
+            Better::Lower,
+            "MIT-SHM",
+        );
+        grab.push(Series::new("MIT-SHM", shm));
+        grab.push(Series::new("GetImage", plain));
+        grab.note("wall time of the request and its reply (the X server does the copying)");
+        figures.push(grab.finish());
+
+        let idle_secs = if cli.quick { 1 } else { 5 };
+        let idle_ms = measure::idle(&x.display, idle_secs)?;
+        let mut idle = Figure::new(
+            "desktop_idle_cpu_ms_per_s",
+            "CPU of a desktop stream while nothing changes",
+            "ms/s",
+            Better::Lower,
+            "assist-desktop",
+        );
+        idle.push(Series::new("assist-desktop", vec![idle_ms]));
+        idle.note(format!(
+            "whole process CPU over {idle_secs} s after the first frame; no frame may be encoded meanwhile"
+        ));
+        figures.push(idle.finish());
+    }
     drop(x);
     let _ = std::fs::remove_dir_all(&dir);
 
     let notes = vec![
         "both encoders share this machine's cores with the Xvfb and the drawing client; ratios are the useful part"
             .to_owned(),
-        "not measured here (need relay and browser): frames delivered per second, glass-to-glass latency".to_owned(),
     ];
     let report = Report {
         tool: "assist-bench-desktop",
@@ -220,10 +292,14 @@ fn main() -> Result<()> {
         settings: &settings,
         figures: &figures,
         notes: &notes,
+        live_summary: summary.as_deref(),
     };
     print!("{}", report::table(&figures));
     for n in &notes {
         println!("note: {n}");
+    }
+    if let Some(table) = &summary {
+        print!("\nlive path, {width}x{height}:\n{table}");
     }
     println!(
         "commit {}{}, load {} -> {}",

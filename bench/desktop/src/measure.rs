@@ -50,6 +50,9 @@ pub struct EncodeRun {
     pub keyframes: usize,
     /// Pictures OpenH264 skipped to keep to its bit rate.
     pub skipped: usize,
+    /// The same frames through OpenH264's screen-content mode (not what the agent runs).
+    pub screen_ms: Vec<f64>,
+    pub screen_bytes: u64,
     /// x264's CPU per frame, milliseconds (start-up subtracted), over the whole run.
     pub x264_ms: f64,
     pub x264_bytes: u64,
@@ -111,6 +114,8 @@ pub fn encode(
     let (width, height) = screen.size();
     let mut painter = Painter::new(display, content)?;
     let mut encoder = H264Encoder::new(H264Settings::default())?;
+    let mut screen_mode = H264Encoder::new(H264Settings { screen_content: true, ..H264Settings::default() })?;
+    let (mut screen_ms, mut screen_bytes) = (Vec::with_capacity(frames), 0u64);
     let frame_bytes = width as usize * height as usize * 4;
 
     // Start-up cost of ffmpeg: a run of one frame.
@@ -139,6 +144,13 @@ pub fn encode(
                 Err(e) => failure = Some(e),
             }
             openh264_ms.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+            let t0 = thread_cpu();
+            match screen_mode.encode(&picture, ts, false) {
+                Ok(Some(f)) => screen_bytes += f.data.len() as u64,
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+            screen_ms.push((thread_cpu() - t0).as_secs_f64() * 1e3);
             send(&picture.bgra[..frame_bytes])?;
         }
         Ok(())
@@ -152,7 +164,17 @@ pub fn encode(
         std::fs::copy(dir.join("x264.h264"), keep.join(format!("x264-{}.h264", content.name())))?;
     }
     let x264_ms = ((x264_cpu - startup_cpu).max(0.0) / frames as f64) * 1e3;
-    Ok(EncodeRun { openh264_ms, openh264_bytes, keyframes, skipped, x264_ms, x264_bytes, frames })
+    Ok(EncodeRun {
+        openh264_ms,
+        openh264_bytes,
+        keyframes,
+        skipped,
+        screen_ms,
+        screen_bytes,
+        x264_ms,
+        x264_bytes,
+        frames,
+    })
 }
 
 /// Wall milliseconds per whole-screen grab, SHM and GetImage taken in turn.
