@@ -60,12 +60,23 @@ export const input = {
   keyframeRequest: () => message(KIND.keyframeRequest, 0, new Uint8Array(0)),
 };
 
+/// How many pictures a live view lets wait for its decoder before it drops to a keyframe.
+const MAX_BEHIND = 2;
+
 export class DesktopView {
   // box: an element to fill; onKeyframeNeeded(): called when the decoder needs a keyframe
-  // (joined mid-stream, or a decoding error).
-  constructor(box, { onKeyframeNeeded = () => {} } = {}) {
+  // (joined mid-stream, a decoding error, or, with `latest`, frames dropped).
+  // latest: a live view. When the decoder falls behind (more than MAX_BEHIND pictures
+  // waiting to be decoded), pictures are dropped up to the next keyframe, which is asked
+  // for, rather than shown ever later: a slow page gets fewer pictures, never a growing
+  // delay. A replay leaves it off: a seek's catch-up is decoded whole, on purpose.
+  constructor(box, { onKeyframeNeeded = () => {}, latest = false } = {}) {
     this.box = box;
     this.onKeyframeNeeded = onKeyframeNeeded;
+    this.latest = latest;
+    this.skipping = false;
+    this.askedAt = 0;
+    this.dropped = 0;
     this.screen = document.createElement('canvas');
     this.screen.className = 'desktop-screen';
     this.pointer = document.createElement('canvas');
@@ -144,6 +155,21 @@ export class DesktopView {
   }
 
   frame(key, timestamp, data) {
+    if (this.latest && this.configured && !key) {
+      if (!this.skipping && this.decoder && this.decoder.decodeQueueSize > MAX_BEHIND) this.skipping = true;
+      if (this.skipping) {
+        this.dropped += 1;
+        this.box.dataset.dropped = String(this.dropped);
+        // Asked again if the keyframe has not come within a second.
+        const now = performance.now();
+        if (now - this.askedAt > 1000) {
+          this.askedAt = now;
+          this.onKeyframeNeeded();
+        }
+        return;
+      }
+    }
+    if (key) this.skipping = false;
     if (!this.configured) {
       if (!key) {
         this.onKeyframeNeeded();

@@ -104,7 +104,7 @@ function start() {
   connected = false;
   $('dk-screen').hidden = true;
   clip.reset(Boolean(req.clipboard));
-  view = new DesktopView($('dk-screen'), { onKeyframeNeeded: () => send(input.keyframeRequest()) });
+  view = new DesktopView($('dk-screen'), { onKeyframeNeeded: () => send(input.keyframeRequest()), latest: true });
   status('Sending the request…');
   ws = socket('/api/v1/desktop');
   const mine = ws;
