@@ -178,6 +178,8 @@ function handle(ev) {
       linkEvent(ev, { status: $('dk-status'), what: 'desktop', stop, note, live: () => Boolean(expires || deadline) });
       break;
   }
+  // The time shown follows at once (an approval replaces "left to answer" by the grant's).
+  tick();
 }
 
 const clip = new ClipboardPanel(send);
