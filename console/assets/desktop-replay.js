@@ -34,6 +34,8 @@ export class DesktopReplay {
     this.playing = false;
     this.grants = [];
     this.seeking = false;
+    // Whether the decoder was flushed to show a paused picture whole (see settle()).
+    this.settled = false;
     // The relay's last word on the position, and when it came (for currentMs).
     this.told = { ms: 0, at: performance.now(), speed: 1 };
     this.root = el('section', 'replay');
@@ -51,7 +53,9 @@ export class DesktopReplay {
     this.seek.type = 'range';
     this.seek.min = '0';
     this.seek.max = '0';
-    this.seek.step = '100';
+    // Any millisecond: a fixed step would round a seek (or a marker's) away from its time,
+    // by as much as a short recording lasts.
+    this.seek.step = 'any';
     this.seek.value = '0';
     this.seek.setAttribute('aria-label', 'Position in the recording');
     this.marks = el('div', 'rp-marks');
@@ -74,7 +78,13 @@ export class DesktopReplay {
     this.root.append(this.title, this.screen, controls, this.granted, this.status, this.list);
     box.append(this.root);
 
-    this.play.addEventListener('click', () => this.send({ type: this.playing ? 'pause' : 'play' }));
+    this.play.addEventListener('click', () => {
+      if (this.playing) return this.send({ type: 'pause' });
+      // A settled picture goes on from a keyframe: seek to where it stands first (at the
+      // end, the relay starts again from the beginning by itself).
+      if (this.settled && this.position < this.duration) this.goTo(this.position);
+      this.send({ type: 'play' });
+    });
     // While the thumb is dragged the time follows it; the seek is sent when it is let go.
     this.seek.addEventListener('input', () => { this.seeking = true; this.show(Number(this.seek.value)); });
     this.seek.addEventListener('change', () => { this.seeking = false; this.goTo(Number(this.seek.value)); });
@@ -100,6 +110,12 @@ export class DesktopReplay {
     if (this.ws.readyState === 1) this.ws.send(JSON.stringify(v));
   }
 
+  settle() {
+    if (this.settled) return;
+    this.view.settle();
+    this.settled = true;
+  }
+
   goTo(ms) {
     this.send({ type: 'seek', ms: Math.round(ms) });
   }
@@ -122,6 +138,7 @@ export class DesktopReplay {
       case 'seek':
         // What follows starts at a keyframe: decode it afresh, without waiting.
         this.view.restart();
+        this.settled = false;
         this.show(ev.ms);
         break;
       case 'state':
@@ -130,6 +147,9 @@ export class DesktopReplay {
         this.play.textContent = ev.playing ? 'Pause' : 'Play';
         this.root.dataset.playing = ev.playing ? 'yes' : 'no';
         this.show(ev.ms);
+        // Paused (or a seek while paused): the messages made due came before this, so the
+        // picture at this position is all given; show it whole.
+        if (!ev.playing) this.settle();
         break;
       case 'position':
         this.show(ev.ms);
@@ -139,6 +159,7 @@ export class DesktopReplay {
         this.play.textContent = 'Play again';
         this.root.dataset.playing = 'no';
         this.show(ev.ms);
+        this.settle();
         this.say('The end of the recording.');
         break;
       case 'error':

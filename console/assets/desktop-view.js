@@ -234,6 +234,14 @@ export class DesktopView {
     this.configured = false;
   }
 
+  /// Shows the last picture given even if none follows (a paused or ended replay): the
+  /// decoder gives out what it still holds. It then needs a keyframe, so what follows
+  /// must start at one (a replay seeks before it plays on).
+  settle() {
+    if (this.decoder && this.decoder.state === 'configured') this.decoder.flush().catch(() => {});
+    this.configured = false;
+  }
+
   close() {
     if (this.decoder && this.decoder.state !== 'closed') this.decoder.close();
     this.decoder = null;

@@ -106,6 +106,26 @@ fn send_click_anyway(b: &Browser, x: u16, y: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Alice signs in on the console at `url` and asks for erp-ws01's desktop from her page,
+/// ticking `boxes` (`#sf-control`, `#sf-clipboard`) first.
+pub(super) fn ask_for_desktop(
+    relay: &TestRelay,
+    url: &str,
+    (ticket, reason): (&str, &str),
+    boxes: &[&str],
+) -> anyhow::Result<Browser> {
+    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
+    sign_in(&eng, url, "alice")?;
+    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-ws01")))?;
+    eng.fill("#sf-ticket", ticket)?;
+    eng.fill("#sf-reason", reason)?;
+    for b in boxes {
+        eng.click(b)?;
+    }
+    eng.click("#sf-desktop")?;
+    Ok(eng)
+}
+
 #[test]
 fn an_engineer_sees_and_controls_a_desktop_in_the_browser_until_control_is_revoked() -> anyhow::Result<()> {
     let x = xvfb();
@@ -114,16 +134,14 @@ fn an_engineer_sees_and_controls_a_desktop_in_the_browser_until_control_is_revok
     relay.standard_world()?;
     let _agent = relay.agent_with("erp-ws01", "acme", "approver", &["--display", &x.display])?;
     let (url, _) = relay.console()?;
-    let ca = relay.data_dir().join("ca.pem");
 
     // The engineer asks for the desktop with control, from their page.
-    let eng = Browser::open(&ca)?;
-    sign_in(&eng, &url, "alice")?;
-    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-ws01")))?;
-    eng.fill("#sf-ticket", "INC-5150")?;
-    eng.fill("#sf-reason", "the ERP client shows an error dialog")?;
-    eng.click("#sf-control")?;
-    eng.click("#sf-desktop")?;
+    let eng = ask_for_desktop(
+        &relay,
+        &url,
+        ("INC-5150", "the ERP client shows an error dialog"),
+        &["#sf-control"],
+    )?;
     eng.wait_text("#dk-status", "Waiting for an approver of acme")?;
     let bob = relay.login("bob")?;
     let id = bob.pending_request()?;
@@ -253,12 +271,7 @@ fn measure_desktop_glass_to_glass_and_frames_delivered() -> anyhow::Result<()> {
     relay.standard_world()?;
     let _agent = relay.agent_with("erp-ws01", "acme", "approver", &["--display", &x.display])?;
     let (url, _) = relay.console()?;
-    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
-    sign_in(&eng, &url, "alice")?;
-    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-ws01")))?;
-    eng.fill("#sf-ticket", "BENCH-1")?;
-    eng.fill("#sf-reason", "measure the desktop")?;
-    eng.click("#sf-desktop")?;
+    let eng = ask_for_desktop(&relay, &url, ("BENCH-1", "measure the desktop"), &[])?;
     let bob = relay.login("bob")?;
     let id = bob.pending_request()?;
     bob.ok(&["approve", &id])?;

@@ -3,8 +3,7 @@
 //! the protocol, not with the agent's code), the real agent, relay and Chromium. And input
 //! sent on a view-only desktop channel over QUIC, dropped and audited as the browser's is.
 
-use super::console::sign_in;
-use super::desktop::{GREEN, RED, hex, picture, wait_colour, xvfb};
+use super::desktop::{GREEN, RED, ask_for_desktop, hex, picture, wait_colour, xvfb};
 use assist_proto::caps::{Capability, Priority};
 use assist_proto::desktop::{InputEvent, MouseButton, ViewerToAgent};
 use assist_proto::msg::{ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, RelayToEngineer};
@@ -61,13 +60,12 @@ fn the_clipboard_is_shared_both_ways_only_while_clipboard_is_granted() -> anyhow
     let _agent = relay.agent_with("erp-ws01", "acme", "approver", &["--display", &x.display])?;
     let (url, _) = relay.console()?;
 
-    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
-    sign_in(&eng, &url, "alice")?;
-    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-ws01")))?;
-    eng.fill("#sf-ticket", "INC-6120")?;
-    eng.fill("#sf-reason", "paste the licence key into the ERP client")?;
-    eng.click("#sf-clipboard")?;
-    eng.click("#sf-desktop")?;
+    let eng = ask_for_desktop(
+        &relay,
+        &url,
+        ("INC-6120", "paste the licence key into the ERP client"),
+        &["#sf-clipboard"],
+    )?;
     eng.wait_text("#dk-status", "Waiting for an approver of acme")?;
     let bob = relay.login("bob")?;
     let id = bob.pending_request()?;

@@ -7,7 +7,7 @@
 //! Screenshots: `<target>/artefacts/console/desktop-replay-*.png`.
 
 use super::console::{fetch_from_page, sign_in};
-use super::desktop::{GREEN, RED, hex, near, picture, xvfb};
+use super::desktop::{GREEN, RED, ask_for_desktop, hex, near, picture, xvfb};
 use assist_tests::browser::Browser;
 use assist_tests::files_support::events;
 use assist_tests::{TestRelay, wait_for_some, wait_until};
@@ -85,12 +85,7 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
     let ca = relay.data_dir().join("ca.pem");
 
     // A desktop session: the left half red, then green, then ended.
-    let eng = Browser::open(&ca)?;
-    sign_in(&eng, &url, "alice")?;
-    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-ws01")))?;
-    eng.fill("#sf-ticket", "INC-1616")?;
-    eng.fill("#sf-reason", "the report renders wrong")?;
-    eng.click("#sf-desktop")?;
+    let eng = ask_for_desktop(&relay, &url, ("INC-1616", "the report renders wrong"), &[])?;
     let bob = relay.login("bob")?;
     let id = bob.pending_request()?;
     bob.ok(&["approve", &id])?;
@@ -178,7 +173,8 @@ fn a_recorded_desktop_replays_on_the_session_page_with_seek_pause_and_speed() ->
     let end: u64 = js(&b, &format!("return Number(document.querySelector('{PLAYER} .rp-seek').max);"))?
         .as_u64()
         .unwrap_or(0);
-    seek(&b, end.saturating_sub(50).max(green_at))?;
+    // The end: everything recorded has been drawn there, the green included.
+    seek(&b, end)?;
     wait_colour(&b, SCREEN, GREEN)?;
     b.screenshot("desktop-replay-2-green")?;
 
