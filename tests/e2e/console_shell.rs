@@ -5,7 +5,7 @@
 use super::console::{fetch_from_page, sign_in, sign_in_and_enrol};
 use assist_tests::browser::Browser;
 use assist_tests::files_support::events;
-use assist_tests::{TestRelay, wait_for_some, wait_until};
+use assist_tests::{Cli, TestAgent, TestRelay, wait_for_some, wait_until};
 use fantoccini::Locator;
 
 /// Types `text` into the terminal in `term_css` (its hidden textarea takes the keys), then
@@ -253,23 +253,35 @@ fn a_grant_expiring_closes_the_pages_terminal_with_the_reason() -> anyhow::Resul
     Ok(())
 }
 
-#[test]
-fn a_page_that_went_away_picks_its_session_up_again_without_a_second_consent() -> anyhow::Result<()> {
-    let relay = TestRelay::start()?;
+/// erp-db01 online; alice asks for a shell from her page and bob approves it from the
+/// CLI: the page is connected. Returns the agent (alive while held), alice's page, bob and
+/// the session.
+fn an_approved_shell(
+    relay: &TestRelay,
+    url: &str,
+    (ticket, reason): (&str, &str),
+) -> anyhow::Result<(TestAgent, Browser, Cli, String)> {
     relay.standard_world()?;
-    let _agent = relay.agent("erp-db01", "acme", "approver")?;
+    let agent = relay.agent("erp-db01", "acme", "approver")?;
     let bob = relay.login("bob")?;
-    let (url, _) = relay.console()?;
     let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
-    sign_in(&eng, &url, "alice")?;
+    sign_in(&eng, url, "alice")?;
     wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
-    eng.fill("#sf-ticket", "INC-31")?;
-    eng.fill("#sf-reason", "watch the nightly import")?;
+    eng.fill("#sf-ticket", ticket)?;
+    eng.fill("#sf-reason", reason)?;
     eng.click("#sf-submit")?;
     eng.wait_text("#sh-status", "Waiting for")?;
     let id = bob.pending_request()?;
     bob.ok(&["approve", &id])?;
     eng.wait_text("#sh-status", "Connected")?;
+    Ok((agent, eng, bob, id))
+}
+
+#[test]
+fn a_page_that_went_away_picks_its_session_up_again_without_a_second_consent() -> anyhow::Result<()> {
+    let relay = TestRelay::start()?;
+    let (url, _) = relay.console()?;
+    let (_agent, eng, _bob, id) = an_approved_shell(&relay, &url, ("INC-31", "watch the nightly import"))?;
     type_line(&eng, "#sh-term", "echo first-$((2*3))")?;
     wait_screen(&eng, "#sh-term", "first-6")?;
 
@@ -466,20 +478,8 @@ fn measure_keystroke_echo_browser_and_cli() -> anyhow::Result<()> {
 #[test]
 fn signing_out_closes_an_open_shell_and_ends_its_session() -> anyhow::Result<()> {
     let relay = TestRelay::start()?;
-    relay.standard_world()?;
-    let _agent = relay.agent("erp-db01", "acme", "approver")?;
-    let bob = relay.login("bob")?;
     let (url, _) = relay.console()?;
-    let eng = Browser::open(&relay.data_dir().join("ca.pem"))?;
-    sign_in(&eng, &url, "alice")?;
-    wait_until("the agent in the form", || Ok(eng.text("#sf-agent")?.contains("erp-db01")))?;
-    eng.fill("#sf-ticket", "INC-91")?;
-    eng.fill("#sf-reason", "rotate logs")?;
-    eng.click("#sf-submit")?;
-    eng.wait_text("#sh-status", "Waiting for")?;
-    let id = bob.pending_request()?;
-    bob.ok(&["approve", &id])?;
-    eng.wait_text("#sh-status", "Connected")?;
+    let (_agent, eng, _bob, id) = an_approved_shell(&relay, &url, ("INC-91", "rotate logs"))?;
     // The console session ends behind the page's back (as from another tab): the open
     // socket notices and closes, and the page says why.
     eng.rt.block_on(eng.client.execute_async(
