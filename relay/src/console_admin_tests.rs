@@ -377,6 +377,7 @@ async fn agents_tokens_windows_and_webhooks() {
         last_seen: None,
         consent: None,
         online: false,
+        relays: Vec::new(),
     };
     let enrolled = crate::audit::AuditEvent::new("agent:db01", crate::audit::Action::AgentEnrolled);
     w.store.enroll_agent(&crate::auth::token_hash(&token), &row, crate::now_ms(), &enrolled).await.unwrap();

@@ -195,23 +195,8 @@ impl Backend {
     pub(super) async fn close_dangling(&self, reason: &str, now: i64) -> Result<u64> {
         let mut tx = self.write().await?;
         let closed = close_open_sessions(&mut tx, &self.relay, reason, serde_json::Value::Null, now).await?;
-        if &*self.relay != crate::store::relays::DEFAULT_RELAY {
-            // A relay of a cluster: its agents may be connected to the others.
-            tx.commit().await?;
-            return Ok(closed);
-        }
-        let online: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, org FROM agents WHERE online = TRUE ORDER BY org, name")
-                .fetch_all(&mut *tx)
-                .await?;
-        sqlx::query("UPDATE agents SET online = FALSE WHERE online = TRUE").execute(&mut *tx).await?;
-        for (name, org) in online {
-            let event = AuditEvent::new(RELAY_ACTOR, Action::AgentDisconnected)
-                .org(&OrgName::new(org))
-                .target(name)
-                .detail(serde_json::json!({ "reason": reason }));
-            audit::append(&mut tx, &event, now).await?;
-        }
+        // Its agents' connections ended with the earlier process; the other relays' stay.
+        super::presence::remove_relay(&mut tx, &self.relay, reason, now).await?;
         tx.commit().await?;
         Ok(closed)
     }
