@@ -124,7 +124,11 @@ impl Beats {
                 }
             }
         }
-        others(store, relay, now).await;
+        // Bounded like the heartbeat: a database that does not answer must not hold up
+        // the next beat (and the cut-off it decides).
+        if tokio::time::timeout(LOST_AFTER / 2, others(store, relay, now)).await.is_err() {
+            warn!("no answer from the database about the other relays");
+        }
     }
 
     fn written(&mut self, relay: &Relay, now: i64) {
