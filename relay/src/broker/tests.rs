@@ -25,6 +25,7 @@ use std::cell::Cell;
 use tokio::sync::mpsc::error::TryRecvError;
 
 mod bus;
+mod lost;
 
 thread_local! {
     static BASE: Cell<Option<(i64, tokio::time::Instant)>> = const { Cell::new(None) };
