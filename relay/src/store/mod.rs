@@ -299,7 +299,9 @@ pub trait Store:
 
     /// Audited at `session.requested_at`.
     async fn insert_session(&self, session: &SessionInfo, audit: &AuditEvent) -> Result<()>;
-    /// Overwrites the mutable fields (state, approver, decided/started/ended, end reason).
+    /// Overwrites the mutable fields (state, approver, decided/started/ended, end reason)
+    /// of a session not in a final state; one that ended already (another relay declared
+    /// its relay lost and ended it) is `NotFound`, and nothing is appended.
     async fn update_session(&self, session: &SessionInfo, now: i64, audit: &AuditEvent) -> Result<()>;
     async fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>>;
     /// Newest first, at most `limit`.

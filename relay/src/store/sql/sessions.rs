@@ -135,7 +135,8 @@ impl Backend {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE sessions SET state = $1, approver = $2, decided_at = $3, started_at = $4, ended_at = $5, \
-             end_reason = $6, granted = $7, grant_expires_at = $8, escalation = $9 WHERE id = $10",
+             end_reason = $6, granted = $7, grant_expires_at = $8, escalation = $9 \
+             WHERE id = $10 AND state IN ('requested', 'approved', 'active')",
         )
         .bind(s.state.as_str())
         .bind(&s.approver)
@@ -150,7 +151,9 @@ impl Backend {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(not_found("session", s.id.as_str()));
+            // Or ended already: by another relay that declared this one lost, which wrote
+            // (and audited) the end this relay must not write again.
+            return Err(not_found("open session", s.id.as_str()));
         }
         audit::append(&mut tx, event, now).await?;
         tx.commit().await?;

@@ -92,6 +92,16 @@ async fn a_lost_relays_sessions_end_once_however_many_notice() {
     let lost = &r3.list_relays().await.unwrap()[0];
     assert_eq!(lost.lost_at, Some(20_001));
     assert!(!r1.relay_heartbeat(20_002).await.unwrap(), "a lost relay learns it from its heartbeat");
+    // r1, alive after all, cannot write a second ending over the one r2 wrote.
+    let mut late = get("on-r1").await;
+    late.end_reason = Some("shell exited".into());
+    assert!(matches!(
+        r1.update_session(&late, 20_003, &ev(Action::SessionEnded)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(get("on-r1").await.end_reason.as_deref(), Some(RELAY_LOST));
+    let of_session = AuditFilter { session: Some("on-r1".into()), ..AuditFilter::default() };
+    assert_eq!(r1.list_audit(&of_session).await.unwrap().len(), 1, "ended once, by r2");
 
     let by_relay = AuditFilter { actor: Some("relay".into()), ..AuditFilter::default() };
     let events: Vec<_> = r3
