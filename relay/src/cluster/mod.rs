@@ -13,7 +13,10 @@
 //! ([`Relay::set_cut_off`]). When a heartbeat finds the relay declared lost (another
 //! relay ended its sessions meanwhile), it ends them in memory without writing a second
 //! ending ([`Relay::declared_lost`]), registers again, stores its agents as present again
-//! ([`Relay::rejoined`]) and goes on serving.
+//! ([`Relay::rejoined`]) and goes on serving. After its own heartbeat failed, a relay
+//! declares no other relay lost until it has beaten for [`LOST_AFTER`] again: when the
+//! database itself was away, every heartbeat is stale, and the first relay back must not
+//! end every other relay's sessions.
 //!
 //! Heartbeats are compared with this relay's clock: the relays' clocks must agree to well
 //! within [`LOST_AFTER`] (NTP). It does not carry commands between relays (approvals,
@@ -51,7 +54,7 @@ impl Membership {
         let now = crate::now_ms();
         store.register_relay(address.as_deref(), now).await?;
         info!(relay = store.relay_name(), address = ?address, "registered in the cluster");
-        let mut beats = Beats { address, written_at: now };
+        let mut beats = Beats { address, written_at: now, beating_since: 0, failing: false };
         beats.beat(store.as_ref(), &relay).await;
         let task = {
             let store = store.clone();
@@ -86,6 +89,10 @@ struct Beats {
     address: Option<String>,
     /// When a heartbeat was last written (Unix ms).
     written_at: i64,
+    /// Since when every heartbeat was written (0: since the start).
+    beating_since: i64,
+    /// Whether the last heartbeat failed.
+    failing: bool,
 }
 
 impl Beats {
@@ -119,28 +126,41 @@ impl Beats {
             }
             Err(e) => {
                 warn!(error = e, "cannot refresh this relay's heartbeat");
+                self.failing = true;
                 if now - self.written_at > LOST_AFTER.as_millis() as i64 {
                     relay.set_cut_off(true);
                 }
             }
         }
+        // After its own heartbeat failed, a relay declares nobody lost until it has beaten
+        // for LOST_AFTER again: when the database itself was away, every relay's heartbeat
+        // is stale, and the first relay back must not end all the others' sessions.
+        let may_declare = !self.failing && now - self.beating_since >= LOST_AFTER.as_millis() as i64;
         // Bounded like the heartbeat: a database that does not answer must not hold up
         // the next beat (and the cut-off it decides).
-        if tokio::time::timeout(LOST_AFTER / 2, others(store, relay, now)).await.is_err() {
+        if tokio::time::timeout(LOST_AFTER / 2, others(store, relay, now, may_declare)).await.is_err() {
             warn!("no answer from the database about the other relays");
         }
     }
 
     fn written(&mut self, relay: &Relay, now: i64) {
+        if self.failing {
+            self.failing = false;
+            self.beating_since = now;
+        }
         self.written_at = now;
         relay.set_cut_off(false);
     }
 }
 
-/// Ends lost relays' sessions and tells the broker who is live.
-async fn others(store: &dyn Store, relay: &Relay, now: i64) {
+/// Ends lost relays' sessions (if `may_declare`) and tells the broker who is live.
+async fn others(store: &dyn Store, relay: &Relay, now: i64, may_declare: bool) {
     let lost_ms = LOST_AFTER.as_millis() as i64;
-    match store.end_lost_relays(now - lost_ms, RELAY_LOST, now).await {
+    let lost = match may_declare {
+        true => store.end_lost_relays(now - lost_ms, RELAY_LOST, now).await,
+        false => Ok(Vec::new()),
+    };
+    match lost {
         Ok(lost) => {
             for l in lost {
                 warn!(lost = %l.name, sessions = l.sessions, agents = l.agents, "a relay's heartbeat stopped: its sessions ended as relay lost");
