@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 /// The keys and database of an administration command.
 pub enum AdminKeys {
-    Dir(DataDir),
+    Dir(Box<DataDir>),
     Bundle { bundle: Box<Bundle>, database: String },
 }
 
@@ -40,7 +40,7 @@ impl AdminKeys {
                 let bundle = Bundle::read(file)?;
                 Ok(AdminKeys::Bundle { bundle: Box::new(bundle), database: database.unwrap_or_default() })
             }
-            None => Ok(AdminKeys::Dir(DataDir::open(data_dir)?.with_database(database))),
+            None => Ok(AdminKeys::Dir(Box::new(DataDir::open(data_dir)?.with_database(database)))),
         }
     }
 
