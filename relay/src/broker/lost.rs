@@ -97,19 +97,18 @@ impl Relay {
     }
 
     /// This relay registered again after being declared lost: the agents connected here
-    /// are stored as present again (audited as `agent.connected` by the relay). Returns
-    /// how many.
+    /// are stored as present again, each with its connection's own time (audited as
+    /// `agent.connected` by the relay). Returns how many.
     pub async fn rejoined(&self) -> usize {
-        let agents: Vec<(AgentName, OrgName, ConsentMode, u64)> = self
+        let agents: Vec<(AgentName, OrgName, ConsentMode, u64, i64)> = self
             .agents
             .lock()
             .expect("agents lock")
             .iter()
-            .map(|(name, a)| (name.clone(), a.org.clone(), a.consent, a.conn_id))
+            .map(|(name, a)| (name.clone(), a.org.clone(), a.consent, a.conn_id, a.since))
             .collect();
         let mut stored = 0;
-        for (name, org, consent, conn_id) in agents {
-            let since = now_ms();
+        for (name, org, consent, conn_id, since) in agents {
             let event = AuditEvent::new(RELAY_ACTOR, Action::AgentConnected)
                 .org(&org)
                 .target(name.as_str())
@@ -118,10 +117,19 @@ impl Relay {
                 warn!(error = %e, agent = %name, "cannot store the agent as connected here again");
                 continue;
             }
-            if let Some(a) = self.agents.lock().expect("agents lock").get_mut(&name)
-                && a.conn_id == conn_id
-            {
-                a.since = since;
+            let current =
+                self.agents.lock().expect("agents lock").get(&name).is_some_and(|a| a.conn_id == conn_id);
+            if !current {
+                // It went meanwhile, and its end found no row to remove: remove the one just
+                // written (a newer connection's row is newer, and stays).
+                let event = AuditEvent::new(RELAY_ACTOR, Action::AgentDisconnected)
+                    .org(&org)
+                    .target(name.as_str())
+                    .detail(json!({ "reason": "disconnected while the relay rejoined the cluster" }));
+                if let Err(e) = self.store.agent_disconnected(&name, since, now_ms(), &event).await {
+                    warn!(error = %e, agent = %name, "cannot store the agent as gone");
+                }
+                continue;
             }
             stored += 1;
         }

@@ -276,7 +276,8 @@ pub trait Store:
     /// the revocation that changed something is audited.
     async fn revoke_agent(&self, name: &AgentName, now: i64, audit: &AuditEvent) -> Result<()>;
     /// Records that an agent connected to this relay with a consent mode: present on this
-    /// relay since `now` (a row of `agent_presence`), last seen now.
+    /// relay since `now` (a row of `agent_presence`, unless a newer connection is stored
+    /// there), last seen now (or later, as stored).
     async fn agent_connected(
         &self,
         name: &AgentName,

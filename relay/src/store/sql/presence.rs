@@ -2,8 +2,9 @@
 //! row per agent and relay, written by that relay ([`crate::store::relays`]).
 //!
 //! - A relay inserts (or renews) its row when an agent connects to it and deletes it when
-//!   that connection ends; only the row of the connection that ends, so a reconnection
-//!   that overtook its old connection's end stays present.
+//!   that connection ends; a row stands for the newest connection (its `since`), and only
+//!   the row of the connection that ends is deleted, so a reconnection that overtook its
+//!   old connection's end stays present.
 //! - Whoever deletes a row audits `agent.disconnected` for it, once: the relay whose
 //!   connection ended, the relay that declared its owner lost, or the owner itself when
 //!   it stops or starts again.
@@ -49,11 +50,13 @@ pub(super) async fn of_agent(conn: &mut DbConn, agent: &str) -> Result<Vec<Strin
     Ok(rows.into_iter().map(|(_, relay)| relay).collect())
 }
 
-/// Stores that `agent` is connected to `relay` since `since` (replacing an older row).
+/// Stores that `agent` is connected to `relay` since `since`, unless a newer connection
+/// of it is stored there already (a row stands for the newest connection).
 pub(super) async fn insert(conn: &mut DbConn, agent: &str, relay: &str, since: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO agent_presence (agent, relay, since) VALUES ($1, $2, $3) \
-         ON CONFLICT (agent, relay) DO UPDATE SET since = $3",
+         ON CONFLICT (agent, relay) DO UPDATE SET since = excluded.since \
+         WHERE agent_presence.since < excluded.since",
     )
     .bind(agent)
     .bind(relay)

@@ -400,12 +400,18 @@ impl Store for Backend {
         event: &AuditEvent,
     ) -> Result<()> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("UPDATE agents SET consent = $1, last_seen = $2 WHERE name = $3")
-            .bind(consent.to_string())
-            .bind(now)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
+        // A connection stored again (its relay rejoined the cluster) keeps its own time:
+        // `last_seen` does not go back.
+        let done = sqlx::query(
+            "UPDATE agents SET consent = $1, \
+             last_seen = CASE WHEN last_seen IS NULL OR last_seen < $2 THEN $2 ELSE last_seen END \
+             WHERE name = $3",
+        )
+        .bind(consent.to_string())
+        .bind(now)
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(not_found("agent", name.as_str()));
         }

@@ -192,6 +192,11 @@ async fn agents_connect_disconnect_and_stay_revoked() {
     let a = store.agent_by_fingerprint("f1").await.unwrap().unwrap();
     assert_eq!((a.online, a.consent, a.last_seen), (true, Some(ConsentMode::Approver), Some(30)));
     assert_eq!(a.relays, ["default"]);
+    // An older connection stored again (a relay rejoining) neither displaces the newer
+    // one nor turns `last_seen` back.
+    store.agent_connected(&name, ConsentMode::Approver, 25, &ev(Action::AgentConnected)).await.unwrap();
+    assert_eq!(store.agent(&name).await.unwrap().unwrap().last_seen, Some(30));
+    assert!(!store.agent_disconnected(&name, 25, 33, &ev(Action::AgentDisconnected)).await.unwrap());
     // A disconnection of an older connection (overtaken by this one) leaves it present.
     assert!(!store.agent_disconnected(&name, 29, 35, &ev(Action::AgentDisconnected)).await.unwrap());
     assert!(store.agent(&name).await.unwrap().unwrap().online);
