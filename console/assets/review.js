@@ -148,6 +148,13 @@ async function showChannels(id, recording) {
   $('sp-no-channels').hidden = list.length > 0;
   // The terminal player only where a terminal was recorded.
   $('sp-player').hidden = !list.some((c) => c.kind === 'shell' || c.kind === 'stderr');
+  // Nor a terminal download: a session of transfers only has no terminal to play.
+  $('sp-cast').parentElement.hidden = $('sp-player').hidden;
+  const playable = recording.result === 'valid' || recording.result === 'truncated';
+  if (playable && $('sp-player').hidden && !list.some((c) => c.kind === 'desktop' && c.bytes_out > 0)) {
+    $('sp-no-replay').textContent = 'Nothing to replay: this session recorded no terminal or desktop. What it did is in the transfers and channels below.';
+    $('sp-no-replay').hidden = false;
+  }
   showDesktops(id, list, recording);
 }
 

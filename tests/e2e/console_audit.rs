@@ -119,8 +119,10 @@ fn an_auditor_reviews_a_real_transfer_the_audit_log_and_the_replays_end_and_othe
     assert!(!raw.is_empty());
     assert_eq!(raw, exported, "the page's raw download is the recording's bytes");
     assert_eq!(raw, content, "a download's channel carries exactly the file");
-    let cast = b.rt.block_on(b.wait_css("#sp-cast")?.attr("href"))?.unwrap_or_default();
-    assert_eq!(fetch_from_page(&b, &cast)?.0, 200);
+    // A session of transfers only offers no terminal recording to download.
+    let cast_hidden = js(&b, "return document.getElementById('sp-cast').parentElement.hidden")?;
+    assert_eq!(cast_hidden, "true", "no asciicast download for a transfer session");
+    b.wait_text("#sp-no-replay", "Nothing to replay")?;
     b.screenshot("audit-2-transfer-session")?;
 
     // The shell's replay: the end marker is on the bar, and seeking to it shows the end.
@@ -129,6 +131,15 @@ fn an_auditor_reviews_a_real_transfer_the_audit_log_and_the_replays_end_and_othe
     b.wait_text("#sp-title", "INC-7001")?;
     b.wait_text("#sp-recording", "valid")?;
     wait_markers(&b, 2)?;
+    // The shell's session offers its terminal recording (once its channels are listed).
+    b.wait_text("#sp-channels tbody", "shell")?;
+    let cast = b.rt.block_on(b.wait_css("#sp-cast")?.attr("href"))?.unwrap_or_default();
+    assert!(cast.ends_with("/asciicast") && cast.contains(shell_id.as_str()), "{cast}");
+    let cast_hidden = js(&b, "return document.getElementById('sp-cast').parentElement.hidden")?;
+    assert_eq!(cast_hidden, "false", "the shell session offers its asciicast");
+    let (status, body) = fetch_from_page(&b, &cast)?;
+    assert_eq!(status, 200, "{cast}");
+    assert!(body.starts_with(b"{"), "an asciicast begins with its JSON header");
     js(
         &b,
         "const m = document.querySelectorAll('#sp-player .ap-marker-container'); m[m.length - 1].id = 'end-marker'; return ''",
