@@ -65,6 +65,14 @@ impl Lines {
         Self { rx, seen: Vec::new() }
     }
 
+    /// The lines said so far, without waiting (for a failure's report).
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
     /// Waits for a line containing `needle` and returns it.
     pub fn wait_for(&mut self, needle: &str) -> Result<String> {
         let deadline = Instant::now() + WAIT;

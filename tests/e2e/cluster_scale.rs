@@ -62,6 +62,17 @@ fn memory_kib(pid: u32) -> anyhow::Result<[u64; 3]> {
     Ok([field("Rss:")?, field("Pss:")?, field("Private_Clean:")? + field("Private_Dirty:")?])
 }
 
+/// CPU time process `pid` has used so far (user and system).
+fn cpu(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').ok_or_else(|| anyhow::anyhow!("bad stat {stat}"))?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    // The kernel reports in USER_HZ, 100 on Linux.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 fn psql(db: &assist_testpg::Database, sql: &str) -> anyhow::Result<String> {
     Ok(assist_testpg::server().psql(db.name(), sql).map_err(anyhow::Error::msg)?.trim().to_owned())
 }
@@ -74,8 +85,8 @@ fn shell<'a>(agent: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
 
 const AGENTS: usize = 200;
 /// Enrollments at once: each is two short processes (`token create`, `enroll`) that mostly
-/// wait (the enrollment's close often waits out its 1 s flush limit: see the report in
-/// the commit that added this test).
+/// wait (an enrollment's CLI often waits out its one-second limit for its connection's
+/// close to go out: quinn holds that packet back while an MTU probe fills the window).
 const PARALLEL: usize = 16;
 
 #[test]
@@ -106,9 +117,12 @@ fn two_hundred_agents_over_three_relays_are_reachable_from_each() -> anyhow::Res
     let enrollers: Vec<Enroller> = r.iter().map(TestRelay::enroller).collect();
     let jobs: Vec<(Enroller, String)> =
         (0..AGENTS).map(|i| (enrollers[i % 3].clone(), format!("node-{i:03}"))).collect();
+    let relay_cpu = || r.iter().map(|x| cpu(x.proc.child.id())).collect::<anyhow::Result<Vec<_>>>();
+    let cpu_before = relay_cpu()?;
     let t = Instant::now();
     let mut agents = enroll_many(&jobs, "acme", PARALLEL)?;
     let enrolled = t.elapsed();
+    let cpu_enrolled = relay_cpu()?;
     let t = Instant::now();
     run_all(&mut agents, "window")?;
     let connected = t.elapsed();
@@ -116,11 +130,29 @@ fn two_hundred_agents_over_three_relays_are_reachable_from_each() -> anyhow::Res
     let clis = r.iter().map(|relay| relay.login("alice")).collect::<anyhow::Result<Vec<Cli>>>()?;
     let mut listed = Vec::new();
     for (i, cli) in clis.iter().enumerate() {
-        wait_until(&format!("relay {} to list all {AGENTS} agents online", i + 1), || {
-            Ok(online(cli)?.len() == AGENTS)
-        })?;
+        let mut seen = Vec::new();
+        let all = wait_until(&format!("relay {} to list all {AGENTS} agents online", i + 1), || {
+            seen = online(cli)?;
+            Ok(seen.len() == AGENTS)
+        });
+        if let Err(e) = all {
+            // Which agents are missing, and what they said.
+            let missing: Vec<&mut assist_tests::TestAgent> =
+                agents.iter_mut().filter(|a| !seen.contains(&a.name)).collect();
+            let mut report = format!("{e}: {} online; missing:", seen.len());
+            for a in missing.into_iter().take(5) {
+                let said = a.proc().stderr.drain().join("\n  ");
+                report.push_str(&format!("\n{}:\n  {said}", a.name));
+            }
+            anyhow::bail!(report);
+        }
         listed.push(t.elapsed());
     }
+    let cpu_listed = relay_cpu()?;
+    let agents_cpu = agents
+        .iter()
+        .map(|a| cpu(a.proc.as_ref().expect("running").child.id()))
+        .sum::<anyhow::Result<Duration>>()?;
     let mut names = online(&clis[1])?;
     names.sort();
     let expected: Vec<String> = jobs.iter().map(|(_, n)| n.clone()).collect();
@@ -165,7 +197,8 @@ fn two_hundred_agents_over_three_relays_are_reachable_from_each() -> anyhow::Res
          relays 1, 2, 3 at {listed:?} after the start; one listing of {AGENTS} agents {one_listing:?}; \
          12 window sessions through the three relays in {sessions:?}; \
          memory in KiB [Rss, Pss, private]: one idle agent with 3 connections {one:?}, all {AGENTS} agents {all:?}, \
-         relays {relays:?}; whole test {:?}",
+         relays {relays:?}; relays' CPU: before {cpu_before:?}, after the enrollments {cpu_enrolled:?}, \
+         once all were listed {cpu_listed:?}; the agents' CPU until then {agents_cpu:?}; whole test {:?}",
         test.elapsed()
     );
     Ok(())
