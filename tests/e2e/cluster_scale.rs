@@ -10,6 +10,17 @@
 //!   escalate, copy, revoke; then relay 1 is killed: relay 2's session goes on, a new one on
 //!   relay 3 works, and relay 1's loss ends nothing.
 //!
+//! Measured on the 2-core machine, debug builds, while other builds ran (both tests print
+//! their figures): 200 enrollments, 16 at a time, 27-53 s (about 115 ms of CPU in the two
+//! short processes and 20 ms in the relay each); 200 agents started and connected to their
+//! first relay 20-52 s (about 80 ms of agent CPU and 3 x 15 ms of relay CPU each), listed
+//! on every relay within 2 s more; the whole test 52 s on a lightly loaded machine, up to
+//! 110 s at a load of 30. An idle agent with three connections: 2 MB private memory (20
+//! MB resident, most of it the shared debug binary); a relay holding 200 agents: 36-54 MB
+//! private. The walk: approval from relay 3 to the shell on relay 2 in 0.1-0.2 s, the
+//! request listed on relay 3 0.1 s after it was made; relay 1 declared lost 9-11 s after
+//! its kill.
+//!
 //! What one relay, or two, already show (a lost relay's own sessions, the bus's refusals
 //! and large messages, the prompt and kill key) is in `cluster.rs` and `mesh.rs`.
 
