@@ -1,5 +1,5 @@
-// Admin sections for agents (online as the relay knows it now; revoke) and the join tokens
-// that enrol them (create, shown once; list).
+// Admin sections for agents (online as the relay knows it now, and in a cluster the relays
+// it is connected to; revoke) and the join tokens that enrol them (create, shown once; list).
 import { timeText } from './common.js';
 import { section, list, change, guarded, button, form, table, cell, orgOptions, redraw } from './admin.js';
 
@@ -15,7 +15,10 @@ section({
       cell(tr, a.name);
       cell(tr, a.org);
       const online = a.revoked ? 'revoked' : (a.online ? 'online' : 'offline');
-      cell(tr, online, `online ${online}`);
+      // In a cluster, the relays it is connected to (a single relay is 'default').
+      const relays = (a.relays || []).filter((r) => r !== 'default');
+      const where = !a.revoked && relays.length ? ` (connected to ${relays.join(', ')})` : '';
+      cell(tr, online + where, `online ${online}`);
       cell(tr, a.consent || '');
       cell(tr, a.last_seen ? timeText(a.last_seen) : 'never');
       const actions = cell(tr, '', 'row-actions');

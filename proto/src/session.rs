@@ -123,6 +123,9 @@ pub enum EndReason {
     AccessRevoked {
         user: String,
     },
+    /// The relay that held the session was declared lost by the other relays of its
+    /// cluster (its heartbeat stopped reaching their database).
+    RelayLost,
 }
 
 impl EndReason {
@@ -179,6 +182,7 @@ impl fmt::Display for EndReason {
             EndReason::AccessRevoked { user } => {
                 write!(f, "the access of {user} was revoked (user disabled or removed)")
             }
+            EndReason::RelayLost => f.write_str("relay lost"),
         }
     }
 }

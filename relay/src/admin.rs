@@ -93,6 +93,8 @@ pub struct AgentView {
     pub name: AgentName,
     pub org: OrgName,
     pub online: bool,
+    /// The relays it is connected to (one, `default`, for a single relay).
+    pub relays: Vec<String>,
     pub consent: Option<ConsentMode>,
     pub enrolled_at: i64,
     pub last_seen: Option<i64>,
@@ -107,6 +109,7 @@ impl From<AgentRow> for AgentView {
             name: r.name,
             org: r.org,
             online: r.online,
+            relays: r.relays,
             consent: r.consent,
             enrolled_at: r.enrolled_at,
             last_seen: r.last_seen,
@@ -330,6 +333,7 @@ mod tests {
             last_seen: None,
             consent: None,
             online: false,
+            relays: Vec::new(),
         };
         let enrolled = AuditEvent::new("agent:db01", Action::AgentEnrolled);
         let late = store.enroll_agent(&hash, &row, 61_000, &enrolled).await;

@@ -13,7 +13,8 @@
 //!   commands use ([`crate::admin`], [`crate::admin_users`], [`crate::admin_accounts`],
 //!   [`crate::admin_windows`], [`crate::webhook::admin`]), so it is checked and audited
 //!   the same way; the audit actor is the admin's user name. The agent list's online state
-//!   comes from the broker ([`Relay::list_agents`]); a revoked agent's connection is closed
+//!   comes from the broker ([`Relay::list_agents`]), with the relays each agent is
+//!   connected to as stored (`relays`); a revoked agent's connection is closed
 //!   by the relay's revocation poll, as after `assist-relay agent revoke`.
 //!
 //! It does not render anything: lists are the admin functions' own views as JSON.
@@ -147,7 +148,22 @@ impl RelayConsole {
                 };
                 let agents =
                     self.relay().list_agents(&who).await.map_err(crate::console_state::from_refusal)?;
-                to_json(&agents)
+                // And the relays each is connected to, as stored (in a cluster, the others'
+                // too).
+                let mut relays: std::collections::HashMap<AgentName, Vec<String>> = store
+                    .list_agents()
+                    .await
+                    .map_err(crate::console_state::internal)?
+                    .into_iter()
+                    .map(|a| (a.name, a.relays))
+                    .collect();
+                let mut out = Vec::with_capacity(agents.len());
+                for a in agents {
+                    let mut v = to_json(&a)?;
+                    v["relays"] = json!(relays.remove(&a.name).unwrap_or_default());
+                    out.push(v);
+                }
+                Ok(Value::Array(out))
             }
             AdminList::Tokens => {
                 let tokens = crate::admin_accounts::token_list(store).await.map_err(from_admin)?;

@@ -377,14 +377,24 @@ async fn agents_tokens_windows_and_webhooks() {
         last_seen: None,
         consent: None,
         online: false,
+        relays: Vec::new(),
     };
     let enrolled = crate::audit::AuditEvent::new("agent:db01", crate::audit::Action::AgentEnrolled);
     w.store.enroll_agent(&crate::auth::token_hash(&token), &row, crate::now_ms(), &enrolled).await.unwrap();
 
-    // Agents: offline (the broker has no connection for it); another org's admin neither
-    // sees nor revokes it.
+    // Agents: offline here (the broker has no connection for it), with the relays the
+    // store says it is connected to; another org's admin neither sees nor revokes it.
     let (_, agents) = w.send(get("/api/v1/admin/agents", &ann)).await;
     assert_eq!((agents[0]["name"].as_str(), agents[0]["online"].as_bool()), (Some("db01"), Some(false)));
+    assert_eq!(agents[0]["relays"], json!([]));
+    let connected = crate::audit::AuditEvent::new("agent:db01", crate::audit::Action::AgentConnected);
+    let at = crate::now_ms();
+    w.store
+        .agent_connected(&"db01".into(), assist_proto::caps::ConsentMode::Approver, at, &connected)
+        .await
+        .unwrap();
+    let (_, agents) = w.send(get("/api/v1/admin/agents", &ann)).await;
+    assert_eq!(agents[0]["relays"], json!(["default"]));
     assert_eq!(w.send(get("/api/v1/admin/agents", &vera)).await.1, json!([]));
     assert_eq!(
         w.send(post("/api/v1/admin/agents/db01/revoke", &vera, json!({}))).await.0,

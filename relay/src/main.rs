@@ -19,6 +19,7 @@ use assist_relay::datadir::DataDir;
 use assist_relay::fmt_time as format_time;
 use assist_relay::store::Store;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cli::keys::AdminKeys;
 use cli::table::{join_or_dash, print_rows};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -35,9 +36,15 @@ struct Cli {
     /// Where the state and the audit log are kept, if not in the data directory's
     /// assist.db: postgres://USER@HOST/DB (several relays may share it; no TLS: use
     /// loopback or a Unix socket, ?host=/run/postgresql) or sqlite://PATH. The keys stay
-    /// in the data directory either way.
+    /// in the data directory (or the --cluster-bundle) either way.
     #[arg(long, global = true, env = "ASSIST_DATABASE", value_name = "URL")]
     database: Option<String>,
+    /// The cluster bundle (made once by `assist-relay cluster init`): with `serve`, run as
+    /// one relay of a cluster with its keys (needs --relay-name); with an administration
+    /// command, take the keys from it instead of a relay's data directory, so that it runs
+    /// where there is none. Either way it needs the cluster's PostgreSQL --database.
+    #[arg(long, global = true, env = "ASSIST_CLUSTER_BUNDLE", value_name = "FILE")]
+    cluster_bundle: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -162,17 +169,14 @@ struct ServeArgs {
     /// S3-compatible store configured by the AWS_* environment variables).
     #[arg(long, alias = "recordings-dir", value_name = "URL")]
     recordings: Option<String>,
-    /// Serve as one relay of a cluster, with the keys of this bundle (made once by
-    /// `assist-relay cluster init`, copied to every relay). Needs --relay-name and a
-    /// PostgreSQL --database shared by the relays of the cluster.
-    #[arg(long, value_name = "FILE", requires = "relay_name")]
-    cluster_bundle: Option<PathBuf>,
-    /// This relay's name in the cluster (unique, stable across restarts).
-    #[arg(long, value_name = "NAME", requires = "cluster_bundle")]
+    /// This relay's name in a cluster (unique, stable across restarts); serves as one
+    /// relay of the cluster with the keys of --cluster-bundle (copied to every relay) and
+    /// the PostgreSQL --database shared by the cluster's relays.
+    #[arg(long, value_name = "NAME")]
     relay_name: Option<String>,
     /// The UDP address (HOST:PORT) agents use to reach this relay, told to the cluster's
-    /// agents. Default: the --listen address, unless it is a wildcard.
-    #[arg(long, value_name = "HOST:PORT", requires = "cluster_bundle")]
+    /// agents (with --relay-name). Default: the --listen address, unless it is a wildcard.
+    #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
     /// Run without recording sessions. Only for measuring the recorder's cost (the
     /// benchmark suite) or a laboratory relay: sessions are then not auditable.
@@ -411,13 +415,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
     let command = match cli.command {
         Command::Serve(args) => {
-            serve(data_dir, cli.database, *args).await?;
+            serve(data_dir, cli.database, cli.cluster_bundle, *args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Recording(cmd) => {
-            return cli::recording::recording_command(&data_dir, cli.database, cmd).await;
+            let keys = || AdminKeys::open(&data_dir, cli.database.clone(), cli.cluster_bundle.as_ref());
+            return cli::recording::recording_command(&data_dir, keys, cmd).await;
         }
-        Command::Keys(cmd) => return cli::recording::keys_command(&data_dir, cmd),
+        Command::Keys(cmd) => {
+            let keys = AdminKeys::open(&data_dir, cli.database, cli.cluster_bundle.as_ref())?;
+            return cli::recording::keys_command(&keys, cmd);
+        }
         Command::Cluster(ClusterCommand::Init { out }) => {
             let bundle = assist_relay::cluster::bundle::Bundle::generate()?;
             bundle.write_new(&out)?;
@@ -429,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         other => other,
     };
-    let store = DataDir::open(&data_dir)?.with_database(cli.database).store().await?;
+    let store = AdminKeys::open(&data_dir, cli.database, cli.cluster_bundle.as_ref())?.store().await?;
     let result = admin_command(store.as_ref(), command).await;
     store.close().await;
     result
@@ -472,7 +480,12 @@ fn console_listen(args: &ServeArgs) -> anyhow::Result<Option<assist_relay::serve
     }))
 }
 
-async fn serve(data_dir: PathBuf, database: Option<String>, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    data_dir: PathBuf,
+    database: Option<String>,
+    cluster_bundle: Option<PathBuf>,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     if args.grant_default.is_zero() || args.grant_default > args.grant_max {
         bail!("--grant-default must be more than zero and at most --grant-max");
     }
@@ -482,17 +495,19 @@ async fn serve(data_dir: PathBuf, database: Option<String>, args: ServeArgs) -> 
     if args.login_delay.is_zero() || args.login_delay > args.login_lockout {
         bail!("--login-delay must be more than zero and at most --login-lockout");
     }
-    let (dir, first_admin) = match &args.cluster_bundle {
+    match (&cluster_bundle, &args.relay_name, &args.advertise) {
+        (Some(_), None, _) => {
+            bail!("serve --cluster-bundle needs --relay-name: each relay of a cluster has its own")
+        }
+        (None, Some(_), _) | (None, _, Some(_)) => {
+            bail!("--relay-name and --advertise are for a relay of a cluster: they need --cluster-bundle")
+        }
+        _ => {}
+    }
+    let (dir, first_admin) = match &cluster_bundle {
         None => DataDir::init_or_open(&data_dir, &args.server_names).await?,
         Some(file) => {
-            if !database
-                .as_deref()
-                .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
-            {
-                bail!(
-                    "--cluster-bundle needs --database postgres://…: several relays need one PostgreSQL database"
-                );
-            }
+            cli::keys::need_postgres(database.as_deref())?;
             let name = args.relay_name.as_deref().unwrap_or_default();
             if name.is_empty()
                 || name.len() > 64
@@ -689,12 +704,13 @@ async fn admin_command(store: &dyn Store, command: Command) -> anyhow::Result<Ex
         }
         Command::Agent(AgentCommand::List { json }) => {
             let agents = admin::agent_list(store).await?;
-            let headers = ["NAME", "ORG", "ONLINE", "CONSENT", "ENROLLED", "LAST SEEN", "REVOKED"];
+            let headers = ["NAME", "ORG", "ONLINE", "RELAYS", "CONSENT", "ENROLLED", "LAST SEEN", "REVOKED"];
             print_rows(json, &agents, &headers, |a| {
                 vec![
                     a.name.to_string(),
                     a.org.to_string(),
                     if a.online { "yes" } else { "no" }.to_owned(),
+                    join_or_dash(&a.relays),
                     a.consent.map_or_else(|| "-".to_owned(), |c| c.to_string()),
                     format_time(a.enrolled_at),
                     a.last_seen.map_or_else(|| "-".to_owned(), format_time),

@@ -221,6 +221,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     // Also in the log, for a relay whose stdout nobody reads.
     info!("{ready}");
     crate::stop::say(&ready);
+    let store = relay.store.clone();
     crate::wire::serve(endpoint, relay, async {
         let signal = signals.recv().await;
         info!(signal, "shutting down");
@@ -229,8 +230,14 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     for h in http_tasks {
         h.abort();
     }
-    if let Some(m) = membership {
-        m.stop().await;
+    match membership {
+        Some(m) => m.stop().await,
+        // The single relay: its agents' presence ends with it (as a cluster relay's does).
+        None => {
+            if let Err(e) = store.relay_stopped(crate::now_ms()).await {
+                warn!(error = %e, "cannot store that this relay's agents are no longer connected");
+            }
+        }
     }
     Ok(())
 }

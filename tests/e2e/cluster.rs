@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 
 const SHELL: &[&str] = &["shell", "erp-db01", "--ticket", "INC-18", "--reason", "cluster check", "--"];
 /// Echoes each line it reads, after saying `tag` once.
-fn echo_shell(tag: &str) -> Vec<String> {
+pub(super) fn echo_shell(tag: &str) -> Vec<String> {
     let script = format!("echo {tag}-ready; while read l; do echo \"{tag} got $l\"; done");
     SHELL.iter().map(|s| s.to_string()).chain(["sh".into(), "-c".into(), script]).collect()
 }
 
-fn refs(v: &[String]) -> Vec<&str> {
+pub(super) fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn start(
+pub(super) fn start(
     dir: tempfile::TempDir,
     listen: &str,
     bundle: &Path,
@@ -35,11 +35,11 @@ fn start(
     TestRelay::start_with_env(dir, listen, &["--cluster-bundle", bundle, "--relay-name", name], env)
 }
 
-fn psql(db: &assist_testpg::Database, sql: &str) -> anyhow::Result<String> {
+pub(super) fn psql(db: &assist_testpg::Database, sql: &str) -> anyhow::Result<String> {
     Ok(assist_testpg::server().psql(db.name(), sql).map_err(anyhow::Error::msg)?.trim().to_owned())
 }
 
-fn online_on(relay: &TestRelay, agent: &str) -> anyhow::Result<bool> {
+pub(super) fn online_on(relay: &TestRelay, agent: &str) -> anyhow::Result<bool> {
     let out = relay.login("alice")?.ok(&["agents", "--json"])?;
     let agents: serde_json::Value = serde_json::from_str(&out)?;
     Ok(agents.as_array().is_some_and(|a| a.iter().any(|x| x["name"] == agent && x["online"] == true)))

@@ -4,6 +4,7 @@ mod audit;
 mod bad_input;
 mod bypass;
 mod cluster;
+mod cluster_presence;
 mod cluster_scale;
 mod consent;
 mod console;

@@ -67,6 +67,7 @@ impl Relay {
             last_seen: None,
             consent: None,
             online: false,
+            relays: Vec::new(),
         };
         let hash = crate::auth::token_hash(token);
         let event = AuditEvent::new(agent_actor(name), Action::AgentEnrolled)
@@ -173,12 +174,14 @@ impl Relay {
                 "version": hello.version,
                 "remote": remote.to_string(),
             }));
-        if let Err(e) = self.store.agent_connected(&row.name, hello.consent, now_ms(), &event).await {
+        let since = now_ms();
+        if let Err(e) = self.store.agent_connected(&row.name, hello.consent, since, &event).await {
             warn!(error = %e, "cannot record agent connection");
             return Err(e);
         }
         Ok(LiveAgent {
             conn_id: self.conn_id(),
+            since,
             org: row.org.clone(),
             consent: hello.consent,
             peer,

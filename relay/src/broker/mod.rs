@@ -28,6 +28,7 @@ mod followers;
 mod forward;
 mod grants;
 mod login;
+mod lost;
 mod people;
 pub mod policy;
 mod reattach;
@@ -144,6 +145,9 @@ impl From<StoreError> for Refusal {
 /// An online agent.
 pub(crate) struct LiveAgent {
     pub conn_id: u64,
+    /// When its presence on this relay was stored (`Store::agent_connected`), which names
+    /// this connection's row.
+    pub since: i64,
     pub org: OrgName,
     pub consent: ConsentMode,
     pub peer: Arc<dyn AgentPeer>,
@@ -273,6 +277,8 @@ pub struct Relay {
     /// In a cluster: this relay's name and the live relays, told to agents in `Welcome`
     /// (kept fresh by [`crate::cluster`]).
     cluster: Mutex<Option<assist_proto::msg::ClusterRelays>>,
+    /// In a cluster: whether this relay is cut off from the database ([`lost`]).
+    standing: lost::Standing,
 }
 
 #[cfg(not(test))]
@@ -319,6 +325,7 @@ impl Relay {
             changes: changes::Changes::default(),
             bus: std::sync::OnceLock::new(),
             cluster: Mutex::default(),
+            standing: lost::Standing::default(),
         }
     }
 
@@ -433,7 +440,7 @@ impl Relay {
         let event = AuditEvent::new(agent_actor(name), Action::AgentDisconnected)
             .org(&removed.org)
             .target(name.as_str());
-        if let Err(e) = self.store.agent_disconnected(name, now_ms(), &event).await {
+        if let Err(e) = self.store.agent_disconnected(name, removed.since, now_ms(), &event).await {
             warn!(error = %e, agent = %name, "cannot record agent disconnection");
         }
         let ids: Vec<SessionId> = self

@@ -23,6 +23,7 @@ impl Relay {
         }
         grants::check_asked(&capabilities)?;
         let duration_secs = self.asked_secs(duration_secs)?;
+        self.refuse_if_cut_off()?;
         if who.role != assist_proto::caps::Role::Engineer {
             let r = Refusal::new(
                 ErrorCode::Forbidden,
@@ -210,7 +211,7 @@ impl Relay {
         self.forget(id);
     }
 
-    fn forget(&self, id: &SessionId) {
+    pub(super) fn forget(&self, id: &SessionId) {
         if let Some(s) = self.sessions.lock().expect("sessions lock").remove(id) {
             // Set even with no splice watching: `register_channel` and `arm` read it.
             s.ended.send_replace(true);

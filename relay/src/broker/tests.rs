@@ -25,6 +25,7 @@ use std::cell::Cell;
 use tokio::sync::mpsc::error::TryRecvError;
 
 mod bus;
+mod lost;
 
 thread_local! {
     static BASE: Cell<Option<(i64, tokio::time::Instant)>> = const { Cell::new(None) };
@@ -167,6 +168,7 @@ impl World {
             last_seen: None,
             consent: Some(consent),
             online: false,
+            relays: Vec::new(),
         };
         store.enroll_agent("t1", &row, now, &ev(Action::AgentEnrolled)).await.unwrap();
         let (_, grant_key) = crate::auth::ed25519_from_pem(&crate::auth::ed25519_pkcs8_pem()).unwrap();
@@ -183,6 +185,7 @@ impl World {
         let peer = Arc::new(FakeAgent { tx, closed: Mutex::default() });
         let live = LiveAgent {
             conn_id: relay.conn_id(),
+            since: now,
             org: "acme".into(),
             consent,
             peer,

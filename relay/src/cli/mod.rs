@@ -3,11 +3,14 @@
 //! library neither uses clap nor anyhow; the work itself is done by library functions
 //! (`assist_relay::admin`, `admin_windows`, `webhook::admin`).
 //!
+//! - [`keys`]: where an administration command finds the keys and the database (a data
+//!   directory, or `--cluster-bundle`);
 //! - [`recording`]: `assist-relay recording ...` and `keys export`;
 //! - [`table`]: a JSON array for programs, or a table with aligned columns for people;
 //! - [`window`]: `assist-relay window ...`;
 //! - [`webhook`]: `assist-relay webhook ...`.
 
+pub mod keys;
 pub mod recording;
 pub mod table;
 pub mod webhook;

@@ -3,9 +3,9 @@
 //! work is done by `assist_relay::recording::cli`; this is the binary's side: arguments,
 //! where the output goes.
 
+use crate::cli::keys::AdminKeys;
 use anyhow::{Context, bail};
 use assist_proto::ids::SessionId;
-use assist_relay::datadir::DataDir;
 use clap::{Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -99,9 +99,11 @@ const VERIFY_TRUNCATED: u8 = 3;
 /// `recording verify`'s status for a recording that does not verify.
 const VERIFY_TAMPERED: u8 = 4;
 
+/// Runs a recording command; `admin_keys` opens the keys and database when the command needs them
+/// (`--keys` and the recordings' location need neither).
 pub async fn recording_command(
     data_dir: &std::path::Path,
-    database: Option<String>,
+    admin_keys: impl Fn() -> anyhow::Result<AdminKeys>,
     cmd: RecordingCommand,
 ) -> anyhow::Result<ExitCode> {
     use assist_relay::recording::cli;
@@ -109,7 +111,7 @@ pub async fn recording_command(
         RecordingCommand::Verify { session, file, keys, recordings } => {
             let key = match keys {
                 Some(path) => cli::PublicKeys::load(&path)?.key_bytes()?,
-                None => assist_proto::grant::public_key(&DataDir::open(data_dir)?.grant_key()?),
+                None => admin_keys()?.signing_public_key()?,
             };
             let verdict = match (file, session) {
                 (Some(path), _) => cli::verify_file(&path, &key).await?,
@@ -140,7 +142,7 @@ pub async fn recording_command(
             event.actor = crate::actor();
             event.detail["output"] =
                 output.as_ref().map_or("standard output".to_owned(), |p| p.display().to_string()).into();
-            let db = DataDir::open(data_dir)?.with_database(database).store().await?;
+            let db = admin_keys()?.store().await?;
             let audited = db.append_audit(&event, assist_relay::now_ms()).await;
             db.close().await;
             audited.context("auditing the export")?;
@@ -158,13 +160,13 @@ pub async fn recording_command(
     }
 }
 
-pub fn keys_command(data_dir: &std::path::Path, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+pub fn keys_command(keys: &AdminKeys, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let KeysCommand::Export { output } = cmd;
-    let dir = DataDir::open(data_dir)?;
+    let (ca_pem, ca_fingerprint) = keys.ca()?;
     let keys = assist_relay::recording::cli::PublicKeys {
-        relay_signing_key: hex::encode(assist_proto::grant::public_key(&dir.grant_key()?)),
-        ca_fingerprint: dir.ca_fingerprint().to_string(),
-        ca_pem: dir.ca_cert_pem().to_owned(),
+        relay_signing_key: hex::encode(keys.signing_public_key()?),
+        ca_fingerprint,
+        ca_pem,
     };
     let json = serde_json::to_string_pretty(&keys)? + "\n";
     match output {

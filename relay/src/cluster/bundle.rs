@@ -116,6 +116,27 @@ impl Bundle {
         Ok(bundle)
     }
 
+    /// The key that signs grants and recordings' seals (what `recording verify` checks
+    /// against, as a data directory's `grant.key`).
+    pub fn grant_key(&self) -> Result<aws_lc_rs::signature::Ed25519KeyPair, BundleError> {
+        auth::ed25519_from_pem(&self.grant_key)
+            .map(|(_, key)| key)
+            .map_err(|e| BundleError::Keys(e.to_string()))
+    }
+
+    /// Opens the cluster's database (`postgres://…`) with the bundle's secrets key, for
+    /// an administration command run where there is no relay data directory.
+    pub async fn store(
+        &self,
+        database: &str,
+    ) -> Result<std::sync::Arc<dyn crate::store::Store>, crate::store::StoreError> {
+        let key = hex::decode(self.secrets_key.trim())
+            .map_err(|e| crate::store::StoreError::Corrupt(format!("bundle secrets key: {e}")))?;
+        let key = crate::store::sealed::SecretsKey::new(&key)?;
+        // The data directory is used only without a URL; there is always one here.
+        crate::store::open(Some(database), Path::new("."), Some(key)).await
+    }
+
     /// The CA's fingerprint (what agents and clients pin).
     pub fn ca_fingerprint(&self) -> Result<Fingerprint, BundleError> {
         Ca::from_pem(&self.ca_cert, &self.ca_key)

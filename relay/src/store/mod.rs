@@ -164,8 +164,12 @@ pub struct AgentRow {
     pub last_seen: Option<i64>,
     /// Consent mode announced at the last connect.
     pub consent: Option<ConsentMode>,
-    /// Whether the agent is connected to a relay now (as last recorded by a relay).
+    /// Whether the agent is connected to a relay now: some relay that is neither stopped
+    /// nor declared lost holds a connection of it (`relays` is not empty).
     pub online: bool,
+    /// The relays it is connected to, by name ([`relays::DEFAULT_RELAY`] for a single
+    /// relay). A relay killed a moment ago stays here until it is declared lost.
+    pub relays: Vec<String>,
 }
 
 /// A pre-approved maintenance window of an organisation (for agents in `window` mode).
@@ -271,7 +275,9 @@ pub trait Store:
     /// Marks an agent revoked. Idempotent: revoking twice keeps the first time, and only
     /// the revocation that changed something is audited.
     async fn revoke_agent(&self, name: &AgentName, now: i64, audit: &AuditEvent) -> Result<()>;
-    /// Records that an agent connected with a consent mode: online, last seen now.
+    /// Records that an agent connected to this relay with a consent mode: present on this
+    /// relay since `now` (a row of `agent_presence`, unless a newer connection is stored
+    /// there), last seen now (or later, as stored).
     async fn agent_connected(
         &self,
         name: &AgentName,
@@ -279,12 +285,24 @@ pub trait Store:
         now: i64,
         audit: &AuditEvent,
     ) -> Result<()>;
-    /// Records that an agent's connection ended: offline, last seen now.
-    async fn agent_disconnected(&self, name: &AgentName, now: i64, audit: &AuditEvent) -> Result<()>;
+    /// Records that an agent's connection to this relay, stored by
+    /// [`Store::agent_connected`] at `since`, ended: last seen now, and no longer present
+    /// on this relay. The event is appended only if that connection was still present
+    /// (returns whether it was): a newer connection's row stays, and a relay's rows removed
+    /// wholesale (declared lost, stopped, restarted) were audited then.
+    async fn agent_disconnected(
+        &self,
+        name: &AgentName,
+        since: i64,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool>;
 
     /// Audited at `session.requested_at`.
     async fn insert_session(&self, session: &SessionInfo, audit: &AuditEvent) -> Result<()>;
-    /// Overwrites the mutable fields (state, approver, decided/started/ended, end reason).
+    /// Overwrites the mutable fields (state, approver, decided/started/ended, end reason)
+    /// of a session not in a final state; one that ended already (another relay declared
+    /// its relay lost and ended it) is `NotFound`, and nothing is appended.
     async fn update_session(&self, session: &SessionInfo, now: i64, audit: &AuditEvent) -> Result<()>;
     async fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>>;
     /// Newest first, at most `limit`.
@@ -295,11 +313,10 @@ pub trait Store:
     async fn open_sessions(&self, limit: u32) -> Result<Vec<OpenSession>>;
     /// Closes every session of this relay ([`relays::Relays::relay_name`]) not in a final
     /// state with `reason` (used at start-up after a crash, so nothing stays half-open)
-    /// and, for the single-relay default, marks every agent offline (a named relay of a
-    /// cluster leaves them: they may be connected to the others). Requested ones
-    /// become expired. Returns how many sessions it closed. Audits, as actor `relay`, one
-    /// `session.expired` or `session.ended` per session and one `agent.disconnected` per
-    /// agent it marks offline.
+    /// and removes this relay's leftover agent presence (other relays' rows stay: the
+    /// agent may be connected to them). Requested ones become expired. Returns how many
+    /// sessions it closed. Audits, as actor `relay`, one `session.expired` or
+    /// `session.ended` per session and one `agent.disconnected` per presence removed.
     async fn close_dangling_sessions(&self, reason: &str, now: i64) -> Result<u64>;
 
     // Maintenance windows.

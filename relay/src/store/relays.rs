@@ -40,12 +40,13 @@ impl RelayRow {
     }
 }
 
-/// A relay that [`Relays::end_lost_relays`] declared lost, and how many of its sessions
-/// it ended.
+/// A relay that [`Relays::end_lost_relays`] declared lost, how many of its sessions it
+/// ended and how many agent connections it removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LostRelay {
     pub name: String,
     pub sessions: u64,
+    pub agents: u64,
 }
 
 #[async_trait::async_trait]
@@ -58,13 +59,16 @@ pub trait Relays: Send + Sync {
     /// Refreshes this relay's heartbeat. False if the registry no longer holds it as
     /// running (stopped, or declared lost by another relay): it is not revived.
     async fn relay_heartbeat(&self, now: i64) -> Result<bool>;
-    /// Marks this relay stopped (a graceful stop).
+    /// Marks this relay stopped (a graceful stop) and removes its agents' presence, each
+    /// audited as `agent.disconnected` ("relay stopped"). For the single relay, which has
+    /// no registry row, only the latter.
     async fn relay_stopped(&self, now: i64) -> Result<()>;
     /// Every relay of the registry, by name.
     async fn list_relays(&self) -> Result<Vec<RelayRow>>;
     /// In one transaction: every other relay neither stopped nor lost whose heartbeat is
     /// older than `stale_before` is marked lost, and its open sessions are ended with
-    /// `reason` (requested ones expire), each audited as `relay`. Returns what it did;
+    /// `reason` (requested ones expire), each audited as `relay`, and its agents'
+    /// presence is removed (each audited as `agent.disconnected`). Returns what it did;
     /// a relay another caller declared lost first is not returned again.
     async fn end_lost_relays(&self, stale_before: i64, reason: &str, now: i64) -> Result<Vec<LostRelay>>;
 }

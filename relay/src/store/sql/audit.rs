@@ -242,6 +242,7 @@ mod tests {
             last_seen: None,
             consent: None,
             online: false,
+            relays: Vec::new(),
         };
 
         refuse_audit_of(&store, Action::AgentEnrolled).await;

@@ -1,7 +1,7 @@
 //! The relays registry ([`crate::store::relays`]) in SQL, for either backend.
 
-use super::Backend;
 use super::sessions::close_open_sessions;
+use super::{Backend, presence};
 use crate::store::Result;
 use crate::store::relays::{LostRelay, RelayRow, Relays};
 use sqlx::Row;
@@ -39,11 +39,14 @@ impl Relays for Backend {
     }
 
     async fn relay_stopped(&self, now: i64) -> Result<()> {
+        let mut tx = self.write().await?;
         sqlx::query("UPDATE relays SET stopped_at = $1 WHERE name = $2 AND stopped_at IS NULL")
             .bind(now)
             .bind(&*self.relay)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        presence::remove_relay(&mut tx, &self.relay, "relay stopped", now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -99,7 +102,8 @@ impl Relays for Backend {
             if marked.rows_affected() == 1 {
                 let detail = serde_json::Value::String(name.clone());
                 let sessions = close_open_sessions(&mut tx, &name, reason, detail, now).await?;
-                lost.push(LostRelay { name, sessions });
+                let agents = presence::remove_relay(&mut tx, &name, reason, now).await?;
+                lost.push(LostRelay { name, sessions, agents });
             }
         }
         tx.commit().await?;

@@ -135,7 +135,8 @@ impl Backend {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE sessions SET state = $1, approver = $2, decided_at = $3, started_at = $4, ended_at = $5, \
-             end_reason = $6, granted = $7, grant_expires_at = $8, escalation = $9 WHERE id = $10",
+             end_reason = $6, granted = $7, grant_expires_at = $8, escalation = $9 \
+             WHERE id = $10 AND state IN ('requested', 'approved', 'active')",
         )
         .bind(s.state.as_str())
         .bind(&s.approver)
@@ -150,7 +151,9 @@ impl Backend {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(not_found("session", s.id.as_str()));
+            // Or ended already: by another relay that declared this one lost, which wrote
+            // (and audited) the end this relay must not write again.
+            return Err(not_found("open session", s.id.as_str()));
         }
         audit::append(&mut tx, event, now).await?;
         tx.commit().await?;
@@ -195,23 +198,8 @@ impl Backend {
     pub(super) async fn close_dangling(&self, reason: &str, now: i64) -> Result<u64> {
         let mut tx = self.write().await?;
         let closed = close_open_sessions(&mut tx, &self.relay, reason, serde_json::Value::Null, now).await?;
-        if &*self.relay != crate::store::relays::DEFAULT_RELAY {
-            // A relay of a cluster: its agents may be connected to the others.
-            tx.commit().await?;
-            return Ok(closed);
-        }
-        let online: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, org FROM agents WHERE online = TRUE ORDER BY org, name")
-                .fetch_all(&mut *tx)
-                .await?;
-        sqlx::query("UPDATE agents SET online = FALSE WHERE online = TRUE").execute(&mut *tx).await?;
-        for (name, org) in online {
-            let event = AuditEvent::new(RELAY_ACTOR, Action::AgentDisconnected)
-                .org(&OrgName::new(org))
-                .target(name)
-                .detail(serde_json::json!({ "reason": reason }));
-            audit::append(&mut tx, &event, now).await?;
-        }
+        // Its agents' connections ended with the earlier process; the other relays' stay.
+        super::presence::remove_relay(&mut tx, &self.relay, reason, now).await?;
         tx.commit().await?;
         Ok(closed)
     }

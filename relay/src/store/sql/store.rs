@@ -2,8 +2,8 @@
 //! here; sessions, windows, webhooks and the audit log in the files beside it. Written
 //! once with `$N` placeholders and compiled for each backend (`super::Db`).
 
-use super::audit;
 use super::{Backend, DbRow};
+use super::{audit, presence};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::store::sqlstore::{insert_error, is_unique, not_found, parse};
 use crate::store::webhooks::{AttemptRecord, DeliveryRow, DueDelivery, NewDelivery, WebhookRow, WebhookScan};
@@ -32,7 +32,8 @@ macro_rules! select_users {
     };
 }
 
-fn agent_from_row(r: &DbRow) -> Result<AgentRow> {
+/// An agent's row, connected to `relays` (`super::presence`).
+fn agent_from_row(r: &DbRow, relays: Vec<String>) -> Result<AgentRow> {
     let consent: Option<String> = r.try_get("consent")?;
     Ok(AgentRow {
         name: AgentName::new(r.try_get::<String, _>("name")?),
@@ -42,14 +43,15 @@ fn agent_from_row(r: &DbRow) -> Result<AgentRow> {
         revoked_at: r.try_get("revoked_at")?,
         last_seen: r.try_get("last_seen")?,
         consent: consent.as_deref().map(parse::<ConsentMode>).transpose()?,
-        online: r.try_get("online")?,
+        online: !relays.is_empty(),
+        relays,
     })
 }
 
 macro_rules! select_agents {
     ($rest:literal) => {
         concat!(
-            "SELECT name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent, online FROM agents ",
+            "SELECT name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent FROM agents ",
             $rest
         )
     };
@@ -254,7 +256,13 @@ impl Store for Backend {
         if consumed.rows_affected() != 1 {
             return Err(StoreError::TokenRejected(TokenProblem::AlreadyUsed));
         }
-        let stored = AgentRow { org: OrgName::new(token.try_get::<String, _>("org")?), ..agent.clone() };
+        // Not connected anywhere yet, whatever the caller's row says.
+        let stored = AgentRow {
+            org: OrgName::new(token.try_get::<String, _>("org")?),
+            online: false,
+            relays: Vec::new(),
+            ..agent.clone()
+        };
         let mut event = AuditEvent { org: Some(stored.org.clone()), ..event.clone() };
         // A revoked agent's name may be enrolled again: the row takes the new certificate
         // (the old one no longer matches any agent, so it stays refused) and the event says
@@ -274,7 +282,7 @@ impl Store for Backend {
                 }));
                 sqlx::query(
                     "UPDATE agents SET org = $1, cert_fingerprint = $2, enrolled_at = $3, revoked_at = NULL, \
-                     last_seen = NULL, consent = NULL, online = FALSE WHERE name = $4 AND revoked_at IS NOT NULL",
+                     last_seen = NULL, consent = NULL WHERE name = $4 AND revoked_at IS NOT NULL",
                 )
                 .bind(stored.org.as_str())
                 .bind(&stored.cert_fingerprint)
@@ -285,8 +293,8 @@ impl Store for Backend {
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO agents (name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent, online) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO agents (name, org, cert_fingerprint, enrolled_at, revoked_at, last_seen, consent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(stored.name.as_str())
                 .bind(stored.org.as_str())
@@ -295,7 +303,6 @@ impl Store for Backend {
                 .bind(stored.revoked_at)
                 .bind(stored.last_seen)
                 .bind(stored.consent.map(|c| c.to_string()))
-                .bind(stored.online)
                 .execute(&mut *tx)
                 .await
             }
@@ -314,24 +321,44 @@ impl Store for Backend {
     }
 
     async fn agent(&self, name: &AgentName) -> Result<Option<AgentRow>> {
+        let mut tx = self.read().await?;
         let row = sqlx::query(select_agents!("WHERE name = $1"))
             .bind(name.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        let agent = match row {
+            Some(r) => Some(agent_from_row(&r, presence::of_agent(&mut tx, name.as_str()).await?)?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(agent)
     }
 
     async fn agent_by_fingerprint(&self, fingerprint_hex: &str) -> Result<Option<AgentRow>> {
+        let mut tx = self.read().await?;
         let row = sqlx::query(select_agents!("WHERE cert_fingerprint = $1"))
             .bind(fingerprint_hex)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        let agent = match row {
+            Some(r) => {
+                let relays = presence::of_agent(&mut tx, &r.try_get::<String, _>("name")?).await?;
+                Some(agent_from_row(&r, relays)?)
+            }
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(agent)
     }
 
     async fn list_agents(&self) -> Result<Vec<AgentRow>> {
-        let rows = sqlx::query(select_agents!("ORDER BY org, name")).fetch_all(&self.pool).await?;
-        rows.iter().map(agent_from_row).collect()
+        let mut tx = self.read().await?;
+        let rows = sqlx::query(select_agents!("ORDER BY org, name")).fetch_all(&mut *tx).await?;
+        let mut relays = presence::all(&mut tx).await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| agent_from_row(r, relays.remove(&r.try_get::<String, _>("name")?).unwrap_or_default()))
+            .collect()
     }
 
     async fn revoked_agents(&self) -> Result<Vec<AgentName>> {
@@ -373,24 +400,36 @@ impl Store for Backend {
         event: &AuditEvent,
     ) -> Result<()> {
         let mut tx = self.write().await?;
-        let done =
-            sqlx::query("UPDATE agents SET online = TRUE, consent = $1, last_seen = $2 WHERE name = $3")
-                .bind(consent.to_string())
-                .bind(now)
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await?;
+        // A connection stored again (its relay rejoined the cluster) keeps its own time:
+        // `last_seen` does not go back.
+        let done = sqlx::query(
+            "UPDATE agents SET consent = $1, \
+             last_seen = CASE WHEN last_seen IS NULL OR last_seen < $2 THEN $2 ELSE last_seen END \
+             WHERE name = $3",
+        )
+        .bind(consent.to_string())
+        .bind(now)
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(not_found("agent", name.as_str()));
         }
+        presence::insert(&mut tx, name.as_str(), &self.relay, now).await?;
         audit::append(&mut tx, event, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn agent_disconnected(&self, name: &AgentName, now: i64, event: &AuditEvent) -> Result<()> {
+    async fn agent_disconnected(
+        &self,
+        name: &AgentName,
+        since: i64,
+        now: i64,
+        event: &AuditEvent,
+    ) -> Result<bool> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("UPDATE agents SET online = FALSE, last_seen = $1 WHERE name = $2")
+        let done = sqlx::query("UPDATE agents SET last_seen = $1 WHERE name = $2")
             .bind(now)
             .bind(name.as_str())
             .execute(&mut *tx)
@@ -398,9 +437,13 @@ impl Store for Backend {
         if done.rows_affected() == 0 {
             return Err(not_found("agent", name.as_str()));
         }
-        audit::append(&mut tx, event, now).await?;
+        // Only the connection's own row; its end is audited by whoever removes the row.
+        let removed = presence::remove(&mut tx, name.as_str(), &self.relay, since).await?;
+        if removed {
+            audit::append(&mut tx, event, now).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(removed)
     }
 
     async fn insert_session(&self, s: &SessionInfo, event: &AuditEvent) -> Result<()> {

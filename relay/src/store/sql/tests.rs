@@ -39,6 +39,7 @@ fn agent(name: &str, fingerprint: &str) -> AgentRow {
         last_seen: None,
         consent: None,
         online: false,
+        relays: Vec::new(),
     }
 }
 
@@ -190,18 +191,32 @@ async fn agents_connect_disconnect_and_stay_revoked() {
     store.agent_connected(&name, ConsentMode::Approver, 30, &ev(Action::AgentConnected)).await.unwrap();
     let a = store.agent_by_fingerprint("f1").await.unwrap().unwrap();
     assert_eq!((a.online, a.consent, a.last_seen), (true, Some(ConsentMode::Approver), Some(30)));
-    store.agent_disconnected(&name, 40, &ev(Action::AgentDisconnected)).await.unwrap();
+    assert_eq!(a.relays, ["default"]);
+    // An older connection stored again (a relay rejoining) neither displaces the newer
+    // one nor turns `last_seen` back.
+    store.agent_connected(&name, ConsentMode::Approver, 25, &ev(Action::AgentConnected)).await.unwrap();
+    assert_eq!(store.agent(&name).await.unwrap().unwrap().last_seen, Some(30));
+    assert!(!store.agent_disconnected(&name, 25, 33, &ev(Action::AgentDisconnected)).await.unwrap());
+    // A disconnection of an older connection (overtaken by this one) leaves it present.
+    assert!(!store.agent_disconnected(&name, 29, 35, &ev(Action::AgentDisconnected)).await.unwrap());
+    assert!(store.agent(&name).await.unwrap().unwrap().online);
+    assert!(store.agent_disconnected(&name, 30, 40, &ev(Action::AgentDisconnected)).await.unwrap());
+    let disconnects = AuditFilter { actor: Some("test".into()), ..AuditFilter::default() };
+    let said: Vec<String> =
+        store.list_audit(&disconnects).await.unwrap().into_iter().map(|r| r.action).collect();
+    assert_eq!(said.iter().filter(|a| *a == "agent.disconnected").count(), 1, "{said:?}");
     store.revoke_agent(&name, 50, &ev(Action::AgentRevoked)).await.unwrap();
     store.revoke_agent(&name, 60, &ev(Action::AgentRevoked)).await.unwrap();
     let a = store.agent(&name).await.unwrap().unwrap();
     assert_eq!((a.online, a.last_seen, a.revoked_at), (false, Some(40), Some(50)));
+    assert!(a.relays.is_empty());
     let ghost = AgentName::new("ghost");
     assert!(matches!(
         store.revoke_agent(&ghost, 1, &ev(Action::AgentRevoked)).await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
-        store.agent_disconnected(&ghost, 1, &ev(Action::AgentDisconnected)).await,
+        store.agent_disconnected(&ghost, 1, 1, &ev(Action::AgentDisconnected)).await,
         Err(StoreError::NotFound { .. })
     ));
 }

@@ -40,6 +40,9 @@ mod console;
 #[path = "../sql/credentials.rs"]
 mod credentials;
 #[allow(clippy::duplicate_mod)]
+#[path = "../sql/presence.rs"]
+mod presence;
+#[allow(clippy::duplicate_mod)]
 #[path = "../sql/relays.rs"]
 mod relays;
 #[allow(clippy::duplicate_mod)]
