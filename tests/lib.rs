@@ -65,6 +65,14 @@ impl Lines {
         Self { rx, seen: Vec::new() }
     }
 
+    /// The lines said so far, without waiting (for a failure's report).
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
     /// Waits for a line containing `needle` and returns it.
     pub fn wait_for(&mut self, needle: &str) -> Result<String> {
         let deadline = Instant::now() + WAIT;
@@ -303,34 +311,25 @@ impl TestRelay {
 
     /// [`TestRelay::agent`] with more arguments for `assist-agent run` (`--display :N`).
     pub fn agent_with(&self, name: &str, org: &str, consent: &str, extra: &[&str]) -> Result<TestAgent> {
-        let dir = tempfile::tempdir()?;
-        let token = self.join_token(org)?;
-        let out = Command::new(bin("assist-agent"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
-                "enroll",
-                "--relay",
-                &self.addr,
-                "--token",
-                &token,
-                "--ca-fingerprint",
-                &self.fingerprint,
-                "--name",
-                name,
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!("enroll failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let mut agent = TestAgent {
-            dir,
-            proc: None,
-            name: name.to_owned(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut agent = self.enroll(name, org, extra)?;
         agent.start(consent)?;
         Ok(agent)
+    }
+
+    /// Enrolls an agent in `org` with a join token of its own, against this relay; not
+    /// started. `extra`: more arguments for its `assist-agent run`.
+    pub fn enroll(&self, name: &str, org: &str, extra: &[&str]) -> Result<TestAgent> {
+        self.enroller().enroll(name, org, extra)
+    }
+
+    /// What enrolling agents with this relay takes, for other threads.
+    pub fn enroller(&self) -> Enroller {
+        Enroller {
+            data_dir: self.data_dir(),
+            env: self.env.clone(),
+            addr: self.addr.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
     }
 
     /// An engineer CLI with its own config directory, logged in.
@@ -356,6 +355,92 @@ impl TestRelay {
     }
 }
 
+/// How to enroll agents with a relay (its data directory for join tokens, its address and
+/// CA): unlike [`TestRelay`], it may go to other threads, so many agents enroll at once.
+#[derive(Clone, Debug)]
+pub struct Enroller {
+    data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    addr: String,
+    fingerprint: String,
+}
+
+impl Enroller {
+    /// Enrolls an agent in `org` with a join token of its own (`assist-relay token create`,
+    /// then `assist-agent enroll`); not started. `extra`: more arguments for its
+    /// `assist-agent run`.
+    pub fn enroll(&self, name: &str, org: &str, extra: &[&str]) -> Result<TestAgent> {
+        let out = run_with_stdin(
+            Command::new(bin("assist-relay"))
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .args(["token", "create", "--org", org]),
+            "",
+        )?;
+        if !out.status.success() {
+            bail!("token create failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let token = String::from_utf8(out.stdout)?.trim().to_owned();
+        let dir = tempfile::tempdir()?;
+        let out = Command::new(bin("assist-agent"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["enroll", "--relay", &self.addr, "--token", &token])
+            .args(["--ca-fingerprint", &self.fingerprint, "--name", name])
+            .output()?;
+        if !out.status.success() {
+            bail!("enroll failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(TestAgent {
+            dir,
+            proc: None,
+            name: name.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+}
+
+/// Enrolls one agent per `(relay, name)` of `jobs` in `org`, `parallel` enrollments at a
+/// time; none started. The agents come back in the order of `jobs`.
+pub fn enroll_many(jobs: &[(Enroller, String)], org: &str, parallel: usize) -> Result<Vec<TestAgent>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<TestAgent>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..parallel.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((relay, name)) = jobs.get(i) else { return Ok(()) };
+                        let agent = relay.enroll(name, org, &[])?;
+                        done.lock().expect("agents lock")[i] = Some(agent);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().map_err(|_| anyhow!("an enrolling thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(done.into_inner().expect("agents lock").into_iter().map(|a| a.expect("every job ran")).collect())
+}
+
+/// Starts every agent in `consent` mode at once, then waits until each is connected to a
+/// relay.
+pub fn run_all(agents: &mut [TestAgent], consent: &str) -> Result<()> {
+    for agent in agents.iter_mut() {
+        agent.spawn(consent)?;
+    }
+    for agent in agents.iter_mut() {
+        agent.proc().stderr.wait_for("assist-agent: connected to")?;
+    }
+    Ok(())
+}
+
 pub struct TestAgent {
     pub dir: tempfile::TempDir,
     pub proc: Option<Proc>,
@@ -367,11 +452,16 @@ pub struct TestAgent {
 impl TestAgent {
     /// Starts `assist-agent run` and waits until it is connected.
     pub fn start(&mut self, consent: &str) -> Result<()> {
+        self.spawn(consent)?;
+        self.proc().stderr.wait_for("assist-agent: connected to")?;
+        Ok(())
+    }
+
+    /// Starts `assist-agent run` without waiting for anything.
+    pub fn spawn(&mut self, consent: &str) -> Result<()> {
         let mut cmd = Command::new(bin("assist-agent"));
         cmd.arg("--data-dir").arg(self.dir.path()).args(["run", "--consent", consent]).args(&self.extra);
-        let mut proc = Proc::spawn(cmd)?;
-        proc.stderr.wait_for("assist-agent: connected to")?;
-        self.proc = Some(proc);
+        self.proc = Some(Proc::spawn(cmd)?);
         Ok(())
     }
 

@@ -5,6 +5,7 @@ mod bad_input;
 mod bypass;
 mod cluster;
 mod cluster_presence;
+mod cluster_scale;
 mod consent;
 mod console;
 mod console_admin;

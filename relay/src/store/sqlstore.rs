@@ -14,6 +14,13 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct SqlStore<DB: sqlx::Database> {
     pub(super) pool: sqlx::Pool<DB>,
+    /// The registry's heartbeat and its reads of the other relays ([`super::relays`]) on
+    /// connections of their own (PostgreSQL; on SQLite, `pool` again). Writers waiting for
+    /// the audit chain's head hold every connection of `pool`, and its waiters are served
+    /// in turn: after a burst of writes (hundreds of agents connecting at once) a heartbeat
+    /// waiting there came more than [`crate::cluster::LOST_AFTER`] late, and the other
+    /// relays took this live one for lost.
+    pub(super) registry: sqlx::Pool<DB>,
     /// Seals the TOTP secrets it writes (`None`: stored as given, for stores opened
     /// without a data directory, as tests do).
     pub(super) secrets: Option<Arc<super::sealed::SecretsKey>>,
@@ -24,7 +31,12 @@ pub struct SqlStore<DB: sqlx::Database> {
 
 impl<DB: sqlx::Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone(), secrets: self.secrets.clone(), relay: self.relay.clone() }
+        Self {
+            pool: self.pool.clone(),
+            registry: self.registry.clone(),
+            secrets: self.secrets.clone(),
+            relay: self.relay.clone(),
+        }
     }
 }
 

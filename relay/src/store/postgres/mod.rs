@@ -77,12 +77,16 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, secrets: None, relay: std::sync::Arc::from(crate::store::relays::DEFAULT_RELAY) })
+        // One connection is enough: one task beats, and its statements run in turn.
+        let registry = PgPoolOptions::new().max_connections(1).connect_lazy(url)?;
+        let relay = std::sync::Arc::from(crate::store::relays::DEFAULT_RELAY);
+        Ok(Self { pool, registry, secrets: None, relay })
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.registry.close().await;
     }
 
     /// A write transaction. Its first statement locks the audit chain's head row, so

@@ -33,7 +33,7 @@ impl Relays for Backend {
         )
         .bind(now)
         .bind(&*self.relay)
-        .execute(&self.pool)
+        .execute(&self.registry)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -54,7 +54,7 @@ impl Relays for Backend {
         let rows = sqlx::query(
             "SELECT name, address, started_at, heartbeat_at, stopped_at, lost_at FROM relays ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.registry)
         .await?;
         rows.iter()
             .map(|r| {
@@ -75,8 +75,11 @@ impl Relays for Backend {
              AND lost_at IS NULL AND heartbeat_at < $2 ORDER BY name";
         // Usually none: looked for without the write lock, which every beat would
         // otherwise take from the relays' writers.
-        let any: Option<(String,)> =
-            sqlx::query_as(STALE).bind(&*self.relay).bind(stale_before).fetch_optional(&self.pool).await?;
+        let any: Option<(String,)> = sqlx::query_as(STALE)
+            .bind(&*self.relay)
+            .bind(stale_before)
+            .fetch_optional(&self.registry)
+            .await?;
         if any.is_none() {
             return Ok(Vec::new());
         }

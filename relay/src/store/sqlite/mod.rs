@@ -90,7 +90,8 @@ impl SqliteStore {
             .pragma("cache_size", "-256");
         let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, secrets: None, relay: std::sync::Arc::from(crate::store::relays::DEFAULT_RELAY) })
+        let relay = std::sync::Arc::from(crate::store::relays::DEFAULT_RELAY);
+        Ok(Self { registry: pool.clone(), pool, secrets: None, relay })
     }
 
     /// Closes every connection; SQLite then checkpoints the WAL back into the main file.
