@@ -183,7 +183,11 @@ impl Authed {
     /// Leaves this relay for the one of its cluster that holds `session` (`held`): a new
     /// connection there with the same token and CA pin (every relay of a cluster has its
     /// certificate from the one CA, and takes the cluster's tokens). Says so in one line.
-    pub(crate) async fn go_to_holder(self, session: &SessionId, held: &HeldBy) -> Result<Self, EngineerError> {
+    pub(crate) async fn go_to_holder(
+        self,
+        session: &SessionId,
+        held: &HeldBy,
+    ) -> Result<Self, EngineerError> {
         let Authed { rc, control, login } = self;
         drop(control);
         rc.close().await;

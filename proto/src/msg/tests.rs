@@ -91,7 +91,11 @@ fn every_message_round_trips() {
         reason: EndReason::ShellExited { code: Some(3), signal: None },
     });
     round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into(), held_by: None });
-    round_trip(RelayToEngineer::Error { code: ErrorCode::Conflict, message: "there".into(), held_by: Some(held()) });
+    round_trip(RelayToEngineer::Error {
+        code: ErrorCode::Conflict,
+        message: "there".into(),
+        held_by: Some(held()),
+    });
     round_trip(AgentToRelay::Hello {
         consent: ConsentMode::Prompt,
         version: "0".into(),
@@ -167,7 +171,11 @@ fn a_refusal_naming_the_holder_is_a_plain_refusal_to_older_peers() {
         serde_json::from_str(r#"{"type":"error","code":"not_found","message":"no live session s"}"#).unwrap();
     assert_eq!(
         old,
-        RelayToEngineer::Error { code: ErrorCode::NotFound, message: "no live session s".into(), held_by: None }
+        RelayToEngineer::Error {
+            code: ErrorCode::NotFound,
+            message: "no live session s".into(),
+            held_by: None
+        }
     );
     let plain = serde_json::to_string(&ChannelReply::refused("no grant")).unwrap();
     assert_eq!(plain, r#"{"type":"refused","reason":"no grant"}"#);

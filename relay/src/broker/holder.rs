@@ -48,7 +48,10 @@ impl Relay {
         Some(match address {
             Some(address) => Refusal {
                 held_by: Some(HeldBy { relay: relay.clone(), address: address.clone() }),
-                ..Refusal::new(ErrorCode::Conflict, format!("session {id} is held by relay {relay} ({address})"))
+                ..Refusal::new(
+                    ErrorCode::Conflict,
+                    format!("session {id} is held by relay {relay} ({address})"),
+                )
             },
             None => Refusal::new(
                 ErrorCode::Conflict,

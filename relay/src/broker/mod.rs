@@ -133,7 +133,11 @@ impl Refusal {
         Self { code, message: message.into(), held_by: None }
     }
     pub fn to_engineer(&self) -> RelayToEngineer {
-        RelayToEngineer::Error { code: self.code, message: self.message.clone(), held_by: self.held_by.clone() }
+        RelayToEngineer::Error {
+            code: self.code,
+            message: self.message.clone(),
+            held_by: self.held_by.clone(),
+        }
     }
 }
 
