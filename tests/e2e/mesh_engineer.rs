@@ -7,10 +7,13 @@
 //! by relay 2. A raw `detach` and channel on relay 1 are answered with the holder's name
 //! and address. A forged token is refused before anything is said; a holder that is gone
 //! gives a clear error and changes nothing; a session open nowhere is "no live session"
-//! as on one relay; a login revoked on the database is refused by every relay.
+//! as on one relay; a login revoked on the database is refused by every relay. A second
+//! test: an approver on relay 1's console who opens the live view of relay 2's session is
+//! told which relay holds it.
 
 use assist_proto::ids::SessionId;
 use assist_proto::msg::{ChannelReply, EngineerToRelay, RelayToEngineer};
+use assist_tests::browser::Browser;
 use assist_tests::files_support::{events, hold_session, stderr};
 use assist_tests::rogue::{RogueEngineer, command};
 use assist_tests::{Cli, Proc, TestRelay, WAIT, bin, wait_until};
@@ -269,4 +272,36 @@ fn wait_for_verdict(relay: &TestRelay, id: &str) -> anyhow::Result<String> {
         Ok(!verdict.starts_with("truncated"))
     })?;
     Ok(verdict)
+}
+
+#[test]
+fn the_live_view_on_relay_one_names_the_relay_holding_the_session() -> anyhow::Result<()> {
+    let db = assist_testpg::database();
+    let keys = tempfile::tempdir()?;
+    let bundle = keys.path().join("cluster.json");
+    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
+    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    let r1 = start(&bundle, "r1", &db)?;
+    let r2 = start(&bundle, "r2", &db)?;
+    r1.standard_world()?;
+    let _agent = r1.agent("erp-db01", "acme", "approver")?;
+    let (alice2, bob2) = (r2.login("alice")?, r2.login("bob")?);
+    wait_until("relay 2 to reach the agent", || {
+        let agents: serde_json::Value = serde_json::from_str(&alice2.ok(&["agents", "--json"])?)?;
+        Ok(agents.as_array().is_some_and(|a| a.iter().any(|x| x["online"] == true)))
+    })?;
+    let held = hold_session(&alice2, &bob2, "erp-db01", &[])?;
+
+    let (url, _) = r1.console()?;
+    let b = Browser::open(&r1.data_dir().join("ca.pem"))?;
+    crate::console::sign_in_and_enrol(&b, &url, "bob", "pw-bob-123", "approver")?;
+    // Relay 1 lists relay 2's live session; its live view says where it runs.
+    let live = format!("#live-sessions li[data-id='{}']", held.id);
+    b.wait_text(&live, "INC-6")?;
+    b.click(&format!("{live} a.watch"))?;
+    let said = b.wait_text("#w-status", "runs on relay r2")?;
+    assert!(said.contains("open that relay's console to watch it live"), "{said}");
+    b.screenshot("mesh-2-live-view-held-by-another-relay")?;
+    assert!(events(&r1, &held.id, "session.watch_started")?.is_empty());
+    Ok(())
 }
