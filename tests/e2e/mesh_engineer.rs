@@ -227,7 +227,7 @@ fn an_engineers_commands_on_relay_one_reach_the_session_relay_two_holds() -> any
     assert!(verified.starts_with("audit log intact:"), "{verified}");
 
     // A holder that is gone: a clear error, and nothing changes.
-    let again = hold_session(&alice2, &bob2, "erp-db01", &[read.clone()])?;
+    let again = hold_session(&alice2, &bob2, "erp-db01", std::slice::from_ref(&read))?;
     let before = r1.admin(&["audit", "export", "--format", "jsonl", "--session", &again.id])?;
     drop(r2.take());
     let lost = tempfile::tempdir()?;
