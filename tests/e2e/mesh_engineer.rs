@@ -21,6 +21,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn start(bundle: &Path, name: &str, db: &assist_testpg::Database) -> anyhow::Result<TestRelay> {
     let env = vec![("ASSIST_DATABASE".to_owned(), db.url().to_owned())];
@@ -126,13 +127,35 @@ fn an_engineers_commands_on_relay_one_reach_the_session_relay_two_holds() -> any
     assert_eq!(esc.wait()?.code(), Some(0), "{:?}", esc.stderr.seen);
     esc.stderr.wait_for("approved by bob")?;
 
-    // `cp --session`: the channel opens on relay 2.
+    // `cp --session`: the channel opens on relay 2 (one copy; ten more are timed below).
     let local = tempfile::tempdir()?;
     let src = format!("erp-db01:{}", remote.join("app.log").display());
     let out = alice1.run(&["cp", &src, local.path().to_str().unwrap(), "--session", &id])?;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains(&went_on(&id, holder)), "{}", stderr(&out));
     assert_eq!(std::fs::read(local.path().join("app.log"))?, b"a log line from erp-db01\n");
+
+    // What the detour costs (printed, not asserted): the same copy straight to relay 2 and
+    // through relay 1, a whole `assist cp` process each.
+    let timed = |cli: &Cli| -> anyhow::Result<Duration> {
+        let to = tempfile::tempdir()?;
+        let started = Instant::now();
+        let out = cli.run(&["cp", &src, to.path().to_str().unwrap(), "--session", &id])?;
+        anyhow::ensure!(out.status.success(), "{}", stderr(&out));
+        Ok(started.elapsed())
+    };
+    let mut straight = Vec::new();
+    let mut detour = Vec::new();
+    for _ in 0..5 {
+        straight.push(timed(&alice2)?);
+        detour.push(timed(&alice1)?);
+    }
+    straight.sort();
+    detour.sort();
+    eprintln!(
+        "assist cp --session, median of 5: to the holder {:?}, through relay 1 {:?}",
+        straight[2], detour[2]
+    );
 
     // `forward --session`: every forwarded connection goes to relay 2.
     let spec = format!("0:{echo}");
@@ -213,7 +236,7 @@ fn an_engineers_commands_on_relay_one_reach_the_session_relay_two_holds() -> any
     assert!(r1.admin(&["recording", "verify", &id]).is_err(), "relay 1 recorded nothing of it");
     for (action, n) in [
         ("session.escalated", 1),
-        ("file.transferred", 1),
+        ("file.transferred", 11),
         ("forward.opened", 2),
         ("session.watch_started", 1),
         ("channel.refused", 0),
@@ -221,8 +244,9 @@ fn an_engineers_commands_on_relay_one_reach_the_session_relay_two_holds() -> any
         let found = events(&r1, &id, action)?;
         assert_eq!(found.len(), n, "{action}: {found:?}");
     }
-    let moved = &events(&r1, &id, "file.transferred")?[0]["detail"];
-    assert_eq!(moved["match"], true, "{moved}");
+    for moved in events(&r1, &id, "file.transferred")? {
+        assert_eq!(moved["detail"]["match"], true, "{moved}");
+    }
     let verified = r1.admin(&["audit", "verify"])?;
     assert!(verified.starts_with("audit log intact:"), "{verified}");
 
