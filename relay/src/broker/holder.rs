@@ -9,8 +9,9 @@
 //!   registry (as [`crate::cluster`] last read it), and the client reconnects there once,
 //!   with the same token and CA pin (every relay's certificate comes from the cluster's
 //!   CA, and every relay checks the cluster's tokens against the one database).
-//! - A holder the registry no longer lists as running (stopped, or silent longer than
-//!   `cluster::LOST_AFTER`) is named without an address: there is nowhere to go.
+//! - A holder the registry does not list as running with an address (stopped, silent
+//!   longer than `cluster::LOST_AFTER`, or started without one) is named without an
+//!   address: there is nowhere to go.
 //! - One who may not see the session learns nothing of it: they get what one relay says of
 //!   a session it does not know.
 //!
@@ -53,10 +54,11 @@ impl Relay {
                     format!("session {id} is held by relay {relay} ({address})"),
                 )
             },
+            // Not among the running relays with an address in the registry.
             None => Refusal::new(
                 ErrorCode::Conflict,
                 format!(
-                    "session {id} is held by relay {relay}, which is not running; its sessions end as \"relay lost\""
+                    "session {id} is held by relay {relay}, which is not running or advertises no address; if it stopped, its sessions end as \"relay lost\""
                 ),
             ),
         })
