@@ -116,6 +116,10 @@ function open(sessionId) {
       $('w-term').classList.add('closed');
       $('w-granted').replaceChildren();
       tick();
+    } else if (m.type === 'unavailable') {
+      // Another relay of the cluster holds it (the message names it), or it is not live yet.
+      status(m.message, 'done');
+      $('w-term').classList.add('closed');
     } else if (m.type === 'refused') {
       status(m.message, 'bad');
     } else if (m.message) {

@@ -19,7 +19,9 @@
 //!   granted).
 //! - `GET /api/v1/sessions/{id}/watch` (upgrade): a read-only view of a live session for
 //!   approvers of its agent's organisation and admins: the current screen, then the
-//!   output as it happens. Anything the watcher sends is refused and goes nowhere.
+//!   output as it happens. Anything the watcher sends is refused and goes nowhere. A
+//!   session that cannot be watched here now (another relay of a cluster holds it, or it
+//!   is not live yet) gets one `{"type":"unavailable", message}` and the socket closes.
 //!
 //! Both upgrades check `Origin` (the console's own, as for every state-changing request)
 //! and the session cookie; an open socket closes within [`RECHECK`] of the console session
@@ -89,10 +91,22 @@ pub async fn watch(
     check_upgrade_origin(&headers)?;
     let c = signed_in(&state, &headers).await?;
     let ws = ws.map_err(not_a_socket)?;
-    let link = state.watch(&c.account, &id).await?;
+    let link = match state.watch(&c.account, &id).await {
+        Ok(link) => link,
+        // Not to be watched here now (another relay of a cluster holds it, or it is not
+        // live yet): said on the socket, the one place a page can read why.
+        Err(ApiError::Conflict(message)) => return Ok(ws.on_upgrade(move |s| unavailable(s, message))),
+        Err(e) => return Err(e),
+    };
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| pump(socket, None, link.down, state, headers)))
+}
+
+/// Tells a watcher's page why there is nothing to watch, and closes.
+async fn unavailable(mut socket: WebSocket, message: String) {
+    let _ = socket.send(event(json!({ "type": "unavailable", "message": message }))).await;
+    let _ = socket.send(Message::Close(None)).await;
 }
 
 fn not_a_socket(_: WebSocketUpgradeRejection) -> ApiError {

@@ -306,7 +306,25 @@ pub enum RelayToEngineer {
     Error {
         code: ErrorCode,
         message: String,
+        /// Set when the session named is held by another relay of the cluster: the
+        /// command (a channel, `Follow`, `Escalate`) goes there instead ([`HeldBy`]).
+        /// Absent otherwise, and from older relays.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held_by: Option<HeldBy>,
     },
+}
+
+/// The relay of a cluster that holds a session (asks its consent, splices and records
+/// it), where an engineer's own commands about that session go: a relay that does not
+/// hold it refuses them naming this one, and the client reconnects there once, with the
+/// same token and CA pin. Approvers' answers, revocations and ends need no such detour:
+/// the relays carry them between themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBy {
+    /// The relay's name in the cluster (`--relay-name`).
+    pub relay: String,
+    /// Its QUIC address (`HOST:PORT`, as the relays registry advertises it to agents).
+    pub address: String,
 }
 
 /// The first message on a connection without a client certificate: an agent's enrollment,
@@ -613,7 +631,20 @@ pub struct AgentChannelOpen {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChannelReply {
     Accepted,
-    Refused { reason: String },
+    Refused {
+        reason: String,
+        /// Set when the session is held by another relay of the cluster: open the
+        /// channel there ([`HeldBy`]). Absent otherwise, and from older relays.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held_by: Option<HeldBy>,
+    },
+}
+
+impl ChannelReply {
+    /// A refusal for `reason`, with nowhere else to go.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        ChannelReply::Refused { reason: reason.into(), held_by: None }
+    }
 }
 
 impl EngineerToRelay {

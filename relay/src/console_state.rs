@@ -513,9 +513,16 @@ impl assist_console::ConsoleState for RelayConsole {
 
     async fn watch(&self, user: &Account, id: &str) -> Result<WatchLink, ApiError> {
         let who = principal(user)?;
-        crate::wire::watcher::open_watch(self.relay.clone(), who, SessionId::new(id))
-            .await
-            .map_err(from_refusal)
+        crate::wire::watcher::open_watch(self.relay.clone(), who, SessionId::new(id)).await.map_err(|r| {
+            match &r.held_by {
+                // Its screen is in the other relay's memory: no streaming between relays.
+                Some(h) => ApiError::Conflict(format!(
+                    "Session {id} runs on relay {} of the cluster, not on this one: open that relay's console to watch it live.",
+                    h.relay
+                )),
+                None => from_refusal(r),
+            }
+        })
     }
 
     async fn sessions(&self, user: &Account) -> Result<Vec<SessionView>, ApiError> {

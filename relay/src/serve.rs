@@ -154,10 +154,10 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
     if let Some(url) =
         dir.database().filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
     {
-        // Asks go to every relay and the session's holder takes them (session rows name
-        // their relay, but `SessionInfo` does not carry it yet: see `Relay::elsewhere`).
-        crate::bus::PgBus::start(url, &relay, cfg.relay_name.clone(), crate::bus::BusConfig::default())
-            .await?;
+        // Asks are addressed to the relay a session row names: this one's name in the
+        // store (`default` for relays started without one, which all take those).
+        let name = Some(relay.store.relay_name().to_owned());
+        crate::bus::PgBus::start(url, &relay, name, crate::bus::BusConfig::default()).await?;
     }
     Ok((endpoint, relay))
 }

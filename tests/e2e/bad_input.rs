@@ -367,7 +367,7 @@ fn a_path_over_a_limit_is_refused_saying_which_in_the_cli_and_at_the_relay() -> 
             .await
     })?;
     match reply {
-        RelayToEngineer::Error { code: ErrorCode::BadRequest, message } => {
+        RelayToEngineer::Error { code: ErrorCode::BadRequest, message, .. } => {
             assert!(message.contains("NAME_MAX"), "{message}")
         }
         other => panic!("expected a refusal, got {other:?}"),

@@ -24,7 +24,7 @@ fn touch(session: &str, marker: &Path) -> ChannelOpen {
 
 fn refused(reply: &ChannelReply) -> &str {
     match reply {
-        ChannelReply::Refused { reason } => reason,
+        ChannelReply::Refused { reason, .. } => reason,
         ChannelReply::Accepted => panic!("a channel outside the grant was accepted"),
     }
 }
@@ -143,7 +143,7 @@ fn a_modified_engineer_client_gets_nothing_the_grant_does_not_cover() -> anyhow:
                 let script = format!("echo $$ > {}/{i}; exec sleep 600", pids.display());
                 match e.open(&command(&session, &["sh", "-c", &script])).await {
                     Ok((ChannelReply::Accepted, send, recv)) => held.push((send, recv)),
-                    Ok((ChannelReply::Refused { reason }, ..)) => return (held.len(), Some(reason)),
+                    Ok((ChannelReply::Refused { reason, .. }, ..)) => return (held.len(), Some(reason)),
                     // A channel still being opened when the revocation lands is reset with
                     // the others: it was never accepted. The next one must be refused.
                     Err(_) => {}

@@ -22,6 +22,7 @@ mod grants;
 mod http_limits;
 mod lifecycle;
 mod mesh;
+mod mesh_engineer;
 mod postgres;
 mod pty;
 mod readme;

@@ -170,7 +170,7 @@ fn rogue_request(cli: &Cli, ticket: &str, reason: &str) -> Result<(ErrorCode, St
             })
             .await?;
         match reply {
-            RelayToEngineer::Error { code, message } => Ok((code, message)),
+            RelayToEngineer::Error { code, message, .. } => Ok((code, message)),
             other => bail!("the relay accepted it: {other:?}"),
         }
     })

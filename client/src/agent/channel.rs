@@ -110,7 +110,7 @@ pub(crate) async fn serve(
         Err(refused) => {
             let reason = refused.to_string();
             warn!(%session, reason = %assist_proto::text::line(&reason), "channel refused");
-            let _ = write_msg(&mut send, &ChannelReply::Refused { reason }).await;
+            let _ = write_msg(&mut send, &ChannelReply::refused(reason)).await;
             let _ = send.finish();
             return;
         }
@@ -157,7 +157,7 @@ pub(crate) async fn serve(
         Err(e) => {
             let reason = format!("cannot start: {e}");
             warn!(%session, %reason, "channel refused");
-            let _ = write_msg(&mut send, &ChannelReply::Refused { reason }).await;
+            let _ = write_msg(&mut send, &ChannelReply::refused(reason)).await;
             let _ = send.finish();
             return;
         }

@@ -80,6 +80,6 @@ pub(crate) async fn countersign(state: &AgentState, session: &SessionId, digests
 
 pub(crate) async fn refuse(send: &mut SendStream, reason: String) {
     warn!(reason = %assist_proto::text::line(&reason), "channel refused");
-    let _ = write_msg(send, &ChannelReply::Refused { reason }).await;
+    let _ = write_msg(send, &ChannelReply::refused(reason)).await;
     let _ = send.finish();
 }

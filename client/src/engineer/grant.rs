@@ -93,8 +93,8 @@ pub async fn escalate(
 ) -> Result<String, EngineerError> {
     let req = EngineerToRelay::Escalate { session: session.clone(), add, duration_secs, reason };
     req.check_text()?;
-    let mut a = connect(cfg).await?;
-    let (info, waiting_for) = match a.control.call(&req).await? {
+    let (mut a, asked) = connect(cfg).await?.call_at_holder(&session, &req).await?;
+    let (info, waiting_for) = match asked {
         RelayToEngineer::EscalationRequested { session, waiting_for } => (session, waiting_for),
         other => return Err(EngineerError::from_reply(other)),
     };

@@ -28,7 +28,7 @@ use crate::conn::{ConnError, Control, RelayConn};
 use assist_certs::Fingerprint;
 use assist_proto::caps::Capability;
 use assist_proto::ids::SessionId;
-use assist_proto::msg::{AgentInfo, EngineerToRelay, ErrorCode, RelayToEngineer, SessionInfo};
+use assist_proto::msg::{AgentInfo, EngineerToRelay, ErrorCode, HeldBy, RelayToEngineer, SessionInfo};
 use config::{ConfigDir, ConfigError, Login};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub enum EngineerError {
 impl EngineerError {
     fn from_reply(reply: RelayToEngineer) -> Self {
         match reply {
-            RelayToEngineer::Error { code, message } => EngineerError::Relay { code, message },
+            RelayToEngineer::Error { code, message, .. } => EngineerError::Relay { code, message },
             other => EngineerError::Unexpected(format!("{other:?}")),
         }
     }
@@ -156,12 +156,80 @@ pub async fn connect(cfg: &ConfigDir) -> Result<Authed, EngineerError> {
     let fp: Fingerprint = login.ca_fingerprint.parse().map_err(|e: assist_certs::CertError| {
         ConfigError::Corrupt { path: cfg.path().join("login.json"), reason: e.to_string() }
     })?;
-    let addr = crate::conn::resolve(&login.relay).await?;
+    let relay = login.relay.clone();
+    connect_to(login, fp, &relay).await
+}
+
+/// A connection to `relay` (`HOST:PORT`) authenticated with `login`'s token.
+async fn connect_to(login: Login, fp: Fingerprint, relay: &str) -> Result<Authed, EngineerError> {
+    let addr = crate::conn::resolve(relay).await?;
     let rc = RelayConn::open(addr, fp, None).await?;
     let mut control = rc.control().await?;
     match control.call(&EngineerToRelay::Auth { token: login.token.clone() }).await? {
         RelayToEngineer::Authenticated { .. } => Ok(Authed { rc, control, login }),
         other => Err(EngineerError::from_reply(other)),
+    }
+}
+
+/// The relay of the cluster that holds the session, if `reply` sends the command there.
+fn held_by(reply: &RelayToEngineer) -> Option<&HeldBy> {
+    match reply {
+        RelayToEngineer::Error { held_by, .. } => held_by.as_ref(),
+        _ => None,
+    }
+}
+
+impl Authed {
+    /// Leaves this relay for the one of its cluster that holds `session` (`held`): a new
+    /// connection there with the same token and CA pin (every relay of a cluster has its
+    /// certificate from the one CA, and takes the cluster's tokens). Says so in one line.
+    pub(crate) async fn go_to_holder(
+        self,
+        session: &SessionId,
+        held: &HeldBy,
+    ) -> Result<Self, EngineerError> {
+        let Authed { rc, control, login } = self;
+        drop(control);
+        rc.close().await;
+        let fp: Fingerprint = login.ca_fingerprint.parse().map_err(|e: assist_certs::CertError| {
+            EngineerError::Refused(format!("the saved login's CA fingerprint: {e}"))
+        })?;
+        let there = connect_to(login, fp, &held.address).await.map_err(|e| match e {
+            EngineerError::Conn(e) => EngineerError::Refused(format!(
+                "session {session} is held by relay {} ({}), which cannot be reached: {e}",
+                held.relay, held.address
+            )),
+            other => other,
+        })?;
+        eprintln!(
+            "assist: {}",
+            assist_proto::text::line(&format!(
+                "session {session} is held by relay {} ({}); continuing there",
+                held.relay, held.address
+            ))
+        );
+        Ok(there)
+    }
+
+    /// Sends `req` about `session` and reads the answer. If another relay of the cluster
+    /// holds the session, goes there (once: a second relay sending it on again is an
+    /// error, never a loop) and sends it again.
+    pub(crate) async fn call_at_holder(
+        mut self,
+        session: &SessionId,
+        req: &EngineerToRelay,
+    ) -> Result<(Self, RelayToEngineer), EngineerError> {
+        let reply: RelayToEngineer = self.control.call(req).await?;
+        let Some(held) = held_by(&reply).cloned() else { return Ok((self, reply)) };
+        let mut there = self.go_to_holder(session, &held).await?;
+        let reply: RelayToEngineer = there.control.call(req).await?;
+        if let Some(again) = held_by(&reply) {
+            return Err(EngineerError::Refused(format!(
+                "session {session}: relay {} sent this on to relay {} in turn; not following a second time",
+                held.relay, again.relay
+            )));
+        }
+        Ok((there, reply))
     }
 }
 

@@ -4,7 +4,10 @@
 //! opened from any of their connections.
 //!
 //! The connection's control stream stays open while the command runs: a session this
-//! command requested ends when the command's connection goes.
+//! command requested ends when the command's connection goes. With `--session`, the
+//! command follows the session first (`EngineerToRelay::Follow`); in a cluster, a relay
+//! that does not hold it names the one that does, and the command reconnects there once
+//! (`Authed::call_at_holder`) before it opens any channel.
 
 use super::{EngineerError, connect};
 use crate::clock::{duration, now_ms};
@@ -46,6 +49,8 @@ pub struct Live {
     rc: crate::conn::RelayConn,
     /// Whether this command requested the session (and so ends it when it leaves).
     own: bool,
+    /// Whether this connection already follows the session (`--session`, asked at open).
+    following: bool,
 }
 
 impl Live {
@@ -65,7 +70,7 @@ impl Live {
     /// this connection of the session's grant changes and end, as it tells the requesting
     /// command. The answer comes as an event (`Done`, or `Error` with why not).
     pub async fn follow(&mut self) -> Result<(), EngineerError> {
-        if self.own {
+        if self.own || self.following {
             return Ok(());
         }
         let msg = EngineerToRelay::Follow { session: self.session.clone() };
@@ -180,7 +185,7 @@ async fn open_on(
     assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
     match read_msg::<ChannelReply, _>(&mut recv).await {
         Ok(Some(ChannelReply::Accepted)) => Ok((send, recv)),
-        Ok(Some(ChannelReply::Refused { reason })) => {
+        Ok(Some(ChannelReply::Refused { reason, .. })) => {
             Err(EngineerError::Refused(format!("refused: {reason}")))
         }
         Ok(None) | Err(_) => Err(EngineerError::Refused(format!("the relay closed the {what} channel"))),
@@ -215,14 +220,25 @@ pub async fn open(
                 .map_err(|e| EngineerError::Refused(e.to_string()))?;
         }
     }
-    let authed = connect(cfg).await?;
+    let mut authed = connect(cfg).await?;
+    let mut following = false;
+    if let SessionChoice::Existing(session) = &choice {
+        // Followed from the start, on the relay that holds the session: in a cluster that
+        // may be another relay than the login's, and every channel of the command goes
+        // there. A refusal here (not live, not yours) is left for the channel to meet, as
+        // that refusal is the one audited.
+        let follow = EngineerToRelay::Follow { session: session.clone() };
+        let (there, reply) = authed.call_at_holder(session, &follow).await?;
+        authed = there;
+        following = matches!(reply, RelayToEngineer::Done { .. });
+    }
     let conn = authed.rc.conn.clone();
     let rc = authed.rc;
     let mut control = authed.control.send;
     let (ticket, priority, reason, duration_secs) = match choice {
         SessionChoice::Existing(session) => {
             let events = Some(spawn_events(authed.control.recv));
-            return Ok(Live { conn, session, events, approved: None, control, rc, own: false });
+            return Ok(Live { conn, session, events, approved: None, control, rc, own: false, following });
         }
         SessionChoice::New { ticket, priority, reason, duration_secs } => {
             (ticket, priority, reason, duration_secs)
@@ -242,7 +258,16 @@ pub async fn open(
     let mut events = spawn_events(authed.control.recv);
     let approved = wait_for_consent(&mut events).await?;
     let session = approved.id.clone();
-    Ok(Live { conn, session, events: Some(events), approved: Some(approved), control, rc, own: true })
+    Ok(Live {
+        conn,
+        session,
+        events: Some(events),
+        approved: Some(approved),
+        control,
+        rc,
+        own: true,
+        following: false,
+    })
 }
 
 /// Reads the control stream into a channel of events.
@@ -276,7 +301,7 @@ pub(crate) async fn wait_for_consent(
 ) -> Result<SessionInfo, EngineerError> {
     let (session, waiting_for) = match events.recv().await {
         Some(Ok(RelayToEngineer::SessionRequested { session, waiting_for })) => (session, waiting_for),
-        Some(Ok(RelayToEngineer::Error { code, message })) => {
+        Some(Ok(RelayToEngineer::Error { code, message, .. })) => {
             return Err(EngineerError::Relay { code, message });
         }
         Some(Ok(other)) => return Err(EngineerError::Unexpected(format!("{other:?}"))),
@@ -328,7 +353,7 @@ pub(crate) async fn wait_for_consent(
                     Some(Ok(RelayToEngineer::SessionEnded { reason })) => {
                         Err(EngineerError::Refused(format!("session {} ended before it started: {reason}", session.id)))
                     }
-                    Some(Ok(RelayToEngineer::Error { code, message })) => Err(EngineerError::Relay { code, message }),
+                    Some(Ok(RelayToEngineer::Error { code, message, .. })) => Err(EngineerError::Relay { code, message }),
                     Some(Ok(other)) => Err(EngineerError::Unexpected(format!("{other:?}"))),
                     Some(Err(m)) => Err(EngineerError::Refused(m)),
                     None => Err(EngineerError::Refused("relay connection lost".into())),

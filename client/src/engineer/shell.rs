@@ -120,7 +120,7 @@ async fn session(
     assist_net::write_msg(&mut send, &open).await.map_err(|e| EngineerError::Refused(e.to_string()))?;
     match read_msg::<ChannelReply, _>(&mut recv).await {
         Ok(Some(ChannelReply::Accepted)) => {}
-        Ok(Some(ChannelReply::Refused { reason })) => {
+        Ok(Some(ChannelReply::Refused { reason, .. })) => {
             return Err(EngineerError::Refused(format!("shell refused: {reason}")));
         }
         Ok(None) | Err(_) => return Err(EngineerError::Refused("the relay closed the shell channel".into())),

@@ -90,7 +90,12 @@ fn every_message_round_trips() {
     round_trip(RelayToEngineer::SessionEnded {
         reason: EndReason::ShellExited { code: Some(3), signal: None },
     });
-    round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into() });
+    round_trip(RelayToEngineer::Error { code: ErrorCode::Forbidden, message: "no".into(), held_by: None });
+    round_trip(RelayToEngineer::Error {
+        code: ErrorCode::Conflict,
+        message: "there".into(),
+        held_by: Some(held()),
+    });
     round_trip(AgentToRelay::Hello {
         consent: ConsentMode::Prompt,
         version: "0".into(),
@@ -119,7 +124,8 @@ fn every_message_round_trips() {
         report_exit: true,
         channel: ChannelKind::Shell { pty: None, command: Some(vec!["true".into()]) },
     });
-    round_trip(ChannelReply::Refused { reason: "no grant".into() });
+    round_trip(ChannelReply::refused("no grant"));
+    round_trip(ChannelReply::Refused { reason: "there".into(), held_by: Some(held()) });
     round_trip(ChannelOpen {
         session: "s".into(),
         report_exit: false,
@@ -142,6 +148,39 @@ fn every_message_round_trips() {
         report_exit: false,
         channel: ChannelKind::Forward { target: "db:5432".into() },
     });
+}
+
+fn held() -> HeldBy {
+    HeldBy { relay: "relay-1".into(), address: "127.0.0.1:4433".into() }
+}
+
+/// A refusal naming the relay that holds a session reads as a plain refusal to clients
+/// that do not know the field, and refusals from relays that do not send it read as
+/// having nowhere else to go.
+#[test]
+fn a_refusal_naming_the_holder_is_a_plain_refusal_to_older_peers() {
+    let error = serde_json::to_value(RelayToEngineer::Error {
+        code: ErrorCode::Conflict,
+        message: "held by relay-1".into(),
+        held_by: Some(held()),
+    })
+    .unwrap();
+    assert_eq!(error["code"], "conflict");
+    assert_eq!(error["held_by"]["address"], "127.0.0.1:4433");
+    let old: RelayToEngineer =
+        serde_json::from_str(r#"{"type":"error","code":"not_found","message":"no live session s"}"#).unwrap();
+    assert_eq!(
+        old,
+        RelayToEngineer::Error {
+            code: ErrorCode::NotFound,
+            message: "no live session s".into(),
+            held_by: None
+        }
+    );
+    let plain = serde_json::to_string(&ChannelReply::refused("no grant")).unwrap();
+    assert_eq!(plain, r#"{"type":"refused","reason":"no grant"}"#);
+    let old: ChannelReply = serde_json::from_str(r#"{"type":"refused","reason":"no"}"#).unwrap();
+    assert_eq!(old, ChannelReply::refused("no"));
 }
 
 #[test]

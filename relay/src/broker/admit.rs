@@ -5,7 +5,8 @@
 //!   the kind is one a person may open and is well formed, what it declares is within the
 //!   relay's limits, the session is live and the caller's, its grant verifies and covers
 //!   the capability the channel needs now, the session is recorded if recording is
-//!   mandatory, and the agent is connected. A yes is an [`Admission`]: the channel is
+//!   mandatory, and the agent is connected. A session another relay of the cluster holds
+//!   is refused naming that relay (`holder`), which admits the channel itself. A yes is an [`Admission`]: the channel is
 //!   numbered and registered for revocation under the same lock as the grant check, so a
 //!   revocation either refused it or finds it. A no is audited (`channel.refused`) here.
 //! - [`Admission`]'s methods for what happens on the way: the agent's `FileReady` checked
@@ -94,13 +95,25 @@ pub(crate) enum ChannelRefused {
     /// The agent did not describe a file channel's data before sending it.
     #[error("the agent did not describe the file")]
     NotDescribed,
+    /// Another relay of the cluster holds the session: the channel opens there
+    /// ([`Relay::holder_elsewhere`]). Not a refusal of access: not audited.
+    #[error("{}", .0.message)]
+    HeldElsewhere(Refusal),
 }
 
 impl ChannelRefused {
     /// Whether the refusal is audited (`channel.refused`). An offline agent's is not: its
     /// going is audited already.
     fn audited(&self) -> bool {
-        !matches!(self, ChannelRefused::AgentOffline(_))
+        !matches!(self, ChannelRefused::AgentOffline(_) | ChannelRefused::HeldElsewhere(_))
+    }
+
+    /// The relay holding the session, when it is another one of the cluster.
+    pub(crate) fn held_by(&self) -> Option<assist_proto::msg::HeldBy> {
+        match self {
+            ChannelRefused::HeldElsewhere(r) => r.held_by.clone(),
+            _ => None,
+        }
     }
 }
 
@@ -154,6 +167,9 @@ impl Relay {
         }
         open.channel.validate().map_err(|e| ChannelRefused::BadRequest(e.to_string()))?;
         self.check_declared(&open.channel)?;
+        if let Some(there) = self.holder_elsewhere(who, &open.session).await {
+            return Err(ChannelRefused::HeldElsewhere(there));
+        }
         let cap = open.channel.required_capability();
         let (session, agent, grant, channel, handle) =
             self.grant_for_channel(who, &open.session, &cap).await.map_err(ChannelRefused::Session)?;

@@ -14,6 +14,9 @@
 //!   [`Relay::list_live`]) add the open sessions other relays hold, read from the store's
 //!   session rows (which hold everything those lists show, the pending escalation
 //!   included).
+//! - An engineer's own follow-up commands (channels, `watch`, `follow`, `escalate`,
+//!   `detach`) are not carried: they need the holder's memory and a connection to it, so
+//!   the engineer is sent there ([`super::holder`]).
 //!
 //! With no bus (SQLite, one relay) nothing here runs: every session is local. This module
 //! knows no transport: the implementation (`crate::bus`, PostgreSQL `LISTEN/NOTIFY`) calls
@@ -176,14 +179,14 @@ impl Relay {
         if self.holds(id) {
             return None;
         }
-        let row = match self.store.session(id).await {
-            Ok(Some(row)) if !row.state.is_final() => row,
+        let row = match self.store.open_session(id).await {
+            Ok(Some(row)) => row,
             _ => return None,
         };
         let ask = Ask { by: who.into(), session: id.clone(), command: command() };
-        // Addressed to whichever relay holds it; once session rows name their relay,
-        // this names it (`Some(&row.relay)`).
-        let holder = None;
+        // Addressed to the relay its row names (relays started without a name share the
+        // default one, and the one of them holding it takes it).
+        let holder = Some(row.relay.as_str());
         let started = std::time::Instant::now();
         let answer = bus.ask(holder, &ask).await;
         let elapsed_us = started.elapsed().as_micros() as u64;
@@ -191,7 +194,7 @@ impl Relay {
         Some(match answer {
             Ok(a) => a.into(),
             // One who may not see the session learns nothing of it, as from one relay.
-            Err(_) if !who.may_see_session(&row) => {
+            Err(_) if !who.may_see_session(&row.info) => {
                 Err(Refusal::new(ErrorCode::NotFound, format!("no live session {id}")))
             }
             Err(e) => {

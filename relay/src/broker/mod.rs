@@ -27,6 +27,7 @@ mod files;
 mod followers;
 mod forward;
 mod grants;
+mod holder;
 mod login;
 mod lost;
 mod people;
@@ -123,14 +124,21 @@ impl Default for BrokerConfig {
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,
+    /// Another relay of the cluster holds the session: the command goes there
+    /// ([`Relay::holder_elsewhere`]).
+    pub held_by: Option<assist_proto::msg::HeldBy>,
 }
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), held_by: None }
     }
     pub fn to_engineer(&self) -> RelayToEngineer {
-        RelayToEngineer::Error { code: self.code, message: self.message.clone() }
+        RelayToEngineer::Error {
+            code: self.code,
+            message: self.message.clone(),
+            held_by: self.held_by.clone(),
+        }
     }
 }
 

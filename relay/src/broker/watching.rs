@@ -180,6 +180,10 @@ impl Relay {
     ) -> Result<Watching, Refusal> {
         let not_found = || Refusal::new(ErrorCode::NotFound, format!("no live session {id}"));
         let Some(s) = self.session(id) else {
+            // Its screen is in the memory of the relay holding it: the watcher goes there.
+            if let Some(there) = self.holder_elsewhere(who, id).await {
+                return Err(there);
+            }
             let why = "no such session";
             return Err(self
                 .refuse_access(who, "session.watch", id, None, why, (not_found(), not_found()))

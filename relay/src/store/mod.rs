@@ -192,11 +192,14 @@ pub struct WindowRow {
     pub removed_at: Option<i64>,
 }
 
-/// An open session's row and the consent mode its agent last announced.
+/// An open session's row, the consent mode its agent last announced, and the relay that
+/// holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenSession {
     pub info: SessionInfo,
     pub agent_consent: Option<ConsentMode>,
+    /// The relay where it was requested, which holds it ([`relays::Relays::relay_name`]).
+    pub relay: String,
 }
 
 /// An audit row that cannot be read back as an [`AuditRecord`] (a column of the wrong type,
@@ -311,6 +314,9 @@ pub trait Store:
     /// `limit`, each with its agent's consent mode: what every relay of a cluster lists of
     /// the sessions other relays hold.
     async fn open_sessions(&self, limit: u32) -> Result<Vec<OpenSession>>;
+    /// Session `id` if it is open (requested, approved, active), as [`Store::open_sessions`]
+    /// gives it: where a relay of a cluster learns which relay holds it.
+    async fn open_session(&self, id: &SessionId) -> Result<Option<OpenSession>>;
     /// Closes every session of this relay ([`relays::Relays::relay_name`]) not in a final
     /// state with `reason` (used at start-up after a crash, so nothing stays half-open)
     /// and removes this relay's leftover agent presence (other relays' rows stay: the

@@ -146,8 +146,8 @@ async fn unauthenticated(relay: Arc<Relay>, conn: Connection) {
 
 async fn protocol_error(conn: &Connection, send: &mut quinn::SendStream, message: String) {
     info!(%message, "protocol error");
-    let _ =
-        assist_net::write_msg(send, &RelayToEngineer::Error { code: ErrorCode::BadRequest, message }).await;
+    let refusal = RelayToEngineer::Error { code: ErrorCode::BadRequest, message, held_by: None };
+    let _ = assist_net::write_msg(send, &refusal).await;
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
     conn.close(codes::PROTOCOL, b"protocol error");

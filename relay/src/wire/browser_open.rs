@@ -57,7 +57,7 @@ pub(super) async fn open_for_browser(
         if let Some(opener) = opener {
             admitted.agent_stream(relay, ch.stream, opener, None);
         }
-        if let ChannelReply::Refused { reason } = &ch.reply {
+        if let ChannelReply::Refused { reason, .. } = &ch.reply {
             admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
             return Err(OpenFailed::AgentRefused(reason.clone()));
         }

@@ -20,7 +20,8 @@ use crate::broker::{
 use crate::recording::format::Direction;
 use assist_net::{codes, read_msg, write_msg};
 use assist_proto::msg::{
-    AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, RelayToEngineer,
+    AgentChannelOpen, ChannelKind, ChannelOpen, ChannelReply, EngineerToRelay, ErrorCode, HeldBy,
+    RelayToEngineer,
 };
 use assist_proto::session::EndReason;
 use quinn::{Connection, RecvStream, SendStream};
@@ -163,6 +164,13 @@ async fn command(
     if let Err(e) = msg.check_text() {
         return Some(Refusal::new(ErrorCode::BadRequest, e.to_string()).to_engineer());
     }
+    // The engineer's own commands about a session need the memory of the relay holding
+    // it: one held by another relay of the cluster sends them there (`broker::holder`).
+    if let Some(id) = needs_holder(&msg)
+        && let Some(there) = relay.holder_elsewhere(who, id).await
+    {
+        return Some(there.to_engineer());
+    }
     let result = match msg {
         EngineerToRelay::Login { .. } | EngineerToRelay::Auth { .. } => {
             Err(Refusal::new(ErrorCode::BadRequest, "already authenticated on this connection"))
@@ -230,6 +238,18 @@ async fn command(
     Some(result.unwrap_or_else(|r| r.to_engineer()))
 }
 
+/// The session of a command that only the relay holding it can run (approvals,
+/// revocations and ends are carried to it by the broker instead).
+fn needs_holder(msg: &EngineerToRelay) -> Option<&assist_proto::ids::SessionId> {
+    match msg {
+        EngineerToRelay::Follow { session }
+        | EngineerToRelay::Escalate { session, .. }
+        | EngineerToRelay::Detach { session }
+        | EngineerToRelay::Finish { session, .. } => Some(session),
+        _ => None,
+    }
+}
+
 async fn accept_channels(relay: Arc<Relay>, conn: Connection, who: Principal, opener: Opener) {
     let peer = conn.remote_address();
     while let Ok((send, recv)) = conn.accept_bi().await {
@@ -240,8 +260,13 @@ async fn accept_channels(relay: Arc<Relay>, conn: Connection, who: Principal, op
 }
 
 async fn refuse(send: &mut SendStream, reason: String) {
+    refuse_with(send, reason, None).await
+}
+
+/// A refusal; with `held_by`, the session's relay of the cluster, where the channel goes.
+async fn refuse_with(send: &mut SendStream, reason: String, held_by: Option<HeldBy>) {
     info!(%reason, "channel refused");
-    let _ = write_msg(send, &ChannelReply::Refused { reason }).await;
+    let _ = write_msg(send, &ChannelReply::Refused { reason, held_by }).await;
     let _ = send.finish();
 }
 
@@ -263,13 +288,13 @@ async fn open_channel(
         // Not a channel to the agent: the relay serves the session's screen itself.
         let watching = match relay.watch(&who, &open.session).await {
             Ok(w) => w,
-            Err(r) => return refuse(&mut esend, r.message).await,
+            Err(r) => return refuse_with(&mut esend, r.message, r.held_by).await,
         };
         return watch(watching, esend, erecv).await;
     }
     let admitted = match relay.admit_channel(&who, &open).await {
         Ok(a) => a,
-        Err(refused) => return refuse(&mut esend, refused.to_string()).await,
+        Err(refused) => return refuse_with(&mut esend, refused.to_string(), refused.held_by()).await,
     };
     let span = admitted.session.span.clone();
     splice_admitted(&relay, admitted, open, &opener, peer, esend, erecv).instrument(span).await
@@ -325,7 +350,7 @@ async fn splice_admitted(
         let _ = asend.reset(codes::SESSION_ENDED);
         return;
     }
-    if let ChannelReply::Refused { reason } = &reply {
+    if let ChannelReply::Refused { reason, .. } = &reply {
         info!(%reason, "agent refused channel");
         admitted.refused(relay, &format!("refused by the agent: {reason}")).await;
         let _ = esend.finish();

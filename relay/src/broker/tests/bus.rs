@@ -48,12 +48,23 @@ impl Bus for End {
 impl World {
     /// A second relay on this world's store, both joined to one in-process bus.
     fn second_relay(&self) -> (Arc<Relay>, Arc<Loop>) {
+        self.joined(self.relay.store.clone())
+    }
+
+    /// A second relay of a cluster, named `name` (this world's relay is `default`), on the
+    /// same database, both joined to one in-process bus.
+    async fn named_relay(&self, name: &str) -> (Arc<Relay>, Arc<Loop>) {
+        let store =
+            SqliteStore::open(&self.dir.path().join("assist.db")).await.unwrap().with_relay_name(name);
+        self.joined(Arc::new(store))
+    }
+
+    fn joined(&self, store: Arc<dyn crate::store::Store>) -> (Arc<Relay>, Arc<Loop>) {
         let (_, grant_key) = crate::auth::ed25519_from_pem(&crate::auth::ed25519_pkcs8_pem()).unwrap();
         let tokens =
             crate::auth::TokenKeys::from_pem(&crate::auth::TokenKeys::generate_pem(), "test".into()).unwrap();
         let ca = Ca::generate("second relay").unwrap();
-        let other =
-            Arc::new(Relay::new(self.relay.store.clone(), tokens, grant_key, ca, BrokerConfig::default()));
+        let other = Arc::new(Relay::new(store, tokens, grant_key, ca, BrokerConfig::default()));
         let hub = Arc::new(Loop::default());
         for (me, r) in [&self.relay, &other].into_iter().enumerate() {
             hub.relays.lock().unwrap().push(Arc::downgrade(r));
@@ -152,4 +163,61 @@ async fn with_its_holder_gone_a_command_says_so_and_an_outsider_learns_nothing()
     let hidden = b.end_by(&outsider(), &id, None).await.unwrap_err();
     assert_eq!(hidden, Refusal::new(ErrorCode::NotFound, format!("no live session {id}")));
     assert_eq!(w.stored(&id).await.state, SessionState::Requested, "nothing changed");
+}
+
+/// The cluster as `relay` would read it from the registry: `live` relays with addresses.
+fn cluster_of(relay: &Relay, live: &[(&str, &str)]) {
+    use assist_proto::msg::{ClusterRelays, RelayAddress};
+    let relays =
+        live.iter().map(|(n, a)| RelayAddress { name: n.to_string(), address: a.to_string() }).collect();
+    relay.set_cluster(Some(ClusterRelays { relay: relay.store.relay_name().to_owned(), relays }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_engineers_own_commands_on_another_relay_are_sent_to_the_holder() {
+    let w = World::new(ConsentMode::Approver).await;
+    let (b, _hub) = w.named_relay("r2").await;
+    cluster_of(&b, &[("default", "127.0.0.1:4001"), ("r2", "127.0.0.1:4002")]);
+    let (id, _link, _rx, _) = w.request(&["shell"], 600).await;
+    w.relay.answer(&id, Answerer::User(&approver()), true, Approval::default()).await.unwrap();
+
+    let there = b.holder_elsewhere(&engineer(), &id).await.expect("sent to the holder");
+    assert_eq!(there.code, ErrorCode::Conflict);
+    let held = there.held_by.as_ref().expect("names the holder");
+    assert_eq!((held.relay.as_str(), held.address.as_str()), ("default", "127.0.0.1:4001"));
+    assert_eq!(there.message, format!("session {id} is held by relay default (127.0.0.1:4001)"));
+    assert!(
+        matches!(there.to_engineer(), RelayToEngineer::Error { held_by: Some(h), .. } if h == *held),
+        "carried to the engineer"
+    );
+    // The holder answers itself; one who may not see the session learns nothing of it.
+    assert!(w.relay.holder_elsewhere(&engineer(), &id).await.is_none());
+    assert!(b.holder_elsewhere(&outsider(), &id).await.is_none());
+
+    // A channel and a watch are refused the same way, and the redirect is not audited.
+    let open = ChannelOpen {
+        session: id.clone(),
+        report_exit: false,
+        channel: ChannelKind::Shell { pty: None, command: None },
+    };
+    let refused = b.admit_channel(&engineer(), &open).await.err().expect("not here");
+    assert_eq!(refused.held_by().map(|h| h.relay), Some("default".to_owned()));
+    let watch = b.watch(&approver(), &id).await.err().expect("not here");
+    assert_eq!(watch.held_by.map(|h| h.address), Some("127.0.0.1:4001".to_owned()));
+    let actions = w.actions(&id).await;
+    assert!(!actions.iter().any(|a| a == "channel.refused" || a.starts_with("access.")), "{actions:?}");
+
+    // A holder the registry no longer lists is named without an address.
+    cluster_of(&b, &[("r2", "127.0.0.1:4002")]);
+    let stale = b.holder_elsewhere(&engineer(), &id).await.expect("still held there");
+    assert!(stale.held_by.is_none());
+    assert!(
+        stale.message.contains("held by relay default, which is not running or advertises no address"),
+        "{}",
+        stale.message
+    );
+
+    // Over: open nowhere, so each relay answers as one relay does.
+    w.relay.end_by(&approver(), &id, None).await.unwrap();
+    assert!(b.holder_elsewhere(&engineer(), &id).await.is_none());
 }

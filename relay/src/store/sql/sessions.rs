@@ -52,6 +52,15 @@ fn session_from_row(r: &DbRow) -> Result<SessionInfo> {
     })
 }
 
+fn open_session_from_row(r: &DbRow) -> Result<OpenSession> {
+    let consent: Option<String> = r.try_get("agent_consent")?;
+    Ok(OpenSession {
+        info: session_from_row(r)?,
+        agent_consent: consent.map(|c| parse(&c)).transpose()?,
+        relay: r.try_get("relay")?,
+    })
+}
+
 /// The pending escalation as stored: only while the session is open.
 fn escalation_json(s: &SessionInfo) -> Result<Option<String>> {
     s.escalation
@@ -180,19 +189,24 @@ impl Backend {
     pub(super) async fn open_session_rows(&self, limit: u32) -> Result<Vec<OpenSession>> {
         // On the partial index of open sessions; the agent's consent mode as it announced it.
         let rows = sqlx::query(select_sessions!(
-            ", (SELECT consent FROM agents WHERE agents.name = sessions.agent) AS agent_consent",
+            ", relay, (SELECT consent FROM agents WHERE agents.name = sessions.agent) AS agent_consent",
             "WHERE state IN ('requested', 'approved', 'active') ORDER BY requested_at, rowid LIMIT $1"
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let info = session_from_row(r)?;
-            let consent: Option<String> = r.try_get("agent_consent")?;
-            out.push(OpenSession { info, agent_consent: consent.map(|c| parse(&c)).transpose()? });
-        }
-        Ok(out)
+        rows.iter().map(open_session_from_row).collect()
+    }
+
+    pub(super) async fn open_session_row(&self, id: &SessionId) -> Result<Option<OpenSession>> {
+        let row = sqlx::query(select_sessions!(
+            ", relay, (SELECT consent FROM agents WHERE agents.name = sessions.agent) AS agent_consent",
+            "WHERE id = $1 AND state IN ('requested', 'approved', 'active')"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(open_session_from_row).transpose()
     }
 
     pub(super) async fn close_dangling(&self, reason: &str, now: i64) -> Result<u64> {

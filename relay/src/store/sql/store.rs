@@ -465,6 +465,10 @@ impl Store for Backend {
         self.open_session_rows(limit).await
     }
 
+    async fn open_session(&self, id: &SessionId) -> Result<Option<crate::store::OpenSession>> {
+        self.open_session_row(id).await
+    }
+
     async fn close_dangling_sessions(&self, reason: &str, now: i64) -> Result<u64> {
         self.close_dangling(reason, now).await
     }

@@ -67,6 +67,15 @@ async fn a_lost_relays_sessions_end_once_however_many_notice() {
     r2.insert_session(&session("on-r2", SessionState::Active, 5), &ev(Action::SessionRequested))
         .await
         .unwrap();
+    // Every relay reads which relay holds an open session, from its row.
+    let held = |id: &'static str| {
+        let r3 = r3.clone();
+        async move { r3.open_session(&id.into()).await.unwrap().map(|o| o.relay) }
+    };
+    assert_eq!((held("on-r1").await, held("on-r2").await), (Some("r1".into()), Some("r2".into())));
+    let listed = r3.open_sessions(10).await.unwrap();
+    let by: Vec<(&str, &str)> = listed.iter().map(|o| (o.info.id.as_str(), o.relay.as_str())).collect();
+    assert_eq!(by, [("on-r1", "r1"), ("asked-r1", "r1"), ("on-r2", "r2")]);
     // r2 and r3 keep beating; r1 went silent at 10.
     for r in [&r2, &r3] {
         assert!(r.relay_heartbeat(20_000).await.unwrap());
@@ -89,6 +98,7 @@ async fn a_lost_relays_sessions_end_once_however_many_notice() {
     assert_eq!((ended.state, ended.end_reason.as_deref()), (SessionState::Closed, Some(RELAY_LOST)));
     assert_eq!(get("asked-r1").await.state, SessionState::Expired);
     assert_eq!(get("on-r2").await.state, SessionState::Active, "other relays' sessions are left alone");
+    assert_eq!(held("on-r1").await, None, "a closed session is held by nobody");
     let lost = &r3.list_relays().await.unwrap()[0];
     assert_eq!(lost.lost_at, Some(20_001));
     assert!(!r1.relay_heartbeat(20_002).await.unwrap(), "a lost relay learns it from its heartbeat");
