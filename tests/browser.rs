@@ -188,9 +188,18 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks the element. A live page may draw its list again between finding the element
+    /// and clicking it; the click then reaches nothing (a stale element) and is tried again
+    /// on the element found anew.
     pub fn click(&self, css: &str) -> Result<()> {
-        let e = self.wait_css(css)?;
-        Ok(self.rt.block_on(e.click())?)
+        crate::wait_for_some(&format!("{css} to be clicked"), || {
+            let e = self.wait_css(css)?;
+            match self.rt.block_on(e.click()) {
+                Ok(()) => Ok(Some(())),
+                Err(err) if err.is_stale_element_reference() => Ok(None),
+                Err(err) => Err(err.into()),
+            }
+        })
     }
 
     pub fn text(&self, css: &str) -> Result<String> {
