@@ -9,6 +9,7 @@
 //!   framing whose fixed header a relay can limit and index without decoding;
 //! - [`frame`]: length-prefixed framing with a hard size limit, as a sans-IO codec;
 //! - [`msg`]: the direction-named message enums of every stream;
+//! - [`parts`]: list answers longer than one frame, sent and joined as parts;
 //! - [`files`]: file channels, diagnostics and log collection: requests, sizes, digests;
 //! - [`forward`]: port-forwarding targets (`HOST:PORT`) and the addresses never reached
 //!   unless named;
@@ -28,6 +29,7 @@ pub mod frame;
 pub mod grant;
 pub mod ids;
 pub mod msg;
+pub mod parts;
 pub mod session;
 pub mod text;
 

@@ -227,11 +227,17 @@ pub enum RelayToEngineer {
         org: OrgName,
         role: Role,
     },
+    /// A list longer than one frame holds comes in parts, all but the last with `more`
+    /// ([`crate::parts`]); a reader joins them before using the list.
     Agents {
         agents: Vec<AgentInfo>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     Sessions {
         sessions: Vec<SessionInfo>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     /// A command (approve, deny, end) took effect.
     Done {

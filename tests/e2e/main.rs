@@ -21,6 +21,7 @@ mod forward;
 mod grants;
 mod http_limits;
 mod lifecycle;
+mod long_lists;
 mod mesh;
 mod mesh_engineer;
 mod postgres;

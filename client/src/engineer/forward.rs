@@ -159,6 +159,7 @@ pub async fn run(
     live.follow().await?;
     let (recheck_tx, mut recheck_rx) = mpsc::channel::<()>(1);
     let mut asking = false;
+    let mut listed = Vec::new();
     let mut running = Vec::new();
     for (listener, spec) in listeners.into_iter().zip(specs) {
         let local = listener.local_addr()?;
@@ -195,7 +196,13 @@ pub async fn run(
                 asking = live.send(&EngineerToRelay::ListSessions).await.is_ok();
             }
             ev = event => match ev {
-                Some(Ok(RelayToEngineer::Sessions { sessions })) if asking => {
+                Some(Ok(RelayToEngineer::Sessions { sessions: part, more })) if asking => {
+                    // A long list comes in parts (`proto::parts`): the whole list first.
+                    listed.extend(part);
+                    if more {
+                        continue;
+                    }
+                    let sessions = std::mem::take(&mut listed);
                     asking = false;
                     let info = sessions.iter().find(|s| s.id == live.session);
                     let granted = match granted_now(&live.session, info) {

@@ -237,7 +237,12 @@ impl Authed {
 async fn one_shot(cfg: &ConfigDir, req: EngineerToRelay) -> Result<RelayToEngineer, EngineerError> {
     req.check_text()?;
     let mut a = connect(cfg).await?;
-    let reply: RelayToEngineer = a.control.call(&req).await?;
+    let mut reply: RelayToEngineer = a.control.call(&req).await?;
+    // A long list comes in parts (`proto::parts`).
+    while reply.more() {
+        let next: RelayToEngineer = a.control.recv().await?;
+        reply.join(next).map_err(EngineerError::from_reply)?;
+    }
     let _ = a.control.send.finish();
     a.rc.close().await;
     match reply {
@@ -248,21 +253,21 @@ async fn one_shot(cfg: &ConfigDir, req: EngineerToRelay) -> Result<RelayToEngine
 
 pub async fn agents(cfg: &ConfigDir) -> Result<Vec<AgentInfo>, EngineerError> {
     match one_shot(cfg, EngineerToRelay::ListAgents).await? {
-        RelayToEngineer::Agents { agents } => Ok(agents),
+        RelayToEngineer::Agents { agents, .. } => Ok(agents),
         other => Err(EngineerError::from_reply(other)),
     }
 }
 
 pub async fn requests(cfg: &ConfigDir) -> Result<Vec<SessionInfo>, EngineerError> {
     match one_shot(cfg, EngineerToRelay::ListRequests).await? {
-        RelayToEngineer::Sessions { sessions } => Ok(sessions),
+        RelayToEngineer::Sessions { sessions, .. } => Ok(sessions),
         other => Err(EngineerError::from_reply(other)),
     }
 }
 
 pub async fn sessions(cfg: &ConfigDir) -> Result<Vec<SessionInfo>, EngineerError> {
     match one_shot(cfg, EngineerToRelay::ListSessions).await? {
-        RelayToEngineer::Sessions { sessions } => Ok(sessions),
+        RelayToEngineer::Sessions { sessions, .. } => Ok(sessions),
         other => Err(EngineerError::from_reply(other)),
     }
 }

@@ -87,7 +87,10 @@ pub(crate) async fn handle(
             match read {
                 Ok(Some(msg)) => {
                     if let Some(reply) = command(&relay, &principal, &link, msg).await {
-                        let _ = tx.send(reply).await;
+                        // A list longer than one frame goes in parts (`proto::parts`).
+                        for part in reply.into_parts() {
+                            let _ = tx.send(part).await;
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -176,13 +179,13 @@ async fn command(
             Err(Refusal::new(ErrorCode::BadRequest, "already authenticated on this connection"))
         }
         EngineerToRelay::ListAgents => {
-            relay.list_agents(who).await.map(|agents| RelayToEngineer::Agents { agents })
+            relay.list_agents(who).await.map(|agents| RelayToEngineer::Agents { agents, more: false })
         }
         EngineerToRelay::ListRequests => {
-            Ok(RelayToEngineer::Sessions { sessions: relay.list_requests(who).await })
+            Ok(RelayToEngineer::Sessions { sessions: relay.list_requests(who).await, more: false })
         }
         EngineerToRelay::ListSessions => {
-            relay.list_sessions(who).await.map(|sessions| RelayToEngineer::Sessions { sessions })
+            relay.list_sessions(who).await.map(|sessions| RelayToEngineer::Sessions { sessions, more: false })
         }
         EngineerToRelay::RequestSession { agent, ticket, priority, reason, capabilities, duration_secs } => {
             // Success is answered by the broker itself, before any consent can arrive.
