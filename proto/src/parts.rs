@@ -41,7 +41,7 @@ impl RelayToEngineer {
 
     /// Adds `next`, the following part of this list, to it. Anything else (an error, a
     /// different message) is given back, and this list is left as it was.
-    pub fn join(&mut self, next: RelayToEngineer) -> Result<(), RelayToEngineer> {
+    pub fn join(&mut self, next: RelayToEngineer) -> Result<(), Box<RelayToEngineer>> {
         match (self, next) {
             (
                 RelayToEngineer::Agents { agents, more },
@@ -59,7 +59,7 @@ impl RelayToEngineer {
                 *more = further;
                 Ok(())
             }
-            (_, next) => Err(next),
+            (_, next) => Err(Box::new(next)),
         }
     }
 }
@@ -144,7 +144,7 @@ mod tests {
         // A part that is not the list's next is given back, the list unchanged.
         let mut first = RelayToEngineer::Agents { agents: agents(2), more: true };
         let err = first.join(RelayToEngineer::Done { message: "x".into() }).unwrap_err();
-        assert_eq!(err, RelayToEngineer::Done { message: "x".into() });
+        assert_eq!(*err, RelayToEngineer::Done { message: "x".into() });
         assert!(first.more());
     }
 }

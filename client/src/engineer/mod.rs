@@ -241,7 +241,7 @@ async fn one_shot(cfg: &ConfigDir, req: EngineerToRelay) -> Result<RelayToEngine
     // A long list comes in parts (`proto::parts`).
     while reply.more() {
         let next: RelayToEngineer = a.control.recv().await?;
-        reply.join(next).map_err(EngineerError::from_reply)?;
+        reply.join(next).map_err(|other| EngineerError::from_reply(*other))?;
     }
     let _ = a.control.send.finish();
     a.rc.close().await;
