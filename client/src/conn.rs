@@ -95,6 +95,11 @@ impl RelayConn {
     }
 
     /// Closes the connection and waits (at most a second) until the relay has been told.
+    ///
+    /// The close ends every stream: finishing one just before would queue its end as
+    /// stream data, and quinn (0.11) holds a close back behind queued stream data while
+    /// the congestion window is full (as an MTU probe fills it on a short connection),
+    /// so about one short command in seven waited out the whole second.
     pub async fn close(self) {
         let limit = std::time::Duration::from_secs(1);
         assist_net::close_and_flush(&self.conn, assist_net::codes::OK, b"done", limit).await;

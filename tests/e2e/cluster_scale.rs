@@ -96,8 +96,7 @@ fn shell<'a>(agent: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
 
 const AGENTS: usize = 200;
 /// Enrollments at once: each is two short processes (`token create`, `enroll`) that mostly
-/// wait (an enrollment's CLI often waits out its one-second limit for its connection's
-/// close to go out: quinn holds that packet back while an MTU probe fills the window).
+/// wait on the relay.
 const PARALLEL: usize = 16;
 
 #[test]

@@ -44,7 +44,6 @@ pub async fn enroll(
             csr_pem: key.csr_pem.clone(),
         })
         .await?;
-    let _ = control.send.finish();
     rc.close().await;
     match reply {
         RelayToAgent::Enrolled { agent, org, cert_pem, ca_pem, grant_key } => {

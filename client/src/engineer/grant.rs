@@ -120,7 +120,6 @@ pub async fn escalate(
     if live {
         eprint!("\r\x1b[2K");
     }
-    let _ = a.control.send.finish();
     a.rc.close().await;
     match answer {
         RelayToEngineer::EscalationAnswered { approved: true, by, reason, .. } => Ok(format!(

@@ -133,7 +133,6 @@ async fn login_once(
     let rc = RelayConn::open(addr, fp, None).await?;
     let mut control = rc.control().await?;
     let reply: RelayToEngineer = control.call(msg).await?;
-    let _ = control.send.finish();
     rc.close().await;
     Ok(reply)
 }
@@ -243,7 +242,6 @@ async fn one_shot(cfg: &ConfigDir, req: EngineerToRelay) -> Result<RelayToEngine
         let next: RelayToEngineer = a.control.recv().await?;
         reply.join(next).map_err(|other| EngineerError::from_reply(*other))?;
     }
-    let _ = a.control.send.finish();
     a.rc.close().await;
     match reply {
         RelayToEngineer::Error { .. } => Err(EngineerError::from_reply(reply)),

@@ -31,7 +31,6 @@ pub async fn run(cfg: &ConfigDir, session: SessionId) -> Result<String, Engineer
         }
     };
     copy_out(&mut recv, Local::Stdout).await;
-    let _ = a.control.send.finish();
     a.rc.close().await;
     Ok(format!("session {session} ended"))
 }
