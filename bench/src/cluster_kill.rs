@@ -1,0 +1,346 @@
+//! A relay killed under N real agents (default 1,000 `assist-agent run` processes,
+//! [`crate::fleet`]), in a 3-relay cluster and, as the baseline, alone on SQLite.
+//!
+//! - Cluster: the agents enroll through relay 1 and connect to all three. Relay 1 gets
+//!   SIGKILL. Until it is back and every agent has reconnected to it, relays 2 and 3 are
+//!   asked in turn for their online agents (`assist agents --json` as an engineer logged in
+//!   on each): (a) the fewest online there and how long any agent was missing. Relay 1
+//!   starts again on its address once the cluster has declared it lost (a relay's name
+//!   is refused while its heartbeat is fresh, i.e. for about 10 s after a kill) and at
+//!   least `--cluster-down` seconds after the kill. (b) Each agent's reconnection is the
+//!   first `agent connected` line for it in relay 1's new log, timed from that log's own
+//!   `listening` line: p50, p95, max, and the most in any one second.
+//! - Alone (SQLite): the same agents' count on one relay, killed and started again after
+//!   the cluster's downtime; every agent is unreachable from the kill until it is back.
+//!
+//! One round: starting 1,000 processes twice is the slow part. Nothing here is asserted.
+
+use crate::Ctx;
+use crate::cluster::{CLUSTER, SQLITE};
+use crate::cluster_world::{as_user, login, start_relay, start_relays};
+use crate::fleet::{self, Fleet, read_log};
+use crate::pg::Postgres;
+use crate::procs::run_ok;
+use crate::report::{Better, Figure, Series, percentile};
+use crate::world::{Bins, Relay};
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+const ORG: &str = "fleet";
+
+/// What one scenario measured.
+struct Outcome {
+    /// Seconds from the restarted relay's `listening` line to each agent's connection.
+    back_s: Vec<f64>,
+    /// Longest time any agent was unreachable (cluster: from a surviving relay).
+    unreachable_s: f64,
+    /// Fewest agents online on a relay that could be asked during the outage.
+    online_min: usize,
+    /// Kill to the restarted relay's `listening` line.
+    down_s: f64,
+    notes: Vec<String>,
+}
+
+pub fn run(ctx: &Ctx, pg: &Postgres) -> Result<Vec<Figure>> {
+    let n = ctx.settings.cluster_agents;
+    let dir = ctx.dir.join("cluster-kill");
+    let cluster = in_cluster(ctx, pg, n, &dir.join("cluster")).context("cluster")?;
+    let alone = alone(ctx, n, &dir.join("sqlite"), cluster.down_s).context("one relay")?;
+
+    let one = |id: &str, title: &str, unit: &str, better: Better, f: &dyn Fn(&Outcome) -> f64| {
+        let mut fig = Figure::new(id, title, unit, better, CLUSTER);
+        fig.push(Series::new(CLUSTER, vec![f(&cluster)]));
+        fig.push(Series::new(SQLITE, vec![f(&alone)]));
+        fig
+    };
+    let pct = |p: f64| move |o: &Outcome| percentile(&o.back_s, p).unwrap_or(f64::NAN);
+    let mut figures = vec![
+        one(
+            "cluster_kill_unreachable_s",
+            &format!("relay killed under {n} agents: longest time an agent was unreachable"),
+            "s",
+            Better::Lower,
+            &|o| o.unreachable_s,
+        ),
+        one(
+            "cluster_kill_online_min",
+            &format!("relay killed under {n} agents: fewest agents online on a live relay meanwhile"),
+            "agents",
+            Better::Higher,
+            &|o| o.online_min as f64,
+        ),
+        one(
+            "cluster_reconnect_p50_s",
+            "killed relay restarted: agents back on it, p50",
+            "s",
+            Better::Lower,
+            &pct(50.0),
+        ),
+        one(
+            "cluster_reconnect_p95_s",
+            "killed relay restarted: agents back on it, p95",
+            "s",
+            Better::Lower,
+            &pct(95.0),
+        ),
+        one(
+            "cluster_reconnect_max_s",
+            "killed relay restarted: agents back on it, all (max)",
+            "s",
+            Better::Lower,
+            &pct(100.0),
+        ),
+        one(
+            "cluster_reconnect_peak_per_s",
+            "killed relay restarted: most reconnections in any one second",
+            "agents/s",
+            Better::Lower,
+            &|o| peak_per_second(&o.back_s) as f64,
+        ),
+    ];
+    let head = &mut figures[0];
+    head.note(format!(
+        "{n} real `assist-agent run` processes (default backoff: 0.5 s doubling to 60 s, x0.5-1.5 jitter, \
+         per relay); the relay was down {:.1} s (cluster: until declared lost, ~10 s after its last \
+         heartbeat, before its name may start again), the lone relay as long",
+        cluster.down_s
+    ));
+    head.note(
+        "cluster: relays 2 and 3 asked in turn for their online agents from the kill until every agent was \
+         back on relay 1; alone: every agent is unreachable from the kill until it is back",
+    );
+    for note in cluster.notes.iter().chain(&alone.notes) {
+        head.note(note.clone());
+    }
+    figures[2].note(
+        "from the restarted relay's `listening` log line to each agent's `agent connected` line (the relay's \
+         clock); an agent notices a restart at its next packet to the old connection (keep-alive every \
+         10 s, retransmissions) answered by a stateless reset, then waits its jittered backoff",
+    );
+    Ok(figures.into_iter().map(Figure::finish).collect())
+}
+
+/// Organisations and the observing engineer, on the first relay.
+fn people(bins: &Bins, relay: &Relay) -> Result<()> {
+    relay.admin(bins, &["org", "add", "vendor"], "")?;
+    relay.admin(bins, &["org", "add", ORG, "--supported-by", "vendor"], "")?;
+    let args = ["user", "add", "alice", "--org", "vendor", "--role", "engineer", "--password-stdin"];
+    relay.admin(bins, &args, "bench-password-123\n")?;
+    Ok(())
+}
+
+/// Enrolls the agents through `relay` and starts them; returns once every relay whose
+/// log is in `logs` has had all of them connect.
+fn fleet(ctx: &Ctx, relay: &Relay, prefix: &str, n: usize, dir: &Path, logs: &[PathBuf]) -> Result<Fleet> {
+    let started = Instant::now();
+    let dirs = fleet::enroll(ctx, relay, ORG, prefix, n, &dir.join("agents"))?;
+    eprintln!("assist-bench: cluster kill: {n} agents enrolled in {:.1} s", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let fleet = Fleet::start(&ctx.bins, &dirs)?;
+    let limit = Duration::from_secs(120 + n as u64 / 5);
+    for log in logs {
+        wait_all(log, n, started + limit)?;
+    }
+    eprintln!(
+        "assist-bench: cluster kill: {n} agents connected to {} relay(s) in {:.1} s",
+        logs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(fleet)
+}
+
+/// Waits until `n` agents have connected in the relay log `log`; the log read last.
+fn wait_all(log: &Path, n: usize, deadline: Instant) -> Result<fleet::RelayLog> {
+    loop {
+        let read = read_log(log)?;
+        if read.connected.len() >= n {
+            return Ok(read);
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {n} agents connected ({})", read.connected.len(), log.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn in_cluster(ctx: &Ctx, pg: &Postgres, n: usize, dir: &Path) -> Result<Outcome> {
+    let bins = &ctx.bins;
+    let db = "kill_cluster";
+    let database = pg.create_database(db)?;
+    let mut relays = start_relays(bins, dir, Some(&database), 3)?;
+    people(bins, &relays[0])?;
+    let logs: Vec<PathBuf> = relays.iter().map(|r| r.log.clone()).collect();
+    let fleet = fleet(ctx, &relays[0], "c", n, dir, &logs)?;
+    let (rss, anon) = fleet.rss_of_one()?;
+    let observers: Vec<PathBuf> = relays[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let config = dir.join(format!("alice-r{}", i + 2));
+            login(bins, r, "alice", &config).map(|()| config)
+        })
+        .collect::<Result<_>>()?;
+    let survivors_before: Vec<usize> =
+        logs[1..].iter().map(|l| read_log(l).map(|r| r.disconnected)).collect::<Result<_>>()?;
+
+    let r1 = relays.remove(0);
+    let address = r1.addr.clone();
+    let killed = SystemTime::now();
+    drop(r1); // SIGKILL, as Proc's drop does
+    let mut watch = Watch::default();
+    let min_down = Duration::from_secs_f64(ctx.settings.cluster_down_s);
+    let lost_sql = "SELECT (lost_at IS NOT NULL)::text FROM relays WHERE name = 'r1'";
+    loop {
+        watch.poll(bins, &observers)?;
+        let waited = killed.elapsed().unwrap_or_default();
+        if waited >= min_down && pg.psql(db, lost_sql)? == "true" {
+            break;
+        }
+        if waited > Duration::from_secs(120) {
+            bail!("relay 1 was not declared lost within 2 minutes");
+        }
+    }
+    let r1 = start_relay(bins, dir, Some(&database), 3, 1, &address)?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let log = loop {
+        watch.poll(bins, &observers)?;
+        let read = read_log(&r1.log)?;
+        if read.connected.len() >= n {
+            break read;
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {n} agents came back to relay 1", read.connected.len());
+        }
+    };
+    let survivors_after: Vec<usize> =
+        logs[1..].iter().map(|l| read_log(l).map(|r| r.disconnected)).collect::<Result<_>>()?;
+    let dropped: usize = survivors_after.iter().zip(&survivors_before).map(|(a, b)| a - b).sum();
+    drop(fleet);
+    drop(r1);
+    drop(relays);
+
+    let listening = log.listening.ok_or_else(|| anyhow!("relay 1's log has no listening line"))?;
+    let back_s = since(listening, log.connected.values());
+    let (unreachable_s, online_min) = watch.worst(n);
+    let notes = vec![
+        format!(
+            "one agent process: RSS {:.1} MiB, of which anonymous {:.1} MiB (the rest is the shared binary)",
+            rss as f64 / 1_048_576.0,
+            anon as f64 / 1_048_576.0
+        ),
+        format!(
+            "cluster: {} polls of relays 2 and 3 during the outage; {dropped} `agent disconnected` lines in \
+             their logs meanwhile",
+            watch.polls.len()
+        ),
+    ];
+    let down_s = listening.duration_since(killed).unwrap_or_default().as_secs_f64();
+    Ok(Outcome { back_s, unreachable_s, online_min, down_s, notes })
+}
+
+fn alone(ctx: &Ctx, n: usize, dir: &Path, down_s: f64) -> Result<Outcome> {
+    let bins = &ctx.bins;
+    let mut relays = start_relays(bins, dir, None, 1)?;
+    people(bins, &relays[0])?;
+    let fleet = fleet(ctx, &relays[0], "s", n, dir, &[relays[0].log.clone()])?;
+    let r1 = relays.remove(0);
+    let address = r1.addr.clone();
+    let killed = SystemTime::now();
+    drop(r1);
+    std::thread::sleep(Duration::from_secs_f64(down_s));
+    let r1 = start_relay(bins, dir, None, 1, 1, &address)?;
+    let log = wait_all(&r1.log, n, Instant::now() + Duration::from_secs(180))?;
+    drop(fleet);
+    drop(r1);
+    let listening = log.listening.ok_or_else(|| anyhow!("the relay's log has no listening line"))?;
+    let unreachable = since(killed, log.connected.values()).into_iter().fold(0.0, f64::max);
+    let down_s = listening.duration_since(killed).unwrap_or_default().as_secs_f64();
+    Ok(Outcome {
+        back_s: since(listening, log.connected.values()),
+        unreachable_s: unreachable,
+        online_min: 0,
+        down_s,
+        notes: vec![format!("alone: down {down_s:.1} s (kill to the restarted relay's listening line)")],
+    })
+}
+
+/// Seconds from `zero` to each time (0 for any before it).
+fn since<'a>(zero: SystemTime, times: impl Iterator<Item = &'a SystemTime>) -> Vec<f64> {
+    times.map(|t| t.duration_since(zero).unwrap_or_default().as_secs_f64()).collect()
+}
+
+/// The most times falling in any window of one second.
+fn peak_per_second(times: &[f64]) -> usize {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..t.len() {
+        while t[hi] - t[lo] >= 1.0 {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
+/// Online agents as each surviving relay reported them, in the order asked.
+#[derive(Default)]
+struct Watch {
+    /// (observer index, when, agents online)
+    polls: Vec<(usize, Instant, usize)>,
+}
+
+impl Watch {
+    /// Asks each observer's relay once.
+    fn poll(&mut self, bins: &Bins, observers: &[PathBuf]) -> Result<()> {
+        for (i, config) in observers.iter().enumerate() {
+            let out = run_ok("assist agents", as_user(bins, config).args(["agents", "--json"]))?;
+            let agents: serde_json::Value = serde_json::from_str(&out).context("assist agents --json")?;
+            let online = agents
+                .as_array()
+                .map(|a| a.iter().filter(|x| x["online"] == true && x["org"] == ORG).count())
+                .unwrap_or(0);
+            self.polls.push((i, Instant::now(), online));
+        }
+        Ok(())
+    }
+
+    /// The longest run of polls of one relay with fewer than `n` online (from the first
+    /// such poll to the next full one), and the fewest online seen.
+    fn worst(&self, n: usize) -> (f64, usize) {
+        let relays = self.polls.iter().map(|p| p.0).max().map_or(0, |m| m + 1);
+        let mut longest = Duration::ZERO;
+        for r in 0..relays {
+            let mut since: Option<Instant> = None;
+            for &(_, at, online) in self.polls.iter().filter(|p| p.0 == r) {
+                match (online < n, since) {
+                    (true, None) => since = Some(at),
+                    (false, Some(s)) => {
+                        longest = longest.max(at - s);
+                        since = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(s) = since {
+                longest = longest.max(Instant::now() - s);
+            }
+        }
+        let min = self.polls.iter().map(|p| p.2).min().unwrap_or(0);
+        (longest.as_secs_f64(), min)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_counts_the_fullest_second() {
+        assert_eq!(peak_per_second(&[]), 0);
+        assert_eq!(peak_per_second(&[0.1, 0.5, 0.9, 1.2, 3.0]), 3);
+        assert_eq!(peak_per_second(&[2.0, 0.0, 1.0]), 1);
+    }
+}
