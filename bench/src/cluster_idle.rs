@@ -98,6 +98,12 @@ pub fn run(ctx: &Ctx, pg: &Postgres) -> Result<Vec<Figure>> {
         connect(&cluster),
         connect(&sqlite)
     ));
+    let anon = |v: &[Sample]| median(&pick(v, |s| s.anon_per_conn)).unwrap_or(0.0);
+    mem.note(format!(
+        "of that, anonymous memory (heap, stacks) per agent: cluster {:.0} B, SQLite {:.0} B (medians)",
+        anon(&cluster),
+        anon(&sqlite)
+    ));
     mem.note("each connection writes its agent's row and an audit event: on PostgreSQL the chain's head row is locked per write");
     cpu.note(format!(
         "over the {} s settle window after all connected; the cluster's relays also beat their heartbeat \
