@@ -47,6 +47,22 @@ pub fn run(ctx: &Ctx, record: &mut dyn FnMut(&str, Result<Vec<Figure>>)) {
     record("cluster kill", crate::cluster_kill::run(ctx, &pg));
 }
 
+/// Deletes the place's finished recordings: three variants recording every round of a
+/// 1 GiB transfer would fill a small disk, and nothing reads them.
+fn forget_recordings(place: &Place) -> Result<()> {
+    for relay in &place.relays {
+        // A relay that never recorded may have no directory.
+        let Ok(entries) = std::fs::read_dir(relay.data.join("recordings")) else { continue };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "arec") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Session setup and bulk through each variant, interleaved.
 fn sessions(ctx: &Ctx, pg: &Postgres) -> Result<Vec<Figure>> {
     let bins = &ctx.bins;
@@ -89,6 +105,7 @@ fn sessions(ctx: &Ctx, pg: &Postgres) -> Result<Vec<Figure>> {
             let a = p.session(&["cat", &file], limit)?;
             mibs[i].push(size as f64 / MIB / a.took.as_secs_f64());
             cpu[i].push((cpu_seconds(holder)? - cpu0) / (size as f64 / GIB));
+            forget_recordings(p)?;
         }
     }
     drop(places);
