@@ -5,8 +5,8 @@
 //!
 //! - [`enroll`]: N join tokens stored in-process with the administration command's code,
 //!   then N `assist-agent enroll` runs through one relay, a few at a time.
-//! - [`Fleet::start`]: the N agents, `--consent approver` and the default backoff; each
-//!   one's log goes to `agent.log` in its directory.
+//! - [`Fleet::start`] / [`Fleet::add`]: agents run with `--consent approver` and the
+//!   default backoff; each one's log goes to `agent.log` in its directory.
 //! - [`read_log`]: when each agent connected, read from a relay's log (the relay's own
 //!   clock, `agent connected` lines).
 //!
@@ -87,15 +87,31 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(bins: &Bins, dirs: &[PathBuf]) -> Result<Self> {
-        let mut procs = Vec::with_capacity(dirs.len());
+        let mut fleet = Self { procs: Vec::with_capacity(dirs.len()) };
+        fleet.add(bins, dirs)?;
+        Ok(fleet)
+    }
+
+    /// Starts more agents.
+    pub fn add(&mut self, bins: &Bins, dirs: &[PathBuf]) -> Result<()> {
         for d in dirs {
             let mut cmd = bins.command("assist-agent");
             cmd.arg("--data-dir").arg(d).args(["run", "--consent", "approver"]);
             let log = File::create(d.join("agent.log"))?;
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-            procs.push(Proc::spawn("assist-agent", &mut cmd)?);
+            self.procs.push(Proc::spawn("assist-agent", &mut cmd)?);
         }
-        Ok(Self { procs })
+        Ok(())
+    }
+
+    /// Agents whose process has ended (an agent ends only when a relay refuses it for
+    /// good).
+    pub fn exited(&mut self) -> usize {
+        self.procs
+            .iter_mut()
+            .map(|p| matches!(p.child.try_wait(), Ok(Some(_))))
+            .filter(|&ended| ended)
+            .count()
     }
 
     /// `VmRSS` and `RssAnon` of the first agent.
