@@ -2,9 +2,10 @@
 //! [`crate::fleet`]), in a 3-relay cluster and, as the baseline, alone on SQLite.
 //!
 //! - Cluster: the agents enroll through relay 1 and connect to all three. Relay 1 gets
-//!   SIGKILL. Until it is back and every agent has reconnected to it, relays 2 and 3 are
-//!   asked in turn for their online agents (`assist agents --json` as an engineer logged in
-//!   on each): (a) the fewest online there and how long any agent was missing. Relay 1
+//!   SIGKILL. From then until every agent is back on relay 1, relays 2 and 3's logs say
+//!   whether any agent left them (`agent disconnected`, and its next `agent connected`):
+//!   (a) the fewest agents connected to a surviving relay and how long any was missing.
+//!   (`assist agents` cannot list 1,000 agents: its answer exceeds one 64 KiB frame.) Relay 1
 //!   starts again on its address once the cluster has declared it lost (a relay's name
 //!   is refused while its heartbeat is fresh, i.e. for about 10 s after a kill) and at
 //!   least `--cluster-down` seconds after the kill. (b) Each agent's reconnection is the
@@ -18,10 +19,9 @@
 
 use crate::Ctx;
 use crate::cluster::{CLUSTER, SQLITE};
-use crate::cluster_world::{as_user, login, start_relay, start_relays};
+use crate::cluster_world::{start_relay, start_relays};
 use crate::fleet::{self, Fleet, read_log};
 use crate::pg::Postgres;
-use crate::procs::run_ok;
 use crate::report::{Better, Figure, Series, percentile};
 use crate::world::{Bins, Relay};
 use anyhow::{Context, Result, anyhow, bail};
@@ -124,8 +124,8 @@ pub fn run(ctx: &Ctx, pg: &Postgres) -> Result<Vec<Figure>> {
         cluster.down_s
     ));
     head.note(
-        "cluster: relays 2 and 3 asked in turn for their online agents from the kill until every agent was \
-         back on relay 1; alone: every agent is unreachable from the kill until it is back",
+        "cluster: relays 2 and 3's logs of agents connecting and disconnecting, from the kill until every \
+         agent was back on relay 1; alone: every agent is unreachable from the kill until it is back",
     );
     head.note(format!(
         "agent processes that had quit by the end (a relay refused them for good): cluster {}, alone {}",
@@ -201,26 +201,16 @@ fn in_cluster(ctx: &Ctx, pg: &Postgres, n: usize, dir: &Path) -> Result<Outcome>
     let logs: Vec<PathBuf> = relays.iter().map(|r| r.log.clone()).collect();
     let mut fleet = fleet(ctx, &relays[0], "c", n, dir, &logs)?;
     let (rss, anon) = fleet.rss_of_one()?;
-    let observers: Vec<PathBuf> = relays[1..]
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let config = dir.join(format!("alice-r{}", i + 2));
-            login(bins, r, "alice", &config).map(|()| config)
-        })
-        .collect::<Result<_>>()?;
     let survivors_before: Vec<usize> =
         logs[1..].iter().map(|l| read_log(l).map(|r| r.disconnected)).collect::<Result<_>>()?;
-
     let r1 = relays.remove(0);
     let address = r1.addr.clone();
     let killed = SystemTime::now();
     drop(r1); // SIGKILL, as Proc's drop does
-    let mut watch = Watch::default();
     let min_down = Duration::from_secs_f64(ctx.settings.cluster_down_s);
     let lost_sql = "SELECT (lost_at IS NOT NULL)::text FROM relays WHERE name = 'r1'";
     loop {
-        watch.poll(bins, &observers)?;
+        std::thread::sleep(Duration::from_millis(200));
         let waited = killed.elapsed().unwrap_or_default();
         if waited >= min_down && pg.psql(db, lost_sql)? == "true" {
             break;
@@ -232,15 +222,18 @@ fn in_cluster(ctx: &Ctx, pg: &Postgres, n: usize, dir: &Path) -> Result<Outcome>
     let r1 = start_relay(bins, dir, Some(&database), 3, 1, &address)?;
     let mut progress = Progress::default();
     let log = loop {
-        watch.poll(bins, &observers)?;
+        std::thread::sleep(Duration::from_millis(200));
         let read = read_log(&r1.log)?;
         if progress.done(read.connected.len(), n) {
             break read;
         }
     };
-    let survivors_after: Vec<usize> =
-        logs[1..].iter().map(|l| read_log(l).map(|r| r.disconnected)).collect::<Result<_>>()?;
-    let dropped: usize = survivors_after.iter().zip(&survivors_before).map(|(a, b)| a - b).sum();
+    let survivors: Vec<fleet::RelayLog> = logs[1..].iter().map(|l| read_log(l)).collect::<Result<_>>()?;
+    let dropped: usize = survivors.iter().zip(&survivors_before).map(|(a, b)| a.disconnected - b).sum();
+    let (unreachable_s, online_min) = survivors
+        .iter()
+        .map(|l| missing(l, killed, n))
+        .fold((0.0, n), |(s, m), (s2, m2)| (f64::max(s, s2), m.min(m2)));
     let quit = fleet.exited();
     drop(fleet);
     drop(r1);
@@ -248,7 +241,6 @@ fn in_cluster(ctx: &Ctx, pg: &Postgres, n: usize, dir: &Path) -> Result<Outcome>
 
     let listening = log.listening.ok_or_else(|| anyhow!("relay 1's log has no listening line"))?;
     let back_s = since(listening, log.connected.values());
-    let (unreachable_s, online_min) = watch.worst(n);
     let notes = vec![
         format!(
             "one agent process: RSS {:.1} MiB, of which anonymous {:.1} MiB (the rest is the shared binary)",
@@ -256,9 +248,8 @@ fn in_cluster(ctx: &Ctx, pg: &Postgres, n: usize, dir: &Path) -> Result<Outcome>
             anon as f64 / 1_048_576.0
         ),
         format!(
-            "cluster: {} polls of relays 2 and 3 during the outage; {dropped} `agent disconnected` lines in \
-             their logs meanwhile",
-            watch.polls.len()
+            "cluster: {dropped} `agent disconnected` lines in relays 2 and 3's logs from the kill until every \
+             agent was back on relay 1"
         ),
     ];
     let down_s = listening.duration_since(killed).unwrap_or_default().as_secs_f64();
@@ -339,52 +330,31 @@ fn peak_per_second(times: &[f64]) -> usize {
     best
 }
 
-/// Online agents as each surviving relay reported them, in the order asked.
-#[derive(Default)]
-struct Watch {
-    /// (observer index, when, agents online)
-    polls: Vec<(usize, Instant, usize)>,
-}
-
-impl Watch {
-    /// Asks each observer's relay once.
-    fn poll(&mut self, bins: &Bins, observers: &[PathBuf]) -> Result<()> {
-        for (i, config) in observers.iter().enumerate() {
-            let out = run_ok("assist agents", as_user(bins, config).args(["agents", "--json"]))?;
-            let agents: serde_json::Value = serde_json::from_str(&out).context("assist agents --json")?;
-            let online = agents
-                .as_array()
-                .map(|a| a.iter().filter(|x| x["online"] == true && x["org"] == ORG).count())
-                .unwrap_or(0);
-            self.polls.push((i, Instant::now(), online));
-        }
-        Ok(())
-    }
-
-    /// The longest run of polls of one relay with fewer than `n` online (from the first
-    /// such poll to the next full one), and the fewest online seen.
-    fn worst(&self, n: usize) -> (f64, usize) {
-        let relays = self.polls.iter().map(|p| p.0).max().map_or(0, |m| m + 1);
-        let mut longest = Duration::ZERO;
-        for r in 0..relays {
-            let mut since: Option<Instant> = None;
-            for &(_, at, online) in self.polls.iter().filter(|p| p.0 == r) {
-                match (online < n, since) {
-                    (true, None) => since = Some(at),
-                    (false, Some(s)) => {
-                        longest = longest.max(at - s);
-                        since = None;
-                    }
-                    _ => {}
-                }
+/// From a surviving relay's log: the longest an agent was not connected to it after
+/// `killed` (from its disconnection to its next connection, or to the end of the log),
+/// and the fewest of the `n` agents connected to it at any moment since.
+fn missing(log: &fleet::RelayLog, killed: SystemTime, n: usize) -> (f64, usize) {
+    let mut events: Vec<&(SystemTime, String, bool)> = log.events.iter().filter(|e| e.0 >= killed).collect();
+    events.sort_by_key(|e| e.0);
+    let end = events.last().map_or(killed, |e| e.0);
+    let (mut online, mut fewest, mut longest) = (n, n, 0.0_f64);
+    let mut gone: std::collections::HashMap<&str, SystemTime> = std::collections::HashMap::new();
+    for (at, name, connected) in events {
+        if *connected {
+            if let Some(since) = gone.remove(name.as_str()) {
+                longest = longest.max(at.duration_since(since).unwrap_or_default().as_secs_f64());
+                online += 1;
             }
-            if let Some(s) = since {
-                longest = longest.max(Instant::now() - s);
-            }
+        } else {
+            gone.insert(name, *at);
+            online = online.saturating_sub(1);
+            fewest = fewest.min(online);
         }
-        let min = self.polls.iter().map(|p| p.2).min().unwrap_or(0);
-        (longest.as_secs_f64(), min)
     }
+    for since in gone.values() {
+        longest = longest.max(end.duration_since(*since).unwrap_or_default().as_secs_f64());
+    }
+    (longest, fewest)
 }
 
 #[cfg(test)]

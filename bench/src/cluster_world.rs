@@ -202,13 +202,6 @@ pub fn login(bins: &Bins, relay: &Relay, user: &str, config: &Path) -> Result<()
     Ok(())
 }
 
-/// A command for `assist` with `config` as its configuration (a logged-in person).
-pub fn as_user(bins: &Bins, config: &Path) -> Command {
-    let mut cmd = bins.command("assist");
-    cmd.env("ASSIST_CONFIG_DIR", config);
-    cmd
-}
-
 /// Stops a relay gracefully (SIGTERM, as a service manager does): a cluster's relay marks
 /// itself stopped, so it may start again under its name at once. A killed one may not
 /// until the cluster has declared it lost.

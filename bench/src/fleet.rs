@@ -126,6 +126,8 @@ pub struct RelayLog {
     pub connected: HashMap<String, SystemTime>,
     /// `agent disconnected` lines.
     pub disconnected: usize,
+    /// Every connection and disconnection: when, which agent, and whether it connected.
+    pub events: Vec<(SystemTime, String, bool)>,
     /// When it said it was listening.
     pub listening: Option<SystemTime>,
 }
@@ -134,17 +136,22 @@ pub struct RelayLog {
 /// span as `agent{agent=NAME}`).
 pub fn read_log(log: &Path) -> Result<RelayLog> {
     let text = std::fs::read_to_string(log).with_context(|| log.display().to_string())?;
-    let mut out = RelayLog { connected: HashMap::new(), disconnected: 0, listening: None };
+    let mut out =
+        RelayLog { connected: HashMap::new(), disconnected: 0, events: Vec::new(), listening: None };
     for line in text.lines() {
         let at = || line.split_whitespace().next().and_then(|t| humantime::parse_rfc3339(t).ok());
+        let name = || line.split("agent{agent=").nth(1).and_then(|r| r.split('}').next()).map(str::to_owned);
         if line.contains("assist-relay listening on") {
             out.listening = at();
-        } else if line.ends_with("agent disconnected") || line.contains(": agent disconnected") {
+        } else if line.ends_with(": agent disconnected") {
             out.disconnected += 1;
+            if let (Some(name), Some(at)) = (name(), at()) {
+                out.events.push((at, name, false));
+            }
         } else if line.contains(": agent connected ") {
-            let name = line.split("agent{agent=").nth(1).and_then(|r| r.split('}').next());
-            if let (Some(name), Some(at)) = (name, at()) {
-                out.connected.entry(name.to_owned()).or_insert(at);
+            if let (Some(name), Some(at)) = (name(), at()) {
+                out.connected.entry(name.clone()).or_insert(at);
+                out.events.push((at, name, true));
             }
         }
     }
