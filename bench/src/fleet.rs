@@ -148,11 +148,11 @@ pub fn read_log(log: &Path) -> Result<RelayLog> {
             if let (Some(name), Some(at)) = (name(), at()) {
                 out.events.push((at, name, false));
             }
-        } else if line.contains(": agent connected ") {
-            if let (Some(name), Some(at)) = (name(), at()) {
-                out.connected.entry(name.clone()).or_insert(at);
-                out.events.push((at, name, true));
-            }
+        } else if line.contains(": agent connected ")
+            && let (Some(name), Some(at)) = (name(), at())
+        {
+            out.connected.entry(name.clone()).or_insert(at);
+            out.events.push((at, name, true));
         }
     }
     Ok(out)
