@@ -28,20 +28,20 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Server {
+pub(crate) enum Server {
     Relay,
     Bare,
 }
 
-struct Sample {
-    failed: usize,
-    bytes_per_conn: f64,
-    idle_cpu_pct: f64,
-    connect_s: f64,
-    rss_before: u64,
-    rss_after: u64,
+pub(crate) struct Sample {
+    pub failed: usize,
+    pub bytes_per_conn: f64,
+    pub idle_cpu_pct: f64,
+    pub connect_s: f64,
+    pub rss_before: u64,
+    pub rss_after: u64,
     /// Growth of anonymous memory (`RssAnon`) per connection.
-    anon_per_conn: f64,
+    pub anon_per_conn: f64,
 }
 
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
@@ -51,18 +51,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let fingerprint = {
         let relay = Relay::start(&ctx.bins, &data, &ctx.dir.join("idle-relay.log"), &[])?;
         relay.admin(&ctx.bins, &["org", "add", "idle"], "")?;
-        eprintln!("assist-bench: idle: enrolling {max_n} agents through the relay");
-        let started = Instant::now();
-        let mut cmd =
-            ctx.helper(&["idle-enroll", "--relay", &relay.addr, "--ca-fingerprint", &relay.fingerprint]);
-        cmd.args(["--org", "idle", "--n", &max_n.to_string(), "--parallel", "16", "--data-dir"]).arg(&data);
-        cmd.arg("--out").arg(&ids).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
-        let status =
-            Proc::spawn("idle-enroll", &mut cmd)?.wait(Duration::from_secs(600 + max_n as u64 / 10))?;
-        if !status.success() {
-            bail!("idle-enroll failed ({status})");
-        }
-        eprintln!("assist-bench: idle: enrolled {max_n} agents in {:.1} s", started.elapsed().as_secs_f64());
+        enroll(ctx, &relay, "idle", max_n, &ids)?;
         relay.fingerprint.clone()
     };
 
@@ -130,7 +119,27 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-fn measure(
+/// Enrolls `n` agents of `org` through `relay` (`assist-bench idle-enroll`, on the relay's
+/// own database) and writes their identities to `ids`.
+pub(crate) fn enroll(ctx: &Ctx, relay: &Relay, org: &str, n: usize, ids: &Path) -> Result<()> {
+    eprintln!("assist-bench: idle: enrolling {n} agents through the relay");
+    let started = Instant::now();
+    let mut cmd =
+        ctx.helper(&["idle-enroll", "--relay", &relay.addr, "--ca-fingerprint", &relay.fingerprint]);
+    cmd.args(["--org", org, "--n", &n.to_string(), "--parallel", "16", "--data-dir"]).arg(&relay.data);
+    if let Some(url) = crate::cluster_world::database_of(relay) {
+        cmd.args(["--database", &url]);
+    }
+    cmd.arg("--out").arg(ids).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let status = Proc::spawn("idle-enroll", &mut cmd)?.wait(Duration::from_secs(600 + n as u64 / 10))?;
+    if !status.success() {
+        bail!("idle-enroll failed ({status})");
+    }
+    eprintln!("assist-bench: idle: enrolled {n} agents in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub(crate) fn measure(
     ctx: &Ctx,
     server: Server,
     n: usize,

@@ -1,12 +1,13 @@
 //! The idle-agent load process, run as helper commands of `assist-bench`:
 //!
-//! - `idle-enroll`: creates N join tokens in the relay's store with the administration
-//!   commands' code (the relay keeps running; SQLite in WAL mode allows it), then enrolls N agents through the relay with
+//! - `idle-enroll`: creates N join tokens in the relay's store (or `--database`) with the
+//!   administration commands' code (the relay keeps running; SQLite in WAL mode allows it), then enrolls N agents through the relay with
 //!   the product's protocol (`AgentToRelay::Enroll`, a key and CSR made here), a bounded
 //!   number at a time, and writes each agent's certificate and key as one JSON line.
 //! - `idle-load`: connects the first N of those agents from ONE client endpoint (one UDP
 //!   socket for all), each with its own certificate, says `Hello` on the control stream as
-//!   `assist-agent run` does, waits for `Welcome`, and then holds every connection idle
+//!   `assist-agent run` does (`--cluster`: as an agent that keeps a connection to every
+//!   relay of a cluster), waits for `Welcome`, and then holds every connection idle
 //!   (quinn's keep-alives only). It prints `connected OK failed F`, and answers a `check`
 //!   line on stdin with `alive K`. It ends when stdin closes.
 //!
@@ -39,8 +40,10 @@ struct Identity {
 }
 
 /// `idle-enroll`.
+#[allow(clippy::too_many_arguments)]
 pub async fn enroll(
     data: &Path,
+    database: Option<String>,
     relay: SocketAddr,
     ca: Fingerprint,
     org: &str,
@@ -48,24 +51,7 @@ pub async fn enroll(
     out: &Path,
     parallel: usize,
 ) -> Result<()> {
-    let dir = DataDir::open(data)?;
-    let store = dir.store().await?;
-    let mut tokens = Vec::with_capacity(n);
-    for _ in 0..n {
-        // The administration command's own code: stored as a hash, single use.
-        let ttl = Duration::from_secs(6 * 3600);
-        tokens.push(
-            assist_relay::admin::token_create(
-                store.as_ref(),
-                org,
-                ttl,
-                "admin-cli:bench",
-                assist_relay::now_ms(),
-            )
-            .await?,
-        );
-    }
-    store.close().await;
+    let tokens = join_tokens(data, database, org, n).await?;
     eprintln!("idle-enroll: {n} join tokens stored");
 
     let endpoint = assist_net::client_endpoint(relay)?;
@@ -94,6 +80,30 @@ pub async fn enroll(
     file.flush()?;
     println!("enrolled {done}");
     Ok(())
+}
+
+/// `n` single-use join tokens for `org`, stored with the administration command's own code
+/// in the relay's store (its data directory's, or `database`) while the relay runs.
+pub async fn join_tokens(data: &Path, database: Option<String>, org: &str, n: usize) -> Result<Vec<String>> {
+    let dir = DataDir::open(data)?.with_database(database);
+    let store = dir.store().await?;
+    let mut tokens = Vec::with_capacity(n);
+    for _ in 0..n {
+        // Stored as a hash, single use.
+        let ttl = Duration::from_secs(6 * 3600);
+        tokens.push(
+            assist_relay::admin::token_create(
+                store.as_ref(),
+                org,
+                ttl,
+                "admin-cli:bench",
+                assist_relay::now_ms(),
+            )
+            .await?,
+        );
+    }
+    store.close().await;
+    Ok(tokens)
 }
 
 async fn enroll_one(
@@ -131,6 +141,7 @@ pub async fn hold(
     identities: &Path,
     n: usize,
     parallel: usize,
+    cluster: bool,
 ) -> Result<()> {
     let text = std::fs::read_to_string(identities).with_context(|| identities.display().to_string())?;
     let ids: Vec<Identity> = text.lines().take(n).map(serde_json::from_str).collect::<Result<_, _>>()?;
@@ -145,12 +156,12 @@ pub async fn hold(
         let endpoint = endpoint.clone();
         tasks.spawn(async move {
             // A handshake lost on a loaded machine is retried, as the agent's reconnect does.
-            let mut r = hold_one(&endpoint, relay, ca, &id).await;
+            let mut r = hold_one(&endpoint, relay, ca, &id, cluster).await;
             for _ in 1..ATTEMPTS {
                 if r.is_ok() {
                     break;
                 }
-                r = hold_one(&endpoint, relay, ca, &id).await;
+                r = hold_one(&endpoint, relay, ca, &id, cluster).await;
             }
             drop(permit);
             r
@@ -184,7 +195,13 @@ pub async fn hold(
     Ok(())
 }
 
-async fn hold_one(endpoint: &Endpoint, relay: SocketAddr, ca: Fingerprint, id: &Identity) -> Result<Held> {
+async fn hold_one(
+    endpoint: &Endpoint,
+    relay: SocketAddr,
+    ca: Fingerprint,
+    id: &Identity,
+    cluster: bool,
+) -> Result<Held> {
     let identity = ClientIdentity {
         chain: assist_certs::certs_from_pem(&id.cert_pem)?,
         key: assist_certs::key_from_pem(&id.key_pem)?,
@@ -196,7 +213,8 @@ async fn hold_one(endpoint: &Endpoint, relay: SocketAddr, ca: Fingerprint, id: &
         version: env!("CARGO_PKG_VERSION").into(),
         scripts: None,
         desktop: None,
-        cluster: false,
+        // A cluster's relay welcomes it with the list of relays, as it does the agent.
+        cluster,
     };
     assist_net::write_msg(&mut send, &hello).await?;
     match tokio::time::timeout(Duration::from_secs(30), assist_net::read_msg::<RelayToAgent, _>(&mut recv))

@@ -1,8 +1,8 @@
 //! `assist-bench`: assist side by side with direct QUIC and OpenSSH on loopback, in one
 //! run, interleaved round by round (A B A B …), printed as a table and written as JSON.
 //!
-//! `all` runs every figure; `bulk`, `cp`, `echo`, `setup`, `tunnel`, `idle` and `console`
-//! run one. `--quick` is a smoke run of seconds (small sizes, few rounds, N = 100), used by
+//! `all` runs every figure; `bulk`, `cp`, `echo`, `setup`, `tunnel`, `idle`, `console`,
+//! `watch` and `cluster` run one. `--quick` is a smoke run of seconds (small sizes, few rounds, N = 100), used by
 //! the crate's test.
 //! The hidden subcommands are the helper processes the figures start (direct-quinn
 //! server and client, bare quinn server, idle-agent enrollment and load).
@@ -12,11 +12,17 @@
 
 mod browser;
 mod bulk;
+mod cluster;
+mod cluster_idle;
+mod cluster_kill;
+mod cluster_world;
 mod console;
 mod cp;
 mod echo;
+mod fleet;
 mod idle;
 mod load;
+mod pg;
 mod procs;
 mod quic;
 mod report;
@@ -74,6 +80,14 @@ pub struct Opts {
     /// Seconds to let idle connections settle before reading memory (default 12; quick 1).
     #[arg(long)]
     pub idle_settle: Option<f64>,
+    /// Agents of the cluster figures: idle agents per relay, and the real `assist-agent`
+    /// processes whose relay is killed (default 1000; quick 20).
+    #[arg(long)]
+    pub cluster_agents: Option<usize>,
+    /// Seconds a killed relay stays down before it is started again (default 12, past the
+    /// 10 s after which the cluster declares it lost; quick 1).
+    #[arg(long)]
+    pub cluster_down: Option<f64>,
     /// Skip the OpenSSH baselines.
     #[arg(long)]
     pub no_ssh: bool,
@@ -90,7 +104,7 @@ pub struct Opts {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every figure: bulk, cp, echo, setup, tunnel, idle, console.
+    /// Every figure: bulk, cp, echo, setup, tunnel, idle, console, watch, cluster.
     All(Opts),
     /// Bulk throughput and relay CPU per GiB.
     Bulk(Opts),
@@ -110,6 +124,9 @@ enum Cmd {
     Console(Opts),
     /// What watchers add to the relay's CPU per session.
     Watch(Opts),
+    /// Several relays on PostgreSQL against one relay on SQLite: session setup and bulk,
+    /// idle agents per relay, and 1,000 agents coming back to a killed relay.
+    Cluster(Opts),
     #[command(hide = true)]
     QuicServer {
         #[arg(long)]
@@ -142,6 +159,9 @@ enum Cmd {
         relay: SocketAddr,
         #[arg(long)]
         ca_fingerprint: Fingerprint,
+        /// The relay's database, if not its data directory's.
+        #[arg(long)]
+        database: Option<String>,
         #[arg(long)]
         org: String,
         #[arg(long)]
@@ -163,6 +183,9 @@ enum Cmd {
         n: usize,
         #[arg(long, default_value_t = 64)]
         parallel: usize,
+        /// Say `Hello` as an agent of a cluster.
+        #[arg(long)]
+        cluster: bool,
     },
 }
 
@@ -183,6 +206,7 @@ fn main() -> Result<()> {
         Cmd::Idle(o) => run::bench(run::Which::only("idle"), o),
         Cmd::Console(o) => run::bench(run::Which::only("console"), o),
         Cmd::Watch(o) => run::bench(run::Which::only("watch"), o),
+        Cmd::Cluster(o) => run::bench(run::Which::only("cluster"), o),
         Cmd::QuicServer { data_dir, file } => tokio()?.block_on(quic::serve_file(&data_dir, file)),
         Cmd::QuicClient { addr, ca_fingerprint, echo: None, .. } => {
             let n = tokio()?.block_on(quic::fetch(addr, ca_fingerprint))?;
@@ -197,11 +221,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::BareServer { data_dir } => tokio()?.block_on(quic::bare(&data_dir)),
-        Cmd::IdleEnroll { data_dir, relay, ca_fingerprint, org, n, out, parallel } => {
-            tokio()?.block_on(load::enroll(&data_dir, relay, ca_fingerprint, &org, n, &out, parallel))
-        }
-        Cmd::IdleLoad { relay, ca_fingerprint, identities, n, parallel } => {
-            tokio()?.block_on(load::hold(relay, ca_fingerprint, &identities, n, parallel))
+        Cmd::IdleEnroll { data_dir, database, relay, ca_fingerprint, org, n, out, parallel } => tokio()?
+            .block_on(load::enroll(&data_dir, database, relay, ca_fingerprint, &org, n, &out, parallel)),
+        Cmd::IdleLoad { relay, ca_fingerprint, identities, n, parallel, cluster } => {
+            tokio()?.block_on(load::hold(relay, ca_fingerprint, &identities, n, parallel, cluster))
         }
     }
 }

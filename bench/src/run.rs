@@ -26,6 +26,10 @@ pub struct Settings {
     pub idle_ns: Vec<usize>,
     pub idle_rounds: usize,
     pub idle_settle_s: f64,
+    pub cluster_agents: usize,
+    pub cluster_down_s: f64,
+    /// Whether missing Debian packages (postgresql) may be installed.
+    pub install: bool,
 }
 
 impl Settings {
@@ -41,6 +45,9 @@ impl Settings {
             idle_ns: o.idle.clone().unwrap_or_else(|| if q { vec![100] } else { vec![1000, 10_000] }),
             idle_rounds: o.idle_rounds.unwrap_or(if q { 1 } else { 3 }),
             idle_settle_s: o.idle_settle.unwrap_or(if q { 1.0 } else { 12.0 }),
+            cluster_agents: o.cluster_agents.unwrap_or(if q { 20 } else { 1000 }),
+            cluster_down_s: o.cluster_down.unwrap_or(if q { 1.0 } else { 12.0 }),
+            install: !q && !o.no_install,
         }
     }
 }
@@ -50,7 +57,7 @@ pub struct Which(Vec<&'static str>);
 
 impl Which {
     pub fn all() -> Self {
-        Self(vec!["bulk", "cp", "echo", "setup", "tunnel", "idle", "console", "watch"])
+        Self(vec!["bulk", "cp", "echo", "setup", "tunnel", "idle", "console", "watch", "cluster"])
     }
 
     pub fn only(name: &'static str) -> Self {
@@ -214,6 +221,9 @@ pub fn bench(which: Which, opts: Opts) -> Result<()> {
     }
     if which.has("console") {
         record("console", crate::console::run(&ctx));
+    }
+    if which.has("cluster") {
+        crate::cluster::run(&ctx, &mut record);
     }
 
     let mut notes = vec![

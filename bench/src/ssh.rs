@@ -61,7 +61,7 @@ pub fn ensure_installed(allow_install: bool) -> Result<()> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     run_ok("id -u", Command::new("id").arg("-u")).map(|s| s.trim() == "0").unwrap_or(false)
 }
 

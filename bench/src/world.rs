@@ -71,16 +71,35 @@ pub struct Relay {
     pub fingerprint: String,
     /// The console's `IP:PORT`, from its start-up line.
     pub console: Option<String>,
+    /// Options given before the subcommand (`--database URL`), for `serve` and for every
+    /// administration command.
+    pub global: Vec<String>,
+    /// Where its stderr (its log) goes.
+    pub log: PathBuf,
 }
 
 impl Relay {
     /// Starts `assist-relay serve` on `data` (created on first start), 127.0.0.1, port 0,
     /// with `serve_args` added.
     pub fn start(bins: &Bins, data: &Path, log: &Path, serve_args: &[&str]) -> Result<Self> {
+        Self::start_on(bins, data, log, "127.0.0.1:0", &[], serve_args)
+    }
+
+    /// The same on `listen` (a relay restarted on its address), with `global` options
+    /// before the subcommand (`--database URL`).
+    pub fn start_on(
+        bins: &Bins,
+        data: &Path,
+        log: &Path,
+        listen: &str,
+        global: &[String],
+        serve_args: &[&str],
+    ) -> Result<Self> {
         let mut cmd = bins.command("assist-relay");
         cmd.arg("--data-dir")
             .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"])
+            .args(global)
+            .args(["serve", "--listen", listen, "--console", "127.0.0.1:0"])
             .args(serve_args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(File::create(log)?);
         let mut proc = Proc::spawn("assist-relay", &mut cmd)?;
@@ -97,13 +116,21 @@ impl Relay {
         });
         // Keep reading stdout so the relay never blocks on a full pipe.
         out.forward(None);
-        Ok(Self { proc, data: data.to_owned(), addr, fingerprint, console })
+        Ok(Self {
+            proc,
+            data: data.to_owned(),
+            addr,
+            fingerprint,
+            console,
+            global: global.to_vec(),
+            log: log.to_owned(),
+        })
     }
 
     /// Runs an administration command on the data directory, with `stdin` as input.
     pub fn admin(&self, bins: &Bins, args: &[&str], stdin: &str) -> Result<String> {
         let mut cmd = bins.command("assist-relay");
-        cmd.arg("--data-dir").arg(&self.data).args(args);
+        cmd.arg("--data-dir").arg(&self.data).args(&self.global).args(args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn()?;
         child.stdin.take().ok_or_else(|| anyhow!("stdin"))?.write_all(stdin.as_bytes())?;

@@ -1,5 +1,6 @@
 //! Smoke test: `assist-bench all --quick --no-ssh` runs end to end on the debug binaries
-//! (relay, agent and CLI must be built: `cargo build --bins`, as `scripts/test` does) and
+//! (relay, agent and CLI must be built: `cargo build --bins`, as `scripts/test` does; the
+//! cluster figures need Debian's `postgresql`, as the e2e tests do) and
 //! writes its JSON. It checks that every figure was measured, never how fast: targets are
 //! for the full run, on release binaries, and are not asserted anywhere.
 
@@ -38,12 +39,23 @@ fn quick_run_measures_every_figure_and_writes_json() {
         "console_request_p50_ms",
         "console_requests_list_p50_ms",
         "console_sessions_list_p99_ms",
+        "cluster_setup_ms",
+        "cluster_approval_ms",
+        "cluster_bulk_mib_s",
+        "cluster_idle_bytes_per_agent",
+        "cluster_kill_unreachable_s",
+        "cluster_reconnect_p95_s",
+        "cluster_reconnect_peak_per_s",
     ] {
         let figure = figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no figure {id}"));
         let subject = figure["series"].as_array().unwrap().iter().find(|s| s["variant"] == figure["subject"]);
         let median = subject.and_then(|s| s["median"].as_f64()).unwrap_or_else(|| panic!("{id}: no median"));
         assert!(median >= 0.0, "{id}: {median}");
     }
+    // Behaviour, not speed: in the cluster no agent left a surviving relay when another died.
+    let kept = figures.iter().find(|f| f["id"] == "cluster_kill_online_min").unwrap();
+    let agents = report["settings"]["cluster_agents"].as_f64().unwrap();
+    assert_eq!(kept["series"][0]["median"].as_f64(), Some(agents), "{kept}");
     let bulk = figures.iter().find(|f| f["id"] == "bulk_mib_s").unwrap();
     assert!(bulk["ratios"].as_array().unwrap().iter().any(|r| r["baseline"] == "direct quinn"));
 }

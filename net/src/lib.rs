@@ -41,4 +41,7 @@ pub mod codes {
     pub const REPLACED: VarInt = VarInt::from_u32(5);
     /// The person at the client interrupted it (Ctrl-C, or a signal to stop).
     pub const INTERRUPTED: VarInt = VarInt::from_u32(6);
+    /// The relay could not serve the connection just now (its database failed or timed
+    /// out): not a refusal, the peer tries again later.
+    pub const UNAVAILABLE: VarInt = VarInt::from_u32(7);
 }

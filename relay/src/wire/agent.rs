@@ -47,7 +47,10 @@ pub(crate) async fn admit(relay: Arc<Relay>, conn: Connection, fp: Fingerprint) 
         Ok(row) => handle(relay, conn, row).await,
         Err(why) => {
             let code = match why {
-                AgentRefused::Revoked | AgentRefused::Unknown | AgentRefused::Internal => codes::REFUSED,
+                AgentRefused::Revoked | AgentRefused::Unknown => codes::REFUSED,
+                // The agent ends for good on a refusal: a database that failed (a pool
+                // timed out under a reconnection storm) must only make it come back later.
+                AgentRefused::Internal => codes::UNAVAILABLE,
             };
             conn.close(code, why.to_string().as_bytes());
         }
@@ -98,7 +101,7 @@ async fn welcome(relay: &Relay, conn: &Connection, row: AgentRow) -> Option<Welc
     // Stored, audited and registered before the agent is welcomed: once it hears
     // `Welcome`, it is online for everyone else too.
     let Ok(live) = relay.agent_connected(&row, hello, conn.remote_address(), peer.clone()).await else {
-        conn.close(codes::REFUSED, b"internal error");
+        conn.close(codes::UNAVAILABLE, b"internal error");
         return None;
     };
     let (name, conn_id) = (row.name, live.conn_id);
