@@ -102,6 +102,42 @@ pub fn reset_secret(ca: &assist_certs::Ca) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.as_bytes()).as_ref().to_vec()
 }
 
+/// Makes sure no running relay holds `name`: a second process under a running relay's
+/// name would close that relay's sessions as its own leftovers, so it is refused as soon
+/// as that relay's heartbeat moves. A relay restarted at once after a crash (as a service
+/// manager does) finds its old row still live but no longer beating: it waits, at most
+/// until that row would be declared lost ([`crate::cluster::LOST_AFTER`]), instead of
+/// failing.
+async fn claim_name(store: &dyn Store, name: &str) -> Result<(), ServeError> {
+    use crate::cluster::{HEARTBEAT, LOST_AFTER};
+    let stale = LOST_AFTER.as_millis() as i64;
+    let live = |rows: Vec<crate::store::relays::RelayRow>| {
+        let now = crate::now_ms();
+        rows.into_iter().find(|r| r.name == name && r.is_live(now, stale))
+    };
+    let Some(first) = live(store.list_relays().await?) else { return Ok(()) };
+    let ago_s = (crate::now_ms() - first.heartbeat_at) / 1000;
+    warn!(
+        relay = name,
+        heartbeat_age_s = ago_s,
+        "a relay of this name was running: waiting until its heartbeat is known to have stopped (a restart after a crash), at most {} s",
+        LOST_AFTER.as_secs()
+    );
+    loop {
+        tokio::time::sleep(HEARTBEAT / 2).await;
+        match live(store.list_relays().await?) {
+            None => return Ok(()),
+            Some(r) if r.heartbeat_at != first.heartbeat_at || r.started_at != first.started_at => {
+                return Err(ServeError::NameInUse {
+                    name: name.to_owned(),
+                    ago_ms: crate::now_ms() - r.heartbeat_at,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// Builds the relay from its data directory and binds its endpoint.
 pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeError> {
     let dir = &cfg.data_dir;
@@ -113,15 +149,7 @@ pub async fn bind(cfg: &ServeConfig) -> Result<(Endpoint, Arc<Relay>), ServeErro
         .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
     let store: Arc<dyn Store> = dir.store().await?;
     if let Some(name) = &cfg.relay_name {
-        // A second process under a running relay's name would close that relay's sessions
-        // below as its own leftovers.
-        let now = crate::now_ms();
-        let stale = crate::cluster::LOST_AFTER.as_millis() as i64;
-        if let Some(r) =
-            store.list_relays().await?.into_iter().find(|r| &r.name == name && r.is_live(now, stale))
-        {
-            return Err(ServeError::NameInUse { name: name.clone(), ago_ms: now - r.heartbeat_at });
-        }
+        claim_name(store.as_ref(), name).await?;
     }
     let closed = store.close_dangling_sessions("relay restarted", crate::now_ms()).await?;
     if closed > 0 {

@@ -244,3 +244,34 @@ fn a_relay_cut_off_from_the_database_ends_its_sessions_once_declared_lost_and_se
     agent.kill();
     Ok(())
 }
+
+/// A relay killed and started again at once under its name (as a service manager restarts
+/// it) waits until its old heartbeat is known to have stopped, instead of being refused as
+/// a second process of a running relay; then it serves, and the other relay is undisturbed.
+#[test]
+fn a_relay_restarted_at_once_after_a_crash_waits_out_its_old_heartbeat_and_serves() -> anyhow::Result<()> {
+    let db = assist_testpg::database();
+    let keys = tempfile::tempdir()?;
+    let bundle = new_bundle(keys.path())?;
+    let r1 = start(tempfile::tempdir()?, "127.0.0.1:0", &bundle, "r1", &db)?;
+    let r2 = start(tempfile::tempdir()?, "127.0.0.1:0", &bundle, "r2", &db)?;
+    let started = psql(&db, "SELECT started_at FROM relays WHERE name = 'r1'")?;
+
+    // Killed, not stopped: its row stays live until its heartbeat is 10 s old.
+    let TestRelay { dir, proc, addr, .. } = r1;
+    drop(proc);
+    let mut again = start(dir, &addr, &bundle, "r1", &db)?;
+    again.proc.stderr.wait_for("waiting until its heartbeat is known to have stopped")?;
+    let live = psql(
+        &db,
+        "SELECT string_agg(name, ',' ORDER BY name) FROM relays WHERE stopped_at IS NULL AND lost_at IS NULL",
+    )?;
+    assert_eq!(live, "r1,r2");
+    assert_ne!(psql(&db, "SELECT started_at FROM relays WHERE name = 'r1'")?, started, "registered afresh");
+    // Both serve: alice logs in on each.
+    again.standard_world()?;
+    for relay in [&again, &r2] {
+        relay.login("alice")?;
+    }
+    Ok(())
+}
