@@ -206,6 +206,12 @@ fn a_relay_cut_off_from_the_database_ends_its_sessions_once_declared_lost_and_se
     let mut r1 = r1;
     r1.proc.stderr.wait_for("new session requests are refused")?;
     eprintln!("relay 1 refused new requests {:?} after the cut", cut.elapsed());
+    // An engineer's command there is told why, not "internal error".
+    let asked = Instant::now();
+    let out = alice1.run(&["agents"])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("cannot reach its database"), "{said}");
+    eprintln!("a command on the cut-off relay was answered in {:?}", asked.elapsed());
     // Its session goes on meanwhile: the streams need no database.
     on_r1.write_line("cut")?;
     on_r1.stdout.wait_for("r1 got cut")?;

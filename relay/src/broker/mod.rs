@@ -144,8 +144,15 @@ impl Refusal {
 
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
-        // The details go to the log; the caller learns only that it failed inside.
+        // The details go to the log; the caller learns only that it failed inside, or
+        // that the database is out of reach for now.
         warn!(error = %e, "store error");
+        if e.is_unreachable() {
+            return Refusal::new(
+                ErrorCode::Internal,
+                "the relay cannot reach its database just now: try again in a moment, or through another relay of the cluster",
+            );
+        }
         Refusal::new(ErrorCode::Internal, "internal error in the relay (see its log)")
     }
 }

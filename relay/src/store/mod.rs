@@ -114,6 +114,23 @@ pub enum StoreError {
     Url(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (or answered too late), rather than
+    /// refusing or failing the query itself: worth trying again, or through another relay.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
+            // SQLSTATE classes 08 (connection exception), 28 (invalid authorization: the
+            // relay's role may not log in) and 57 (operator intervention: a terminated
+            // connection, a server shutting down).
+            StoreError::Db(sqlx::Error::Database(d)) => {
+                d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("28") || c.starts_with("57"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Why a join token was refused. Deliberately coarse towards the presenter: unknown and
 /// reused tokens are told apart only in the relay's log and audit, not to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
