@@ -84,15 +84,7 @@ impl Relay {
         if let Some(rec) = s.recorder() {
             let _ = rec.marker(&format!("ended: {reason}")).await;
         }
-        s.tell_engineers(RelayToEngineer::SessionEnded { reason: reason.clone() }).await;
-        if let Some(tx) = self.agent_tx(&agent) {
-            let msg = if was == SessionState::Requested {
-                RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: reason.to_string() }
-            } else {
-                RelayToAgent::EndSession { session: id.clone(), reason }
-            };
-            let _ = tx.send(msg).await;
-        }
+        self.tell_ended(&s, &agent, was, reason).await;
         true
     }
 

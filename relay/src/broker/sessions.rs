@@ -514,12 +514,25 @@ impl Relay {
         s.span.in_scope(|| info!(%reason, "session ended"));
         self.forget(id);
         self.seal_recording(&s, &info, &reason).instrument(s.span.clone()).await;
+        self.tell_ended(&s, &agent, was, reason).await;
+    }
+
+    /// Tells the session's engineers and its agent that it ended (a request still waiting
+    /// is withdrawn from the agent's prompt instead).
+    pub(super) async fn tell_ended(
+        &self,
+        s: &LiveSession,
+        agent: &AgentName,
+        was: SessionState,
+        reason: EndReason,
+    ) {
         s.tell_engineers(RelayToEngineer::SessionEnded { reason: reason.clone() }).await;
-        if let Some(tx) = self.agent_tx(&agent) {
+        if let Some(tx) = self.agent_tx(agent) {
+            let session = s.id.clone();
             let msg = if was == SessionState::Requested {
-                RelayToAgent::ConsentWithdrawn { session: id.clone(), reason: reason.to_string() }
+                RelayToAgent::ConsentWithdrawn { session, reason: reason.to_string() }
             } else {
-                RelayToAgent::EndSession { session: id.clone(), reason }
+                RelayToAgent::EndSession { session, reason }
             };
             let _ = tx.send(msg).await;
         }
