@@ -11,14 +11,13 @@ mod cli;
 
 use anyhow::{Context, bail};
 use assist_proto::caps::Role;
-use assist_proto::ids::{OrgName, SessionId, validate_name};
+use assist_proto::ids::validate_name;
 use assist_relay::admin::{self, Revocation};
-use assist_relay::audit::{AuditFilter, admin_actor};
-use assist_relay::audit_cmd;
+use assist_relay::audit::admin_actor;
 use assist_relay::datadir::DataDir;
 use assist_relay::fmt_time as format_time;
 use assist_relay::store::Store;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use cli::keys::AdminKeys;
 use cli::table::{join_or_dash, print_rows};
 use std::io::{BufRead, IsTerminal, Write};
@@ -70,7 +69,7 @@ enum Command {
     Window(cli::window::WindowCommand),
     /// The audit log: list, export for a SIEM, verify its hash chain.
     #[command(subcommand)]
-    Audit(AuditCommand),
+    Audit(cli::audit::AuditCommand),
     /// Session recordings: verify, export, replay.
     #[command(subcommand)]
     Recording(cli::recording::RecordingCommand),
@@ -300,74 +299,6 @@ enum AgentCommand {
     },
     /// Revokes an agent: its certificate is refused from then on.
     Revoke { name: String },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Lists audit events, oldest first.
-    List {
-        #[command(flatten)]
-        filter: AuditFilterArgs,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Exports audit events, one JSON object per line.
-    Export {
-        #[arg(long, value_enum)]
-        format: ExportFormat,
-        #[command(flatten)]
-        filter: AuditFilterArgs,
-        /// Writes to FILE (atomically) instead of stdout.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
-    /// Checks the whole hash chain; exits 1 at the first broken event.
-    Verify {
-        /// Also check that every event of this earlier `audit export` (a SIEM's copy) is
-        /// still in the log unchanged: this shows events cut from the end, which the chain
-        /// alone cannot.
-        #[arg(long, value_name = "FILE")]
-        against: Option<PathBuf>,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ExportFormat {
-    Jsonl,
-}
-
-#[derive(Args)]
-struct AuditFilterArgs {
-    /// Events at or after T: RFC 3339 in UTC, or a duration ago (2d, 90m).
-    #[arg(long, value_name = "T")]
-    since: Option<String>,
-    /// Events before T (same forms as --since).
-    #[arg(long, value_name = "T")]
-    until: Option<String>,
-    /// Events concerning this organisation.
-    #[arg(long, value_name = "ORG")]
-    org: Option<String>,
-    /// Events of this session.
-    #[arg(long, value_name = "ID")]
-    session: Option<String>,
-    /// Events by this actor (a user, agent:NAME, relay, admin-cli:USER).
-    #[arg(long, value_name = "NAME")]
-    actor: Option<String>,
-}
-
-impl AuditFilterArgs {
-    fn filter(self, now: i64) -> anyhow::Result<AuditFilter> {
-        let time = |t: Option<String>| t.map(|t| audit_cmd::parse_time(&t, now)).transpose();
-        Ok(AuditFilter {
-            since: time(self.since)?,
-            until: time(self.until)?,
-            org: self.org.map(OrgName::new),
-            session: self.session.map(SessionId::new),
-            actor: self.actor,
-            after_seq: None,
-            limit: None,
-        })
-    }
 }
 
 #[tokio::main]
@@ -615,7 +546,7 @@ async fn admin_command(store: &dyn Store, command: Command) -> anyhow::Result<Ex
         Command::Serve(_) | Command::Recording(_) | Command::Keys(_) | Command::Cluster(_) => {
             unreachable!("handled by run")
         }
-        Command::Audit(audit) => return audit_command(store, audit, now).await,
+        Command::Audit(audit) => return cli::audit::run(store, audit, now).await,
         Command::Window(cmd) => cli::window::run(store, cmd, &actor, now).await?,
         Command::Webhook(cmd) => cli::webhook::run(store, cmd, &actor, now).await?,
         Command::Org(OrgCommand::Add { name, supported_by }) => {
@@ -723,63 +654,6 @@ async fn admin_command(store: &dyn Store, command: Command) -> anyhow::Result<Ex
                 Revocation::Revoked { .. } => eprintln!("revoked agent {name}"),
                 Revocation::AlreadyRevoked { at } => {
                     eprintln!("agent {name} was already revoked at {}", format_time(at));
-                }
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn audit_command(store: &dyn Store, command: AuditCommand, now: i64) -> anyhow::Result<ExitCode> {
-    match command {
-        AuditCommand::List { filter, json } => {
-            let events = store.list_audit(&filter.filter(now)?).await?;
-            let headers = ["SEQ", "TIME", "ACTOR", "ORG", "ACTION", "TARGET", "SESSION", "DETAIL"];
-            print_rows(json, &events, &headers, |e| {
-                let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-                vec![
-                    e.seq.to_string(),
-                    format_time(e.at),
-                    e.actor.clone(),
-                    dash(&e.org),
-                    e.action.clone(),
-                    dash(&e.target),
-                    dash(&e.session),
-                    e.detail.clone(),
-                ]
-            })?;
-        }
-        AuditCommand::Export { format: ExportFormat::Jsonl, filter, output } => {
-            let filter = filter.filter(now)?;
-            let count = match output {
-                Some(path) => {
-                    let n = audit_cmd::export_jsonl_to_file(store, &filter, &path).await?;
-                    eprintln!("exported {n} events to {}", path.display());
-                    n
-                }
-                None => audit_cmd::export_jsonl(store, &filter, &mut std::io::stdout().lock()).await?,
-            };
-            tracing::debug!(count, "audit export done");
-        }
-        AuditCommand::Verify { against } => {
-            match audit_cmd::verify(store).await? {
-                Ok(chain) => {
-                    println!("audit log intact: {} events, head SHA256:{}", chain.count, chain.head_hash);
-                }
-                Err(broken) => {
-                    println!("{broken}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-            if let Some(path) = against {
-                let file =
-                    std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
-                match audit_cmd::check_against_export(store, std::io::BufReader::new(file)).await? {
-                    Ok(n) => println!("all {n} events of {} are in the log, unchanged", path.display()),
-                    Err(mismatch) => {
-                        println!("{mismatch}");
-                        return Ok(ExitCode::FAILURE);
-                    }
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! library neither uses clap nor anyhow; the work itself is done by library functions
 //! (`assist_relay::admin`, `admin_windows`, `webhook::admin`).
 //!
+//! - [`audit`]: `assist-relay audit ...`;
 //! - [`keys`]: where an administration command finds the keys and the database (a data
 //!   directory, or `--cluster-bundle`);
 //! - [`recording`]: `assist-relay recording ...` and `keys export`;
@@ -10,6 +11,7 @@
 //! - [`window`]: `assist-relay window ...`;
 //! - [`webhook`]: `assist-relay webhook ...`.
 
+pub mod audit;
 pub mod keys;
 pub mod recording;
 pub mod table;
