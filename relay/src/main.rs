@@ -309,7 +309,9 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // PostgreSQL's notices ("relation … already exists, skipping" at every
+                // migration check) say nothing an operator needs.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn")),
         )
         .with_writer(std::io::stderr)
         // A log nobody reads (stderr a closed pipe) must not stop the relay: by default a
