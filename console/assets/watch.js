@@ -86,6 +86,7 @@ function open(sessionId) {
   session = null;
   $('w-title').textContent = `Watching ${id}`;
   $('w-term').classList.remove('closed');
+  $('w-term').hidden = false;
   $('w-granted').replaceChildren();
   $('w-facts').replaceChildren();
   renderTransfers([]);
@@ -120,6 +121,8 @@ function open(sessionId) {
       // Another relay of the cluster holds it (the message names it), or it is not live yet.
       status(m.message, 'done');
       $('w-term').classList.add('closed');
+      // Nothing will be shown here: no empty terminal under the message.
+      $('w-term').hidden = true;
     } else if (m.type === 'refused') {
       status(m.message, 'bad');
     } else if (m.message) {

@@ -325,6 +325,9 @@ fn the_live_view_on_relay_one_names_the_relay_holding_the_session() -> anyhow::R
     b.click(&format!("{live} a.watch"))?;
     let said = b.wait_text("#w-status", "runs on relay r2")?;
     assert!(said.contains("open that relay's console to watch it live"), "{said}");
+    let hidden =
+        b.rt.block_on(b.client.execute("return document.getElementById('w-term').hidden", vec![]))?;
+    assert_eq!(hidden, serde_json::Value::Bool(true), "no empty terminal under the message");
     b.screenshot("mesh-2-live-view-held-by-another-relay")?;
     assert!(events(&r1, &held.id, "session.watch_started")?.is_empty());
     Ok(())
