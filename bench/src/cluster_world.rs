@@ -18,7 +18,6 @@ use crate::procs::{Line, Lines, Proc, run_ok};
 use crate::world::{AGENT, Bins, REASON, Relay, START, TICKET};
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -181,25 +180,7 @@ impl Place {
 
 /// `assist login` as `user` on `relay`, into `config`.
 pub fn login(bins: &Bins, relay: &Relay, user: &str, config: &Path) -> Result<()> {
-    let mut cmd = bins.command("assist");
-    cmd.env("ASSIST_CONFIG_DIR", config).args([
-        "login",
-        "--relay",
-        &relay.addr,
-        "--user",
-        user,
-        "--password-stdin",
-        "--ca-fingerprint",
-        &relay.fingerprint,
-    ]);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    child.stdin.take().ok_or_else(|| anyhow!("stdin"))?.write_all(format!("{PASSWORD}\n").as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("assist login {user}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
+    crate::world::login(bins, relay, user, PASSWORD, config)
 }
 
 /// Stops a relay gracefully (SIGTERM, as a service manager does): a cluster's relay marks

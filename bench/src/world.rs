@@ -198,24 +198,7 @@ impl World {
         )?;
         let (agent, approvals) = start_agent(bins, &agent_dir, &dir.join("agent.log"), agent_args)?;
         let config = dir.join("engineer");
-        let mut login = bins.command("assist");
-        login.env("ASSIST_CONFIG_DIR", &config).args([
-            "login",
-            "--relay",
-            &relay.addr,
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--ca-fingerprint",
-            &relay.fingerprint,
-        ]);
-        login.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = login.spawn()?;
-        child.stdin.take().ok_or_else(|| anyhow!("stdin"))?.write_all(format!("{password}\n").as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!("assist login: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        login(bins, &relay, "alice", password, &config)?;
         Ok(Self { bins: bins.clone(), relay, agent, approvals, config })
     }
 
@@ -287,5 +270,28 @@ pub fn make_file(path: &Path, size: u64) -> Result<()> {
         left -= n as u64;
     }
     file.flush()?;
+    Ok(())
+}
+
+/// `assist login` as `user` with `password` on `relay`, into the CLI config `config`.
+pub fn login(bins: &Bins, relay: &Relay, user: &str, password: &str, config: &Path) -> Result<()> {
+    let mut cmd = bins.command("assist");
+    cmd.env("ASSIST_CONFIG_DIR", config).args([
+        "login",
+        "--relay",
+        &relay.addr,
+        "--user",
+        user,
+        "--password-stdin",
+        "--ca-fingerprint",
+        &relay.fingerprint,
+    ]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    child.stdin.take().ok_or_else(|| anyhow!("stdin"))?.write_all(format!("{password}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("assist login {user}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     Ok(())
 }

@@ -23,6 +23,14 @@ pub(super) fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// `assist-relay cluster init` into `dir`: the bundle's path.
+pub(super) fn new_bundle(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let bundle = dir.join("cluster.json");
+    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
+    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(bundle)
+}
+
 pub(super) fn start(
     dir: tempfile::TempDir,
     listen: &str,
@@ -49,9 +57,7 @@ pub(super) fn online_on(relay: &TestRelay, agent: &str) -> anyhow::Result<bool> 
 fn three_relays_share_an_agent_and_one_lost_relay_ends_only_its_own_sessions() -> anyhow::Result<()> {
     let db = assist_testpg::database();
     let keys = tempfile::tempdir()?;
-    let bundle = keys.path().join("cluster.json");
-    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
-    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    let bundle = new_bundle(keys.path())?;
     let again = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
     assert!(!again.status.success(), "a bundle is never overwritten");
 
@@ -182,9 +188,7 @@ fn three_relays_share_an_agent_and_one_lost_relay_ends_only_its_own_sessions() -
 fn one_prompt_and_one_kill_key_serve_every_relay() -> anyhow::Result<()> {
     let db = assist_testpg::database();
     let keys = tempfile::tempdir()?;
-    let bundle = keys.path().join("cluster.json");
-    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
-    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    let bundle = new_bundle(keys.path())?;
     let r1 = start(tempfile::tempdir()?, "127.0.0.1:0", &bundle, "r1", &db)?;
     let r2 = start(tempfile::tempdir()?, "127.0.0.1:0", &bundle, "r2", &db)?;
     r1.standard_world()?;

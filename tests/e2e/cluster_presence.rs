@@ -13,7 +13,7 @@
 //!   session in memory (the engineer sees "relay lost"; no second ending is written),
 //!   registers again, holds the agent again and serves a new session.
 
-use super::cluster::{echo_shell, psql, refs, start};
+use super::cluster::{echo_shell, new_bundle, psql, refs, start};
 use assist_tests::{Proc, TestRelay, bin, run_with_stdin, wait_until};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -47,13 +47,6 @@ fn presence(db: &str, bundle: &Path) -> anyhow::Result<(bool, Vec<String>)> {
         .ok_or_else(|| anyhow::anyhow!("erp-db01 not listed: {listed}"))?;
     let relays = serde_json::from_value(agent["relays"].clone())?;
     Ok((agent["online"] == true, relays))
-}
-
-fn new_bundle(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let bundle = dir.join("cluster.json");
-    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
-    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(bundle)
 }
 
 /// The usual world, made with the bundle alone.

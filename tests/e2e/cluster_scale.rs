@@ -24,8 +24,7 @@
 //! What one relay, or two, already show (a lost relay's own sessions, the bus's refusals
 //! and large messages, the prompt and kill key) is in `cluster.rs` and `mesh.rs`.
 
-use assist_tests::{Cli, Enroller, TestRelay, bin, enroll_many, run_all, wait_until};
-use std::process::Command;
+use assist_tests::{Cli, Enroller, TestRelay, enroll_many, run_all, wait_until};
 use std::time::{Duration, Instant};
 
 /// Three relays made from one new bundle (`cluster init`), named r1, r2, r3.
@@ -36,9 +35,7 @@ struct Cluster {
 
 fn cluster(db: &assist_testpg::Database) -> anyhow::Result<Cluster> {
     let keys = tempfile::tempdir()?;
-    let bundle = keys.path().join("cluster.json");
-    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
-    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    let bundle = super::cluster::new_bundle(keys.path())?;
     let bundle = bundle.to_str().expect("utf-8 path");
     let mut relays = Vec::new();
     for name in ["r1", "r2", "r3"] {

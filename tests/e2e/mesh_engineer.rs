@@ -16,7 +16,7 @@ use assist_proto::msg::{ChannelReply, EngineerToRelay, RelayToEngineer};
 use assist_tests::browser::Browser;
 use assist_tests::files_support::{events, hold_session, stderr};
 use assist_tests::rogue::{RogueEngineer, command};
-use assist_tests::{Cli, Proc, TestRelay, WAIT, bin, wait_until};
+use assist_tests::{Cli, Proc, TestRelay, WAIT, wait_until};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -88,9 +88,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn an_engineers_commands_on_relay_one_reach_the_session_relay_two_holds() -> anyhow::Result<()> {
     let db = assist_testpg::database();
     let keys = tempfile::tempdir()?;
-    let bundle = keys.path().join("cluster.json");
-    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
-    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    let bundle = super::cluster::new_bundle(keys.path())?;
     let r1 = start(&bundle, "r1", &db)?;
     let mut r2 = Some(start(&bundle, "r2", &db)?);
     let holder = r2.as_ref().expect("relay 2");
@@ -302,9 +300,7 @@ fn wait_for_verdict(relay: &TestRelay, id: &str) -> anyhow::Result<String> {
 fn the_live_view_on_relay_one_names_the_relay_holding_the_session() -> anyhow::Result<()> {
     let db = assist_testpg::database();
     let keys = tempfile::tempdir()?;
-    let bundle = keys.path().join("cluster.json");
-    let out = Command::new(bin("assist-relay")).args(["cluster", "init", "--out"]).arg(&bundle).output()?;
-    anyhow::ensure!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    let bundle = super::cluster::new_bundle(keys.path())?;
     let r1 = start(&bundle, "r1", &db)?;
     let r2 = start(&bundle, "r2", &db)?;
     r1.standard_world()?;
